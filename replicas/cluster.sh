@@ -1,0 +1,334 @@
+#!/usr/bin/env bash
+# The native pgrag topology: one PostgreSQL primary, N physical streaming replicas (pg_basebackup +
+# replication slots) and one PgBouncer in transaction pooling mode with a pooled database per node.
+#
+#   cluster.sh up [--replicas N]     start (initialising on first use); safe to run twice
+#   cluster.sh down                  stop everything; no process or socket is left behind
+#   cluster.sh status                nodes, roles, replay lag
+#   cluster.sh stop-node NAME        stop one node (primary, replica1, …) — for fault tests
+#   cluster.sh start-node NAME       start it again
+#   cluster.sh restart-pgbouncer     restart the pooler only
+#
+# Settings (environment): PGRAG_CLUSTER_DIR (/var/tmp/pgrag/dev), PGRAG_PG_PORT (5433; replica i
+# listens on PGRAG_PG_PORT+i), PGRAG_PGBOUNCER_PORT (6432). Run as root, the servers run as the
+# `postgres` OS user, since PostgreSQL and PgBouncer refuse to run as root.
+set -euo pipefail
+
+CLUSTER_DIR=${PGRAG_CLUSTER_DIR:-/var/tmp/pgrag/dev}
+PG_PORT=${PGRAG_PG_PORT:-5433}
+BOUNCER_PORT=${PGRAG_PGBOUNCER_PORT:-6432}
+DB_NAME=pgrag
+SOCK_DIR="$CLUSTER_DIR/sock"
+ENV_FILE="$CLUSTER_DIR/cluster.env"
+
+log() { printf '[cluster] %s\n' "$*"; }
+die() { printf '[cluster] error: %s\n' "$*" >&2; exit 1; }
+
+pg_bin_dir() {
+  local d
+  for d in /usr/lib/postgresql/17/bin /usr/lib/postgresql/15/bin; do
+    [[ -x $d/postgres ]] && { echo "$d"; return; }
+  done
+  die "PostgreSQL not found: run replicas/install.sh first"
+}
+PG_BIN=$(pg_bin_dir)
+command -v pgbouncer >/dev/null || die "pgbouncer not found: run replicas/install.sh first"
+
+if [[ $(id -u) -eq 0 ]]; then
+  RUN_USER=postgres
+  as_db_user() { runuser -u postgres -- "$@"; }
+else
+  RUN_USER=$(id -un)
+  as_db_user() { "$@"; }
+fi
+
+node_port() { # primary → PG_PORT, replicaN → PG_PORT+N
+  case "$1" in
+    primary) echo "$PG_PORT" ;;
+    replica[0-9]*) echo $((PG_PORT + ${1#replica})) ;;
+    *) die "unknown node '$1' (primary, replica1, replica2, …)" ;;
+  esac
+}
+node_dir() { echo "$CLUSTER_DIR/$1"; }
+replica_names() { local d; for d in "$CLUSTER_DIR"/replica*; do [[ -d $d ]] && basename "$d"; done | sort -V; }
+admin_psql() { # superuser over the private socket; -X ignores any psqlrc
+  local port=$1; shift
+  as_db_user "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$SOCK_DIR" -p "$port" -U postgres "$@"
+}
+node_running() { as_db_user "$PG_BIN/pg_ctl" -D "$(node_dir "$1")" status >/dev/null 2>&1; }
+port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+secret() { cat "$CLUSTER_DIR/secrets/$1"; }
+
+ensure_secret() {
+  local f="$CLUSTER_DIR/secrets/$1"
+  [[ -s $f ]] || { head -c 18 /dev/urandom | base64 | tr -d '/+=' >"$f"; chmod 600 "$f"; }
+}
+
+refuse_taken_port() { # $1 port, $2 what wants it
+  port_in_use "$1" && die "port $1 (wanted for $2) is already in use by another program; choose other ports with PGRAG_PG_PORT / PGRAG_PGBOUNCER_PORT"
+  return 0
+}
+
+write_node_conf() { # $1 node: settings that differ between nodes live in node.conf, included last
+  cat >"$(node_dir "$1")/node.conf" <<CONF
+port = $(node_port "$1")
+cluster_name = 'pgrag-$1'
+CONF
+}
+
+init_primary() {
+  local dir; dir=$(node_dir primary)
+  log "initialising primary in $dir"
+  ensure_secret replicator; ensure_secret pgrag; ensure_secret pgrag_app; ensure_secret pgrag_analyst
+  chown -R "$RUN_USER" "$CLUSTER_DIR/secrets"
+  as_db_user "$PG_BIN/initdb" -D "$dir" -U postgres --auth-local=trust --auth-host=scram-sha-256 \
+    --encoding=UTF8 --locale=C.UTF-8 >/dev/null
+  cat >>"$dir/postgresql.conf" <<CONF
+
+# ---- pgrag ----
+listen_addresses = '127.0.0.1'
+unix_socket_directories = '$SOCK_DIR'
+# Replication: physical streaming with slots, so a slow replica never loses WAL it still needs.
+wal_level = replica
+max_wal_senders = 16
+max_replication_slots = 16
+hot_standby = on
+# Replicas tell the primary which rows their queries still read, so vacuum does not cancel long
+# analyst queries; the price is some bloat on the primary while such a query runs.
+hot_standby_feedback = on
+max_standby_streaming_delay = 30s
+wal_compression = on
+# Bulk ingestion writes lots of WAL (heap + GIN + HNSW); larger checkpoints spread the I/O.
+max_wal_size = 4GB
+checkpoint_timeout = 15min
+checkpoint_completion_target = 0.9
+# Memory: three nodes share one 24 GiB machine with the API and load generators.
+shared_buffers = 1GB
+effective_cache_size = 6GB
+work_mem = 16MB
+# An HNSW build is far faster when the whole graph fits in maintenance_work_mem; past it, pgvector
+# falls back to a much slower on-disk build.
+maintenance_work_mem = 2GB
+max_parallel_maintenance_workers = 1
+# Chunks churn on re-ingestion: vacuum and analyze small fractions often so the planner's
+# statistics and the visibility map stay fresh for index-only scans.
+autovacuum_naptime = 10s
+autovacuum_vacuum_scale_factor = 0.05
+autovacuum_analyze_scale_factor = 0.02
+autovacuum_vacuum_cost_limit = 2000
+# Data sits on SSD or in page cache.
+random_page_cost = 1.1
+effective_io_concurrency = 200
+# Queries are short and many; JIT compilation costs more than it saves for them.
+jit = off
+max_connections = 200
+shared_preload_libraries = 'pg_stat_statements'
+track_io_timing = on
+log_min_duration_statement = 1s
+log_line_prefix = '%m [%p] %q%u@%d '
+include 'node.conf'
+CONF
+  cat >"$dir/pg_hba.conf" <<HBA
+# The socket directory is private to the database OS user (and root).
+local   all          all                         trust
+host    replication  replicator   127.0.0.1/32   scram-sha-256
+host    all          all          127.0.0.1/32   scram-sha-256
+HBA
+  write_node_conf primary
+  start_node primary
+  admin_psql "$PG_PORT" -d postgres <<SQL
+CREATE ROLE replicator WITH LOGIN REPLICATION PASSWORD '$(secret replicator)';
+-- Owner of the schema; runs the migrations. CREATEROLE lets migrations manage the app/analyst roles.
+CREATE ROLE pgrag WITH LOGIN CREATEROLE PASSWORD '$(secret pgrag)';
+-- The API's role: no ownership, so row-level security applies to it.
+CREATE ROLE pgrag_app WITH LOGIN PASSWORD '$(secret pgrag_app)';
+CREATE ROLE pgrag_analyst WITH LOGIN PASSWORD '$(secret pgrag_analyst)';
+GRANT pgrag_app, pgrag_analyst TO pgrag WITH ADMIN OPTION;
+CREATE DATABASE $DB_NAME OWNER pgrag;
+SQL
+  # Extensions that need a superuser are enabled here, as a managed service's admin would.
+  admin_psql "$PG_PORT" -d "$DB_NAME" -c "CREATE EXTENSION IF NOT EXISTS vector; CREATE EXTENSION IF NOT EXISTS pg_stat_statements;"
+}
+
+init_replica() { # $1 replicaN
+  local name=$1 dir; dir=$(node_dir "$name")
+  log "creating $name from a base backup of the primary"
+  admin_psql "$PG_PORT" -d postgres -c \
+    "SELECT pg_create_physical_replication_slot('${name}_slot') WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = '${name}_slot')" >/dev/null
+  as_db_user env PGPASSWORD="$(secret replicator)" "$PG_BIN/pg_basebackup" -h 127.0.0.1 -p "$PG_PORT" \
+    -U replicator -D "$dir" -X stream -S "${name}_slot" -R --checkpoint=fast
+  write_node_conf "$name"
+}
+
+start_node() {
+  local name=$1 dir; dir=$(node_dir "$name")
+  node_running "$name" && return 0
+  refuse_taken_port "$(node_port "$name")" "$name"
+  as_db_user "$PG_BIN/pg_ctl" -D "$dir" -l "$dir/server.log" -w -t 60 start >/dev/null \
+    || die "$name did not start; see $dir/server.log"
+}
+
+stop_node() {
+  local name=$1
+  [[ -d $(node_dir "$name") ]] || die "no node '$name' in $CLUSTER_DIR"
+  node_running "$name" || return 0
+  as_db_user "$PG_BIN/pg_ctl" -D "$(node_dir "$name")" -m fast -w -t 60 stop >/dev/null
+}
+
+bouncer_pid() { local f="$CLUSTER_DIR/pgbouncer/pgbouncer.pid"; [[ -s $f ]] && kill -0 "$(cat "$f")" 2>/dev/null && cat "$f"; }
+
+write_pgbouncer_conf() {
+  local dir="$CLUSTER_DIR/pgbouncer" name first_replica=""
+  mkdir -p "$dir"
+  {
+    echo "[databases]"
+    echo "primary = host=127.0.0.1 port=$PG_PORT dbname=$DB_NAME"
+    for name in $(replica_names); do
+      echo "$name = host=127.0.0.1 port=$(node_port "$name") dbname=$DB_NAME"
+      [[ -n $first_replica ]] || first_replica=$name
+    done
+    # Analysts get their own pool, on a replica only, so their queries never reach the primary.
+    [[ -z $first_replica ]] || echo "analytics = host=127.0.0.1 port=$(node_port "$first_replica") dbname=$DB_NAME pool_size=5"
+    cat <<CONF
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $BOUNCER_PORT
+unix_socket_dir =
+auth_type = scram-sha-256
+auth_file = $dir/userlist.txt
+pool_mode = transaction
+max_client_conn = 4000
+default_pool_size = 20
+reserve_pool_size = 5
+reserve_pool_timeout = 1
+server_lifetime = 3600
+server_idle_timeout = 60
+# A node that is down must fail queued clients quickly, not after the 120 s default: the API's
+# router then retries the read elsewhere or answers 503 for a write.
+query_wait_timeout = 5
+server_connect_timeout = 3
+server_login_retry = 1
+# Clients send these at start-up; they are harmless to drop under transaction pooling.
+ignore_startup_parameters = extra_float_digits,options
+admin_users = pgrag
+stats_users = pgrag
+logfile = $dir/pgbouncer.log
+pidfile = $dir/pgbouncer.pid
+CONF
+  } >"$dir/pgbouncer.ini"
+  {
+    for role in pgrag pgrag_app pgrag_analyst; do printf '"%s" "%s"\n' "$role" "$(secret "$role")"; done
+  } >"$dir/userlist.txt"
+  chmod 600 "$dir/userlist.txt"
+  chown -R "$RUN_USER" "$dir"
+}
+
+start_pgbouncer() {
+  [[ -n $(bouncer_pid || true) ]] && return 0
+  refuse_taken_port "$BOUNCER_PORT" pgbouncer
+  as_db_user pgbouncer -d -q "$CLUSTER_DIR/pgbouncer/pgbouncer.ini"
+  local i
+  for i in $(seq 1 50); do port_in_use "$BOUNCER_PORT" && return 0; sleep 0.1; done
+  die "pgbouncer did not start; see $CLUSTER_DIR/pgbouncer/pgbouncer.log"
+}
+
+stop_pgbouncer() {
+  local pid i
+  pid=$(bouncer_pid || true)
+  [[ -n $pid ]] || return 0
+  kill -INT "$pid"
+  for i in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
+  kill -KILL "$pid" 2>/dev/null || true
+}
+
+write_env_file() {
+  local host="127.0.0.1:$BOUNCER_PORT" name replicas=""
+  for name in $(replica_names); do
+    replicas+="${replicas:+,}postgres://pgrag_app:$(secret pgrag_app)@$host/$name"
+  done
+  cat >"$ENV_FILE" <<ENV
+# Written by replicas/cluster.sh; the API reads it through PGRAG_ENV_FILE.
+PGRAG_PRIMARY_URL=postgres://pgrag_app:$(secret pgrag_app)@$host/primary
+PGRAG_REPLICA_URLS=$replicas
+PGRAG_MIGRATION_URL=postgres://pgrag:$(secret pgrag)@127.0.0.1:$PG_PORT/$DB_NAME
+PGRAG_ANALYST_URL=postgres://pgrag_analyst:$(secret pgrag_analyst)@$host/analytics
+PGRAG_CLUSTER_DIR=$CLUSTER_DIR
+ENV
+  chmod 600 "$ENV_FILE"
+}
+
+cmd_up() {
+  local want=2
+  while (($#)); do
+    case "$1" in
+      --replicas) want=${2:?--replicas needs a number}; shift 2 ;;
+      *) die "unknown option '$1'" ;;
+    esac
+  done
+  [[ $want =~ ^[0-9]+$ ]] || die "--replicas takes a whole number"
+  mkdir -p "$CLUSTER_DIR/secrets" "$SOCK_DIR"
+  chmod 700 "$CLUSTER_DIR/secrets" "$SOCK_DIR"
+  chown "$RUN_USER" "$CLUSTER_DIR" "$SOCK_DIR"
+  # Let the database user reach the cluster directory even when its parents are root's.
+  chmod 755 "$CLUSTER_DIR"
+
+  if [[ -d $(node_dir primary) ]]; then start_node primary; else init_primary; fi
+  local i name
+  for ((i = 1; i <= want; i++)); do
+    name="replica$i"
+    [[ -d $(node_dir "$name") ]] || init_replica "$name"
+    start_node "$name"
+  done
+  # Replicas beyond the wanted count are stopped and forgotten, so `up --replicas 1` after 2 shrinks.
+  for name in $(replica_names); do
+    if ((${name#replica} > want)); then
+      stop_node "$name"; rm -rf "$(node_dir "$name")"
+      admin_psql "$PG_PORT" -d postgres -c "SELECT pg_drop_replication_slot('${name}_slot') FROM pg_replication_slots WHERE slot_name = '${name}_slot'" >/dev/null
+    fi
+  done
+  write_pgbouncer_conf
+  if [[ -n $(bouncer_pid || true) ]]; then
+    kill -HUP "$(bouncer_pid)" # reload: picks up a changed replica list
+  else
+    start_pgbouncer
+  fi
+  write_env_file
+  log "up: primary :$PG_PORT, $want replica(s), pgbouncer :$BOUNCER_PORT"
+  log "connection settings written to $ENV_FILE (passwords shown as ***):"
+  grep -v '^#' "$ENV_FILE" | sed 's/:[^:@/]*@/:***@/g'
+}
+
+cmd_down() {
+  stop_pgbouncer
+  local name
+  for name in $(replica_names); do stop_node "$name"; done
+  [[ -d $(node_dir primary) ]] && stop_node primary
+  log "down"
+}
+
+cmd_status() {
+  local name port state
+  [[ -d $(node_dir primary) ]] || { log "no cluster in $CLUSTER_DIR"; return 0; }
+  for name in primary $(replica_names); do
+    port=$(node_port "$name")
+    if node_running "$name"; then
+      state=$(admin_psql "$port" -d postgres -At -c \
+        "SELECT CASE WHEN pg_is_in_recovery() THEN 'replica, replay lag ' || coalesce(round(extract(epoch FROM now() - pg_last_xact_replay_timestamp())::numeric, 2)::text || ' s', 'unknown') ELSE 'primary, wal ' || pg_current_wal_lsn() END")
+      printf '%-10s :%-5s up    %s\n' "$name" "$port" "$state"
+    else
+      printf '%-10s :%-5s down\n' "$name" "$port"
+    fi
+  done
+  if [[ -n $(bouncer_pid || true) ]]; then printf '%-10s :%-5s up\n' pgbouncer "$BOUNCER_PORT"; else printf '%-10s :%-5s down\n' pgbouncer "$BOUNCER_PORT"; fi
+}
+
+case "${1:-}" in
+  up) shift; cmd_up "$@" ;;
+  down) cmd_down ;;
+  status) cmd_status ;;
+  stop-node) stop_node "${2:?stop-node needs a node name}" ;;
+  start-node) start_node "${2:?start-node needs a node name}" ;;
+  restart-pgbouncer) stop_pgbouncer; start_pgbouncer ;;
+  *) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+esac

@@ -1,0 +1,65 @@
+import type { Context } from "hono";
+import { HTTPException } from "hono/http-exception";
+import type { ContentfulStatusCode } from "hono/utils/http-status";
+import { AppError, type ErrorCode } from "../errors.ts";
+import type { AppEnv } from "./context.ts";
+
+const STATUS_BY_CODE: Record<ErrorCode, ContentfulStatusCode> = {
+  invalid_request: 400,
+  unauthorized: 401,
+  forbidden: 403,
+  not_found: 404,
+  conflict: 409,
+  payload_too_large: 413,
+  rate_limited: 429,
+  unavailable: 503,
+  bad_gateway: 502,
+  timeout: 504,
+};
+
+export interface ErrorBody {
+  error: { code: ErrorCode | "internal"; message: string; details?: unknown; request_id?: string };
+}
+
+/** The one mapping from errors to responses: `{ "error": { "code", "message" } }`, never a stack. */
+export function handleError(error: Error, c: Context<AppEnv>): Response {
+  const requestId = c.get("requestId");
+  if (error instanceof AppError) {
+    if (error.retryAfterSeconds !== undefined) c.header("Retry-After", String(error.retryAfterSeconds));
+    const body: ErrorBody = { error: { code: error.code, message: error.message, request_id: requestId } };
+    if (error.details !== undefined) body.error.details = error.details;
+    return c.json(body, STATUS_BY_CODE[error.code]);
+  }
+  if (error instanceof HTTPException && error.status < 500) {
+    // Hono's own 4xx (e.g. an unparsable body): keep its message, in our format.
+    const code: ErrorCode = error.status === 413 ? "payload_too_large" : "invalid_request";
+    return c.json<ErrorBody>(
+      { error: { code, message: error.message, request_id: requestId } },
+      error.status as ContentfulStatusCode,
+    );
+  }
+  c.get("logger").error({ err: error }, "unhandled error");
+  return c.json<ErrorBody>(
+    {
+      error: {
+        code: "internal",
+        message: "internal error; the request id identifies it in the server logs",
+        request_id: requestId,
+      },
+    },
+    500,
+  );
+}
+
+export function handleNotFound(c: Context<AppEnv>): Response {
+  return c.json<ErrorBody>(
+    {
+      error: {
+        code: "not_found",
+        message: `no route for ${c.req.method} ${c.req.path}`,
+        request_id: c.get("requestId"),
+      },
+    },
+    404,
+  );
+}

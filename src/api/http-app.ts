@@ -1,0 +1,32 @@
+import { Hono } from "hono";
+import { requestId } from "hono/request-id";
+import type { Registry } from "prom-client";
+import type { NodeMonitor } from "../db/node-monitor.ts";
+import type { Logger } from "../logger.ts";
+import type { AppEnv } from "./context.ts";
+import { handleError, handleNotFound } from "./error-handler.ts";
+import { healthRoutes } from "./health.routes.ts";
+
+export interface HttpDependencies {
+  readonly logger: Logger;
+  readonly monitor: NodeMonitor;
+  readonly registry: Registry;
+}
+
+export function createHttpApp(deps: HttpDependencies): Hono<AppEnv> {
+  const app = new Hono<AppEnv>();
+  app.use(requestId({ limitLength: 128 }));
+  app.use(async function attachLogger(c, next) {
+    c.set("logger", deps.logger.child({ requestId: c.get("requestId") }));
+    await next();
+  });
+  app.onError(handleError);
+  app.notFound(handleNotFound);
+
+  app.route("/", healthRoutes(deps.monitor));
+  app.get("/metrics", async (c) => {
+    c.header("Content-Type", deps.registry.contentType);
+    return c.body(await deps.registry.metrics());
+  });
+  return app;
+}

@@ -1,0 +1,139 @@
+import type { ColumnType, Generated, Selectable } from "kysely";
+
+/**
+ * Glossary
+ * - tenant: an organisation using pgrag; every row it owns carries its tenant_id.
+ * - collection: a named set of documents of one tenant, searched together, with one text-search language.
+ * - document: one source text (Markdown, HTML, plain text) with metadata; re-ingesting it bumps its version.
+ * - chunk: a passage of a document, sized for the embedding model and the prompt, with its offsets.
+ * - consistency token: the primary's WAL position (LSN) after a write; a read carrying it is served
+ *   only by a node that has replayed that far, so a client always sees its own writes.
+ * - leg: one retrieval method (vector, BM25) whose ranked list is fused with the others.
+ * - fusion: combining the legs' rankings into one (reciprocal rank fusion or weighted scores).
+ */
+
+type Timestamp = ColumnType<Date, Date | string | undefined, Date | string>;
+type Json = ColumnType<unknown, string | undefined, string>;
+
+export interface EmbeddingSettingsTable {
+  singleton: Generated<boolean>;
+  model: string;
+  dimension: number;
+  created_at: Timestamp;
+}
+
+export interface TenantTable {
+  id: Generated<string>;
+  name: string;
+  created_at: Timestamp;
+}
+
+export interface ApiKeyTable {
+  id: Generated<string>;
+  tenant_id: string;
+  name: string;
+  prefix: string;
+  secret_hash: Buffer;
+  scopes: string[];
+  created_at: Timestamp;
+  revoked_at: Date | null;
+}
+
+export interface CollectionTable {
+  id: Generated<string>;
+  tenant_id: string;
+  name: string;
+  language: ColumnType<string, string | undefined, string>;
+  settings: Json;
+  created_at: Timestamp;
+}
+
+export interface DocumentTable {
+  id: Generated<string>;
+  tenant_id: string;
+  collection_id: string;
+  external_id: string;
+  source: string | null;
+  title: string | null;
+  content_type: string;
+  metadata: Json;
+  content: string;
+  content_hash: Buffer;
+  version: Generated<number>;
+  status: ColumnType<"pending" | "processing" | "ready" | "failed", string | undefined, string>;
+  error: string | null;
+  chunk_count: Generated<number>;
+  created_at: Timestamp;
+  updated_at: Timestamp;
+}
+
+export interface ChunkTable {
+  id: Generated<string>;
+  tenant_id: string;
+  collection_id: string;
+  document_id: string;
+  document_version: number;
+  ordinal: number;
+  content: string;
+  heading_path: string[];
+  char_start: number;
+  char_end: number;
+  token_count: number;
+  metadata: Json;
+  language: string;
+  tsv: ColumnType<string, never, never>;
+  /** pgvector text form, e.g. "[0.1,0.2]"; written with pgvector's toSql. */
+  embedding: string | null;
+  created_at: Timestamp;
+}
+
+export interface ConversationTable {
+  id: Generated<string>;
+  tenant_id: string;
+  collection_id: string | null;
+  title: string | null;
+  created_at: Timestamp;
+  updated_at: Timestamp;
+}
+
+export interface MessageTable {
+  id: Generated<string>;
+  tenant_id: string;
+  conversation_id: string;
+  role: "system" | "user" | "assistant";
+  content: string;
+  status: ColumnType<"complete" | "partial" | "failed", string | undefined, string>;
+  citations: Json;
+  prompt_tokens: number | null;
+  completion_tokens: number | null;
+  model: string | null;
+  created_at: Timestamp;
+}
+
+export interface EventTable {
+  id: Generated<string>;
+  occurred_at: Timestamp;
+  tenant_id: string;
+  kind: string;
+  request_id: string | null;
+  collection_id: string | null;
+  http_status: number | null;
+  latency_ms: number | null;
+  payload: Json;
+}
+
+export interface Database {
+  embedding_settings: EmbeddingSettingsTable;
+  tenants: TenantTable;
+  api_keys: ApiKeyTable;
+  collections: CollectionTable;
+  documents: DocumentTable;
+  chunks: ChunkTable;
+  conversations: ConversationTable;
+  messages: MessageTable;
+  "analytics.events": EventTable;
+}
+
+export type TenantRow = Selectable<TenantTable>;
+export type DocumentRow = Selectable<DocumentTable>;
+export type ChunkRow = Selectable<ChunkTable>;

@@ -1,0 +1,55 @@
+import { fileURLToPath } from "node:url";
+import { runner } from "node-pg-migrate";
+import pg from "pg";
+import type { Config } from "../config.ts";
+import type { Logger } from "../logger.ts";
+
+const MIGRATIONS_DIR = fileURLToPath(new URL("../../migrations", import.meta.url));
+
+export interface MigrateOptions {
+  readonly direction?: "up" | "down";
+  /** How many migrations to apply or revert; all pending (up) or one (down) by default. */
+  readonly count?: number;
+}
+
+/**
+ * Runs node-pg-migrate against the primary over a direct connection (its advisory lock is
+ * session-level, which PgBouncer's transaction pooling would break). Replicas receive the changes
+ * through replication. The embedding model and dimension are handed to the migrations as session
+ * settings, so the SQL records exactly what the config says.
+ */
+export async function migrate(
+  config: Pick<Config, "database" | "embedding">,
+  logger: Logger,
+  options: MigrateOptions = {},
+): Promise<string[]> {
+  const client = new pg.Client({
+    connectionString: config.database.migrationUrl,
+    application_name: "pgrag:migrate",
+  });
+  await client.connect();
+  try {
+    await client.query(
+      "SELECT set_config('pgrag.embedding_model', $1, false), set_config('pgrag.embedding_dimension', $2, false)",
+      [config.embedding.model, String(config.embedding.dimension)],
+    );
+    const direction = options.direction ?? "up";
+    const applied = await runner({
+      dbClient: client,
+      dir: MIGRATIONS_DIR,
+      direction,
+      count: options.count ?? (direction === "up" ? Number.POSITIVE_INFINITY : 1),
+      migrationsTable: "pgmigrations",
+      checkOrder: true,
+      logger: {
+        debug: () => {},
+        info: (message: string) => logger.info({ migrate: direction }, message.trim()),
+        warn: (message: string) => logger.warn({ migrate: direction }, message.trim()),
+        error: (message: string) => logger.error({ migrate: direction }, message.trim()),
+      },
+    });
+    return applied.map((m) => m.name);
+  } finally {
+    await client.end();
+  }
+}

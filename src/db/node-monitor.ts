@@ -1,0 +1,231 @@
+import { sql } from "kysely";
+import { Gauge, type Registry } from "prom-client";
+import type { Logger } from "../logger.ts";
+import { type Lsn, parseLsn } from "./lsn.ts";
+import type { DbNode } from "./pools.ts";
+
+/**
+ * Polls every node in the background and decides which replicas are in rotation.
+ *
+ * - up: answered the last probe; for a replica, its replay lag is within the bound.
+ * - lagging: a replica that answers but is further behind than the bound (out of rotation for
+ *   reads without a token; a read with a token may still use it once it has replayed far enough).
+ * - down: the last probe or a routed query failed with a connection error. Its breaker is open:
+ *   no routed traffic goes to it, and it is probed with exponential backoff until it answers.
+ */
+export type NodeState = "up" | "lagging" | "down";
+
+export interface NodeHealth {
+  readonly name: string;
+  readonly role: DbNode["role"];
+  readonly state: NodeState;
+  /** Primary: its current WAL position. Replica: its replay position. */
+  readonly lsn: Lsn | null;
+  /** Replicas only: how far behind the primary, in milliseconds (0 when caught up). */
+  readonly lagMs: number | null;
+  readonly lastError: string | null;
+  readonly checkedAt: number;
+}
+
+export interface MonitorOptions {
+  readonly intervalMs: number;
+  readonly maxReplicaLagMs: number;
+  readonly maxBackoffMs: number;
+}
+
+interface MutableHealth {
+  name: string;
+  role: DbNode["role"];
+  state: NodeState;
+  lsn: Lsn | null;
+  lagMs: number | null;
+  lastError: string | null;
+  checkedAt: number;
+  consecutiveFailures: number;
+  nextProbeAt: number;
+}
+
+const STATE_VALUE: Record<NodeState, number> = { down: 0, lagging: 1, up: 2 };
+
+export class NodeMonitor {
+  readonly #nodes: readonly DbNode[];
+  readonly #health = new Map<string, MutableHealth>();
+  readonly #options: MonitorOptions;
+  readonly #logger: Logger;
+  #timer: NodeJS.Timeout | undefined;
+  #running: Promise<void> | undefined;
+  #stopped = true;
+
+  constructor(nodes: readonly DbNode[], options: MonitorOptions, logger: Logger, registry: Registry) {
+    this.#nodes = nodes;
+    this.#options = options;
+    this.#logger = logger;
+    for (const node of nodes) {
+      // Until the first probe answers, a node is assumed up: start-up should not wait for it.
+      this.#health.set(node.name, {
+        name: node.name,
+        role: node.role,
+        state: "up",
+        lsn: null,
+        lagMs: node.role === "primary" ? null : 0,
+        lastError: null,
+        checkedAt: 0,
+        consecutiveFailures: 0,
+        nextProbeAt: 0,
+      });
+    }
+    this.#registerMetrics(registry);
+  }
+
+  start(): void {
+    if (!this.#stopped) return;
+    this.#stopped = false;
+    this.#schedule(0);
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    clearTimeout(this.#timer);
+    await this.#running;
+  }
+
+  health(name: string): NodeHealth {
+    const health = this.#health.get(name);
+    if (!health) throw new Error(`unknown database node ${name}`);
+    return health;
+  }
+
+  snapshot(): NodeHealth[] {
+    return [...this.#health.values()].map((h) => ({ ...h }));
+  }
+
+  /** A routed query met a connection error: take the node out now rather than at the next probe. */
+  reportFailure(name: string, error: unknown): void {
+    const health = this.#health.get(name);
+    if (health) this.#markDown(health, error, Date.now());
+  }
+
+  /** Probe every node whose breaker allows it, now. Used by the loop, /readyz and tests. */
+  async probeAll(force = false): Promise<void> {
+    const now = Date.now();
+    const primary = this.#nodes.find((n) => n.role === "primary");
+    // The primary first: replica lag is measured against its WAL position.
+    if (primary) await this.#probeIfDue(primary, now, force);
+    await Promise.all(
+      this.#nodes.filter((n) => n.role === "replica").map((n) => this.#probeIfDue(n, now, force)),
+    );
+  }
+
+  /** Re-reads one replica's replay position; used while a read waits for its consistency token. */
+  async refreshReplica(node: DbNode): Promise<NodeHealth> {
+    await this.#probe(node);
+    return this.health(node.name);
+  }
+
+  #schedule(delayMs: number): void {
+    if (this.#stopped) return;
+    this.#timer = setTimeout(() => {
+      this.#running = this.probeAll()
+        .catch((error: unknown) => this.#logger.error({ err: error }, "node monitor iteration failed"))
+        .finally(() => this.#schedule(this.#options.intervalMs));
+    }, delayMs);
+    this.#timer.unref();
+  }
+
+  async #probeIfDue(node: DbNode, now: number, force: boolean): Promise<void> {
+    const health = this.health(node.name) as MutableHealth;
+    if (!force && health.state === "down" && now < health.nextProbeAt) return;
+    await this.#probe(node);
+  }
+
+  async #probe(node: DbNode): Promise<void> {
+    const health = this.#health.get(node.name) as MutableHealth;
+    const now = Date.now();
+    try {
+      if (node.role === "primary") {
+        const { rows } = await sql<{ lsn: string }>`SELECT pg_current_wal_lsn()::text AS lsn`.execute(
+          node.db,
+        );
+        health.lsn = parseLsn(rows[0]?.lsn ?? "");
+        this.#markAnswered(health, "up", now);
+      } else {
+        await this.#probeReplica(node, health, now);
+      }
+    } catch (error) {
+      this.#markDown(health, error, now);
+    }
+  }
+
+  async #probeReplica(node: DbNode, health: MutableHealth, now: number): Promise<void> {
+    const { rows } = await sql<{
+      in_recovery: boolean;
+      replay_lsn: string | null;
+      since_replay_ms: number | null;
+    }>`
+      SELECT pg_is_in_recovery() AS in_recovery,
+             pg_last_wal_replay_lsn()::text AS replay_lsn,
+             (extract(epoch FROM now() - pg_last_xact_replay_timestamp()) * 1000)::float8 AS since_replay_ms
+    `.execute(node.db);
+    const row = rows[0];
+    if (!row?.in_recovery) throw new Error(`${node.name} is not in recovery: it is not a replica`);
+    health.lsn = row.replay_lsn ? parseLsn(row.replay_lsn) : null;
+    const primaryLsn = [...this.#health.values()].find((h) => h.role === "primary")?.lsn ?? null;
+    // Caught up with the last primary position seen ⇒ no lag, however long ago the last commit was
+    // (an idle primary makes the replay timestamp old without any lag). Behind it ⇒ the age of the last
+    // replayed commit bounds how stale the replica's data is.
+    const caughtUp = primaryLsn === null || (health.lsn !== null && health.lsn >= primaryLsn);
+    health.lagMs = caughtUp ? 0 : Math.max(0, row.since_replay_ms ?? Number.POSITIVE_INFINITY);
+    this.#markAnswered(health, health.lagMs > this.#options.maxReplicaLagMs ? "lagging" : "up", now);
+  }
+
+  #markAnswered(health: MutableHealth, state: NodeState, now: number): void {
+    if (health.state !== state) {
+      this.#logger.info(
+        { node: health.name, from: health.state, to: state, lagMs: health.lagMs },
+        "node state changed",
+      );
+    }
+    health.state = state;
+    health.lastError = null;
+    health.checkedAt = now;
+    health.consecutiveFailures = 0;
+    health.nextProbeAt = 0;
+  }
+
+  #markDown(health: MutableHealth, error: unknown, now: number): void {
+    const message = error instanceof Error ? error.message : String(error);
+    if (health.state !== "down") this.#logger.warn({ node: health.name, error: message }, "node down");
+    health.state = "down";
+    health.lastError = message;
+    health.checkedAt = now;
+    health.consecutiveFailures += 1;
+    const backoff = Math.min(
+      this.#options.intervalMs * 2 ** (health.consecutiveFailures - 1),
+      this.#options.maxBackoffMs,
+    );
+    health.nextProbeAt = now + backoff;
+  }
+
+  #registerMetrics(registry: Registry): void {
+    const monitor = this;
+    new Gauge({
+      name: "pgrag_db_node_state",
+      help: "Database node state as seen by the router: 2 up (in rotation), 1 lagging, 0 down",
+      labelNames: ["node", "role"],
+      registers: [registry],
+      collect() {
+        for (const h of monitor.snapshot()) this.set({ node: h.name, role: h.role }, STATE_VALUE[h.state]);
+      },
+    });
+    new Gauge({
+      name: "pgrag_db_replica_lag_seconds",
+      help: "Replica replay lag behind the primary",
+      labelNames: ["node"],
+      registers: [registry],
+      collect() {
+        for (const h of monitor.snapshot())
+          if (h.role === "replica" && h.lagMs !== null) this.set({ node: h.name }, h.lagMs / 1000);
+      },
+    });
+  }
+}

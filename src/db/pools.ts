@@ -1,0 +1,44 @@
+import { Kysely, PostgresDialect } from "kysely";
+import pg from "pg";
+import type { Database } from "./database.ts";
+
+export type NodeRole = "primary" | "replica";
+
+/** One database node as the API sees it: a pooled connection through PgBouncer and Kysely on top. */
+export interface DbNode {
+  readonly name: string;
+  readonly role: NodeRole;
+  readonly pool: pg.Pool;
+  readonly db: Kysely<Database>;
+}
+
+export interface PoolOptions {
+  readonly size: number;
+  readonly applicationName: string;
+}
+
+// bigint (int8) and numeric stay strings by default in pg; ids are bigint and must not lose precision,
+// but counts from count(*) are small: they are cast to int in SQL where a number is wanted.
+
+/** The only place that creates a connection pool. */
+export function createDbNode(name: string, role: NodeRole, url: string, options: PoolOptions): DbNode {
+  const pool = new pg.Pool({
+    connectionString: url,
+    max: options.size,
+    application_name: `${options.applicationName}:${name}`,
+    // A node behind PgBouncer that is down must surface as an error quickly, so the router can go
+    // elsewhere; PgBouncer itself fails queued clients after its query_wait_timeout.
+    connectionTimeoutMillis: 3_000,
+    idleTimeoutMillis: 30_000,
+    keepAlive: true,
+  });
+  // An idle client that loses its server (node restart, PgBouncer restart) emits 'error' on the pool;
+  // pg then discards it. Without a listener the process would crash.
+  pool.on("error", () => {});
+  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+  return { name, role, pool, db };
+}
+
+export async function closeDbNode(node: DbNode): Promise<void> {
+  await node.db.destroy();
+}

@@ -1,0 +1,285 @@
+import { type Kysely, sql } from "kysely";
+import { Counter, Gauge, type Registry } from "prom-client";
+import { UnavailableError } from "../errors.ts";
+import type { Logger } from "../logger.ts";
+import { isConnectionError } from "./connection-errors.ts";
+import type { Database } from "./database.ts";
+import { formatLsn, type Lsn, parseLsn } from "./lsn.ts";
+import type { NodeMonitor } from "./node-monitor.ts";
+import type { DbNode } from "./pools.ts";
+
+/**
+ * The single entry point to the database: `write` runs on the primary and returns a consistency
+ * token; `read` picks a node. No other module chooses a pool.
+ *
+ * Guarantee (read-your-writes): a read that carries the token of a write is served by a node whose
+ * WAL replay position is at or past the commit of that write, so it sees the write and everything
+ * committed before it. The position is checked on the chosen node right before the read runs
+ * (replay never moves backwards on a running standby). Reads without a token may see data up to
+ * `maxReplicaLagMs` old. A token is a primary WAL position and stays valid across restarts of the API.
+ */
+
+/** The token of a write whose commit position could not be read: only the primary satisfies it. */
+export const PRIMARY_ONLY_TOKEN: Lsn = 0xffffffffffffffffn;
+
+export interface ReadOptions {
+  /** The consistency token of the caller's last write, if any. */
+  readonly token?: Lsn | null;
+}
+
+export interface ReadResult<T> {
+  readonly value: T;
+  /** The node that served the read (for events and the X-Served-By header). */
+  readonly node: string;
+}
+
+export interface WriteResult<T> {
+  readonly value: T;
+  readonly token: Lsn;
+}
+
+export interface RouterOptions {
+  readonly consistencyWaitMs: number;
+  readonly readFallbackToPrimary: boolean;
+}
+
+type Executor = Kysely<Database>;
+
+const CONSISTENCY_POLL_MS = 5;
+
+export class Router {
+  readonly #primary: DbNode;
+  readonly #replicas: readonly DbNode[];
+  readonly #monitor: NodeMonitor;
+  readonly #options: RouterOptions;
+  readonly #logger: Logger;
+  readonly #outstanding = new Map<string, number>();
+  readonly #reads: Counter<"node" | "reason">;
+  readonly #retries: Counter<"node">;
+
+  constructor(
+    nodes: { primary: DbNode; replicas: readonly DbNode[] },
+    monitor: NodeMonitor,
+    options: RouterOptions,
+    logger: Logger,
+    registry: Registry,
+  ) {
+    this.#primary = nodes.primary;
+    this.#replicas = nodes.replicas;
+    this.#monitor = monitor;
+    this.#options = options;
+    this.#logger = logger;
+    for (const node of [nodes.primary, ...nodes.replicas]) this.#outstanding.set(node.name, 0);
+    this.#reads = new Counter({
+      name: "pgrag_db_reads_total",
+      help: "Routed reads by serving node and why that node was chosen",
+      labelNames: ["node", "reason"],
+      registers: [registry],
+    });
+    this.#retries = new Counter({
+      name: "pgrag_db_read_retries_total",
+      help: "Reads retried on another node after a connection error on this one",
+      labelNames: ["node"],
+      registers: [registry],
+    });
+    this.#registerPoolMetrics(registry);
+  }
+
+  /**
+   * Runs `work` in a transaction on the primary and returns the commit's WAL position as the token.
+   * Never retried: a connection error may hide a commit, so the caller decides (and idempotent
+   * writes make a retry by the client safe).
+   */
+  async write<T>(work: (tx: Executor) => Promise<T>): Promise<WriteResult<T>> {
+    const primary = this.#primary;
+    if (this.#monitor.health(primary.name).state === "down") {
+      throw new UnavailableError("the primary database is unreachable; writes are refused until it is back", {
+        retryAfterSeconds: 2,
+      });
+    }
+    let value: T;
+    try {
+      value = await this.#track(primary, () => primary.db.transaction().execute(work));
+    } catch (error) {
+      if (!isConnectionError(error)) throw error;
+      this.#monitor.reportFailure(primary.name, error);
+      throw new UnavailableError(
+        "the primary database became unreachable during the write; it may or may not have been applied",
+        {
+          cause: error,
+          retryAfterSeconds: 2,
+        },
+      );
+    }
+    return { value, token: await this.#commitPosition() };
+  }
+
+  /** Runs `work` on a replica (or the primary), honouring the consistency token. */
+  async read<T>(options: ReadOptions, work: (db: Executor) => Promise<T>): Promise<ReadResult<T>> {
+    const token = options.token ?? null;
+    const first = token === null ? this.#pickReplica([]) : await this.#pickReplicaAtLeast(token);
+    const node = first ?? this.#fallback(token);
+    try {
+      return await this.#readOn(node, token, work, first ? "replica" : "fallback");
+    } catch (error) {
+      if (!isConnectionError(error)) throw error;
+      this.#monitor.reportFailure(node.name, error);
+      this.#retries.inc({ node: node.name });
+      this.#logger.warn(
+        { node: node.name, error: (error as Error).message },
+        "read failed on node; retrying once elsewhere",
+      );
+      const second =
+        token === null ? this.#pickReplica([node.name]) : await this.#pickReplicaAtLeast(token, [node.name]);
+      const retryNode = second ?? (node === this.#primary ? undefined : this.#fallback(token));
+      if (!retryNode) throw new UnavailableError("no database node could serve the read", { cause: error });
+      return await this.#readOn(retryNode, token, work, "retry");
+    }
+  }
+
+  async #readOn<T>(
+    node: DbNode,
+    token: Lsn | null,
+    work: (db: Executor) => Promise<T>,
+    reason: string,
+  ): Promise<ReadResult<T>> {
+    const value = await this.#track(node, async () => {
+      if (token !== null && node.role === "replica") await this.#assertReplayedTo(node, token);
+      return work(node.db);
+    });
+    this.#reads.inc({ node: node.name, reason });
+    return { value, node: node.name };
+  }
+
+  /** Re-checks on the serving node itself; replay never moves backwards, so the read that follows sees the write. */
+  async #assertReplayedTo(node: DbNode, token: Lsn): Promise<void> {
+    const { rows } = await sql<{
+      ok: boolean;
+    }>`SELECT pg_last_wal_replay_lsn() >= ${formatLsn(token)}::pg_lsn AS ok`.execute(node.db);
+    if (!rows[0]?.ok) {
+      // Only a restart between choosing and reading can get here; treat it like a vanished node.
+      const error = new Error(`${node.name} has not replayed up to ${formatLsn(token)}`);
+      Object.assign(error, { code: "08000" });
+      throw error;
+    }
+  }
+
+  #fallback(token: Lsn | null): DbNode {
+    const primaryDown = this.#monitor.health(this.#primary.name).state === "down";
+    if (token === null && !this.#options.readFallbackToPrimary) {
+      throw new UnavailableError("no healthy read replica is available", { retryAfterSeconds: 1 });
+    }
+    if (primaryDown && token === null) {
+      // Better a replica beyond the lag bound than no answer at all.
+      const lagging = this.#replicas.filter((r) => this.#monitor.health(r.name).state === "lagging");
+      const choice = this.#leastBusy(lagging);
+      if (choice) return choice;
+    }
+    if (primaryDown) {
+      throw new UnavailableError(
+        token === null
+          ? "no database node is available for reads"
+          : "no replica has caught up with your last write yet and the primary is unreachable; retry shortly",
+        { retryAfterSeconds: 1 },
+      );
+    }
+    return this.#primary;
+  }
+
+  /** Power of two choices on outstanding requests among replicas in rotation. */
+  #pickReplica(exclude: readonly string[]): DbNode | undefined {
+    return this.#leastBusy(
+      this.#replicas.filter((r) => !exclude.includes(r.name) && this.#monitor.health(r.name).state === "up"),
+    );
+  }
+
+  /**
+   * A replica that has replayed up to the token, waiting up to `consistencyWaitMs` for one to catch
+   * up; undefined when none does (the caller then goes to the primary).
+   */
+  async #pickReplicaAtLeast(token: Lsn, exclude: readonly string[] = []): Promise<DbNode | undefined> {
+    if (token === PRIMARY_ONLY_TOKEN) return undefined;
+    const candidates = () =>
+      this.#replicas.filter(
+        (r) => !exclude.includes(r.name) && this.#monitor.health(r.name).state !== "down",
+      );
+    const deadline = Date.now() + this.#options.consistencyWaitMs;
+    for (;;) {
+      const caughtUp = candidates().filter((r) => {
+        const lsn = this.#monitor.health(r.name).lsn;
+        return lsn !== null && lsn >= token;
+      });
+      const choice = this.#leastBusy(caughtUp);
+      if (choice) return choice;
+      if (Date.now() >= deadline || candidates().length === 0) return undefined;
+      await Promise.all([
+        new Promise((resolve) => setTimeout(resolve, CONSISTENCY_POLL_MS)),
+        ...candidates().map((r) => this.#monitor.refreshReplica(r)),
+      ]);
+    }
+  }
+
+  #leastBusy(nodes: readonly DbNode[]): DbNode | undefined {
+    if (nodes.length <= 1) return nodes[0];
+    const a = nodes[Math.floor(Math.random() * nodes.length)] as DbNode;
+    let b = nodes[Math.floor(Math.random() * (nodes.length - 1))] as DbNode;
+    if (b === a) b = nodes[nodes.length - 1] as DbNode;
+    return (this.#outstanding.get(a.name) ?? 0) <= (this.#outstanding.get(b.name) ?? 0) ? a : b;
+  }
+
+  async #track<T>(node: DbNode, run: () => Promise<T>): Promise<T> {
+    this.#outstanding.set(node.name, (this.#outstanding.get(node.name) ?? 0) + 1);
+    try {
+      return await run();
+    } finally {
+      this.#outstanding.set(node.name, (this.#outstanding.get(node.name) ?? 1) - 1);
+    }
+  }
+
+  /**
+   * The primary's WAL position after our commit: at least the end of our commit record, since a
+   * synchronous commit is flushed before COMMIT returns. If it cannot be read, a token that only the
+   * primary satisfies keeps the guarantee.
+   */
+  async #commitPosition(): Promise<Lsn> {
+    try {
+      const { rows } = await sql<{ lsn: string }>`SELECT pg_current_wal_lsn()::text AS lsn`.execute(
+        this.#primary.db,
+      );
+      return parseLsn(rows[0]?.lsn ?? "") ?? PRIMARY_ONLY_TOKEN;
+    } catch (error) {
+      this.#logger.warn(
+        { error: (error as Error).message },
+        "could not read the commit position; token pins reads to the primary",
+      );
+      return PRIMARY_ONLY_TOKEN;
+    }
+  }
+
+  #registerPoolMetrics(registry: Registry): void {
+    const nodes = [this.#primary, ...this.#replicas];
+    const outstanding = this.#outstanding;
+    new Gauge({
+      name: "pgrag_db_pool_connections",
+      help: "Client-side pool connections per node by state (total, idle, waiting requests)",
+      labelNames: ["node", "state"],
+      registers: [registry],
+      collect() {
+        for (const node of nodes) {
+          this.set({ node: node.name, state: "total" }, node.pool.totalCount);
+          this.set({ node: node.name, state: "idle" }, node.pool.idleCount);
+          this.set({ node: node.name, state: "waiting" }, node.pool.waitingCount);
+        }
+      },
+    });
+    new Gauge({
+      name: "pgrag_db_outstanding_requests",
+      help: "Routed requests in flight per node",
+      labelNames: ["node"],
+      registers: [registry],
+      collect() {
+        for (const node of nodes) this.set({ node: node.name }, outstanding.get(node.name) ?? 0);
+      },
+    });
+  }
+}

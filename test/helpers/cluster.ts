@@ -1,0 +1,77 @@
+import { execFile } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { parseEnv, promisify } from "node:util";
+import pg from "pg";
+
+const run = promisify(execFile);
+const CLUSTER_SCRIPT = fileURLToPath(new URL("../../replicas/cluster.sh", import.meta.url));
+
+/** The test topology lives apart from a developer's running one: its own directory and ports. */
+export const TEST_CLUSTER = {
+  dir: "/var/tmp/pgrag/test",
+  pgPort: 55432,
+  bouncerPort: 56432,
+  replicas: 2,
+} as const;
+
+export const TEST_ENV_FILE = `${TEST_CLUSTER.dir}/cluster.env`;
+
+const clusterEnv = {
+  ...process.env,
+  PGRAG_CLUSTER_DIR: TEST_CLUSTER.dir,
+  PGRAG_PG_PORT: String(TEST_CLUSTER.pgPort),
+  PGRAG_PGBOUNCER_PORT: String(TEST_CLUSTER.bouncerPort),
+};
+
+export async function cluster(...args: string[]): Promise<string> {
+  const { stdout } = await run("bash", [CLUSTER_SCRIPT, ...args], { env: clusterEnv, maxBuffer: 1 << 20 });
+  return stdout;
+}
+
+export function clusterUrls(): Record<string, string> {
+  return parseEnv(readFileSync(TEST_ENV_FILE, "utf8")) as Record<string, string>;
+}
+
+export function nodePort(node: string): number {
+  return node === "primary" ? TEST_CLUSTER.pgPort : TEST_CLUSTER.pgPort + Number(node.replace("replica", ""));
+}
+
+/** A superuser query on one node over its private socket (for fault injection and inspection). */
+export async function adminQuery<R extends pg.QueryResultRow = pg.QueryResultRow>(
+  node: string,
+  text: string,
+  values: unknown[] = [],
+  database = "pgrag",
+): Promise<R[]> {
+  const client = new pg.Client({
+    host: `${TEST_CLUSTER.dir}/sock`,
+    port: nodePort(node),
+    user: "postgres",
+    database,
+  });
+  await client.connect();
+  try {
+    return (await client.query<R>(text, values)).rows;
+  } finally {
+    await client.end();
+  }
+}
+
+/** Polls until `check` returns a truthy value; fails with `what` after the deadline. No fixed sleeps. */
+export async function waitFor<T>(what: string, check: () => Promise<T> | T, timeoutMs = 20_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let lastError: unknown;
+  for (;;) {
+    try {
+      const value = await check();
+      if (value) return value;
+    } catch (error) {
+      lastError = error;
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`timed out waiting for ${what}${lastError ? `: ${(lastError as Error).message}` : ""}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}

@@ -1,0 +1,64 @@
+import { randomUUID } from "node:crypto";
+import pg from "pg";
+import { afterAll, describe, expect, it } from "vitest";
+import { clusterUrls, waitFor } from "../../helpers/cluster.ts";
+
+// Straight pg clients through PgBouncer: this checks the topology itself, below the app's router.
+const urls = clusterUrls();
+const replicaUrls = (urls.PGRAG_REPLICA_URLS ?? "").split(",").filter(Boolean);
+const primary = new pg.Pool({ connectionString: urls.PGRAG_PRIMARY_URL, max: 2 });
+const replicas = replicaUrls.map((url) => new pg.Pool({ connectionString: url, max: 2 }));
+afterAll(async () => {
+  await Promise.all([primary, ...replicas].map((p) => p.end()));
+});
+
+describe("native topology", () => {
+  it("has two replicas behind PgBouncer, each in recovery, and a primary that is not", async () => {
+    expect(replicas).toHaveLength(2);
+    const { rows } = await primary.query("SELECT pg_is_in_recovery() AS r");
+    expect(rows[0].r).toBe(false);
+    for (const replica of replicas) {
+      const { rows: replicaRows } = await replica.query("SELECT pg_is_in_recovery() AS r");
+      expect(replicaRows[0].r).toBe(true);
+    }
+  });
+
+  it("streams a row written through PgBouncer to the primary to every replica", async () => {
+    const name = `topology-${randomUUID()}`;
+    const { rows } = await primary.query<{ id: string }>(
+      "INSERT INTO tenants (name) VALUES ($1) RETURNING id",
+      [name],
+    );
+    for (const replica of replicas) {
+      const seen = await waitFor("the row on the replica", async () => {
+        const r = await replica.query("SELECT name FROM tenants WHERE id = $1", [rows[0]?.id]);
+        return r.rows[0]?.name as string | undefined;
+      });
+      expect(seen).toBe(name);
+    }
+  });
+
+  it("refuses writes on a replica", async () => {
+    for (const replica of replicas) {
+      await expect(
+        replica.query("INSERT INTO tenants (name) VALUES ($1)", [`nope-${randomUUID()}`]),
+      ).rejects.toMatchObject({
+        code: "25006", // read_only_sql_transaction
+      });
+    }
+  });
+
+  it("keeps the replicas on replication slots with hot_standby_feedback", async () => {
+    const { rows } = await primary.query<{ slot_name: string; active: boolean }>(
+      "SELECT slot_name, active FROM pg_replication_slots ORDER BY slot_name",
+    );
+    expect(rows).toEqual([
+      { slot_name: "replica1_slot", active: true },
+      { slot_name: "replica2_slot", active: true },
+    ]);
+    for (const replica of replicas) {
+      const { rows: setting } = await replica.query("SHOW hot_standby_feedback");
+      expect(setting[0].hot_standby_feedback).toBe("on");
+    }
+  });
+});
