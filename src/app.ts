@@ -42,6 +42,7 @@ export function createApp(config: Config, options: { logger?: Logger } = {}): Ap
       intervalMs: config.routing.monitorIntervalMs,
       maxReplicaLagMs: config.routing.maxReplicaLagMs,
       maxBackoffMs: config.routing.breakerMaxBackoffMs,
+      probeTimeoutMs: config.routing.probeTimeoutMs,
     },
     logger.child({ component: "node-monitor" }),
     registry,

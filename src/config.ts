@@ -40,6 +40,7 @@ const schema = z.object({
   PGRAG_CONSISTENCY_WAIT_MS: milliseconds(250),
   PGRAG_READ_FALLBACK_TO_PRIMARY: z.stringbool().default(true),
   PGRAG_BREAKER_MAX_BACKOFF_MS: milliseconds(10_000),
+  PGRAG_PROBE_TIMEOUT_MS: milliseconds(1_000),
 
   PGRAG_EMBEDDING_MODEL: z.string().min(1).default("pgrag-dev-hash"),
   PGRAG_EMBEDDING_DIM: z.coerce.number().int().min(1).max(16_000).default(384),
@@ -63,6 +64,7 @@ export interface Config {
     readonly consistencyWaitMs: number;
     readonly readFallbackToPrimary: boolean;
     readonly breakerMaxBackoffMs: number;
+    readonly probeTimeoutMs: number;
   };
   readonly embedding: { readonly model: string; readonly dimension: number };
 }
@@ -111,6 +113,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       consistencyWaitMs: raw.PGRAG_CONSISTENCY_WAIT_MS,
       readFallbackToPrimary: raw.PGRAG_READ_FALLBACK_TO_PRIMARY,
       breakerMaxBackoffMs: raw.PGRAG_BREAKER_MAX_BACKOFF_MS,
+      probeTimeoutMs: raw.PGRAG_PROBE_TIMEOUT_MS,
     },
     embedding: { model: raw.PGRAG_EMBEDDING_MODEL, dimension: raw.PGRAG_EMBEDDING_DIM },
   });

@@ -31,6 +31,11 @@ export interface MonitorOptions {
   readonly intervalMs: number;
   readonly maxReplicaLagMs: number;
   readonly maxBackoffMs: number;
+  /**
+   * A node that died leaves PgBouncer queueing our probe until its query_wait_timeout; a probe
+   * that takes longer than this counts as a failure, so rotation reacts within about a second.
+   */
+  readonly probeTimeoutMs: number;
 }
 
 interface MutableHealth {
@@ -142,18 +147,21 @@ export class NodeMonitor {
     const health = this.#health.get(node.name) as MutableHealth;
     const now = Date.now();
     try {
-      if (node.role === "primary") {
-        const { rows } = await sql<{ lsn: string }>`SELECT pg_current_wal_lsn()::text AS lsn`.execute(
-          node.db,
-        );
-        health.lsn = parseLsn(rows[0]?.lsn ?? "");
-        this.#markAnswered(health, "up", now);
-      } else {
-        await this.#probeReplica(node, health, now);
-      }
+      await withTimeout(
+        this.#probeQuery(node, health, now),
+        this.#options.probeTimeoutMs,
+        `${node.name} did not answer the health probe`,
+      );
     } catch (error) {
       this.#markDown(health, error, now);
     }
+  }
+
+  async #probeQuery(node: DbNode, health: MutableHealth, now: number): Promise<void> {
+    if (node.role === "replica") return this.#probeReplica(node, health, now);
+    const { rows } = await sql<{ lsn: string }>`SELECT pg_current_wal_lsn()::text AS lsn`.execute(node.db);
+    health.lsn = parseLsn(rows[0]?.lsn ?? "");
+    this.#markAnswered(health, "up", now);
   }
 
   async #probeReplica(node: DbNode, health: MutableHealth, now: number): Promise<void> {
@@ -227,5 +235,17 @@ export class NodeMonitor {
           if (h.role === "replica" && h.lagMs !== null) this.set({ node: h.name }, h.lagMs / 1000);
       },
     });
+  }
+}
+
+async function withTimeout<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(message)), ms);
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
   }
 }

@@ -35,6 +35,9 @@ export function createDbNode(name: string, role: NodeRole, url: string, options:
   // An idle client that loses its server (node restart, PgBouncer restart) emits 'error' on the pool;
   // pg then discards it. Without a listener the process would crash.
   pool.on("error", () => {});
+  // The same can happen to a client that is checked out between two queries (PgBouncer sends
+  // "server conn crashed?" as a FATAL message); the next query on it fails and the router handles that.
+  pool.on("connect", (client) => client.on("error", () => {}));
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
   return { name, role, pool, db };
 }

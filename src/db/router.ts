@@ -114,27 +114,43 @@ export class Router {
     return { value, token: await this.#commitPosition() };
   }
 
-  /** Runs `work` on a replica (or the primary), honouring the consistency token. */
+  /**
+   * Runs `work` on a replica (or the primary), honouring the consistency token. A node that fails
+   * with a connection error is taken out of rotation and the read moves on to the next candidate,
+   * so a read fails only when no node can serve it.
+   */
   async read<T>(options: ReadOptions, work: (db: Executor) => Promise<T>): Promise<ReadResult<T>> {
     const token = options.token ?? null;
-    const first = token === null ? this.#pickReplica([]) : await this.#pickReplicaAtLeast(token);
-    const node = first ?? this.#fallback(token);
-    try {
-      return await this.#readOn(node, token, work, first ? "replica" : "fallback");
-    } catch (error) {
-      if (!isConnectionError(error)) throw error;
-      this.#monitor.reportFailure(node.name, error);
-      this.#retries.inc({ node: node.name });
-      this.#logger.warn(
-        { node: node.name, error: (error as Error).message },
-        "read failed on node; retrying once elsewhere",
-      );
-      const second =
-        token === null ? this.#pickReplica([node.name]) : await this.#pickReplicaAtLeast(token, [node.name]);
-      const retryNode = second ?? (node === this.#primary ? undefined : this.#fallback(token));
-      if (!retryNode) throw new UnavailableError("no database node could serve the read", { cause: error });
-      return await this.#readOn(retryNode, token, work, "retry");
+    const failed: string[] = [];
+    let lastError: unknown;
+    while (failed.length <= this.#replicas.length) {
+      const replica =
+        token === null ? this.#pickReplica(failed) : await this.#pickReplicaAtLeast(token, failed);
+      const node = replica ?? (failed.includes(this.#primary.name) ? undefined : this.#fallback(token));
+      if (!node) break;
+      try {
+        return await this.#readOn(
+          node,
+          token,
+          work,
+          failed.length > 0 ? "retry" : replica ? "replica" : "fallback",
+        );
+      } catch (error) {
+        if (!isConnectionError(error)) throw error;
+        lastError = error;
+        failed.push(node.name);
+        this.#monitor.reportFailure(node.name, error);
+        this.#retries.inc({ node: node.name });
+        this.#logger.warn(
+          { node: node.name, error: (error as Error).message },
+          "read failed on node; trying another",
+        );
+      }
     }
+    throw new UnavailableError("no database node could serve the read", {
+      cause: lastError,
+      retryAfterSeconds: 1,
+    });
   }
 
   async #readOn<T>(

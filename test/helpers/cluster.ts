@@ -75,3 +75,28 @@ export async function waitFor<T>(what: string, check: () => Promise<T> | T, time
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
 }
+
+/** Starts any stopped node and waits until every node answers through PgBouncer again. */
+export async function restoreTopology(): Promise<void> {
+  for (const node of [
+    "primary",
+    ...Array.from({ length: TEST_CLUSTER.replicas }, (_, i) => `replica${i + 1}`),
+  ]) {
+    await cluster("start-node", node);
+  }
+  const urls = clusterUrls();
+  const all = [urls.PGRAG_PRIMARY_URL ?? "", ...(urls.PGRAG_REPLICA_URLS ?? "").split(",").filter(Boolean)];
+  // PgBouncer refuses a node for server_login_retry after a failed login: poll rather than sleep.
+  for (const url of all) {
+    await waitFor(`${new URL(url).pathname} through PgBouncer`, async () => {
+      const client = new pg.Client({ connectionString: url });
+      await client.connect();
+      try {
+        await client.query("SELECT 1");
+        return true;
+      } finally {
+        await client.end();
+      }
+    });
+  }
+}

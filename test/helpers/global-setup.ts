@@ -10,7 +10,7 @@ export default async function setup(): Promise<() => Promise<void>> {
   await rm(TEST_CLUSTER.dir, { recursive: true, force: true });
   await cluster("up", "--replicas", String(TEST_CLUSTER.replicas));
   const config = loadConfig({ PGRAG_ENV_FILE: TEST_ENV_FILE });
-  await migrate(config, createLogger({ logLevel: "warn" }));
+  await migrate(config, createLogger({ logLevel: "error" }));
   return async () => {
     await cluster("down");
   };

@@ -1,0 +1,77 @@
+import { randomUUID } from "node:crypto";
+import pg from "pg";
+import pgvector from "pgvector";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { clusterUrls, waitFor } from "../../helpers/cluster.ts";
+import { readScifactCorpus } from "../../helpers/shared-data.ts";
+
+const DIM = 384;
+const CHUNKS = 2_000;
+const urls = clusterUrls();
+const owner = new pg.Pool({ connectionString: urls.PGRAG_MIGRATION_URL, max: 1 });
+const replica = new pg.Pool({ connectionString: (urls.PGRAG_REPLICA_URLS ?? "").split(",")[0], max: 1 });
+afterAll(async () => Promise.all([owner.end(), replica.end()]));
+
+function randomUnitVector(): number[] {
+  const v = Array.from({ length: DIM }, () => Math.random() - 0.5);
+  const norm = Math.hypot(...v);
+  return v.map((x) => x / norm);
+}
+
+async function explain(sql: string, values: unknown[]): Promise<string> {
+  const { rows } = await replica.query(`EXPLAIN (COSTS OFF) ${sql}`, values);
+  return rows.map((r) => r["QUERY PLAN"]).join("\n");
+}
+
+beforeAll(async () => {
+  const abstracts = await readScifactCorpus(CHUNKS);
+  const tenant = await owner.query<{ id: string }>("INSERT INTO tenants (name) VALUES ($1) RETURNING id", [
+    `explain-${randomUUID()}`,
+  ]);
+  const tenantId = tenant.rows[0]?.id;
+  const collection = await owner.query<{ id: string }>(
+    "INSERT INTO collections (tenant_id, name) VALUES ($1, 'scifact') RETURNING id",
+    [tenantId],
+  );
+  const collectionId = collection.rows[0]?.id;
+  const document = await owner.query<{ id: string }>(
+    `INSERT INTO documents (tenant_id, collection_id, external_id, content_type, content, content_hash, status)
+     VALUES ($1, $2, 'all', 'text/plain', '', '\\x00', 'ready') RETURNING id`,
+    [tenantId, collectionId],
+  );
+  await owner.query(
+    `INSERT INTO chunks (tenant_id, collection_id, document_id, document_version, ordinal, content,
+                         char_start, char_end, token_count, language, embedding)
+     SELECT $1, $2, $3, 1, ord, content, 0, length(content), 1, 'english', embedding::vector
+     FROM unnest($4::text[], $5::text[]) WITH ORDINALITY AS t(content, embedding, ord)`,
+    [
+      tenantId,
+      collectionId,
+      document.rows[0]?.id,
+      abstracts.map((a) => `${a.title} ${a.text}`),
+      abstracts.map(() => pgvector.toSql(randomUnitVector())),
+    ],
+  );
+  await owner.query("ANALYZE chunks");
+  // Statistics reach the replica through WAL like everything else.
+  await waitFor("statistics on the replica", async () => {
+    const { rows } = await replica.query("SELECT reltuples FROM pg_class WHERE relname = 'chunks'");
+    return Number(rows[0]?.reltuples) >= CHUNKS;
+  });
+});
+
+describe("index use on a replica", () => {
+  it("answers a full-text match from the GIN index on the tsvector", async () => {
+    const plan = await explain("SELECT id FROM chunks WHERE tsv @@ websearch_to_tsquery('english', $1)", [
+      "mitochondrial apoptosis",
+    ]);
+    expect(plan).toMatch(/Bitmap Index Scan on chunks_tsv_idx/);
+  });
+
+  it("answers a nearest-neighbour query from the HNSW index", async () => {
+    const plan = await explain("SELECT id FROM chunks ORDER BY embedding <=> $1::vector LIMIT 10", [
+      pgvector.toSql(randomUnitVector()),
+    ]);
+    expect(plan).toMatch(/Index Scan using chunks_embedding_hnsw_idx on chunks/);
+  });
+});

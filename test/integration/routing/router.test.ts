@@ -1,0 +1,151 @@
+import { randomUUID } from "node:crypto";
+import { sql } from "kysely";
+import { afterEach, describe, expect, it } from "vitest";
+import type { App } from "../../../src/app.ts";
+import { UnavailableError } from "../../../src/errors.ts";
+import { startTestApp } from "../../helpers/app.ts";
+import { adminQuery, cluster, restoreTopology, waitFor } from "../../helpers/cluster.ts";
+
+async function insertTenant(app: App): Promise<{ id: string; token: bigint }> {
+  const { value, token } = await app.router.write((tx) =>
+    tx
+      .insertInto("tenants")
+      .values({ name: `router-${randomUUID()}` })
+      .returning("id")
+      .executeTakeFirstOrThrow(),
+  );
+  return { id: value.id, token };
+}
+
+async function readTenant(app: App, id: string, token: bigint | null) {
+  return app.router.read({ token }, (db) =>
+    db.selectFrom("tenants").select("id").where("id", "=", id).executeTakeFirst(),
+  );
+}
+
+const whereServed = (app: App) => app.router.read({}, (db) => sql`SELECT 1`.execute(db)).then((r) => r.node);
+
+// Every test leaves the topology whole, even when it fails half-way.
+afterEach(async () => {
+  await restoreTopology();
+  await adminQuery("replica1", "SELECT pg_wal_replay_resume()");
+});
+
+describe("read-your-writes", () => {
+  it("200 write-then-read rounds with the token always see the write, never on the paused replica", async () => {
+    // A generous lag bound keeps the paused replica in rotation for reads without a token.
+    const app = await startTestApp({ PGRAG_MAX_REPLICA_LAG_MS: "600000", PGRAG_CONSISTENCY_WAIT_MS: "100" });
+    // Injected: WAL replay paused on replica1, so it falls behind every write from now on.
+    await adminQuery("replica1", "SELECT pg_wal_replay_pause()");
+    const servedBy = new Map<string, number>();
+    for (let round = 0; round < 200; round++) {
+      const { id, token } = await insertTenant(app);
+      const read = await readTenant(app, id, token);
+      expect(read.value?.id, `round ${round} on ${read.node}`).toBe(id);
+      servedBy.set(read.node, (servedBy.get(read.node) ?? 0) + 1);
+    }
+    expect(servedBy.get("replica1")).toBeUndefined();
+    // The healthy replica serves most of them; the primary only when replica2 had not caught up in time.
+    expect(servedBy.get("replica2") ?? 0).toBeGreaterThan(0);
+
+    const tokenless = new Set<string>();
+    for (let i = 0; i < 100; i++) tokenless.add(await whereServed(app));
+    expect(tokenless.has("replica1")).toBe(true);
+    expect(tokenless.has("primary")).toBe(false);
+  });
+
+  it("takes a replica beyond the lag bound out of rotation for reads without a token", async () => {
+    const app = await startTestApp({ PGRAG_MAX_REPLICA_LAG_MS: "200" });
+    await adminQuery("replica1", "SELECT pg_wal_replay_pause()");
+    await insertTenant(app);
+    await waitFor("replica1 marked lagging", async () => {
+      await insertTenant(app); // keep the primary moving so the lag is real
+      await app.monitor.probeAll(true);
+      return app.monitor.health("replica1").state === "lagging";
+    });
+    for (let i = 0; i < 50; i++) expect(await whereServed(app)).toBe("replica2");
+    await adminQuery("replica1", "SELECT pg_wal_replay_resume()");
+    await waitFor("replica1 back in rotation", async () => {
+      await app.monitor.probeAll(true);
+      return app.monitor.health("replica1").state === "up";
+    });
+  });
+});
+
+describe("failures", () => {
+  it("a replica stopped during a read loop fails no read, leaves rotation and returns after restart", async () => {
+    const app = await startTestApp();
+    let stop = false;
+    const failures: unknown[] = [];
+    const served = new Map<string, number>();
+    const loop = async () => {
+      while (!stop) {
+        try {
+          const node = await whereServed(app);
+          served.set(node, (served.get(node) ?? 0) + 1);
+        } catch (error) {
+          failures.push(error);
+        }
+      }
+    };
+    const loops = Promise.all([loop(), loop(), loop(), loop()]);
+    try {
+      await waitFor("reads on replica2", () => (served.get("replica2") ?? 0) > 20);
+      // Injected: replica2 stopped (fast shutdown) while four loops read.
+      await cluster("stop-node", "replica2");
+      await waitFor("replica2 out of rotation", () => app.monitor.health("replica2").state === "down");
+      const servedWhileDown = served.get("replica2") ?? 0;
+      await waitFor(
+        "reads go on without replica2",
+        () => (served.get("replica1") ?? 0) > servedWhileDown + 50,
+      );
+      expect(served.get("replica2") ?? 0).toBe(servedWhileDown);
+      await cluster("start-node", "replica2");
+      await waitFor(
+        "replica2 back in rotation and serving",
+        () => (served.get("replica2") ?? 0) > servedWhileDown + 20,
+        30_000,
+      );
+    } finally {
+      stop = true;
+      await loops;
+    }
+    expect(failures).toEqual([]);
+  });
+
+  it("with every replica down, reads go to the primary", async () => {
+    const app = await startTestApp();
+    await cluster("stop-node", "replica1");
+    await cluster("stop-node", "replica2");
+    for (let i = 0; i < 20; i++) expect(await whereServed(app)).toBe("primary");
+    const { id, token } = await insertTenant(app);
+    expect((await readTenant(app, id, token)).node).toBe("primary");
+  });
+
+  it("with the primary down, writes fail fast with 'unavailable' and reads continue on the replicas", async () => {
+    const app = await startTestApp();
+    // Injected: primary stopped (fast shutdown).
+    await cluster("stop-node", "primary");
+    await expect(insertTenant(app)).rejects.toBeInstanceOf(UnavailableError);
+    // Once the breaker is open, later writes are refused without touching the network.
+    await expect(insertTenant(app)).rejects.toMatchObject({ code: "unavailable", retryAfterSeconds: 2 });
+    const nodes = new Set<string>();
+    for (let i = 0; i < 20; i++) nodes.add(await whereServed(app));
+    expect([...nodes].sort()).toEqual(["replica1", "replica2"]);
+    await cluster("start-node", "primary");
+    await waitFor("writes accepted again", () => insertTenant(app).then(() => true));
+  });
+
+  it("does not leak SET LOCAL settings to other clients of the same PgBouncer pool", async () => {
+    const app = await startTestApp({ PGRAG_POOL_SIZE: "4" });
+    for (let i = 0; i < 20; i++) {
+      await app.router.read({}, (db) =>
+        db.transaction().execute((tx) => sql`SELECT set_config('hnsw.ef_search', '123', true)`.execute(tx)),
+      );
+      const { value } = await app.router.read({}, (db) =>
+        sql<{ ef: string | null }>`SELECT current_setting('hnsw.ef_search', true) AS ef`.execute(db),
+      );
+      expect(value.rows[0]?.ef).not.toBe("123");
+    }
+  });
+});

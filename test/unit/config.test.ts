@@ -1,0 +1,43 @@
+import { describe, expect, it } from "vitest";
+import { ConfigError, loadConfig } from "../../src/config.ts";
+
+const minimal = { PGRAG_PRIMARY_URL: "postgres://app:secret@127.0.0.1:6432/primary" };
+
+describe("loadConfig", () => {
+  it("applies defaults and freezes the result", () => {
+    const config = loadConfig(minimal);
+    expect(config.http.port).toBe(8080);
+    expect(config.database.replicaUrls).toEqual([]);
+    expect(config.database.migrationUrl).toBe(minimal.PGRAG_PRIMARY_URL);
+    expect(config.embedding).toEqual({ model: "pgrag-dev-hash", dimension: 384 });
+    expect(Object.isFrozen(config.routing)).toBe(true);
+  });
+
+  it("names a missing variable", () => {
+    expect(() => loadConfig({})).toThrow(ConfigError);
+    expect(() => loadConfig({})).toThrow(/PGRAG_PRIMARY_URL: is required/);
+  });
+
+  it("names every malformed variable at once", () => {
+    let message = "";
+    try {
+      loadConfig({
+        ...minimal,
+        PGRAG_PORT: "eighty",
+        PGRAG_REPLICA_URLS: "mysql://x/y",
+        PGRAG_READ_FALLBACK_TO_PRIMARY: "perhaps",
+      });
+    } catch (error) {
+      message = (error as Error).message;
+    }
+    expect(message).toMatch(/PGRAG_PORT/);
+    expect(message).toMatch(/PGRAG_REPLICA_URLS\.0: must be a postgres:\/\/ URL/);
+    expect(message).toMatch(/PGRAG_READ_FALLBACK_TO_PRIMARY/);
+  });
+
+  it("reads an env file, letting the environment win", () => {
+    expect(() => loadConfig({ PGRAG_ENV_FILE: "/nonexistent/pgrag.env" })).toThrow(
+      /PGRAG_ENV_FILE: file not found/,
+    );
+  });
+});
