@@ -1,0 +1,69 @@
+/**
+ * `npm run bench:router`: the latency the router adds to a read. The same primary-key lookup runs
+ * (a) through `router.read` and (b) on a plain pg pool straight to the same replica's PgBouncer
+ * database, interleaved in rounds so that both see the same machine noise. Prints p50/p95 of each,
+ * the added latency and the ratio. Target: ≤ 0.5 ms added at p50.
+ */
+import { randomUUID } from "node:crypto";
+import pg from "pg";
+import { createApp } from "../src/app.ts";
+import { loadConfig } from "../src/config.ts";
+import { createLogger } from "../src/logger.ts";
+import { formatMs, percentile, timed } from "./stats.ts";
+
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 20);
+const PER_ROUND = Number(process.env.BENCH_PER_ROUND ?? 250);
+
+const config = loadConfig({ ...process.env, PGRAG_LOG_LEVEL: "warn" });
+const replicaUrl = config.database.replicaUrls[0];
+if (!replicaUrl) throw new Error("bench:router needs at least one replica (PGRAG_REPLICA_URLS)");
+// One replica only, so that routed and direct reads hit the same server.
+const app = createApp(loadConfig({ ...process.env, PGRAG_LOG_LEVEL: "warn", PGRAG_REPLICA_URLS: replicaUrl }), {
+  logger: createLogger({ logLevel: "warn" }),
+});
+await app.start({ listen: false });
+const direct = new pg.Pool({ connectionString: replicaUrl, max: config.database.poolSize });
+
+const { value: tenant, token } = await app.router.write((tx) =>
+  tx.insertInto("tenants").values({ name: `bench-router-${randomUUID()}` }).returning("id").executeTakeFirstOrThrow(),
+);
+// Wait for the row on the replica so both paths read the same thing.
+await app.router.read({ token }, async () => undefined);
+
+const query = "SELECT id, name, created_at FROM tenants WHERE id = $1";
+const routed: number[] = [];
+const straight: number[] = [];
+const routedWithToken: number[] = [];
+for (let round = 0; round < ROUNDS; round++) {
+  for (let i = 0; i < PER_ROUND; i++) {
+    straight.push(await timed(() => direct.query(query, [tenant.id])));
+    routed.push(
+      await timed(() =>
+        app.router.read({}, (db) =>
+          db.selectFrom("tenants").select(["id", "name", "created_at"]).where("id", "=", tenant.id).executeTakeFirst(),
+        ),
+      ),
+    );
+    routedWithToken.push(
+      await timed(() =>
+        app.router.read({ token }, (db) =>
+          db.selectFrom("tenants").select(["id", "name", "created_at"]).where("id", "=", tenant.id).executeTakeFirst(),
+        ),
+      ),
+    );
+  }
+}
+
+const row = (name: string, s: number[]) =>
+  `${name.padEnd(34)} p50 ${formatMs(percentile(s, 50))}   p95 ${formatMs(percentile(s, 95))}`;
+console.log(`bench:router — ${ROUNDS * PER_ROUND} reads per path, sequential, interleaved`);
+console.log(row("direct to replica's PgBouncer db", straight));
+console.log(row("routed (no token)", routed));
+console.log(row("routed (with consistency token)", routedWithToken));
+const added = percentile(routed, 50) - percentile(straight, 50);
+const addedToken = percentile(routedWithToken, 50) - percentile(straight, 50);
+console.log(`added at p50: ${formatMs(added)} (ratio ${(percentile(routed, 50) / percentile(straight, 50)).toFixed(2)}×), target ≤ 0.5 ms`);
+console.log(`added at p50 with token: ${formatMs(addedToken)} (ratio ${(percentile(routedWithToken, 50) / percentile(straight, 50)).toFixed(2)}×)`);
+
+await direct.end();
+await app.stop();
