@@ -18,14 +18,21 @@ const config = loadConfig({ ...process.env, PGRAG_LOG_LEVEL: "warn" });
 const replicaUrl = config.database.replicaUrls[0];
 if (!replicaUrl) throw new Error("bench:router needs at least one replica (PGRAG_REPLICA_URLS)");
 // One replica only, so that routed and direct reads hit the same server.
-const app = createApp(loadConfig({ ...process.env, PGRAG_LOG_LEVEL: "warn", PGRAG_REPLICA_URLS: replicaUrl }), {
-  logger: createLogger({ logLevel: "warn" }),
-});
+const app = createApp(
+  loadConfig({ ...process.env, PGRAG_LOG_LEVEL: "warn", PGRAG_REPLICA_URLS: replicaUrl }),
+  {
+    logger: createLogger({ logLevel: "warn" }),
+  },
+);
 await app.start({ listen: false });
 const direct = new pg.Pool({ connectionString: replicaUrl, max: config.database.poolSize });
 
 const { value: tenant, token } = await app.router.write((tx) =>
-  tx.insertInto("tenants").values({ name: `bench-router-${randomUUID()}` }).returning("id").executeTakeFirstOrThrow(),
+  tx
+    .insertInto("tenants")
+    .values({ name: `bench-router-${randomUUID()}` })
+    .returning("id")
+    .executeTakeFirstOrThrow(),
 );
 // Wait for the row on the replica so both paths read the same thing.
 await app.router.read({ token }, async () => undefined);
@@ -40,14 +47,22 @@ for (let round = 0; round < ROUNDS; round++) {
     routed.push(
       await timed(() =>
         app.router.read({}, (db) =>
-          db.selectFrom("tenants").select(["id", "name", "created_at"]).where("id", "=", tenant.id).executeTakeFirst(),
+          db
+            .selectFrom("tenants")
+            .select(["id", "name", "created_at"])
+            .where("id", "=", tenant.id)
+            .executeTakeFirst(),
         ),
       ),
     );
     routedWithToken.push(
       await timed(() =>
         app.router.read({ token }, (db) =>
-          db.selectFrom("tenants").select(["id", "name", "created_at"]).where("id", "=", tenant.id).executeTakeFirst(),
+          db
+            .selectFrom("tenants")
+            .select(["id", "name", "created_at"])
+            .where("id", "=", tenant.id)
+            .executeTakeFirst(),
         ),
       ),
     );
@@ -62,8 +77,12 @@ console.log(row("routed (no token)", routed));
 console.log(row("routed (with consistency token)", routedWithToken));
 const added = percentile(routed, 50) - percentile(straight, 50);
 const addedToken = percentile(routedWithToken, 50) - percentile(straight, 50);
-console.log(`added at p50: ${formatMs(added)} (ratio ${(percentile(routed, 50) / percentile(straight, 50)).toFixed(2)}×), target ≤ 0.5 ms`);
-console.log(`added at p50 with token: ${formatMs(addedToken)} (ratio ${(percentile(routedWithToken, 50) / percentile(straight, 50)).toFixed(2)}×)`);
+console.log(
+  `added at p50: ${formatMs(added)} (ratio ${(percentile(routed, 50) / percentile(straight, 50)).toFixed(2)}×), target ≤ 0.5 ms`,
+);
+console.log(
+  `added at p50 with token: ${formatMs(addedToken)} (ratio ${(percentile(routedWithToken, 50) / percentile(straight, 50)).toFixed(2)}×)`,
+);
 
 await direct.end();
 await app.stop();

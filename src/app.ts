@@ -1,15 +1,23 @@
 import type { AddressInfo } from "node:net";
 import { type ServerType, serve } from "@hono/node-server";
 import type { Hono } from "hono";
+import { requireApiKey } from "./api/auth.middleware.ts";
 import type { AppEnv } from "./api/context.ts";
 import { createHttpApp } from "./api/http-app.ts";
+import { ingestRoutes } from "./api/ingest.routes.ts";
 import type { Config } from "./config.ts";
 import { assertEmbeddingSettings } from "./db/embedding-settings.ts";
 import { NodeMonitor } from "./db/node-monitor.ts";
 import { closeDbNode, createDbNode, type DbNode } from "./db/pools.ts";
 import { Router } from "./db/router.ts";
+import { type DevInferenceServer, startDevInferenceServer } from "./inference/dev-server.ts";
+import { EmbeddingClient } from "./inference/embedding-client.ts";
+import { IngestService } from "./ingest/ingest.service.ts";
+import { IngestWorker } from "./ingest/ingest.worker.ts";
+import { createJobQueue } from "./ingest/queue.ts";
 import { createLogger, type Logger } from "./logger.ts";
 import { createMetricsRegistry, type Registry } from "./metrics.ts";
+import { Authenticator } from "./tenancy/authenticator.ts";
 
 export interface App {
   readonly config: Config;
@@ -18,11 +26,19 @@ export interface App {
   readonly monitor: NodeMonitor;
   readonly registry: Registry;
   readonly logger: Logger;
-  /** Checks the database, starts background loops and (unless `listen: false`) the HTTP server. */
+  readonly ingest: IngestService;
+  /** Checks the database, starts background loops, workers and (unless `listen: false`) the HTTP server. */
   start(options?: { listen?: boolean }): Promise<void>;
   /** The bound port after `start()`, for tests that listen on port 0. */
   port(): number;
-  /** Closes the HTTP server, then background loops, then the pools. Safe to call twice. */
+  /** The inference backend's base URL (the in-process dev server when none is configured). */
+  inferenceUrl(): string;
+  /** The in-process dev inference server, when no backend is configured. */
+  devInference(): DevInferenceServer | undefined;
+  /**
+   * Closes the HTTP server (in-flight requests finish), stops fetching jobs and waits for running
+   * ones, then background loops, the dev backend and the pools. Safe to call twice.
+   */
   stop(): Promise<void>;
 }
 
@@ -57,10 +73,32 @@ export function createApp(config: Config, options: { logger?: Logger } = {}): Ap
     logger.child({ component: "router" }),
     registry,
   );
-  const http = createHttpApp({ logger, monitor, registry });
+  const queue = createJobQueue(router, {
+    jobExpireSeconds: config.ingest.jobExpireSeconds,
+    maintenanceIntervalSeconds: config.ingest.queueMaintenanceSeconds,
+  });
+  const ingest = new IngestService(router, queue.enqueue, {
+    maxDocumentBytes: config.ingest.maxDocumentBytes,
+  });
+  const auth = requireApiKey(new Authenticator(router, { cacheTtlMs: config.authCacheTtlMs }));
+  const http = createHttpApp({
+    logger,
+    monitor,
+    registry,
+    routes: [ingestRoutes(ingest, auth, config.ingest)],
+  });
 
   let server: ServerType | undefined;
+  let devServer: DevInferenceServer | undefined;
+  let worker: IngestWorker | undefined;
+  let bossStarted = false;
   let stopping: Promise<void> | undefined;
+
+  const inferenceUrl = () => {
+    const url = config.inference.url ?? devServer?.url;
+    if (!url) throw new Error("the inference backend is not started yet");
+    return url;
+  };
 
   return {
     config,
@@ -69,10 +107,41 @@ export function createApp(config: Config, options: { logger?: Logger } = {}): Ap
     monitor,
     registry,
     logger,
+    ingest,
     async start({ listen = true } = {}) {
       await assertEmbeddingSettings(primary.db, config.embedding);
       await monitor.probeAll(true);
       monitor.start();
+      await queue.boss.start();
+      bossStarted = true;
+      if (!config.inference.url) {
+        devServer = await startDevInferenceServer({
+          dimension: config.embedding.dimension,
+          embeddingModel: config.embedding.model,
+          chatModel: config.inference.chatModel,
+        });
+        logger.info(
+          { url: devServer.url },
+          "no PGRAG_INFERENCE_URL: using the in-process dev inference server (hashed embeddings, extractive answers)",
+        );
+      }
+      if (config.ingest.workerConcurrency > 0) {
+        worker = new IngestWorker(
+          {
+            boss: queue.boss,
+            router,
+            embeddings: new EmbeddingClient(inferenceUrl(), config),
+            logger: logger.child({ component: "ingest-worker" }),
+            registry,
+          },
+          {
+            concurrency: config.ingest.workerConcurrency,
+            batchSize: config.ingest.workerBatchSize,
+            pollingIntervalSeconds: config.ingest.workerPollSeconds,
+          },
+        );
+        await worker.start();
+      }
       if (!listen) return;
       await new Promise<void>((resolve, reject) => {
         server = serve({ fetch: http.fetch, hostname: config.http.host, port: config.http.port }, () =>
@@ -87,6 +156,8 @@ export function createApp(config: Config, options: { logger?: Logger } = {}): Ap
       if (!address) throw new Error("the HTTP server is not listening");
       return address.port;
     },
+    inferenceUrl,
+    devInference: () => devServer,
     stop() {
       stopping ??= (async () => {
         if (server) {
@@ -95,6 +166,9 @@ export function createApp(config: Config, options: { logger?: Logger } = {}): Ap
           (server as { closeIdleConnections?: () => void }).closeIdleConnections?.();
           await closing;
         }
+        await worker?.stop();
+        if (bossStarted) await queue.boss.stop({ graceful: true, wait: true, close: false, timeout: 30_000 });
+        await devServer?.close();
         await monitor.stop();
         await Promise.all(nodes.map(closeDbNode));
       })();

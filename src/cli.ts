@@ -2,41 +2,133 @@ import { parseArgs } from "node:util";
 import { createApp } from "./app.ts";
 import { ConfigError, loadConfig } from "./config.ts";
 import { migrate } from "./db/migrate.ts";
+import { startDevInferenceServer } from "./inference/dev-server.ts";
 import { createLogger } from "./logger.ts";
+import {
+  createApiKey,
+  ensureTenant,
+  listApiKeys,
+  revokeApiKey,
+  SCOPES,
+  type Scope,
+} from "./tenancy/api-keys.ts";
 
 const USAGE = `pgrag — retrieval-augmented generation on PostgreSQL
 
 Usage: pgrag <command> [options]
 
 Commands:
-  serve                 run the HTTP API until SIGINT/SIGTERM
+  serve                 run the HTTP API (and ingestion workers) until SIGINT/SIGTERM
+  worker                run ingestion workers only, for scale-out (set PGRAG_WORKER_CONCURRENCY)
   migrate [up|down]     apply pending migrations (up) or revert the last one (down)
       --count N         how many migrations to apply or revert
+  keys create --tenant NAME [--name LABEL] [--scopes read,write,admin]
+                        create an API key (and the tenant if new); the key is shown once
+  keys list --tenant NAME
+  keys revoke KEY_ID
+  dev-inference [--port N]
+                        run the OpenAI-compatible dev inference server on its own
 
 Configuration comes from PGRAG_* environment variables (see README), or from the env file named
 by PGRAG_ENV_FILE.`;
 
 class UsageError extends Error {}
 
-async function serve(): Promise<void> {
+async function serve(listen: boolean): Promise<void> {
   const app = createApp(loadConfig());
   try {
-    await app.start();
+    await app.start({ listen });
   } catch (error) {
     app.logger.fatal({ err: error }, `start-up failed: ${(error as Error).message}`);
     await app.stop();
     process.exitCode = 1;
     return;
   }
-  await new Promise<void>((resolve) => {
+  await untilSignal(app.logger);
+  await app.stop();
+}
+
+function untilSignal(logger: { info(obj: object, msg: string): void }): Promise<void> {
+  return new Promise<void>((resolve) => {
     for (const signal of ["SIGINT", "SIGTERM"] as const) {
       process.once(signal, () => {
-        app.logger.info({ signal }, "shutting down");
+        logger.info({ signal }, "shutting down");
         resolve();
       });
     }
   });
-  await app.stop();
+}
+
+async function runKeys(args: string[]): Promise<void> {
+  const { positionals, values } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: { tenant: { type: "string" }, name: { type: "string" }, scopes: { type: "string" } },
+  });
+  const [action, keyId] = positionals;
+  const app = createApp(loadConfig());
+  try {
+    if (action === "create") {
+      if (!values.tenant) throw new UsageError("keys create needs --tenant NAME");
+      const scopes = (values.scopes ?? "read,write").split(",").map((s) => s.trim());
+      const bad = scopes.filter((s) => !(SCOPES as readonly string[]).includes(s));
+      if (bad.length > 0 || scopes.length === 0)
+        throw new UsageError(`--scopes takes ${SCOPES.join(", ")}; not ${bad.join(", ")}`);
+      const tenant = values.tenant;
+      const { value } = await app.router.write(async (tx) => {
+        const tenantId = await ensureTenant(tx, tenant);
+        return {
+          tenantId,
+          ...(await createApiKey(tx, { tenantId, name: values.name ?? "cli", scopes: scopes as Scope[] })),
+        };
+      });
+      process.stdout.write(`tenant ${tenant} (${value.tenantId})
+key id ${value.id}
+
+${value.key}
+
+Shown once: store it now.
+`);
+    } else if (action === "list") {
+      if (!values.tenant) throw new UsageError("keys list needs --tenant NAME");
+      const tenant = values.tenant;
+      const { value } = await app.router.write(async (tx) => listApiKeys(tx, await ensureTenant(tx, tenant)));
+      for (const k of value) {
+        process.stdout.write(`${k.id}  pgr_${k.prefix}_…  ${k.name}  [${k.scopes.join(",")}]  ${k.revoked_at ? `revoked ${k.revoked_at.toISOString()}` : "active"}
+`);
+      }
+    } else if (action === "revoke") {
+      if (!keyId) throw new UsageError("keys revoke needs the key id (see keys list)");
+      const { value } = await app.router.write((tx) => revokeApiKey(tx, keyId));
+      if (!value) throw new Error(`no active key ${keyId}`);
+      process.stdout.write(`revoked ${keyId}
+`);
+    } else {
+      throw new UsageError("keys takes create, list or revoke");
+    }
+  } finally {
+    await app.stop();
+  }
+}
+
+async function runDevInference(args: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args,
+    options: { port: { type: "string", default: "8081" }, host: { type: "string", default: "127.0.0.1" } },
+  });
+  const config = loadConfig({ PGRAG_PRIMARY_URL: "postgres://unused/unused", ...process.env });
+  const server = await startDevInferenceServer({
+    host: values.host,
+    port: Number(values.port),
+    dimension: config.embedding.dimension,
+    embeddingModel: config.embedding.model,
+    chatModel: config.inference.chatModel,
+  });
+  process.stdout.write(
+    `dev inference server at ${server.url} (embeddings: ${config.embedding.model}/${config.embedding.dimension}, chat: ${config.inference.chatModel})\n`,
+  );
+  await untilSignal({ info: () => {} });
+  await server.close();
 }
 
 async function runMigrate(args: string[]): Promise<void> {
@@ -71,7 +163,13 @@ async function main(argv: string[]): Promise<void> {
   }
   switch (command) {
     case "serve":
-      return serve();
+      return serve(true);
+    case "worker":
+      return serve(false);
+    case "keys":
+      return runKeys(rest);
+    case "dev-inference":
+      return runDevInference(rest);
     case "migrate":
       return runMigrate(rest);
     default:

@@ -42,8 +42,35 @@ const schema = z.object({
   PGRAG_BREAKER_MAX_BACKOFF_MS: milliseconds(10_000),
   PGRAG_PROBE_TIMEOUT_MS: milliseconds(1_000),
 
+  PGRAG_AUTH_CACHE_TTL_MS: milliseconds(10_000),
+
   PGRAG_EMBEDDING_MODEL: z.string().min(1).default("pgrag-dev-hash"),
   PGRAG_EMBEDDING_DIM: z.coerce.number().int().min(1).max(16_000).default(384),
+  PGRAG_EMBEDDING_BATCH_SIZE: z.coerce.number().int().min(1).max(2048).default(64),
+  PGRAG_EMBEDDING_CONCURRENCY: z.coerce.number().int().min(1).max(64).default(4),
+
+  PGRAG_INFERENCE_URL: z.url().optional(),
+  PGRAG_INFERENCE_API_KEY: z.string().default("not-needed"),
+  PGRAG_CHAT_MODEL: z.string().min(1).default("pgrag-dev-extractive"),
+  PGRAG_INFERENCE_MAX_RETRIES: z.coerce.number().int().min(0).max(10).default(3),
+  PGRAG_INFERENCE_TIMEOUT_MS: milliseconds(60_000),
+
+  PGRAG_WORKER_CONCURRENCY: z.coerce.number().int().min(0).max(64).default(2),
+  PGRAG_WORKER_BATCH_SIZE: z.coerce.number().int().min(1).max(500).default(16),
+  PGRAG_WORKER_POLL_SECONDS: z.coerce.number().min(0.5).max(60).default(0.5),
+  PGRAG_INGEST_JOB_EXPIRE_SECONDS: z.coerce.number().int().min(1).max(86_400).default(300),
+  PGRAG_QUEUE_MAINTENANCE_SECONDS: z.coerce.number().int().min(1).max(3_600).default(30),
+  PGRAG_MAX_DOCUMENT_BYTES: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .default(5 * 1024 * 1024),
+  PGRAG_MAX_BODY_BYTES: z.coerce
+    .number()
+    .int()
+    .min(1024)
+    .default(64 * 1024 * 1024),
+  PGRAG_MAX_BATCH_DOCUMENTS: z.coerce.number().int().min(1).max(100_000).default(1_000),
 });
 
 type RawConfig = z.infer<typeof schema>;
@@ -66,7 +93,33 @@ export interface Config {
     readonly breakerMaxBackoffMs: number;
     readonly probeTimeoutMs: number;
   };
-  readonly embedding: { readonly model: string; readonly dimension: number };
+  /** How long a resolved API key is cached: a revoked key stops working within this bound. */
+  readonly authCacheTtlMs: number;
+  readonly embedding: {
+    readonly model: string;
+    readonly dimension: number;
+    readonly batchSize: number;
+    readonly concurrency: number;
+  };
+  readonly inference: {
+    /** Unset: the dev inference server starts in-process (extractive answers, hashed embeddings). */
+    readonly url: string | null;
+    readonly apiKey: string;
+    readonly chatModel: string;
+    readonly maxRetries: number;
+    readonly timeoutMs: number;
+  };
+  readonly ingest: {
+    /** Ingestion workers in this process; 0 leaves ingestion to `pgrag worker` processes. */
+    readonly workerConcurrency: number;
+    readonly workerBatchSize: number;
+    readonly workerPollSeconds: number;
+    readonly jobExpireSeconds: number;
+    readonly queueMaintenanceSeconds: number;
+    readonly maxDocumentBytes: number;
+    readonly maxBodyBytes: number;
+    readonly maxBatchDocuments: number;
+  };
 }
 
 export class ConfigError extends Error {
@@ -115,7 +168,30 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       breakerMaxBackoffMs: raw.PGRAG_BREAKER_MAX_BACKOFF_MS,
       probeTimeoutMs: raw.PGRAG_PROBE_TIMEOUT_MS,
     },
-    embedding: { model: raw.PGRAG_EMBEDDING_MODEL, dimension: raw.PGRAG_EMBEDDING_DIM },
+    authCacheTtlMs: raw.PGRAG_AUTH_CACHE_TTL_MS,
+    embedding: {
+      model: raw.PGRAG_EMBEDDING_MODEL,
+      dimension: raw.PGRAG_EMBEDDING_DIM,
+      batchSize: raw.PGRAG_EMBEDDING_BATCH_SIZE,
+      concurrency: raw.PGRAG_EMBEDDING_CONCURRENCY,
+    },
+    inference: {
+      url: raw.PGRAG_INFERENCE_URL ?? null,
+      apiKey: raw.PGRAG_INFERENCE_API_KEY,
+      chatModel: raw.PGRAG_CHAT_MODEL,
+      maxRetries: raw.PGRAG_INFERENCE_MAX_RETRIES,
+      timeoutMs: raw.PGRAG_INFERENCE_TIMEOUT_MS,
+    },
+    ingest: {
+      workerConcurrency: raw.PGRAG_WORKER_CONCURRENCY,
+      workerBatchSize: raw.PGRAG_WORKER_BATCH_SIZE,
+      workerPollSeconds: raw.PGRAG_WORKER_POLL_SECONDS,
+      jobExpireSeconds: raw.PGRAG_INGEST_JOB_EXPIRE_SECONDS,
+      queueMaintenanceSeconds: raw.PGRAG_QUEUE_MAINTENANCE_SECONDS,
+      maxDocumentBytes: raw.PGRAG_MAX_DOCUMENT_BYTES,
+      maxBodyBytes: raw.PGRAG_MAX_BODY_BYTES,
+      maxBatchDocuments: raw.PGRAG_MAX_BATCH_DOCUMENTS,
+    },
   });
 }
 

@@ -11,6 +11,8 @@ export interface HttpDependencies {
   readonly logger: Logger;
   readonly monitor: NodeMonitor;
   readonly registry: Registry;
+  /** The capability routes, mounted after health and metrics. */
+  readonly routes: readonly Hono<AppEnv>[];
 }
 
 export function createHttpApp(deps: HttpDependencies): Hono<AppEnv> {
@@ -28,5 +30,6 @@ export function createHttpApp(deps: HttpDependencies): Hono<AppEnv> {
     c.header("Content-Type", deps.registry.contentType);
     return c.body(await deps.registry.metrics());
   });
+  for (const routes of deps.routes) app.route("/", routes);
   return app;
 }

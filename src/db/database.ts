@@ -63,6 +63,8 @@ export interface DocumentTable {
   status: ColumnType<"pending" | "processing" | "ready" | "failed", string | undefined, string>;
   error: string | null;
   chunk_count: Generated<number>;
+  /** Sum of the BM25 lengths of the document's current chunks. bigint: arrives as a string. */
+  lexeme_total: ColumnType<string, string | number | undefined, string | number>;
   created_at: Timestamp;
   updated_at: Timestamp;
 }
@@ -122,6 +124,28 @@ export interface EventTable {
   payload: Json;
 }
 
+export interface ChunkTermTable {
+  collection_id: string;
+  term: string;
+  chunk_id: string;
+  tenant_id: string;
+  tf: number;
+  dl: number;
+}
+
+export interface CollectionStatsTable {
+  collection_id: string;
+  tenant_id: string;
+  chunk_count: ColumnType<string, string | number, string | number>;
+  total_length: ColumnType<string, string | number, string | number>;
+}
+
+export interface EmbeddingCacheTable {
+  content_hash: Buffer;
+  embedding: string;
+  created_at: Timestamp;
+}
+
 export interface Database {
   embedding_settings: EmbeddingSettingsTable;
   tenants: TenantTable;
@@ -131,9 +155,13 @@ export interface Database {
   chunks: ChunkTable;
   conversations: ConversationTable;
   messages: MessageTable;
+  chunk_terms: ChunkTermTable;
+  collection_stats: CollectionStatsTable;
+  embedding_cache: EmbeddingCacheTable;
   "analytics.events": EventTable;
 }
 
 export type TenantRow = Selectable<TenantTable>;
 export type DocumentRow = Selectable<DocumentTable>;
+export type CollectionRow = Selectable<CollectionTable>;
 export type ChunkRow = Selectable<ChunkTable>;

@@ -12,7 +12,7 @@ export class EmbeddingSettingsMismatchError extends Error {
  */
 export async function assertEmbeddingSettings(
   db: Kysely<Database>,
-  expected: Config["embedding"],
+  expected: Pick<Config["embedding"], "model" | "dimension">,
 ): Promise<void> {
   const recorded = await db
     .selectFrom("embedding_settings")

@@ -115,6 +115,15 @@ export class Router {
   }
 
   /**
+   * Raw SQL on the primary for libraries that issue their own statements (the job queue). Their
+   * statements are single round trips or carry their own BEGIN/COMMIT, which transaction pooling keeps.
+   */
+  primarySqlExecutor(): { executeSql(text: string, values?: unknown[]): Promise<{ rows: unknown[] }> } {
+    const pool = this.#primary.pool;
+    return { executeSql: (text, values) => pool.query(text, values) };
+  }
+
+  /**
    * Runs `work` on a replica (or the primary), honouring the consistency token. A node that fails
    * with a connection error is taken out of rotation and the read moves on to the next candidate,
    * so a read fails only when no node can serve it.

@@ -1,0 +1,258 @@
+import type { MiddlewareHandler } from "hono";
+import { Hono } from "hono";
+import { bodyLimit } from "hono/body-limit";
+import { z } from "zod";
+import { AppError } from "../errors.ts";
+import { DEFAULT_CHUNKING } from "../ingest/chunking.ts";
+import type { Collection } from "../ingest/collections.repository.ts";
+import { CONTENT_TYPES, decodeUtf8, parseContentType } from "../ingest/content.ts";
+import type { DocumentSummary } from "../ingest/documents.repository.ts";
+import type { DocumentWriteResult, IngestService } from "../ingest/ingest.service.ts";
+import type { Scope } from "../tenancy/api-keys.ts";
+import { readConsistencyToken, setConsistencyToken } from "./consistency.ts";
+import type { AppEnv } from "./context.ts";
+import { describeIssues, validate } from "./validation.ts";
+
+const name = z
+  .string()
+  .regex(
+    /^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$/,
+    "use 1–100 letters, digits, '_', '.', '-', starting with a letter or digit",
+  );
+const externalId = z.string().min(1, "must not be empty").max(512, "at most 512 characters");
+const metadata = z
+  .record(z.string().max(200), z.unknown())
+  .refine((m) => JSON.stringify(m).length <= 64 * 1024, "at most 64 KiB of JSON");
+
+const collectionBody = z.object({
+  name,
+  language: z
+    .string()
+    .regex(/^[a-z_]{1,63}$/, "a text-search configuration name such as english")
+    .default("english"),
+  chunking: z
+    .object({
+      max_tokens: z.number().int().min(16).max(8192).default(DEFAULT_CHUNKING.maxTokens),
+      overlap_tokens: z.number().int().min(0).max(4096).default(DEFAULT_CHUNKING.overlapTokens),
+      min_tokens: z.number().int().min(0).max(8192).default(DEFAULT_CHUNKING.minTokens),
+    })
+    .default({
+      max_tokens: DEFAULT_CHUNKING.maxTokens,
+      overlap_tokens: DEFAULT_CHUNKING.overlapTokens,
+      min_tokens: DEFAULT_CHUNKING.minTokens,
+    }),
+});
+
+const documentFields = {
+  content: z.string(),
+  content_type: z.enum(CONTENT_TYPES).default("text/plain"),
+  title: z.string().max(1000).nullish(),
+  source: z.string().max(2000).nullish(),
+  metadata: metadata.optional(),
+};
+const documentBody = z.object(documentFields);
+const batchBody = (max: number) =>
+  z.object({
+    documents: z
+      .array(z.object({ external_id: externalId, ...documentFields }))
+      .min(1)
+      .max(max, `at most ${max} documents per batch`),
+  });
+
+const listQuery = z.object({
+  status: z.enum(["pending", "processing", "ready", "failed"]).optional(),
+  after: z.string().max(512).optional(),
+  limit: z.coerce.number().int().min(1).max(1000).default(100),
+});
+
+const params = z.object({ collection: name, externalId: externalId.optional() });
+
+/** The API speaks snake_case JSON; these are the explicit mappings from the service's objects. */
+function collectionJson(c: Collection) {
+  return {
+    id: c.id,
+    name: c.name,
+    language: c.language,
+    chunking: {
+      max_tokens: c.chunking.maxTokens,
+      overlap_tokens: c.chunking.overlapTokens,
+      min_tokens: c.chunking.minTokens,
+    },
+    created_at: c.createdAt,
+  };
+}
+
+function documentJson(d: DocumentSummary) {
+  return {
+    id: d.id,
+    external_id: d.externalId,
+    collection: d.collection,
+    title: d.title,
+    source: d.source,
+    content_type: d.contentType,
+    metadata: d.metadata,
+    version: d.version,
+    status: d.status,
+    error: d.error,
+    chunk_count: d.chunkCount,
+    updated_at: d.updatedAt,
+  };
+}
+
+function writeResultJson(r: DocumentWriteResult) {
+  return { id: r.id, external_id: r.externalId, version: r.version, changed: r.changed };
+}
+
+function toUpload(d: z.infer<typeof documentBody>, id: string) {
+  return {
+    externalId: id,
+    content: d.content,
+    contentType: d.content_type,
+    title: d.title ?? null,
+    source: d.source ?? null,
+    metadata: d.metadata ?? {},
+  };
+}
+
+export function ingestRoutes(
+  service: IngestService,
+  auth: (scope: Scope) => MiddlewareHandler<AppEnv>,
+  limits: { maxBodyBytes: number; maxBatchDocuments: number },
+): Hono<AppEnv> {
+  const limitBody = bodyLimit({
+    maxSize: limits.maxBodyBytes,
+    onError: () => {
+      throw new AppError(
+        "payload_too_large",
+        `the request body is larger than ${limits.maxBodyBytes} bytes (PGRAG_MAX_BODY_BYTES)`,
+      );
+    },
+  });
+  return new Hono<AppEnv>()
+    .post("/v1/collections", auth("write"), validate("json", collectionBody), async (c) => {
+      const body = c.req.valid("json");
+      const { value, token } = await service.createCollection(c.get("principal"), {
+        name: body.name,
+        language: body.language,
+        chunking: {
+          maxTokens: body.chunking.max_tokens,
+          overlapTokens: body.chunking.overlap_tokens,
+          minTokens: body.chunking.min_tokens,
+        },
+      });
+      return c.json(
+        { collection: collectionJson(value), consistency_token: setConsistencyToken(c, token) },
+        201,
+      );
+    })
+    .get("/v1/collections", auth("read"), async (c) => {
+      const { value } = await service.listCollections(c.get("principal"), readConsistencyToken(c));
+      return c.json({ collections: value.map(collectionJson) });
+    })
+    .post(
+      "/v1/collections/:collection/documents",
+      auth("write"),
+      limitBody,
+      validate("param", params),
+      validate("json", batchBody(limits.maxBatchDocuments)),
+      async (c) => {
+        const { documents } = c.req.valid("json");
+        const { value, token } = await service.putDocuments(
+          c.get("principal"),
+          c.req.valid("param").collection,
+          documents.map((d) => toUpload(d, d.external_id)),
+        );
+        return c.json(
+          { documents: value.map(writeResultJson), consistency_token: setConsistencyToken(c, token) },
+          202,
+        );
+      },
+    )
+    .put(
+      "/v1/collections/:collection/documents/:externalId",
+      auth("write"),
+      limitBody,
+      validate("param", params),
+      async (c) => {
+        const { collection, externalId: id = "" } = c.req.valid("param");
+        const contentType = c.req.header("Content-Type") ?? "";
+        let upload: ReturnType<typeof toUpload>;
+        if (contentType.startsWith("application/json")) {
+          const parsed = documentBody.safeParse(
+            await c.req.json().catch(() => {
+              throw new AppError("invalid_request", "the body is not valid JSON");
+            }),
+          );
+          if (!parsed.success) {
+            const { message, details } = describeIssues(parsed.error);
+            throw new AppError("invalid_request", message, { details });
+          }
+          upload = toUpload(parsed.data, id);
+        } else {
+          // A raw upload: Markdown, HTML or plain text as the body, title and source in the query.
+          const type = parseContentType(contentType);
+          const text = decodeUtf8(new Uint8Array(await c.req.arrayBuffer()));
+          upload = {
+            externalId: id,
+            content: text,
+            contentType: type,
+            title: c.req.query("title") ?? null,
+            source: c.req.query("source") ?? null,
+            metadata: {},
+          };
+        }
+        const { value, token } = await service.putDocuments(c.get("principal"), collection, [upload]);
+        const [result] = value.map(writeResultJson);
+        return c.json(
+          { document: result, consistency_token: setConsistencyToken(c, token) },
+          result?.changed ? 202 : 200,
+        );
+      },
+    )
+    .get(
+      "/v1/collections/:collection/documents",
+      auth("read"),
+      validate("param", params),
+      validate("query", listQuery),
+      async (c) => {
+        const query = c.req.valid("query");
+        const { value } = await service.listDocuments(
+          c.get("principal"),
+          c.req.valid("param").collection,
+          query,
+          readConsistencyToken(c),
+        );
+        const last = value[value.length - 1];
+        return c.json({
+          documents: value.map(documentJson),
+          next_after: value.length === query.limit && last ? last.externalId : null,
+        });
+      },
+    )
+    .get(
+      "/v1/collections/:collection/documents/:externalId",
+      auth("read"),
+      validate("param", params),
+      async (c) => {
+        const { collection, externalId: id = "" } = c.req.valid("param");
+        const { value, node } = await service.getDocument(
+          c.get("principal"),
+          collection,
+          id,
+          readConsistencyToken(c),
+        );
+        c.header("X-Served-By", node);
+        return c.json({ document: documentJson(value) });
+      },
+    )
+    .delete(
+      "/v1/collections/:collection/documents/:externalId",
+      auth("write"),
+      validate("param", params),
+      async (c) => {
+        const { collection, externalId: id = "" } = c.req.valid("param");
+        const { token } = await service.deleteDocument(c.get("principal"), collection, id);
+        return c.json({ deleted: true, consistency_token: setConsistencyToken(c, token) });
+      },
+    );
+}

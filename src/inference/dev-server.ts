@@ -1,0 +1,271 @@
+import type { AddressInfo } from "node:net";
+import { type ServerType, serve } from "@hono/node-server";
+import { Hono } from "hono";
+import { streamSSE } from "hono/streaming";
+import { z } from "zod";
+import { estimateTokens } from "../ingest/chunking.ts";
+import { hashEmbedding, toBase64Floats } from "./hash-embedding.ts";
+
+/**
+ * A small, deterministic OpenAI-compatible inference server: /v1/models, /v1/embeddings and
+ * /v1/chat/completions (extractive answers from the supplied context, streamed in the real SSE
+ * format). It exists because no model weights can be downloaded here; any real OpenAI-compatible
+ * backend (vLLM, TGI, Ollama, OpenAI) replaces it through PGRAG_INFERENCE_URL.
+ *
+ * `faults` lets tests make it misbehave the way real backends do (errors, a wrong dimension, slow
+ * tokens); `stats` lets them observe what it was asked.
+ */
+export interface DevInferenceOptions {
+  readonly host?: string;
+  readonly port?: number;
+  readonly dimension: number;
+  readonly embeddingModel: string;
+  readonly chatModel: string;
+}
+
+export interface DevInferenceFaults {
+  /** The next N requests (any endpoint) answer `failStatus`. */
+  failNext: number;
+  failStatus: number;
+  /** Embeddings come back one element short. */
+  wrongDimension: boolean;
+  /** Delay before the first chat token and between tokens. */
+  firstTokenDelayMs: number;
+  tokenDelayMs: number;
+}
+
+export interface DevInferenceStats {
+  embeddingRequests: number;
+  embeddedInputs: number;
+  chatRequests: number;
+  /** Streams whose client went away before the answer was complete. */
+  abortedChats: number;
+}
+
+export interface DevInferenceServer {
+  readonly url: string;
+  readonly faults: DevInferenceFaults;
+  readonly stats: DevInferenceStats;
+  close(): Promise<void>;
+}
+
+const embeddingsRequest = z.object({
+  model: z.string(),
+  input: z.union([z.string(), z.array(z.string())]),
+  encoding_format: z.enum(["float", "base64"]).optional(),
+});
+
+const chatRequest = z.object({
+  model: z.string(),
+  messages: z
+    .array(z.object({ role: z.string(), content: z.union([z.string(), z.null()]).optional() }))
+    .min(1),
+  stream: z.boolean().optional(),
+  stream_options: z.object({ include_usage: z.boolean().optional() }).nullish(),
+  max_tokens: z.number().int().positive().nullish(),
+});
+
+export function createDevInferenceApp(
+  options: DevInferenceOptions,
+  faults: DevInferenceFaults,
+  stats: DevInferenceStats,
+): Hono {
+  const app = new Hono();
+  const openAiError = (message: string, type: string) => ({
+    error: { message, type, param: null, code: null },
+  });
+
+  app.use(async function injectFaults(c, next) {
+    if (faults.failNext > 0) {
+      faults.failNext--;
+      return c.json(openAiError("injected failure", "server_error"), faults.failStatus as 500);
+    }
+    await next();
+  });
+
+  app.get("/v1/models", (c) =>
+    c.json({
+      object: "list",
+      data: [options.embeddingModel, options.chatModel].map((id) => ({
+        id,
+        object: "model",
+        created: 0,
+        owned_by: "pgrag-dev",
+      })),
+    }),
+  );
+
+  app.post("/v1/embeddings", async (c) => {
+    const parsed = embeddingsRequest.safeParse(await c.req.json().catch(() => null));
+    if (!parsed.success) return c.json(openAiError(parsed.error.message, "invalid_request_error"), 400);
+    const inputs = typeof parsed.data.input === "string" ? [parsed.data.input] : parsed.data.input;
+    stats.embeddingRequests++;
+    stats.embeddedInputs += inputs.length;
+    const dimension = faults.wrongDimension ? options.dimension - 1 : options.dimension;
+    const data = inputs.map((text, index) => {
+      const vector = hashEmbedding(text, dimension);
+      return {
+        object: "embedding",
+        index,
+        embedding: parsed.data.encoding_format === "base64" ? toBase64Floats(vector) : vector,
+      };
+    });
+    const tokens = inputs.reduce((sum, text) => sum + estimateTokens(text), 0);
+    return c.json({
+      object: "list",
+      data,
+      model: parsed.data.model,
+      usage: { prompt_tokens: tokens, total_tokens: tokens },
+    });
+  });
+
+  app.post("/v1/chat/completions", async (c) => {
+    const parsed = chatRequest.safeParse(await c.req.json().catch(() => null));
+    if (!parsed.success) return c.json(openAiError(parsed.error.message, "invalid_request_error"), 400);
+    stats.chatRequests++;
+    const request = parsed.data;
+    const prompt = request.messages.map((m) => m.content ?? "").join("\n");
+    const answer = extractiveAnswer(request.messages, request.max_tokens ?? 256);
+    const usage = {
+      prompt_tokens: estimateTokens(prompt),
+      completion_tokens: estimateTokens(answer),
+      total_tokens: estimateTokens(prompt) + estimateTokens(answer),
+    };
+    const id = `chatcmpl-dev-${stats.chatRequests}`;
+    const created = Math.floor(Date.now() / 1000);
+    if (!request.stream) {
+      await sleep(faults.firstTokenDelayMs);
+      return c.json({
+        id,
+        object: "chat.completion",
+        created,
+        model: request.model,
+        choices: [
+          {
+            index: 0,
+            message: { role: "assistant", content: answer },
+            finish_reason: "stop",
+            logprobs: null,
+          },
+        ],
+        usage,
+      });
+    }
+    return streamSSE(c, async (stream) => {
+      let aborted = false;
+      stream.onAbort(() => {
+        aborted = true;
+      });
+      const chunk = (delta: object, finish: string | null, extra: object = {}) =>
+        JSON.stringify({
+          id,
+          object: "chat.completion.chunk",
+          created,
+          model: request.model,
+          choices: [{ index: 0, delta, finish_reason: finish, logprobs: null }],
+          ...extra,
+        });
+      await sleep(faults.firstTokenDelayMs);
+      await stream.writeSSE({ data: chunk({ role: "assistant", content: "" }, null) });
+      for (const piece of answer.match(/\S+\s*/g) ?? []) {
+        if (aborted) break;
+        await stream.writeSSE({ data: chunk({ content: piece }, null) });
+        await sleep(faults.tokenDelayMs);
+      }
+      if (aborted) {
+        stats.abortedChats++;
+        return;
+      }
+      await stream.writeSSE({ data: chunk({}, "stop") });
+      if (request.stream_options?.include_usage) {
+        await stream.writeSSE({
+          data: JSON.stringify({
+            id,
+            object: "chat.completion.chunk",
+            created,
+            model: request.model,
+            choices: [],
+            usage,
+          }),
+        });
+      }
+      await stream.writeSSE({ data: "[DONE]" });
+    });
+  });
+  return app;
+}
+
+/**
+ * Picks the context sentences sharing most words with the question, keeping any "[n]" source
+ * marker of the passage they come from, so that citations survive into the answer.
+ */
+export function extractiveAnswer(
+  messages: readonly { role: string; content?: string | null }[],
+  maxTokens: number,
+): string {
+  const question = [...messages].reverse().find((m) => m.role === "user")?.content ?? "";
+  const context = messages.map((m) => m.content ?? "").join("\n");
+  const questionWords = new Set(words(question).filter((w) => w.length > 2));
+  const candidates: { text: string; score: number; order: number }[] = [];
+  let marker = "";
+  let order = 0;
+  for (const line of context.split("\n")) {
+    const source = /^\[(\d+)\]/.exec(line.trim());
+    if (source) marker = `[${source[1]}]`;
+    if (!marker) continue;
+    for (const sentence of line.replace(/^\s*\[\d+\][^:]*:?\s*/, "").split(/(?<=[.!?])\s+/)) {
+      const overlap = words(sentence).filter((w) => questionWords.has(w)).length;
+      if (overlap > 0 && sentence.trim().length > 20)
+        candidates.push({ text: `${sentence.trim()} ${marker}`, score: overlap, order: order++ });
+    }
+  }
+  if (candidates.length === 0) return "I could not find an answer to that in the provided context.";
+  const best = candidates.sort((a, b) => b.score - a.score || a.order - b.order).slice(0, 3);
+  let answer = "";
+  for (const candidate of best.sort((a, b) => a.order - b.order)) {
+    if (answer && estimateTokens(answer + candidate.text) > maxTokens) break;
+    answer += `${answer ? " " : ""}${candidate.text}`;
+  }
+  return answer;
+}
+
+function words(text: string): string[] {
+  return text.toLowerCase().match(/[\p{L}\p{N}]+/gu) ?? [];
+}
+
+function sleep(ms: number): Promise<void> {
+  return ms > 0 ? new Promise((resolve) => setTimeout(resolve, ms)) : Promise.resolve();
+}
+
+export async function startDevInferenceServer(options: DevInferenceOptions): Promise<DevInferenceServer> {
+  const faults: DevInferenceFaults = {
+    failNext: 0,
+    failStatus: 500,
+    wrongDimension: false,
+    firstTokenDelayMs: 0,
+    tokenDelayMs: 0,
+  };
+  const stats: DevInferenceStats = {
+    embeddingRequests: 0,
+    embeddedInputs: 0,
+    chatRequests: 0,
+    abortedChats: 0,
+  };
+  const app = createDevInferenceApp(options, faults, stats);
+  const host = options.host ?? "127.0.0.1";
+  const server = await new Promise<ServerType>((resolve, reject) => {
+    const s = serve({ fetch: app.fetch, hostname: host, port: options.port ?? 0 }, () => resolve(s));
+    s.once("error", reject);
+  });
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://${host}:${port}/v1`,
+    faults,
+    stats,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        (server as { closeAllConnections?: () => void }).closeAllConnections?.();
+      }),
+  };
+}

@@ -1,0 +1,71 @@
+import { type Kysely, sql } from "kysely";
+import type { CollectionRow, Database } from "../db/database.ts";
+import { type ChunkingOptions, DEFAULT_CHUNKING } from "./chunking.ts";
+
+export interface Collection {
+  readonly id: string;
+  readonly name: string;
+  readonly language: string;
+  readonly chunking: ChunkingOptions;
+  readonly createdAt: Date;
+}
+
+export function rowToCollection(row: CollectionRow): Collection {
+  const settings = (row.settings ?? {}) as { chunking?: Partial<ChunkingOptions> };
+  return {
+    id: row.id,
+    name: row.name,
+    language: row.language,
+    chunking: { ...DEFAULT_CHUNKING, ...settings.chunking },
+    createdAt: row.created_at,
+  };
+}
+
+export async function insertCollection(
+  db: Kysely<Database>,
+  input: { tenantId: string; name: string; language: string; chunking: ChunkingOptions },
+): Promise<Collection | undefined> {
+  const row = await db
+    .insertInto("collections")
+    .values({
+      tenant_id: input.tenantId,
+      name: input.name,
+      language: input.language,
+      settings: JSON.stringify({ chunking: input.chunking }),
+    })
+    .onConflict((oc) => oc.columns(["tenant_id", "name"]).doNothing())
+    .returningAll()
+    .executeTakeFirst();
+  return row && rowToCollection(row);
+}
+
+export async function findCollection(
+  db: Kysely<Database>,
+  tenantId: string,
+  name: string,
+): Promise<Collection | undefined> {
+  const row = await db
+    .selectFrom("collections")
+    .selectAll()
+    .where("tenant_id", "=", tenantId)
+    .where("name", "=", name)
+    .executeTakeFirst();
+  return row && rowToCollection(row);
+}
+
+export async function listCollections(db: Kysely<Database>, tenantId: string): Promise<Collection[]> {
+  const rows = await db
+    .selectFrom("collections")
+    .selectAll()
+    .where("tenant_id", "=", tenantId)
+    .orderBy("name")
+    .execute();
+  return rows.map(rowToCollection);
+}
+
+export async function textSearchConfigExists(db: Kysely<Database>, name: string): Promise<boolean> {
+  const { rows } = await sql<{ found: boolean }>`
+    SELECT EXISTS (SELECT 1 FROM pg_ts_config WHERE cfgname = ${name}) AS found
+  `.execute(db);
+  return rows[0]?.found === true;
+}

@@ -1,0 +1,214 @@
+import { type Kysely, sql } from "kysely";
+import type { Database, DocumentRow } from "../db/database.ts";
+
+export type DocumentStatus = DocumentRow["status"];
+
+export interface DocumentSummary {
+  readonly id: string;
+  readonly externalId: string;
+  readonly collection: string;
+  readonly title: string | null;
+  readonly source: string | null;
+  readonly contentType: string;
+  readonly metadata: unknown;
+  readonly version: number;
+  readonly status: DocumentStatus;
+  readonly error: string | null;
+  readonly chunkCount: number;
+  readonly updatedAt: Date;
+}
+
+export interface DocumentInput {
+  readonly tenantId: string;
+  readonly collectionId: string;
+  readonly externalId: string;
+  readonly title: string | null;
+  readonly source: string | null;
+  readonly contentType: string;
+  readonly metadata: Record<string, unknown>;
+  readonly text: string;
+  readonly hash: Buffer;
+}
+
+const summaryColumns = [
+  "documents.id",
+  "documents.external_id",
+  "collections.name as collection",
+  "documents.title",
+  "documents.source",
+  "documents.content_type",
+  "documents.metadata",
+  "documents.version",
+  "documents.status",
+  "documents.error",
+  "documents.chunk_count",
+  "documents.updated_at",
+] as const;
+
+type SummaryRow = Pick<
+  DocumentRow,
+  | "id"
+  | "external_id"
+  | "title"
+  | "source"
+  | "content_type"
+  | "metadata"
+  | "version"
+  | "status"
+  | "error"
+  | "chunk_count"
+  | "updated_at"
+> & {
+  collection: string;
+};
+
+function rowToSummary(row: SummaryRow): DocumentSummary {
+  return {
+    id: row.id,
+    externalId: row.external_id,
+    collection: row.collection,
+    title: row.title,
+    source: row.source,
+    contentType: row.content_type,
+    metadata: row.metadata,
+    version: row.version,
+    status: row.status,
+    error: row.error,
+    chunkCount: row.chunk_count,
+    updatedAt: row.updated_at,
+  };
+}
+
+/**
+ * Inserts or replaces a document by (collection, external id). Replacing bumps the version and
+ * sets it pending; identical content, metadata, title and source leave it untouched (a no-op),
+ * unless its last ingestion failed. Returns the version to process, or null when nothing changed.
+ */
+export async function upsertDocument(
+  db: Kysely<Database>,
+  input: DocumentInput,
+): Promise<{ id: string; version: number } | null> {
+  const row = await db
+    .insertInto("documents")
+    .values({
+      tenant_id: input.tenantId,
+      collection_id: input.collectionId,
+      external_id: input.externalId,
+      title: input.title,
+      source: input.source,
+      content_type: input.contentType,
+      metadata: JSON.stringify(input.metadata),
+      content: input.text,
+      content_hash: input.hash,
+      status: "pending",
+    })
+    .onConflict((oc) =>
+      oc
+        .columns(["collection_id", "external_id"])
+        .doUpdateSet({
+          title: (eb) => eb.ref("excluded.title"),
+          source: (eb) => eb.ref("excluded.source"),
+          content_type: (eb) => eb.ref("excluded.content_type"),
+          metadata: (eb) => eb.ref("excluded.metadata"),
+          content: (eb) => eb.ref("excluded.content"),
+          content_hash: (eb) => eb.ref("excluded.content_hash"),
+          version: sql`documents.version + 1`,
+          status: "pending",
+          error: null,
+          updated_at: sql`now()`,
+        })
+        .where(({ or, eb, ref }) =>
+          or([
+            eb(ref("documents.status"), "=", "failed"),
+            eb(
+              sql`(documents.content_hash, documents.metadata, documents.title, documents.source)`,
+              "is distinct from",
+              sql`(excluded.content_hash, excluded.metadata, excluded.title, excluded.source)`,
+            ),
+          ]),
+        ),
+    )
+    .returning(["id", "version"])
+    .executeTakeFirst();
+  return row ?? null;
+}
+
+export async function findDocumentSummary(
+  db: Kysely<Database>,
+  where: { tenantId: string; collectionId: string; externalId: string } | { tenantId: string; id: string },
+): Promise<DocumentSummary | undefined> {
+  let query = db
+    .selectFrom("documents")
+    .innerJoin("collections", "collections.id", "documents.collection_id")
+    .select(summaryColumns)
+    .where("documents.tenant_id", "=", where.tenantId);
+  query =
+    "id" in where
+      ? query.where("documents.id", "=", where.id)
+      : query
+          .where("documents.collection_id", "=", where.collectionId)
+          .where("documents.external_id", "=", where.externalId);
+  const row = await query.executeTakeFirst();
+  return row && rowToSummary(row);
+}
+
+export async function listDocumentSummaries(
+  db: Kysely<Database>,
+  filter: { tenantId: string; collectionId: string; status?: DocumentStatus; after?: string; limit: number },
+): Promise<DocumentSummary[]> {
+  let query = db
+    .selectFrom("documents")
+    .innerJoin("collections", "collections.id", "documents.collection_id")
+    .select(summaryColumns)
+    .where("documents.tenant_id", "=", filter.tenantId)
+    .where("documents.collection_id", "=", filter.collectionId)
+    .orderBy("documents.external_id")
+    .limit(filter.limit);
+  if (filter.status) query = query.where("documents.status", "=", filter.status);
+  if (filter.after !== undefined) query = query.where("documents.external_id", ">", filter.after);
+  return (await query.execute()).map(rowToSummary);
+}
+
+/**
+ * Deletes a document with its chunks and postings (cascade) and takes what its chunks added out of
+ * the collection's BM25 statistics, in the caller's transaction.
+ */
+export async function deleteDocument(
+  db: Kysely<Database>,
+  where: { tenantId: string; collectionId: string; externalId: string },
+): Promise<boolean> {
+  const deleted = await db
+    .deleteFrom("documents")
+    .where("tenant_id", "=", where.tenantId)
+    .where("collection_id", "=", where.collectionId)
+    .where("external_id", "=", where.externalId)
+    .returning(["collection_id", "tenant_id", "chunk_count", "lexeme_total"])
+    .executeTakeFirst();
+  if (!deleted) return false;
+  await adjustCollectionStats(
+    db,
+    deleted.collection_id,
+    deleted.tenant_id,
+    -deleted.chunk_count,
+    -Number(deleted.lexeme_total),
+  );
+  return true;
+}
+
+/** Last statement of a write transaction: the stats row is the one hot row ingestion shares. */
+export async function adjustCollectionStats(
+  db: Kysely<Database>,
+  collectionId: string,
+  tenantId: string,
+  chunkDelta: number,
+  lengthDelta: number,
+): Promise<void> {
+  if (chunkDelta === 0 && lengthDelta === 0) return;
+  await sql`
+    INSERT INTO collection_stats AS s (collection_id, tenant_id, chunk_count, total_length)
+    VALUES (${collectionId}, ${tenantId}, greatest(${chunkDelta}::bigint, 0), greatest(${lengthDelta}::bigint, 0))
+    ON CONFLICT (collection_id) DO UPDATE
+      SET chunk_count = s.chunk_count + ${chunkDelta}::bigint,
+          total_length = s.total_length + ${lengthDelta}::bigint
+  `.execute(db);
+}

@@ -1,0 +1,185 @@
+import type { Kysely } from "kysely";
+import type { Database } from "../db/database.ts";
+import type { Lsn } from "../db/lsn.ts";
+import type { Router } from "../db/router.ts";
+import { AppError, InvalidRequestError, NotFoundError } from "../errors.ts";
+import type { Principal } from "../tenancy/api-keys.ts";
+import type { ChunkingOptions } from "./chunking.ts";
+import {
+  type Collection,
+  findCollection,
+  insertCollection,
+  listCollections,
+  textSearchConfigExists,
+} from "./collections.repository.ts";
+import { type ContentType, normalizeContent } from "./content.ts";
+import {
+  type DocumentStatus,
+  type DocumentSummary,
+  deleteDocument,
+  findDocumentSummary,
+  listDocumentSummaries,
+  upsertDocument,
+} from "./documents.repository.ts";
+import type { IngestJobData } from "./queue.ts";
+
+export interface DocumentUpload {
+  readonly externalId: string;
+  readonly content: string;
+  readonly contentType: ContentType;
+  readonly title?: string | null;
+  readonly source?: string | null;
+  readonly metadata?: Record<string, unknown>;
+}
+
+export interface DocumentWriteResult {
+  readonly id: string;
+  readonly externalId: string;
+  readonly version: number | null;
+  /** false: identical to what is stored; nothing was queued. */
+  readonly changed: boolean;
+}
+
+type Enqueue = (tx: Kysely<Database>, jobs: readonly IngestJobData[]) => Promise<void>;
+
+/** Collections and documents: writes on the primary (with their jobs), reads routed with tokens. */
+export class IngestService {
+  readonly #router: Router;
+  readonly #enqueue: Enqueue;
+  readonly #maxDocumentBytes: number;
+
+  constructor(router: Router, enqueue: Enqueue, options: { maxDocumentBytes: number }) {
+    this.#router = router;
+    this.#enqueue = enqueue;
+    this.#maxDocumentBytes = options.maxDocumentBytes;
+  }
+
+  async createCollection(
+    principal: Principal,
+    input: { name: string; language: string; chunking: ChunkingOptions },
+  ) {
+    if (input.chunking.overlapTokens >= input.chunking.maxTokens) {
+      throw new InvalidRequestError("chunking.overlap_tokens must be smaller than chunking.max_tokens");
+    }
+    return this.#router.write(async (tx) => {
+      if (!(await textSearchConfigExists(tx, input.language))) {
+        throw new InvalidRequestError(
+          `unknown text-search language "${input.language}" (e.g. english, simple, german, french)`,
+        );
+      }
+      const created = await insertCollection(tx, { tenantId: principal.tenantId, ...input });
+      if (!created) throw new AppError("conflict", `collection "${input.name}" already exists`);
+      return created;
+    });
+  }
+
+  listCollections(principal: Principal, token: Lsn | null) {
+    return this.#router.read({ token }, (db) => listCollections(db, principal.tenantId));
+  }
+
+  /** Stores the documents and queues their ingestion in one transaction: all or nothing. */
+  async putDocuments(principal: Principal, collectionName: string, uploads: readonly DocumentUpload[]) {
+    const prepared = uploads.map((upload, index) => {
+      try {
+        return {
+          upload,
+          normalized: normalizeContent(upload.content, upload.contentType, this.#maxDocumentBytes),
+        };
+      } catch (error) {
+        if (error instanceof AppError && uploads.length > 1) {
+          throw new AppError(error.code, `documents[${index}] (${upload.externalId}): ${error.message}`);
+        }
+        throw error;
+      }
+    });
+    return this.#router.write(async (tx) => {
+      const collection = await this.#requireCollection(tx, principal, collectionName);
+      const results: DocumentWriteResult[] = [];
+      const jobs: IngestJobData[] = [];
+      for (const { upload, normalized } of prepared) {
+        const written = await upsertDocument(tx, {
+          tenantId: principal.tenantId,
+          collectionId: collection.id,
+          externalId: upload.externalId,
+          title: upload.title ?? null,
+          source: upload.source ?? null,
+          contentType: upload.contentType,
+          metadata: upload.metadata ?? {},
+          text: normalized.text,
+          hash: normalized.hash,
+        });
+        if (written) {
+          jobs.push({ documentId: written.id, version: written.version });
+          results.push({
+            id: written.id,
+            externalId: upload.externalId,
+            version: written.version,
+            changed: true,
+          });
+        } else {
+          const existing = await findDocumentSummary(tx, {
+            tenantId: principal.tenantId,
+            collectionId: collection.id,
+            externalId: upload.externalId,
+          });
+          results.push({
+            id: existing?.id ?? "",
+            externalId: upload.externalId,
+            version: existing?.version ?? null,
+            changed: false,
+          });
+        }
+      }
+      await this.#enqueue(tx, jobs);
+      return results;
+    });
+  }
+
+  async getDocument(principal: Principal, collectionName: string, externalId: string, token: Lsn | null) {
+    const result = await this.#router.read({ token }, async (db) => {
+      const collection = await this.#requireCollection(db, principal, collectionName);
+      return findDocumentSummary(db, {
+        tenantId: principal.tenantId,
+        collectionId: collection.id,
+        externalId,
+      });
+    });
+    if (!result.value)
+      throw new NotFoundError(`no document "${externalId}" in collection "${collectionName}"`);
+    return { ...result, value: result.value };
+  }
+
+  listDocuments(
+    principal: Principal,
+    collectionName: string,
+    filter: { status?: DocumentStatus; after?: string; limit: number },
+    token: Lsn | null,
+  ): Promise<{ value: DocumentSummary[]; node: string }> {
+    return this.#router.read({ token }, async (db) => {
+      const collection = await this.#requireCollection(db, principal, collectionName);
+      return listDocumentSummaries(db, {
+        tenantId: principal.tenantId,
+        collectionId: collection.id,
+        ...filter,
+      });
+    });
+  }
+
+  async deleteDocument(principal: Principal, collectionName: string, externalId: string) {
+    return this.#router.write(async (tx) => {
+      const collection = await this.#requireCollection(tx, principal, collectionName);
+      const deleted = await deleteDocument(tx, {
+        tenantId: principal.tenantId,
+        collectionId: collection.id,
+        externalId,
+      });
+      if (!deleted) throw new NotFoundError(`no document "${externalId}" in collection "${collectionName}"`);
+    });
+  }
+
+  async #requireCollection(db: Kysely<Database>, principal: Principal, name: string): Promise<Collection> {
+    const collection = await findCollection(db, principal.tenantId, name);
+    if (!collection) throw new NotFoundError(`no collection "${name}"; create it with POST /v1/collections`);
+    return collection;
+  }
+}

@@ -1,0 +1,270 @@
+import { sql } from "kysely";
+import type PgBoss from "pg-boss";
+import { Counter, Histogram, type Registry } from "prom-client";
+import { PRIMARY_ONLY_TOKEN, type Router } from "../db/router.ts";
+import { type EmbeddingClient, EmbeddingDimensionError } from "../inference/embedding-client.ts";
+import type { Logger } from "../logger.ts";
+import { type Chunk, chunkText } from "./chunking.ts";
+import {
+  cachedEmbeddings,
+  type EmbeddedChunk,
+  insertChunksWithPostings,
+  storeEmbeddings,
+} from "./chunks.sql.ts";
+import { rowToCollection } from "./collections.repository.ts";
+import { contentHash } from "./content.ts";
+import { adjustCollectionStats } from "./documents.repository.ts";
+import { INGEST_QUEUE, type IngestJobData } from "./queue.ts";
+
+export interface IngestWorkerOptions {
+  /** Concurrent fetch loops in this process. */
+  readonly concurrency: number;
+  /** Jobs fetched together: their chunks share embedding batches. */
+  readonly batchSize: number;
+  readonly pollingIntervalSeconds: number;
+}
+
+interface PendingDocument {
+  readonly job: PgBoss.JobWithMetadata<IngestJobData>;
+  readonly documentId: string;
+  readonly version: number;
+  readonly tenantId: string;
+  readonly collectionId: string;
+  readonly language: string;
+  readonly metadata: unknown;
+  readonly chunks: readonly Chunk[];
+}
+
+/**
+ * Turns pending documents into chunks, embeddings and postings. At-least-once: a job may run twice
+ * (a worker died after writing), so the write replaces the document's chunks wholesale and only when
+ * the document is still at the job's version. Each document's new chunks become visible at once,
+ * in one transaction, and its old ones disappear in the same one.
+ */
+export class IngestWorker {
+  readonly #boss: PgBoss;
+  readonly #router: Router;
+  readonly #embeddings: EmbeddingClient;
+  readonly #logger: Logger;
+  readonly #options: IngestWorkerOptions;
+  readonly #workerIds: string[] = [];
+  readonly #processed: Counter<"outcome">;
+  readonly #stageSeconds: Histogram<"stage">;
+
+  constructor(
+    deps: { boss: PgBoss; router: Router; embeddings: EmbeddingClient; logger: Logger; registry: Registry },
+    options: IngestWorkerOptions,
+  ) {
+    this.#boss = deps.boss;
+    this.#router = deps.router;
+    this.#embeddings = deps.embeddings;
+    this.#logger = deps.logger;
+    this.#options = options;
+    this.#processed = new Counter({
+      name: "pgrag_ingest_documents_total",
+      help: "Ingestion jobs by outcome (ready, failed, retried, skipped)",
+      labelNames: ["outcome"],
+      registers: [deps.registry],
+    });
+    this.#stageSeconds = new Histogram({
+      name: "pgrag_ingest_stage_seconds",
+      help: "Time per ingestion batch stage (load, chunk, embed, write)",
+      labelNames: ["stage"],
+      buckets: [0.001, 0.005, 0.02, 0.1, 0.5, 2, 10],
+      registers: [deps.registry],
+    });
+  }
+
+  async start(): Promise<void> {
+    for (let i = 0; i < this.#options.concurrency; i++) {
+      const id = await this.#boss.work<IngestJobData>(
+        INGEST_QUEUE,
+        {
+          batchSize: this.#options.batchSize,
+          includeMetadata: true,
+          pollingIntervalSeconds: this.#options.pollingIntervalSeconds,
+        },
+        (jobs) => this.processBatch(jobs),
+      );
+      this.#workerIds.push(id);
+    }
+  }
+
+  /** Stops fetching; jobs in progress finish (pg-boss waits for them in `boss.stop`). */
+  async stop(): Promise<void> {
+    await Promise.all(this.#workerIds.splice(0).map((id) => this.#boss.offWork({ id })));
+  }
+
+  async processBatch(jobs: PgBoss.JobWithMetadata<IngestJobData>[]): Promise<void> {
+    const pending = await this.#timed("load", () => this.#load(jobs));
+    let embedded: Map<PendingDocument, EmbeddedChunk[]>;
+    try {
+      embedded = await this.#timed("embed", () => this.#embed(pending));
+    } catch (error) {
+      await Promise.all(pending.map((doc) => this.#fail(doc, error)));
+      return;
+    }
+    for (const doc of pending) {
+      try {
+        await this.#timed("write", () => this.#write(doc, embedded.get(doc) ?? []));
+      } catch (error) {
+        await this.#fail(doc, error);
+      }
+    }
+  }
+
+  async #load(jobs: PgBoss.JobWithMetadata<IngestJobData>[]): Promise<PendingDocument[]> {
+    const ids = jobs.map((j) => j.data.documentId);
+    const { value: rows } = await this.#router.read({ token: PRIMARY_ONLY_TOKEN }, (db) =>
+      db
+        .selectFrom("documents")
+        .innerJoin("collections", "collections.id", "documents.collection_id")
+        .select([
+          "documents.id",
+          "documents.version",
+          "documents.status",
+          "documents.tenant_id",
+          "documents.content",
+          "documents.metadata",
+          "collections.id as collection_id",
+          "collections.name",
+          "collections.language",
+          "collections.settings",
+          "collections.created_at",
+        ])
+        .where("documents.id", "in", ids)
+        .execute(),
+    );
+    const byId = new Map(rows.map((r) => [r.id, r]));
+    const pending: PendingDocument[] = [];
+    for (const job of jobs) {
+      const row = byId.get(job.data.documentId);
+      // Deleted, replaced by a newer version (whose own job will run), or already written by an
+      // earlier run of this job: nothing to do.
+      if (!row || row.version !== job.data.version || row.status === "ready") {
+        this.#processed.inc({ outcome: "skipped" });
+        continue;
+      }
+      const collection = rowToCollection({ ...row, id: row.collection_id, tenant_id: row.tenant_id });
+      const chunks = await this.#timed("chunk", async () => chunkText(row.content, collection.chunking));
+      pending.push({
+        job,
+        documentId: row.id,
+        version: row.version,
+        tenantId: row.tenant_id,
+        collectionId: collection.id,
+        language: collection.language,
+        metadata: row.metadata,
+        chunks,
+      });
+    }
+    return pending;
+  }
+
+  /** Embeds the batch's chunk texts that are not cached yet, each distinct text once. */
+  async #embed(pending: readonly PendingDocument[]): Promise<Map<PendingDocument, EmbeddedChunk[]>> {
+    const hashes = new Map<string, { hash: Buffer; text: string }>();
+    for (const doc of pending) {
+      for (const chunk of doc.chunks) {
+        const hash = contentHash(chunk.content);
+        hashes.set(hash.toString("hex"), { hash, text: chunk.content });
+      }
+    }
+    const { value: cached } = await this.#router.read({ token: PRIMARY_ONLY_TOKEN }, (db) =>
+      cachedEmbeddings(
+        db,
+        [...hashes.values()].map((h) => h.hash),
+      ),
+    );
+    const missing = [...hashes.entries()].filter(([key]) => !cached.has(key));
+    if (missing.length > 0) {
+      const vectors = await this.#embeddings.embed(missing.map(([, h]) => h.text));
+      const fresh = missing.map(([key, h], i) => ({ key, hash: h.hash, embedding: vectors[i] as number[] }));
+      await this.#router.write((tx) => storeEmbeddings(tx, fresh));
+      for (const entry of fresh) cached.set(entry.key, entry.embedding);
+    }
+    return new Map(
+      pending.map((doc) => [
+        doc,
+        doc.chunks.map((chunk) => ({
+          ...chunk,
+          embedding: cached.get(contentHash(chunk.content).toString("hex")) as number[],
+        })),
+      ]),
+    );
+  }
+
+  async #write(doc: PendingDocument, chunks: readonly EmbeddedChunk[]): Promise<void> {
+    const { value: outcome } = await this.#router.write(async (tx) => {
+      // Lock the document row: a concurrent replace or delete waits, or made this job stale.
+      const current = await tx
+        .selectFrom("documents")
+        .select(["version", "chunk_count", "lexeme_total"])
+        .where("id", "=", doc.documentId)
+        .forUpdate()
+        .executeTakeFirst();
+      if (!current || current.version !== doc.version) return "skipped" as const;
+      await tx.deleteFrom("chunks").where("document_id", "=", doc.documentId).execute();
+      const added = await insertChunksWithPostings(tx, doc, chunks);
+      await tx
+        .updateTable("documents")
+        .set({
+          status: "ready",
+          error: null,
+          chunk_count: added.chunkCount,
+          lexeme_total: added.lexemeTotal,
+          updated_at: sql`now()`,
+        })
+        .where("id", "=", doc.documentId)
+        .execute();
+      await adjustCollectionStats(
+        tx,
+        doc.collectionId,
+        doc.tenantId,
+        added.chunkCount - current.chunk_count,
+        added.lexemeTotal - Number(current.lexeme_total),
+      );
+      return "ready" as const;
+    });
+    this.#processed.inc({ outcome });
+  }
+
+  /**
+   * A permanent error (wrong dimension) or a job out of retries marks the document failed with the
+   * reason; anything else goes back to the queue for a retry with backoff.
+   */
+  async #fail(doc: PendingDocument, error: unknown): Promise<void> {
+    const message = error instanceof Error ? error.message : String(error);
+    const permanent = error instanceof EmbeddingDimensionError;
+    const lastAttempt = permanent || doc.job.retryCount >= doc.job.retryLimit;
+    this.#logger.warn(
+      { jobId: doc.job.id, documentId: doc.documentId, error: message, lastAttempt },
+      "ingestion job failed",
+    );
+    if (lastAttempt) {
+      await this.#router.write((tx) =>
+        tx
+          .updateTable("documents")
+          .set({ status: "failed", error: message.slice(0, 2000), updated_at: sql`now()` })
+          .where("id", "=", doc.documentId)
+          .where("version", "=", doc.version)
+          .execute(),
+      );
+      this.#processed.inc({ outcome: "failed" });
+      // Completed: the failure is recorded on the document, and a retry could not help.
+      if (permanent) return;
+    } else {
+      this.#processed.inc({ outcome: "retried" });
+    }
+    await this.#boss.fail(INGEST_QUEUE, doc.job.id, { error: message });
+  }
+
+  async #timed<T>(stage: string, run: () => Promise<T>): Promise<T> {
+    const end = this.#stageSeconds.startTimer({ stage });
+    try {
+      return await run();
+    } finally {
+      end();
+    }
+  }
+}

@@ -1,0 +1,50 @@
+import { CompiledQuery, type Kysely } from "kysely";
+import PgBoss from "pg-boss";
+import type { Database } from "../db/database.ts";
+import type { Router } from "../db/router.ts";
+
+export const INGEST_QUEUE = "ingest-document";
+
+export interface IngestJobData {
+  readonly documentId: string;
+  readonly version: number;
+}
+
+export interface QueueOptions {
+  /** A job whose worker died is failed, and so retried, after this long. */
+  readonly jobExpireSeconds: number;
+  /** How often expired jobs are looked for (pg-boss maintenance). */
+  readonly maintenanceIntervalSeconds: number;
+}
+
+/**
+ * pg-boss over the router's primary executor. Its schema and the ingest queue are created by the
+ * migrations, so the application role needs no DDL and start-up does not migrate.
+ */
+export function createJobQueue(
+  router: Router,
+  options: QueueOptions,
+): { boss: PgBoss; enqueue: typeof enqueue } {
+  const boss = new PgBoss({
+    db: router.primarySqlExecutor(),
+    schema: "pgboss",
+    migrate: false,
+    schedule: false,
+    supervise: true,
+    maintenanceIntervalSeconds: options.maintenanceIntervalSeconds,
+  });
+  // pg-boss reports background errors (a maintenance run during a failover) as events.
+  boss.on("error", () => {});
+  async function enqueue(tx: Kysely<Database>, jobs: readonly IngestJobData[]): Promise<void> {
+    if (jobs.length === 0) return;
+    // The jobs are inserted in the caller's transaction: a document and its job commit together.
+    const db = {
+      executeSql: async (text: string, values: unknown[]) => tx.executeQuery(CompiledQuery.raw(text, values)),
+    };
+    await boss.insert(
+      jobs.map((data) => ({ name: INGEST_QUEUE, data, expireInSeconds: options.jobExpireSeconds })),
+      { db },
+    );
+  }
+  return { boss, enqueue };
+}
