@@ -25,12 +25,19 @@ export const PRIMARY_ONLY_TOKEN: Lsn = 0xffffffffffffffffn;
 export interface ReadOptions {
   /** The consistency token of the caller's last write, if any. */
   readonly token?: Lsn | null;
+  /**
+   * Also return a token covering everything this read saw: the serving node's WAL position read
+   * after the read. A client that saw a state passes it on and later reads see at least that state.
+   */
+  readonly observe?: boolean;
 }
 
 export interface ReadResult<T> {
   readonly value: T;
   /** The node that served the read (for events and the X-Served-By header). */
   readonly node: string;
+  /** With `observe`: a token at or past everything the read saw. */
+  readonly observed?: Lsn;
 }
 
 export interface WriteResult<T> {
@@ -174,6 +181,13 @@ export class Router {
     });
     this.#reads.inc({ node: node.name, reason });
     return { value, node: node.name };
+  }
+
+  async #positionOf(node: DbNode): Promise<Lsn> {
+    const { rows } = await sql<{ lsn: string }>`
+      SELECT (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END)::text AS lsn
+    `.execute(node.db);
+    return parseLsn(rows[0]?.lsn ?? "") ?? PRIMARY_ONLY_TOKEN;
   }
 
   /** Re-checks on the serving node itself; replay never moves backwards, so the read that follows sees the write. */

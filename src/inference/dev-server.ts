@@ -29,6 +29,8 @@ export interface DevInferenceFaults {
   failStatus: number;
   /** Embeddings come back one element short. */
   wrongDimension: boolean;
+  /** Delay before answering an embeddings request (a busy GPU). */
+  embeddingDelayMs: number;
   /** Delay before the first chat token and between tokens. */
   firstTokenDelayMs: number;
   tokenDelayMs: number;
@@ -101,6 +103,7 @@ export function createDevInferenceApp(
     const inputs = typeof parsed.data.input === "string" ? [parsed.data.input] : parsed.data.input;
     stats.embeddingRequests++;
     stats.embeddedInputs += inputs.length;
+    await sleep(faults.embeddingDelayMs);
     const dimension = faults.wrongDimension ? options.dimension - 1 : options.dimension;
     const data = inputs.map((text, index) => {
       const vector = hashEmbedding(text, dimension);

@@ -1,7 +1,7 @@
 import type { Kysely } from "kysely";
 import type { Database } from "../db/database.ts";
 import type { Lsn } from "../db/lsn.ts";
-import type { Router } from "../db/router.ts";
+import type { ReadResult, Router } from "../db/router.ts";
 import { AppError, InvalidRequestError, NotFoundError } from "../errors.ts";
 import type { Principal } from "../tenancy/api-keys.ts";
 import type { ChunkingOptions } from "./chunking.ts";
@@ -136,7 +136,7 @@ export class IngestService {
   }
 
   async getDocument(principal: Principal, collectionName: string, externalId: string, token: Lsn | null) {
-    const result = await this.#router.read({ token }, async (db) => {
+    const result = await this.#router.read({ token, observe: true }, async (db) => {
       const collection = await this.#requireCollection(db, principal, collectionName);
       return findDocumentSummary(db, {
         tenantId: principal.tenantId,
@@ -154,8 +154,8 @@ export class IngestService {
     collectionName: string,
     filter: { status?: DocumentStatus; after?: string; limit: number },
     token: Lsn | null,
-  ): Promise<{ value: DocumentSummary[]; node: string }> {
-    return this.#router.read({ token }, async (db) => {
+  ): Promise<ReadResult<DocumentSummary[]>> {
+    return this.#router.read({ token, observe: true }, async (db) => {
       const collection = await this.#requireCollection(db, principal, collectionName);
       return listDocumentSummaries(db, {
         tenantId: principal.tenantId,

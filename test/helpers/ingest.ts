@@ -1,0 +1,52 @@
+import type { App } from "../../src/app.ts";
+import { api } from "./api.ts";
+import { waitFor } from "./cluster.ts";
+
+export interface DocumentJson {
+  id: string;
+  external_id: string;
+  version: number;
+  status: string;
+  error: string | null;
+  chunk_count: number;
+}
+
+export async function createCollection(
+  app: App,
+  key: string,
+  name: string,
+  extra: Record<string, unknown> = {},
+): Promise<string> {
+  const response = await api<{ consistency_token: string }>(app, "POST", "/v1/collections", {
+    key,
+    json: { name, ...extra },
+  });
+  if (response.status !== 201) throw new Error(`collection not created: ${JSON.stringify(response.body)}`);
+  return response.body.consistency_token;
+}
+
+/** Polls the document list until every named document has one of the final statuses. */
+export async function waitForDocuments(
+  app: App,
+  key: string,
+  collection: string,
+  externalIds: readonly string[],
+  statuses: readonly string[] = ["ready"],
+  timeoutMs = 60_000,
+): Promise<{ documents: Map<string, DocumentJson>; token: string }> {
+  return waitFor(
+    `documents ${statuses.join("/")} in ${collection}`,
+    async () => {
+      const response = await api<{ documents: DocumentJson[]; consistency_token: string }>(
+        app,
+        "GET",
+        `/v1/collections/${collection}/documents?limit=1000`,
+        { key },
+      );
+      const documents = new Map(response.body.documents.map((d) => [d.external_id, d]));
+      const done = externalIds.every((id) => statuses.includes(documents.get(id)?.status ?? ""));
+      return done ? { documents, token: response.body.consistency_token } : undefined;
+    },
+    timeoutMs,
+  );
+}

@@ -1,0 +1,264 @@
+import { describe, expect, it } from "vitest";
+import { parseLsn } from "../../../src/db/lsn.ts";
+import { api, newTenantKey } from "../../helpers/api.ts";
+import { startTestApp } from "../../helpers/app.ts";
+import { adminQuery } from "../../helpers/cluster.ts";
+import { createCollection, waitForDocuments } from "../../helpers/ingest.ts";
+import { readScifactCorpus } from "../../helpers/shared-data.ts";
+
+const app = await startTestApp({ PGRAG_WORKER_POLL_SECONDS: "0.5", PGRAG_MAX_DOCUMENT_BYTES: "200000" });
+const dev = () => {
+  const server = app.devInference();
+  if (!server) throw new Error("the test app runs the in-process dev inference server");
+  return server;
+};
+
+async function chunkRows(documentId: string) {
+  return adminQuery<{ ordinal: number; content: string; has_embedding: boolean; version: number }>(
+    "primary",
+    "SELECT ordinal, content, embedding IS NOT NULL AS has_embedding, document_version AS version FROM chunks WHERE document_id = $1 ORDER BY ordinal",
+    [documentId],
+  );
+}
+
+async function stats(collection: string, tenantId: string) {
+  const rows = await adminQuery<{
+    chunk_count: string;
+    total_length: string;
+    actual_chunks: string;
+    actual_length: string;
+  }>(
+    "primary",
+    `SELECT s.chunk_count, s.total_length,
+            (SELECT count(*) FROM chunks WHERE collection_id = c.id) AS actual_chunks,
+            (SELECT coalesce(sum(dl), 0) FROM (SELECT DISTINCT chunk_id, dl FROM chunk_terms WHERE collection_id = c.id) d) AS actual_length
+     FROM collections c LEFT JOIN collection_stats s ON s.collection_id = c.id
+     WHERE c.name = $1 AND c.tenant_id = $2`,
+    [collection, tenantId],
+  );
+  return rows[0];
+}
+
+describe("ingestion", () => {
+  it("turns a batch of SciFact abstracts into chunks with embeddings, visible on a replica with the token", async () => {
+    const { key, tenantId } = await newTenantKey(app);
+    await createCollection(app, key, "scifact");
+    const abstracts = await readScifactCorpus(25);
+    const put = await api<{
+      documents: { external_id: string; changed: boolean }[];
+      consistency_token: string;
+    }>(app, "POST", "/v1/collections/scifact/documents", {
+      key,
+      json: {
+        documents: abstracts.map((a) => ({
+          external_id: a._id,
+          title: a.title,
+          content: a.text,
+          metadata: { corpus: "scifact" },
+        })),
+      },
+    });
+    expect(put.status).toBe(202);
+    expect(put.headers.get("X-Consistency-Token")).toBe(put.body.consistency_token);
+    expect(put.body.documents.every((d) => d.changed)).toBe(true);
+
+    const { documents, token } = await waitForDocuments(
+      app,
+      key,
+      "scifact",
+      abstracts.map((a) => a._id),
+    );
+    for (const doc of documents.values()) {
+      expect(doc.chunk_count).toBeGreaterThan(0);
+      const rows = await chunkRows(doc.id);
+      expect(rows).toHaveLength(doc.chunk_count);
+      expect(rows.every((r) => r.has_embedding)).toBe(true);
+    }
+    // The token of the read that saw "ready" brings a replica to at least that state.
+    const first = documents.get(abstracts[0]?._id ?? "");
+    const onReplica = await app.router.read({ token: parseLsn(token) }, (db) =>
+      db
+        .selectFrom("chunks")
+        .select((eb) => eb.fn.countAll<string>().as("n"))
+        .where("document_id", "=", first?.id ?? "")
+        .where("embedding", "is not", null)
+        .executeTakeFirstOrThrow(),
+    );
+    expect(Number(onReplica.value.n)).toBe(first?.chunk_count);
+    const s = await stats("scifact", tenantId);
+    expect(Number(s?.chunk_count)).toBe(Number(s?.actual_chunks));
+    expect(Number(s?.total_length)).toBe(Number(s?.actual_length));
+  });
+
+  it("replaces a changed document's chunks atomically, leaves an unchanged one alone, and deletes", async () => {
+    const { key, tenantId } = await newTenantKey(app);
+    await createCollection(app, key, "notes");
+    const put = (content: string) =>
+      api<{ document: { changed: boolean; version: number } }>(
+        app,
+        "PUT",
+        "/v1/collections/notes/documents/n1",
+        {
+          key,
+          json: { content, content_type: "text/markdown", title: "Note" },
+        },
+      );
+    expect((await put("# Note\n\nPgBouncer pools connections in transaction mode.")).status).toBe(202);
+    let { documents } = await waitForDocuments(app, key, "notes", ["n1"]);
+    const id = documents.get("n1")?.id ?? "";
+    expect((await chunkRows(id)).map((r) => r.content).join(" ")).toContain("PgBouncer");
+
+    const embeddedBefore = dev().stats.embeddedInputs;
+    const unchanged = await put("# Note\n\nPgBouncer pools connections in transaction mode.");
+    expect(unchanged.status).toBe(200);
+    expect(unchanged.body.document).toMatchObject({ changed: false, version: 1 });
+
+    const changed = await put("# Note\n\nStreaming replicas replay the primary's WAL.");
+    expect(changed.body.document).toMatchObject({ changed: true, version: 2 });
+    ({ documents } = await waitForDocuments(app, key, "notes", ["n1"], ["ready"]));
+    await expect.poll(async () => documents.get("n1")?.version).toBe(2);
+    const rows = await chunkRows(id);
+    expect(rows.every((r) => r.version === 2)).toBe(true);
+    const text = rows.map((r) => r.content).join(" ");
+    expect(text).toContain("WAL");
+    expect(text).not.toContain("PgBouncer");
+    expect(dev().stats.embeddedInputs - embeddedBefore).toBe(1); // only the changed text
+    let s = await stats("notes", tenantId);
+    expect(Number(s?.chunk_count)).toBe(Number(s?.actual_chunks));
+    expect(Number(s?.total_length)).toBe(Number(s?.actual_length));
+
+    const deleted = await api(app, "DELETE", "/v1/collections/notes/documents/n1", { key });
+    expect(deleted.status).toBe(200);
+    expect(await chunkRows(id)).toEqual([]);
+    s = await stats("notes", tenantId);
+    expect([Number(s?.chunk_count), Number(s?.total_length)]).toEqual([0, 0]);
+    expect(
+      (
+        await api(app, "GET", "/v1/collections/notes/documents/n1", {
+          key,
+          token: deleted.headers.get("X-Consistency-Token"),
+        })
+      ).status,
+    ).toBe(404);
+  });
+
+  it("never embeds identical chunk text twice", async () => {
+    const { key } = await newTenantKey(app);
+    await createCollection(app, key, "dups");
+    // Several chunks of text no earlier test can have embedded.
+    const run = crypto.randomUUID();
+    const text = Array.from({ length: 120 }, (_, i) => `Sentence ${i} of run ${run} mentions term${i}.`).join(
+      " ",
+    );
+    const before = dev().stats.embeddedInputs;
+    await api(app, "POST", "/v1/collections/dups/documents", {
+      key,
+      json: {
+        documents: [
+          { external_id: "a", content: text },
+          { external_id: "b", content: text },
+        ],
+      },
+    });
+    const { documents } = await waitForDocuments(app, key, "dups", ["a", "b"]);
+    expect(documents.get("a")?.chunk_count).toBeGreaterThan(1);
+    expect(dev().stats.embeddedInputs - before).toBe(documents.get("a")?.chunk_count);
+  });
+
+  it("recovers from a backend answering 500 before 200", async () => {
+    const { key } = await newTenantKey(app);
+    await createCollection(app, key, "flaky");
+    dev().faults.failStatus = 500;
+    dev().faults.failNext = 2;
+    await api(app, "PUT", "/v1/collections/flaky/documents/f1", {
+      key,
+      json: { content: `flaky backend ${crypto.randomUUID()}` },
+    });
+    const { documents } = await waitForDocuments(app, key, "flaky", ["f1"]);
+    expect(documents.get("f1")?.status).toBe("ready");
+    expect(dev().faults.failNext).toBe(0);
+  });
+
+  it("fails a document whose embeddings have the wrong dimension, with the reason, writing no chunks", async () => {
+    const { key } = await newTenantKey(app);
+    await createCollection(app, key, "wrongdim");
+    dev().faults.wrongDimension = true;
+    try {
+      await api(app, "PUT", "/v1/collections/wrongdim/documents/w1", {
+        key,
+        json: { content: `dimension check ${crypto.randomUUID()}` },
+      });
+      const { documents } = await waitForDocuments(app, key, "wrongdim", ["w1"], ["failed", "ready"]);
+      const doc = documents.get("w1");
+      expect(doc?.status).toBe("failed");
+      expect(doc?.error).toMatch(/dimension 383.*dimension 384/);
+      expect(await chunkRows(doc?.id ?? "")).toEqual([]);
+    } finally {
+      dev().faults.wrongDimension = false;
+    }
+  });
+});
+
+describe("bad input", () => {
+  it("answers each with a 4xx that says what is wrong, and writes nothing", async () => {
+    const { key, tenantId } = await newTenantKey(app);
+    await createCollection(app, key, "strict");
+    const cases: [string, Parameters<typeof api>[3], number, RegExp][] = [
+      ["/v1/collections/strict/documents/e", { json: { content: "   \n " } }, 400, /empty/],
+      ["/v1/collections/missing/documents/e", { json: { content: "text" } }, 404, /no collection "missing"/],
+      [
+        "/v1/collections/strict/documents/e",
+        { body: "%PDF-1.4", contentType: "application/pdf" },
+        400,
+        /unsupported content type "application\/pdf"/,
+      ],
+      [
+        "/v1/collections/strict/documents/e",
+        { body: new Uint8Array([0x68, 0xff, 0xfe, 0x69]), contentType: "text/plain" },
+        400,
+        /not valid UTF-8/,
+      ],
+      [
+        "/v1/collections/strict/documents/e",
+        { json: { content: "x".repeat(200_001) } },
+        413,
+        /larger than the limit of 200000 bytes/,
+      ],
+      ["/v1/collections/strict/documents/e", { json: { content: 42 } }, 400, /content/],
+      [
+        "/v1/collections/strict/documents/e",
+        { body: "{not json", contentType: "application/json" },
+        400,
+        /not valid JSON/,
+      ],
+    ];
+    for (const [path, options, status, message] of cases) {
+      const response = await api<{ error: { code: string; message: string } }>(app, "PUT", path, {
+        key,
+        ...options,
+      });
+      expect(response.status, `${path} ${JSON.stringify(options).slice(0, 80)}`).toBe(status);
+      expect(response.body.error.message).toMatch(message);
+    }
+    const batch = await api<{ error: { message: string } }>(app, "POST", "/v1/collections/strict/documents", {
+      key,
+      json: {
+        documents: [
+          { external_id: "good", content: "fine text" },
+          { external_id: "bad", content: "" },
+        ],
+      },
+    });
+    expect(batch.status).toBe(400);
+    expect(batch.body.error.message).toMatch(/documents\[1\] \(bad\): the document is empty/);
+    const stored = await adminQuery(
+      "primary",
+      "SELECT count(*)::int AS n FROM documents WHERE tenant_id = $1",
+      [tenantId],
+    );
+    expect(stored[0]?.n).toBe(0);
+    expect(
+      (await api(app, "PUT", "/v1/collections/strict/documents/e", { json: { content: "no key" } })).status,
+    ).toBe(401);
+  });
+});

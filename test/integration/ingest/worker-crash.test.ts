@@ -1,0 +1,102 @@
+import { spawn } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import { describe, expect, it } from "vitest";
+import { api, newTenantKey } from "../../helpers/api.ts";
+import { startTestApp } from "../../helpers/app.ts";
+import { adminQuery, TEST_ENV_FILE, waitFor } from "../../helpers/cluster.ts";
+import { createCollection, waitForDocuments } from "../../helpers/ingest.ts";
+import { readScifactCorpus } from "../../helpers/shared-data.ts";
+
+const CLI = fileURLToPath(new URL("../../../bin/pgrag.js", import.meta.url));
+// Jobs expire quickly so that a dead worker's jobs come back within the test.
+const queueSettings = { PGRAG_INGEST_JOB_EXPIRE_SECONDS: "3", PGRAG_QUEUE_MAINTENANCE_SECONDS: "1" };
+
+describe("a worker killed mid-batch", () => {
+  it("loses and duplicates nothing: every document ends ready exactly once", async () => {
+    // The API process here runs no workers; ingestion happens in a separate `pgrag worker`.
+    const api1 = await startTestApp({ ...queueSettings, PGRAG_WORKER_CONCURRENCY: "0" });
+    const backend = api1.devInference();
+    if (!backend) throw new Error("expected the in-process dev backend");
+    backend.faults.embeddingDelayMs = 250; // slow enough to kill the worker in the middle
+    const { key, tenantId } = await newTenantKey(api1);
+    await createCollection(api1, key, "crash");
+    const abstracts = await readScifactCorpus(40);
+    await api(api1, "POST", "/v1/collections/crash/documents", {
+      key,
+      json: { documents: abstracts.map((a) => ({ external_id: a._id, content: `${a.title}\n\n${a.text}` })) },
+    });
+
+    const worker = spawn(process.execPath, [CLI, "worker"], {
+      env: {
+        ...process.env,
+        ...queueSettings,
+        PGRAG_ENV_FILE: TEST_ENV_FILE,
+        PGRAG_INFERENCE_URL: api1.inferenceUrl(),
+        PGRAG_WORKER_CONCURRENCY: "2",
+        PGRAG_WORKER_BATCH_SIZE: "4",
+        PGRAG_LOG_LEVEL: "error",
+      },
+      stdio: "ignore",
+    });
+    const readyCount = async () =>
+      (
+        await adminQuery<{ n: number }>(
+          "primary",
+          "SELECT count(*)::int AS n FROM documents WHERE tenant_id = $1 AND status = 'ready'",
+          [tenantId],
+        )
+      )[0]?.n ?? 0;
+    try {
+      await waitFor("the worker to finish a few documents", async () => (await readyCount()) >= 4, 30_000);
+    } finally {
+      // Injected: SIGKILL while batches are in flight (no graceful shutdown, jobs stay active).
+      worker.kill("SIGKILL");
+    }
+    await new Promise((resolve) => worker.once("exit", resolve));
+    expect(await readyCount()).toBeLessThan(abstracts.length);
+
+    backend.faults.embeddingDelayMs = 0;
+    await startTestApp({
+      ...queueSettings,
+      PGRAG_INFERENCE_URL: api1.inferenceUrl(),
+      PGRAG_WORKER_CONCURRENCY: "2",
+    });
+    const { documents } = await waitForDocuments(
+      api1,
+      key,
+      "crash",
+      abstracts.map((a) => a._id),
+      ["ready"],
+      90_000,
+    );
+    expect(documents.size).toBe(abstracts.length);
+
+    const rows = await adminQuery<{
+      id: string;
+      chunk_count: number;
+      chunks: number;
+      distinct_ordinals: number;
+      stale: number;
+    }>(
+      "primary",
+      `SELECT d.id, d.chunk_count, count(c.id)::int AS chunks, count(DISTINCT c.ordinal)::int AS distinct_ordinals,
+              count(c.id) FILTER (WHERE c.document_version <> d.version)::int AS stale
+       FROM documents d LEFT JOIN chunks c ON c.document_id = d.id
+       WHERE d.tenant_id = $1 GROUP BY d.id`,
+      [tenantId],
+    );
+    expect(rows).toHaveLength(abstracts.length);
+    for (const row of rows) {
+      expect(row.chunks).toBe(row.chunk_count);
+      expect(row.distinct_ordinals).toBe(row.chunks);
+      expect(row.stale).toBe(0);
+    }
+    const [totals] = await adminQuery<{ stats: string; actual: string }>(
+      "primary",
+      `SELECT s.chunk_count AS stats, (SELECT count(*) FROM chunks WHERE tenant_id = $1) AS actual
+       FROM collection_stats s WHERE s.tenant_id = $1`,
+      [tenantId],
+    );
+    expect(Number(totals?.stats)).toBe(Number(totals?.actual));
+  });
+});
