@@ -1,7 +1,8 @@
 import type { MiddlewareHandler } from "hono";
-import { Hono } from "hono";
+import { type Context, Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { z } from "zod";
+import type { Lsn } from "../db/lsn.ts";
 import { AppError } from "../errors.ts";
 import { DEFAULT_CHUNKING } from "../ingest/chunking.ts";
 import type { Collection } from "../ingest/collections.repository.ts";
@@ -101,6 +102,11 @@ function documentJson(d: DocumentSummary) {
 
 function writeResultJson(r: DocumentWriteResult) {
   return { id: r.id, external_id: r.externalId, version: r.version, changed: r.changed };
+}
+
+/** Reads hand back a token covering what they saw; see the Router's `observe`. */
+function observedToken(c: Context, observed: Lsn | undefined): string | null {
+  return observed === undefined ? null : setConsistencyToken(c, observed);
 }
 
 function toUpload(d: z.infer<typeof documentBody>, id: string) {
@@ -216,7 +222,7 @@ export function ingestRoutes(
       validate("query", listQuery),
       async (c) => {
         const query = c.req.valid("query");
-        const { value } = await service.listDocuments(
+        const { value, observed } = await service.listDocuments(
           c.get("principal"),
           c.req.valid("param").collection,
           query,
@@ -226,6 +232,7 @@ export function ingestRoutes(
         return c.json({
           documents: value.map(documentJson),
           next_after: value.length === query.limit && last ? last.externalId : null,
+          consistency_token: observedToken(c, observed),
         });
       },
     )
@@ -235,14 +242,14 @@ export function ingestRoutes(
       validate("param", params),
       async (c) => {
         const { collection, externalId: id = "" } = c.req.valid("param");
-        const { value, node } = await service.getDocument(
+        const { value, node, observed } = await service.getDocument(
           c.get("principal"),
           collection,
           id,
           readConsistencyToken(c),
         );
         c.header("X-Served-By", node);
-        return c.json({ document: documentJson(value) });
+        return c.json({ document: documentJson(value), consistency_token: observedToken(c, observed) });
       },
     )
     .delete(

@@ -145,12 +145,13 @@ export class Router {
       const node = replica ?? (failed.includes(this.#primary.name) ? undefined : this.#fallback(token));
       if (!node) break;
       try {
-        return await this.#readOn(
+        const result = await this.#readOn(
           node,
           token,
           work,
           failed.length > 0 ? "retry" : replica ? "replica" : "fallback",
         );
+        return options.observe ? { ...result, observed: await this.#positionOf(node) } : result;
       } catch (error) {
         if (!isConnectionError(error)) throw error;
         lastError = error;

@@ -245,6 +245,7 @@ export async function startDevInferenceServer(options: DevInferenceOptions): Pro
     failNext: 0,
     failStatus: 500,
     wrongDimension: false,
+    embeddingDelayMs: 0,
     firstTokenDelayMs: 0,
     tokenDelayMs: 0,
   };

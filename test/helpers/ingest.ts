@@ -34,7 +34,7 @@ export async function waitForDocuments(
   statuses: readonly string[] = ["ready"],
   timeoutMs = 60_000,
 ): Promise<{ documents: Map<string, DocumentJson>; token: string }> {
-  return waitFor(
+  return waitFor<{ documents: Map<string, DocumentJson>; token: string } | undefined>(
     `documents ${statuses.join("/")} in ${collection}`,
     async () => {
       const response = await api<{ documents: DocumentJson[]; consistency_token: string }>(
@@ -48,5 +48,5 @@ export async function waitForDocuments(
       return done ? { documents, token: response.body.consistency_token } : undefined;
     },
     timeoutMs,
-  );
+  ) as Promise<{ documents: Map<string, DocumentJson>; token: string }>;
 }

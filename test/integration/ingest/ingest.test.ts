@@ -76,6 +76,7 @@ describe("ingestion", () => {
     }
     // The token of the read that saw "ready" brings a replica to at least that state.
     const first = documents.get(abstracts[0]?._id ?? "");
+    expect(parseLsn(token)).not.toBeNull();
     const onReplica = await app.router.read({ token: parseLsn(token) }, (db) =>
       db
         .selectFrom("chunks")
@@ -85,6 +86,7 @@ describe("ingestion", () => {
         .executeTakeFirstOrThrow(),
     );
     expect(Number(onReplica.value.n)).toBe(first?.chunk_count);
+    expect(onReplica.node).toMatch(/^replica/);
     const s = await stats("scifact", tenantId);
     expect(Number(s?.chunk_count)).toBe(Number(s?.actual_chunks));
     expect(Number(s?.total_length)).toBe(Number(s?.actual_length));
