@@ -104,11 +104,18 @@ export class IngestWorker {
       await Promise.all(pending.map((doc) => this.#fail(doc, error)));
       return;
     }
-    for (const doc of pending) {
-      try {
-        await this.#timed("write", () => this.#write(doc, embedded.get(doc) ?? []));
-      } catch (error) {
-        await this.#fail(doc, error);
+    // One transaction for the whole batch saves a commit (a WAL flush) per document; if it fails,
+    // each document is written on its own so that one bad document cannot hold back the others.
+    try {
+      await this.#timed("write", () => this.#write(pending, embedded));
+    } catch (batchError) {
+      if (pending.length === 1 && pending[0]) return this.#fail(pending[0], batchError);
+      for (const doc of pending) {
+        try {
+          await this.#timed("write", () => this.#write([doc], embedded));
+        } catch (error) {
+          await this.#fail(doc, error);
+        }
       }
     }
   }
@@ -194,39 +201,51 @@ export class IngestWorker {
     );
   }
 
-  async #write(doc: PendingDocument, chunks: readonly EmbeddedChunk[]): Promise<void> {
-    const { value: outcome } = await this.#router.write(async (tx) => {
-      // Lock the document row: a concurrent replace or delete waits, or made this job stale.
-      const current = await tx
-        .selectFrom("documents")
-        .select(["version", "chunk_count", "lexeme_total"])
-        .where("id", "=", doc.documentId)
-        .forUpdate()
-        .executeTakeFirst();
-      if (!current || current.version !== doc.version) return "skipped" as const;
-      await tx.deleteFrom("chunks").where("document_id", "=", doc.documentId).execute();
-      const added = await insertChunksWithPostings(tx, doc, chunks);
-      await tx
-        .updateTable("documents")
-        .set({
-          status: "ready",
-          error: null,
-          chunk_count: added.chunkCount,
-          lexeme_total: added.lexemeTotal,
-          updated_at: sql`now()`,
-        })
-        .where("id", "=", doc.documentId)
-        .execute();
-      await adjustCollectionStats(
-        tx,
-        doc.collectionId,
-        doc.tenantId,
-        added.chunkCount - current.chunk_count,
-        added.lexemeTotal - Number(current.lexeme_total),
-      );
-      return "ready" as const;
+  async #write(
+    docs: readonly PendingDocument[],
+    embedded: Map<PendingDocument, EmbeddedChunk[]>,
+  ): Promise<void> {
+    const { value: outcomes } = await this.#router.write(async (tx) => {
+      const outcomes: ("ready" | "skipped")[] = [];
+      const deltas = new Map<string, { tenantId: string; chunks: number; length: number }>();
+      // Rows are locked in id order, so two workers' batches cannot deadlock.
+      for (const doc of [...docs].sort((a, b) => a.documentId.localeCompare(b.documentId))) {
+        // Lock the document row: a concurrent replace or delete waits, or made this job stale.
+        const current = await tx
+          .selectFrom("documents")
+          .select(["version", "chunk_count", "lexeme_total"])
+          .where("id", "=", doc.documentId)
+          .forUpdate()
+          .executeTakeFirst();
+        if (!current || current.version !== doc.version) {
+          outcomes.push("skipped");
+          continue;
+        }
+        await tx.deleteFrom("chunks").where("document_id", "=", doc.documentId).execute();
+        const added = await insertChunksWithPostings(tx, doc, embedded.get(doc) ?? []);
+        await tx
+          .updateTable("documents")
+          .set({
+            status: "ready",
+            error: null,
+            chunk_count: added.chunkCount,
+            lexeme_total: added.lexemeTotal,
+            updated_at: sql`now()`,
+          })
+          .where("id", "=", doc.documentId)
+          .execute();
+        const delta = deltas.get(doc.collectionId) ?? { tenantId: doc.tenantId, chunks: 0, length: 0 };
+        delta.chunks += added.chunkCount - current.chunk_count;
+        delta.length += added.lexemeTotal - Number(current.lexeme_total);
+        deltas.set(doc.collectionId, delta);
+        outcomes.push("ready");
+      }
+      for (const [collectionId, delta] of [...deltas.entries()].sort(([a], [b]) => a.localeCompare(b))) {
+        await adjustCollectionStats(tx, collectionId, delta.tenantId, delta.chunks, delta.length);
+      }
+      return outcomes;
     });
-    this.#processed.inc({ outcome });
+    for (const outcome of outcomes) this.#processed.inc({ outcome });
   }
 
   /**
