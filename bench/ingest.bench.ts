@@ -14,7 +14,12 @@ import { createLogger } from "../src/logger.ts";
 import { createApiKey, ensureTenant } from "../src/tenancy/api-keys.ts";
 import { readScifactCorpus } from "../test/helpers/shared-data.ts";
 
-const config = loadConfig({ ...process.env, PGRAG_LOG_LEVEL: "warn", PGRAG_WORKER_CONCURRENCY: process.env.PGRAG_WORKER_CONCURRENCY ?? "2", PGRAG_WORKER_BATCH_SIZE: process.env.PGRAG_WORKER_BATCH_SIZE ?? "32" });
+const config = loadConfig({
+  ...process.env,
+  PGRAG_LOG_LEVEL: "warn",
+  PGRAG_WORKER_CONCURRENCY: process.env.PGRAG_WORKER_CONCURRENCY ?? "2",
+  PGRAG_WORKER_BATCH_SIZE: process.env.PGRAG_WORKER_BATCH_SIZE ?? "32",
+});
 const app = createApp(config, { logger: createLogger({ logLevel: "warn" }) });
 await app.start({ listen: false });
 
@@ -24,30 +29,56 @@ const { value: key } = await app.router.write(async (tx) =>
   createApiKey(tx, { tenantId: await ensureTenant(tx, tenant), name: "bench", scopes: ["read", "write"] }),
 );
 const headers = { Authorization: `Bearer ${key.key}`, "Content-Type": "application/json" };
-await app.http.request("/v1/collections", { method: "POST", headers, body: JSON.stringify({ name: "scifact" }) });
+await app.http.request("/v1/collections", {
+  method: "POST",
+  headers,
+  body: JSON.stringify({ name: "scifact" }),
+});
 
 const started = performance.now();
 for (let i = 0; i < corpus.length; i += 500) {
-  const documents = corpus.slice(i, i + 500).map((d) => ({ external_id: d._id, title: d.title, content: `${d.title}\n\n${d.text}` }));
-  const response = await app.http.request("/v1/collections/scifact/documents", { method: "POST", headers, body: JSON.stringify({ documents }) });
+  const documents = corpus
+    .slice(i, i + 500)
+    .map((d) => ({ external_id: d._id, title: d.title, content: `${d.title}\n\n${d.text}` }));
+  const response = await app.http.request("/v1/collections/scifact/documents", {
+    method: "POST",
+    headers,
+    body: JSON.stringify({ documents }),
+  });
   if (response.status !== 202) throw new Error(`batch failed: ${await response.text()}`);
 }
 const enqueued = performance.now();
-const { value: tenantRow } = await app.router.write((tx) => tx.selectFrom("tenants").select("id").where("name", "=", tenant).executeTakeFirstOrThrow());
+const { value: tenantRow } = await app.router.write((tx) =>
+  tx.selectFrom("tenants").select("id").where("name", "=", tenant).executeTakeFirstOrThrow(),
+);
 for (;;) {
   const { value } = await app.router.write((tx) =>
-    tx.selectFrom("documents").select((eb) => [eb.fn.countAll<string>().as("n")]).where("tenant_id", "=", tenantRow.id).where("status", "in", ["pending", "processing"]).executeTakeFirstOrThrow(),
+    tx
+      .selectFrom("documents")
+      .select((eb) => [eb.fn.countAll<string>().as("n")])
+      .where("tenant_id", "=", tenantRow.id)
+      .where("status", "in", ["pending", "processing"])
+      .executeTakeFirstOrThrow(),
   );
   if (Number(value.n) === 0) break;
   await new Promise((resolve) => setTimeout(resolve, 100));
 }
 const finished = performance.now();
 const { value: counts } = await app.router.write((tx) =>
-  tx.selectFrom("documents").select((eb) => [eb.fn.sum<string>("chunk_count").as("chunks"), eb.fn.countAll<string>().as("docs")]).where("tenant_id", "=", tenantRow.id).where("status", "=", "ready").executeTakeFirstOrThrow(),
+  tx
+    .selectFrom("documents")
+    .select((eb) => [eb.fn.sum<string>("chunk_count").as("chunks"), eb.fn.countAll<string>().as("docs")])
+    .where("tenant_id", "=", tenantRow.id)
+    .where("status", "=", "ready")
+    .executeTakeFirstOrThrow(),
 );
 const stageSums = new Map<string, number>();
-for (const metric of (await app.registry.getMetricsAsJSON()).filter((m) => m.name === "pgrag_ingest_stage_seconds")) {
-  for (const v of (metric as unknown as { values: { metricName: string; labels: { stage: string }; value: number }[] }).values) {
+for (const metric of (await app.registry.getMetricsAsJSON()).filter(
+  (m) => m.name === "pgrag_ingest_stage_seconds",
+)) {
+  for (const v of (
+    metric as unknown as { values: { metricName: string; labels: { stage: string }; value: number }[] }
+  ).values) {
     if (v.metricName.endsWith("_sum")) stageSums.set(v.labels.stage, v.value);
   }
 }
@@ -56,10 +87,14 @@ await app.stop();
 // The reference: COPY the same chunk rows into a table with the same indexes (GIN on tsv, HNSW).
 const url = config.database.migrationUrl;
 const dir = mkdtempSync(join(tmpdir(), "pgrag-bench-"));
-const psql = (sql: string) => execFileSync("psql", [url, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-c", sql], { encoding: "utf8" });
-const columns = "tenant_id, collection_id, document_id, document_version, ordinal, content, heading_path, char_start, char_end, token_count, metadata, language, embedding";
+const psql = (sql: string) =>
+  execFileSync("psql", [url, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-c", sql], { encoding: "utf8" });
+const columns =
+  "tenant_id, collection_id, document_id, document_version, ordinal, content, heading_path, char_start, char_end, token_count, metadata, language, embedding";
 psql(`\\copy (SELECT ${columns} FROM chunks WHERE tenant_id = '${tenantRow.id}') TO '${dir}/chunks.csv' CSV`);
-psql("DROP TABLE IF EXISTS bench_copy_chunks; CREATE TABLE bench_copy_chunks (LIKE chunks INCLUDING DEFAULTS INCLUDING GENERATED INCLUDING IDENTITY INCLUDING INDEXES)");
+psql(
+  "DROP TABLE IF EXISTS bench_copy_chunks; CREATE TABLE bench_copy_chunks (LIKE chunks INCLUDING DEFAULTS INCLUDING GENERATED INCLUDING IDENTITY INCLUDING INDEXES)",
+);
 const copyStart = performance.now();
 psql(`\\copy bench_copy_chunks (${columns}) FROM '${dir}/chunks.csv' CSV`);
 const copyMs = performance.now() - copyStart;
@@ -70,12 +105,22 @@ const chunks = Number(counts.chunks);
 const totalS = (finished - started) / 1000;
 const writeS = stageSums.get("write") ?? 0;
 const workerConcurrency = config.ingest.workerConcurrency;
-console.log(`bench:ingest — SciFact ${counts.docs}/${corpus.length} documents ready, ${chunks} chunks, ${workerConcurrency} workers`);
-console.log(`end to end: ${totalS.toFixed(1)} s (API accepted all in ${((enqueued - started) / 1000).toFixed(1)} s) → ${(chunks / totalS).toFixed(0)} chunks/s (target ≥ 1000)`);
+console.log(
+  `bench:ingest — SciFact ${counts.docs}/${corpus.length} documents ready, ${chunks} chunks, ${workerConcurrency} workers`,
+);
+console.log(
+  `end to end: ${totalS.toFixed(1)} s (API accepted all in ${((enqueued - started) / 1000).toFixed(1)} s) → ${(chunks / totalS).toFixed(0)} chunks/s (target ≥ 1000)`,
+);
 console.log("worker time by stage (summed over workers):");
 for (const [stage, seconds] of stageSums) console.log(`  ${stage.padEnd(6)} ${seconds.toFixed(2)} s`);
-console.log(`  (embed = cache look-up + embedding backend + cache write; write = chunk rows + postings + stats in one transaction per document)`);
+console.log(
+  `  (embed = cache look-up + embedding backend + cache write; write = chunk rows + postings + stats in one transaction per document)`,
+);
 const oursPerSecond = chunks / (writeS / workerConcurrency);
 const copyPerSecond = chunks / (copyMs / 1000);
-console.log(`raw COPY of the same ${chunks} chunk rows (same GIN + HNSW indexes): ${(copyMs / 1000).toFixed(2)} s → ${copyPerSecond.toFixed(0)} rows/s`);
-console.log(`our write path: ${oursPerSecond.toFixed(0)} chunks/s (write-stage time / ${workerConcurrency} workers, includes BM25 postings) → ${((100 * oursPerSecond) / copyPerSecond).toFixed(0)}% of raw COPY (target ≥ 50%)`);
+console.log(
+  `raw COPY of the same ${chunks} chunk rows (same GIN + HNSW indexes): ${(copyMs / 1000).toFixed(2)} s → ${copyPerSecond.toFixed(0)} rows/s`,
+);
+console.log(
+  `our write path: ${oursPerSecond.toFixed(0)} chunks/s (write-stage time / ${workerConcurrency} workers, includes BM25 postings) → ${((100 * oursPerSecond) / copyPerSecond).toFixed(0)}% of raw COPY (target ≥ 50%)`,
+);

@@ -5,11 +5,13 @@ import { requireApiKey } from "./api/auth.middleware.ts";
 import type { AppEnv } from "./api/context.ts";
 import { createHttpApp } from "./api/http-app.ts";
 import { ingestRoutes } from "./api/ingest.routes.ts";
+import { searchRoutes } from "./api/search.routes.ts";
 import type { Config } from "./config.ts";
 import { assertEmbeddingSettings } from "./db/embedding-settings.ts";
 import { NodeMonitor } from "./db/node-monitor.ts";
 import { closeDbNode, createDbNode, type DbNode } from "./db/pools.ts";
 import { Router } from "./db/router.ts";
+import { UnavailableError } from "./errors.ts";
 import { type DevInferenceServer, startDevInferenceServer } from "./inference/dev-server.ts";
 import { EmbeddingClient } from "./inference/embedding-client.ts";
 import { IngestService } from "./ingest/ingest.service.ts";
@@ -17,6 +19,7 @@ import { IngestWorker } from "./ingest/ingest.worker.ts";
 import { createJobQueue } from "./ingest/queue.ts";
 import { createLogger, type Logger } from "./logger.ts";
 import { createMetricsRegistry, type Registry } from "./metrics.ts";
+import { SearchService } from "./retrieval/search.service.ts";
 import { Authenticator } from "./tenancy/authenticator.ts";
 
 export interface App {
@@ -27,6 +30,7 @@ export interface App {
   readonly registry: Registry;
   readonly logger: Logger;
   readonly ingest: IngestService;
+  readonly search: SearchService;
   /** Checks the database, starts background loops, workers and (unless `listen: false`) the HTTP server. */
   start(options?: { listen?: boolean }): Promise<void>;
   /** The bound port after `start()`, for tests that listen on port 0. */
@@ -80,12 +84,18 @@ export function createApp(config: Config, options: { logger?: Logger } = {}): Ap
   const ingest = new IngestService(router, queue.enqueue, {
     maxDocumentBytes: config.ingest.maxDocumentBytes,
   });
+  let embeddings: EmbeddingClient | undefined;
+  const embed = (texts: readonly string[]) => {
+    if (!embeddings) throw new UnavailableError("the embedding backend is not connected yet");
+    return embeddings.embed(texts);
+  };
+  const search = new SearchService(router, embed, config.retrieval);
   const auth = requireApiKey(new Authenticator(router, { cacheTtlMs: config.authCacheTtlMs }));
   const http = createHttpApp({
     logger,
     monitor,
     registry,
-    routes: [ingestRoutes(ingest, auth, config.ingest)],
+    routes: [ingestRoutes(ingest, auth, config.ingest), searchRoutes(search, auth)],
   });
 
   let server: ServerType | undefined;
@@ -108,6 +118,7 @@ export function createApp(config: Config, options: { logger?: Logger } = {}): Ap
     registry,
     logger,
     ingest,
+    search,
     async start({ listen = true } = {}) {
       await assertEmbeddingSettings(primary.db, config.embedding);
       await monitor.probeAll(true);
@@ -125,12 +136,13 @@ export function createApp(config: Config, options: { logger?: Logger } = {}): Ap
           "no PGRAG_INFERENCE_URL: using the in-process dev inference server (hashed embeddings, extractive answers)",
         );
       }
+      embeddings = new EmbeddingClient(inferenceUrl(), config);
       if (config.ingest.workerConcurrency > 0) {
         worker = new IngestWorker(
           {
             boss: queue.boss,
             router,
-            embeddings: new EmbeddingClient(inferenceUrl(), config),
+            embeddings,
             logger: logger.child({ component: "ingest-worker" }),
             registry,
           },

@@ -2,8 +2,10 @@ import { parseArgs } from "node:util";
 import { createApp } from "./app.ts";
 import { ConfigError, loadConfig } from "./config.ts";
 import { migrate } from "./db/migrate.ts";
+import { evaluateBeir } from "./evaluation/beir.ts";
 import { startDevInferenceServer } from "./inference/dev-server.ts";
 import { createLogger } from "./logger.ts";
+import type { SearchMode } from "./retrieval/search.service.ts";
 import {
   createApiKey,
   ensureTenant,
@@ -26,6 +28,8 @@ Commands:
                         create an API key (and the tenant if new); the key is shown once
   keys list --tenant NAME
   keys revoke KEY_ID
+  eval --dataset DIR [--split train] [--modes hybrid,vector,bm25] [--limit N]
+                        ingest a BEIR-format folder and print nDCG@10, Recall@100 and latency per mode
   dev-inference [--port N]
                         run the OpenAI-compatible dev inference server on its own
 
@@ -111,6 +115,44 @@ Shown once: store it now.
   }
 }
 
+async function runEval(args: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      dataset: { type: "string" },
+      split: { type: "string", default: "train" },
+      modes: { type: "string", default: "bm25,vector,hybrid" },
+      limit: { type: "string" },
+    },
+  });
+  if (!values.dataset)
+    throw new UsageError(
+      "eval needs --dataset DIR (a BEIR folder: corpus.jsonl, queries.jsonl, qrels/<split>.tsv)",
+    );
+  const modes = values.modes.split(",").map((m) => m.trim());
+  const bad = modes.filter((m) => !["hybrid", "vector", "bm25"].includes(m));
+  if (bad.length > 0) throw new UsageError(`--modes takes hybrid, vector, bm25; not ${bad.join(", ")}`);
+  const app = createApp(loadConfig({ PGRAG_LOG_LEVEL: "warn", ...process.env }));
+  await app.start({ listen: false });
+  try {
+    const results = await evaluateBeir(app, {
+      dataset: values.dataset,
+      split: values.split,
+      modes: modes as SearchMode[],
+      ...(values.limit ? { queryLimit: Number(values.limit) } : {}),
+      log: (line) => process.stdout.write(`${line}\n`),
+    });
+    process.stdout.write("mode     queries  nDCG@10  Recall@100  p50 ms  p95 ms\n");
+    for (const r of results) {
+      process.stdout.write(
+        `${r.mode.padEnd(8)} ${String(r.queries).padStart(7)}  ${r.ndcg10.toFixed(4)}   ${r.recall100.toFixed(4)}  ${r.p50Ms.toFixed(1).padStart(6)}  ${r.p95Ms.toFixed(1).padStart(6)}\n`,
+      );
+    }
+  } finally {
+    await app.stop();
+  }
+}
+
 async function runDevInference(args: string[]): Promise<void> {
   const { values } = parseArgs({
     args,
@@ -168,6 +210,8 @@ async function main(argv: string[]): Promise<void> {
       return serve(false);
     case "keys":
       return runKeys(rest);
+    case "eval":
+      return runEval(rest);
     case "dev-inference":
       return runDevInference(rest);
     case "migrate":

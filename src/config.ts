@@ -49,6 +49,12 @@ const schema = z.object({
   PGRAG_EMBEDDING_BATCH_SIZE: z.coerce.number().int().min(1).max(2048).default(64),
   PGRAG_EMBEDDING_CONCURRENCY: z.coerce.number().int().min(1).max(64).default(4),
 
+  PGRAG_HNSW_EF_SEARCH: z.coerce.number().int().min(1).max(1000).default(100),
+  PGRAG_EXACT_SCAN_THRESHOLD: z.coerce.number().int().min(0).max(1_000_000).default(5_000),
+  PGRAG_BM25_K1: z.coerce.number().min(0).max(10).default(0.9),
+  PGRAG_BM25_B: z.coerce.number().min(0).max(1).default(0.4),
+  PGRAG_RRF_K: z.coerce.number().int().min(1).max(10_000).default(60),
+
   PGRAG_INFERENCE_URL: z.url().optional(),
   PGRAG_INFERENCE_API_KEY: z.string().default("not-needed"),
   PGRAG_CHAT_MODEL: z.string().min(1).default("pgrag-dev-extractive"),
@@ -100,6 +106,13 @@ export interface Config {
     readonly dimension: number;
     readonly batchSize: number;
     readonly concurrency: number;
+  };
+  readonly retrieval: {
+    readonly efSearch: number;
+    /** Filters leaving at most this many chunks use an exact scan instead of the HNSW index. */
+    readonly exactScanThreshold: number;
+    readonly bm25: { readonly k1: number; readonly b: number };
+    readonly rrfK: number;
   };
   readonly inference: {
     /** Unset: the dev inference server starts in-process (extractive answers, hashed embeddings). */
@@ -174,6 +187,12 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       dimension: raw.PGRAG_EMBEDDING_DIM,
       batchSize: raw.PGRAG_EMBEDDING_BATCH_SIZE,
       concurrency: raw.PGRAG_EMBEDDING_CONCURRENCY,
+    },
+    retrieval: {
+      efSearch: raw.PGRAG_HNSW_EF_SEARCH,
+      exactScanThreshold: raw.PGRAG_EXACT_SCAN_THRESHOLD,
+      bm25: { k1: raw.PGRAG_BM25_K1, b: raw.PGRAG_BM25_B },
+      rrfK: raw.PGRAG_RRF_K,
     },
     inference: {
       url: raw.PGRAG_INFERENCE_URL ?? null,

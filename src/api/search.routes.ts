@@ -1,0 +1,90 @@
+import { Hono, type MiddlewareHandler } from "hono";
+import { z } from "zod";
+import { searchFilterSchema } from "../retrieval/filters.ts";
+import type { SearchHit, SearchService } from "../retrieval/search.service.ts";
+import type { Scope } from "../tenancy/api-keys.ts";
+import { readConsistencyToken } from "./consistency.ts";
+import type { AppEnv } from "./context.ts";
+import { validate } from "./validation.ts";
+
+export const MAX_QUERY_CHARS = 10_000;
+const collectionName = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$/, "not a collection name");
+
+export const searchBody = z
+  .object({
+    query: z
+      .string()
+      .trim()
+      .min(1, "must not be empty")
+      .max(MAX_QUERY_CHARS, `at most ${MAX_QUERY_CHARS} characters`),
+    collection: collectionName.optional(),
+    collections: z.array(collectionName).min(1).max(20).optional(),
+    mode: z.enum(["hybrid", "vector", "bm25"]).default("hybrid"),
+    k: z.number().int().min(1, "k must be at least 1").max(100, "k must be at most 100").default(10),
+    filter: searchFilterSchema.optional(),
+    weights: z
+      .object({ vector: z.number().min(0).max(100).optional(), bm25: z.number().min(0).max(100).optional() })
+      .strict()
+      .optional(),
+    fusion: z.enum(["rrf", "weighted"]).default("rrf"),
+    candidates: z.number().int().min(1).max(1000).optional(),
+    ef_search: z.number().int().min(1).max(1000).optional(),
+    explain: z.boolean().default(false),
+  })
+  .strict()
+  .refine((b) => (b.collection === undefined) !== (b.collections === undefined), {
+    message: "give exactly one of collection or collections",
+    path: ["collection"],
+  });
+
+export type SearchBody = z.infer<typeof searchBody>;
+
+export function hitJson(hit: SearchHit, explain: boolean) {
+  const { chunk } = hit;
+  return {
+    chunk_id: chunk.id,
+    document_id: chunk.documentId,
+    external_id: chunk.externalId,
+    collection: chunk.collection,
+    title: chunk.title,
+    heading_path: chunk.headingPath,
+    content: chunk.content,
+    char_start: chunk.charStart,
+    char_end: chunk.charEnd,
+    metadata: chunk.metadata,
+    score: hit.score,
+    ...(explain ? { explain: hit.legs } : {}),
+  };
+}
+
+export function toSearchRequest(body: SearchBody) {
+  return {
+    query: body.query,
+    collections: body.collections ?? [body.collection ?? ""],
+    mode: body.mode,
+    k: body.k,
+    filter: body.filter,
+    weights: body.weights,
+    fusion: body.fusion,
+    candidates: body.candidates,
+    efSearch: body.ef_search,
+  };
+}
+
+export function searchRoutes(
+  service: SearchService,
+  auth: (scope: Scope) => MiddlewareHandler<AppEnv>,
+): Hono<AppEnv> {
+  return new Hono<AppEnv>().post("/v1/search", auth("read"), validate("json", searchBody), async (c) => {
+    const body = c.req.valid("json");
+    const outcome = await service.search(c.get("principal"), toSearchRequest(body), readConsistencyToken(c));
+    c.header("X-Served-By", outcome.node);
+    return c.json({
+      mode: body.mode,
+      results: outcome.hits.map((hit) => hitJson(hit, body.explain)),
+      served_by: outcome.node,
+      vector_path: outcome.vectorPath,
+      timings_ms: outcome.timings,
+    });
+  });
+}

@@ -1,0 +1,144 @@
+import { createReadStream } from "node:fs";
+import { basename } from "node:path";
+import { createInterface } from "node:readline";
+import type { App } from "../app.ts";
+import type { SearchMode } from "../retrieval/search.service.ts";
+import { createApiKey, ensureTenant, type Principal } from "../tenancy/api-keys.ts";
+import { mean, ndcgAt, percentile, type Qrels, recallAt } from "./metrics.ts";
+
+interface BeirDocument {
+  _id: string;
+  title?: string;
+  text: string;
+}
+
+async function* jsonLines<T>(path: string): AsyncGenerator<T> {
+  const lines = createInterface({ input: createReadStream(path), crlfDelay: Number.POSITIVE_INFINITY });
+  for await (const line of lines) if (line.trim()) yield JSON.parse(line) as T;
+}
+
+async function readQrels(path: string): Promise<Map<string, Map<string, number>>> {
+  const qrels = new Map<string, Map<string, number>>();
+  const lines = createInterface({ input: createReadStream(path), crlfDelay: Number.POSITIVE_INFINITY });
+  let header = true;
+  for await (const line of lines) {
+    if (header) {
+      header = false;
+      if (/^query-id/i.test(line)) continue;
+    }
+    const [query, doc, score] = line.split("\t");
+    if (!query || !doc) continue;
+    const judged = qrels.get(query) ?? new Map<string, number>();
+    judged.set(doc, Number(score ?? 1));
+    qrels.set(query, judged);
+  }
+  return qrels;
+}
+
+export interface EvalOptions {
+  readonly dataset: string;
+  readonly split: string;
+  readonly modes: readonly SearchMode[];
+  readonly queryLimit?: number;
+  readonly log: (line: string) => void;
+}
+
+export interface ModeResult {
+  readonly mode: SearchMode;
+  readonly ndcg10: number;
+  readonly recall100: number;
+  readonly p50Ms: number;
+  readonly p95Ms: number;
+  readonly queries: number;
+}
+
+/**
+ * Loads a BEIR-format folder (corpus.jsonl, queries.jsonl, qrels/<split>.tsv) into its own tenant and
+ * collection through the ingestion service (unchanged documents are no-ops, so a rerun is quick),
+ * waits for it, then runs every judged query in each mode through the search service and scores the
+ * document rankings. Chunks are mapped to their documents, each document at its best chunk's rank.
+ */
+export async function evaluateBeir(app: App, options: EvalOptions): Promise<ModeResult[]> {
+  const name = basename(options.dataset.replace(/\/+$/, "")).replace(/[^A-Za-z0-9_.-]/g, "-");
+  const { value: principal } = await app.router.write(async (tx): Promise<Principal> => {
+    const tenantId = await ensureTenant(tx, `eval-${name}`);
+    const key = await createApiKey(tx, { tenantId, name: "eval", scopes: ["read", "write"] });
+    return { tenantId, keyId: key.id, scopes: ["read", "write"] };
+  });
+  const collections = await app.ingest.listCollections(principal, null);
+  if (!collections.value.some((c) => c.name === name)) {
+    await app.ingest.createCollection(principal, {
+      name,
+      language: "english",
+      chunking: { maxTokens: 512, overlapTokens: 48, minTokens: 64 },
+    });
+  }
+
+  const started = performance.now();
+  let batch: BeirDocument[] = [];
+  let total = 0;
+  const flush = async () => {
+    if (batch.length === 0) return;
+    await app.ingest.putDocuments(
+      principal,
+      name,
+      batch.map((d) => ({
+        externalId: d._id,
+        content: d.title ? `${d.title}\n\n${d.text}` : d.text,
+        contentType: "text/plain" as const,
+        title: d.title ?? null,
+      })),
+    );
+    total += batch.length;
+    batch = [];
+  };
+  for await (const doc of jsonLines<BeirDocument>(`${options.dataset}/corpus.jsonl`)) {
+    batch.push(doc);
+    if (batch.length === 500) await flush();
+  }
+  await flush();
+  for (;;) {
+    const { value } = await app.ingest.listDocuments(principal, name, { status: "pending", limit: 1 }, null);
+    if (value.length === 0) break;
+    await new Promise((resolve) => setTimeout(resolve, 500));
+  }
+  options.log(
+    `corpus: ${total} documents in collection "${name}", ready after ${((performance.now() - started) / 1000).toFixed(1)} s`,
+  );
+
+  const qrels: Qrels = await readQrels(`${options.dataset}/qrels/${options.split}.tsv`);
+  const queries: { _id: string; text: string }[] = [];
+  for await (const q of jsonLines<{ _id: string; text: string }>(`${options.dataset}/queries.jsonl`)) {
+    if (qrels.has(q._id)) queries.push(q);
+  }
+  const judged = queries.slice(0, options.queryLimit ?? queries.length);
+  const results: ModeResult[] = [];
+  for (const mode of options.modes) {
+    const ndcgs: number[] = [];
+    const recalls: number[] = [];
+    const latencies: number[] = [];
+    for (const query of judged) {
+      const outcome = await app.search.search(
+        principal,
+        { query: query.text, collections: [name], mode, k: 200, candidates: 200 },
+        null,
+      );
+      latencies.push(outcome.timings.total);
+      const ranked: string[] = [];
+      for (const hit of outcome.hits)
+        if (!ranked.includes(hit.chunk.externalId)) ranked.push(hit.chunk.externalId);
+      const relevance = qrels.get(query._id) ?? new Map();
+      ndcgs.push(ndcgAt(ranked, relevance, 10));
+      recalls.push(recallAt(ranked, relevance, 100));
+    }
+    results.push({
+      mode,
+      ndcg10: mean(ndcgs),
+      recall100: mean(recalls),
+      p50Ms: percentile(latencies, 50),
+      p95Ms: percentile(latencies, 95),
+      queries: judged.length,
+    });
+  }
+  return results;
+}

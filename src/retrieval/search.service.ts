@@ -1,0 +1,185 @@
+import { type Kysely, sql } from "kysely";
+import { LRUCache } from "lru-cache";
+import type { Config } from "../config.ts";
+import type { Database } from "../db/database.ts";
+import type { Lsn } from "../db/lsn.ts";
+import type { Router } from "../db/router.ts";
+import { InvalidRequestError, NotFoundError } from "../errors.ts";
+import type { Principal } from "../tenancy/api-keys.ts";
+import type { SearchFilter } from "./filters.ts";
+import { type FusedHit, type FusionMethod, fuse, type Leg, type LegHit } from "./fusion.ts";
+import {
+  bm25Search,
+  type ChunkDetails,
+  chunkDetails,
+  collectionChunkCount,
+  countFilteredChunks,
+  type SearchScope,
+  vectorSearchExact,
+  vectorSearchIndexed,
+} from "./search.sql.ts";
+
+export type SearchMode = "hybrid" | "vector" | "bm25";
+
+export interface SearchRequest {
+  readonly query: string;
+  readonly collections: readonly string[];
+  readonly mode: SearchMode;
+  readonly k: number;
+  readonly filter?: SearchFilter;
+  readonly weights?: Partial<Record<Leg, number>>;
+  readonly fusion?: "rrf" | "weighted";
+  /** Per-leg candidates before fusion; default max(4k, 40). */
+  readonly candidates?: number;
+  readonly efSearch?: number;
+}
+
+export interface SearchHit extends FusedHit {
+  readonly chunk: ChunkDetails;
+}
+
+export interface SearchOutcome {
+  readonly hits: SearchHit[];
+  readonly node: string;
+  /** Which vector path ran: the HNSW index or an exact scan of a small filtered set. */
+  readonly vectorPath: "index" | "exact" | null;
+  readonly timings: Record<"embed" | "vector" | "bm25" | "fetch" | "total", number>;
+}
+
+type Embed = (texts: readonly string[]) => Promise<number[][]>;
+
+/** Hybrid retrieval: the vector and BM25 legs on one replica, fused, with each hit's chunk. */
+export class SearchService {
+  readonly #router: Router;
+  readonly #embed: Embed;
+  readonly #options: Config["retrieval"];
+  readonly #queryEmbeddings = new LRUCache<string, number[]>({ max: 2_000 });
+
+  constructor(router: Router, embed: Embed, options: Config["retrieval"]) {
+    this.#router = router;
+    this.#embed = embed;
+    this.#options = options;
+  }
+
+  async search(principal: Principal, request: SearchRequest, token: Lsn | null): Promise<SearchOutcome> {
+    const started = performance.now();
+    const timings = { embed: 0, vector: 0, bm25: 0, fetch: 0, total: 0 };
+    const useVector = request.mode !== "bm25";
+    const useBm25 = request.mode !== "vector";
+    const embedding = useVector
+      ? await this.#timed(timings, "embed", () => this.#queryEmbedding(request.query))
+      : null;
+    const candidates = request.candidates ?? Math.max(4 * request.k, 40);
+    const legLimit = request.mode === "hybrid" ? candidates : request.k;
+    let vectorPath: SearchOutcome["vectorPath"] = null;
+
+    const { value, node } = await this.#router.read({ token }, (db) =>
+      // A transaction: SET LOCAL for the vector leg, and one snapshot for both legs.
+      db.transaction().execute(async (tx) => {
+        const scope = await this.#scope(tx, principal, request);
+        const legs: Partial<Record<Leg, LegHit[]>> = {};
+        if (embedding) {
+          const exact = await this.#preferExact(tx, scope);
+          vectorPath = exact ? "exact" : "index";
+          legs.vector = await this.#timed(timings, "vector", () =>
+            exact
+              ? vectorSearchExact(tx, scope, embedding, legLimit)
+              : vectorSearchIndexed(
+                  tx,
+                  scope,
+                  embedding,
+                  legLimit,
+                  request.efSearch ?? this.#options.efSearch,
+                ),
+          );
+        }
+        if (useBm25) {
+          legs.bm25 = await this.#timed(timings, "bm25", () =>
+            bm25Search(tx, scope, request.query, legLimit, this.#options.bm25),
+          );
+        }
+        const fusion: FusionMethod =
+          request.fusion === "weighted" ? { method: "weighted" } : { method: "rrf", k: this.#options.rrfK };
+        const weights = { vector: request.weights?.vector ?? 1, bm25: request.weights?.bm25 ?? 1 };
+        const fused = fuse(legs, weights, fusion, request.k);
+        const details = await this.#timed(timings, "fetch", () =>
+          chunkDetails(
+            tx,
+            principal.tenantId,
+            fused.map((h) => h.chunkId),
+          ),
+        );
+        return fused.flatMap((hit) => {
+          const chunk = details.get(hit.chunkId);
+          return chunk ? [{ ...hit, chunk }] : [];
+        });
+      }),
+    );
+    timings.total = performance.now() - started;
+    return { hits: value, node, vectorPath, timings };
+  }
+
+  async #scope(tx: Kysely<Database>, principal: Principal, request: SearchRequest): Promise<SearchScope> {
+    const rows = await tx
+      .selectFrom("collections")
+      .select(["id", "name", "language"])
+      .where("tenant_id", "=", principal.tenantId)
+      .where("name", "=", sql<string>`any(${[...request.collections]}::text[])`)
+      .execute();
+    const missing = request.collections.filter((name) => !rows.some((r) => r.name === name));
+    if (missing.length > 0)
+      throw new NotFoundError(`no collection ${missing.map((m) => `"${m}"`).join(", ")}`);
+    const languages = new Set(rows.map((r) => r.language));
+    if (languages.size > 1) {
+      throw new InvalidRequestError(
+        `the collections use different text-search languages (${[...languages].join(", ")}); search them separately`,
+      );
+    }
+    let documentIds: string[] | null = null;
+    if (request.filter?.document_ids) {
+      const docs = await tx
+        .selectFrom("documents")
+        .select("id")
+        .where("tenant_id", "=", principal.tenantId)
+        .where("collection_id", "=", sql<string>`any(${rows.map((r) => r.id)}::uuid[])`)
+        .where("external_id", "=", sql<string>`any(${request.filter.document_ids}::text[])`)
+        .execute();
+      documentIds = docs.map((d) => d.id);
+    }
+    return {
+      tenantId: principal.tenantId,
+      collectionIds: rows.map((r) => r.id),
+      language: rows[0]?.language ?? "english",
+      documentIds,
+      filter: request.filter?.metadata ? request.filter : undefined,
+    };
+  }
+
+  /** Exact scan when the filters (or the collections themselves) leave few chunks. */
+  async #preferExact(tx: Kysely<Database>, scope: SearchScope): Promise<boolean> {
+    const threshold = this.#options.exactScanThreshold;
+    if (threshold === 0) return false;
+    if (scope.filter === undefined && scope.documentIds === null) {
+      return (await collectionChunkCount(tx, scope.collectionIds)) <= threshold;
+    }
+    return (await countFilteredChunks(tx, scope, threshold)) <= threshold;
+  }
+
+  async #queryEmbedding(query: string): Promise<number[]> {
+    const cached = this.#queryEmbeddings.get(query);
+    if (cached) return cached;
+    const [embedding] = await this.#embed([query]);
+    if (!embedding) throw new Error("the embedding backend returned no vector for the query");
+    this.#queryEmbeddings.set(query, embedding);
+    return embedding;
+  }
+
+  async #timed<T>(timings: Record<string, number>, stage: string, run: () => Promise<T>): Promise<T> {
+    const start = performance.now();
+    try {
+      return await run();
+    } finally {
+      timings[stage] = (timings[stage] ?? 0) + performance.now() - start;
+    }
+  }
+}
