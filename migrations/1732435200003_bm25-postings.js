@@ -22,7 +22,7 @@ export const up = (pgm) => {
       tenant_id     uuid   NOT NULL,
       tf            integer NOT NULL CHECK (tf > 0),
       dl            integer NOT NULL CHECK (dl > 0),
-      PRIMARY KEY (collection_id, term, chunk_id) INCLUDE (tf, dl)
+      PRIMARY KEY (collection_id, term, chunk_id) INCLUDE (tf, dl, tenant_id)
     );
     -- Cascading deletes from chunks look postings up by chunk.
     CREATE INDEX chunk_terms_chunk_idx ON chunk_terms (chunk_id);

@@ -2,16 +2,20 @@ import type { AddressInfo } from "node:net";
 import { type ServerType, serve } from "@hono/node-server";
 import type { Hono } from "hono";
 import { requireApiKey } from "./api/auth.middleware.ts";
+import { chatRoutes } from "./api/chat.routes.ts";
 import type { AppEnv } from "./api/context.ts";
 import { createHttpApp } from "./api/http-app.ts";
 import { ingestRoutes } from "./api/ingest.routes.ts";
 import { searchRoutes } from "./api/search.routes.ts";
+import { ChatService } from "./chat/chat.service.ts";
 import type { Config } from "./config.ts";
 import { assertEmbeddingSettings } from "./db/embedding-settings.ts";
 import { NodeMonitor } from "./db/node-monitor.ts";
 import { closeDbNode, createDbNode, type DbNode } from "./db/pools.ts";
 import { Router } from "./db/router.ts";
 import { UnavailableError } from "./errors.ts";
+import { AdmissionControl } from "./inference/admission.ts";
+import { ChatClient } from "./inference/chat-client.ts";
 import { type DevInferenceServer, startDevInferenceServer } from "./inference/dev-server.ts";
 import { EmbeddingClient } from "./inference/embedding-client.ts";
 import { IngestService } from "./ingest/ingest.service.ts";
@@ -90,12 +94,30 @@ export function createApp(config: Config, options: { logger?: Logger } = {}): Ap
     return embeddings.embed(texts);
   };
   const search = new SearchService(router, embed, config.retrieval);
+  const admission = new AdmissionControl(
+    {
+      maxConcurrent: config.chat.maxConcurrent,
+      maxQueued: config.chat.maxQueued,
+      maxWaitMs: config.chat.queueWaitMs,
+    },
+    registry,
+  );
+  let chatClient: ChatClient | undefined;
+  const chat = new ChatService(
+    router,
+    search,
+    () => {
+      if (!chatClient) throw new UnavailableError("the inference backend is not connected yet");
+      return chatClient;
+    },
+    config.chat,
+  );
   const auth = requireApiKey(new Authenticator(router, { cacheTtlMs: config.authCacheTtlMs }));
   const http = createHttpApp({
     logger,
     monitor,
     registry,
-    routes: [ingestRoutes(ingest, auth, config.ingest), searchRoutes(search, auth)],
+    routes: [ingestRoutes(ingest, auth, config.ingest), searchRoutes(search, auth), chatRoutes(chat, auth)],
   });
 
   let server: ServerType | undefined;
@@ -137,6 +159,7 @@ export function createApp(config: Config, options: { logger?: Logger } = {}): Ap
         );
       }
       embeddings = new EmbeddingClient(inferenceUrl(), config);
+      chatClient = new ChatClient(inferenceUrl(), config, admission);
       if (config.ingest.workerConcurrency > 0) {
         worker = new IngestWorker(
           {

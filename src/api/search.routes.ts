@@ -26,7 +26,7 @@ export const searchBody = z
       .object({ vector: z.number().min(0).max(100).optional(), bm25: z.number().min(0).max(100).optional() })
       .strict()
       .optional(),
-    fusion: z.enum(["rrf", "weighted"]).default("rrf"),
+    fusion: z.enum(["rrf", "weighted"]).optional(),
     candidates: z.number().int().min(1).max(1000).optional(),
     ef_search: z.number().int().min(1).max(1000).optional(),
     explain: z.boolean().default(false),

@@ -42,6 +42,8 @@ export interface DevInferenceStats {
   chatRequests: number;
   /** Streams whose client went away before the answer was complete. */
   abortedChats: number;
+  /** The messages of the last chat request, to see what a prompt contained. */
+  lastChatMessages: { role: string; content?: string | null }[];
 }
 
 export interface DevInferenceServer {
@@ -127,6 +129,7 @@ export function createDevInferenceApp(
     if (!parsed.success) return c.json(openAiError(parsed.error.message, "invalid_request_error"), 400);
     stats.chatRequests++;
     const request = parsed.data;
+    stats.lastChatMessages = request.messages;
     const prompt = request.messages.map((m) => m.content ?? "").join("\n");
     const answer = extractiveAnswer(request.messages, request.max_tokens ?? 256);
     const usage = {
@@ -207,16 +210,23 @@ export function extractiveAnswer(
   maxTokens: number,
 ): string {
   const question = [...messages].reverse().find((m) => m.role === "user")?.content ?? "";
-  const context = messages.map((m) => m.content ?? "").join("\n");
+  const context = messages
+    .filter((m) => m.role === "system")
+    .map((m) => m.content ?? "")
+    .join("\n");
   const questionWords = new Set(words(question).filter((w) => w.length > 2));
   const candidates: { text: string; score: number; order: number }[] = [];
   let marker = "";
   let order = 0;
+  // Context passages come as a "[n] title" line followed by the passage text.
   for (const line of context.split("\n")) {
     const source = /^\[(\d+)\]/.exec(line.trim());
-    if (source) marker = `[${source[1]}]`;
+    if (source) {
+      marker = `[${source[1]}]`;
+      continue;
+    }
     if (!marker) continue;
-    for (const sentence of line.replace(/^\s*\[\d+\][^:]*:?\s*/, "").split(/(?<=[.!?])\s+/)) {
+    for (const sentence of line.split(/(?<=[.!?])\s+/)) {
       const overlap = words(sentence).filter((w) => questionWords.has(w)).length;
       if (overlap > 0 && sentence.trim().length > 20)
         candidates.push({ text: `${sentence.trim()} ${marker}`, score: overlap, order: order++ });
@@ -254,6 +264,7 @@ export async function startDevInferenceServer(options: DevInferenceOptions): Pro
     embeddedInputs: 0,
     chatRequests: 0,
     abortedChats: 0,
+    lastChatMessages: [],
   };
   const app = createDevInferenceApp(options, faults, stats);
   const host = options.host ?? "127.0.0.1";

@@ -1,6 +1,7 @@
 import OpenAI from "openai";
 import pLimit from "p-limit";
 import type { Config } from "../config.ts";
+import { upstreamError } from "./upstream-error.ts";
 
 /** The backend answered with vectors of another size than the database holds: never retried. */
 export class EmbeddingDimensionError extends Error {
@@ -35,8 +36,12 @@ export class EmbeddingClient {
   async embed(texts: readonly string[]): Promise<number[][]> {
     const batches: string[][] = [];
     for (let i = 0; i < texts.length; i += this.#batchSize) batches.push(texts.slice(i, i + this.#batchSize));
-    const results = await Promise.all(batches.map((batch) => this.#limit(() => this.#embedBatch(batch))));
-    return results.flat();
+    try {
+      const results = await Promise.all(batches.map((batch) => this.#limit(() => this.#embedBatch(batch))));
+      return results.flat();
+    } catch (error) {
+      throw error instanceof EmbeddingDimensionError ? error : upstreamError(error);
+    }
   }
 
   async #embedBatch(batch: string[]): Promise<number[][]> {

@@ -99,8 +99,13 @@ export class SearchService {
           );
         }
         const fusion: FusionMethod =
-          request.fusion === "weighted" ? { method: "weighted" } : { method: "rrf", k: this.#options.rrfK };
-        const weights = { vector: request.weights?.vector ?? 1, bm25: request.weights?.bm25 ?? 1 };
+          (request.fusion ?? this.#options.fusion) === "weighted"
+            ? { method: "weighted" }
+            : { method: "rrf", k: this.#options.rrfK };
+        const weights = {
+          vector: request.weights?.vector ?? this.#options.weights.vector,
+          bm25: request.weights?.bm25 ?? this.#options.weights.bm25,
+        };
         const fused = fuse(legs, weights, fusion, request.k);
         const details = await this.#timed(timings, "fetch", () =>
           chunkDetails(

@@ -105,7 +105,7 @@ export async function vectorSearchExact(
 
 /**
  * Okapi BM25 over the query's lexemes, OR-ed: reads only the postings of those lexemes (an
- * index-only scan of chunk_terms' primary key). Document frequency is the number of postings read;
+ * index-only scan of chunk_terms' primary key, which INCLUDEs tf, dl and tenant_id). Document frequency is the number of postings read;
  * N and the average length come from collection_stats. idf = ln(1 + (N − df + 0.5) / (df + 0.5)),
  * as in Lucene; a lexeme repeated in the query counts once per occurrence.
  */
@@ -122,9 +122,13 @@ export async function bm25Search(
       SELECT lexeme AS term, coalesce(cardinality(positions), 1) AS qtf
       FROM unnest(to_tsvector(${scope.language}::regconfig, ${query}))
     ),
+    -- Per-query constants, so the per-posting arithmetic is a few float8 operations:
+    -- BM25 = Σ qtf · idf · (k1 + 1) · tf / (tf + k1·(1 − b) + k1·b/avgdl · dl)
     corpus AS (
       SELECT greatest(sum(chunk_count), 1)::float8 AS n,
-             greatest(sum(total_length), 1)::float8 / greatest(sum(chunk_count), 1) AS avgdl
+             ${params.k1}::float8 * (1 - ${params.b}::float8) AS norm_fixed,
+             ${params.k1}::float8 * ${params.b}::float8
+               / (greatest(sum(total_length), 1)::float8 / greatest(sum(chunk_count), 1)::float8) AS norm_per_length
       FROM collection_stats WHERE collection_id = any(${[...scope.collectionIds]}::uuid[])
     ),
     postings AS MATERIALIZED (
@@ -133,15 +137,14 @@ export async function bm25Search(
       JOIN chunk_terms p ON p.term = q.term
       WHERE p.collection_id = any(${[...scope.collectionIds]}::uuid[]) AND p.tenant_id = ${scope.tenantId}::uuid
     ),
-    df AS (
-      SELECT term, count(*)::float8 AS df FROM postings GROUP BY term
+    term_weights AS (
+      SELECT term, ln(1 + (corpus.n - count(*) + 0.5) / (count(*) + 0.5)) * (${params.k1}::float8 + 1) AS weight
+      FROM postings CROSS JOIN corpus
+      GROUP BY term, corpus.n
     ),
     scored AS (
-      SELECT p.chunk_id,
-             sum(p.qtf * ln(1 + (corpus.n - df.df + 0.5) / (df.df + 0.5))
-                 * p.tf * (${params.k1}::float8 + 1)
-                 / (p.tf + ${params.k1}::float8 * (1 - ${params.b}::float8 + ${params.b}::float8 * p.dl / corpus.avgdl))) AS score
-      FROM postings p JOIN df USING (term) CROSS JOIN corpus
+      SELECT p.chunk_id, sum(p.qtf * w.weight * p.tf / (p.tf + corpus.norm_fixed + corpus.norm_per_length * p.dl)) AS score
+      FROM postings p JOIN term_weights w USING (term) CROSS JOIN corpus
       GROUP BY p.chunk_id
     )
     SELECT s.chunk_id, s.score FROM scored s

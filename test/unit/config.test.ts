@@ -9,7 +9,7 @@ describe("loadConfig", () => {
     expect(config.http.port).toBe(8080);
     expect(config.database.replicaUrls).toEqual([]);
     expect(config.database.migrationUrl).toBe(minimal.PGRAG_PRIMARY_URL);
-    expect(config.embedding).toEqual({ model: "pgrag-dev-hash", dimension: 384 });
+    expect(config.embedding).toMatchObject({ model: "pgrag-dev-hash", dimension: 384 });
     expect(Object.isFrozen(config.routing)).toBe(true);
   });
 

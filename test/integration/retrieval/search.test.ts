@@ -188,7 +188,14 @@ describe("hybrid search", () => {
     const target = abstracts[5];
     const response = await search(
       key,
-      { collection: "mix", query: target?.title ?? "", k: 10, explain: true },
+      {
+        collection: "mix",
+        query: target?.title ?? "",
+        k: 10,
+        fusion: "rrf",
+        weights: { vector: 1, bm25: 1 },
+        explain: true,
+      },
       token,
     );
     expect(response.status).toBe(200);

@@ -1,0 +1,264 @@
+import { LRUCache } from "lru-cache";
+import type { Config } from "../config.ts";
+import type { Lsn } from "../db/lsn.ts";
+import type { Router } from "../db/router.ts";
+import { AppError, NotFoundError } from "../errors.ts";
+import type { ChatClient, ChatMessage, ChatUsage } from "../inference/chat-client.ts";
+import { upstreamError } from "../inference/upstream-error.ts";
+import { findCollection } from "../ingest/collections.repository.ts";
+import type { SearchFilter } from "../retrieval/filters.ts";
+import type { SearchMode, SearchService } from "../retrieval/search.service.ts";
+import type { Principal } from "../tenancy/api-keys.ts";
+import {
+  findConversation,
+  insertConversation,
+  insertMessage,
+  listMessages,
+} from "./conversations.repository.ts";
+import { assemblePrompt, type ContextPassage, citedPassages } from "./prompt.ts";
+
+export interface ChatRequest {
+  readonly question: string;
+  readonly collection: string;
+  /** Continue this conversation; a new one is created when absent (and `persist` is on). */
+  readonly conversationId?: string | null;
+  /** Earlier turns given by the caller instead of a stored conversation (the OpenAI facade). */
+  readonly history?: readonly ChatMessage[];
+  /** Store the question and answer in a conversation. */
+  readonly persist: boolean;
+  readonly mode?: SearchMode;
+  readonly k?: number;
+  readonly filter?: SearchFilter;
+}
+
+export interface Citation {
+  readonly number: number;
+  readonly chunkId: string;
+  readonly documentId: string;
+  readonly externalId: string;
+  readonly title: string | null;
+  readonly charStart: number;
+  readonly charEnd: number;
+  readonly text: string;
+}
+
+export type ChatEvent =
+  | {
+      type: "start";
+      conversationId: string | null;
+      retrieval: { mode: SearchMode; servedBy: string; passages: number; timingsMs: Record<string, number> };
+    }
+  | { type: "token"; text: string }
+  | {
+      type: "end";
+      answer: string;
+      citations: Citation[];
+      usage: ChatUsage | null;
+      messageId: string | null;
+      token: Lsn | null;
+      model: string;
+    };
+
+const DEFAULT_K = 8;
+
+/**
+ * Retrieval-augmented chat. The question is stored on the primary first, so it survives a failing
+ * backend; retrieval and history reads carry the consistency token of that write (a follow-up always
+ * sees the previous turn); the answer, partial or whole, is stored with its citations and usage.
+ */
+export class ChatService {
+  readonly #router: Router;
+  readonly #search: SearchService;
+  readonly #chat: () => ChatClient;
+  readonly #options: Config["chat"];
+  /** Each conversation's last write, so a follow-up is consistent even without the client's token. */
+  readonly #conversationTokens = new LRUCache<string, Lsn>({ max: 50_000 });
+
+  constructor(router: Router, search: SearchService, chat: () => ChatClient, options: Config["chat"]) {
+    this.#router = router;
+    this.#search = search;
+    this.#chat = chat;
+    this.#options = options;
+  }
+
+  async *ask(
+    principal: Principal,
+    request: ChatRequest,
+    clientToken: Lsn | null,
+    signal: AbortSignal,
+  ): AsyncGenerator<ChatEvent> {
+    const chat = this.#chat();
+    const { conversationId, history, token } = await this.#recordQuestion(principal, request, clientToken);
+    const mode = request.mode ?? "hybrid";
+    const found = await this.#search.search(
+      principal,
+      {
+        query: request.question,
+        collections: [request.collection],
+        mode,
+        k: request.k ?? DEFAULT_K,
+        ...(request.filter ? { filter: request.filter } : {}),
+      },
+      token,
+    );
+    const ranked: ContextPassage[] = found.hits.map((h) => ({
+      chunkId: h.chunk.id,
+      documentId: h.chunk.documentId,
+      externalId: h.chunk.externalId,
+      title: h.chunk.title,
+      content: h.chunk.content,
+      charStart: h.chunk.charStart,
+      charEnd: h.chunk.charEnd,
+    }));
+    const prompt = assemblePrompt(request.question, history, ranked, {
+      contextTokens: this.#options.contextTokens,
+      answerTokens: this.#options.maxAnswerTokens,
+    });
+    let answer = "";
+    let usage: ChatUsage | null = null;
+    const upstream = chat.stream(prompt.messages, { maxTokens: this.#options.maxAnswerTokens, signal });
+    try {
+      // The first delta is awaited before "start": admission (429) and an unreachable backend (502)
+      // then fail the request before any response byte, with a proper HTTP status.
+      let next = await upstream.next();
+      yield {
+        type: "start",
+        conversationId,
+        retrieval: { mode, servedBy: found.node, passages: prompt.passages.length, timingsMs: found.timings },
+      };
+      for (; !next.done; next = await upstream.next()) {
+        const delta = next.value;
+        if (delta.type === "usage") {
+          usage = delta.usage;
+        } else {
+          answer += delta.text;
+          yield { type: "token", text: delta.text };
+        }
+      }
+    } catch (error) {
+      // Keep what was said: the question is stored already, the partial answer is stored now.
+      if (conversationId) {
+        await this.#recordAnswer(principal, conversationId, {
+          content: answer,
+          status: answer ? "partial" : "failed",
+          citations: [],
+          usage,
+          model: chat.model,
+        }).catch(() => undefined);
+      }
+      // Tell the client where its question (and any partial answer) was kept.
+      const failure = upstreamError(error);
+      throw new AppError(failure.code, failure.message, {
+        cause: error,
+        details: { conversation_id: conversationId, partial_answer: answer || null },
+        ...(failure.retryAfterSeconds === undefined ? {} : { retryAfterSeconds: failure.retryAfterSeconds }),
+      });
+    }
+    const citations: Citation[] = citedPassages(answer, prompt.passages).map(({ number, passage }) => ({
+      number,
+      chunkId: passage.chunkId,
+      documentId: passage.documentId,
+      externalId: passage.externalId,
+      title: passage.title,
+      charStart: passage.charStart,
+      charEnd: passage.charEnd,
+      text: passage.content,
+    }));
+    const saved = conversationId
+      ? await this.#recordAnswer(principal, conversationId, {
+          content: answer,
+          status: "complete",
+          citations,
+          usage,
+          model: chat.model,
+        })
+      : null;
+    yield {
+      type: "end",
+      answer,
+      citations,
+      usage,
+      messageId: saved?.messageId ?? null,
+      token: saved?.token ?? token,
+      model: chat.model,
+    };
+  }
+
+  async conversation(principal: Principal, conversationId: string, clientToken: Lsn | null) {
+    const token = this.#latestToken(conversationId, clientToken);
+    const { value } = await this.#router.read({ token }, async (db) => {
+      const conversation = await findConversation(db, principal.tenantId, conversationId);
+      return (
+        conversation && { conversation, messages: await listMessages(db, principal.tenantId, conversationId) }
+      );
+    });
+    if (!value) throw new NotFoundError(`no conversation ${conversationId}`);
+    return value;
+  }
+
+  async #recordQuestion(principal: Principal, request: ChatRequest, clientToken: Lsn | null) {
+    let history: ChatMessage[] = [...(request.history ?? [])];
+    if (request.conversationId) {
+      const stored = await this.conversation(principal, request.conversationId, clientToken);
+      history = stored.messages
+        .filter((m) => m.content && (m.role === "user" || m.role === "assistant"))
+        .map((m) => ({ role: m.role, content: m.content }));
+    }
+    if (!request.persist) return { conversationId: null, history, token: clientToken };
+    const { value: conversationId, token } = await this.#router.write(async (tx) => {
+      const collection = await findCollection(tx, principal.tenantId, request.collection);
+      if (!collection) throw new NotFoundError(`no collection "${request.collection}"`);
+      const id =
+        request.conversationId ??
+        (await insertConversation(tx, {
+          tenantId: principal.tenantId,
+          collectionId: collection.id,
+          title: request.question,
+        }));
+      await insertMessage(tx, {
+        tenantId: principal.tenantId,
+        conversationId: id,
+        role: "user",
+        content: request.question,
+      });
+      return id;
+    });
+    this.#conversationTokens.set(conversationId, token);
+    return { conversationId, history, token };
+  }
+
+  async #recordAnswer(
+    principal: Principal,
+    conversationId: string,
+    answer: {
+      content: string;
+      status: "complete" | "partial" | "failed";
+      citations: Citation[];
+      usage: ChatUsage | null;
+      model: string;
+    },
+  ) {
+    const { value: messageId, token } = await this.#router.write((tx) =>
+      insertMessage(tx, {
+        tenantId: principal.tenantId,
+        conversationId,
+        role: "assistant",
+        content: answer.content,
+        status: answer.status,
+        citations: answer.citations,
+        promptTokens: answer.usage?.promptTokens ?? null,
+        completionTokens: answer.usage?.completionTokens ?? null,
+        model: answer.model,
+      }),
+    );
+    this.#conversationTokens.set(conversationId, token);
+    return { messageId, token };
+  }
+
+  #latestToken(conversationId: string, clientToken: Lsn | null): Lsn | null {
+    const known = this.#conversationTokens.get(conversationId) ?? null;
+    if (known === null) return clientToken;
+    if (clientToken === null) return known;
+    return known > clientToken ? known : clientToken;
+  }
+}

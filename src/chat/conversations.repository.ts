@@ -1,0 +1,113 @@
+import { type Kysely, sql } from "kysely";
+import type { Database } from "../db/database.ts";
+
+export interface StoredMessage {
+  readonly id: string;
+  readonly role: "system" | "user" | "assistant";
+  readonly content: string;
+  readonly status: "complete" | "partial" | "failed";
+  readonly citations: unknown;
+  readonly promptTokens: number | null;
+  readonly completionTokens: number | null;
+  readonly model: string | null;
+  readonly createdAt: Date;
+}
+
+export interface Conversation {
+  readonly id: string;
+  readonly collectionId: string | null;
+  readonly title: string | null;
+  readonly createdAt: Date;
+}
+
+export async function findConversation(
+  db: Kysely<Database>,
+  tenantId: string,
+  id: string,
+): Promise<Conversation | undefined> {
+  const row = await db
+    .selectFrom("conversations")
+    .select(["id", "collection_id", "title", "created_at"])
+    .where("tenant_id", "=", tenantId)
+    .where("id", "=", id)
+    .executeTakeFirst();
+  return row && { id: row.id, collectionId: row.collection_id, title: row.title, createdAt: row.created_at };
+}
+
+export async function listMessages(
+  db: Kysely<Database>,
+  tenantId: string,
+  conversationId: string,
+): Promise<StoredMessage[]> {
+  const rows = await db
+    .selectFrom("messages")
+    .selectAll()
+    .where("tenant_id", "=", tenantId)
+    .where("conversation_id", "=", conversationId)
+    .orderBy("id")
+    .execute();
+  return rows.map((r) => ({
+    id: String(r.id),
+    role: r.role,
+    content: r.content,
+    status: r.status,
+    citations: r.citations,
+    promptTokens: r.prompt_tokens,
+    completionTokens: r.completion_tokens,
+    model: r.model,
+    createdAt: r.created_at,
+  }));
+}
+
+export async function insertConversation(
+  db: Kysely<Database>,
+  input: { tenantId: string; collectionId: string; title: string },
+): Promise<string> {
+  const row = await db
+    .insertInto("conversations")
+    .values({
+      tenant_id: input.tenantId,
+      collection_id: input.collectionId,
+      title: input.title.slice(0, 200),
+    })
+    .returning("id")
+    .executeTakeFirstOrThrow();
+  return row.id;
+}
+
+export async function insertMessage(
+  db: Kysely<Database>,
+  input: {
+    tenantId: string;
+    conversationId: string;
+    role: "user" | "assistant";
+    content: string;
+    status?: "complete" | "partial" | "failed";
+    citations?: unknown;
+    promptTokens?: number | null;
+    completionTokens?: number | null;
+    model?: string | null;
+  },
+): Promise<string> {
+  const row = await db
+    .insertInto("messages")
+    .values({
+      tenant_id: input.tenantId,
+      conversation_id: input.conversationId,
+      role: input.role,
+      content: input.content,
+      status: input.status ?? "complete",
+      citations: JSON.stringify(input.citations ?? []),
+      prompt_tokens: input.promptTokens ?? null,
+      completion_tokens: input.completionTokens ?? null,
+      model: input.model ?? null,
+    })
+    .returning("id")
+    .executeTakeFirstOrThrow();
+  await db
+    .updateTable("conversations")
+    .set({ updated_at: sql`now()` })
+    .where("id", "=", input.conversationId)
+    .execute();
+  return String(row.id);
+}

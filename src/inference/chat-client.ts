@@ -1,0 +1,107 @@
+import OpenAI from "openai";
+import type { Config } from "../config.ts";
+import { AppError } from "../errors.ts";
+import type { AdmissionControl } from "./admission.ts";
+import { upstreamError } from "./upstream-error.ts";
+
+export interface ChatMessage {
+  readonly role: "system" | "user" | "assistant";
+  readonly content: string;
+}
+
+export interface ChatUsage {
+  readonly promptTokens: number;
+  readonly completionTokens: number;
+}
+
+export type ChatDelta = { type: "token"; text: string } | { type: "usage"; usage: ChatUsage };
+
+/**
+ * Streams chat completions from any OpenAI-compatible backend (vLLM, TGI, Ollama, OpenAI). The
+ * openai client retries connection errors, 408/409/429 and 5xx with backoff before the first byte;
+ * the admission control bounds how many requests run at once; aborting `signal` (the HTTP client
+ * went away) cancels the upstream request.
+ */
+export class ChatClient {
+  readonly #client: OpenAI;
+  readonly #model: string;
+  readonly #admission: AdmissionControl;
+  readonly #timeoutMs: number;
+
+  constructor(baseURL: string, config: Pick<Config, "inference">, admission: AdmissionControl) {
+    this.#client = new OpenAI({
+      baseURL,
+      apiKey: config.inference.apiKey,
+      maxRetries: config.inference.maxRetries,
+      timeout: config.inference.timeoutMs,
+    });
+    this.#model = config.inference.chatModel;
+    this.#admission = admission;
+    this.#timeoutMs = config.inference.timeoutMs;
+  }
+
+  get model(): string {
+    return this.#model;
+  }
+
+  async *stream(
+    messages: readonly ChatMessage[],
+    options: { maxTokens: number; signal: AbortSignal },
+  ): AsyncGenerator<ChatDelta> {
+    const release = await this.#admission.acquire(options.signal);
+    // The openai client's timeout covers the wait for response headers only; a streaming backend
+    // sends those at once. This one bounds the wait for each chunk, the first token included.
+    const upstream = new AbortController();
+    const cancel = () => upstream.abort();
+    options.signal.addEventListener("abort", cancel);
+    let idle: NodeJS.Timeout | undefined;
+    let timedOut = false;
+    const armIdleTimer = () => {
+      clearTimeout(idle);
+      idle = setTimeout(() => {
+        timedOut = true;
+        upstream.abort();
+      }, this.#timeoutMs);
+    };
+    try {
+      armIdleTimer();
+      const stream = await this.#client.chat.completions.create(
+        {
+          model: this.#model,
+          messages: [...messages],
+          stream: true,
+          stream_options: { include_usage: true },
+          max_tokens: options.maxTokens,
+        },
+        { signal: upstream.signal },
+      );
+      for await (const chunk of stream) {
+        armIdleTimer();
+        const text = chunk.choices[0]?.delta?.content;
+        if (text) yield { type: "token", text };
+        if (chunk.usage) {
+          yield {
+            type: "usage",
+            usage: {
+              promptTokens: chunk.usage.prompt_tokens,
+              completionTokens: chunk.usage.completion_tokens,
+            },
+          };
+        }
+      }
+      if (upstream.signal.aborted) throw new OpenAI.APIUserAbortError();
+    } catch (error) {
+      if (timedOut)
+        throw new AppError("timeout", `the inference backend sent nothing for ${this.#timeoutMs} ms`, {
+          cause: error,
+        });
+      if (options.signal.aborted)
+        throw new AppError("timeout", "the client went away; the answer was cancelled", { cause: error });
+      throw upstreamError(error);
+    } finally {
+      clearTimeout(idle);
+      options.signal.removeEventListener("abort", cancel);
+      release();
+    }
+  }
+}

@@ -1,0 +1,284 @@
+import OpenAI from "openai";
+import { describe, expect, it } from "vitest";
+import type { App } from "../../../src/app.ts";
+import { api, newTenantKey } from "../../helpers/api.ts";
+import { startTestApp } from "../../helpers/app.ts";
+import { waitFor } from "../../helpers/cluster.ts";
+import { createCollection, waitForDocuments } from "../../helpers/ingest.ts";
+import { readScifactCorpus } from "../../helpers/shared-data.ts";
+import { readSse } from "../../helpers/sse.ts";
+
+const normalise = (s: string) => s.replace(/\s+/g, " ").trim();
+
+async function seed(app: App) {
+  const { key } = await newTenantKey(app);
+  await createCollection(app, key, "sci");
+  const abstracts = await readScifactCorpus(40);
+  await api(app, "POST", "/v1/collections/sci/documents", {
+    key,
+    json: { documents: abstracts.map((a) => ({ external_id: a._id, title: a.title, content: a.text })) },
+  });
+  await waitForDocuments(
+    app,
+    key,
+    "sci",
+    abstracts.map((a) => a._id),
+  );
+  return { key, abstracts };
+}
+
+/** Every "[n]" in the answer follows a sentence taken from citation n's chunk. */
+function expectCitationsGrounded(answer: string, citations: { number: number; text: string }[]) {
+  expect(citations.length).toBeGreaterThan(0);
+  for (const match of answer.matchAll(/([^[\]]+?)\s*\[(\d+)\]/g)) {
+    const sentence = normalise(match[1] ?? "");
+    const cited = citations.find((c) => c.number === Number(match[2]));
+    expect(cited, `citation [${match[2]}]`).toBeDefined();
+    expect(normalise(cited?.text ?? "")).toContain(sentence);
+  }
+}
+
+const app = await startTestApp({}, { listen: true });
+const { key, abstracts } = await seed(app);
+const baseURL = () => `http://127.0.0.1:${app.port()}/v1`;
+const question = abstracts[3]?.title ?? "";
+
+describe("OpenAI-compatible facade, called with the openai client", () => {
+  const client = () => new OpenAI({ baseURL: baseURL(), apiKey: key, maxRetries: 0 });
+
+  it("answers non-streaming with citations that point to chunks containing the cited text", async () => {
+    const completion = await client().chat.completions.create({
+      model: "rag:sci",
+      messages: [{ role: "user", content: question }],
+    });
+    const answer = completion.choices[0]?.message.content ?? "";
+    expect(answer.length).toBeGreaterThan(20);
+    const citations = (
+      completion as unknown as { citations: { number: number; text: string; external_id: string }[] }
+    ).citations;
+    expectCitationsGrounded(answer, citations);
+    expect(citations.map((c) => c.external_id)).toContain(abstracts[3]?._id);
+    expect(completion.usage?.completion_tokens).toBeGreaterThan(0);
+  });
+
+  it("streams the same answer token by token, citations on the last chunk", async () => {
+    const stream = await client().chat.completions.create({
+      model: "rag:sci",
+      messages: [{ role: "user", content: question }],
+      stream: true,
+    });
+    let answer = "";
+    let chunks = 0;
+    let citations: { number: number; text: string }[] = [];
+    for await (const chunk of stream) {
+      chunks++;
+      answer += chunk.choices[0]?.delta?.content ?? "";
+      const extra = (chunk as unknown as { citations?: typeof citations }).citations;
+      if (extra) citations = extra;
+    }
+    expect(chunks).toBeGreaterThan(5);
+    expectCitationsGrounded(answer, citations);
+  });
+
+  it("refuses a request without a collection or question, in OpenAI's error shape", async () => {
+    await expect(
+      client().chat.completions.create({ model: "gpt-4o", messages: [{ role: "user", content: "hi" }] }),
+    ).rejects.toMatchObject({
+      status: 400,
+    });
+    await expect(
+      client().chat.completions.create({ model: "rag:sci", messages: [{ role: "user", content: "  " }] }),
+    ).rejects.toMatchObject({
+      status: 400,
+    });
+  });
+});
+
+describe("/v1/chat", () => {
+  it("streams start, tokens, citations, usage and done as Server-Sent Events", async () => {
+    const response = await fetch(`${baseURL()}/chat`, {
+      method: "POST",
+      headers: { Authorization: `Bearer ${key}`, "Content-Type": "application/json" },
+      body: JSON.stringify({ question, collection: "sci" }),
+    });
+    expect(response.headers.get("content-type")).toMatch(/text\/event-stream/);
+    const events = await readSse(response);
+    expect(events[0]?.event).toBe("start");
+    expect(events.filter((e) => e.event === "token").length).toBeGreaterThan(3);
+    expect(events.slice(-3).map((e) => e.event)).toEqual(["citations", "usage", "done"]);
+    const answer = events
+      .filter((e) => e.event === "token")
+      .map((e) => JSON.parse(e.data).text)
+      .join("");
+    expectCitationsGrounded(answer, JSON.parse(events.at(-3)?.data ?? "[]"));
+  });
+
+  it("lets a follow-up in the same conversation see the earlier turn at once", async () => {
+    const first = await api<{ conversation_id: string; answer: string; consistency_token: string }>(
+      app,
+      "POST",
+      "/v1/chat",
+      {
+        key,
+        json: { question, collection: "sci", stream: false },
+      },
+    );
+    expect(first.status).toBe(200);
+    const follow = await api<{ retrieval: { servedBy: string }; consistency_token: string }>(
+      app,
+      "POST",
+      "/v1/chat",
+      {
+        key,
+        json: {
+          question: "And what else does it say?",
+          collection: "sci",
+          conversation_id: first.body.conversation_id,
+          stream: false,
+        },
+      },
+    );
+    expect(follow.status).toBe(200);
+    const prompt = app.devInference()?.stats.lastChatMessages.map((m) => m.content ?? "") ?? [];
+    expect(prompt).toContain(question);
+    expect(prompt).toContain(first.body.answer);
+    // Retrieval for the follow-up ran on a replica that had the new question (read-your-writes).
+    expect(follow.body.retrieval.servedBy).toMatch(/^(replica\d|primary)$/);
+    const history = await api<{ messages: { role: string; content: string; status: string }[] }>(
+      app,
+      "GET",
+      `/v1/conversations/${first.body.conversation_id}`,
+      { key, token: follow.body.consistency_token },
+    );
+    expect(history.body.messages.map((m) => m.role)).toEqual(["user", "assistant", "user", "assistant"]);
+    expect(history.body.messages.every((m) => m.status === "complete")).toBe(true);
+  });
+
+  it("rejects an empty question and an unknown conversation clearly", async () => {
+    const empty = await api<{ error: { message: string } }>(app, "POST", "/v1/chat", {
+      key,
+      json: { question: " ", collection: "sci" },
+    });
+    expect([empty.status, empty.body.error.message]).toEqual([
+      400,
+      "invalid request: question: the question is empty",
+    ]);
+    const unknown = await api<{ error: { message: string } }>(app, "POST", "/v1/chat", {
+      key,
+      json: { question: "x", collection: "sci", conversation_id: crypto.randomUUID() },
+    });
+    expect(unknown.status).toBe(404);
+    expect(unknown.body.error.message).toMatch(/no conversation/);
+  });
+
+  it("aborts the upstream request when the client disconnects, keeping the partial answer", async () => {
+    const dev = app.devInference();
+    if (!dev) throw new Error("expected the dev backend");
+    dev.faults.tokenDelayMs = 50;
+    const before = dev.stats.abortedChats;
+    const controller = new AbortController();
+    try {
+      const response = await fetch(`${baseURL()}/chat`, {
+        method: "POST",
+        headers: { Authorization: `Bearer ${key}`, "Content-Type": "application/json" },
+        body: JSON.stringify({ question, collection: "sci" }),
+        signal: controller.signal,
+      });
+      let conversation = "";
+      let tokens = 0;
+      // Injected: the client goes away after two tokens.
+      await readSse(response, (event, data) => {
+        if (event === "start") conversation = JSON.parse(data).conversation_id;
+        if (event === "token" && ++tokens === 2) {
+          controller.abort();
+          return false;
+        }
+        return true;
+      }).catch(() => []);
+      await waitFor(
+        "the dev backend to see the aborted stream",
+        () => dev.stats.abortedChats > before,
+        10_000,
+      );
+      const history = await waitFor("the partial answer to be stored", async () => {
+        const r = await api<{ messages: { role: string; status: string; content: string }[] }>(
+          app,
+          "GET",
+          `/v1/conversations/${conversation}`,
+          { key },
+        );
+        return r.body.messages.length === 2 ? r.body.messages : undefined;
+      });
+      expect(history?.[1]).toMatchObject({ role: "assistant", status: "partial" });
+      expect(history?.[1]?.content.length).toBeGreaterThan(0);
+    } finally {
+      dev.faults.tokenDelayMs = 0;
+    }
+  });
+});
+
+describe("admission control and backend faults", () => {
+  it("answers 429 with Retry-After past the concurrency limit and queue, and none hang", async () => {
+    const limited = await startTestApp({
+      PGRAG_INFERENCE_MAX_CONCURRENT: "2",
+      PGRAG_INFERENCE_MAX_QUEUED: "1",
+    });
+    const dev = limited.devInference();
+    if (!dev) throw new Error("expected the dev backend");
+    const { key: limitedKey } = await seed(limited);
+    dev.faults.firstTokenDelayMs = 500; // every answer holds its slot for half a second
+    const responses = await Promise.all(
+      Array.from({ length: 6 }, () =>
+        api(limited, "POST", "/v1/chat", {
+          key: limitedKey,
+          json: { question, collection: "sci", stream: false },
+        }),
+      ),
+    );
+    const statuses = responses.map((r) => r.status).sort();
+    expect(statuses).toEqual([200, 200, 200, 429, 429, 429]);
+    for (const r of responses.filter((x) => x.status === 429)) expect(r.headers.get("Retry-After")).toBe("1");
+  });
+
+  it("answers 502 when the backend is down and keeps the question in the conversation", async () => {
+    const down = await startTestApp({
+      PGRAG_INFERENCE_URL: "http://127.0.0.1:9/v1",
+      PGRAG_INFERENCE_MAX_RETRIES: "0",
+    });
+    const { key: downKey } = await newTenantKey(down);
+    await createCollection(down, downKey, "empty");
+    const response = await api<{
+      error: { code: string; message: string; details: { conversation_id: string } };
+    }>(down, "POST", "/v1/chat", {
+      key: downKey,
+      json: { question: "Is anyone there?", collection: "empty", mode: "bm25", stream: false },
+    });
+    expect(response.status).toBe(502);
+    expect(response.body.error.message).toMatch(/unreachable/);
+    const history = await api<{ messages: { role: string; content: string; status: string }[] }>(
+      down,
+      "GET",
+      `/v1/conversations/${response.body.error.details.conversation_id}`,
+      { key: downKey },
+    );
+    expect(history.body.messages.map((m) => [m.role, m.status])).toEqual([
+      ["user", "complete"],
+      ["assistant", "failed"],
+    ]);
+    expect(history.body.messages[0]?.content).toBe("Is anyone there?");
+  });
+
+  it("answers 504 when the backend is too slow", async () => {
+    const slow = await startTestApp({ PGRAG_INFERENCE_TIMEOUT_MS: "300", PGRAG_INFERENCE_MAX_RETRIES: "0" });
+    const dev = slow.devInference();
+    if (!dev) throw new Error("expected the dev backend");
+    const { key: slowKey } = await newTenantKey(slow);
+    await createCollection(slow, slowKey, "empty");
+    dev.faults.firstTokenDelayMs = 2_000;
+    const response = await api<{ error: { code: string } }>(slow, "POST", "/v1/chat", {
+      key: slowKey,
+      json: { question: "Slow?", collection: "empty", mode: "bm25", stream: false },
+    });
+    expect([response.status, response.body.error.code]).toEqual([504, "timeout"]);
+  });
+});
