@@ -5,5 +5,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/ensure-deps.sh
 npx tsc --noEmit -p .
-npx biome check .
+npx eslint .
 npx vitest run "$@"

@@ -215,14 +215,14 @@ export class NodeMonitor {
   }
 
   #registerMetrics(registry: Registry): void {
-    const monitor = this;
+    const snapshot = () => this.snapshot();
     new Gauge({
       name: "pgrag_db_node_state",
       help: "Database node state as seen by the router: 2 up (in rotation), 1 lagging, 0 down",
       labelNames: ["node", "role"],
       registers: [registry],
       collect() {
-        for (const h of monitor.snapshot()) this.set({ node: h.name, role: h.role }, STATE_VALUE[h.state]);
+        for (const h of snapshot()) this.set({ node: h.name, role: h.role }, STATE_VALUE[h.state]);
       },
     });
     new Gauge({
@@ -231,7 +231,7 @@ export class NodeMonitor {
       labelNames: ["node"],
       registers: [registry],
       collect() {
-        for (const h of monitor.snapshot())
+        for (const h of snapshot())
           if (h.role === "replica" && h.lagMs !== null) this.set({ node: h.name }, h.lagMs / 1000);
       },
     });

@@ -23,15 +23,16 @@ export class AdmissionControl {
     this.#maxConcurrent = options.maxConcurrent;
     this.#maxQueued = options.maxQueued;
     this.#maxWaitMs = options.maxWaitMs;
-    const admission = this;
+    const counts = () => ({ active: this.#active, queued: this.#queue.length });
     new Gauge({
       name: "pgrag_inference_admission",
       help: "Upstream inference requests running and waiting for a slot",
       labelNames: ["state"],
       registers: [registry],
       collect() {
-        this.set({ state: "active" }, admission.#active);
-        this.set({ state: "queued" }, admission.#queue.length);
+        const { active, queued } = counts();
+        this.set({ state: "active" }, active);
+        this.set({ state: "queued" }, queued);
       },
     });
   }
