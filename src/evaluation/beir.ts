@@ -52,19 +52,26 @@ export interface ModeResult {
   readonly queries: number;
 }
 
+export interface LoadedCollection {
+  readonly principal: Principal;
+  /** A fresh API key of the dataset's tenant, for driving the HTTP API. */
+  readonly apiKey: string;
+  readonly collection: string;
+}
+
 /**
- * Loads a BEIR-format folder (corpus.jsonl, queries.jsonl, qrels/<split>.tsv) into its own tenant and
- * collection through the ingestion service (unchanged documents are no-ops, so a rerun is quick),
- * waits for it, then runs every judged query in each mode through the search service and scores the
- * document rankings. Chunks are mapped to their documents, each document at its best chunk's rank.
+ * Loads a BEIR-format corpus into a tenant and collection of its own through the ingestion service
+ * (unchanged documents are no-ops, so a rerun is quick) and waits until every document is processed.
  */
-export async function evaluateBeir(app: App, options: EvalOptions): Promise<ModeResult[]> {
-  const name = basename(options.dataset.replace(/\/+$/, "")).replace(/[^A-Za-z0-9_.-]/g, "-");
-  const { value: principal } = await app.router.write(async (tx): Promise<Principal> => {
+export async function loadBeirCollection(app: App, dataset: string, log: (line: string) => void): Promise<LoadedCollection> {
+  const name = basename(dataset.replace(/\/+$/, "")).replace(/[^A-Za-z0-9_.-]/g, "-");
+  const { value: loaded } = await app.router.write(async (tx) => {
     const tenantId = await ensureTenant(tx, `eval-${name}`);
     const key = await createApiKey(tx, { tenantId, name: "eval", scopes: ["read", "write"] });
-    return { tenantId, keyId: key.id, scopes: ["read", "write"] };
+    const principal: Principal = { tenantId, keyId: key.id, scopes: ["read", "write"] };
+    return { principal, apiKey: key.key };
   });
+  const { principal } = loaded;
   const collections = await app.ingest.listCollections(principal, null);
   if (!collections.value.some((c) => c.name === name)) {
     await app.ingest.createCollection(principal, {
@@ -73,7 +80,6 @@ export async function evaluateBeir(app: App, options: EvalOptions): Promise<Mode
       chunking: { maxTokens: 512, overlapTokens: 48, minTokens: 64 },
     });
   }
-
   const started = performance.now();
   let batch: BeirDocument[] = [];
   let total = 0;
@@ -92,7 +98,7 @@ export async function evaluateBeir(app: App, options: EvalOptions): Promise<Mode
     total += batch.length;
     batch = [];
   };
-  for await (const doc of jsonLines<BeirDocument>(`${options.dataset}/corpus.jsonl`)) {
+  for await (const doc of jsonLines<BeirDocument>(`${dataset}/corpus.jsonl`)) {
     batch.push(doc);
     if (batch.length === 500) await flush();
   }
@@ -102,15 +108,26 @@ export async function evaluateBeir(app: App, options: EvalOptions): Promise<Mode
     if (value.length === 0) break;
     await new Promise((resolve) => setTimeout(resolve, 500));
   }
-  options.log(
-    `corpus: ${total} documents in collection "${name}", ready after ${((performance.now() - started) / 1000).toFixed(1)} s`,
-  );
+  log(`corpus: ${total} documents in collection "${name}", ready after ${((performance.now() - started) / 1000).toFixed(1)} s`);
+  return { ...loaded, collection: name };
+}
 
-  const qrels: Qrels = await readQrels(`${options.dataset}/qrels/${options.split}.tsv`);
+export async function readBeirQueries(dataset: string, split: string): Promise<{ queries: { _id: string; text: string }[]; qrels: Qrels }> {
+  const qrels: Qrels = await readQrels(`${dataset}/qrels/${split}.tsv`);
   const queries: { _id: string; text: string }[] = [];
-  for await (const q of jsonLines<{ _id: string; text: string }>(`${options.dataset}/queries.jsonl`)) {
+  for await (const q of jsonLines<{ _id: string; text: string }>(`${dataset}/queries.jsonl`)) {
     if (qrels.has(q._id)) queries.push(q);
   }
+  return { queries, qrels };
+}
+
+/**
+ * Runs every judged query of a BEIR folder in each mode through the search service and scores the
+ * document rankings. Chunks are mapped to their documents, each document at its best chunk's rank.
+ */
+export async function evaluateBeir(app: App, options: EvalOptions): Promise<ModeResult[]> {
+  const { principal, collection: name } = await loadBeirCollection(app, options.dataset, options.log);
+  const { queries, qrels } = await readBeirQueries(options.dataset, options.split);
   const judged = queries.slice(0, options.queryLimit ?? queries.length);
   const results: ModeResult[] = [];
   for (const mode of options.modes) {
