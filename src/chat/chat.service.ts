@@ -88,19 +88,24 @@ export class ChatService {
     signal: AbortSignal,
   ): AsyncGenerator<ChatEvent> {
     const chat = this.#chat();
-    const { conversationId, history, token } = await this.#recordQuestion(principal, request, clientToken);
     const mode = request.mode ?? "hybrid";
-    const found = await this.#search.search(
-      principal,
-      {
-        query: request.question,
-        collections: [request.collection],
-        mode,
-        k: request.k ?? DEFAULT_K,
-        ...(request.filter ? { filter: request.filter } : {}),
-      },
-      token,
-    );
+    // Storing the question (primary) and retrieval (replica) are independent: they run together.
+    // Retrieval carries the client's token — what it wrote to the collection — not the question's,
+    // which only the conversation history needs.
+    const [{ conversationId, history, token }, found] = await Promise.all([
+      this.#recordQuestion(principal, request, clientToken),
+      this.#search.search(
+        principal,
+        {
+          query: request.question,
+          collections: [request.collection],
+          mode,
+          k: request.k ?? DEFAULT_K,
+          ...(request.filter ? { filter: request.filter } : {}),
+        },
+        clientToken,
+      ),
+    ]);
     const ranked: ContextPassage[] = found.hits.map((h) => ({
       chunkId: h.chunk.id,
       documentId: h.chunk.documentId,
