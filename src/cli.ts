@@ -2,6 +2,8 @@ import { parseArgs } from "node:util";
 import { createApp } from "./app.ts";
 import { ConfigError, loadConfig } from "./config.ts";
 import { migrate } from "./db/migrate.ts";
+import { closeDbNode } from "./db/pools.ts";
+import { createAdminDbNode } from "./tenancy/admin-db.ts";
 import { evaluateBeir } from "./evaluation/beir.ts";
 import { startDevInferenceServer } from "./inference/dev-server.ts";
 import { createLogger } from "./logger.ts";
@@ -70,7 +72,7 @@ async function runKeys(args: string[]): Promise<void> {
     options: { tenant: { type: "string" }, name: { type: "string" }, scopes: { type: "string" } },
   });
   const [action, keyId] = positionals;
-  const app = createApp(loadConfig());
+  const admin = createAdminDbNode(loadConfig());
   try {
     if (action === "create") {
       if (!values.tenant) throw new UsageError("keys create needs --tenant NAME");
@@ -79,39 +81,31 @@ async function runKeys(args: string[]): Promise<void> {
       if (bad.length > 0 || scopes.length === 0)
         throw new UsageError(`--scopes takes ${SCOPES.join(", ")}; not ${bad.join(", ")}`);
       const tenant = values.tenant;
-      const { value } = await app.router.write(async (tx) => {
+      const value = await admin.db.transaction().execute(async (tx) => {
         const tenantId = await ensureTenant(tx, tenant);
         return {
           tenantId,
           ...(await createApiKey(tx, { tenantId, name: values.name ?? "cli", scopes: scopes as Scope[] })),
         };
       });
-      process.stdout.write(`tenant ${tenant} (${value.tenantId})
-key id ${value.id}
-
-${value.key}
-
-Shown once: store it now.
-`);
+      process.stdout.write(`tenant ${tenant} (${value.tenantId})\nkey id ${value.id}\n\n${value.key}\n\nShown once: store it now.\n`);
     } else if (action === "list") {
       if (!values.tenant) throw new UsageError("keys list needs --tenant NAME");
       const tenant = values.tenant;
-      const { value } = await app.router.write(async (tx) => listApiKeys(tx, await ensureTenant(tx, tenant)));
+      const value = await admin.db.transaction().execute(async (tx) => listApiKeys(tx, await ensureTenant(tx, tenant)));
       for (const k of value) {
-        process.stdout.write(`${k.id}  pgr_${k.prefix}_…  ${k.name}  [${k.scopes.join(",")}]  ${k.revoked_at ? `revoked ${k.revoked_at.toISOString()}` : "active"}
-`);
+        process.stdout.write(`${k.id}  pgr_${k.prefix}_…  ${k.name}  [${k.scopes.join(",")}]  ${k.revoked_at ? `revoked ${k.revoked_at.toISOString()}` : "active"}\n`);
       }
     } else if (action === "revoke") {
       if (!keyId) throw new UsageError("keys revoke needs the key id (see keys list)");
-      const { value } = await app.router.write((tx) => revokeApiKey(tx, keyId));
+      const value = await admin.db.transaction().execute((tx) => revokeApiKey(tx, keyId));
       if (!value) throw new Error(`no active key ${keyId}`);
-      process.stdout.write(`revoked ${keyId}
-`);
+      process.stdout.write(`revoked ${keyId}\n`);
     } else {
       throw new UsageError("keys takes create, list or revoke");
     }
   } finally {
-    await app.stop();
+    await closeDbNode(admin);
   }
 }
 

@@ -191,7 +191,7 @@ export class ChatService {
 
   async conversation(principal: Principal, conversationId: string, clientToken: Lsn | null) {
     const token = this.#latestToken(conversationId, clientToken);
-    const { value } = await this.#router.read({ token }, async (db) => {
+    const { value } = await this.#router.read({ token, tenantId: principal.tenantId }, async (db) => {
       const conversation = await findConversation(db, principal.tenantId, conversationId);
       return (
         conversation && { conversation, messages: await listMessages(db, principal.tenantId, conversationId) }
@@ -227,7 +227,7 @@ export class ChatService {
         content: request.question,
       });
       return id;
-    });
+    }, { tenantId: principal.tenantId });
     this.#conversationTokens.set(conversationId, token);
     return { conversationId, history, token };
   }
@@ -255,6 +255,7 @@ export class ChatService {
         completionTokens: answer.usage?.completionTokens ?? null,
         model: answer.model,
       }),
+      { tenantId: principal.tenantId },
     );
     this.#conversationTokens.set(conversationId, token);
     return { messageId, token };

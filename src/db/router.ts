@@ -26,6 +26,11 @@ export interface ReadOptions {
   /** The consistency token of the caller's last write, if any. */
   readonly token?: Lsn | null;
   /**
+   * The tenant whose rows the read may see (row-level security); without one, tenant-owned tables
+   * show no rows.
+   */
+  readonly tenantId?: string;
+  /**
    * Also return a token covering everything this read saw: the serving node's WAL position read
    * after the read. A client that saw a state passes it on and later reads see at least that state.
    */
@@ -97,7 +102,7 @@ export class Router {
    * Never retried: a connection error may hide a commit, so the caller decides (and idempotent
    * writes make a retry by the client safe).
    */
-  async write<T>(work: (tx: Executor) => Promise<T>): Promise<WriteResult<T>> {
+  async write<T>(work: (tx: Executor) => Promise<T>, options: { tenantId?: string } = {}): Promise<WriteResult<T>> {
     const primary = this.#primary;
     if (this.#monitor.health(primary.name).state === "down") {
       throw new UnavailableError("the primary database is unreachable; writes are refused until it is back", {
@@ -106,7 +111,7 @@ export class Router {
     }
     let value: T;
     try {
-      value = await this.#track(primary, () => primary.db.transaction().execute(work));
+      value = await this.#track(primary, () => primary.db.transaction().execute((tx) => asTenant(tx, options.tenantId, work)));
     } catch (error) {
       if (!isConnectionError(error)) throw error;
       this.#monitor.reportFailure(primary.name, error);
@@ -148,6 +153,7 @@ export class Router {
         const result = await this.#readOn(
           node,
           token,
+          options.tenantId,
           work,
           failed.length > 0 ? "retry" : replica ? "replica" : "fallback",
         );
@@ -173,12 +179,16 @@ export class Router {
   async #readOn<T>(
     node: DbNode,
     token: Lsn | null,
+    tenantId: string | undefined,
     work: (db: Executor) => Promise<T>,
     reason: string,
   ): Promise<ReadResult<T>> {
     const value = await this.#track(node, async () => {
       if (token !== null && node.role === "replica") await this.#assertReplayedTo(node, token);
-      return work(node.db);
+      // A tenant's reads run in a transaction: the tenant is a SET LOCAL for row-level security,
+      // and all statements of the read share one snapshot.
+      if (tenantId === undefined) return work(node.db);
+      return node.db.transaction().execute((tx) => asTenant(tx, tenantId, work));
     });
     this.#reads.inc({ node: node.name, reason });
     return { value, node: node.name };
@@ -322,4 +332,10 @@ export class Router {
       },
     });
   }
+}
+
+/** Sets the tenant for row-level security for the rest of the transaction, then runs `work`. */
+async function asTenant<T>(tx: Executor, tenantId: string | undefined, work: (tx: Executor) => Promise<T>): Promise<T> {
+  if (tenantId !== undefined) await sql`SELECT set_config('pgrag.tenant_id', ${tenantId}, true)`.execute(tx);
+  return work(tx);
 }

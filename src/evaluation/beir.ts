@@ -3,6 +3,8 @@ import { basename } from "node:path";
 import { createInterface } from "node:readline";
 import type { App } from "../app.ts";
 import type { SearchMode } from "../retrieval/search.service.ts";
+import { closeDbNode } from "../db/pools.ts";
+import { createAdminDbNode } from "../tenancy/admin-db.ts";
 import { createApiKey, ensureTenant, type Principal } from "../tenancy/api-keys.ts";
 import { mean, ndcgAt, percentile, type Qrels, recallAt } from "./metrics.ts";
 
@@ -65,12 +67,17 @@ export interface LoadedCollection {
  */
 export async function loadBeirCollection(app: App, dataset: string, log: (line: string) => void): Promise<LoadedCollection> {
   const name = basename(dataset.replace(/\/+$/, "")).replace(/[^A-Za-z0-9_.-]/g, "-");
-  const { value: loaded } = await app.router.write(async (tx) => {
-    const tenantId = await ensureTenant(tx, `eval-${name}`);
-    const key = await createApiKey(tx, { tenantId, name: "eval", scopes: ["read", "write"] });
-    const principal: Principal = { tenantId, keyId: key.id, scopes: ["read", "write"] };
-    return { principal, apiKey: key.key };
-  });
+  // Tenants and keys are created as the schema owner, as the admin CLI does.
+  const admin = createAdminDbNode(app.config);
+  const loaded = await admin.db
+    .transaction()
+    .execute(async (tx) => {
+      const tenantId = await ensureTenant(tx, `eval-${name}`);
+      const key = await createApiKey(tx, { tenantId, name: "eval", scopes: ["read", "write"] });
+      const principal: Principal = { tenantId, keyId: key.id, scopes: ["read", "write"] };
+      return { principal, apiKey: key.key };
+    })
+    .finally(() => closeDbNode(admin));
   const { principal } = loaded;
   const collections = await app.ingest.listCollections(principal, null);
   if (!collections.value.some((c) => c.name === name)) {

@@ -61,7 +61,7 @@ export class IngestService {
     if (input.chunking.overlapTokens >= input.chunking.maxTokens) {
       throw new InvalidRequestError("chunking.overlap_tokens must be smaller than chunking.max_tokens");
     }
-    return this.#router.write(async (tx) => {
+    return this.#write(principal, async (tx) => {
       if (!(await textSearchConfigExists(tx, input.language))) {
         throw new InvalidRequestError(
           `unknown text-search language "${input.language}" (e.g. english, simple, german, french)`,
@@ -74,7 +74,7 @@ export class IngestService {
   }
 
   listCollections(principal: Principal, token: Lsn | null) {
-    return this.#router.read({ token }, (db) => listCollections(db, principal.tenantId));
+    return this.#read(principal, { token }, (db) => listCollections(db, principal.tenantId));
   }
 
   /** Stores the documents and queues their ingestion in one transaction: all or nothing. */
@@ -92,7 +92,7 @@ export class IngestService {
         throw error;
       }
     });
-    return this.#router.write(async (tx) => {
+    return this.#write(principal, async (tx) => {
       const collection = await this.#requireCollection(tx, principal, collectionName);
       const results: DocumentWriteResult[] = [];
       const jobs: IngestJobData[] = [];
@@ -136,7 +136,7 @@ export class IngestService {
   }
 
   async getDocument(principal: Principal, collectionName: string, externalId: string, token: Lsn | null) {
-    const result = await this.#router.read({ token, observe: true }, async (db) => {
+    const result = await this.#read(principal, { token, observe: true }, async (db) => {
       const collection = await this.#requireCollection(db, principal, collectionName);
       return findDocumentSummary(db, {
         tenantId: principal.tenantId,
@@ -155,7 +155,7 @@ export class IngestService {
     filter: { status?: DocumentStatus; after?: string; limit: number },
     token: Lsn | null,
   ): Promise<ReadResult<DocumentSummary[]>> {
-    return this.#router.read({ token, observe: true }, async (db) => {
+    return this.#read(principal, { token, observe: true }, async (db) => {
       const collection = await this.#requireCollection(db, principal, collectionName);
       return listDocumentSummaries(db, {
         tenantId: principal.tenantId,
@@ -166,7 +166,7 @@ export class IngestService {
   }
 
   async deleteDocument(principal: Principal, collectionName: string, externalId: string) {
-    return this.#router.write(async (tx) => {
+    return this.#write(principal, async (tx) => {
       const collection = await this.#requireCollection(tx, principal, collectionName);
       const deleted = await deleteDocument(tx, {
         tenantId: principal.tenantId,
@@ -175,6 +175,15 @@ export class IngestService {
       });
       if (!deleted) throw new NotFoundError(`no document "${externalId}" in collection "${collectionName}"`);
     });
+  }
+
+  /** Every statement of a tenant's request runs with that tenant set, for row-level security. */
+  #write<T>(principal: Principal, work: (tx: Kysely<Database>) => Promise<T>) {
+    return this.#router.write(work, { tenantId: principal.tenantId });
+  }
+
+  #read<T>(principal: Principal, options: { token: Lsn | null; observe?: boolean }, work: (db: Kysely<Database>) => Promise<T>) {
+    return this.#router.read({ ...options, tenantId: principal.tenantId }, work);
   }
 
   async #requireCollection(db: Kysely<Database>, principal: Principal, name: string): Promise<Collection> {

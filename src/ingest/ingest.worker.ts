@@ -96,7 +96,28 @@ export class IngestWorker {
   }
 
   async processBatch(jobs: PgBoss.JobWithMetadata<IngestJobData>[]): Promise<void> {
-    const pending = await this.#timed("load", () => this.#load(jobs));
+    // Row-level security scopes every statement to one tenant: a batch is processed tenant by
+    // tenant. The tenant of each document comes from the database, not from the job's data.
+    const { value: owners } = await this.#router.read({ token: PRIMARY_ONLY_TOKEN }, async (db) => {
+      const { rows } = await sql<{ document_id: string; tenant_id: string }>`
+        SELECT document_id, tenant_id FROM pgrag_document_tenants(${jobs.map((j) => j.data.documentId)}::uuid[])
+      `.execute(db);
+      return new Map(rows.map((r) => [r.document_id, r.tenant_id]));
+    });
+    const byTenant = new Map<string, PgBoss.JobWithMetadata<IngestJobData>[]>();
+    for (const job of jobs) {
+      const tenantId = owners.get(job.data.documentId);
+      if (tenantId === undefined) {
+        this.#processed.inc({ outcome: "skipped" }); // deleted since it was queued
+        continue;
+      }
+      byTenant.set(tenantId, [...(byTenant.get(tenantId) ?? []), job]);
+    }
+    for (const [tenantId, tenantJobs] of byTenant) await this.#processTenantBatch(tenantId, tenantJobs);
+  }
+
+  async #processTenantBatch(tenantId: string, jobs: PgBoss.JobWithMetadata<IngestJobData>[]): Promise<void> {
+    const pending = await this.#timed("load", () => this.#load(tenantId, jobs));
     let embedded: Map<PendingDocument, EmbeddedChunk[]>;
     try {
       embedded = await this.#timed("embed", () => this.#embed(pending));
@@ -120,9 +141,9 @@ export class IngestWorker {
     }
   }
 
-  async #load(jobs: PgBoss.JobWithMetadata<IngestJobData>[]): Promise<PendingDocument[]> {
+  async #load(tenantId: string, jobs: PgBoss.JobWithMetadata<IngestJobData>[]): Promise<PendingDocument[]> {
     const ids = jobs.map((j) => j.data.documentId);
-    const { value: rows } = await this.#router.read({ token: PRIMARY_ONLY_TOKEN }, (db) =>
+    const { value: rows } = await this.#router.read({ token: PRIMARY_ONLY_TOKEN, tenantId }, (db) =>
       db
         .selectFrom("documents")
         .innerJoin("collections", "collections.id", "documents.collection_id")
@@ -244,7 +265,7 @@ export class IngestWorker {
         await adjustCollectionStats(tx, collectionId, delta.tenantId, delta.chunks, delta.length);
       }
       return outcomes;
-    });
+    }, { tenantId: docs[0]?.tenantId });
     for (const outcome of outcomes) this.#processed.inc({ outcome });
   }
 
@@ -268,6 +289,7 @@ export class IngestWorker {
           .where("id", "=", doc.documentId)
           .where("version", "=", doc.version)
           .execute(),
+        { tenantId: doc.tenantId },
       );
       this.#processed.inc({ outcome: "failed" });
       // Completed: the failure is recorded on the document, and a retry could not help.

@@ -73,9 +73,8 @@ export class SearchService {
     const legLimit = request.mode === "hybrid" ? candidates : request.k;
     let vectorPath: SearchOutcome["vectorPath"] = null;
 
-    const { value, node } = await this.#router.read({ token }, (db) =>
-      // A transaction: SET LOCAL for the vector leg, and one snapshot for both legs.
-      db.transaction().execute(async (tx) => {
+    // A tenant's read runs in one transaction: SET LOCAL for the vector leg, one snapshot for both legs.
+    const { value, node } = await this.#router.read({ token, tenantId: principal.tenantId }, async (tx) => {
         const scope = await this.#scope(tx, principal, request);
         const legs: Partial<Record<Leg, LegHit[]>> = {};
         if (embedding) {
@@ -118,8 +117,7 @@ export class SearchService {
           const chunk = details.get(hit.chunkId);
           return chunk ? [{ ...hit, chunk }] : [];
         });
-      }),
-    );
+    });
     timings.total = performance.now() - started;
     return { hits: value, node, vectorPath, timings };
   }

@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from "node:crypto";
-import type { Kysely } from "kysely";
+import { type Kysely, sql } from "kysely";
 import type { Database } from "../db/database.ts";
 
 export const SCOPES = ["read", "write", "admin"] as const;
@@ -60,16 +60,19 @@ export async function createApiKey(
   return { id: row.id, key, prefix };
 }
 
+/**
+ * Resolves a key through pgrag_authenticate, a SECURITY DEFINER function: under row-level security
+ * the application role sees no api_keys row before it knows the tenant.
+ */
 export async function findActiveKey(db: Kysely<Database>, key: string): Promise<Principal | undefined> {
-  const row = await db
-    .selectFrom("api_keys")
-    .select(["id", "tenant_id", "scopes"])
-    .where("secret_hash", "=", hashApiKey(key))
-    .where("revoked_at", "is", null)
-    .executeTakeFirst();
-  return row && { tenantId: row.tenant_id, keyId: row.id, scopes: row.scopes as Scope[] };
+  const { rows } = await sql<{ tenant_id: string; key_id: string; scopes: string[] }>`
+    SELECT tenant_id, key_id, scopes FROM pgrag_authenticate(${hashApiKey(key)})
+  `.execute(db);
+  const row = rows[0];
+  return row && { tenantId: row.tenant_id, keyId: row.key_id, scopes: row.scopes as Scope[] };
 }
 
+/** Tenant and key administration below runs as the schema owner (the admin CLI), not as the app role. */
 export async function listApiKeys(db: Kysely<Database>, tenantId: string) {
   return db
     .selectFrom("api_keys")

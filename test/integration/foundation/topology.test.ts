@@ -12,6 +12,23 @@ afterAll(async () => {
   await Promise.all([primary, ...replicas].map((p) => p.end()));
 });
 
+/** Runs one statement in a transaction with the tenant set, as row-level security requires. */
+async function asTenant(pool: pg.Pool, tenantId: string, text: string, values: unknown[]) {
+  const client = await pool.connect();
+  try {
+    await client.query("BEGIN");
+    await client.query("SELECT set_config('pgrag.tenant_id', $1, true)", [tenantId]);
+    const { rows } = await client.query(text, values);
+    await client.query("COMMIT");
+    return rows;
+  } catch (error) {
+    await client.query("ROLLBACK").catch(() => undefined);
+    throw error;
+  } finally {
+    client.release();
+  }
+}
+
 describe("native topology", () => {
   it("has two replicas behind PgBouncer, each in recovery, and a primary that is not", async () => {
     expect(replicas).toHaveLength(2);
@@ -24,15 +41,13 @@ describe("native topology", () => {
   });
 
   it("streams a row written through PgBouncer to the primary to every replica", async () => {
-    const name = `topology-${randomUUID()}`;
-    const { rows } = await primary.query<{ id: string }>(
-      "INSERT INTO tenants (name) VALUES ($1) RETURNING id",
-      [name],
-    );
+    const id = randomUUID();
+    const name = `topology-${id}`;
+    await asTenant(primary, id, "INSERT INTO tenants (id, name) VALUES ($1, $2)", [id, name]);
     for (const replica of replicas) {
       const seen = await waitFor("the row on the replica", async () => {
-        const r = await replica.query("SELECT name FROM tenants WHERE id = $1", [rows[0]?.id]);
-        return r.rows[0]?.name as string | undefined;
+        const r = await asTenant(replica, id, "SELECT name FROM tenants WHERE id = $1", [id]);
+        return r[0]?.name as string | undefined;
       });
       expect(seen).toBe(name);
     }

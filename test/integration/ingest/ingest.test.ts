@@ -77,7 +77,7 @@ describe("ingestion", () => {
     // The token of the read that saw "ready" brings a replica to at least that state.
     const first = documents.get(abstracts[0]?._id ?? "");
     expect(parseLsn(token)).not.toBeNull();
-    const onReplica = await app.router.read({ token: parseLsn(token) }, (db) =>
+    const onReplica = await app.router.read({ token: parseLsn(token), tenantId }, (db) =>
       db
         .selectFrom("chunks")
         .select((eb) => eb.fn.countAll<string>().as("n"))

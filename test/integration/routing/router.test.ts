@@ -6,19 +6,18 @@ import { UnavailableError } from "../../../src/errors.ts";
 import { startTestApp } from "../../helpers/app.ts";
 import { adminQuery, cluster, restoreTopology, waitFor } from "../../helpers/cluster.ts";
 
+/** A write: a new tenant row, created under its own id so row-level security lets it in. */
 async function insertTenant(app: App): Promise<{ id: string; token: bigint }> {
-  const { value, token } = await app.router.write((tx) =>
-    tx
-      .insertInto("tenants")
-      .values({ name: `router-${randomUUID()}` })
-      .returning("id")
-      .executeTakeFirstOrThrow(),
+  const id = randomUUID();
+  const { value, token } = await app.router.write(
+    (tx) => tx.insertInto("tenants").values({ id, name: `router-${id}` }).returning("id").executeTakeFirstOrThrow(),
+    { tenantId: id },
   );
   return { id: value.id, token };
 }
 
 async function readTenant(app: App, id: string, token: bigint | null) {
-  return app.router.read({ token }, (db) =>
+  return app.router.read({ token, tenantId: id }, (db) =>
     db.selectFrom("tenants").select("id").where("id", "=", id).executeTakeFirst(),
   );
 }
