@@ -8,7 +8,7 @@ import { searchFilterSchema } from "../retrieval/filters.ts";
 import type { Principal, Scope } from "../tenancy/api-keys.ts";
 import { CONSISTENCY_HEADER, readConsistencyToken } from "./consistency.ts";
 import type { AppEnv } from "./context.ts";
-import { validate } from "./validation.ts";
+import { NO_NUL_MESSAGE, noNul, validate } from "./validation.ts";
 
 const MAX_QUESTION_CHARS = 8_000;
 const collectionName = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$/, "not a collection name");
@@ -16,7 +16,8 @@ const question = z
   .string()
   .trim()
   .min(1, "the question is empty")
-  .max(MAX_QUESTION_CHARS, `at most ${MAX_QUESTION_CHARS} characters`);
+  .max(MAX_QUESTION_CHARS, `at most ${MAX_QUESTION_CHARS} characters`)
+  .refine(noNul, NO_NUL_MESSAGE);
 
 const chatBody = z
   .object({

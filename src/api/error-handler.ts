@@ -38,6 +38,14 @@ export function handleError(error: Error, c: Context<AppEnv>): Response {
       error.status as ContentfulStatusCode,
     );
   }
+  if (isDataException(error)) {
+    // PostgreSQL refused a value the schemas let through (a NUL character in JSON, say): the
+    // request is at fault, and its author can act on the database's own words.
+    return c.json<ErrorBody>(
+      { error: { code: "invalid_request", message: `a value in the request cannot be stored or searched: ${error.message}`, request_id: requestId } },
+      400,
+    );
+  }
   c.get("logger").error({ err: error }, "unhandled error");
   return c.json<ErrorBody>(
     {
@@ -62,4 +70,10 @@ export function handleNotFound(c: Context<AppEnv>): Response {
     },
     404,
   );
+}
+
+/** SQLSTATE class 22, data exception: invalid characters, out-of-range numbers, bad casts of input. */
+function isDataException(error: Error): boolean {
+  const code = (error as { code?: unknown }).code;
+  return typeof code === "string" && code.startsWith("22");
 }

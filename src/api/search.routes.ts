@@ -5,7 +5,7 @@ import type { SearchHit, SearchService } from "../retrieval/search.service.ts";
 import type { Scope } from "../tenancy/api-keys.ts";
 import { readConsistencyToken } from "./consistency.ts";
 import type { AppEnv } from "./context.ts";
-import { validate } from "./validation.ts";
+import { NO_NUL_MESSAGE, noNul, validate } from "./validation.ts";
 
 export const MAX_QUERY_CHARS = 10_000;
 const collectionName = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$/, "not a collection name");
@@ -16,7 +16,8 @@ export const searchBody = z
       .string()
       .trim()
       .min(1, "must not be empty")
-      .max(MAX_QUERY_CHARS, `at most ${MAX_QUERY_CHARS} characters`),
+      .max(MAX_QUERY_CHARS, `at most ${MAX_QUERY_CHARS} characters`)
+      .refine(noNul, NO_NUL_MESSAGE),
     collection: collectionName.optional(),
     collections: z.array(collectionName).min(1).max(20).optional(),
     mode: z.enum(["hybrid", "vector", "bm25"]).default("hybrid"),

@@ -30,3 +30,7 @@ export function validate<Target extends keyof ValidationTargets, Schema extends 
     }
   });
 }
+
+/** PostgreSQL text cannot hold NUL characters: refuse them where a person can be told why. */
+export const noNul = (s: string) => !s.includes("\u0000");
+export const NO_NUL_MESSAGE = "must not contain NUL characters";
