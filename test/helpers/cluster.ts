@@ -90,6 +90,7 @@ export async function restoreTopology(): Promise<void> {
   for (const url of all) {
     await waitFor(`${new URL(url).pathname} through PgBouncer`, async () => {
       const client = new pg.Client({ connectionString: url });
+      client.on("error", () => {}); // PgBouncer may refuse while the node comes back; we poll again
       await client.connect();
       try {
         await client.query("SELECT 1");
