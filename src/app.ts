@@ -16,6 +16,7 @@ import { Router } from "./db/router.ts";
 import { UnavailableError } from "./errors.ts";
 import { AdmissionControl } from "./inference/admission.ts";
 import { ChatClient } from "./inference/chat-client.ts";
+import { createInferenceHistogram } from "./inference/inference-metrics.ts";
 import { type DevInferenceServer, startDevInferenceServer } from "./inference/dev-server.ts";
 import { EmbeddingClient } from "./inference/embedding-client.ts";
 import { IngestService } from "./ingest/ingest.service.ts";
@@ -81,10 +82,11 @@ export function createApp(config: Config, options: { logger?: Logger } = {}): Ap
     logger.child({ component: "router" }),
     registry,
   );
-  const queue = createJobQueue(router, {
-    jobExpireSeconds: config.ingest.jobExpireSeconds,
-    maintenanceIntervalSeconds: config.ingest.queueMaintenanceSeconds,
-  });
+  const queue = createJobQueue(
+    router,
+    { jobExpireSeconds: config.ingest.jobExpireSeconds, maintenanceIntervalSeconds: config.ingest.queueMaintenanceSeconds },
+    registry,
+  );
   const ingest = new IngestService(router, queue.enqueue, {
     maxDocumentBytes: config.ingest.maxDocumentBytes,
   });
@@ -93,7 +95,7 @@ export function createApp(config: Config, options: { logger?: Logger } = {}): Ap
     if (!embeddings) throw new UnavailableError("the embedding backend is not connected yet");
     return embeddings.embed(texts);
   };
-  const search = new SearchService(router, embed, config.retrieval);
+  const search = new SearchService(router, embed, config.retrieval, registry);
   const admission = new AdmissionControl(
     {
       maxConcurrent: config.chat.maxConcurrent,
@@ -103,6 +105,7 @@ export function createApp(config: Config, options: { logger?: Logger } = {}): Ap
     registry,
   );
   let chatClient: ChatClient | undefined;
+  const inferenceSeconds = createInferenceHistogram(registry);
   const chat = new ChatService(
     router,
     search,
@@ -112,7 +115,7 @@ export function createApp(config: Config, options: { logger?: Logger } = {}): Ap
     },
     config.chat,
   );
-  const auth = requireApiKey(new Authenticator(router, { cacheTtlMs: config.authCacheTtlMs }));
+  const auth = requireApiKey(new Authenticator(router, { cacheTtlMs: config.authCacheTtlMs }), config.rateLimit);
   const http = createHttpApp({
     logger,
     monitor,
@@ -158,8 +161,8 @@ export function createApp(config: Config, options: { logger?: Logger } = {}): Ap
           "no PGRAG_INFERENCE_URL: using the in-process dev inference server (hashed embeddings, extractive answers)",
         );
       }
-      embeddings = new EmbeddingClient(inferenceUrl(), config);
-      chatClient = new ChatClient(inferenceUrl(), config, admission);
+      embeddings = new EmbeddingClient(inferenceUrl(), config, inferenceSeconds);
+      chatClient = new ChatClient(inferenceUrl(), config, admission, inferenceSeconds);
       if (config.ingest.workerConcurrency > 0) {
         worker = new IngestWorker(
           {

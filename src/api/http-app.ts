@@ -1,4 +1,5 @@
 import { Hono } from "hono";
+import { prometheus } from "@hono/prometheus";
 import { requestId } from "hono/request-id";
 import type { Registry } from "prom-client";
 import type { NodeMonitor } from "../db/node-monitor.ts";
@@ -18,9 +19,16 @@ export interface HttpDependencies {
 export function createHttpApp(deps: HttpDependencies): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
   app.use(requestId({ limitLength: 128 }));
-  app.use(async function attachLogger(c, next) {
-    c.set("logger", deps.logger.child({ requestId: c.get("requestId") }));
+  const { registerMetrics } = prometheus({ registry: deps.registry, prefix: "pgrag_" });
+  app.use(registerMetrics);
+  app.use(async function logRequest(c, next) {
+    const logger = deps.logger.child({ requestId: c.get("requestId") });
+    c.set("logger", logger);
+    const started = performance.now();
     await next();
+    const fields = { method: c.req.method, path: c.req.path, status: c.res.status, ms: Math.round(performance.now() - started) };
+    if (c.res.status >= 500) logger.error(fields, "request failed");
+    else logger.info(fields, "request");
   });
   app.onError(handleError);
   app.notFound(handleNotFound);

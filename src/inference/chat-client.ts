@@ -2,6 +2,7 @@ import OpenAI from "openai";
 import type { Config } from "../config.ts";
 import { AppError } from "../errors.ts";
 import type { AdmissionControl } from "./admission.ts";
+import type { InferenceHistogram } from "./inference-metrics.ts";
 import { upstreamError } from "./upstream-error.ts";
 
 export interface ChatMessage {
@@ -28,7 +29,10 @@ export class ChatClient {
   readonly #admission: AdmissionControl;
   readonly #timeoutMs: number;
 
-  constructor(baseURL: string, config: Pick<Config, "inference">, admission: AdmissionControl) {
+  readonly #seconds: InferenceHistogram | undefined;
+
+  constructor(baseURL: string, config: Pick<Config, "inference">, admission: AdmissionControl, seconds?: InferenceHistogram) {
+    this.#seconds = seconds;
     this.#client = new OpenAI({
       baseURL,
       apiKey: config.inference.apiKey,
@@ -63,6 +67,9 @@ export class ChatClient {
         upstream.abort();
       }, this.#timeoutMs);
     };
+    const endTotal = this.#seconds?.startTimer({ call: "chat_total" });
+    const endFirst = this.#seconds?.startTimer({ call: "chat_first_token" });
+    let first = true;
     try {
       armIdleTimer();
       const stream = await this.#client.chat.completions.create(
@@ -78,6 +85,10 @@ export class ChatClient {
       for await (const chunk of stream) {
         armIdleTimer();
         const text = chunk.choices[0]?.delta?.content;
+        if (text && first) {
+          first = false;
+          endFirst?.();
+        }
         if (text) yield { type: "token", text };
         if (chunk.usage) {
           yield {
@@ -90,6 +101,7 @@ export class ChatClient {
         }
       }
       if (upstream.signal.aborted) throw new OpenAI.APIUserAbortError();
+      endTotal?.();
     } catch (error) {
       if (timedOut)
         throw new AppError("timeout", `the inference backend sent nothing for ${this.#timeoutMs} ms`, {

@@ -1,6 +1,7 @@
 import OpenAI from "openai";
 import pLimit from "p-limit";
 import type { Config } from "../config.ts";
+import type { InferenceHistogram } from "./inference-metrics.ts";
 import { upstreamError } from "./upstream-error.ts";
 
 /** The backend answered with vectors of another size than the database holds: never retried. */
@@ -20,7 +21,10 @@ export class EmbeddingClient {
   readonly #batchSize: number;
   readonly #limit: ReturnType<typeof pLimit>;
 
-  constructor(baseURL: string, config: Pick<Config, "embedding" | "inference">) {
+  readonly #seconds: InferenceHistogram | undefined;
+
+  constructor(baseURL: string, config: Pick<Config, "embedding" | "inference">, seconds?: InferenceHistogram) {
+    this.#seconds = seconds;
     this.#client = new OpenAI({
       baseURL,
       apiKey: config.inference.apiKey,
@@ -45,7 +49,8 @@ export class EmbeddingClient {
   }
 
   async #embedBatch(batch: string[]): Promise<number[][]> {
-    const response = await this.#client.embeddings.create({ model: this.#model, input: batch });
+    const end = this.#seconds?.startTimer({ call: "embeddings" });
+    const response = await this.#client.embeddings.create({ model: this.#model, input: batch }).finally(() => end?.());
     const vectors = [...response.data].sort((a, b) => a.index - b.index).map((d) => d.embedding);
     if (vectors.length !== batch.length) {
       throw new Error(`the embedding backend returned ${vectors.length} vectors for ${batch.length} inputs`);

@@ -1,5 +1,6 @@
 import { CompiledQuery, type Kysely } from "kysely";
 import PgBoss from "pg-boss";
+import { Gauge, type Registry } from "prom-client";
 import type { Database } from "../db/database.ts";
 import type { Router } from "../db/router.ts";
 
@@ -24,6 +25,7 @@ export interface QueueOptions {
 export function createJobQueue(
   router: Router,
   options: QueueOptions,
+  registry: Registry,
 ): { boss: PgBoss; enqueue: typeof enqueue } {
   const boss = new PgBoss({
     db: router.primarySqlExecutor(),
@@ -35,6 +37,16 @@ export function createJobQueue(
   });
   // pg-boss reports background errors (a maintenance run during a failover) as events.
   boss.on("error", () => {});
+  new Gauge({
+    name: "pgrag_ingest_queue_depth",
+    help: "Ingestion jobs waiting to run (created or waiting for a retry)",
+    registers: [registry],
+    async collect() {
+      // Before start() or while the primary is away the depth is unknown: leave the last value.
+      const size = await boss.getQueueSize(INGEST_QUEUE).catch(() => undefined);
+      if (size !== undefined) this.set(size);
+    },
+  });
   async function enqueue(tx: Kysely<Database>, jobs: readonly IngestJobData[]): Promise<void> {
     if (jobs.length === 0) return;
     // The jobs are inserted in the caller's transaction: a document and its job commit together.

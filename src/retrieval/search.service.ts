@@ -1,5 +1,6 @@
 import { type Kysely, sql } from "kysely";
 import { LRUCache } from "lru-cache";
+import { Histogram, type Registry } from "prom-client";
 import type { Config } from "../config.ts";
 import type { Database } from "../db/database.ts";
 import type { Lsn } from "../db/lsn.ts";
@@ -55,10 +56,19 @@ export class SearchService {
   readonly #options: Config["retrieval"];
   readonly #queryEmbeddings = new LRUCache<string, number[]>({ max: 2_000 });
 
-  constructor(router: Router, embed: Embed, options: Config["retrieval"]) {
+  readonly #stageSeconds: Histogram<"stage" | "mode">;
+
+  constructor(router: Router, embed: Embed, options: Config["retrieval"], registry: Registry) {
     this.#router = router;
     this.#embed = embed;
     this.#options = options;
+    this.#stageSeconds = new Histogram({
+      name: "pgrag_search_stage_seconds",
+      help: "Search time by stage (embed, vector, bm25, fetch, total) and mode",
+      labelNames: ["stage", "mode"],
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+      registers: [registry],
+    });
   }
 
   async search(principal: Principal, request: SearchRequest, token: Lsn | null): Promise<SearchOutcome> {
@@ -119,6 +129,9 @@ export class SearchService {
         });
     });
     timings.total = performance.now() - started;
+    for (const [stage, ms] of Object.entries(timings)) {
+      if (ms > 0) this.#stageSeconds.observe({ stage, mode: request.mode }, ms / 1000);
+    }
     return { hits: value, node, vectorPath, timings };
   }
 

@@ -4,7 +4,12 @@ import { newTenantKey } from "../../helpers/api.ts";
 import { startTestApp } from "../../helpers/app.ts";
 import { createCollection } from "../../helpers/ingest.ts";
 
-const app = await startTestApp({ PGRAG_MAX_BODY_BYTES: String(256 * 1024), PGRAG_MAX_DOCUMENT_BYTES: String(64 * 1024) });
+const app = await startTestApp({
+  PGRAG_MAX_BODY_BYTES: String(256 * 1024),
+  PGRAG_MAX_DOCUMENT_BYTES: String(64 * 1024),
+  PGRAG_RATE_LIMIT_PER_SECOND: "100000",
+  PGRAG_RATE_LIMIT_BURST: "100000",
+});
 const { key } = await newTenantKey(app);
 await createCollection(app, key, "fuzz");
 
