@@ -6,6 +6,7 @@ import { chatRoutes } from "./api/chat.routes.ts";
 import type { AppEnv } from "./api/context.ts";
 import { createHttpApp } from "./api/http-app.ts";
 import { ingestRoutes } from "./api/ingest.routes.ts";
+import { openApiRoutes } from "./api/openapi.ts";
 import { searchRoutes } from "./api/search.routes.ts";
 import { ChatService } from "./chat/chat.service.ts";
 import type { Config } from "./config.ts";
@@ -120,7 +121,7 @@ export function createApp(config: Config, options: { logger?: Logger } = {}): Ap
     logger,
     monitor,
     registry,
-    routes: [ingestRoutes(ingest, auth, config.ingest), searchRoutes(search, auth), chatRoutes(chat, auth)],
+    routes: [ingestRoutes(ingest, auth, config.ingest), searchRoutes(search, auth), chatRoutes(chat, auth), openApiRoutes(config.ingest)],
   });
 
   let server: ServerType | undefined;

@@ -19,7 +19,7 @@ const question = z
   .max(MAX_QUESTION_CHARS, `at most ${MAX_QUESTION_CHARS} characters`)
   .refine(noNul, NO_NUL_MESSAGE);
 
-const chatBody = z
+export const chatBody = z
   .object({
     question,
     collection: collectionName,
@@ -31,7 +31,7 @@ const chatBody = z
   })
   .strict();
 
-const openAiBody = z.object({
+export const openAiBody = z.object({
   model: z.string().max(200).optional(),
   messages: z
     .array(

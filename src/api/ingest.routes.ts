@@ -25,7 +25,7 @@ const metadata = z
   .record(z.string().max(200), z.unknown())
   .refine((m) => JSON.stringify(m).length <= 64 * 1024, "at most 64 KiB of JSON");
 
-const collectionBody = z.object({
+export const collectionBody = z.object({
   name,
   language: z
     .string()
@@ -51,8 +51,8 @@ const documentFields = {
   source: z.string().max(2000).nullish(),
   metadata: metadata.optional(),
 };
-const documentBody = z.object(documentFields);
-const batchBody = (max: number) =>
+export const documentBody = z.object(documentFields);
+export const batchBody = (max: number) =>
   z.object({
     documents: z
       .array(z.object({ external_id: externalId, ...documentFields }))
@@ -60,7 +60,7 @@ const batchBody = (max: number) =>
       .max(max, `at most ${max} documents per batch`),
   });
 
-const listQuery = z.object({
+export const listQuery = z.object({
   status: z.enum(["pending", "processing", "ready", "failed"]).optional(),
   after: z.string().max(512).optional(),
   limit: z.coerce.number().int().min(1).max(1000).default(100),

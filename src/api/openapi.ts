@@ -1,0 +1,124 @@
+import { swaggerUI } from "@hono/swagger-ui";
+import { Hono } from "hono";
+import { z } from "zod";
+import { chatBody, openAiBody } from "./chat.routes.ts";
+import type { AppEnv } from "./context.ts";
+import { batchBody, collectionBody, documentBody, listQuery } from "./ingest.routes.ts";
+import { searchBody } from "./search.routes.ts";
+
+/** JSON Schema of a request schema, as the validator sees its input. */
+const schema = (s: z.ZodType) => z.toJSONSchema(s, { io: "input", unrepresentable: "any" });
+
+const errorResponse = {
+  description: "An error: `{ error: { code, message, request_id } }`",
+  content: {
+    "application/json": {
+      schema: {
+        type: "object",
+        properties: {
+          error: {
+            type: "object",
+            required: ["code", "message"],
+            properties: {
+              code: {
+                type: "string",
+                enum: ["invalid_request", "unauthorized", "forbidden", "not_found", "conflict", "payload_too_large", "rate_limited", "unavailable", "bad_gateway", "timeout", "internal"],
+              },
+              message: { type: "string" },
+              request_id: { type: "string" },
+              details: {},
+            },
+          },
+        },
+      },
+    },
+  },
+};
+
+const errors = { 400: errorResponse, 401: errorResponse, 403: errorResponse, 404: errorResponse, 429: errorResponse, 503: errorResponse };
+const consistencyHeader = {
+  name: "X-Consistency-Token",
+  in: "header",
+  required: false,
+  description: "The token of your last write: the read is served by a node that has replayed at least that far.",
+  schema: { type: "string", example: "0/16B3748" },
+};
+const ok = (description: string) => ({ description, content: { "application/json": { schema: { type: "object" } } } });
+const json = (s: z.ZodType) => ({ required: true, content: { "application/json": { schema: schema(s) } } });
+const collectionParam = { name: "collection", in: "path", required: true, schema: { type: "string" } };
+const documentParam = { name: "externalId", in: "path", required: true, schema: { type: "string" } };
+
+/** The OpenAPI 3.1 document of the whole API, generated from the same zod schemas that validate requests. */
+export function openApiDocument(limits: { maxBatchDocuments: number }) {
+  const listParams = Object.entries((schema(listQuery) as { properties?: Record<string, object> }).properties ?? {}).map(([name, s]) => ({
+    name,
+    in: "query",
+    required: false,
+    schema: s,
+  }));
+  return {
+    openapi: "3.1.0",
+    info: {
+      title: "pgrag",
+      version: "0.1.0",
+      description: "Retrieval-augmented generation on PostgreSQL. Writes return X-Consistency-Token; send it back on reads to read your own writes.",
+    },
+    components: { securitySchemes: { apiKey: { type: "http", scheme: "bearer", description: "An API key from `pgrag keys create`" } } },
+    security: [{ apiKey: [] }],
+    paths: {
+      "/healthz": { get: { summary: "Liveness", security: [], responses: { 200: ok("The process is up") } } },
+      "/readyz": { get: { summary: "Readiness: every database node reachable, with replica lag", security: [], responses: { 200: ok("Ready"), 503: ok("A node is down") } } },
+      "/metrics": { get: { summary: "Prometheus metrics", security: [], responses: { 200: { description: "Prometheus text format" } } } },
+      "/v1/collections": {
+        post: { summary: "Create a collection", requestBody: json(collectionBody), responses: { 201: ok("Created"), 409: errorResponse, ...errors } },
+        get: { summary: "List collections", parameters: [consistencyHeader], responses: { 200: ok("Collections"), ...errors } },
+      },
+      "/v1/collections/{collection}/documents": {
+        post: { summary: "Create or replace many documents", parameters: [collectionParam], requestBody: json(batchBody(limits.maxBatchDocuments)), responses: { 202: ok("Queued for ingestion"), 413: errorResponse, ...errors } },
+        get: { summary: "List documents with their ingestion status", parameters: [collectionParam, ...listParams, consistencyHeader], responses: { 200: ok("Documents"), ...errors } },
+      },
+      "/v1/collections/{collection}/documents/{externalId}": {
+        put: {
+          summary: "Create or replace one document: JSON, or a raw text/markdown, text/html or text/plain body",
+          parameters: [collectionParam, documentParam],
+          requestBody: {
+            required: true,
+            content: {
+              "application/json": { schema: schema(documentBody) },
+              "text/markdown": { schema: { type: "string" } },
+              "text/html": { schema: { type: "string" } },
+              "text/plain": { schema: { type: "string" } },
+            },
+          },
+          responses: { 200: ok("Unchanged"), 202: ok("Queued for ingestion"), 413: errorResponse, ...errors },
+        },
+        get: { summary: "A document's status", parameters: [collectionParam, documentParam, consistencyHeader], responses: { 200: ok("The document"), ...errors } },
+        delete: { summary: "Delete a document and its chunks", parameters: [collectionParam, documentParam], responses: { 200: ok("Deleted"), ...errors } },
+      },
+      "/v1/search": { post: { summary: "Hybrid, vector or BM25 search", parameters: [consistencyHeader], requestBody: json(searchBody), responses: { 200: ok("Ranked chunks"), ...errors } } },
+      "/v1/chat": {
+        post: {
+          summary: "Ask a question: an answer with citations, streamed as Server-Sent Events (start, token, citations, usage, done) or as JSON",
+          parameters: [consistencyHeader],
+          requestBody: json(chatBody),
+          responses: { 200: { description: "text/event-stream, or JSON when stream is false" }, 502: errorResponse, 504: errorResponse, ...errors },
+        },
+      },
+      "/v1/chat/completions": {
+        post: {
+          summary: "OpenAI-compatible chat completions with retrieval; citations in an extra `citations` field",
+          requestBody: json(openAiBody),
+          responses: { 200: { description: "An OpenAI chat completion, or its SSE stream" }, 502: errorResponse, 504: errorResponse, ...errors },
+        },
+      },
+      "/v1/conversations/{id}": {
+        get: { summary: "A conversation's messages", parameters: [{ name: "id", in: "path", required: true, schema: { type: "string", format: "uuid" } }, consistencyHeader], responses: { 200: ok("Messages"), ...errors } },
+      },
+    },
+  };
+}
+
+export function openApiRoutes(limits: { maxBatchDocuments: number }): Hono<AppEnv> {
+  const document = openApiDocument(limits);
+  return new Hono<AppEnv>().get("/openapi.json", (c) => c.json(document)).get("/docs", swaggerUI({ url: "/openapi.json" }));
+}
