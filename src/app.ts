@@ -2,6 +2,7 @@ import type { AddressInfo } from "node:net";
 import { type ServerType, serve } from "@hono/node-server";
 import type { Hono } from "hono";
 import { requireApiKey } from "./api/auth.middleware.ts";
+import { EventRecorder } from "./analytics/event-recorder.ts";
 import { chatRoutes } from "./api/chat.routes.ts";
 import type { AppEnv } from "./api/context.ts";
 import { createHttpApp } from "./api/http-app.ts";
@@ -37,6 +38,7 @@ export interface App {
   readonly logger: Logger;
   readonly ingest: IngestService;
   readonly search: SearchService;
+  readonly usageEvents: EventRecorder;
   /** Checks the database, starts background loops, workers and (unless `listen: false`) the HTTP server. */
   start(options?: { listen?: boolean }): Promise<void>;
   /** The bound port after `start()`, for tests that listen on port 0. */
@@ -116,12 +118,17 @@ export function createApp(config: Config, options: { logger?: Logger } = {}): Ap
     },
     config.chat,
   );
+  const usageEvents = new EventRecorder(router, logger.child({ component: "usage-events" }), registry, {
+    bufferSize: config.analytics.bufferSize,
+    flushIntervalMs: config.analytics.flushIntervalMs,
+    retentionDays: config.analytics.retentionDays,
+  });
   const auth = requireApiKey(new Authenticator(router, { cacheTtlMs: config.authCacheTtlMs }), config.rateLimit);
   const http = createHttpApp({
     logger,
     monitor,
     registry,
-    routes: [ingestRoutes(ingest, auth, config.ingest), searchRoutes(search, auth), chatRoutes(chat, auth), openApiRoutes(config.ingest)],
+    routes: [ingestRoutes(ingest, auth, config.ingest), searchRoutes(search, auth, usageEvents), chatRoutes(chat, auth, usageEvents), openApiRoutes(config.ingest)],
   });
 
   let server: ServerType | undefined;
@@ -145,10 +152,12 @@ export function createApp(config: Config, options: { logger?: Logger } = {}): Ap
     logger,
     ingest,
     search,
+    usageEvents,
     async start({ listen = true } = {}) {
       await assertEmbeddingSettings(primary.db, config.embedding);
       await monitor.probeAll(true);
       monitor.start();
+      usageEvents.start();
       await queue.boss.start();
       bossStarted = true;
       if (!config.inference.url) {
@@ -206,6 +215,8 @@ export function createApp(config: Config, options: { logger?: Logger } = {}): Ap
           await closing;
         }
         await worker?.stop();
+        // After the HTTP server: no new events can arrive; every buffered one is written.
+        await usageEvents.stop();
         if (bossStarted) await queue.boss.stop({ graceful: true, wait: true, close: false, timeout: 30_000 });
         await devServer?.close();
         await monitor.stop();

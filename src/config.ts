@@ -74,6 +74,12 @@ const schema = z.object({
   PGRAG_CHAT_CONTEXT_TOKENS: z.coerce.number().int().min(256).max(1_000_000).default(8_192),
   PGRAG_CHAT_MAX_ANSWER_TOKENS: z.coerce.number().int().min(16).max(100_000).default(512),
 
+  PGRAG_EVENT_BUFFER_SIZE: z.coerce.number().int().min(1).max(10_000_000).default(10_000),
+  PGRAG_EVENT_FLUSH_MS: milliseconds(1_000),
+  PGRAG_EVENT_RETENTION_DAYS: z.coerce.number().int().min(1).max(3650).default(30),
+  PGRAG_ANALYST_PASSWORD: z.string().min(12, "use at least 12 characters").optional(),
+  PGRAG_ANALYST_STATEMENT_TIMEOUT_MS: milliseconds(30_000),
+
   PGRAG_WORKER_CONCURRENCY: z.coerce.number().int().min(0).max(64).default(2),
   PGRAG_WORKER_BATCH_SIZE: z.coerce.number().int().min(1).max(500).default(16),
   PGRAG_WORKER_POLL_SECONDS: z.coerce.number().min(0.5).max(60).default(0.5),
@@ -146,6 +152,15 @@ export interface Config {
     readonly maxConcurrent: number;
     readonly maxQueued: number;
     readonly queueWaitMs: number;
+  };
+  readonly analytics: {
+    /** Events waiting to be written; past this, new events are dropped and counted. */
+    readonly bufferSize: number;
+    readonly flushIntervalMs: number;
+    readonly retentionDays: number;
+    /** Set on the analyst role by `pgrag migrate` when given. */
+    readonly analystPassword: string | null;
+    readonly analystStatementTimeoutMs: number;
   };
   readonly ingest: {
     /** Ingestion workers in this process; 0 leaves ingestion to `pgrag worker` processes. */
@@ -235,6 +250,13 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       maxConcurrent: raw.PGRAG_INFERENCE_MAX_CONCURRENT,
       maxQueued: raw.PGRAG_INFERENCE_MAX_QUEUED,
       queueWaitMs: raw.PGRAG_INFERENCE_QUEUE_WAIT_MS,
+    },
+    analytics: {
+      bufferSize: raw.PGRAG_EVENT_BUFFER_SIZE,
+      flushIntervalMs: raw.PGRAG_EVENT_FLUSH_MS,
+      retentionDays: raw.PGRAG_EVENT_RETENTION_DAYS,
+      analystPassword: raw.PGRAG_ANALYST_PASSWORD ?? null,
+      analystStatementTimeoutMs: raw.PGRAG_ANALYST_STATEMENT_TIMEOUT_MS,
     },
     ingest: {
       workerConcurrency: raw.PGRAG_WORKER_CONCURRENCY,

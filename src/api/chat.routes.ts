@@ -6,7 +6,9 @@ import { formatLsn } from "../db/lsn.ts";
 import { AppError, InvalidRequestError } from "../errors.ts";
 import { searchFilterSchema } from "../retrieval/filters.ts";
 import type { Principal, Scope } from "../tenancy/api-keys.ts";
+import type { EventRecorder } from "../analytics/event-recorder.ts";
 import { CONSISTENCY_HEADER, readConsistencyToken } from "./consistency.ts";
+import { statusOf } from "./error-handler.ts";
 import type { AppEnv } from "./context.ts";
 import { NO_NUL_MESSAGE, noNul, validate } from "./validation.ts";
 
@@ -88,14 +90,84 @@ async function writeStreamError(stream: SSEStreamingApi, error: unknown): Promis
   });
 }
 
+type StartEvent = Extract<ChatEvent, { type: "start" }>;
+type EndEvent = Extract<ChatEvent, { type: "end" }>;
+
+/** Passes the chat's events through and records one usage event when it ends, however it ends. */
+async function* recorded(
+  chat: AsyncGenerator<ChatEvent>,
+  record: (httpStatus: number, start: StartEvent | undefined, end: EndEvent | undefined) => void,
+): AsyncGenerator<ChatEvent> {
+  let start: StartEvent | undefined;
+  let end: EndEvent | undefined;
+  let status = 499; // the client went away before the end, unless set below
+  try {
+    for await (const event of chat) {
+      if (event.type === "start") start = event;
+      if (event.type === "end") end = event;
+      yield event;
+    }
+    status = 200;
+  } catch (error) {
+    status = statusOf(error);
+    throw error;
+  } finally {
+    record(status, start, end);
+  }
+}
+
+const feedbackBody = z
+  .object({
+    message_id: z.string().regex(/^\d{1,18}$/, "a message id from a chat answer"),
+    rating: z.enum(["up", "down"]),
+    comment: z.string().max(2000).refine(noNul, NO_NUL_MESSAGE).optional(),
+  })
+  .strict();
+
 export function chatRoutes(
   service: ChatService,
   auth: (scope: Scope) => MiddlewareHandler<AppEnv>,
+  usage: EventRecorder,
 ): Hono<AppEnv> {
-  const ask = (c: Context<AppEnv>, principal: Principal, request: ChatRequest, abort: AbortController) =>
-    service.ask(principal, request, readConsistencyToken(c), abort.signal);
+  const ask = (c: Context<AppEnv>, principal: Principal, request: ChatRequest, abort: AbortController) => {
+    const started = performance.now();
+    return recorded(service.ask(principal, request, readConsistencyToken(c), abort.signal), (httpStatus, start, end) =>
+      usage.record({
+        tenantId: principal.tenantId,
+        kind: "chat",
+        requestId: c.get("requestId"),
+        httpStatus,
+        latencyMs: performance.now() - started,
+        payload: {
+          collection: request.collection,
+          question: request.question,
+          conversation_id: start?.conversationId ?? null,
+          message_id: end?.messageId ?? null,
+          model: end?.model ?? null,
+          served_by: start?.retrieval.servedBy ?? null,
+          timings_ms: start?.retrieval.timingsMs ?? {},
+          prompt_tokens: end?.usage?.promptTokens ?? 0,
+          completion_tokens: end?.usage?.completionTokens ?? 0,
+          results: (end?.citations ?? []).map((citation) => ({ chunk_id: citation.chunkId, rank: citation.number })),
+        },
+      }),
+    );
+  };
 
   return new Hono<AppEnv>()
+    .post("/v1/feedback", auth("read"), validate("json", feedbackBody), async (c) => {
+      const body = c.req.valid("json");
+      const principal = c.get("principal");
+      await service.assertAnswerExists(principal, body.message_id, readConsistencyToken(c));
+      usage.record({
+        tenantId: principal.tenantId,
+        kind: "feedback",
+        requestId: c.get("requestId"),
+        httpStatus: 202,
+        payload: { message_id: body.message_id, rating: body.rating, comment: body.comment ?? null },
+      });
+      return c.json({ accepted: true }, 202);
+    })
     .post("/v1/chat", auth("read"), validate("json", chatBody), async (c) => {
       const body = c.req.valid("json");
       const abort = clientSignal(c);

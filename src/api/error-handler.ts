@@ -17,6 +17,14 @@ const STATUS_BY_CODE: Record<ErrorCode, ContentfulStatusCode> = {
   timeout: 504,
 };
 
+/** The HTTP status an error is answered with (for usage events recorded before the handler runs). */
+export function statusOf(error: unknown): number {
+  if (error instanceof AppError) return STATUS_BY_CODE[error.code];
+  if (error instanceof HTTPException) return error.status;
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === "string" && code.startsWith("22") ? 400 : 500;
+}
+
 export interface ErrorBody {
   error: { code: ErrorCode | "internal"; message: string; details?: unknown; request_id?: string };
 }

@@ -3,7 +3,9 @@ import { z } from "zod";
 import { searchFilterSchema } from "../retrieval/filters.ts";
 import type { SearchHit, SearchService } from "../retrieval/search.service.ts";
 import type { Scope } from "../tenancy/api-keys.ts";
+import type { EventRecorder } from "../analytics/event-recorder.ts";
 import { readConsistencyToken } from "./consistency.ts";
+import { statusOf } from "./error-handler.ts";
 import type { AppEnv } from "./context.ts";
 import { NO_NUL_MESSAGE, noNul, validate } from "./validation.ts";
 
@@ -75,10 +77,40 @@ export function toSearchRequest(body: SearchBody) {
 export function searchRoutes(
   service: SearchService,
   auth: (scope: Scope) => MiddlewareHandler<AppEnv>,
+  events: EventRecorder,
 ): Hono<AppEnv> {
   return new Hono<AppEnv>().post("/v1/search", auth("read"), validate("json", searchBody), async (c) => {
     const body = c.req.valid("json");
-    const outcome = await service.search(c.get("principal"), toSearchRequest(body), readConsistencyToken(c));
+    const started = performance.now();
+    const principal = c.get("principal");
+    const usage = {
+      collection: body.collection ?? body.collections?.join(","),
+      query: body.query,
+      mode: body.mode,
+      k: body.k,
+    };
+    const record = (httpStatus: number, payload: Record<string, unknown>) =>
+      events.record({
+        tenantId: principal.tenantId,
+        kind: "search",
+        requestId: c.get("requestId"),
+        httpStatus,
+        latencyMs: performance.now() - started,
+        payload: { ...usage, ...payload },
+      });
+    let outcome: Awaited<ReturnType<SearchService["search"]>>;
+    try {
+      outcome = await service.search(principal, toSearchRequest(body), readConsistencyToken(c));
+    } catch (error) {
+      record(statusOf(error), {});
+      throw error;
+    }
+    record(200, {
+      served_by: outcome.node,
+      vector_path: outcome.vectorPath,
+      timings_ms: outcome.timings,
+      results: outcome.hits.map((hit, i) => ({ chunk_id: hit.chunkId, rank: i + 1, score: hit.score })),
+    });
     c.header("X-Served-By", outcome.node);
     return c.json({
       mode: body.mode,

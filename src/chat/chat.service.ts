@@ -201,6 +201,14 @@ export class ChatService {
     return value;
   }
 
+  /** Feedback may only name an answer of the caller's own tenant. */
+  async assertAnswerExists(principal: Principal, messageId: string, clientToken: Lsn | null): Promise<void> {
+    const { value } = await this.#router.read({ token: clientToken, tenantId: principal.tenantId }, (db) =>
+      db.selectFrom("messages").select("id").where("id", "=", messageId).where("role", "=", "assistant").executeTakeFirst(),
+    );
+    if (!value) throw new NotFoundError(`no answer with message id ${messageId}`);
+  }
+
   async #recordQuestion(principal: Principal, request: ChatRequest, clientToken: Lsn | null) {
     let history: ChatMessage[] = [...(request.history ?? [])];
     if (request.conversationId) {

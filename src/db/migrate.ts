@@ -19,7 +19,7 @@ export interface MigrateOptions {
  * settings, so the SQL records exactly what the config says.
  */
 export async function migrate(
-  config: Pick<Config, "database" | "embedding">,
+  config: Pick<Config, "database" | "embedding" | "analytics">,
   logger: Logger,
   options: MigrateOptions = {},
 ): Promise<string[]> {
@@ -30,8 +30,9 @@ export async function migrate(
   await client.connect();
   try {
     await client.query(
-      "SELECT set_config('pgrag.embedding_model', $1, false), set_config('pgrag.embedding_dimension', $2, false)",
-      [config.embedding.model, String(config.embedding.dimension)],
+      `SELECT set_config('pgrag.embedding_model', $1, false), set_config('pgrag.embedding_dimension', $2, false),
+              set_config('pgrag.analyst_statement_timeout', $3, false)`,
+      [config.embedding.model, String(config.embedding.dimension), `${config.analytics.analystStatementTimeoutMs}ms`],
     );
     const direction = options.direction ?? "up";
     const applied = await runner({
@@ -48,6 +49,14 @@ export async function migrate(
         error: (message: string) => logger.error({ migrate: direction }, message.trim()),
       },
     });
+    if (config.analytics.analystPassword && direction === "up") {
+      // ALTER ROLE takes no bind parameters: the password travels as a setting and is quoted by format().
+      await client.query("SELECT set_config('pgrag.analyst_password', $1, false)", [config.analytics.analystPassword]);
+      await client.query(
+        "DO $$ BEGIN EXECUTE format('ALTER ROLE pgrag_analyst LOGIN PASSWORD %L', current_setting('pgrag.analyst_password')); END $$",
+      );
+      await client.query("SELECT set_config('pgrag.analyst_password', '', false)");
+    }
     return applied.map((m) => m.name);
   } finally {
     await client.end();

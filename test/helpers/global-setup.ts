@@ -9,7 +9,8 @@ export default async function setup(): Promise<() => Promise<void>> {
   await cluster("down").catch(() => "");
   await rm(TEST_CLUSTER.dir, { recursive: true, force: true });
   await cluster("up", "--replicas", String(TEST_CLUSTER.replicas));
-  const config = loadConfig({ PGRAG_ENV_FILE: TEST_ENV_FILE });
+  // A short analyst statement timeout, so the runaway-query test does not wait half a minute.
+  const config = loadConfig({ PGRAG_ENV_FILE: TEST_ENV_FILE, PGRAG_ANALYST_STATEMENT_TIMEOUT_MS: "3000" });
   await migrate(config, createLogger({ logLevel: "error" }));
   return async () => {
     await cluster("down");

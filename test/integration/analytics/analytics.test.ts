@@ -1,0 +1,127 @@
+import pg from "pg";
+import { afterAll, describe, expect, it } from "vitest";
+import { api, newTenantKey } from "../../helpers/api.ts";
+import { startTestApp } from "../../helpers/app.ts";
+import { adminQuery, clusterUrls, waitFor } from "../../helpers/cluster.ts";
+import { createCollection, waitForDocuments } from "../../helpers/ingest.ts";
+import { readScifactCorpus } from "../../helpers/shared-data.ts";
+
+const VIEWS = [
+  "daily_usage",
+  "stage_latency",
+  "zero_result_queries",
+  "top_documents",
+  "feedback_rate",
+  "token_usage",
+  "ingestion_backlog",
+  "ingestion_failures",
+  "model_prices",
+];
+
+// The analyst's own PgBouncer database: it points at a replica.
+const analyst = new pg.Pool({ connectionString: clusterUrls().PGRAG_ANALYST_URL, max: 2 });
+analyst.on("error", () => {});
+afterAll(() => analyst.end());
+
+const app = await startTestApp({ PGRAG_EVENT_FLUSH_MS: "200" });
+const { key, tenantId } = await newTenantKey(app);
+await createCollection(app, key, "sci");
+const abstracts = await readScifactCorpus(20);
+await api(app, "POST", "/v1/collections/sci/documents", {
+  key,
+  json: { documents: abstracts.map((a) => ({ external_id: a._id, title: a.title, content: a.text })) },
+});
+const { token } = await waitForDocuments(app, key, "sci", abstracts.map((a) => a._id));
+
+async function eventsOf(tenant: string) {
+  return adminQuery<{ kind: string; http_status: number; latency_ms: number; payload: Record<string, unknown>; request_id: string }>(
+    "primary",
+    "SELECT kind, http_status, latency_ms, payload, request_id FROM analytics.events WHERE tenant_id = $1 ORDER BY id",
+    [tenant],
+  );
+}
+
+describe("usage events", () => {
+  it("records searches, chats and feedback with their fields, written in the background", async () => {
+    const query = abstracts[2]?.title ?? "";
+    const search = await api<{ results: { chunk_id: string }[]; served_by: string }>(app, "POST", "/v1/search", {
+      key,
+      token,
+      json: { collection: "sci", query, mode: "hybrid" },
+    });
+    await api(app, "POST", "/v1/search", { key, token, json: { collection: "sci", query: "qqqzzz xxyyzz", mode: "bm25" } });
+    const chat = await api<{ message_id: string; consistency_token: string }>(app, "POST", "/v1/chat", {
+      key,
+      token,
+      json: { collection: "sci", question: query, stream: false },
+    });
+    const feedback = await api(app, "POST", "/v1/feedback", {
+      key,
+      token: chat.body.consistency_token,
+      json: { message_id: chat.body.message_id, rating: "up", comment: "useful" },
+    });
+    expect(feedback.status).toBe(202);
+    expect((await api(app, "POST", "/v1/feedback", { key, json: { message_id: "999999999", rating: "down" } })).status).toBe(404);
+
+    await app.usageEvents.flush();
+    const events = await eventsOf(tenantId);
+    expect(events.map((e) => e.kind)).toEqual(["search", "search", "chat", "feedback"]);
+    const [first, zero, chatEvent] = events;
+    expect(first).toMatchObject({ http_status: 200, payload: { collection: "sci", query, mode: "hybrid", served_by: search.body.served_by } });
+    expect(first?.request_id).toMatch(/^[0-9a-f-]{36}$/);
+    expect((first?.payload.results as { chunk_id: string; rank: number }[]).map((r) => r.chunk_id)).toEqual(search.body.results.map((r) => r.chunk_id));
+    expect(Object.keys(first?.payload.timings_ms as object)).toEqual(expect.arrayContaining(["embed", "vector", "bm25", "fetch", "total"]));
+    expect(zero?.payload.results).toEqual([]);
+    expect(chatEvent?.payload).toMatchObject({ model: "pgrag-dev-extractive", message_id: chat.body.message_id });
+    expect(Number(chatEvent?.payload.completion_tokens)).toBeGreaterThan(0);
+  });
+
+  it("are flushed on graceful shutdown, and counted when dropped from a full buffer", async () => {
+    const small = await startTestApp({ PGRAG_EVENT_FLUSH_MS: "3600000", PGRAG_EVENT_BUFFER_SIZE: "2" });
+    const other = await newTenantKey(small);
+    await createCollection(small, other.key, "tiny");
+    // Injected: five searches into a buffer of two that is not flushed before shutdown.
+    for (let i = 0; i < 5; i++) await api(small, "POST", "/v1/search", { key: other.key, json: { collection: "tiny", query: `q${i}`, mode: "bm25" } });
+    const metrics = await (await small.http.request("/metrics")).text();
+    expect(metrics).toMatch(/pgrag_events_dropped_total 3/);
+    expect(await eventsOf(other.tenantId)).toHaveLength(0);
+    await small.stop();
+    expect((await eventsOf(other.tenantId)).map((e) => e.payload.query)).toEqual(["q0", "q1"]);
+  });
+});
+
+describe("the analyst role", () => {
+  it("connects to a replica, and every curated view answers", async () => {
+    await app.usageEvents.flush();
+    const { rows } = await analyst.query("SELECT pg_is_in_recovery() AS replica, current_user AS who");
+    expect(rows[0]).toEqual({ replica: true, who: "pgrag_analyst" });
+    await waitFor("events on the analyst's replica", async () => {
+      const r = await analyst.query("SELECT count(*)::int AS n FROM analytics.daily_usage WHERE tenant_id = $1", [tenantId]);
+      return r.rows[0].n > 0;
+    });
+    for (const view of VIEWS) await analyst.query(`SELECT * FROM analytics.${view} LIMIT 5`);
+    const zero = await analyst.query("SELECT query FROM analytics.zero_result_queries WHERE tenant_id = $1", [tenantId]);
+    expect(zero.rows.map((r) => r.query)).toContain("qqqzzz xxyyzz");
+    const top = await analyst.query("SELECT external_id FROM analytics.top_documents WHERE tenant_id = $1", [tenantId]);
+    expect(top.rows.length).toBeGreaterThan(0);
+  });
+
+  it("cannot write, change the schema, or read raw tables and keys", async () => {
+    const refused: [string, RegExp][] = [
+      ["SELECT * FROM public.api_keys", /permission denied/],
+      ["SELECT * FROM public.chunks", /permission denied/],
+      ["SELECT * FROM public.documents", /permission denied/],
+      ["SELECT * FROM analytics.events", /permission denied/],
+      ["INSERT INTO analytics.model_prices (model) VALUES ('x')", /permission denied|read-only/],
+      ["UPDATE analytics.model_prices SET usd_per_1k_prompt = 1", /permission denied|read-only/],
+      ["DELETE FROM analytics.model_prices", /permission denied|read-only/],
+      ["CREATE TABLE analytics.mine (id int)", /permission denied|read-only/],
+      ["DROP VIEW analytics.daily_usage", /must be owner|permission denied|read-only/],
+    ];
+    for (const [statement, error] of refused) await expect(analyst.query(statement), statement).rejects.toThrow(error);
+  });
+
+  it("has a runaway query cancelled by its statement timeout", async () => {
+    await expect(analyst.query("SELECT pg_sleep(30)")).rejects.toMatchObject({ code: "57014" });
+  });
+});
