@@ -116,7 +116,7 @@ async function* recorded(
   }
 }
 
-const feedbackBody = z
+export const feedbackBody = z
   .object({
     message_id: z.string().regex(/^\d{1,18}$/, "a message id from a chat answer"),
     rating: z.enum(["up", "down"]),

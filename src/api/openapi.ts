@@ -1,7 +1,7 @@
 import { swaggerUI } from "@hono/swagger-ui";
 import { Hono } from "hono";
 import { z } from "zod";
-import { chatBody, openAiBody } from "./chat.routes.ts";
+import { chatBody, feedbackBody, openAiBody } from "./chat.routes.ts";
 import type { AppEnv } from "./context.ts";
 import { batchBody, collectionBody, documentBody, listQuery } from "./ingest.routes.ts";
 import { searchBody } from "./search.routes.ts";
@@ -110,6 +110,9 @@ export function openApiDocument(limits: { maxBatchDocuments: number }) {
           requestBody: json(openAiBody),
           responses: { 200: { description: "An OpenAI chat completion, or its SSE stream" }, 502: errorResponse, 504: errorResponse, ...errors },
         },
+      },
+      "/v1/feedback": {
+        post: { summary: "Thumbs up or down (and a comment) on an answer", requestBody: json(feedbackBody), responses: { 202: ok("Recorded"), ...errors } },
       },
       "/v1/conversations/{id}": {
         get: { summary: "A conversation's messages", parameters: [{ name: "id", in: "path", required: true, schema: { type: "string", format: "uuid" } }, consistencyHeader], responses: { 200: ok("Messages"), ...errors } },
