@@ -44,7 +44,9 @@ const base = loadConfig({ ...process.env, PGRAG_LOG_LEVEL: "warn" });
 const replicaUrl = base.database.replicaUrls[0];
 if (!replicaUrl) throw new Error("bench:search needs a replica");
 // The API reads from that one replica only, so both sides load the same server.
-const config = loadConfig({ ...process.env, PGRAG_LOG_LEVEL: "warn", PGRAG_REPLICA_URLS: replicaUrl, PGRAG_PORT: "0", PGRAG_POOL_SIZE: String(CONCURRENCY) });
+const config = loadConfig({ ...process.env, PGRAG_LOG_LEVEL: "warn", PGRAG_REPLICA_URLS: replicaUrl, PGRAG_PORT: "0", PGRAG_POOL_SIZE: String(CONCURRENCY),
+  // The benchmark is one key at full speed: the per-key rate limit would measure itself.
+  PGRAG_RATE_LIMIT_PER_SECOND: "1000000", PGRAG_RATE_LIMIT_BURST: "1000000" });
 const app = createApp(config, { logger: createLogger({ logLevel: "warn" }) });
 await app.start();
 const { principal, apiKey, collection } = await loadBeirCollection(app, SCIFACT_DIR, (line) => console.log(line));
@@ -73,7 +75,7 @@ const literal = (value: unknown): string => {
 const inline = (q: CompiledQuery) => q.sql.replace(/\$(\d+)/g, (_, n: string) => literal(q.parameters[Number(n) - 1]));
 
 const embeddings = new EmbeddingClient(app.inferenceUrl(), config);
-const { value: collectionRow } = await app.router.read({}, (db) =>
+const { value: collectionRow } = await app.router.read({ tenantId: principal.tenantId }, (db) =>
   db.selectFrom("collections").select(["id"]).where("tenant_id", "=", principal.tenantId).where("name", "=", collection).executeTakeFirstOrThrow(),
 );
 const scope: SearchScope = { tenantId: principal.tenantId, collectionIds: [collectionRow.id], language: "english", documentIds: null, filter: undefined };
@@ -85,6 +87,8 @@ for (const [i, query] of queries.entries()) {
   if (!embedding) throw new Error("no query embedding");
   const outcome = await app.search.search(principal, { query, collections: [collection], mode: "hybrid", k: K }, null);
   recorded.length = 0;
+  // The router's tenant statement, as every tenant read runs it (row-level security).
+  await sql`SELECT set_config('pgrag.tenant_id', ${principal.tenantId}, true)`.execute(recorder);
   await sql`SELECT id, name, language FROM collections WHERE tenant_id = ${principal.tenantId} AND name = any(${[collection]}::text[])`.execute(recorder);
   await collectionChunkCount(recorder, scope.collectionIds);
   if (outcome.vectorPath === "exact") await vectorSearchExact(recorder, scope, embedding, candidates);
