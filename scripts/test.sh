@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/ensure-deps.sh
 npx tsc --noEmit -p .
+npx tsc -p loadtest/tsconfig.json # the k6 scripts, checked against @types/k6
 npx eslint .
 mkdir -p test-results
 status=0

@@ -1,0 +1,81 @@
+// @ts-check
+/**
+ * k6 load test of pgrag: search-heavy, chat (SSE), mixed read/write with read-your-writes checks,
+ * and an ingestion burst. Run:  k6 run -e BASE_URL=http://127.0.0.1:8080 -e API_KEY=pgr_… loadtest/k6/pgrag.js
+ * Options (-e): SCENARIOS=search,chat,mixed,ingest  RATE_SCALE=1  DURATION=30s  COLLECTION=loadtest
+ * SUMMARY=loadtest-summary.json. Scenarios and thresholds come from ../scenarios.js.
+ */
+import { check } from "k6";
+import { Counter } from "k6/metrics";
+import http from "k6/http";
+import { chatBody, ingestBody, SCENARIOS, SEED_DOCUMENTS, searchBody, THRESHOLDS } from "../scenarios.js";
+
+const BASE_URL = __ENV.BASE_URL || "http://127.0.0.1:8080";
+const COLLECTION = __ENV.COLLECTION || "loadtest";
+const RATE_SCALE = Number(__ENV.RATE_SCALE || "1");
+const selected = (__ENV.SCENARIOS || "search,chat,mixed,ingest").split(",");
+const headers = { Authorization: `Bearer ${__ENV.API_KEY}`, "Content-Type": "application/json" };
+const rywViolations = new Counter("ryw_violations");
+
+/** @type {Record<string, import("k6/options").Scenario>} */
+const scenarios = {};
+for (const name of selected) {
+  const s = SCENARIOS[name];
+  if (!s) throw new Error(`unknown scenario ${name}`);
+  scenarios[name] =
+    s.executor === "constant-arrival-rate"
+      ? { executor: s.executor, rate: Math.max(1, Math.round(s.rate * RATE_SCALE)), timeUnit: "1s", duration: __ENV.DURATION || s.duration, preAllocatedVUs: Math.ceil(s.maxVUs / 4), maxVUs: s.maxVUs, exec: name, tags: { endpoint: s.endpoint } }
+      : { executor: s.executor, startRate: s.startRate, timeUnit: "1s", stages: s.stages.map((st) => ({ ...st, target: Math.round(st.target * RATE_SCALE) })), preAllocatedVUs: Math.ceil(s.maxVUs / 4), maxVUs: s.maxVUs, exec: name, tags: { endpoint: s.endpoint } };
+}
+
+export const options = { scenarios, thresholds: THRESHOLDS, summaryTrendStats: ["avg", "min", "med", "p(95)", "p(99)", "max"] };
+
+export function setup() {
+  http.post(`${BASE_URL}/v1/collections`, JSON.stringify({ name: COLLECTION }), { headers });
+  const seeded = http.post(`${BASE_URL}/v1/collections/${COLLECTION}/documents`, JSON.stringify({ documents: SEED_DOCUMENTS }), { headers });
+  return { token: seeded.headers["X-Consistency-Token"] || "" };
+}
+
+/** @param {{ token: string }} data */
+export function search(data) {
+  const res = http.post(`${BASE_URL}/v1/search`, JSON.stringify(searchBody(__ITER, COLLECTION)), {
+    headers: { ...headers, "X-Consistency-Token": data.token },
+    tags: { endpoint: "search" },
+  });
+  check(res, { "search 200": (r) => r.status === 200 });
+}
+
+export function chat() {
+  // k6 reads the whole SSE stream as one body; the Node runner measures the same way.
+  const res = http.post(`${BASE_URL}/v1/chat`, JSON.stringify(chatBody(__ITER, COLLECTION)), { headers, tags: { endpoint: "chat" }, timeout: "60s" });
+  check(res, { "chat 200": (r) => r.status === 200, "chat done": (r) => String(r.body).includes("event: done") });
+}
+
+export function mixed() {
+  const id = `mixed-${__VU}-${__ITER}`;
+  const put = http.put(`${BASE_URL}/v1/collections/${COLLECTION}/documents/${id}`, JSON.stringify({ content: `Mixed write ${id}` }), {
+    headers,
+    tags: { endpoint: "mixed" },
+  });
+  const token = put.headers["X-Consistency-Token"] || "";
+  const read = http.get(`${BASE_URL}/v1/collections/${COLLECTION}/documents/${id}`, {
+    headers: { ...headers, "X-Consistency-Token": token },
+    tags: { endpoint: "mixed" },
+  });
+  // A read with the write's token that does not see the write is a read-your-writes violation.
+  if (put.status === 202 && read.status !== 200) rywViolations.add(1);
+  check(read, { "own write visible": (r) => r.status === 200 });
+}
+
+export function ingest() {
+  const res = http.post(`${BASE_URL}/v1/collections/${COLLECTION}/documents`, JSON.stringify(ingestBody(__ITER, `${__VU}`)), {
+    headers,
+    tags: { endpoint: "ingest" },
+  });
+  check(res, { "ingest 202": (r) => r.status === 202 });
+}
+
+/** @param {object} data */
+export function handleSummary(data) {
+  return { [__ENV.SUMMARY || "loadtest-summary.json"]: JSON.stringify(data, null, 2), stdout: `${JSON.stringify(data, null, 2)}\n` };
+}
