@@ -22,4 +22,9 @@ export default tseslint.config(
     files: ["src/**/*.ts"],
     rules: { "no-console": "error" },
   },
+  {
+    // k6 provides these globals to its scripts.
+    files: ["loadtest/k6/**/*.js"],
+    languageOptions: { globals: { __ENV: "readonly", __ITER: "readonly", __VU: "readonly" } },
+  },
 );
