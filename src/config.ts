@@ -100,6 +100,9 @@ const schema = z.object({
 
 type RawConfig = z.infer<typeof schema>;
 
+/** Every variable the config reads (for checks of deployment files such as docker-compose.yml). */
+export const CONFIG_VARIABLES: readonly string[] = ["PGRAG_ENV_FILE", ...Object.keys(schema.shape)];
+
 export interface Config {
   readonly http: { readonly host: string; readonly port: number };
   readonly logLevel: RawConfig["PGRAG_LOG_LEVEL"];

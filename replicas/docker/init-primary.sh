@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# First start of the compose primary: the same roles and database as replicas/cluster.sh makes.
+set -euo pipefail
+psql -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" <<SQL
+CREATE ROLE replicator WITH LOGIN REPLICATION PASSWORD '${REPLICATOR_PASSWORD}';
+CREATE ROLE pgrag WITH LOGIN CREATEROLE PASSWORD '${PGRAG_OWNER_PASSWORD}';
+CREATE ROLE pgrag_app WITH LOGIN PASSWORD '${PGRAG_APP_PASSWORD}';
+CREATE ROLE pgrag_analyst WITH LOGIN PASSWORD '${PGRAG_ANALYST_PASSWORD}';
+GRANT pgrag_app, pgrag_analyst TO pgrag WITH ADMIN OPTION;
+CREATE DATABASE pgrag OWNER pgrag;
+SELECT pg_create_physical_replication_slot('replica1_slot'), pg_create_physical_replication_slot('replica2_slot');
+SQL
+psql -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" --dbname pgrag -c "CREATE EXTENSION IF NOT EXISTS vector; CREATE EXTENSION IF NOT EXISTS pg_stat_statements;"
+echo "host replication replicator all scram-sha-256" >> "$PGDATA/pg_hba.conf"
