@@ -144,6 +144,23 @@ describe("ingestion", () => {
     ).toBe(404);
   });
 
+  it("turns an HTML upload into Markdown whose headings become the chunks' heading paths", async () => {
+    const { key } = await newTenantKey(app);
+    await createCollection(app, key, "web");
+    const html = "<html><body><h1>Guide</h1><p>Intro text about replicas.</p><h2>Install</h2><p>Run the install script as root.</p></body></html>";
+    const put = await api(app, "PUT", "/v1/collections/web/documents/page?title=Guide", { key, body: html, contentType: "text/html; charset=utf-8" });
+    expect(put.status).toBe(202);
+    const { documents } = await waitForDocuments(app, key, "web", ["page"]);
+    const rows = await adminQuery<{ content: string; heading_path: string[] }>(
+      "primary",
+      "SELECT content, heading_path FROM chunks WHERE document_id = $1 ORDER BY ordinal",
+      [documents.get("page")?.id],
+    );
+    expect(rows.map((r) => r.content).join("\n")).toContain("# Guide");
+    expect(rows.map((r) => r.content).join("\n")).not.toContain("<p>");
+    expect(rows.at(-1)?.heading_path).toEqual(["Guide", "Install"]);
+  });
+
   it("never embeds identical chunk text twice", async () => {
     const { key } = await newTenantKey(app);
     await createCollection(app, key, "dups");

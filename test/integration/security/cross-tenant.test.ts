@@ -1,6 +1,10 @@
 import { sql } from "kysely";
 import { describe, expect, it } from "vitest";
+import { closeDbNode } from "../../../src/db/pools.ts";
+import { createAdminDbNode } from "../../../src/tenancy/admin-db.ts";
+import { revokeApiKey } from "../../../src/tenancy/api-keys.ts";
 import { api, newTenantKey } from "../../helpers/api.ts";
+import { waitFor } from "../../helpers/cluster.ts";
 import { startTestApp } from "../../helpers/app.ts";
 import { createCollection, waitForDocuments } from "../../helpers/ingest.ts";
 
@@ -77,6 +81,19 @@ describe("tenant A's key never reaches tenant B's data", () => {
         tenantId: a.tenantId,
       }),
     ).rejects.toThrow(/row-level security/);
+  });
+
+  it("keys: a revoked key stops working once its cache entry expires", async () => {
+    const revocable = await startTestApp({ PGRAG_AUTH_CACHE_TTL_MS: "1" });
+    const k = await newTenantKey(revocable);
+    expect((await api(revocable, "GET", "/v1/collections", { key: k.key })).status).toBe(200);
+    const admin = createAdminDbNode(revocable.config);
+    try {
+      expect(await revokeApiKey(admin.db, k.id)).toBe(true);
+    } finally {
+      await closeDbNode(admin);
+    }
+    await waitFor("the revoked key refused", async () => (await api(revocable, "GET", "/v1/collections", { key: k.key })).status === 401);
   });
 
   it("keys: missing, unknown and under-scoped keys are refused", async () => {
