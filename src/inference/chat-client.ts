@@ -3,6 +3,7 @@ import type { Config } from "../config.ts";
 import { AppError } from "../errors.ts";
 import type { AdmissionControl } from "./admission.ts";
 import type { InferenceHistogram } from "./inference-metrics.ts";
+import { createOpenAiClient } from "./openai-client.ts";
 import { upstreamError } from "./upstream-error.ts";
 
 export interface ChatMessage {
@@ -33,12 +34,7 @@ export class ChatClient {
 
   constructor(baseURL: string, config: Pick<Config, "inference">, admission: AdmissionControl, seconds?: InferenceHistogram) {
     this.#seconds = seconds;
-    this.#client = new OpenAI({
-      baseURL,
-      apiKey: config.inference.apiKey,
-      maxRetries: config.inference.maxRetries,
-      timeout: config.inference.timeoutMs,
-    });
+    this.#client = createOpenAiClient(baseURL, config);
     this.#model = config.inference.chatModel;
     this.#admission = admission;
     this.#timeoutMs = config.inference.timeoutMs;

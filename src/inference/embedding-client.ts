@@ -1,7 +1,8 @@
-import OpenAI from "openai";
+import type OpenAI from "openai";
 import pLimit from "p-limit";
 import type { Config } from "../config.ts";
 import type { InferenceHistogram } from "./inference-metrics.ts";
+import { createOpenAiClient } from "./openai-client.ts";
 import { upstreamError } from "./upstream-error.ts";
 
 /** The backend answered with vectors of another size than the database holds: never retried. */
@@ -25,12 +26,7 @@ export class EmbeddingClient {
 
   constructor(baseURL: string, config: Pick<Config, "embedding" | "inference">, seconds?: InferenceHistogram) {
     this.#seconds = seconds;
-    this.#client = new OpenAI({
-      baseURL,
-      apiKey: config.inference.apiKey,
-      maxRetries: config.inference.maxRetries,
-      timeout: config.inference.timeoutMs,
-    });
+    this.#client = createOpenAiClient(baseURL, config);
     this.#model = config.embedding.model;
     this.#dimension = config.embedding.dimension;
     this.#batchSize = config.embedding.batchSize;
