@@ -146,7 +146,8 @@ describe("ingestion", () => {
 
   it("turns an HTML upload into Markdown whose headings become the chunks' heading paths", async () => {
     const { key } = await newTenantKey(app);
-    await createCollection(app, key, "web");
+    // min_tokens 0: every heading starts a chunk, however short the section.
+    await createCollection(app, key, "web", { chunking: { max_tokens: 384, overlap_tokens: 0, min_tokens: 0 } });
     const html = "<html><body><h1>Guide</h1><p>Intro text about replicas.</p><h2>Install</h2><p>Run the install script as root.</p></body></html>";
     const put = await api(app, "PUT", "/v1/collections/web/documents/page?title=Guide", { key, body: html, contentType: "text/html; charset=utf-8" });
     expect(put.status).toBe(202);
