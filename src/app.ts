@@ -8,6 +8,7 @@ import type { AppEnv } from "./api/context.ts";
 import { createHttpApp } from "./api/http-app.ts";
 import { ingestRoutes } from "./api/ingest.routes.ts";
 import { openApiRoutes } from "./api/openapi.ts";
+import { webRoutes } from "./api/web.routes.ts";
 import { searchRoutes } from "./api/search.routes.ts";
 import { ChatService } from "./chat/chat.service.ts";
 import type { Config } from "./config.ts";
@@ -128,7 +129,7 @@ export function createApp(config: Config, options: { logger?: Logger } = {}): Ap
     logger,
     monitor,
     registry,
-    routes: [ingestRoutes(ingest, auth, config.ingest), searchRoutes(search, auth, usageEvents), chatRoutes(chat, auth, usageEvents), openApiRoutes(config.ingest)],
+    routes: [ingestRoutes(ingest, auth, config.ingest), searchRoutes(search, auth, usageEvents), chatRoutes(chat, auth, usageEvents), openApiRoutes(config.ingest), webRoutes(config)],
   });
 
   let server: ServerType | undefined;

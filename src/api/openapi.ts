@@ -68,6 +68,10 @@ export function openApiDocument(limits: { maxBatchDocuments: number }) {
     paths: {
       "/healthz": { get: { summary: "Liveness", security: [], responses: { 200: ok("The process is up") } } },
       "/readyz": { get: { summary: "Readiness: every database node reachable, with replica lag", security: [], responses: { 200: ok("Ready"), 503: ok("A node is down") } } },
+      "/": { get: { summary: "The chat page", security: [], responses: { 200: { description: "HTML" } } } },
+      "/v1/info": {
+        get: { summary: "Which inference backend and models answer (dev: extractive answers, no model)", security: [], responses: { 200: ok("Backend and models") } },
+      },
       "/metrics": { get: { summary: "Prometheus metrics", security: [], responses: { 200: { description: "Prometheus text format" } } } },
       "/v1/collections": {
         post: { summary: "Create a collection", requestBody: json(collectionBody), responses: { 201: ok("Created"), 409: errorResponse, ...errors } },

@@ -9,7 +9,7 @@ describe("OpenAPI", () => {
     const document = (await response.json()) as { openapi: string; paths: Record<string, Record<string, { requestBody?: { content: Record<string, { schema: { properties?: object } }> } }>> };
     expect(document.openapi).toBe("3.1.0");
     const served = app.http.routes
-      .filter((r) => r.method !== "ALL" && (r.path.startsWith("/v1") || ["/healthz", "/readyz", "/metrics"].includes(r.path)))
+      .filter((r) => r.method !== "ALL" && (r.path.startsWith("/v1") || ["/", "/healthz", "/readyz", "/metrics"].includes(r.path)))
       .map((r) => `${r.method.toLowerCase()} ${r.path.replace(/:(\w+)/g, "{$1}")}`);
     const documented = Object.entries(document.paths).flatMap(([path, methods]) => Object.keys(methods).map((m) => `${m} ${path}`));
     expect([...new Set(served)].sort()).toEqual(documented.sort());

@@ -1,0 +1,21 @@
+import { readFileSync } from "node:fs";
+import { Hono } from "hono";
+import type { Config } from "../config.ts";
+import type { AppEnv } from "./context.ts";
+
+const CHAT_PAGE = readFileSync(new URL("./web/chat-page.html", import.meta.url), "utf8");
+
+/** The chat page at `/` (plain HTML, no build step) and what it needs to know about the backend. */
+export function webRoutes(config: Pick<Config, "inference" | "embedding">): Hono<AppEnv> {
+  return new Hono<AppEnv>()
+    .get("/", (c) => c.html(CHAT_PAGE))
+    .get("/v1/info", (c) =>
+      c.json({
+        // "dev": the in-process dev inference server answers extractively (no model weights).
+        inference: config.inference.url ? "external" : "dev",
+        chat_model: config.inference.chatModel,
+        embedding_model: config.embedding.model,
+        embedding_dimension: config.embedding.dimension,
+      }),
+    );
+}
