@@ -40,6 +40,7 @@ export interface App {
   readonly ingest: IngestService;
   readonly search: SearchService;
   readonly usageEvents: EventRecorder;
+  readonly chat: ChatService;
   /** Checks the database, starts background loops, workers and (unless `listen: false`) the HTTP server. */
   start(options?: { listen?: boolean }): Promise<void>;
   /** The bound port after `start()`, for tests that listen on port 0. */
@@ -154,6 +155,7 @@ export function createApp(config: Config, options: { logger?: Logger } = {}): Ap
     ingest,
     search,
     usageEvents,
+    chat,
     async start({ listen = true } = {}) {
       await assertEmbeddingSettings(primary.db, config.embedding);
       await monitor.probeAll(true);

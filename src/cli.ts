@@ -1,9 +1,11 @@
 import { parseArgs } from "node:util";
 import { createApp } from "./app.ts";
 import { ConfigError, loadConfig } from "./config.ts";
+import { AppError } from "./errors.ts";
 import { migrate } from "./db/migrate.ts";
 import { closeDbNode } from "./db/pools.ts";
 import { createAdminDbNode } from "./tenancy/admin-db.ts";
+import { runAsk, runIngest } from "./cli/local-commands.ts";
 import { evaluateBeir } from "./evaluation/beir.ts";
 import { startDevInferenceServer } from "./inference/dev-server.ts";
 import { createLogger } from "./logger.ts";
@@ -26,6 +28,10 @@ Commands:
   worker                run ingestion workers only, for scale-out (set PGRAG_WORKER_CONCURRENCY)
   migrate [up|down]     apply pending migrations (up) or revert the last one (down)
       --count N         how many migrations to apply or revert
+  ingest <path…> [--tenant T] [--collection C]
+                        Markdown, text and HTML files (folders recursively) into a collection
+  ask "<question>" [--tenant T] [--collection C] [--mode hybrid|vector|bm25]
+                        stream an answer with citations to the terminal
   keys create --tenant NAME [--name LABEL] [--scopes read,write,admin]
                         create an API key (and the tenant if new); the key is shown once
   keys list --tenant NAME
@@ -204,6 +210,10 @@ async function main(argv: string[]): Promise<void> {
       return serve(false);
     case "keys":
       return runKeys(rest);
+    case "ingest":
+      return runIngest(rest);
+    case "ask":
+      return runAsk(rest);
     case "eval":
       return runEval(rest);
     case "dev-inference":
@@ -221,6 +231,9 @@ try {
   if (error instanceof UsageError) {
     process.stderr.write(`pgrag: ${error.message}\n\n${USAGE}\n`);
     process.exitCode = 2;
+  } else if (error instanceof AppError) {
+    process.stderr.write(`pgrag: ${error.message}\n`);
+    process.exitCode = 1;
   } else if (error instanceof ConfigError) {
     process.stderr.write(`pgrag: ${error.message}\n`);
     process.exitCode = 2;

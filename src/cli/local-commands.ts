@@ -1,0 +1,106 @@
+import { parseArgs } from "node:util";
+import { createApp } from "../app.ts";
+import { loadConfig } from "../config.ts";
+import { closeDbNode } from "../db/pools.ts";
+import { AppError } from "../errors.ts";
+import { decodeUtf8 } from "../ingest/content.ts";
+import { createAdminDbNode } from "../tenancy/admin-db.ts";
+import { ensureTenant, type Principal } from "../tenancy/api-keys.ts";
+import { collectFiles } from "./files.ts";
+import { progressBar } from "./progress.ts";
+
+/** `ingest` and `ask` act for a tenant directly (as the admin would), with no API key. */
+async function principalFor(tenant: string, config: ReturnType<typeof loadConfig>): Promise<Principal> {
+  const admin = createAdminDbNode(config);
+  try {
+    const tenantId = await admin.db.transaction().execute((tx) => ensureTenant(tx, tenant));
+    return { tenantId, keyId: "cli", scopes: ["read", "write"] };
+  } finally {
+    await closeDbNode(admin);
+  }
+}
+
+const common = { tenant: { type: "string", default: "default" }, collection: { type: "string", default: "default" } } as const;
+
+/** `pgrag ingest <path…>`: Markdown, text and HTML files into a collection, waiting until processed. */
+export async function runIngest(args: string[]): Promise<void> {
+  const { positionals, values } = parseArgs({ args, allowPositionals: true, options: common });
+  if (positionals.length === 0) throw new AppError("invalid_request", "ingest needs at least one file or folder (globs are expanded by your shell)");
+  const { documents, skipped } = await collectFiles(positionals);
+  for (const path of skipped) process.stderr.write(`skipped (not Markdown, text or HTML): ${path}\n`);
+  if (documents.length === 0) throw new AppError("invalid_request", "no Markdown, text or HTML files found");
+  const config = loadConfig();
+  const principal = await principalFor(values.tenant, config);
+  const app = createApp(config);
+  await app.start({ listen: false });
+  try {
+    const existing = await app.ingest.listCollections(principal, null);
+    if (!existing.value.some((c) => c.name === values.collection)) {
+      await app.ingest.createCollection(principal, { name: values.collection, language: "english", chunking: { maxTokens: 384, overlapTokens: 48, minTokens: 64 } });
+    }
+    const failures: string[] = [];
+    const uploads = documents.flatMap((d) => {
+      try {
+        return [{ externalId: d.externalId, title: d.title, contentType: d.contentType, content: decodeUtf8(d.bytes), source: d.externalId }];
+      } catch (error) {
+        failures.push(`${d.externalId}: ${(error as Error).message}`);
+        return [];
+      }
+    });
+    for (let i = 0; i < uploads.length; i += 100) {
+      const batch = uploads.slice(i, i + 100);
+      try {
+        await app.ingest.putDocuments(principal, values.collection, batch);
+      } catch {
+        // One bad file must not stop the others: retry the batch's files one by one.
+        for (const upload of batch) {
+          await app.ingest.putDocuments(principal, values.collection, [upload]).catch((e: Error) => failures.push(`${upload.externalId}: ${e.message}`));
+        }
+      }
+    }
+    const ids = new Set(uploads.map((u) => u.externalId));
+    for (;;) {
+      const { value } = await app.ingest.listDocuments(principal, values.collection, { limit: 1000 }, null);
+      const mine = value.filter((d) => ids.has(d.externalId));
+      const finished = mine.filter((d) => d.status === "ready" || d.status === "failed");
+      progressBar("ingest", finished.length, ids.size - failures.filter((f) => ids.has(f.split(":")[0] ?? "")).length);
+      if (finished.length >= mine.length && mine.length > 0) {
+        for (const d of mine.filter((x) => x.status === "failed")) failures.push(`${d.externalId}: ${d.error}`);
+        process.stdout.write(`${mine.length - mine.filter((x) => x.status === "failed").length} documents ready in collection "${values.collection}" of tenant "${values.tenant}"\n`);
+        break;
+      }
+      if (mine.length === 0) break;
+      await new Promise((resolve) => setTimeout(resolve, 300));
+    }
+    for (const failure of failures) process.stderr.write(`failed: ${failure}\n`);
+    if (failures.length > 0) process.exitCode = 1;
+  } finally {
+    await app.stop();
+  }
+}
+
+/** `pgrag ask "<question>"`: the answer streamed to the terminal, then its citations. */
+export async function runAsk(args: string[]): Promise<void> {
+  const { positionals, values } = parseArgs({ args, allowPositionals: true, options: { ...common, mode: { type: "string", default: "hybrid" } } });
+  const question = positionals.join(" ").trim();
+  if (!question) throw new AppError("invalid_request", 'ask needs a question: pgrag ask "How do replicas work?"');
+  if (!["hybrid", "vector", "bm25"].includes(values.mode)) throw new AppError("invalid_request", "--mode takes hybrid, vector or bm25");
+  const config = loadConfig({ ...process.env, PGRAG_WORKER_CONCURRENCY: "0", PGRAG_LOG_LEVEL: process.env.PGRAG_LOG_LEVEL ?? "warn" });
+  const principal = await principalFor(values.tenant, config);
+  const app = createApp(config);
+  await app.start({ listen: false });
+  try {
+    const abort = new AbortController();
+    process.once("SIGINT", () => abort.abort());
+    for await (const event of app.chat.ask(principal, { question, collection: values.collection, persist: false, mode: values.mode as "hybrid" }, null, abort.signal)) {
+      if (event.type === "token") process.stdout.write(event.text);
+      if (event.type === "end") {
+        process.stdout.write("\n\n");
+        for (const c of event.citations) process.stdout.write(`[${c.number}] ${c.title ?? c.externalId} — ${c.externalId}, characters ${c.charStart}–${c.charEnd}\n`);
+        if (!config.inference.url) process.stdout.write("\n(extractive answer: no model is configured; set PGRAG_INFERENCE_URL)\n");
+      }
+    }
+  } finally {
+    await app.stop();
+  }
+}
