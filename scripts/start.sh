@@ -1,5 +1,11 @@
 #!/usr/bin/env bash
-# `npm start`: installs what is missing, brings the native topology up (primary + 2 replicas +
-# PgBouncer), migrates, and serves the API on PGRAG_PORT (8080).
+# `npm start`: the platform on its default. With no database configured (no PGRAG_PRIMARY_URL and
+# no PGRAG_ENV_FILE), that is the embedded PostgreSQL (PGlite) in ./.pgrag and the in-process dev
+# inference server: nothing to install but node modules. `npm run start:cluster` runs the real
+# topology (primary + 2 replicas + PgBouncer) instead.
 set -euo pipefail
-exec bash "$(dirname "$0")/with-cluster.sh" node "$(dirname "$0")/../bin/pgrag.js" serve
+cd "$(dirname "$0")/.."
+if [[ ! -d node_modules || package-lock.json -nt node_modules/.package-lock.json ]]; then
+  npm ci --no-audit --no-fund --loglevel=error
+fi
+exec node bin/pgrag.js serve

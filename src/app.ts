@@ -13,6 +13,9 @@ import { searchRoutes } from "./api/search.routes.ts";
 import { ChatService } from "./chat/chat.service.ts";
 import type { Config } from "./config.ts";
 import { assertEmbeddingSettings } from "./db/embedding-settings.ts";
+import { type EmbeddedDatabase, startEmbeddedDatabase } from "./db/embedded.ts";
+import { migrate } from "./db/migrate.ts";
+import { ensureDevApiKey } from "./tenancy/dev-key.ts";
 import { NodeMonitor } from "./db/node-monitor.ts";
 import { closeDbNode, createDbNode, type DbNode } from "./db/pools.ts";
 import { Router } from "./db/router.ts";
@@ -47,6 +50,8 @@ export interface App {
   port(): number;
   /** The inference backend's base URL (the in-process dev server when none is configured). */
   inferenceUrl(): string;
+  /** The embedded mode's API key for tenant "default" (undefined with a real database). */
+  devApiKey(): string | undefined;
   /** The in-process dev inference server, when no backend is configured. */
   devInference(): DevInferenceServer | undefined;
   /**
@@ -138,6 +143,8 @@ export function createApp(config: Config, options: { logger?: Logger } = {}): Ap
   let worker: IngestWorker | undefined;
   let bossStarted = false;
   let stopping: Promise<void> | undefined;
+  let embedded: EmbeddedDatabase | undefined;
+  let devKey: string | undefined;
 
   const inferenceUrl = () => {
     const url = config.inference.url ?? devServer?.url;
@@ -157,6 +164,16 @@ export function createApp(config: Config, options: { logger?: Logger } = {}): Ap
     usageEvents,
     chat,
     async start({ listen = true } = {}) {
+      if (config.database.embedded) {
+        embedded = await startEmbeddedDatabase(config.database.embedded);
+        // The embedded default exists for trying pgrag: it migrates itself and hands out a key.
+        await migrate(config, logger);
+        devKey = await ensureDevApiKey(primary.db, config.database.embedded.dataDir);
+        logger.warn(
+          { dataDir: config.database.embedded.dataDir, apiKey: devKey },
+          "embedded PostgreSQL (PGlite): for trying and developing only; set PGRAG_PRIMARY_URL (replicas/ or docker compose) for the real topology",
+        );
+      }
       await assertEmbeddingSettings(primary.db, config.embedding);
       await monitor.probeAll(true);
       monitor.start();
@@ -209,6 +226,7 @@ export function createApp(config: Config, options: { logger?: Logger } = {}): Ap
     },
     inferenceUrl,
     devInference: () => devServer,
+    devApiKey: () => devKey,
     stop() {
       stopping ??= (async () => {
         if (server) {
@@ -224,6 +242,7 @@ export function createApp(config: Config, options: { logger?: Logger } = {}): Ap
         await devServer?.close();
         await monitor.stop();
         await Promise.all(nodes.map(closeDbNode));
+        await embedded?.stop();
       })();
       return stopping;
     },

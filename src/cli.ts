@@ -2,9 +2,9 @@ import { parseArgs } from "node:util";
 import { createApp } from "./app.ts";
 import { ConfigError, loadConfig } from "./config.ts";
 import { AppError } from "./errors.ts";
+import { startEmbeddedDatabase } from "./db/embedded.ts";
 import { migrate } from "./db/migrate.ts";
-import { closeDbNode } from "./db/pools.ts";
-import { createAdminDbNode } from "./tenancy/admin-db.ts";
+import { adminTransaction } from "./tenancy/admin-transaction.ts";
 import { runAsk, runIngest } from "./cli/local-commands.ts";
 import { evaluateBeir } from "./evaluation/beir.ts";
 import { startDevInferenceServer } from "./inference/dev-server.ts";
@@ -56,6 +56,10 @@ async function serve(listen: boolean): Promise<void> {
     process.exitCode = 1;
     return;
   }
+  const key = app.devApiKey();
+  if (listen && key) {
+    process.stdout.write(`\npgrag is running on an embedded PostgreSQL.\n  chat page: http://${app.config.http.host}:${app.port()}/\n  API key:   ${key}\n\n`);
+  }
   await untilSignal(app.logger);
   await app.stop();
 }
@@ -78,7 +82,9 @@ async function runKeys(args: string[]): Promise<void> {
     options: { tenant: { type: "string" }, name: { type: "string" }, scopes: { type: "string" } },
   });
   const [action, keyId] = positionals;
-  const admin = createAdminDbNode(loadConfig());
+  // An app without workers or listener: it also starts the embedded database when that is the default.
+  const app = createApp(loadConfig({ ...process.env, PGRAG_WORKER_CONCURRENCY: "0", PGRAG_LOG_LEVEL: process.env.PGRAG_LOG_LEVEL ?? "warn" }));
+  await app.start({ listen: false });
   try {
     if (action === "create") {
       if (!values.tenant) throw new UsageError("keys create needs --tenant NAME");
@@ -87,7 +93,7 @@ async function runKeys(args: string[]): Promise<void> {
       if (bad.length > 0 || scopes.length === 0)
         throw new UsageError(`--scopes takes ${SCOPES.join(", ")}; not ${bad.join(", ")}`);
       const tenant = values.tenant;
-      const value = await admin.db.transaction().execute(async (tx) => {
+      const value = await adminTransaction(app, async (tx) => {
         const tenantId = await ensureTenant(tx, tenant);
         return {
           tenantId,
@@ -98,20 +104,20 @@ async function runKeys(args: string[]): Promise<void> {
     } else if (action === "list") {
       if (!values.tenant) throw new UsageError("keys list needs --tenant NAME");
       const tenant = values.tenant;
-      const value = await admin.db.transaction().execute(async (tx) => listApiKeys(tx, await ensureTenant(tx, tenant)));
+      const value = await adminTransaction(app, async (tx) => listApiKeys(tx, await ensureTenant(tx, tenant)));
       for (const k of value) {
         process.stdout.write(`${k.id}  pgr_${k.prefix}_…  ${k.name}  [${k.scopes.join(",")}]  ${k.revoked_at ? `revoked ${k.revoked_at.toISOString()}` : "active"}\n`);
       }
     } else if (action === "revoke") {
       if (!keyId) throw new UsageError("keys revoke needs the key id (see keys list)");
-      const value = await admin.db.transaction().execute((tx) => revokeApiKey(tx, keyId));
+      const value = await adminTransaction(app, (tx) => revokeApiKey(tx, keyId));
       if (!value) throw new Error(`no active key ${keyId}`);
       process.stdout.write(`revoked ${keyId}\n`);
     } else {
       throw new UsageError("keys takes create, list or revoke");
     }
   } finally {
-    await closeDbNode(admin);
+    await app.stop();
   }
 }
 
@@ -186,10 +192,12 @@ async function runMigrate(args: string[]): Promise<void> {
   if (count !== undefined && (!Number.isInteger(count) || count < 1))
     throw new UsageError("--count takes a whole number ≥ 1");
   const config = loadConfig();
+  const embedded = config.database.embedded ? await startEmbeddedDatabase(config.database.embedded) : undefined;
   const applied = await migrate(config, createLogger(config), {
     direction,
     ...(count === undefined ? {} : { count }),
   });
+  await embedded?.stop();
   process.stdout.write(applied.length ? `${direction}: ${applied.join(", ")}\n` : "no migrations to run\n");
 }
 

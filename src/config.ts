@@ -30,7 +30,10 @@ const schema = z.object({
   PGRAG_PORT: z.coerce.number().int().min(0).max(65535).default(8080),
   PGRAG_LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
 
-  PGRAG_PRIMARY_URL: postgresUrl,
+  // Unset: the embedded PostgreSQL (PGlite) is started instead, for trying and developing.
+  PGRAG_PRIMARY_URL: postgresUrl.optional(),
+  PGRAG_EMBEDDED_DATA_DIR: z.string().min(1).default(".pgrag/data"),
+  PGRAG_EMBEDDED_PORT: z.coerce.number().int().min(1).max(65535).default(5499),
   PGRAG_REPLICA_URLS: commaList.pipe(z.array(postgresUrl)),
   PGRAG_MIGRATION_URL: postgresUrl.optional(),
   PGRAG_POOL_SIZE: z.coerce.number().int().min(1).max(500).default(10),
@@ -112,6 +115,11 @@ export interface Config {
     /** Direct (not pooled) primary connection: migrations take session advisory locks. */
     readonly migrationUrl: string;
     readonly poolSize: number;
+    /**
+     * Set when no database URL is configured: PGlite (PostgreSQL in WASM, with pgvector) served on a
+     * local port, as primary and sole reader. One session only, hence one pooled connection.
+     */
+    readonly embedded: { readonly dataDir: string; readonly port: number } | null;
   };
   readonly routing: {
     readonly monitorIntervalMs: number;
@@ -207,14 +215,23 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     throw new ConfigError(`invalid configuration:\n${formatIssues(parsed.error)}`);
   }
   const raw = parsed.data;
+  const embedded = raw.PGRAG_PRIMARY_URL ? null : { dataDir: raw.PGRAG_EMBEDDED_DATA_DIR, port: raw.PGRAG_EMBEDDED_PORT };
+  if (embedded && raw.PGRAG_REPLICA_URLS.length > 0) {
+    throw new ConfigError("invalid configuration:\n  PGRAG_REPLICA_URLS: replicas need PGRAG_PRIMARY_URL (the embedded database has no replicas)");
+  }
+  // PGlite's socket server accepts the credentials of its single superuser as given.
+  const embeddedUrl = embedded ? `postgres://postgres:postgres@127.0.0.1:${embedded.port}/postgres` : "";
+  const primaryUrl = raw.PGRAG_PRIMARY_URL ?? embeddedUrl;
   return deepFreeze({
     http: { host: raw.PGRAG_HOST, port: raw.PGRAG_PORT },
     logLevel: raw.PGRAG_LOG_LEVEL,
     database: {
-      primaryUrl: raw.PGRAG_PRIMARY_URL,
+      primaryUrl,
       replicaUrls: raw.PGRAG_REPLICA_URLS,
-      migrationUrl: raw.PGRAG_MIGRATION_URL ?? raw.PGRAG_PRIMARY_URL,
-      poolSize: raw.PGRAG_POOL_SIZE,
+      migrationUrl: raw.PGRAG_MIGRATION_URL ?? primaryUrl,
+      // PGlite is one session: a second connection's statements would land inside the first's transaction.
+      poolSize: embedded ? 1 : raw.PGRAG_POOL_SIZE,
+      embedded,
     },
     routing: {
       monitorIntervalMs: raw.PGRAG_MONITOR_INTERVAL_MS,

@@ -1,23 +1,17 @@
 import { parseArgs } from "node:util";
-import { createApp } from "../app.ts";
+import { type App, createApp } from "../app.ts";
 import { loadConfig } from "../config.ts";
-import { closeDbNode } from "../db/pools.ts";
 import { AppError } from "../errors.ts";
 import { decodeUtf8 } from "../ingest/content.ts";
-import { createAdminDbNode } from "../tenancy/admin-db.ts";
+import { adminTransaction } from "../tenancy/admin-transaction.ts";
 import { ensureTenant, type Principal } from "../tenancy/api-keys.ts";
 import { collectFiles } from "./files.ts";
 import { progressBar } from "./progress.ts";
 
 /** `ingest` and `ask` act for a tenant directly (as the admin would), with no API key. */
-async function principalFor(tenant: string, config: ReturnType<typeof loadConfig>): Promise<Principal> {
-  const admin = createAdminDbNode(config);
-  try {
-    const tenantId = await admin.db.transaction().execute((tx) => ensureTenant(tx, tenant));
-    return { tenantId, keyId: "cli", scopes: ["read", "write"] };
-  } finally {
-    await closeDbNode(admin);
-  }
+async function principalFor(app: App, tenant: string): Promise<Principal> {
+  const tenantId = await adminTransaction(app, (tx) => ensureTenant(tx, tenant));
+  return { tenantId, keyId: "cli", scopes: ["read", "write"] };
 }
 
 const common = { tenant: { type: "string", default: "default" }, collection: { type: "string", default: "default" } } as const;
@@ -29,11 +23,10 @@ export async function runIngest(args: string[]): Promise<void> {
   const { documents, skipped } = await collectFiles(positionals);
   for (const path of skipped) process.stderr.write(`skipped (not Markdown, text or HTML): ${path}\n`);
   if (documents.length === 0) throw new AppError("invalid_request", "no Markdown, text or HTML files found");
-  const config = loadConfig();
-  const principal = await principalFor(values.tenant, config);
-  const app = createApp(config);
+  const app = createApp(loadConfig());
   await app.start({ listen: false });
   try {
+    const principal = await principalFor(app, values.tenant);
     const existing = await app.ingest.listCollections(principal, null);
     if (!existing.value.some((c) => c.name === values.collection)) {
       await app.ingest.createCollection(principal, { name: values.collection, language: "english", chunking: { maxTokens: 384, overlapTokens: 48, minTokens: 64 } });
@@ -86,10 +79,10 @@ export async function runAsk(args: string[]): Promise<void> {
   if (!question) throw new AppError("invalid_request", 'ask needs a question: pgrag ask "How do replicas work?"');
   if (!["hybrid", "vector", "bm25"].includes(values.mode)) throw new AppError("invalid_request", "--mode takes hybrid, vector or bm25");
   const config = loadConfig({ ...process.env, PGRAG_WORKER_CONCURRENCY: "0", PGRAG_LOG_LEVEL: process.env.PGRAG_LOG_LEVEL ?? "warn" });
-  const principal = await principalFor(values.tenant, config);
   const app = createApp(config);
   await app.start({ listen: false });
   try {
+    const principal = await principalFor(app, values.tenant);
     const abort = new AbortController();
     process.once("SIGINT", () => abort.abort());
     for await (const event of app.chat.ask(principal, { question, collection: values.collection, persist: false, mode: values.mode as "hybrid" }, null, abort.signal)) {

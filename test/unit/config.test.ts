@@ -13,9 +13,17 @@ describe("loadConfig", () => {
     expect(Object.isFrozen(config.routing)).toBe(true);
   });
 
-  it("names a missing variable", () => {
-    expect(() => loadConfig({})).toThrow(ConfigError);
-    expect(() => loadConfig({})).toThrow(/PGRAG_PRIMARY_URL: is required/);
+  it("falls back to the embedded database, with one connection, when no database URL is given", () => {
+    const config = loadConfig({});
+    expect(config.database.embedded).toEqual({ dataDir: ".pgrag/data", port: 5499 });
+    expect(config.database.primaryUrl).toBe("postgres://postgres:postgres@127.0.0.1:5499/postgres");
+    expect(config.database.poolSize).toBe(1);
+    expect(loadConfig(minimal).database.embedded).toBeNull();
+  });
+
+  it("refuses replicas without a primary, naming the variable", () => {
+    expect(() => loadConfig({ PGRAG_REPLICA_URLS: "postgres://a@127.0.0.1:6432/replica1" })).toThrow(ConfigError);
+    expect(() => loadConfig({ PGRAG_REPLICA_URLS: "postgres://a@127.0.0.1:6432/replica1" })).toThrow(/PGRAG_REPLICA_URLS: replicas need PGRAG_PRIMARY_URL/);
   });
 
   it("names every malformed variable at once", () => {

@@ -1,0 +1,28 @@
+import { mkdirSync } from "node:fs";
+import { PGlite } from "@electric-sql/pglite";
+import { vector } from "@electric-sql/pglite-pgvector";
+import { PGLiteSocketServer } from "@electric-sql/pglite-socket";
+
+export interface EmbeddedDatabase {
+  stop(): Promise<void>;
+}
+
+/**
+ * PGlite (PostgreSQL in WASM) with pgvector, its data in a local folder, served over the PostgreSQL
+ * protocol on a local port, so the same pg / Kysely / node-pg-migrate code runs against it. For trying
+ * and developing only: one session, no replicas, and its single user is a superuser, which row-level
+ * security does not bind (the application's own tenant filters still apply).
+ */
+export async function startEmbeddedDatabase(options: { dataDir: string; port: number }): Promise<EmbeddedDatabase> {
+  mkdirSync(options.dataDir, { recursive: true });
+  const db = await PGlite.create({ dataDir: options.dataDir, extensions: { vector } });
+  // A few connections may be open (the app's pool, migrations, admin); statements are queued one at a time.
+  const server = new PGLiteSocketServer({ db, host: "127.0.0.1", port: options.port, maxConnections: 8 });
+  await server.start();
+  return {
+    async stop() {
+      await server.stop();
+      await db.close();
+    },
+  };
+}
