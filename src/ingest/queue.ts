@@ -1,4 +1,5 @@
 import { CompiledQuery, type Kysely } from "kysely";
+import { createRequire } from "node:module";
 import PgBoss from "pg-boss";
 import { Gauge, type Registry } from "prom-client";
 import type { Database } from "../db/database.ts";
@@ -59,4 +60,24 @@ export function createJobQueue(
     );
   }
   return { boss, enqueue };
+}
+
+/**
+ * pg-boss 10 completes or fails a worker's jobs without awaiting the result (manager.js, onFetch), so
+ * a primary that is away at that moment becomes an unhandled rejection, which ends a Node process.
+ * Those two calls are caught here, once for the module: a job left active expires and runs again,
+ * and our writes are idempotent.
+ */
+const managerPrototype = (createRequire(import.meta.url)("pg-boss/src/manager.js") as { prototype: Record<string, unknown> }).prototype;
+if (!managerPrototype.__pgragGuarded) {
+  for (const method of ["complete", "fail"] as const) {
+    const original = managerPrototype[method] as (this: { emit(event: string, error: unknown): void }, ...a: unknown[]) => Promise<unknown>;
+    managerPrototype[method] = function guarded(this: { emit(event: string, error: unknown): void }, ...args: unknown[]) {
+      return original.apply(this, args).catch((error: unknown) => {
+        this.emit("error", error);
+        return undefined;
+      });
+    };
+  }
+  managerPrototype.__pgragGuarded = true;
 }
