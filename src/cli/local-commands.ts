@@ -2,6 +2,8 @@ import { parseArgs } from "node:util";
 import { type App, createApp } from "../app.ts";
 import { loadConfig } from "../config.ts";
 import { AppError } from "../errors.ts";
+import type { Lsn } from "../db/lsn.ts";
+import { PRIMARY_ONLY_TOKEN } from "../db/router.ts";
 import { decodeUtf8 } from "../ingest/content.ts";
 import { adminTransaction } from "../tenancy/admin-transaction.ts";
 import { ensureTenant, type Principal } from "../tenancy/api-keys.ts";
@@ -27,9 +29,14 @@ export async function runIngest(args: string[]): Promise<void> {
   await app.start({ listen: false });
   try {
     const principal = await principalFor(app, values.tenant);
+    // Every read carries the newest write's token: a replica must not answer from before our writes.
+    let token: Lsn | null = null;
+    const saw = (written: { token: Lsn }) => {
+      if (token === null || written.token > token) token = written.token;
+    };
     const existing = await app.ingest.listCollections(principal, null);
     if (!existing.value.some((c) => c.name === values.collection)) {
-      await app.ingest.createCollection(principal, { name: values.collection, language: "english", chunking: { maxTokens: 384, overlapTokens: 48, minTokens: 64 } });
+      saw(await app.ingest.createCollection(principal, { name: values.collection, language: "english", chunking: { maxTokens: 384, overlapTokens: 48, minTokens: 64 } }));
     }
     const failures: string[] = [];
     const uploads = documents.flatMap((d) => {
@@ -43,17 +50,17 @@ export async function runIngest(args: string[]): Promise<void> {
     for (let i = 0; i < uploads.length; i += 100) {
       const batch = uploads.slice(i, i + 100);
       try {
-        await app.ingest.putDocuments(principal, values.collection, batch);
+        saw(await app.ingest.putDocuments(principal, values.collection, batch));
       } catch {
         // One bad file must not stop the others: retry the batch's files one by one.
         for (const upload of batch) {
-          await app.ingest.putDocuments(principal, values.collection, [upload]).catch((e: Error) => failures.push(`${upload.externalId}: ${e.message}`));
+          await app.ingest.putDocuments(principal, values.collection, [upload]).then(saw, (e: Error) => failures.push(`${upload.externalId}: ${e.message}`));
         }
       }
     }
     const ids = new Set(uploads.map((u) => u.externalId));
     for (;;) {
-      const { value } = await app.ingest.listDocuments(principal, values.collection, { limit: 1000 }, null);
+      const { value } = await app.ingest.listDocuments(principal, values.collection, { limit: 1000 }, token);
       const mine = value.filter((d) => ids.has(d.externalId));
       const finished = mine.filter((d) => d.status === "ready" || d.status === "failed");
       progressBar("ingest", finished.length, ids.size - failures.filter((f) => ids.has(f.split(":")[0] ?? "")).length);
@@ -83,9 +90,11 @@ export async function runAsk(args: string[]): Promise<void> {
   await app.start({ listen: false });
   try {
     const principal = await principalFor(app, values.tenant);
+    // A one-off command has no token of earlier writes (an `ingest` a moment ago, say): it reads
+    // from the primary, which has them all.
     const abort = new AbortController();
     process.once("SIGINT", () => abort.abort());
-    for await (const event of app.chat.ask(principal, { question, collection: values.collection, persist: false, mode: values.mode as "hybrid" }, null, abort.signal)) {
+    for await (const event of app.chat.ask(principal, { question, collection: values.collection, persist: false, mode: values.mode as "hybrid" }, PRIMARY_ONLY_TOKEN, abort.signal)) {
       if (event.type === "token") process.stdout.write(event.text);
       if (event.type === "end") {
         process.stdout.write("\n\n");
