@@ -5,7 +5,10 @@ cd "$(dirname "$0")/.."
 if [[ $(id -u) -eq 0 ]]; then
   bash replicas/install.sh
   # Debian's Chromium drives the chat page's browser test (playwright-core, no browser download).
-  command -v chromium >/dev/null || apt-get install -y -qq --no-install-recommends chromium >/dev/null
+  if ! command -v chromium >/dev/null; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null
+  fi
 elif ! command -v pgbouncer >/dev/null; then
   echo "pgrag: PostgreSQL/pgvector/PgBouncer missing; run 'sudo bash replicas/install.sh' once" >&2
   exit 1
