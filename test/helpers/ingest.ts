@@ -1,6 +1,7 @@
 import type { App } from "../../src/app.ts";
-import { api } from "./api.ts";
+import { api, newTenantKey } from "./api.ts";
 import { waitFor } from "./cluster.ts";
+import { readScifactCorpus } from "./shared-data.ts";
 
 export interface DocumentJson {
   id: string;
@@ -49,4 +50,17 @@ export async function waitForDocuments(
     },
     timeoutMs,
   ) as Promise<{ documents: Map<string, DocumentJson>; token: string }>;
+}
+
+/** A new tenant with collection `collection` holding the first `count` SciFact abstracts, all ready. */
+export async function seedScifact(app: App, count: number, collection = "sci") {
+  const { key, tenantId } = await newTenantKey(app);
+  await createCollection(app, key, collection);
+  const abstracts = await readScifactCorpus(count);
+  await api(app, "POST", `/v1/collections/${collection}/documents`, {
+    key,
+    json: { documents: abstracts.map((a) => ({ external_id: a._id, title: a.title, content: a.text })) },
+  });
+  const { token } = await waitForDocuments(app, key, collection, abstracts.map((a) => a._id));
+  return { key, tenantId, abstracts, token };
 }

@@ -4,28 +4,12 @@ import type { App } from "../../../src/app.ts";
 import { api, newTenantKey } from "../../helpers/api.ts";
 import { startTestApp } from "../../helpers/app.ts";
 import { waitFor } from "../../helpers/cluster.ts";
-import { createCollection, waitForDocuments } from "../../helpers/ingest.ts";
-import { readScifactCorpus } from "../../helpers/shared-data.ts";
+import { createCollection, seedScifact } from "../../helpers/ingest.ts";
 import { readSse } from "../../helpers/sse.ts";
 
 const normalise = (s: string) => s.replace(/\s+/g, " ").trim();
 
-async function seed(app: App) {
-  const { key } = await newTenantKey(app);
-  await createCollection(app, key, "sci");
-  const abstracts = await readScifactCorpus(40);
-  await api(app, "POST", "/v1/collections/sci/documents", {
-    key,
-    json: { documents: abstracts.map((a) => ({ external_id: a._id, title: a.title, content: a.text })) },
-  });
-  await waitForDocuments(
-    app,
-    key,
-    "sci",
-    abstracts.map((a) => a._id),
-  );
-  return { key, abstracts };
-}
+const seed = (app: App) => seedScifact(app, 40);
 
 /** Every "[n]" in the answer follows a sentence taken from citation n's chunk. */
 function expectCitationsGrounded(answer: string, citations: { number: number; text: string }[]) {

@@ -1,10 +1,8 @@
 import { mkdirSync } from "node:fs";
 import { type Browser, chromium } from "playwright-core";
 import { afterAll, describe, expect, it } from "vitest";
-import { api, newTenantKey } from "../../helpers/api.ts";
 import { startTestApp } from "../../helpers/app.ts";
-import { createCollection, waitForDocuments } from "../../helpers/ingest.ts";
-import { readScifactCorpus } from "../../helpers/shared-data.ts";
+import { seedScifact } from "../../helpers/ingest.ts";
 
 // Debian's Chromium, installed by scripts/ensure-deps.sh; the flags keep it off the network.
 let browser: Browser | undefined;
@@ -13,14 +11,7 @@ afterAll(() => browser?.close());
 describe("the chat page", () => {
   it("streams an answer to a typed question, with a citation that opens its source passage", async () => {
     const app = await startTestApp({}, { listen: true });
-    const { key } = await newTenantKey(app);
-    await createCollection(app, key, "sci");
-    const abstracts = await readScifactCorpus(20);
-    await api(app, "POST", "/v1/collections/sci/documents", {
-      key,
-      json: { documents: abstracts.map((a) => ({ external_id: a._id, title: a.title, content: a.text })) },
-    });
-    await waitForDocuments(app, key, "sci", abstracts.map((a) => a._id));
+    const { key, abstracts } = await seedScifact(app, 20);
 
     browser = await chromium.launch({
       executablePath: "/usr/bin/chromium",
