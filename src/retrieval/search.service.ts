@@ -55,6 +55,8 @@ export class SearchService {
   readonly #embed: Embed;
   readonly #options: Config["retrieval"];
   readonly #queryEmbeddings = new LRUCache<string, number[]>({ max: 2_000 });
+  readonly #collections = new LRUCache<string, { id: string; name: string; language: string }[]>({ max: 10_000, ttl: 60_000 });
+  readonly #chunkCounts = new LRUCache<string, number>({ max: 10_000, ttl: 5_000 });
 
   readonly #stageSeconds: Histogram<"stage" | "mode">;
 
@@ -136,12 +138,7 @@ export class SearchService {
   }
 
   async #scope(tx: Kysely<Database>, principal: Principal, request: SearchRequest): Promise<SearchScope> {
-    const rows = await tx
-      .selectFrom("collections")
-      .select(["id", "name", "language"])
-      .where("tenant_id", "=", principal.tenantId)
-      .where("name", "=", sql<string>`any(${[...request.collections]}::text[])`)
-      .execute();
+    const rows = await this.#collectionRows(tx, principal.tenantId, request.collections);
     const missing = request.collections.filter((name) => !rows.some((r) => r.name === name));
     if (missing.length > 0)
       throw new NotFoundError(`no collection ${missing.map((m) => `"${m}"`).join(", ")}`);
@@ -172,11 +169,37 @@ export class SearchService {
   }
 
   /** Exact scan when the filters (or the collections themselves) leave few chunks. */
+  /**
+   * Collections are never renamed or deleted and their language never changes, so a found
+   * (tenant, names) → ids lookup can be remembered; a name not found is always looked up again.
+   */
+  async #collectionRows(tx: Kysely<Database>, tenantId: string, names: readonly string[]) {
+    const key = `${tenantId}:${[...names].sort().join("\u0000")}`;
+    const cached = this.#collections.get(key);
+    if (cached) return cached;
+    const rows = await tx
+      .selectFrom("collections")
+      .select(["id", "name", "language"])
+      .where("tenant_id", "=", tenantId)
+      .where("name", "=", sql<string>`any(${[...names]}::text[])`)
+      .execute();
+    if (names.every((name) => rows.some((r) => r.name === name))) this.#collections.set(key, rows);
+    return rows;
+  }
+
   async #preferExact(tx: Kysely<Database>, scope: SearchScope): Promise<boolean> {
     const threshold = this.#options.exactScanThreshold;
     if (threshold === 0) return false;
     if (scope.filter === undefined && scope.documentIds === null) {
-      return (await collectionChunkCount(tx, scope.collectionIds)) <= threshold;
+      // Only the choice of path depends on it, and both paths are exact about what they return:
+      // a count a few seconds old is good enough, and saves a round trip per query.
+      const key = scope.collectionIds.join(",");
+      let count = this.#chunkCounts.get(key);
+      if (count === undefined) {
+        count = await collectionChunkCount(tx, scope.collectionIds);
+        this.#chunkCounts.set(key, count);
+      }
+      return count <= threshold;
     }
     return (await countFilteredChunks(tx, scope, threshold)) <= threshold;
   }
