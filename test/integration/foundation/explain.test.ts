@@ -65,11 +65,15 @@ beforeAll(async () => {
     ],
   );
   await owner.query("ANALYZE chunks");
-  // Statistics reach the replica through WAL like everything else.
-  await waitFor("statistics on the replica", async () => {
-    const { rows } = await replica.query("SELECT reltuples FROM pg_class WHERE relname = 'chunks'");
-    return Number(rows[0]?.reltuples) >= CHUNKS;
-  });
+  // Statistics reach the replicas through WAL like everything else: wait until both have replayed
+  // past the ANALYZE (other test files may have filled the table already, so counting rows is not enough).
+  const { rows: position } = await owner.query<{ lsn: string }>("SELECT pg_current_wal_lsn()::text AS lsn");
+  for (const node of ["replica1", "replica2"]) {
+    await waitFor(`statistics on ${node}`, async () => {
+      const rows = await adminQuery<{ ok: boolean }>(node, "SELECT pg_last_wal_replay_lsn() >= $1::pg_lsn AS ok", [position[0]?.lsn]);
+      return rows[0]?.ok;
+    });
+  }
 });
 
 describe("index use on a replica", () => {
