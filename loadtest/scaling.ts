@@ -163,12 +163,13 @@ function chart(results: Awaited<ReturnType<typeof measure>>[]): string {
   const max = Math.max(1, ...results.map((r) => r.sustained));
   const bars = results
     .map((r, i) => {
-      const h = (r.sustained / max) * 200;
+      const h = (r.sustained / max) * 180;
       const x = 60 + i * 110;
       return `<rect x="${x}" y="${240 - h}" width="70" height="${h}" fill="#336699"/><text x="${x + 35}" y="${235 - h}" text-anchor="middle" font-size="13">${r.sustained.toFixed(0)}</text><text x="${x + 35}" y="260" text-anchor="middle" font-size="13">${r.replicas} replica${r.replicas === 1 ? "" : "s"}</text>`;
     })
     .join("");
-  return `<svg xmlns="http://www.w3.org/2000/svg" width="${100 + results.length * 110}" height="290" font-family="sans-serif"><text x="20" y="20" font-size="14">Sustained search req/s at p95 ≤ ${SLO_P95_MS} ms (${CPU_QUOTA} CPU per database node)</text><line x1="50" y1="240" x2="${60 + results.length * 110}" y2="240" stroke="#333"/>${bars}</svg>\n`;
+  const width = Math.max(640, 100 + results.length * 110);
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="290" font-family="sans-serif"><text x="20" y="20" font-size="14">Sustained search req/s at p95 ≤ ${SLO_P95_MS} ms (${CPU_QUOTA} CPU per database node)</text><line x1="50" y1="240" x2="${60 + results.length * 110}" y2="240" stroke="#333"/>${bars}</svg>\n`;
 }
 
 await seed();
