@@ -191,11 +191,16 @@ export class IngestWorker {
 
   /** Embeds the batch's chunk texts that are not cached yet, each distinct text once. */
   async #embed(pending: readonly PendingDocument[]): Promise<Map<PendingDocument, EmbeddedChunk[]>> {
+    // Each distinct text is hashed once; the hex form keys both the cache and the mapping back.
     const hashes = new Map<string, { hash: Buffer; text: string }>();
+    const keyOfText = new Map<string, string>();
     for (const doc of pending) {
       for (const chunk of doc.chunks) {
+        if (keyOfText.has(chunk.content)) continue;
         const hash = contentHash(chunk.content);
-        hashes.set(hash.toString("hex"), { hash, text: chunk.content });
+        const key = hash.toString("hex");
+        keyOfText.set(chunk.content, key);
+        hashes.set(key, { hash, text: chunk.content });
       }
     }
     const { value: cached } = await this.#router.read({ token: PRIMARY_ONLY_TOKEN }, (db) =>
@@ -216,7 +221,7 @@ export class IngestWorker {
         doc,
         doc.chunks.map((chunk) => ({
           ...chunk,
-          embedding: cached.get(contentHash(chunk.content).toString("hex")) as number[],
+          embedding: cached.get(keyOfText.get(chunk.content) ?? "") as number[],
         })),
       ]),
     );
