@@ -1,10 +1,5 @@
-/** Percentiles of a sample of durations (ms), nearest-rank. */
-export function percentile(samples: readonly number[], p: number): number {
-  if (samples.length === 0) return Number.NaN;
-  const sorted = [...samples].sort((a, b) => a - b);
-  const rank = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
-  return sorted[rank] as number;
-}
+/** Nearest-rank percentiles, the same as the evaluation command's. */
+export { percentile } from "../src/evaluation/metrics.ts";
 
 export function formatMs(ms: number): string {
   return `${ms.toFixed(3)} ms`;

@@ -4,6 +4,7 @@
  * not earlier ones finished, up to maxVUs in flight; beyond that an iteration is dropped and counted,
  * as in k6), and a summary with k6's field names. Bounded in time; it stops by itself.
  */
+import { percentile } from "../src/evaluation/metrics.ts";
 import { chatBody, durationSeconds, ingestBody, SCENARIOS, SEED_DOCUMENTS, searchBody, THRESHOLDS } from "./scenarios.js";
 
 export interface RunOptions {
@@ -31,11 +32,8 @@ export interface Summary {
   readonly ok: boolean;
 }
 
-function percentile(sorted: number[], p: number): number {
-  return sorted.length === 0 ? 0 : (sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))] as number);
-}
-
 function trend(values: number[]): Record<string, number> {
+  if (values.length === 0) return { avg: 0, min: 0, med: 0, "p(95)": 0, "p(99)": 0, max: 0 };
   const sorted = [...values].sort((a, b) => a - b);
   const avg = sorted.reduce((s, v) => s + v, 0) / Math.max(1, sorted.length);
   return { avg, min: sorted[0] ?? 0, med: percentile(sorted, 50), "p(95)": percentile(sorted, 95), "p(99)": percentile(sorted, 99), max: sorted.at(-1) ?? 0 };
