@@ -13,11 +13,9 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 
 import { fileURLToPath } from "node:url";
 import { createApp } from "../src/app.ts";
 import { loadConfig } from "../src/config.ts";
-import { closeDbNode } from "../src/db/pools.ts";
+import { loadBeirCollection } from "../src/evaluation/beir.ts";
 import { createLogger } from "../src/logger.ts";
-import { createAdminDbNode } from "../src/tenancy/admin-db.ts";
-import { createApiKey, ensureTenant } from "../src/tenancy/api-keys.ts";
-import { readScifactCorpus } from "../test/helpers/shared-data.ts";
+import { SCIFACT_DIR } from "../test/helpers/shared-data.ts";
 import { runScenarios } from "./runner.ts";
 
 const CLUSTER = { PGRAG_CLUSTER_DIR: "/var/tmp/pgrag/scaling", PGRAG_PG_PORT: "45432", PGRAG_PGBOUNCER_PORT: "46432" };
@@ -69,7 +67,7 @@ interface Step {
   held: boolean;
 }
 
-async function measure(replicas: number) {
+async function measure(replicas: number, apiKey: string) {
   cluster("up", "--replicas", String(replicas));
   const nodes = ["primary", ...Array.from({ length: replicas }, (_, i) => `replica${i + 1}`)];
   const capped = nodes.map(capNode).every(Boolean);
@@ -85,9 +83,6 @@ async function measure(replicas: number) {
   const app = createApp(config, { logger: createLogger({ logLevel: "warn" }) });
   await app.start();
   const baseUrl = `http://127.0.0.1:${app.port()}`;
-  const admin = createAdminDbNode(config);
-  const key = await admin.db.transaction().execute(async (tx) => createApiKey(tx, { tenantId: await ensureTenant(tx, "scaling"), name: "scaling", scopes: ["read", "write"] }));
-  await closeDbNode(admin);
   const readsBefore = await readsPerNode(app);
   const steps: Step[] = [];
   let maxLagMs = 0;
@@ -97,8 +92,8 @@ async function measure(replicas: number) {
   }, 200);
   for (const rate of RATES) {
     const [search, mixed] = await Promise.all([
-      runScenarios({ baseUrl, apiKey: key.key, scenarios: ["search"], collection: "scifact", rateScale: rate / 50, duration: `${STEP_SECONDS}s` }),
-      runScenarios({ baseUrl, apiKey: key.key, scenarios: ["mixed"], collection: "ryw", rateScale: 0.2, duration: `${STEP_SECONDS}s` }),
+      runScenarios({ baseUrl, apiKey, scenarios: ["search"], collection: "scifact", rateScale: rate / 50, duration: `${STEP_SECONDS}s` }),
+      runScenarios({ baseUrl, apiKey, scenarios: ["mixed"], collection: "ryw", rateScale: 0.2, duration: `${STEP_SECONDS}s` }),
     ]);
     violations += mixed.metrics.ryw_violations?.count ?? 0;
     const d = search.metrics["http_req_duration{endpoint:search}"] ?? {};
@@ -136,27 +131,19 @@ async function readsPerNode(app: ReturnType<typeof createApp>): Promise<Record<s
   return out;
 }
 
-async function seed() {
+/** Brings the topology up with two replicas and loads the SciFact documents; returns an API key. */
+async function seed(): Promise<string> {
   cluster("up", "--replicas", "2");
-  const config = loadConfig({ PGRAG_ENV_FILE: `${CLUSTER.PGRAG_CLUSTER_DIR}/cluster.env`, PGRAG_LOG_LEVEL: "warn", PGRAG_PORT: "0" });
-  execFileSync("node", [fileURLToPath(new URL("../bin/pgrag.js", import.meta.url)), "migrate"], { env: { ...process.env, PGRAG_ENV_FILE: `${CLUSTER.PGRAG_CLUSTER_DIR}/cluster.env`, PGRAG_LOG_LEVEL: "warn" } });
-  const app = createApp(config, { logger: createLogger({ logLevel: "warn" }) });
+  const env = { ...process.env, PGRAG_ENV_FILE: `${CLUSTER.PGRAG_CLUSTER_DIR}/cluster.env`, PGRAG_LOG_LEVEL: "warn" };
+  execFileSync("node", [fileURLToPath(new URL("../bin/pgrag.js", import.meta.url)), "migrate"], { env });
+  const app = createApp(loadConfig({ ...env, PGRAG_PORT: "0" }), { logger: createLogger({ logLevel: "warn" }) });
   await app.start({ listen: false });
-  const admin = createAdminDbNode(config);
-  const tenantId = await admin.db.transaction().execute((tx) => ensureTenant(tx, "scaling"));
-  await closeDbNode(admin);
-  const principal = { tenantId, keyId: "seed", scopes: ["read", "write"] as ("read" | "write")[] };
-  if (!(await app.ingest.listCollections(principal, null)).value.some((c) => c.name === "scifact")) {
-    await app.ingest.createCollection(principal, { name: "scifact", language: "english", chunking: { maxTokens: 512, overlapTokens: 48, minTokens: 64 } });
+  try {
+    const { apiKey } = await loadBeirCollection(app, SCIFACT_DIR, (line) => console.log(line), { limit: DOCUMENTS });
+    return apiKey;
+  } finally {
+    await app.stop();
   }
-  const docs = await readScifactCorpus(DOCUMENTS);
-  await app.ingest.putDocuments(principal, "scifact", docs.map((d) => ({ externalId: d._id, content: `${d.title}\n\n${d.text}`, contentType: "text/plain" as const, title: d.title })));
-  for (;;) {
-    const { value } = await app.ingest.listDocuments(principal, "scifact", { status: "pending", limit: 1 }, null);
-    if (value.length === 0) break;
-    await new Promise((resolve) => setTimeout(resolve, 500));
-  }
-  await app.stop();
 }
 
 function chart(results: Awaited<ReturnType<typeof measure>>[]): string {
@@ -172,9 +159,9 @@ function chart(results: Awaited<ReturnType<typeof measure>>[]): string {
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="290" font-family="sans-serif"><text x="20" y="20" font-size="14">Sustained search req/s at p95 ≤ ${SLO_P95_MS} ms (${CPU_QUOTA} CPU per database node)</text><line x1="50" y1="240" x2="${60 + results.length * 110}" y2="240" stroke="#333"/>${bars}</svg>\n`;
 }
 
-await seed();
+const apiKey = await seed();
 const results = [];
-for (const replicas of [2, 1, 0]) results.push(await measure(replicas));
+for (const replicas of [2, 1, 0]) results.push(await measure(replicas, apiKey));
 cluster("down");
 results.reverse();
 mkdirSync(OUT, { recursive: true });

@@ -64,8 +64,14 @@ export interface LoadedCollection {
 /**
  * Loads a BEIR-format corpus into a tenant and collection of its own through the ingestion service
  * (unchanged documents are no-ops, so a rerun is quick) and waits until every document is processed.
+ * `limit` loads only the corpus's first documents.
  */
-export async function loadBeirCollection(app: App, dataset: string, log: (line: string) => void): Promise<LoadedCollection> {
+export async function loadBeirCollection(
+  app: App,
+  dataset: string,
+  log: (line: string) => void,
+  options: { limit?: number } = {},
+): Promise<LoadedCollection> {
   const name = basename(dataset.replace(/\/+$/, "")).replace(/[^A-Za-z0-9_.-]/g, "-");
   // Tenants and keys are created as the schema owner, as the admin CLI does.
   const admin = createAdminDbNode(app.config);
@@ -105,7 +111,9 @@ export async function loadBeirCollection(app: App, dataset: string, log: (line: 
     total += batch.length;
     batch = [];
   };
+  const limit = options.limit ?? Number.POSITIVE_INFINITY;
   for await (const doc of jsonLines<BeirDocument>(`${dataset}/corpus.jsonl`)) {
+    if (total + batch.length >= limit) break;
     batch.push(doc);
     if (batch.length === 500) await flush();
   }
