@@ -3,8 +3,7 @@ import { basename } from "node:path";
 import { createInterface } from "node:readline";
 import type { App } from "../app.ts";
 import type { SearchMode } from "../retrieval/search.service.ts";
-import { closeDbNode } from "../db/pools.ts";
-import { createAdminDbNode } from "../tenancy/admin-db.ts";
+import { adminTransaction } from "../tenancy/admin-transaction.ts";
 import { createApiKey, ensureTenant, type Principal } from "../tenancy/api-keys.ts";
 import { mean, ndcgAt, percentile, type Qrels, recallAt } from "./metrics.ts";
 
@@ -74,16 +73,12 @@ export async function loadBeirCollection(
 ): Promise<LoadedCollection> {
   const name = basename(dataset.replace(/\/+$/, "")).replace(/[^A-Za-z0-9_.-]/g, "-");
   // Tenants and keys are created as the schema owner, as the admin CLI does.
-  const admin = createAdminDbNode(app.config);
-  const loaded = await admin.db
-    .transaction()
-    .execute(async (tx) => {
-      const tenantId = await ensureTenant(tx, `eval-${name}`);
-      const key = await createApiKey(tx, { tenantId, name: "eval", scopes: ["read", "write"] });
-      const principal: Principal = { tenantId, keyId: key.id, scopes: ["read", "write"] };
-      return { principal, apiKey: key.key };
-    })
-    .finally(() => closeDbNode(admin));
+  const loaded = await adminTransaction(app, async (tx) => {
+    const tenantId = await ensureTenant(tx, `eval-${name}`);
+    const key = await createApiKey(tx, { tenantId, name: "eval", scopes: ["read", "write"] });
+    const principal: Principal = { tenantId, keyId: key.id, scopes: ["read", "write"] };
+    return { principal, apiKey: key.key };
+  });
   const { principal } = loaded;
   const collections = await app.ingest.listCollections(principal, null);
   if (!collections.value.some((c) => c.name === name)) {

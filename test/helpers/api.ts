@@ -1,19 +1,13 @@
 import type { App } from "../../src/app.ts";
-import { closeDbNode } from "../../src/db/pools.ts";
-import { createAdminDbNode } from "../../src/tenancy/admin-db.ts";
+import { adminTransaction } from "../../src/tenancy/admin-transaction.ts";
 import { createApiKey, ensureTenant, type Scope } from "../../src/tenancy/api-keys.ts";
 
 /** A new tenant with a key, so every test's data is its own; created as the owner, like the CLI. */
 export async function newTenantKey(app: App, scopes: Scope[] = ["read", "write"], name = `t-${crypto.randomUUID()}`) {
-  const admin = createAdminDbNode(app.config);
-  try {
-    return await admin.db.transaction().execute(async (tx) => {
-      const tenantId = await ensureTenant(tx, name);
-      return { tenantId, ...(await createApiKey(tx, { tenantId, name: "test", scopes })) };
-    });
-  } finally {
-    await closeDbNode(admin);
-  }
+  return adminTransaction(app, async (tx) => {
+    const tenantId = await ensureTenant(tx, name);
+    return { tenantId, ...(await createApiKey(tx, { tenantId, name: "test", scopes })) };
+  });
 }
 
 export interface ApiResponse<T = Record<string, unknown>> {
