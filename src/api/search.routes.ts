@@ -9,7 +9,7 @@ import { statusOf } from "./error-handler.ts";
 import type { AppEnv } from "./context.ts";
 import { NO_NUL_MESSAGE, noNul, validate } from "./validation.ts";
 
-export const MAX_QUERY_CHARS = 10_000;
+const MAX_QUERY_CHARS = 10_000;
 const collectionName = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$/, "not a collection name");
 
 export const searchBody = z
@@ -42,7 +42,7 @@ export const searchBody = z
 
 export type SearchBody = z.infer<typeof searchBody>;
 
-export function hitJson(hit: SearchHit, explain: boolean) {
+function hitJson(hit: SearchHit, explain: boolean) {
   const { chunk } = hit;
   return {
     chunk_id: chunk.id,
@@ -60,7 +60,7 @@ export function hitJson(hit: SearchHit, explain: boolean) {
   };
 }
 
-export function toSearchRequest(body: SearchBody) {
+function toSearchRequest(body: SearchBody) {
   return {
     query: body.query,
     collections: body.collections ?? [body.collection ?? ""],

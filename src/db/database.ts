@@ -161,7 +161,5 @@ export interface Database {
   "analytics.events": EventTable;
 }
 
-export type TenantRow = Selectable<TenantTable>;
 export type DocumentRow = Selectable<DocumentTable>;
 export type CollectionRow = Selectable<CollectionTable>;
-export type ChunkRow = Selectable<ChunkTable>;
