@@ -4,10 +4,12 @@
  * time went (embedding backend vs chunking, loading and writing), and the ratio of our write path
  * to a raw COPY of the same chunk rows into a table with the same indexes, in the same run.
  */
-import { execFileSync } from "node:child_process";
+import { execFile } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { promisify } from "node:util";
+import { sql } from "kysely";
 import { createApp } from "../src/app.ts";
 import { closeDbNode } from "../src/db/pools.ts";
 import { createAdminDbNode } from "../src/tenancy/admin-db.ts";
@@ -38,6 +40,9 @@ await app.http.request("/v1/collections", {
   headers,
   body: JSON.stringify({ name: "scifact" }),
 });
+
+// A cold embedding cache: every chunk text goes to the embedding backend, as on a first ingestion.
+await sql`TRUNCATE embedding_cache`.execute(admin.db);
 
 const started = performance.now();
 for (let i = 0; i < corpus.length; i += 500) {
@@ -89,43 +94,75 @@ for (const metric of (await app.registry.getMetricsAsJSON()).filter(
 await app.stop();
 await closeDbNode(admin);
 
-// The reference: COPY the same chunk rows into a table with the same indexes (GIN on tsv, HNSW).
+
+// The reference: COPY the same chunk rows and their BM25 postings into tables with the same indexes
+// (GIN on tsv, HNSW on embedding, the postings' primary key). Once by one writer, as our per-worker
+// write path is; once by two writers at the same time, the most this database takes on this machine.
+const run = promisify(execFile);
 const url = config.database.migrationUrl;
 const dir = mkdtempSync(join(tmpdir(), "pgrag-bench-"));
-const psql = (sql: string) =>
-  execFileSync("psql", [url, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-c", sql], { encoding: "utf8" });
+const psql = (...commands: string[]) =>
+  run("psql", [url, "-X", "-q", "-v", "ON_ERROR_STOP=1", ...commands.flatMap((c) => ["-c", c])]);
 const columns =
   "tenant_id, collection_id, document_id, document_version, ordinal, content, heading_path, char_start, char_end, token_count, metadata, language, embedding";
-psql(`\\copy (SELECT ${columns} FROM chunks WHERE tenant_id = '${tenantRow.id}') TO '${dir}/chunks.csv' CSV`);
-psql(
-  "DROP TABLE IF EXISTS bench_copy_chunks; CREATE TABLE bench_copy_chunks (LIKE chunks INCLUDING DEFAULTS INCLUDING GENERATED INCLUDING IDENTITY INCLUDING INDEXES)",
-);
-const copyStart = performance.now();
-psql(`\\copy bench_copy_chunks (${columns}) FROM '${dir}/chunks.csv' CSV`);
-const copyMs = performance.now() - copyStart;
-psql("DROP TABLE bench_copy_chunks");
+const halves = [0, 1];
+for (const half of halves) {
+  const ofHalf = `tenant_id = '${tenantRow.id}' AND hashtext(document_id::text) & 1 = ${half}`;
+  await psql(
+    `\\copy (SELECT ${columns} FROM chunks WHERE ${ofHalf}) TO '${dir}/chunks${half}.csv' CSV`,
+    `\\copy (SELECT t.* FROM chunk_terms t JOIN chunks c ON c.id = t.chunk_id WHERE c.${ofHalf}) TO '${dir}/terms${half}.csv' CSV`,
+  );
+}
+const copyHalf = (half: number) => [
+  `\\copy bench_copy_chunks (${columns}) FROM '${dir}/chunks${half}.csv' CSV`,
+  `\\copy bench_copy_terms FROM '${dir}/terms${half}.csv' CSV`,
+];
+const resetTables =
+  "DROP TABLE IF EXISTS bench_copy_chunks, bench_copy_terms; " +
+  "CREATE TABLE bench_copy_chunks (LIKE chunks INCLUDING DEFAULTS INCLUDING GENERATED INCLUDING IDENTITY INCLUDING INDEXES); " +
+  "CREATE TABLE bench_copy_terms (LIKE chunk_terms INCLUDING ALL)";
+await psql(resetTables);
+const serialStart = performance.now();
+await psql(...halves.flatMap(copyHalf));
+const serialMs = performance.now() - serialStart;
+await psql(resetTables);
+const parallelStart = performance.now();
+await Promise.all(halves.map((half) => psql(...copyHalf(half))));
+const parallelMs = performance.now() - parallelStart;
+await psql("DROP TABLE bench_copy_chunks, bench_copy_terms");
 rmSync(dir, { recursive: true, force: true });
 
 const chunks = Number(counts.chunks);
 const totalS = (finished - started) / 1000;
 const writeS = stageSums.get("write") ?? 0;
 const workerConcurrency = config.ingest.workerConcurrency;
+const endToEnd = chunks / totalS;
 console.log(
-  `bench:ingest — SciFact ${counts.docs}/${corpus.length} documents ready, ${chunks} chunks, ${workerConcurrency} workers`,
+  `bench:ingest — SciFact ${counts.docs}/${corpus.length} documents ready, ${chunks} chunks, ${workerConcurrency} workers, cold embedding cache`,
 );
 console.log(
-  `end to end: ${totalS.toFixed(1)} s (API accepted all in ${((enqueued - started) / 1000).toFixed(1)} s) → ${(chunks / totalS).toFixed(0)} chunks/s (target ≥ 1000)`,
+  `end to end: ${totalS.toFixed(1)} s (API accepted all in ${((enqueued - started) / 1000).toFixed(1)} s) → ${endToEnd.toFixed(0)} chunks/s (target ≥ 1000)`,
 );
 console.log("worker time by stage (summed over workers):");
 for (const [stage, seconds] of stageSums) console.log(`  ${stage.padEnd(6)} ${seconds.toFixed(2)} s`);
 console.log(
-  `  (embed = cache look-up + embedding backend + cache write; write = chunk rows + postings + stats in one transaction per document)`,
+  `  (embed = cache look-up + embedding backend + cache write; write = chunk rows + postings + stats in one transaction per batch)`,
 );
-const oursPerSecond = chunks / (writeS / workerConcurrency);
-const copyPerSecond = chunks / (copyMs / 1000);
+// Throughput per writer-second: chunks ÷ time spent writing summed over the writers, so that our
+// workers and COPY compare at the same number of concurrent writers.
+const oursPerWriterSecond = chunks / writeS;
+const serialPerWriterSecond = chunks / (serialMs / 1000);
+const parallelPerSecond = chunks / (parallelMs / 1000);
+const parallelPerWriterSecond = parallelPerSecond / halves.length;
+const copyAtOurConcurrency = workerConcurrency === 1 ? serialPerWriterSecond : parallelPerWriterSecond;
 console.log(
-  `raw COPY of the same ${chunks} chunk rows (same GIN + HNSW indexes): ${(copyMs / 1000).toFixed(2)} s → ${copyPerSecond.toFixed(0)} rows/s`,
+  `raw COPY of the same ${chunks} chunk rows + their postings (same indexes): one writer ${(serialMs / 1000).toFixed(2)} s → ${serialPerWriterSecond.toFixed(0)} chunks/s; ` +
+    `two writers at once ${(parallelMs / 1000).toFixed(2)} s → ${parallelPerSecond.toFixed(0)} chunks/s (${parallelPerWriterSecond.toFixed(0)} per writer-second)`,
 );
 console.log(
-  `our write path: ${oursPerSecond.toFixed(0)} chunks/s (write-stage time / ${workerConcurrency} workers, includes BM25 postings) → ${((100 * oursPerSecond) / copyPerSecond).toFixed(0)}% of raw COPY (target ≥ 50%)`,
+  `our write path: ${oursPerWriterSecond.toFixed(0)} chunks per writer-second (${workerConcurrency} workers writing concurrently) → ` +
+    `${((100 * oursPerWriterSecond) / copyAtOurConcurrency).toFixed(0)}% of raw COPY at ${Math.min(workerConcurrency, 2)} writer(s) (target ≥ 50%)`,
+);
+console.log(
+  `end to end is ${((100 * endToEnd) / parallelPerSecond).toFixed(0)}% of two-writer raw COPY, the most this machine's database takes with these indexes`,
 );

@@ -16,53 +16,72 @@ export interface ChunkOwner {
   readonly metadata: unknown;
 }
 
+export interface DocumentChunks {
+  readonly owner: ChunkOwner;
+  readonly chunks: readonly EmbeddedChunk[];
+}
+
+export interface AddedChunks {
+  readonly chunkCount: number;
+  readonly lexemeTotal: number;
+}
+
 /**
- * Inserts a document's chunks and their BM25 postings in one statement. The postings come from the
- * tsvector the database computed for each chunk (the same lexemes a query is parsed into); a
- * chunk's BM25 length is the number of lexeme occurrences in it. Returns what the chunks add to the
- * collection's statistics.
+ * Inserts the chunks of many documents and their BM25 postings in one statement: a worker's batch
+ * costs one round trip, not several per document. The postings come from the tsvector the database
+ * computed for each chunk (the same lexemes a query is parsed into); a chunk's BM25 length is the
+ * number of lexeme occurrences in it. Returns, per document id, what its chunks add to the
+ * collection's statistics (documents without chunks add nothing and are absent).
  */
 export async function insertChunksWithPostings(
   db: Kysely<Database>,
-  owner: ChunkOwner,
-  chunks: readonly EmbeddedChunk[],
-): Promise<{ chunkCount: number; lexemeTotal: number }> {
-  if (chunks.length === 0) return { chunkCount: 0, lexemeTotal: 0 };
-  const { rows } = await sql<{ chunk_count: number; lexeme_total: string }>`
-    WITH input AS (
-      SELECT * FROM unnest(${chunks.map((_, i) => i)}::int[], ${chunks.map((c) => c.content)}::text[],
-                           ${chunks.map((c) => JSON.stringify(c.headingPath))}::text[],
-                           ${chunks.map((c) => c.charStart)}::int[], ${chunks.map((c) => c.charEnd)}::int[],
-                           ${chunks.map((c) => c.tokenCount)}::int[], ${chunks.map((c) => pgvector.toSql(c.embedding))}::text[])
-        AS t(ordinal, content, heading_json, char_start, char_end, token_count, embedding)
+  documents: readonly DocumentChunks[],
+): Promise<Map<string, AddedChunks>> {
+  const rows = documents.flatMap((doc, docIndex) => doc.chunks.map((chunk, ordinal) => ({ docIndex, ordinal, chunk })));
+  if (rows.length === 0) return new Map();
+  const owners = documents.map((d) => d.owner);
+  const { rows: added } = await sql<{ document_id: string; chunk_count: number; lexeme_total: string }>`
+    WITH docs AS (
+      SELECT * FROM unnest(${owners.map((o) => o.documentId)}::uuid[], ${owners.map((o) => o.tenantId)}::uuid[],
+                           ${owners.map((o) => o.collectionId)}::uuid[], ${owners.map((o) => o.version)}::int[],
+                           ${owners.map((o) => JSON.stringify(o.metadata))}::jsonb[], ${owners.map((o) => o.language)}::regconfig[])
+        WITH ORDINALITY AS d(document_id, tenant_id, collection_id, version, metadata, language, doc_index)
+    ),
+    input AS (
+      SELECT * FROM unnest(${rows.map((r) => r.docIndex + 1)}::int[], ${rows.map((r) => r.ordinal)}::int[],
+                           ${rows.map((r) => r.chunk.content)}::text[], ${rows.map((r) => JSON.stringify(r.chunk.headingPath))}::text[],
+                           ${rows.map((r) => r.chunk.charStart)}::int[], ${rows.map((r) => r.chunk.charEnd)}::int[],
+                           ${rows.map((r) => r.chunk.tokenCount)}::int[], ${rows.map((r) => pgvector.toSql(r.chunk.embedding))}::text[])
+        AS t(doc_index, ordinal, content, heading_json, char_start, char_end, token_count, embedding)
     ),
     inserted AS (
       INSERT INTO chunks (tenant_id, collection_id, document_id, document_version, ordinal, content, heading_path,
                           char_start, char_end, token_count, metadata, language, embedding)
-      SELECT ${owner.tenantId}::uuid, ${owner.collectionId}::uuid, ${owner.documentId}::uuid, ${owner.version}::int,
-             ordinal, content, ARRAY(SELECT jsonb_array_elements_text(heading_json::jsonb)),
-             char_start, char_end, token_count, ${JSON.stringify(owner.metadata)}::jsonb, ${owner.language}::regconfig,
-             embedding::vector
-      FROM input
-      RETURNING id, tsv
+      SELECT d.tenant_id, d.collection_id, d.document_id, d.version,
+             t.ordinal, t.content, ARRAY(SELECT jsonb_array_elements_text(t.heading_json::jsonb)),
+             t.char_start, t.char_end, t.token_count, d.metadata, d.language, t.embedding::vector
+      FROM input t JOIN docs d USING (doc_index)
+      RETURNING id, document_id, collection_id, tenant_id, tsv
     ),
     postings AS (
-      SELECT i.id, u.lexeme, coalesce(cardinality(u.positions), 1) AS tf
+      SELECT i.id, i.document_id, i.collection_id, i.tenant_id, u.lexeme, coalesce(cardinality(u.positions), 1) AS tf
       FROM inserted i CROSS JOIN LATERAL unnest(i.tsv) AS u
     ),
     lengths AS (
-      SELECT id, sum(tf)::int AS dl FROM postings GROUP BY id
+      SELECT id, document_id, sum(tf)::int AS dl FROM postings GROUP BY id, document_id
     ),
     written AS (
       INSERT INTO chunk_terms (collection_id, term, chunk_id, tenant_id, tf, dl)
-      SELECT ${owner.collectionId}::uuid, p.lexeme, p.id, ${owner.tenantId}::uuid, p.tf, l.dl
+      SELECT p.collection_id, p.lexeme, p.id, p.tenant_id, p.tf, l.dl
       FROM postings p JOIN lengths l USING (id)
     )
-    SELECT (SELECT count(*) FROM inserted)::int AS chunk_count,
-           (SELECT coalesce(sum(dl), 0) FROM lengths)::bigint AS lexeme_total
+    SELECT i.document_id, count(*)::int AS chunk_count, coalesce(sum(l.dl), 0)::bigint AS lexeme_total
+    FROM inserted i LEFT JOIN lengths l USING (id)
+    GROUP BY i.document_id
   `.execute(db);
-  const row = rows[0];
-  return { chunkCount: row?.chunk_count ?? 0, lexemeTotal: Number(row?.lexeme_total ?? 0) };
+  return new Map(
+    added.map((r) => [r.document_id, { chunkCount: r.chunk_count, lexemeTotal: Number(r.lexeme_total) }]),
+  );
 }
 
 export async function cachedEmbeddings(

@@ -195,6 +195,21 @@ export async function deleteDocument(
   return true;
 }
 
+/** Marks written documents ready with what their chunks add to the BM25 statistics, in one statement. */
+export async function markDocumentsReady(
+  db: Kysely<Database>,
+  documents: readonly { id: string; chunkCount: number; lexemeTotal: number }[],
+): Promise<void> {
+  if (documents.length === 0) return;
+  await sql`
+    UPDATE documents AS d
+    SET status = 'ready', error = NULL, chunk_count = w.chunk_count, lexeme_total = w.lexeme_total, updated_at = now()
+    FROM unnest(${documents.map((doc) => doc.id)}::uuid[], ${documents.map((doc) => doc.chunkCount)}::int[],
+                ${documents.map((doc) => doc.lexemeTotal)}::bigint[]) AS w(id, chunk_count, lexeme_total)
+    WHERE d.id = w.id
+  `.execute(db);
+}
+
 /** Last statement of a write transaction: the stats row is the one hot row ingestion shares. */
 export async function adjustCollectionStats(
   db: Kysely<Database>,

@@ -13,7 +13,7 @@ import {
 } from "./chunks.sql.ts";
 import { rowToCollection } from "./collections.repository.ts";
 import { contentHash } from "./content.ts";
-import { adjustCollectionStats } from "./documents.repository.ts";
+import { adjustCollectionStats, markDocumentsReady } from "./documents.repository.ts";
 import { INGEST_QUEUE, type IngestJobData } from "./queue.ts";
 
 export interface IngestWorkerOptions {
@@ -77,14 +77,20 @@ export class IngestWorker {
 
   async start(): Promise<void> {
     for (let i = 0; i < this.#options.concurrency; i++) {
-      const id = await this.#boss.work<IngestJobData>(
+      let id = "";
+      id = await this.#boss.work<IngestJobData>(
         INGEST_QUEUE,
         {
           batchSize: this.#options.batchSize,
           includeMetadata: true,
           pollingIntervalSeconds: this.#options.pollingIntervalSeconds,
         },
-        (jobs) => this.processBatch(jobs),
+        async (jobs) => {
+          await this.processBatch(jobs);
+          // pg-boss sleeps out the rest of the polling interval after a batch faster than it; a
+          // full batch means more jobs are probably waiting, so fetch again at once.
+          if (jobs.length === this.#options.batchSize) this.#boss.notifyWorker(id);
+        },
       );
       this.#workerIds.push(id);
     }
@@ -232,46 +238,49 @@ export class IngestWorker {
     embedded: Map<PendingDocument, EmbeddedChunk[]>,
   ): Promise<void> {
     const { value: outcomes } = await this.#router.write(async (tx) => {
-      const outcomes: ("ready" | "skipped")[] = [];
+      // Lock the document rows, in id order so that two workers' batches cannot deadlock: a
+      // concurrent replace or delete waits for this transaction, or has made a job stale.
+      const current = new Map(
+        (
+          await tx
+            .selectFrom("documents")
+            .select(["id", "version", "chunk_count", "lexeme_total"])
+            .where("id", "in", docs.map((d) => d.documentId))
+            .orderBy("id")
+            .forUpdate()
+            .execute()
+        ).map((row) => [row.id, row]),
+      );
+      const fresh = docs.filter((doc) => current.get(doc.documentId)?.version === doc.version);
+      if (fresh.length === 0) return { ready: 0, skipped: docs.length };
+      await tx.deleteFrom("chunks").where("document_id", "in", fresh.map((d) => d.documentId)).execute();
+      const added = await insertChunksWithPostings(
+        tx,
+        fresh.map((doc) => ({ owner: doc, chunks: embedded.get(doc) ?? [] })),
+      );
+      const written = fresh.map((doc) => ({
+        doc,
+        before: current.get(doc.documentId),
+        after: added.get(doc.documentId) ?? { chunkCount: 0, lexemeTotal: 0 },
+      }));
+      await markDocumentsReady(
+        tx,
+        written.map(({ doc, after }) => ({ id: doc.documentId, ...after })),
+      );
       const deltas = new Map<string, { tenantId: string; chunks: number; length: number }>();
-      // Rows are locked in id order, so two workers' batches cannot deadlock.
-      for (const doc of [...docs].sort((a, b) => a.documentId.localeCompare(b.documentId))) {
-        // Lock the document row: a concurrent replace or delete waits, or made this job stale.
-        const current = await tx
-          .selectFrom("documents")
-          .select(["version", "chunk_count", "lexeme_total"])
-          .where("id", "=", doc.documentId)
-          .forUpdate()
-          .executeTakeFirst();
-        if (!current || current.version !== doc.version) {
-          outcomes.push("skipped");
-          continue;
-        }
-        await tx.deleteFrom("chunks").where("document_id", "=", doc.documentId).execute();
-        const added = await insertChunksWithPostings(tx, doc, embedded.get(doc) ?? []);
-        await tx
-          .updateTable("documents")
-          .set({
-            status: "ready",
-            error: null,
-            chunk_count: added.chunkCount,
-            lexeme_total: added.lexemeTotal,
-            updated_at: sql`now()`,
-          })
-          .where("id", "=", doc.documentId)
-          .execute();
+      for (const { doc, before, after } of written) {
         const delta = deltas.get(doc.collectionId) ?? { tenantId: doc.tenantId, chunks: 0, length: 0 };
-        delta.chunks += added.chunkCount - current.chunk_count;
-        delta.length += added.lexemeTotal - Number(current.lexeme_total);
+        delta.chunks += after.chunkCount - (before?.chunk_count ?? 0);
+        delta.length += after.lexemeTotal - Number(before?.lexeme_total ?? 0);
         deltas.set(doc.collectionId, delta);
-        outcomes.push("ready");
       }
       for (const [collectionId, delta] of [...deltas.entries()].sort(([a], [b]) => a.localeCompare(b))) {
         await adjustCollectionStats(tx, collectionId, delta.tenantId, delta.chunks, delta.length);
       }
-      return outcomes;
+      return { ready: fresh.length, skipped: docs.length - fresh.length };
     }, { tenantId: docs[0]?.tenantId });
-    for (const outcome of outcomes) this.#processed.inc({ outcome });
+    this.#processed.inc({ outcome: "ready" }, outcomes.ready);
+    this.#processed.inc({ outcome: "skipped" }, outcomes.skipped);
   }
 
   /**
