@@ -3,6 +3,7 @@ import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { parseEnv, promisify } from "node:util";
 import pg from "pg";
+import { containerNodeCommand, readTopologyState } from "./topology.ts";
 
 const run = promisify(execFile);
 const CLUSTER_SCRIPT = fileURLToPath(new URL("../../replicas/cluster.sh", import.meta.url));
@@ -24,7 +25,14 @@ const clusterEnv = {
   PGRAG_PGBOUNCER_PORT: String(TEST_CLUSTER.bouncerPort),
 };
 
+/** replicas/cluster.sh against the test topology, or its node commands on the container topology. */
 export async function cluster(...args: string[]): Promise<string> {
+  const state = readTopologyState(TEST_CLUSTER);
+  if (state.kind === "containers") {
+    const [command = "", node] = args;
+    await containerNodeCommand(state, command, node);
+    return "";
+  }
   const { stdout } = await run("bash", [CLUSTER_SCRIPT, ...args], { env: clusterEnv, maxBuffer: 1 << 20 });
   return stdout;
 }
@@ -37,15 +45,18 @@ export function nodePort(node: string): number {
   return node === "primary" ? TEST_CLUSTER.pgPort : TEST_CLUSTER.pgPort + Number(node.replace("replica", ""));
 }
 
-/** A superuser query on one node over its private socket (for fault injection and inspection). */
+/** A superuser query on one node, bypassing PgBouncer (for fault injection and inspection). */
 export async function adminQuery<R extends pg.QueryResultRow = pg.QueryResultRow>(
   node: string,
   text: string,
   values: unknown[] = [],
   database = "pgrag",
 ): Promise<R[]> {
+  const state = readTopologyState(TEST_CLUSTER);
   const client = new pg.Client({
-    host: `${TEST_CLUSTER.dir}/sock`,
+    // A container's socket is not reachable from here: its published port, with a password.
+    host: state.kind === "containers" ? "127.0.0.1" : `${TEST_CLUSTER.dir}/sock`,
+    password: state.superuserPassword,
     port: nodePort(node),
     user: "postgres",
     database,
