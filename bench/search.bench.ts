@@ -18,11 +18,11 @@ import {
   PostgresAdapter,
   PostgresIntrospector,
   PostgresQueryCompiler,
-  sql,
 } from "kysely";
 import { createApp } from "../src/app.ts";
 import { loadConfig } from "../src/config.ts";
 import type { Database } from "../src/db/database.ts";
+import { beginStatement } from "../src/db/router.ts";
 import { loadBeirCollection, readBeirQueries } from "../src/evaluation/beir.ts";
 import { EmbeddingClient } from "../src/inference/embedding-client.ts";
 import { createLogger } from "../src/logger.ts";
@@ -31,12 +31,14 @@ import {
   chunkDetails,
   type SearchScope,
   vectorSearchExact,
+  hnswSettings,
   vectorSearchIndexed,
 } from "../src/retrieval/search.sql.ts";
 import { SCIFACT_DIR } from "../test/helpers/shared-data.ts";
 
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 8);
-const SECONDS = Number(process.env.BENCH_SECONDS ?? 15);
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 8);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const QUERIES = Number(process.env.BENCH_QUERIES ?? 50);
 const K = 10;
 
@@ -87,22 +89,25 @@ for (const [i, query] of queries.entries()) {
   if (!embedding) throw new Error("no query embedding");
   const outcome = await app.search.search(principal, { query, collections: [collection], mode: "hybrid", k: K }, null);
   recorded.length = 0;
-  // The router's tenant statement, as every tenant read runs it (row-level security).
-  await sql`SELECT set_config('pgrag.tenant_id', ${principal.tenantId}, true)`.execute(recorder);
   // The collection lookup and its chunk count are cached by the service after the first query, so a
   // steady-state query runs neither; the recorded script leaves them out too.
   if (outcome.vectorPath === "exact") await vectorSearchExact(recorder, scope, embedding, candidates);
-  else await vectorSearchIndexed(recorder, scope, embedding, candidates, config.retrieval.efSearch);
+  else await vectorSearchIndexed(recorder, scope, embedding, candidates);
   await bm25Search(recorder, scope, query, candidates, config.retrieval.bm25);
   await chunkDetails(recorder, principal.tenantId, outcome.hits.map((h) => h.chunkId));
   const file = join(dir, `q${i}.sql`);
-  writeFileSync(file, `BEGIN;\n${recorded.map((q) => `${inline(q)};`).join("\n")}\nCOMMIT;\n`);
+  // The router's first round trip, BEGIN with the tenant and HNSW settings, as one compound
+  // query (pgbench's \; sends both statements in one message, as the router does).
+  const begin = beginStatement({ "pgrag.tenant_id": principal.tenantId, ...hnswSettings(config.retrieval.efSearch) });
+  writeFileSync(file, `${begin.replace("; ", "\\; ")};\n${recorded.map((q) => `${inline(q)};`).join("\n")}\nCOMMIT;\n`);
   scripts.push(file);
 }
 
-// ---- HTTP: CONCURRENCY clients for SECONDS, the same queries round-robin, from a process of their own ----
-const load = JSON.parse(
-  await new Promise<string>((resolve, reject) =>
+// ---- alternating rounds: HTTP (CONCURRENCY clients from a process of their own, the same queries
+// round-robin), then pgbench (the recorded SQL, same replica, same PgBouncer database, same
+// concurrency). Alternating keeps a noisy neighbour or an autovacuum from favouring one side. ----
+async function httpRound(seconds = SECONDS): Promise<{ completed: number; errors: number; latencies: number[] }> {
+  const stdout = await new Promise<string>((resolve, reject) =>
     execFile(
       process.execPath,
       ["--import", "tsx", fileURLToPath(new URL("./http-load.ts", import.meta.url)), JSON.stringify({
@@ -110,31 +115,56 @@ const load = JSON.parse(
         apiKey,
         bodies: queries.map((query) => ({ collection, query, mode: "hybrid", k: K })),
         concurrency: CONCURRENCY,
-        seconds: SECONDS,
+        seconds,
       })],
       { maxBuffer: 64 << 20 },
-      (error, stdout) => (error ? reject(error) : resolve(stdout)),
+      (error, out) => (error ? reject(error) : resolve(out)),
     ),
-  ),
-) as { completed: number; errors: number; latencies: number[] };
-const { completed, errors, latencies } = load;
-const httpQps = completed / SECONDS;
+  );
+  return JSON.parse(stdout) as { completed: number; errors: number; latencies: number[] };
+}
 
-// ---- pgbench: the recorded SQL, same replica, same PgBouncer database, same concurrency ----
 const target = new URL(replicaUrl);
-const output = execFileSync(
-  "pgbench",
-  ["-n", "-c", String(CONCURRENCY), "-j", "2", "-T", String(SECONDS), ...scripts.flatMap((f) => ["-f", f]), "-h", target.hostname, "-p", target.port, "-U", decodeURIComponent(target.username), target.pathname.slice(1)],
-  { env: { ...process.env, PGPASSWORD: decodeURIComponent(target.password) }, encoding: "utf8" },
-);
-const tps = Number(/tps = ([\d.]+) \(without initial connection time\)/.exec(output)?.[1] ?? Number.NaN);
-const failedMatch = /number of failed transactions: (\d+)/.exec(output);
+function pgbenchRound(): { tps: number; failed: number } {
+  const output = execFileSync(
+    "pgbench",
+    ["-n", "-c", String(CONCURRENCY), "-j", "2", "-T", String(SECONDS), ...scripts.flatMap((f) => ["-f", f]), "-h", target.hostname, "-p", target.port, "-U", decodeURIComponent(target.username), target.pathname.slice(1)],
+    { env: { ...process.env, PGPASSWORD: decodeURIComponent(target.password) }, encoding: "utf8" },
+  );
+  return {
+    tps: Number(/tps = ([\d.]+) \(without initial connection time\)/.exec(output)?.[1] ?? Number.NaN),
+    failed: Number(/number of failed transactions: (\d+)/.exec(output)?.[1] ?? 0),
+  };
+}
+
+// Unmeasured warm-up: the API's JIT, its connection pool and its caches, as pgbench needs none.
+await httpRound(3);
+const rounds: { httpQps: number; tps: number }[] = [];
+const latencies: number[] = [];
+let completed = 0;
+let errors = 0;
+let failed = 0;
+for (let round = 0; round < ROUNDS; round++) {
+  const http = await httpRound();
+  const sqlSide = pgbenchRound();
+  completed += http.completed;
+  errors += http.errors;
+  failed += sqlSide.failed;
+  latencies.push(...http.latencies);
+  rounds.push({ httpQps: http.completed / SECONDS, tps: sqlSide.tps });
+}
 rmSync(dir, { recursive: true, force: true });
 
 latencies.sort((a, b) => a - b);
 const pct = (p: number) => latencies[Math.min(latencies.length - 1, Math.ceil((p / 100) * latencies.length) - 1)] ?? Number.NaN;
-console.log(`bench:search — hybrid, k=${K}, ${queries.length} SciFact queries, ${CONCURRENCY} concurrent clients (HTTP from a separate process), ${SECONDS} s each, one replica (${new URL(replicaUrl).pathname.slice(1)})`);
-console.log(`HTTP API: ${httpQps.toFixed(1)} queries/s, ${errors} errors, latency p50 ${pct(50).toFixed(1)} ms, p95 ${pct(95).toFixed(1)} ms, p99 ${pct(99).toFixed(1)} ms`);
-console.log(`pgbench, same SQL: ${tps.toFixed(1)} transactions/s${failedMatch ? `, ${failedMatch[1]} failed` : ""}`);
-console.log(`ratio HTTP / pgbench: ${((100 * httpQps) / tps).toFixed(0)}% (target ≥ 70%)`);
+const ratios = rounds.map((r) => r.httpQps / r.tps).sort((a, b) => a - b);
+const median = ratios[Math.floor(ratios.length / 2)] ?? Number.NaN;
+console.log(`bench:search — hybrid, k=${K}, ${queries.length} SciFact queries, ${CONCURRENCY} concurrent clients (HTTP from a separate process), ${ROUNDS} alternating rounds of ${SECONDS} s per side, one replica (${target.pathname.slice(1)})`);
+for (const [i, r] of rounds.entries()) {
+  console.log(`  round ${i + 1}: HTTP ${r.httpQps.toFixed(1)} queries/s, pgbench ${r.tps.toFixed(1)} transactions/s → ${((100 * r.httpQps) / r.tps).toFixed(0)}%`);
+}
+console.log(`HTTP API: ${(completed / (SECONDS * ROUNDS)).toFixed(1)} queries/s, ${errors} errors, latency p50 ${pct(50).toFixed(1)} ms, p95 ${pct(95).toFixed(1)} ms, p99 ${pct(99).toFixed(1)} ms`);
+console.log(`pgbench, same SQL: ${(rounds.reduce((sum, r) => sum + r.tps, 0) / ROUNDS).toFixed(1)} transactions/s, ${failed} failed`);
+console.log("(the API embeds each distinct query once, then serves it from its query-embedding cache: the bench's queries repeat, so neither side pays the embedding backend per request)");
+console.log(`ratio HTTP / pgbench: median of rounds ${(100 * median).toFixed(0)}% (range ${(100 * (ratios[0] ?? 0)).toFixed(0)}–${(100 * (ratios.at(-1) ?? 0)).toFixed(0)}%; target ≥ 70%)`);
 await app.stop();

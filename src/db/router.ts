@@ -1,4 +1,5 @@
 import { type Kysely, sql } from "kysely";
+import pg from "pg";
 import { Counter, Gauge, type Registry } from "prom-client";
 import { UnavailableError } from "../errors.ts";
 import type { Logger } from "../logger.ts";
@@ -35,6 +36,8 @@ export interface ReadOptions {
    * after the read. A client that saw a state passes it on and later reads see at least that state.
    */
   readonly observe?: boolean;
+  /** Transaction-local settings for the read (e.g. hnsw.ef_search), set with the tenant in one statement. */
+  readonly settings?: Readonly<Record<string, string>>;
 }
 
 export interface ReadResult<T> {
@@ -111,7 +114,7 @@ export class Router {
     }
     let value: T;
     try {
-      value = await this.#track(primary, () => primary.db.transaction().execute((tx) => asTenant(tx, options.tenantId, work)));
+      value = await this.#track(primary, () => inTransaction(primary.db, options.tenantId, undefined, work));
     } catch (error) {
       if (!isConnectionError(error)) throw error;
       this.#monitor.reportFailure(primary.name, error);
@@ -154,6 +157,7 @@ export class Router {
           node,
           token,
           options.tenantId,
+          options.settings,
           work,
           failed.length > 0 ? "retry" : replica ? "replica" : "fallback",
         );
@@ -180,6 +184,7 @@ export class Router {
     node: DbNode,
     token: Lsn | null,
     tenantId: string | undefined,
+    settings: Readonly<Record<string, string>> | undefined,
     work: (db: Executor) => Promise<T>,
     reason: string,
   ): Promise<ReadResult<T>> {
@@ -187,8 +192,8 @@ export class Router {
       if (token !== null && node.role === "replica") await this.#assertReplayedTo(node, token);
       // A tenant's reads run in a transaction: the tenant is a SET LOCAL for row-level security,
       // and all statements of the read share one snapshot.
-      if (tenantId === undefined) return work(node.db);
-      return node.db.transaction().execute((tx) => asTenant(tx, tenantId, work));
+      if (tenantId === undefined && settings === undefined) return work(node.db);
+      return inTransaction(node.db, tenantId, settings, work);
     });
     this.#reads.inc({ node: node.name, reason });
     return { value, node: node.name };
@@ -334,8 +339,38 @@ export class Router {
   }
 }
 
-/** Sets the tenant for row-level security for the rest of the transaction, then runs `work`. */
-async function asTenant<T>(tx: Executor, tenantId: string | undefined, work: (tx: Executor) => Promise<T>): Promise<T> {
-  if (tenantId !== undefined) await sql`SELECT set_config('pgrag.tenant_id', ${tenantId}, true)`.execute(tx);
-  return work(tx);
+/**
+ * The statement that opens a transaction with its local settings (the tenant for row-level
+ * security, search settings): BEGIN and the set_config calls as one simple-protocol query, one
+ * round trip instead of two. That protocol has no parameters, so the values are escaped literals.
+ * set_config(..., true) is SET LOCAL: nothing outlives the transaction, so nothing leaks to the next
+ * client of a pooled server connection.
+ */
+export function beginStatement(settings: Readonly<Record<string, string>>): string {
+  const entries = Object.entries(settings);
+  if (entries.length === 0) return "BEGIN";
+  return `BEGIN; SELECT ${entries.map(([name, value]) => `set_config(${pg.escapeLiteral(name)}, ${pg.escapeLiteral(value)}, true)`).join(", ")}`;
+}
+
+async function inTransaction<T>(
+  db: Executor,
+  tenantId: string | undefined,
+  settings: Readonly<Record<string, string>> | undefined,
+  work: (tx: Executor) => Promise<T>,
+): Promise<T> {
+  const all = { ...(tenantId === undefined ? {} : { "pgrag.tenant_id": tenantId }), ...settings };
+  return db.connection().execute(async (connection) => {
+    let value: T;
+    try {
+      await sql.raw(beginStatement(all)).execute(connection);
+      value = await work(connection);
+    } catch (error) {
+      // Also after a failed set_config: BEGIN ran, and the connection must not go back to the pool
+      // inside an aborted transaction.
+      await sql.raw("ROLLBACK").execute(connection).catch(() => undefined);
+      throw error;
+    }
+    await sql.raw("COMMIT").execute(connection);
+    return value;
+  });
 }

@@ -17,6 +17,7 @@ import {
   countFilteredChunks,
   type SearchScope,
   vectorSearchExact,
+  hnswSettings,
   vectorSearchIndexed,
 } from "./search.sql.ts";
 
@@ -85,8 +86,9 @@ export class SearchService {
     const legLimit = request.mode === "hybrid" ? candidates : request.k;
     let vectorPath: SearchOutcome["vectorPath"] = null;
 
-    // A tenant's read runs in one transaction: SET LOCAL for the vector leg, one snapshot for both legs.
-    const { value, node } = await this.#router.read({ token, tenantId: principal.tenantId }, async (tx) => {
+    // A tenant's read runs in one transaction: local HNSW settings, one snapshot for both legs.
+    const settings = embedding ? hnswSettings(request.efSearch ?? this.#options.efSearch) : undefined;
+    const { value, node } = await this.#router.read({ token, tenantId: principal.tenantId, settings }, async (tx) => {
         const scope = await this.#scope(tx, principal, request);
         const legs: Partial<Record<Leg, LegHit[]>> = {};
         if (embedding) {
@@ -95,13 +97,7 @@ export class SearchService {
           legs.vector = await this.#timed(timings, "vector", () =>
             exact
               ? vectorSearchExact(tx, scope, embedding, legLimit)
-              : vectorSearchIndexed(
-                  tx,
-                  scope,
-                  embedding,
-                  legLimit,
-                  request.efSearch ?? this.#options.efSearch,
-                ),
+              : vectorSearchIndexed(tx, scope, embedding, legLimit),
           );
         }
         if (useBm25) {

@@ -48,23 +48,26 @@ export async function collectionChunkCount(
 }
 
 /**
- * Nearest chunks by cosine similarity through the HNSW index. Must run inside a transaction: the
- * search settings are SET LOCAL (plain SET would leak to other clients under transaction pooling).
- * Iterative scans (pgvector ≥ 0.8) keep walking the graph until `limit` rows pass the filters;
- * relaxed order is restored to exact order by the outer sort.
+ * The HNSW search settings, transaction-local: the router sets them with the tenant when the read
+ * starts (plain SET would leak to other clients under transaction pooling). Iterative scans
+ * (pgvector ≥ 0.8) keep walking the graph until enough rows pass the filters; relaxed order is
+ * restored to exact order by the outer sort in vectorSearchIndexed.
  */
+export function hnswSettings(efSearch: number): Record<string, string> {
+  return {
+    "hnsw.ef_search": String(efSearch),
+    "hnsw.iterative_scan": "relaxed_order",
+    "hnsw.max_scan_tuples": "40000",
+  };
+}
+
+/** Nearest chunks by cosine similarity through the HNSW index, in a read started with hnswSettings. */
 export async function vectorSearchIndexed(
   tx: Kysely<Database>,
   scope: SearchScope,
   embedding: readonly number[],
   limit: number,
-  efSearch: number,
 ): Promise<LegHit[]> {
-  await sql`
-    SELECT set_config('hnsw.ef_search', ${String(efSearch)}, true),
-           set_config('hnsw.iterative_scan', 'relaxed_order', true),
-           set_config('hnsw.max_scan_tuples', '40000', true)
-  `.execute(tx);
   const vector = pgvector.toSql(embedding);
   const { rows } = await sql<{ id: string; distance: number }>`
     WITH nearest AS MATERIALIZED (

@@ -135,16 +135,19 @@ describe("failures", () => {
     await waitFor("writes accepted again", () => insertTenant(app).then(() => true));
   });
 
-  it("does not leak SET LOCAL settings to other clients of the same PgBouncer pool", async () => {
+  it("applies a read's local settings with its tenant, and leaks none to other clients of the same PgBouncer pool", async () => {
     const app = await startTestApp({ PGRAG_POOL_SIZE: "4" });
+    const tenantId = randomUUID();
+    const current = (db: Parameters<Parameters<typeof app.router.read>[1]>[0]) =>
+      sql<{ ef: string | null; tenant: string | null }>`
+        SELECT current_setting('hnsw.ef_search', true) AS ef, current_setting('pgrag.tenant_id', true) AS tenant
+      `.execute(db);
     for (let i = 0; i < 20; i++) {
-      await app.router.read({}, (db) =>
-        db.transaction().execute((tx) => sql`SELECT set_config('hnsw.ef_search', '123', true)`.execute(tx)),
-      );
-      const { value } = await app.router.read({}, (db) =>
-        sql<{ ef: string | null }>`SELECT current_setting('hnsw.ef_search', true) AS ef`.execute(db),
-      );
+      const inside = await app.router.read({ tenantId, settings: { "hnsw.ef_search": "123" } }, current);
+      expect(inside.value.rows[0]).toEqual({ ef: "123", tenant: tenantId });
+      const { value } = await app.router.read({}, current);
       expect(value.rows[0]?.ef).not.toBe("123");
+      expect(value.rows[0]?.tenant || null).toBeNull();
     }
   });
 });
