@@ -29,6 +29,24 @@ await app.start({ listen: false });
 // Tenants, keys and progress across the tenant are the owner's business (row-level security).
 const admin = createAdminDbNode(config);
 
+// psql as the schema owner: the reference COPY, and cleaning up after earlier runs.
+const run = promisify(execFile);
+const url = config.database.migrationUrl;
+const psql = (...commands: string[]) =>
+  run("psql", [url, "-X", "-q", "-v", "ON_ERROR_STOP=1", ...commands.flatMap((c) => ["-c", c])]);
+// Every run starts from the same database: an earlier (interrupted) run's tenant would grow the
+// shared HNSW graph and the postings, and slow this run down.
+await psql("DELETE FROM tenants WHERE name LIKE 'bench-ingest-%'", "VACUUM (ANALYZE) chunks, chunk_terms, documents");
+// ... and the replicas have replayed that clean-up: replay competes for the same two cores.
+const psqlValue = async (target: string, query: string) =>
+  (await run("psql", [target, "-X", "-At", "-c", query])).stdout.trim();
+const cleanedUpTo = await psqlValue(url, "SELECT pg_current_wal_lsn()");
+for (const replica of config.database.replicaUrls) {
+  while ((await psqlValue(replica, `SELECT pg_last_wal_replay_lsn() >= '${cleanedUpTo}'`)) !== "t") {
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+}
+
 const corpus = await readScifactCorpus(Number.POSITIVE_INFINITY);
 const tenant = `bench-ingest-${Date.now()}`;
 const key = await admin.db.transaction().execute(async (tx) =>
@@ -98,11 +116,7 @@ await closeDbNode(admin);
 // The reference: COPY the same chunk rows and their BM25 postings into tables with the same indexes
 // (GIN on tsv, HNSW on embedding, the postings' primary key). Once by one writer, as our per-worker
 // write path is; once by two writers at the same time, the most this database takes on this machine.
-const run = promisify(execFile);
-const url = config.database.migrationUrl;
 const dir = mkdtempSync(join(tmpdir(), "pgrag-bench-"));
-const psql = (...commands: string[]) =>
-  run("psql", [url, "-X", "-q", "-v", "ON_ERROR_STOP=1", ...commands.flatMap((c) => ["-c", c])]);
 const columns =
   "tenant_id, collection_id, document_id, document_version, ordinal, content, heading_path, char_start, char_end, token_count, metadata, language, embedding";
 const halves = [0, 1];
@@ -129,7 +143,7 @@ await psql(resetTables);
 const parallelStart = performance.now();
 await Promise.all(halves.map((half) => psql(...copyHalf(half))));
 const parallelMs = performance.now() - parallelStart;
-await psql("DROP TABLE bench_copy_chunks, bench_copy_terms");
+await psql("DROP TABLE bench_copy_chunks, bench_copy_terms", `DELETE FROM tenants WHERE id = '${tenantRow.id}'`);
 rmSync(dir, { recursive: true, force: true });
 
 const chunks = Number(counts.chunks);
