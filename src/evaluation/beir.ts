@@ -48,8 +48,12 @@ export interface ModeResult {
   readonly mode: SearchMode;
   readonly ndcg10: number;
   readonly recall100: number;
+  /** Latency of the API's default query (k = 10), embedding the query included. */
   readonly p50Ms: number;
   readonly p95Ms: number;
+  /** Latency at the evaluation's depth (k = 200 chunks, for Recall@100 over documents). */
+  readonly deepP50Ms: number;
+  readonly deepP95Ms: number;
   readonly queries: number;
 }
 
@@ -141,16 +145,23 @@ export async function evaluateBeir(app: App, options: EvalOptions): Promise<Mode
   const judged = queries.slice(0, options.queryLimit ?? queries.length);
   const results: ModeResult[] = [];
   for (const mode of options.modes) {
+    // First the query a client makes by default (k = 10): its latency is the one that matters,
+    // and the query embedding is not cached yet. Then the deep pass the quality is measured on.
+    const latencies: number[] = [];
+    for (const query of judged) {
+      const outcome = await app.search.search(principal, { query: query.text, collections: [name], mode, k: 10 }, null);
+      latencies.push(outcome.timings.total);
+    }
     const ndcgs: number[] = [];
     const recalls: number[] = [];
-    const latencies: number[] = [];
+    const deepLatencies: number[] = [];
     for (const query of judged) {
       const outcome = await app.search.search(
         principal,
         { query: query.text, collections: [name], mode, k: 200, candidates: 200 },
         null,
       );
-      latencies.push(outcome.timings.total);
+      deepLatencies.push(outcome.timings.total);
       const ranked: string[] = [];
       for (const hit of outcome.hits)
         if (!ranked.includes(hit.chunk.externalId)) ranked.push(hit.chunk.externalId);
@@ -164,6 +175,8 @@ export async function evaluateBeir(app: App, options: EvalOptions): Promise<Mode
       recall100: mean(recalls),
       p50Ms: percentile(latencies, 50),
       p95Ms: percentile(latencies, 95),
+      deepP50Ms: percentile(deepLatencies, 50),
+      deepP95Ms: percentile(deepLatencies, 95),
       queries: judged.length,
     });
   }
