@@ -1,12 +1,12 @@
 import { execFile } from "node:child_process";
-import { mkdtempSync, mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { describe, expect, it } from "vitest";
 import { TEST_ENV_FILE } from "../../helpers/cluster.ts";
-import { readScifactCorpus } from "../../helpers/shared-data.ts";
+import { readScifactCorpus, SCIFACT_DIR } from "../../helpers/shared-data.ts";
 
 const run = promisify(execFile);
 const CLI = fileURLToPath(new URL("../../../bin/pgrag.js", import.meta.url));
@@ -41,5 +41,41 @@ describe("the pgrag CLI", () => {
     await expect(pgrag("frobnicate")).rejects.toMatchObject({ code: 2, stderr: expect.stringContaining('unknown command "frobnicate"') });
     const help = await pgrag("ask", "--help");
     expect(help.stdout).toContain("ask \"<question>\"");
+  });
+
+  it("evaluates a BEIR folder: ingests it and prints nDCG@10, Recall@100 and latencies per mode", async () => {
+    // A small BEIR folder cut from SciFact: eight judged queries, their relevant abstracts, and
+    // some distractors.
+    const [header = "", ...judgements] = readFileSync(`${SCIFACT_DIR}/qrels/train.tsv`, "utf8").trim().split("\n");
+    const queryIds = [...new Set(judgements.map((line) => line.split("\t")[0]))].slice(0, 8);
+    const qrels = judgements.filter((line) => queryIds.includes(line.split("\t")[0]));
+    const relevant = new Set(qrels.map((line) => line.split("\t")[1]));
+    const corpusLines = readFileSync(`${SCIFACT_DIR}/corpus.jsonl`, "utf8").trim().split("\n");
+    const corpus = corpusLines.filter((line, i) => i < 60 || relevant.has((JSON.parse(line) as { _id: string })._id));
+    const queries = readFileSync(`${SCIFACT_DIR}/queries.jsonl`, "utf8").trim().split("\n")
+      .filter((line) => queryIds.includes((JSON.parse(line) as { _id: string })._id));
+    const dir = join(mkdtempSync(join(tmpdir(), "pgrag-eval-")), `mini-scifact-${crypto.randomUUID().slice(0, 8)}`);
+    mkdirSync(join(dir, "qrels"), { recursive: true });
+    writeFileSync(join(dir, "corpus.jsonl"), `${corpus.join("\n")}\n`);
+    writeFileSync(join(dir, "queries.jsonl"), `${queries.join("\n")}\n`);
+    writeFileSync(join(dir, "qrels", "train.tsv"), `${header}\n${qrels.join("\n")}\n`);
+
+    const { stdout } = await pgrag("eval", "--dataset", dir);
+    expect(stdout).toMatch(new RegExp(`corpus: ${corpus.length} documents in collection "${dir.split("/").at(-1)}"`));
+    const rows = Object.fromEntries(
+      [...stdout.matchAll(/^(bm25|vector|hybrid)\s+(\d+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)$/gm)].map(
+        (m) => [m[1], m.slice(2).map(Number)],
+      ),
+    );
+    expect(Object.keys(rows).sort()).toEqual(["bm25", "hybrid", "vector"]);
+    for (const [queriesRun, ndcg, recall, ...latencies] of Object.values(rows) as number[][]) {
+      expect(queriesRun).toBe(queryIds.length);
+      expect(ndcg).toBeGreaterThan(0);
+      expect(ndcg).toBeLessThanOrEqual(1);
+      expect(recall).toBeLessThanOrEqual(1);
+      for (const ms of latencies) expect(ms).toBeGreaterThan(0);
+    }
+    // With the relevant abstracts among 60-odd documents, full text finds most of them.
+    expect(rows.bm25?.[2]).toBeGreaterThan(0.8);
   });
 });
