@@ -228,9 +228,10 @@ start_pgbouncer() {
   [[ -n $(bouncer_pid || true) ]] && return 0
   refuse_taken_port "$BOUNCER_PORT" pgbouncer
   as_db_user pgbouncer -d -q "$CLUSTER_DIR/pgbouncer/pgbouncer.ini"
+  # On a loaded 2-core machine PgBouncer has taken over 5 s to listen; give it 30.
   local i
-  for i in $(seq 1 50); do port_in_use "$BOUNCER_PORT" && return 0; sleep 0.1; done
-  die "pgbouncer did not start; see $CLUSTER_DIR/pgbouncer/pgbouncer.log"
+  for i in $(seq 1 300); do port_in_use "$BOUNCER_PORT" && return 0; sleep 0.1; done
+  die "pgbouncer did not start within 30 s; see $CLUSTER_DIR/pgbouncer/pgbouncer.log"
 }
 
 stop_pgbouncer() {
