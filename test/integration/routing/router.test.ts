@@ -149,5 +149,13 @@ describe("failures", () => {
       expect(value.rows[0]?.ef).not.toBe("123");
       expect(value.rows[0]?.tenant || null).toBeNull();
     }
+    // Settings travel as escaped literals (BEGIN and set_config share one simple-protocol query):
+    // a hostile value arrives as itself and runs nothing.
+    const hostile = "x', false); DROP TABLE tenants; --\\";
+    const { value } = await app.router.read({ settings: { "pgrag.probe": hostile } }, (db) =>
+      sql<{ probe: string }>`SELECT current_setting('pgrag.probe') AS probe`.execute(db),
+    );
+    expect(value.rows[0]?.probe).toBe(hostile);
+    await expect(app.router.read({}, (db) => sql`SELECT count(*) FROM tenants`.execute(db))).resolves.toBeDefined();
   });
 });
