@@ -55,8 +55,21 @@ try {
       INSERT INTO bench_bm25.collection_stats (collection_id, tenant_id, chunk_count, total_length)
       SELECT ${collectionId}::uuid, ${tenantId}::uuid, ${scale}::bigint, sum(dl) FROM (SELECT DISTINCT chunk_id, dl FROM bench_bm25.chunk_terms) d
     `.execute(db);
-    // The visibility map makes the postings scan index-only, as autovacuum would after ingestion.
-    await sql`VACUUM ANALYZE bench_bm25.chunk_terms`.execute(db);
+    // The visibility map makes the postings scan index-only, as autovacuum does after ingestion.
+    // A VACUUM right after the load cannot set it while the replicas' hot_standby_feedback still
+    // reports a snapshot from before the load (it is refreshed every few seconds): vacuum until
+    // every page is all-visible, or the scan would fetch a heap row per posting.
+    await sql`ANALYZE bench_bm25.chunk_terms`.execute(db);
+    for (let attempt = 0; ; attempt++) {
+      await sql`VACUUM bench_bm25.chunk_terms`.execute(db);
+      const { rows: pages } = await sql<{ visible: number; total: number }>`
+        SELECT relallvisible AS visible, relpages AS total FROM pg_class WHERE oid = 'bench_bm25.chunk_terms'::regclass
+      `.execute(db);
+      const { visible = 0, total = 1 } = pages[0] ?? {};
+      if (visible >= total) break;
+      if (attempt === 60) throw new Error(`only ${visible} of ${total} postings pages all-visible after a minute of VACUUM`);
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+    }
     const loadSeconds = (performance.now() - started) / 1000;
     const latencies: number[] = [];
     const postingsRead: number[] = [];

@@ -101,5 +101,13 @@ describe("index use on a replica", () => {
       [collectionId, ["mitochondri", "apoptosi"]],
     );
     expect(plan).toMatch(/Index Only Scan using chunk_terms_pkey on chunk_terms/);
+    // Index-only in fact, not just in plan: new postings must become all-visible soon, so
+    // autovacuum runs after 1% new rows instead of PostgreSQL's 20%.
+    const { rows } = await owner.query<{ options: string[] }>(
+      "SELECT reloptions AS options FROM pg_class WHERE oid = 'chunk_terms'::regclass",
+    );
+    expect(rows[0]?.options).toEqual(
+      expect.arrayContaining(["autovacuum_vacuum_insert_scale_factor=0.01", "autovacuum_vacuum_insert_threshold=10000"]),
+    );
   });
 });
