@@ -13,6 +13,7 @@ import pg from "pg";
 import { loadConfig } from "../src/config.ts";
 import type { Database } from "../src/db/database.ts";
 import { bm25Search, type SearchScope } from "../src/retrieval/search.sql.ts";
+import { waitFor } from "../test/helpers/cluster.ts";
 import { formatMs, percentile } from "./stats.ts";
 
 const SCALES = (process.env.BENCH_SCALES ?? "100000,300000,1000000").split(",").map(Number);
@@ -60,16 +61,17 @@ try {
     // reports a snapshot from before the load (it is refreshed every few seconds): vacuum until
     // every page is all-visible, or the scan would fetch a heap row per posting.
     await sql`ANALYZE bench_bm25.chunk_terms`.execute(db);
-    for (let attempt = 0; ; attempt++) {
-      await sql`VACUUM bench_bm25.chunk_terms`.execute(db);
-      const { rows: pages } = await sql<{ visible: number; total: number }>`
-        SELECT relallvisible AS visible, relpages AS total FROM pg_class WHERE oid = 'bench_bm25.chunk_terms'::regclass
-      `.execute(db);
-      const { visible = 0, total = 1 } = pages[0] ?? {};
-      if (visible >= total) break;
-      if (attempt === 60) throw new Error(`only ${visible} of ${total} postings pages all-visible after a minute of VACUUM`);
-      await new Promise((resolve) => setTimeout(resolve, 1000));
-    }
+    await waitFor(
+      "every postings page all-visible",
+      async () => {
+        await sql`VACUUM bench_bm25.chunk_terms`.execute(db);
+        const { rows: pages } = await sql<{ visible: number; total: number }>`
+          SELECT relallvisible AS visible, relpages AS total FROM pg_class WHERE oid = 'bench_bm25.chunk_terms'::regclass
+        `.execute(db);
+        return (pages[0]?.visible ?? 0) >= (pages[0]?.total ?? 1);
+      },
+      60_000,
+    );
     const loadSeconds = (performance.now() - started) / 1000;
     const latencies: number[] = [];
     const postingsRead: number[] = [];

@@ -16,6 +16,7 @@ import { createAdminDbNode } from "../src/tenancy/admin-db.ts";
 import { loadConfig } from "../src/config.ts";
 import { createLogger } from "../src/logger.ts";
 import { createApiKey, ensureTenant } from "../src/tenancy/api-keys.ts";
+import { waitFor } from "../test/helpers/cluster.ts";
 import { readScifactCorpus } from "../test/helpers/shared-data.ts";
 
 const config = loadConfig({
@@ -32,19 +33,20 @@ const admin = createAdminDbNode(config);
 // psql as the schema owner: the reference COPY, and cleaning up after earlier runs.
 const run = promisify(execFile);
 const url = config.database.migrationUrl;
-const psql = (...commands: string[]) =>
-  run("psql", [url, "-X", "-q", "-v", "ON_ERROR_STOP=1", ...commands.flatMap((c) => ["-c", c])]);
+/** Runs psql commands against `target`; returns what the last one printed, unaligned. */
+const psql = async (target: string, ...commands: string[]) =>
+  (await run("psql", [target, "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", ...commands.flatMap((c) => ["-c", c])])).stdout.trim();
 // Every run starts from the same database: an earlier (interrupted) run's tenant would grow the
 // shared HNSW graph and the postings, and slow this run down.
-await psql("DELETE FROM tenants WHERE name LIKE 'bench-ingest-%'", "VACUUM (ANALYZE) chunks, chunk_terms, documents");
+await psql(url, "DELETE FROM tenants WHERE name LIKE 'bench-ingest-%'", "VACUUM (ANALYZE) chunks, chunk_terms, documents");
 // ... and the replicas have replayed that clean-up: replay competes for the same two cores.
-const psqlValue = async (target: string, query: string) =>
-  (await run("psql", [target, "-X", "-At", "-c", query])).stdout.trim();
-const cleanedUpTo = await psqlValue(url, "SELECT pg_current_wal_lsn()");
+const cleanedUpTo = await psql(url, "SELECT pg_current_wal_lsn()");
 for (const replica of config.database.replicaUrls) {
-  while ((await psqlValue(replica, `SELECT pg_last_wal_replay_lsn() >= '${cleanedUpTo}'`)) !== "t") {
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
+  await waitFor(
+    "the replicas to replay the clean-up",
+    async () => (await psql(replica, `SELECT pg_last_wal_replay_lsn() >= '${cleanedUpTo}'`)) === "t",
+    300_000,
+  );
 }
 
 const corpus = await readScifactCorpus(Number.POSITIVE_INFINITY);
@@ -112,7 +114,6 @@ for (const metric of (await app.registry.getMetricsAsJSON()).filter(
 await app.stop();
 await closeDbNode(admin);
 
-
 // The reference: COPY the same chunk rows and their BM25 postings into tables with the same indexes
 // (GIN on tsv, HNSW on embedding, the postings' primary key). Once by one writer, as our per-worker
 // write path is; once by two writers at the same time, the most this database takes on this machine.
@@ -123,6 +124,7 @@ const halves = [0, 1];
 for (const half of halves) {
   const ofHalf = `tenant_id = '${tenantRow.id}' AND hashtext(document_id::text) & 1 = ${half}`;
   await psql(
+    url,
     `\\copy (SELECT ${columns} FROM chunks WHERE ${ofHalf}) TO '${dir}/chunks${half}.csv' CSV`,
     `\\copy (SELECT t.* FROM chunk_terms t JOIN chunks c ON c.id = t.chunk_id WHERE c.${ofHalf}) TO '${dir}/terms${half}.csv' CSV`,
   );
@@ -135,15 +137,15 @@ const resetTables =
   "DROP TABLE IF EXISTS bench_copy_chunks, bench_copy_terms; " +
   "CREATE TABLE bench_copy_chunks (LIKE chunks INCLUDING DEFAULTS INCLUDING GENERATED INCLUDING IDENTITY INCLUDING INDEXES); " +
   "CREATE TABLE bench_copy_terms (LIKE chunk_terms INCLUDING ALL)";
-await psql(resetTables);
+await psql(url, resetTables);
 const serialStart = performance.now();
-await psql(...halves.flatMap(copyHalf));
+await psql(url, ...halves.flatMap(copyHalf));
 const serialMs = performance.now() - serialStart;
-await psql(resetTables);
+await psql(url, resetTables);
 const parallelStart = performance.now();
-await Promise.all(halves.map((half) => psql(...copyHalf(half))));
+await Promise.all(halves.map((half) => psql(url, ...copyHalf(half))));
 const parallelMs = performance.now() - parallelStart;
-await psql("DROP TABLE bench_copy_chunks, bench_copy_terms", `DELETE FROM tenants WHERE id = '${tenantRow.id}'`);
+await psql(url, "DROP TABLE bench_copy_chunks, bench_copy_terms", `DELETE FROM tenants WHERE id = '${tenantRow.id}'`);
 rmSync(dir, { recursive: true, force: true });
 
 const chunks = Number(counts.chunks);

@@ -29,9 +29,9 @@ import { createLogger } from "../src/logger.ts";
 import {
   bm25Search,
   chunkDetails,
+  hnswSettings,
   type SearchScope,
   vectorSearchExact,
-  hnswSettings,
   vectorSearchIndexed,
 } from "../src/retrieval/search.sql.ts";
 import { SCIFACT_DIR } from "../test/helpers/shared-data.ts";

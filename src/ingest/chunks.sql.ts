@@ -64,11 +64,11 @@ export async function insertChunksWithPostings(
       RETURNING id, document_id, collection_id, tenant_id, tsv
     ),
     postings AS (
-      SELECT i.id, i.document_id, i.collection_id, i.tenant_id, u.lexeme, coalesce(cardinality(u.positions), 1) AS tf
+      SELECT i.id, i.collection_id, i.tenant_id, u.lexeme, coalesce(cardinality(u.positions), 1) AS tf
       FROM inserted i CROSS JOIN LATERAL unnest(i.tsv) AS u
     ),
     lengths AS (
-      SELECT id, document_id, sum(tf)::int AS dl FROM postings GROUP BY id, document_id
+      SELECT id, sum(tf)::int AS dl FROM postings GROUP BY id
     ),
     written AS (
       INSERT INTO chunk_terms (collection_id, term, chunk_id, tenant_id, tf, dl)

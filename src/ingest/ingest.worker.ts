@@ -251,16 +251,19 @@ export class IngestWorker {
             .execute()
         ).map((row) => [row.id, row]),
       );
-      const fresh = docs.filter((doc) => current.get(doc.documentId)?.version === doc.version);
+      const fresh = docs.flatMap((doc) => {
+        const before = current.get(doc.documentId);
+        return before?.version === doc.version ? [{ doc, before }] : [];
+      });
       if (fresh.length === 0) return { ready: 0, skipped: docs.length };
-      await tx.deleteFrom("chunks").where("document_id", "in", fresh.map((d) => d.documentId)).execute();
+      await tx.deleteFrom("chunks").where("document_id", "in", fresh.map(({ doc }) => doc.documentId)).execute();
       const added = await insertChunksWithPostings(
         tx,
-        fresh.map((doc) => ({ owner: doc, chunks: embedded.get(doc) ?? [] })),
+        fresh.map(({ doc }) => ({ owner: doc, chunks: embedded.get(doc) ?? [] })),
       );
-      const written = fresh.map((doc) => ({
+      const written = fresh.map(({ doc, before }) => ({
         doc,
-        before: current.get(doc.documentId),
+        before,
         after: added.get(doc.documentId) ?? { chunkCount: 0, lexemeTotal: 0 },
       }));
       await markDocumentsReady(
@@ -270,8 +273,8 @@ export class IngestWorker {
       const deltas = new Map<string, { tenantId: string; chunks: number; length: number }>();
       for (const { doc, before, after } of written) {
         const delta = deltas.get(doc.collectionId) ?? { tenantId: doc.tenantId, chunks: 0, length: 0 };
-        delta.chunks += after.chunkCount - (before?.chunk_count ?? 0);
-        delta.length += after.lexemeTotal - Number(before?.lexeme_total ?? 0);
+        delta.chunks += after.chunkCount - before.chunk_count;
+        delta.length += after.lexemeTotal - Number(before.lexeme_total);
         deltas.set(doc.collectionId, delta);
       }
       for (const [collectionId, delta] of [...deltas.entries()].sort(([a], [b]) => a.localeCompare(b))) {

@@ -15,9 +15,9 @@ import {
   chunkDetails,
   collectionChunkCount,
   countFilteredChunks,
+  hnswSettings,
   type SearchScope,
   vectorSearchExact,
-  hnswSettings,
   vectorSearchIndexed,
 } from "./search.sql.ts";
 
