@@ -51,7 +51,7 @@ const config = loadConfig({ ...process.env, PGRAG_LOG_LEVEL: "warn", PGRAG_REPLI
   PGRAG_RATE_LIMIT_PER_SECOND: "1000000", PGRAG_RATE_LIMIT_BURST: "1000000" });
 const app = createApp(config, { logger: createLogger({ logLevel: "warn" }) });
 await app.start();
-const { principal, apiKey, collection } = await loadBeirCollection(app, SCIFACT_DIR, (line) => console.log(line));
+const { principal, apiKey, collection, token } = await loadBeirCollection(app, SCIFACT_DIR, (line) => console.log(line));
 const { queries: allQueries } = await readBeirQueries(SCIFACT_DIR, "train");
 const queries = allQueries.slice(0, QUERIES).map((q) => q.text);
 
@@ -87,7 +87,7 @@ const candidates = Math.max(4 * K, 40);
 for (const [i, query] of queries.entries()) {
   const [embedding] = await embeddings.embed([query]);
   if (!embedding) throw new Error("no query embedding");
-  const outcome = await app.search.search(principal, { query, collections: [collection], mode: "hybrid", k: K }, null);
+  const outcome = await app.search.search(principal, { query, collections: [collection], mode: "hybrid", k: K }, token);
   recorded.length = 0;
   // The collection lookup and its chunk count are cached by the service after the first query, so a
   // steady-state query runs neither; the recorded script leaves them out too.

@@ -2,6 +2,7 @@ import { createReadStream } from "node:fs";
 import { basename } from "node:path";
 import { createInterface } from "node:readline";
 import type { App } from "../app.ts";
+import type { Lsn } from "../db/lsn.ts";
 import type { SearchMode } from "../retrieval/search.service.ts";
 import { adminTransaction } from "../tenancy/admin-transaction.ts";
 import { createApiKey, ensureTenant, type Principal } from "../tenancy/api-keys.ts";
@@ -62,6 +63,8 @@ export interface LoadedCollection {
   /** A fresh API key of the dataset's tenant, for driving the HTTP API. */
   readonly apiKey: string;
   readonly collection: string;
+  /** Covers every document written and processed: reads with it see the whole collection ready. */
+  readonly token: Lsn | null;
 }
 
 /**
@@ -93,11 +96,14 @@ export async function loadBeirCollection(
     });
   }
   const started = performance.now();
+  // Reads go to replicas: without the writes' token, a replica that has not replayed them yet
+  // shows no pending documents and the collection would look ready before it is.
+  let token: Lsn | null = null;
   let batch: BeirDocument[] = [];
   let total = 0;
   const flush = async () => {
     if (batch.length === 0) return;
-    await app.ingest.putDocuments(
+    ({ token } = await app.ingest.putDocuments(
       principal,
       name,
       batch.map((d) => ({
@@ -106,7 +112,7 @@ export async function loadBeirCollection(
         contentType: "text/plain" as const,
         title: d.title ?? null,
       })),
-    );
+    ));
     total += batch.length;
     batch = [];
   };
@@ -118,12 +124,14 @@ export async function loadBeirCollection(
   }
   await flush();
   for (;;) {
-    const { value } = await app.ingest.listDocuments(principal, name, { status: "pending", limit: 1 }, null);
+    const { value, observed } = await app.ingest.listDocuments(principal, name, { status: "pending", limit: 1 }, token);
+    // What this read saw (no pending document) is what later reads must see at least.
+    token = observed ?? token;
     if (value.length === 0) break;
     await new Promise((resolve) => setTimeout(resolve, 500));
   }
   log(`corpus: ${total} documents in collection "${name}", ready after ${((performance.now() - started) / 1000).toFixed(1)} s`);
-  return { ...loaded, collection: name };
+  return { ...loaded, collection: name, token };
 }
 
 export async function readBeirQueries(dataset: string, split: string): Promise<{ queries: { _id: string; text: string }[]; qrels: Qrels }> {
@@ -140,7 +148,7 @@ export async function readBeirQueries(dataset: string, split: string): Promise<{
  * document rankings. Chunks are mapped to their documents, each document at its best chunk's rank.
  */
 export async function evaluateBeir(app: App, options: EvalOptions): Promise<ModeResult[]> {
-  const { principal, collection: name } = await loadBeirCollection(app, options.dataset, options.log);
+  const { principal, collection: name, token } = await loadBeirCollection(app, options.dataset, options.log);
   const { queries, qrels } = await readBeirQueries(options.dataset, options.split);
   const judged = queries.slice(0, options.queryLimit ?? queries.length);
   const results: ModeResult[] = [];
@@ -149,7 +157,7 @@ export async function evaluateBeir(app: App, options: EvalOptions): Promise<Mode
     // and the query embedding is not cached yet. Then the deep pass the quality is measured on.
     const latencies: number[] = [];
     for (const query of judged) {
-      const outcome = await app.search.search(principal, { query: query.text, collections: [name], mode, k: 10 }, null);
+      const outcome = await app.search.search(principal, { query: query.text, collections: [name], mode, k: 10 }, token);
       latencies.push(outcome.timings.total);
     }
     const ndcgs: number[] = [];
@@ -159,7 +167,7 @@ export async function evaluateBeir(app: App, options: EvalOptions): Promise<Mode
       const outcome = await app.search.search(
         principal,
         { query: query.text, collections: [name], mode, k: 200, candidates: 200 },
-        null,
+        token,
       );
       deepLatencies.push(outcome.timings.total);
       const ranked: string[] = [];
