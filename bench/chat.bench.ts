@@ -10,7 +10,7 @@ import { loadConfig } from "../src/config.ts";
 import { loadBeirCollection, readBeirQueries } from "../src/evaluation/beir.ts";
 import { createLogger } from "../src/logger.ts";
 import { readSse } from "../test/helpers/sse.ts";
-import { SCIFACT_DIR } from "../test/helpers/shared-data.ts";
+import { SCIFACT_DIR } from "../src/evaluation/datasets.ts";
 import { formatMs, percentile } from "./stats.ts";
 
 const QUESTIONS = Number(process.env.BENCH_QUESTIONS ?? 100);

@@ -17,7 +17,7 @@ import { loadConfig } from "../src/config.ts";
 import { createLogger } from "../src/logger.ts";
 import { createApiKey, ensureTenant } from "../src/tenancy/api-keys.ts";
 import { waitFor } from "../test/helpers/cluster.ts";
-import { readScifactCorpus } from "../test/helpers/shared-data.ts";
+import { readScifactCorpus } from "../src/evaluation/datasets.ts";
 
 const config = loadConfig({
   ...process.env,

@@ -34,7 +34,7 @@ import {
   vectorSearchExact,
   vectorSearchIndexed,
 } from "../src/retrieval/search.sql.ts";
-import { SCIFACT_DIR } from "../test/helpers/shared-data.ts";
+import { SCIFACT_DIR } from "../src/evaluation/datasets.ts";
 
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 8);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 8);

@@ -1,6 +1,6 @@
 /**
  * `npm run bench:recall`: recall@10 of pgvector's HNSW index against exact search on sift5k
- * (../shared/eval/sift5k, texmex fvecs/ivecs) at several hnsw.ef_search values, for L2 (against the
+ * (data/sift5k, texmex fvecs/ivecs) at several hnsw.ef_search values, for L2 (against the
  * shipped ground truth) and cosine (against an exact scan computed here), plus filtered queries at
  * 1% selectivity through iterative index scans. Uses a scratch schema, dropped at the end.
  */
@@ -8,7 +8,7 @@ import { readFileSync } from "node:fs";
 import pg from "pg";
 import pgvector from "pgvector";
 import { loadConfig } from "../src/config.ts";
-import { SHARED_DIR } from "../test/helpers/shared-data.ts";
+import { SIFT5K_DIR } from "../src/evaluation/datasets.ts";
 
 function readVectors(path: string, type: "f" | "i"): number[][] {
   const buffer = readFileSync(path);
@@ -23,7 +23,7 @@ function readVectors(path: string, type: "f" | "i"): number[][] {
   return rows;
 }
 
-const dir = `${SHARED_DIR}/eval/sift5k`;
+const dir = SIFT5K_DIR;
 const base = readVectors(`${dir}/sift5k_base.fvecs`, "f");
 const queries = readVectors(`${dir}/sift5k_query.fvecs`, "f");
 const truthL2 = readVectors(`${dir}/sift5k_groundtruth.ivecs`, "i").map((row) => row.slice(0, 10));

@@ -15,7 +15,7 @@ import { createApp } from "../src/app.ts";
 import { loadConfig } from "../src/config.ts";
 import { loadBeirCollection } from "../src/evaluation/beir.ts";
 import { createLogger } from "../src/logger.ts";
-import { SCIFACT_DIR } from "../test/helpers/shared-data.ts";
+import { SCIFACT_DIR } from "../src/evaluation/datasets.ts";
 import { runScenarios } from "./runner.ts";
 
 const CLUSTER = { PGRAG_CLUSTER_DIR: "/var/tmp/pgrag/scaling", PGRAG_PG_PORT: "45432", PGRAG_PGBOUNCER_PORT: "46432" };

@@ -7,6 +7,7 @@ import { migrate } from "./db/migrate.ts";
 import { adminTransaction } from "./tenancy/admin-transaction.ts";
 import { runAsk, runIngest } from "./cli/local-commands.ts";
 import { evaluateBeir } from "./evaluation/beir.ts";
+import { SCIFACT_DIR } from "./evaluation/datasets.ts";
 import { startDevInferenceServer } from "./inference/dev-server.ts";
 import { createLogger } from "./logger.ts";
 import type { SearchMode } from "./retrieval/search.service.ts";
@@ -36,7 +37,7 @@ Commands:
                         create an API key (and the tenant if new); the key is shown once
   keys list --tenant NAME
   keys revoke KEY_ID
-  eval --dataset DIR [--split train] [--modes hybrid,vector,bm25] [--limit N]
+  eval [--dataset DIR (default: the vendored SciFact)] [--split train] [--modes hybrid,vector,bm25] [--limit N]
                         ingest a BEIR-format folder and print nDCG@10, Recall@100 and latency per mode
   dev-inference [--port N]
                         run the OpenAI-compatible dev inference server on its own
@@ -131,10 +132,6 @@ async function runEval(args: string[]): Promise<void> {
       limit: { type: "string" },
     },
   });
-  if (!values.dataset)
-    throw new UsageError(
-      "eval needs --dataset DIR (a BEIR folder: corpus.jsonl, queries.jsonl, qrels/<split>.tsv)",
-    );
   const modes = values.modes.split(",").map((m) => m.trim());
   const bad = modes.filter((m) => !["hybrid", "vector", "bm25"].includes(m));
   if (bad.length > 0) throw new UsageError(`--modes takes hybrid, vector, bm25; not ${bad.join(", ")}`);
@@ -142,7 +139,7 @@ async function runEval(args: string[]): Promise<void> {
   await app.start({ listen: false });
   try {
     const results = await evaluateBeir(app, {
-      dataset: values.dataset,
+      dataset: values.dataset ?? SCIFACT_DIR,
       split: values.split,
       modes: modes as SearchMode[],
       ...(values.limit ? { queryLimit: Number(values.limit) } : {}),

@@ -6,17 +6,13 @@ import type { Lsn } from "../db/lsn.ts";
 import type { SearchMode } from "../retrieval/search.service.ts";
 import { adminTransaction } from "../tenancy/admin-transaction.ts";
 import { createApiKey, ensureTenant, type Principal } from "../tenancy/api-keys.ts";
+import { jsonLines } from "./datasets.ts";
 import { mean, ndcgAt, percentile, type Qrels, recallAt } from "./metrics.ts";
 
 interface BeirDocument {
   _id: string;
   title?: string;
   text: string;
-}
-
-async function* jsonLines<T>(path: string): AsyncGenerator<T> {
-  const lines = createInterface({ input: createReadStream(path), crlfDelay: Number.POSITIVE_INFINITY });
-  for await (const line of lines) if (line.trim()) yield JSON.parse(line) as T;
 }
 
 async function readQrels(path: string): Promise<Map<string, Map<string, number>>> {

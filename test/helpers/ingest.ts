@@ -1,7 +1,7 @@
 import type { App } from "../../src/app.ts";
 import { api, newTenantKey } from "./api.ts";
 import { waitFor } from "./cluster.ts";
-import { readScifactCorpus } from "./shared-data.ts";
+import { readScifactCorpus } from "../../src/evaluation/datasets.ts";
 
 export interface DocumentJson {
   id: string;

@@ -4,7 +4,7 @@ import { api, newTenantKey } from "../../helpers/api.ts";
 import { startTestApp } from "../../helpers/app.ts";
 import { adminQuery, clusterUrls, waitFor } from "../../helpers/cluster.ts";
 import { createCollection, waitForDocuments } from "../../helpers/ingest.ts";
-import { readScifactCorpus } from "../../helpers/shared-data.ts";
+import { readScifactCorpus } from "../../../src/evaluation/datasets.ts";
 
 const VIEWS = [
   "daily_usage",

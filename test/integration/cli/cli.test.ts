@@ -6,7 +6,7 @@ import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { describe, expect, it } from "vitest";
 import { TEST_ENV_FILE } from "../../helpers/cluster.ts";
-import { readScifactCorpus, SCIFACT_DIR } from "../../helpers/shared-data.ts";
+import { readScifactCorpus, SCIFACT_DIR } from "../../../src/evaluation/datasets.ts";
 
 const run = promisify(execFile);
 const CLI = fileURLToPath(new URL("../../../bin/pgrag.js", import.meta.url));

@@ -7,7 +7,7 @@ import { loadConfig } from "../../../src/config.ts";
 import { createLogger } from "../../../src/logger.ts";
 import { api } from "../../helpers/api.ts";
 import { waitForDocuments } from "../../helpers/ingest.ts";
-import { readScifactCorpus } from "../../helpers/shared-data.ts";
+import { readScifactCorpus } from "../../../src/evaluation/datasets.ts";
 
 // No database URL at all: the embedded PGlite default, with the very same code paths.
 const dataDir = join(mkdtempSync(join(tmpdir(), "pgrag-embedded-")), "data");

@@ -3,7 +3,7 @@ import { api, newTenantKey } from "../../helpers/api.ts";
 import { startTestApp } from "../../helpers/app.ts";
 import { adminQuery, cluster, restoreTopology, waitFor } from "../../helpers/cluster.ts";
 import { createCollection, waitForDocuments } from "../../helpers/ingest.ts";
-import { readScifactCorpus } from "../../helpers/shared-data.ts";
+import { readScifactCorpus } from "../../../src/evaluation/datasets.ts";
 
 afterEach(() => restoreTopology());
 

@@ -3,7 +3,7 @@ import pg from "pg";
 import pgvector from "pgvector";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { adminQuery, clusterUrls, waitFor } from "../../helpers/cluster.ts";
-import { readScifactCorpus } from "../../helpers/shared-data.ts";
+import { readScifactCorpus } from "../../../src/evaluation/datasets.ts";
 
 const DIM = 384;
 const CHUNKS = 2_000;

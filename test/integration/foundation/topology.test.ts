@@ -1,7 +1,8 @@
 import { randomUUID } from "node:crypto";
 import pg from "pg";
 import { afterAll, describe, expect, it } from "vitest";
-import { clusterUrls, waitFor } from "../../helpers/cluster.ts";
+import { clusterUrls, TEST_CLUSTER, waitFor } from "../../helpers/cluster.ts";
+import { dockerReachable, readTopologyState, selectTopology } from "../../helpers/topology.ts";
 
 // Straight pg clients through PgBouncer: this checks the topology itself, below the app's router.
 const urls = clusterUrls();
@@ -75,5 +76,12 @@ describe("native topology", () => {
       const { rows: setting } = await replica.query("SHOW hot_standby_feedback");
       expect(setting[0].hot_standby_feedback).toBe("on");
     }
+  });
+});
+
+describe("the topology this run chose", () => {
+  it("is the one selection picks on this machine", async () => {
+    const expected = await selectTopology(process.env.PGRAG_TEST_TOPOLOGY, dockerReachable);
+    expect(readTopologyState(TEST_CLUSTER).kind).toBe(expected);
   });
 });

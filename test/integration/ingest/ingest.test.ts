@@ -4,7 +4,7 @@ import { api, newTenantKey } from "../../helpers/api.ts";
 import { startTestApp } from "../../helpers/app.ts";
 import { adminQuery } from "../../helpers/cluster.ts";
 import { createCollection, waitForDocuments } from "../../helpers/ingest.ts";
-import { readScifactCorpus } from "../../helpers/shared-data.ts";
+import { readScifactCorpus } from "../../../src/evaluation/datasets.ts";
 
 const app = await startTestApp({ PGRAG_WORKER_POLL_SECONDS: "0.5", PGRAG_MAX_DOCUMENT_BYTES: "200000" });
 const dev = () => {

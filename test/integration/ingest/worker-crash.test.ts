@@ -5,7 +5,7 @@ import { api, newTenantKey } from "../../helpers/api.ts";
 import { startTestApp } from "../../helpers/app.ts";
 import { adminQuery, TEST_ENV_FILE, waitFor } from "../../helpers/cluster.ts";
 import { createCollection, waitForDocuments } from "../../helpers/ingest.ts";
-import { readScifactCorpus } from "../../helpers/shared-data.ts";
+import { readScifactCorpus } from "../../../src/evaluation/datasets.ts";
 
 const CLI = fileURLToPath(new URL("../../../bin/pgrag.js", import.meta.url));
 // Jobs expire quickly so that a dead worker's jobs come back within the test.

@@ -3,7 +3,7 @@ import { api, newTenantKey } from "../../helpers/api.ts";
 import { startTestApp } from "../../helpers/app.ts";
 import { adminQuery } from "../../helpers/cluster.ts";
 import { createCollection, waitForDocuments } from "../../helpers/ingest.ts";
-import { readScifactCorpus } from "../../helpers/shared-data.ts";
+import { readScifactCorpus } from "../../../src/evaluation/datasets.ts";
 
 // PGRAG_EXACT_SCAN_THRESHOLD=0: every vector query walks the HNSW index, so filtered queries
 // exercise pgvector's iterative scans rather than the exact path.
