@@ -4,7 +4,7 @@ import { describe, expect, it } from "vitest";
 import { parse } from "yaml";
 import { loadConfig } from "../../src/config.ts";
 import { TEST_CLUSTER } from "../helpers/cluster.ts";
-import { containerTopologySpec, dockerReachable, readTopologyState, selectTopology } from "../helpers/topology.ts";
+import { containerTopologySpec, selectTopology } from "../helpers/topology.ts";
 
 const root = fileURLToPath(new URL("../../", import.meta.url));
 const composeText = readFileSync(`${root}/docker-compose.yml`, "utf8");
@@ -25,11 +25,6 @@ describe("the suite's topology selection", () => {
   it("refuses a forced container run without an engine, and an unknown choice, with a message", async () => {
     await expect(selectTopology("containers", reachable(false))).rejects.toThrow(/no reachable Docker engine.*DOCKER_HOST/);
     await expect(selectTopology("kubernetes", reachable(true))).rejects.toThrow(/auto, native or containers/);
-  });
-
-  it("ran this suite on the topology that selection picks on this machine", async () => {
-    const expected = await selectTopology(process.env.PGRAG_TEST_TOPOLOGY, dockerReachable);
-    expect(readTopologyState(TEST_CLUSTER).kind).toBe(expected);
   });
 });
 
