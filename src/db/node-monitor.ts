@@ -121,8 +121,8 @@ export class NodeMonitor {
     );
   }
 
-  /** Re-reads one replica's replay position; used while a read waits for its consistency token. */
-  async refreshReplica(node: DbNode): Promise<NodeHealth> {
+  /** Re-reads one node's position now: a replica's while a read waits for its token, the primary's to check a token. */
+  async refreshNode(node: DbNode): Promise<NodeHealth> {
     await this.#probe(node);
     return this.health(node.name);
   }

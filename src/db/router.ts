@@ -6,8 +6,17 @@ import type { Logger } from "../logger.ts";
 import { isConnectionError } from "./connection-errors.ts";
 import type { Database } from "./database.ts";
 import { formatLsn, type Lsn, parseLsn } from "./lsn.ts";
-import type { NodeMonitor } from "./node-monitor.ts";
+import type { NodeHealth, NodeMonitor } from "./node-monitor.ts";
 import type { DbNode } from "./pools.ts";
+import {
+  chooseFallback,
+  clampToken,
+  type NodeView,
+  pickLeastBusy,
+  replicasCaughtUp,
+  replicasInRotation,
+  replicasThatMayCatchUp,
+} from "./routing-policy.ts";
 
 /**
  * The single entry point to the database: `write` runs on the primary and returns a consistency
@@ -71,6 +80,7 @@ export class Router {
   readonly #outstanding = new Map<string, number>();
   readonly #reads: Counter<"node" | "reason">;
   readonly #retries: Counter<"node">;
+  #primaryRefresh: Promise<NodeHealth> | undefined;
 
   constructor(
     nodes: { primary: DbNode; replicas: readonly DbNode[] },
@@ -141,15 +151,19 @@ export class Router {
   /**
    * Runs `work` on a replica (or the primary), honouring the consistency token. A node that fails
    * with a connection error is taken out of rotation and the read moves on to the next candidate,
-   * so a read fails only when no node can serve it.
+   * so a read fails only when no node can serve it. Waiting for a replica to reach the token is
+   * bounded once per read (`consistencyWaitMs`), however many nodes are tried.
    */
   async read<T>(options: ReadOptions, work: (db: Executor) => Promise<T>): Promise<ReadResult<T>> {
-    const token = options.token ?? null;
+    const token = options.token == null ? null : await this.#withinPrimary(options.token);
+    const deadline = Date.now() + this.#options.consistencyWaitMs;
     const failed: string[] = [];
     let lastError: unknown;
     while (failed.length <= this.#replicas.length) {
       const replica =
-        token === null ? this.#pickReplica(failed) : await this.#pickReplicaAtLeast(token, failed);
+        token === null
+          ? pickLeastBusy(replicasInRotation(this.#replicaViews(), failed))?.node
+          : await this.#pickReplicaAtLeast(token, failed, deadline);
       const node = replica ?? (failed.includes(this.#primary.name) ? undefined : this.#fallback(token));
       if (!node) break;
       try {
@@ -178,6 +192,23 @@ export class Router {
       cause: lastError,
       retryAfterSeconds: 1,
     });
+  }
+
+  /**
+   * The token, clamped to the primary's position when it is ahead of it. The monitor's last probe
+   * may predate a write that just committed, so a token past it is checked against a fresh probe
+   * (shared by concurrent reads) before it is clamped; with the primary unreachable it stays as sent.
+   */
+  async #withinPrimary(token: Lsn): Promise<Lsn> {
+    const known = this.#monitor.health(this.#primary.name).lsn;
+    if (known !== null && token <= known) return token;
+    this.#primaryRefresh ??= this.#monitor
+      .refreshNode(this.#primary)
+      .finally(() => {
+        this.#primaryRefresh = undefined;
+      });
+    const fresh = await this.#primaryRefresh;
+    return fresh.state === "down" ? token : clampToken(token, fresh.lsn);
   }
 
   async #readOn<T>(
@@ -220,66 +251,39 @@ export class Router {
   }
 
   #fallback(token: Lsn | null): DbNode {
-    const primaryDown = this.#monitor.health(this.#primary.name).state === "down";
-    if (token === null && !this.#options.readFallbackToPrimary) {
-      throw new UnavailableError("no healthy read replica is available", { retryAfterSeconds: 1 });
-    }
-    if (primaryDown && token === null) {
-      // Better a replica beyond the lag bound than no answer at all.
-      const lagging = this.#replicas.filter((r) => this.#monitor.health(r.name).state === "lagging");
-      const choice = this.#leastBusy(lagging);
-      if (choice) return choice;
-    }
-    if (primaryDown) {
-      throw new UnavailableError(
-        token === null
-          ? "no database node is available for reads"
-          : "no replica has caught up with your last write yet and the primary is unreachable; retry shortly",
-        { retryAfterSeconds: 1 },
-      );
-    }
-    return this.#primary;
-  }
-
-  /** Power of two choices on outstanding requests among replicas in rotation. */
-  #pickReplica(exclude: readonly string[]): DbNode | undefined {
-    return this.#leastBusy(
-      this.#replicas.filter((r) => !exclude.includes(r.name) && this.#monitor.health(r.name).state === "up"),
-    );
+    const decision = chooseFallback({
+      token,
+      primaryState: this.#monitor.health(this.#primary.name).state,
+      readFallbackToPrimary: this.#options.readFallbackToPrimary,
+      replicas: this.#replicaViews(),
+    });
+    if (decision.kind === "unavailable") throw new UnavailableError(decision.message, { retryAfterSeconds: 1 });
+    return decision.kind === "replica" ? decision.node.node : this.#primary;
   }
 
   /**
-   * A replica that has replayed up to the token, waiting up to `consistencyWaitMs` for one to catch
+   * A replica that has replayed up to the token, waiting until the read's deadline for one to catch
    * up; undefined when none does (the caller then goes to the primary).
    */
-  async #pickReplicaAtLeast(token: Lsn, exclude: readonly string[] = []): Promise<DbNode | undefined> {
+  async #pickReplicaAtLeast(token: Lsn, exclude: readonly string[], deadline: number): Promise<DbNode | undefined> {
     if (token === PRIMARY_ONLY_TOKEN) return undefined;
-    const candidates = () =>
-      this.#replicas.filter(
-        (r) => !exclude.includes(r.name) && this.#monitor.health(r.name).state !== "down",
-      );
-    const deadline = Date.now() + this.#options.consistencyWaitMs;
     for (;;) {
-      const caughtUp = candidates().filter((r) => {
-        const lsn = this.#monitor.health(r.name).lsn;
-        return lsn !== null && lsn >= token;
-      });
-      const choice = this.#leastBusy(caughtUp);
-      if (choice) return choice;
-      if (Date.now() >= deadline || candidates().length === 0) return undefined;
+      const choice = pickLeastBusy(replicasCaughtUp(this.#replicaViews(), token, exclude));
+      if (choice) return choice.node;
+      const waiting = replicasThatMayCatchUp(this.#replicaViews(), exclude);
+      if (Date.now() >= deadline || waiting.length === 0) return undefined;
       await Promise.all([
         new Promise((resolve) => setTimeout(resolve, CONSISTENCY_POLL_MS)),
-        ...candidates().map((r) => this.#monitor.refreshReplica(r)),
+        ...waiting.map((r) => this.#monitor.refreshNode(r.node)),
       ]);
     }
   }
 
-  #leastBusy(nodes: readonly DbNode[]): DbNode | undefined {
-    if (nodes.length <= 1) return nodes[0];
-    const a = nodes[Math.floor(Math.random() * nodes.length)] as DbNode;
-    let b = nodes[Math.floor(Math.random() * (nodes.length - 1))] as DbNode;
-    if (b === a) b = nodes[nodes.length - 1] as DbNode;
-    return (this.#outstanding.get(a.name) ?? 0) <= (this.#outstanding.get(b.name) ?? 0) ? a : b;
+  #replicaViews(): (NodeView & { readonly node: DbNode })[] {
+    return this.#replicas.map((node) => {
+      const { state, lsn } = this.#monitor.health(node.name);
+      return { name: node.name, state, lsn, outstanding: this.#outstanding.get(node.name) ?? 0, node };
+    });
   }
 
   async #track<T>(node: DbNode, run: () => Promise<T>): Promise<T> {
