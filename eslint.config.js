@@ -23,6 +23,10 @@ export default tseslint.config(
     rules: { "no-console": "error" },
   },
   {
+    files: ["**/*.cjs"],
+    languageOptions: { sourceType: "commonjs", globals: { module: "writable", require: "readonly" } },
+  },
+  {
     // k6 provides these globals to its scripts.
     files: ["loadtest/k6/**/*.js"],
     languageOptions: { globals: { __ENV: "readonly", __ITER: "readonly", __VU: "readonly" } },

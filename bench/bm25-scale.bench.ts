@@ -13,7 +13,7 @@ import pg from "pg";
 import { loadConfig } from "../src/config.ts";
 import type { Database } from "../src/db/database.ts";
 import { bm25Search, type SearchScope } from "../src/retrieval/search.sql.ts";
-import { waitFor } from "../test/helpers/cluster.ts";
+import { waitFor } from "../harness/wait-for.ts";
 import { formatMs, percentile } from "./stats.ts";
 
 const SCALES = (process.env.BENCH_SCALES ?? "100000,300000,1000000").split(",").map(Number);

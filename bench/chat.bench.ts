@@ -9,7 +9,7 @@ import { createApp } from "../src/app.ts";
 import { loadConfig } from "../src/config.ts";
 import { loadBeirCollection, readBeirQueries } from "../src/evaluation/beir.ts";
 import { createLogger } from "../src/logger.ts";
-import { readSse } from "../test/helpers/sse.ts";
+import { readSse } from "../harness/sse.ts";
 import { SCIFACT_DIR } from "../src/evaluation/datasets.ts";
 import { formatMs, percentile } from "./stats.ts";
 

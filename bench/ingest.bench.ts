@@ -16,7 +16,7 @@ import { createAdminDbNode } from "../src/tenancy/admin-db.ts";
 import { loadConfig } from "../src/config.ts";
 import { createLogger } from "../src/logger.ts";
 import { createApiKey, ensureTenant } from "../src/tenancy/api-keys.ts";
-import { waitFor } from "../test/helpers/cluster.ts";
+import { waitFor } from "../harness/wait-for.ts";
 import { readScifactCorpus } from "../src/evaluation/datasets.ts";
 
 const config = loadConfig({

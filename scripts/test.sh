@@ -7,6 +7,7 @@ bash scripts/ensure-deps.sh
 npx tsc --noEmit -p .
 npx tsc -p loadtest/tsconfig.json # the k6 scripts, checked against @types/k6
 npx eslint .
+npx depcruise src bench loadtest harness test --config .dependency-cruiser.cjs # the layering
 mkdir -p test-results
 status=0
 npx vitest run --reporter=default --reporter=json --outputFile.json=test-results/vitest.json "$@" || status=$?

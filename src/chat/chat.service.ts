@@ -5,7 +5,6 @@ import type { Router } from "../db/router.ts";
 import { AppError, NotFoundError } from "../errors.ts";
 import type { ChatClient, ChatMessage, ChatUsage } from "../inference/chat-client.ts";
 import { upstreamError } from "../inference/upstream-error.ts";
-import { findCollection } from "../ingest/collections.repository.ts";
 import type { SearchFilter } from "../retrieval/filters.ts";
 import type { SearchMode, SearchService } from "../retrieval/search.service.ts";
 import type { Principal } from "../tenancy/api-keys.ts";
@@ -204,7 +203,15 @@ export class ChatService {
   /** Feedback may only name an answer of the caller's own tenant. */
   async assertAnswerExists(principal: Principal, messageId: string, clientToken: Lsn | null): Promise<void> {
     const { value } = await this.#router.read({ token: clientToken, tenantId: principal.tenantId }, (db) =>
-      db.selectFrom("messages").select("id").where("id", "=", messageId).where("role", "=", "assistant").executeTakeFirst(),
+      db
+        .selectFrom("messages")
+        .select("id")
+        // Row-level security already scopes this; the filter keeps it so where RLS does not bind
+        // (the embedded superuser), so another tenant's message id is never confirmed.
+        .where("tenant_id", "=", principal.tenantId)
+        .where("id", "=", messageId)
+        .where("role", "=", "assistant")
+        .executeTakeFirst(),
     );
     if (!value) throw new NotFoundError(`no answer with message id ${messageId}`);
   }
@@ -219,15 +226,14 @@ export class ChatService {
     }
     if (!request.persist) return { conversationId: null, history, token: clientToken };
     const { value: conversationId, token } = await this.#router.write(async (tx) => {
-      const collection = await findCollection(tx, principal.tenantId, request.collection);
-      if (!collection) throw new NotFoundError(`no collection "${request.collection}"`);
       const id =
         request.conversationId ??
         (await insertConversation(tx, {
           tenantId: principal.tenantId,
-          collectionId: collection.id,
+          collectionName: request.collection,
           title: request.question,
         }));
+      if (!id) throw new NotFoundError(`no collection "${request.collection}"`);
       await insertMessage(tx, {
         tenantId: principal.tenantId,
         conversationId: id,

@@ -59,20 +59,28 @@ export async function listMessages(
   }));
 }
 
+/** A new conversation on the tenant's collection of that name; undefined when there is no such collection. */
 export async function insertConversation(
   db: Kysely<Database>,
-  input: { tenantId: string; collectionId: string; title: string },
-): Promise<string> {
+  input: { tenantId: string; collectionName: string; title: string },
+): Promise<string | undefined> {
   const row = await db
     .insertInto("conversations")
-    .values({
-      tenant_id: input.tenantId,
-      collection_id: input.collectionId,
-      title: input.title.slice(0, 200),
-    })
+    .columns(["tenant_id", "collection_id", "title"])
+    .expression(
+      db
+        .selectFrom("collections")
+        .select([
+          "tenant_id",
+          "id",
+          sql<string>`${input.title.slice(0, 200)}::text`.as("title"),
+        ])
+        .where("tenant_id", "=", input.tenantId)
+        .where("name", "=", input.collectionName),
+    )
     .returning("id")
-    .executeTakeFirstOrThrow();
-  return row.id;
+    .executeTakeFirst();
+  return row?.id;
 }
 
 export async function insertMessage(

@@ -1,5 +1,5 @@
 import type { ChatMessage } from "../inference/chat-client.ts";
-import { estimateTokens } from "../ingest/chunking.ts";
+import { estimateTokens } from "../text/token-estimate.ts";
 
 export interface ContextPassage {
   readonly chunkId: string;

@@ -1,9 +1,11 @@
 import { createReadStream } from "node:fs";
 import { basename } from "node:path";
 import { createInterface } from "node:readline";
-import type { App } from "../app.ts";
+import type { Config } from "../config.ts";
+import type { Router } from "../db/router.ts";
+import type { IngestService } from "../ingest/ingest.service.ts";
 import type { Lsn } from "../db/lsn.ts";
-import type { SearchMode } from "../retrieval/search.service.ts";
+import type { SearchMode, SearchService } from "../retrieval/search.service.ts";
 import { adminTransaction } from "../tenancy/admin-transaction.ts";
 import { createApiKey, ensureTenant, type Principal } from "../tenancy/api-keys.ts";
 import { jsonLines } from "./datasets.ts";
@@ -54,6 +56,14 @@ export interface ModeResult {
   readonly queries: number;
 }
 
+/** What loading and evaluating need of the platform: its services, and the owner's connection for tenants. */
+export interface EvaluationPlatform {
+  readonly config: Config;
+  readonly router: Router;
+  readonly ingest: IngestService;
+  readonly search: SearchService;
+}
+
 export interface LoadedCollection {
   readonly principal: Principal;
   /** A fresh API key of the dataset's tenant, for driving the HTTP API. */
@@ -69,7 +79,7 @@ export interface LoadedCollection {
  * `limit` loads only the corpus's first documents.
  */
 export async function loadBeirCollection(
-  app: App,
+  app: EvaluationPlatform,
   dataset: string,
   log: (line: string) => void,
   options: { limit?: number } = {},
@@ -143,7 +153,7 @@ export async function readBeirQueries(dataset: string, split: string): Promise<{
  * Runs every judged query of a BEIR folder in each mode through the search service and scores the
  * document rankings. Chunks are mapped to their documents, each document at its best chunk's rank.
  */
-export async function evaluateBeir(app: App, options: EvalOptions): Promise<ModeResult[]> {
+export async function evaluateBeir(app: EvaluationPlatform, options: EvalOptions): Promise<ModeResult[]> {
   const { principal, collection: name, token } = await loadBeirCollection(app, options.dataset, options.log);
   const { queries, qrels } = await readBeirQueries(options.dataset, options.split);
   const judged = queries.slice(0, options.queryLimit ?? queries.length);

@@ -3,7 +3,7 @@ import { type ServerType, serve } from "@hono/node-server";
 import { Hono } from "hono";
 import { streamSSE } from "hono/streaming";
 import { z } from "zod";
-import { estimateTokens } from "../ingest/chunking.ts";
+import { estimateTokens } from "../text/token-estimate.ts";
 import { hashEmbedding, toBase64Floats } from "./hash-embedding.ts";
 
 /**

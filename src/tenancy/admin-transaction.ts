@@ -1,16 +1,20 @@
 import type { Kysely } from "kysely";
-import type { App } from "../app.ts";
+import type { Config } from "../config.ts";
 import type { Database } from "../db/database.ts";
 import { closeDbNode } from "../db/pools.ts";
+import type { Router } from "../db/router.ts";
 import { createAdminDbNode } from "./admin-db.ts";
 
 /**
  * Runs tenant and key administration as the schema owner. The embedded database has one session and
  * one (super)user, so there it goes through the app's own connection instead of a second one.
  */
-export async function adminTransaction<T>(app: App, work: (tx: Kysely<Database>) => Promise<T>): Promise<T> {
-  if (app.config.database.embedded) return (await app.router.write(work)).value;
-  const admin = createAdminDbNode(app.config);
+export async function adminTransaction<T>(
+  platform: { readonly config: Config; readonly router: Router },
+  work: (tx: Kysely<Database>) => Promise<T>,
+): Promise<T> {
+  if (platform.config.database.embedded) return (await platform.router.write(work)).value;
+  const admin = createAdminDbNode(platform.config);
   try {
     return await admin.db.transaction().execute(work);
   } finally {

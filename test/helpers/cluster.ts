@@ -3,6 +3,7 @@ import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { parseEnv, promisify } from "node:util";
 import pg from "pg";
+import { waitFor } from "../../harness/wait-for.ts";
 import { containerNodeCommand, readTopologyState } from "./topology.ts";
 
 const run = promisify(execFile);
@@ -67,24 +68,6 @@ export async function adminQuery<R extends pg.QueryResultRow = pg.QueryResultRow
     return (await client.query<R>(text, values)).rows;
   } finally {
     await client.end();
-  }
-}
-
-/** Polls until `check` returns a truthy value; fails with `what` after the deadline. No fixed sleeps. */
-export async function waitFor<T>(what: string, check: () => Promise<T> | T, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let lastError: unknown;
-  for (;;) {
-    try {
-      const value = await check();
-      if (value) return value;
-    } catch (error) {
-      lastError = error;
-    }
-    if (Date.now() > deadline) {
-      throw new Error(`timed out waiting for ${what}${lastError ? `: ${(lastError as Error).message}` : ""}`);
-    }
-    await new Promise((resolve) => setTimeout(resolve, 50));
   }
 }
 

@@ -1,6 +1,6 @@
 import type { App } from "../../src/app.ts";
 import { api, newTenantKey } from "./api.ts";
-import { waitFor } from "./cluster.ts";
+import { waitFor } from "../../harness/wait-for.ts";
 import { readScifactCorpus } from "../../src/evaluation/datasets.ts";
 
 export interface DocumentJson {

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { chunkText, estimateTokens } from "../../src/ingest/chunking.ts";
+import { chunkText } from "../../src/ingest/chunking.ts";
+import { estimateTokens } from "../../src/text/token-estimate.ts";
 import { readScifactCorpus } from "../../src/evaluation/datasets.ts";
 
 const options = { maxTokens: 60, overlapTokens: 12, minTokens: 10 };

@@ -2,7 +2,8 @@ import pg from "pg";
 import { afterAll, describe, expect, it } from "vitest";
 import { api, newTenantKey } from "../../helpers/api.ts";
 import { startTestApp } from "../../helpers/app.ts";
-import { adminQuery, clusterUrls, waitFor } from "../../helpers/cluster.ts";
+import { waitFor } from "../../../harness/wait-for.ts";
+import { adminQuery, clusterUrls } from "../../helpers/cluster.ts";
 import { createCollection, waitForDocuments } from "../../helpers/ingest.ts";
 import { readScifactCorpus } from "../../../src/evaluation/datasets.ts";
 

@@ -3,9 +3,9 @@ import { describe, expect, it } from "vitest";
 import type { App } from "../../../src/app.ts";
 import { api, newTenantKey } from "../../helpers/api.ts";
 import { startTestApp } from "../../helpers/app.ts";
-import { waitFor } from "../../helpers/cluster.ts";
+import { waitFor } from "../../../harness/wait-for.ts";
 import { createCollection, seedScifact } from "../../helpers/ingest.ts";
-import { readSse } from "../../helpers/sse.ts";
+import { readSse } from "../../../harness/sse.ts";
 
 const normalise = (s: string) => s.replace(/\s+/g, " ").trim();
 

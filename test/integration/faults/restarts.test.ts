@@ -1,7 +1,8 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { api, newTenantKey } from "../../helpers/api.ts";
 import { startTestApp } from "../../helpers/app.ts";
-import { adminQuery, cluster, restoreTopology, waitFor } from "../../helpers/cluster.ts";
+import { waitFor } from "../../../harness/wait-for.ts";
+import { adminQuery, cluster, restoreTopology } from "../../helpers/cluster.ts";
 import { createCollection, waitForDocuments } from "../../helpers/ingest.ts";
 import { readScifactCorpus } from "../../../src/evaluation/datasets.ts";
 

@@ -2,7 +2,8 @@ import { randomUUID } from "node:crypto";
 import pg from "pg";
 import pgvector from "pgvector";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { adminQuery, clusterUrls, waitFor } from "../../helpers/cluster.ts";
+import { waitFor } from "../../../harness/wait-for.ts";
+import { adminQuery, clusterUrls } from "../../helpers/cluster.ts";
 import { readScifactCorpus } from "../../../src/evaluation/datasets.ts";
 
 const DIM = 384;

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { startTestApp } from "../../helpers/app.ts";
-import { cluster, restoreTopology, waitFor } from "../../helpers/cluster.ts";
+import { waitFor } from "../../../harness/wait-for.ts";
+import { cluster, restoreTopology } from "../../helpers/cluster.ts";
 
 interface Readiness {
   ready: boolean;

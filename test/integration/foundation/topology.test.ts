@@ -1,7 +1,8 @@
 import { randomUUID } from "node:crypto";
 import pg from "pg";
 import { afterAll, describe, expect, it } from "vitest";
-import { clusterUrls, TEST_CLUSTER, waitFor } from "../../helpers/cluster.ts";
+import { waitFor } from "../../../harness/wait-for.ts";
+import { clusterUrls, TEST_CLUSTER } from "../../helpers/cluster.ts";
 import { dockerReachable, readTopologyState, selectTopology } from "../../helpers/topology.ts";
 
 // Straight pg clients through PgBouncer: this checks the topology itself, below the app's router.

@@ -3,7 +3,8 @@ import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { api, newTenantKey } from "../../helpers/api.ts";
 import { startTestApp } from "../../helpers/app.ts";
-import { adminQuery, TEST_ENV_FILE, waitFor } from "../../helpers/cluster.ts";
+import { waitFor } from "../../../harness/wait-for.ts";
+import { adminQuery, TEST_ENV_FILE } from "../../helpers/cluster.ts";
 import { createCollection, waitForDocuments } from "../../helpers/ingest.ts";
 import { readScifactCorpus } from "../../../src/evaluation/datasets.ts";
 

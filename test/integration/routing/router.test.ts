@@ -4,7 +4,8 @@ import { afterEach, describe, expect, it } from "vitest";
 import type { App } from "../../../src/app.ts";
 import { UnavailableError } from "../../../src/errors.ts";
 import { startTestApp } from "../../helpers/app.ts";
-import { adminQuery, cluster, restoreTopology, waitFor } from "../../helpers/cluster.ts";
+import { waitFor } from "../../../harness/wait-for.ts";
+import { adminQuery, cluster, restoreTopology } from "../../helpers/cluster.ts";
 
 /** A write: a new tenant row, created under its own id so row-level security lets it in. */
 async function insertTenant(app: App): Promise<{ id: string; token: bigint }> {

@@ -4,7 +4,7 @@ import { closeDbNode } from "../../../src/db/pools.ts";
 import { createAdminDbNode } from "../../../src/tenancy/admin-db.ts";
 import { revokeApiKey } from "../../../src/tenancy/api-keys.ts";
 import { api, newTenantKey } from "../../helpers/api.ts";
-import { waitFor } from "../../helpers/cluster.ts";
+import { waitFor } from "../../../harness/wait-for.ts";
 import { startTestApp } from "../../helpers/app.ts";
 import { createCollection, waitForDocuments } from "../../helpers/ingest.ts";
 
