@@ -1,4 +1,4 @@
-import { afterAll } from "vitest";
+import { afterAll, expect, onTestFinished } from "vitest";
 import { type App, createApp } from "../../src/app.ts";
 import { type Config, loadConfig } from "../../src/config.ts";
 import { createLogger } from "../../src/logger.ts";
@@ -8,16 +8,25 @@ export function testConfig(overrides: Record<string, string> = {}): Config {
   return loadConfig({ PGRAG_ENV_FILE: TEST_ENV_FILE, PGRAG_LOG_LEVEL: "silent", ...overrides });
 }
 
-/** An app on the test topology, stopped after the file; everything it started must stop with it. */
+/**
+ * An app on the test topology. Started inside a test, it is stopped when that test finishes (so its
+ * workers cannot take the next test's jobs); started at file level, after the file. It runs no
+ * ingestion workers unless `workers` asks for them (or the overrides set PGRAG_WORKER_CONCURRENCY).
+ */
 export async function startTestApp(
   overrides: Record<string, string> = {},
-  options: { listen?: boolean } = {},
+  options: { listen?: boolean; workers?: boolean } = {},
 ): Promise<App> {
-  const config = testConfig({ PGRAG_PORT: "0", ...overrides });
+  const config = testConfig({
+    PGRAG_PORT: "0",
+    ...(options.workers ? {} : { PGRAG_WORKER_CONCURRENCY: "0" }),
+    ...overrides,
+  });
   const app = createApp(config, {
     logger: createLogger({ logLevel: (process.env.PGRAG_TEST_LOG_LEVEL as Config["logLevel"]) ?? "silent" }),
   });
-  afterAll(() => app.stop());
+  if (expect.getState().currentTestName === undefined) afterAll(() => app.stop());
+  else onTestFinished(() => app.stop());
   await app.start({ listen: options.listen ?? false });
   return app;
 }

@@ -24,7 +24,7 @@ const analyst = new pg.Pool({ connectionString: clusterUrls().PGRAG_ANALYST_URL,
 analyst.on("error", () => {});
 afterAll(() => analyst.end());
 
-const app = await startTestApp({ PGRAG_EVENT_FLUSH_MS: "200" });
+const app = await startTestApp({ PGRAG_EVENT_FLUSH_MS: "200" }, { workers: true });
 const { key, tenantId } = await newTenantKey(app);
 await createCollection(app, key, "sci");
 const abstracts = await readScifactCorpus(20);
@@ -78,7 +78,7 @@ describe("usage events", () => {
   });
 
   it("are flushed on graceful shutdown, and counted when dropped from a full buffer", async () => {
-    const small = await startTestApp({ PGRAG_EVENT_FLUSH_MS: "3600000", PGRAG_EVENT_BUFFER_SIZE: "2" });
+    const small = await startTestApp({ PGRAG_EVENT_FLUSH_MS: "3600000", PGRAG_EVENT_BUFFER_SIZE: "2" }, { workers: true });
     const other = await newTenantKey(small);
     await createCollection(small, other.key, "tiny");
     // Injected: five searches into a buffer of two that is not flushed before shutdown.

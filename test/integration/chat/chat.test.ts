@@ -22,7 +22,7 @@ function expectCitationsGrounded(answer: string, citations: { number: number; te
   }
 }
 
-const app = await startTestApp({}, { listen: true });
+const app = await startTestApp({}, { listen: true, workers: true });
 const { key, abstracts } = await seed(app);
 const baseURL = () => `http://127.0.0.1:${app.port()}/v1`;
 const question = abstracts[3]?.title ?? "";
@@ -206,7 +206,7 @@ describe("admission control and backend faults", () => {
     const limited = await startTestApp({
       PGRAG_INFERENCE_MAX_CONCURRENT: "2",
       PGRAG_INFERENCE_MAX_QUEUED: "1",
-    });
+    }, { workers: true });
     const dev = limited.devInference();
     if (!dev) throw new Error("expected the dev backend");
     const { key: limitedKey } = await seed(limited);
@@ -253,7 +253,7 @@ describe("admission control and backend faults", () => {
   });
 
   it("answers 504 when the backend is too slow", async () => {
-    const slow = await startTestApp({ PGRAG_INFERENCE_TIMEOUT_MS: "300", PGRAG_INFERENCE_MAX_RETRIES: "0" });
+    const slow = await startTestApp({ PGRAG_INFERENCE_TIMEOUT_MS: "300", PGRAG_INFERENCE_MAX_RETRIES: "0" }, { workers: true });
     const dev = slow.devInference();
     if (!dev) throw new Error("expected the dev backend");
     const { key: slowKey } = await newTenantKey(slow);

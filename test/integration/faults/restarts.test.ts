@@ -10,7 +10,7 @@ afterEach(() => restoreTopology());
 
 describe("restarts", () => {
   it("PgBouncer restarted under a read loop: the API recovers by itself", async () => {
-    const app = await startTestApp();
+    const app = await startTestApp({}, { workers: true });
     const { key } = await newTenantKey(app);
     await createCollection(app, key, "bouncer");
     await api(app, "PUT", "/v1/collections/bouncer/documents/d", { key, json: { content: "PgBouncer pools connections." } });
@@ -26,7 +26,7 @@ describe("restarts", () => {
   });
 
   it("primary restarted during ingestion: no document lost or duplicated", async () => {
-    const app = await startTestApp({ PGRAG_INGEST_JOB_EXPIRE_SECONDS: "3", PGRAG_QUEUE_MAINTENANCE_SECONDS: "1" });
+    const app = await startTestApp({ PGRAG_INGEST_JOB_EXPIRE_SECONDS: "3", PGRAG_QUEUE_MAINTENANCE_SECONDS: "1" }, { workers: true });
     const backend = app.devInference();
     if (!backend) throw new Error("expected the dev backend");
     const { key, tenantId } = await newTenantKey(app);

@@ -6,7 +6,7 @@ import { adminQuery } from "../../helpers/cluster.ts";
 import { createCollection, waitForDocuments } from "../../helpers/ingest.ts";
 import { readScifactCorpus } from "../../../src/evaluation/datasets.ts";
 
-const app = await startTestApp({ PGRAG_WORKER_POLL_SECONDS: "0.5", PGRAG_MAX_DOCUMENT_BYTES: "200000" });
+const app = await startTestApp({ PGRAG_WORKER_POLL_SECONDS: "0.5", PGRAG_MAX_DOCUMENT_BYTES: "200000" }, { workers: true });
 const dev = () => {
   const server = app.devInference();
   if (!server) throw new Error("the test app runs the in-process dev inference server");

@@ -7,7 +7,7 @@ import { readScifactCorpus } from "../../../src/evaluation/datasets.ts";
 
 // PGRAG_EXACT_SCAN_THRESHOLD=0: every vector query walks the HNSW index, so filtered queries
 // exercise pgvector's iterative scans rather than the exact path.
-const app = await startTestApp({ PGRAG_EXACT_SCAN_THRESHOLD: "0" });
+const app = await startTestApp({ PGRAG_EXACT_SCAN_THRESHOLD: "0" }, { workers: true });
 const K1 = app.config.retrieval.bm25.k1;
 const B = app.config.retrieval.bm25.b;
 

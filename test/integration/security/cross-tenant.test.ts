@@ -8,7 +8,7 @@ import { waitFor } from "../../../harness/wait-for.ts";
 import { startTestApp } from "../../helpers/app.ts";
 import { createCollection, waitForDocuments } from "../../helpers/ingest.ts";
 
-const app = await startTestApp();
+const app = await startTestApp({}, { workers: true });
 const a = await newTenantKey(app);
 const b = await newTenantKey(app);
 // Both tenants use the same collection name and document ids: only the key tells them apart.
@@ -84,7 +84,7 @@ describe("tenant A's key never reaches tenant B's data", () => {
   });
 
   it("keys: a revoked key stops working once its cache entry expires", async () => {
-    const revocable = await startTestApp({ PGRAG_AUTH_CACHE_TTL_MS: "1" });
+    const revocable = await startTestApp({ PGRAG_AUTH_CACHE_TTL_MS: "1" }, { workers: true });
     const k = await newTenantKey(revocable);
     expect((await api(revocable, "GET", "/v1/collections", { key: k.key })).status).toBe(200);
     const admin = createAdminDbNode(revocable.config);

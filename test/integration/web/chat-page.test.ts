@@ -10,7 +10,7 @@ afterAll(() => browser?.close());
 
 describe("the chat page", () => {
   it("streams an answer to a typed question, with a citation that opens its source passage", async () => {
-    const app = await startTestApp({}, { listen: true });
+    const app = await startTestApp({}, { listen: true, workers: true });
     const { key, abstracts } = await seedScifact(app, 20);
 
     browser = await chromium.launch({
