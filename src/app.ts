@@ -28,6 +28,7 @@ import { EmbeddingClient } from "./inference/embedding-client.ts";
 import { IngestService } from "./ingest/ingest.service.ts";
 import { IngestWorker } from "./ingest/ingest.worker.ts";
 import { createJobQueue } from "./ingest/queue.ts";
+import { TextPool } from "./ingest/text-pool.ts";
 import { createLogger, type Logger } from "./logger.ts";
 import { createMetricsRegistry, type Registry } from "./metrics.ts";
 import { SearchService } from "./retrieval/search.service.ts";
@@ -97,7 +98,8 @@ export function createApp(config: Config, options: { logger?: Logger } = {}): Ap
     { jobExpireSeconds: config.ingest.jobExpireSeconds, maintenanceIntervalSeconds: config.ingest.queueMaintenanceSeconds },
     registry,
   );
-  const ingest = new IngestService(router, queue.enqueue, {
+  const textPool = new TextPool(config.ingest.text);
+  const ingest = new IngestService(router, queue.enqueue, textPool, {
     maxDocumentBytes: config.ingest.maxDocumentBytes,
   });
   let embeddings: EmbeddingClient | undefined;
@@ -199,6 +201,7 @@ export function createApp(config: Config, options: { logger?: Logger } = {}): Ap
             boss: queue.boss,
             router,
             embeddings,
+            textPool,
             logger: logger.child({ component: "ingest-worker" }),
             registry,
           },
@@ -206,6 +209,7 @@ export function createApp(config: Config, options: { logger?: Logger } = {}): Ap
             concurrency: config.ingest.workerConcurrency,
             batchSize: config.ingest.workerBatchSize,
             pollingIntervalSeconds: config.ingest.workerPollSeconds,
+            maxChunksPerDocument: config.ingest.maxChunksPerDocument,
           },
         );
         await worker.start();
@@ -240,6 +244,7 @@ export function createApp(config: Config, options: { logger?: Logger } = {}): Ap
         await usageEvents.stop();
         if (bossStarted) await queue.boss.stop({ graceful: true, wait: true, close: false, timeout: 30_000 });
         await devServer?.close();
+        await textPool.close();
         await monitor.stop();
         await Promise.all(nodes.map(closeDbNode));
         await embedded?.stop();

@@ -99,6 +99,12 @@ const schema = z.object({
     .min(1024)
     .default(64 * 1024 * 1024),
   PGRAG_MAX_BATCH_DOCUMENTS: z.coerce.number().int().min(1).max(100_000).default(1_000),
+  // HTML conversion and chunking of untrusted text run in these threads, never on the event loop.
+  PGRAG_TEXT_THREADS: z.coerce.number().int().min(1).max(64).default(1),
+  PGRAG_TEXT_TIMEOUT_MS: z.coerce.number().int().min(100).max(600_000).default(10_000),
+  PGRAG_TEXT_MAX_QUEUED: z.coerce.number().int().min(1).max(10_000).default(64),
+  // A document that would make more chunks fails with the reason: each chunk costs an embedding.
+  PGRAG_MAX_CHUNKS_PER_DOCUMENT: z.coerce.number().int().min(1).max(1_000_000).default(20_000),
 });
 
 type RawConfig = z.infer<typeof schema>;
@@ -183,6 +189,8 @@ export interface Config {
     readonly maxDocumentBytes: number;
     readonly maxBodyBytes: number;
     readonly maxBatchDocuments: number;
+    readonly text: { readonly threads: number; readonly timeoutMs: number; readonly maxQueued: number };
+    readonly maxChunksPerDocument: number;
   };
 }
 
@@ -287,6 +295,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       maxDocumentBytes: raw.PGRAG_MAX_DOCUMENT_BYTES,
       maxBodyBytes: raw.PGRAG_MAX_BODY_BYTES,
       maxBatchDocuments: raw.PGRAG_MAX_BATCH_DOCUMENTS,
+      text: { threads: raw.PGRAG_TEXT_THREADS, timeoutMs: raw.PGRAG_TEXT_TIMEOUT_MS, maxQueued: raw.PGRAG_TEXT_MAX_QUEUED },
+      maxChunksPerDocument: raw.PGRAG_MAX_CHUNKS_PER_DOCUMENT,
     },
   });
 }

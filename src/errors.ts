@@ -9,6 +9,7 @@ export type ErrorCode =
   | "not_found"
   | "conflict"
   | "payload_too_large"
+  | "unprocessable"
   | "rate_limited"
   | "unavailable"
   | "bad_gateway"

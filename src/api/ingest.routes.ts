@@ -4,7 +4,7 @@ import { bodyLimit } from "hono/body-limit";
 import { z } from "zod";
 import type { Lsn } from "../db/lsn.ts";
 import { AppError } from "../errors.ts";
-import { DEFAULT_CHUNKING } from "../ingest/chunking.ts";
+import { DEFAULT_CHUNKING, MIN_CHUNK_TOKENS } from "../ingest/chunking.ts";
 import type { Collection } from "../ingest/collections.repository.ts";
 import { CONTENT_TYPES, decodeUtf8, parseContentType } from "../ingest/content.ts";
 import type { DocumentSummary } from "../ingest/documents.repository.ts";
@@ -33,7 +33,7 @@ export const collectionBody = z.object({
     .default("english"),
   chunking: z
     .object({
-      max_tokens: z.number().int().min(16).max(8192).default(DEFAULT_CHUNKING.maxTokens),
+      max_tokens: z.number().int().min(MIN_CHUNK_TOKENS).max(8192).default(DEFAULT_CHUNKING.maxTokens),
       overlap_tokens: z.number().int().min(0).max(4096).default(DEFAULT_CHUNKING.overlapTokens),
       min_tokens: z.number().int().min(0).max(8192).default(DEFAULT_CHUNKING.minTokens),
     })

@@ -19,6 +19,12 @@ export interface ChunkingOptions {
 
 export const DEFAULT_CHUNKING: ChunkingOptions = { maxTokens: 384, overlapTokens: 48, minTokens: 64 };
 
+/**
+ * Bounds that keep a document's chunk count proportional to its size: at least this many tokens a
+ * chunk, and an overlap of at most half of it, so each chunk advances by at least a quarter of this.
+ */
+export const MIN_CHUNK_TOKENS = 64;
+
 export interface Chunk {
   readonly content: string;
   readonly headingPath: readonly string[];
@@ -35,8 +41,24 @@ interface Segment {
   readonly isHeading: boolean;
 }
 
-const HEADING = /^(#{1,6})[ \t]+(.+?)[ \t#]*$/;
 const FENCE = /^(```|~~~)/;
+
+/**
+ * An ATX heading line ("## Title ##"): its level and its text without the closing hashes. A
+ * hand-written scan, linear in the line: the regex it replaces backtracked quadratically on a
+ * heading followed by a long run of spaces.
+ */
+export function parseHeading(line: string): { level: number; text: string } | null {
+  let level = 0;
+  while (level < line.length && line[level] === "#") level++;
+  if (level < 1 || level > 6) return null;
+  let start = level;
+  while (start < line.length && (line[start] === " " || line[start] === "\t")) start++;
+  if (start === level || start === line.length) return null;
+  let end = line.length;
+  while (end > start + 1 && " \t#".includes(line[end - 1] as string)) end--;
+  return { level, text: line.slice(start, end) };
+}
 
 /** Headings, paragraphs and fenced code blocks, with their offsets and the headings above them. */
 function blocks(text: string): Segment[] {
@@ -56,12 +78,11 @@ function blocks(text: string): Segment[] {
     const lineStart = offset;
     const lineEnd = offset + line.length;
     offset = lineEnd + 1;
-    const heading = inFence ? null : HEADING.exec(line);
+    const heading = inFence ? null : parseHeading(line);
     if (FENCE.test(line.trimStart())) inFence = !inFence;
-    if (heading?.[1] && heading[2]) {
+    if (heading) {
       flush();
-      const level = heading[1].length;
-      path.splice(level - 1, path.length, heading[2].trim());
+      path.splice(heading.level - 1, path.length, heading.text.trim());
       out.push(segment(text, lineStart, lineEnd, [...path], true));
     } else if (line.trim() === "" && !inFence) {
       flush();
@@ -95,32 +116,54 @@ function segment(
 /** Cuts a segment over the budget at sentence ends, and a sentence still over it at word runs. */
 function splitOversized(text: string, seg: Segment, maxTokens: number): Segment[] {
   if (seg.tokens <= maxTokens) return [seg];
-  // A sentence ends at . ! ? followed by white space, so "1.5" and "e.g.," stay whole.
-  const sentences = piecesBy(text, seg, /[\s\S]+?(?:[.!?]+["')\]]*(?=\s|$)|$)\s*/gy);
+  const sentences = sentenceEnds(text, seg.start, seg.end).map((end, i, ends) =>
+    segment(text, i === 0 ? seg.start : (ends[i - 1] as number), end, seg.headingPath, false),
+  );
   return sentences.flatMap((s) => (s.tokens <= maxTokens ? [s] : wordRuns(text, s, maxTokens)));
 }
 
-function piecesBy(text: string, seg: Segment, pattern: RegExp): Segment[] {
-  const pieces: Segment[] = [];
-  const body = text.slice(seg.start, seg.end);
-  pattern.lastIndex = 0;
-  for (let match = pattern.exec(body); match && match[0].length > 0; match = pattern.exec(body)) {
-    const start = seg.start + match.index;
-    const piece = segment(text, start, start + match[0].length, seg.headingPath, false);
-    if (piece.end > piece.start) pieces.push(piece);
+const SENTENCE_MARKS = ".!?";
+const CLOSERS = "\"')]";
+
+/**
+ * Where sentences of text[start, end) end: after a run of . ! ? (and closing quotes or brackets)
+ * that white space or the end follows, plus that white space — so "1.5" and "e.g.," stay whole.
+ * One pass, each character looked at a bounded number of times: no backtracking on hostile input
+ * such as a long run of punctuation.
+ */
+function sentenceEnds(text: string, start: number, end: number): number[] {
+  const ends: number[] = [];
+  let i = start;
+  while (i < end) {
+    if (!SENTENCE_MARKS.includes(text[i] as string)) {
+      i++;
+      continue;
+    }
+    let j = i;
+    while (j < end && SENTENCE_MARKS.includes(text[j] as string)) j++;
+    while (j < end && CLOSERS.includes(text[j] as string)) j++;
+    if (j === end || /\s/.test(text[j] as string)) {
+      while (j < end && /\s/.test(text[j] as string)) j++;
+      if (j > (ends[ends.length - 1] ?? start)) ends.push(j);
+    }
+    i = j;
   }
-  return pieces.length > 0 ? pieces : [seg];
+  if ((ends[ends.length - 1] ?? start) < end) ends.push(end);
+  return ends;
 }
 
+/**
+ * Packs the words of a segment into runs within the budget. A "word" longer than the budget (text
+ * with no white space) is cut every `maxTokens` characters — never more tokens than characters —
+ * so no chunk outgrows the budget whatever the text.
+ */
 function wordRuns(text: string, seg: Segment, maxTokens: number): Segment[] {
   const runs: Segment[] = [];
   let runStart = seg.start;
   let runTokens = 0;
   let lastEnd = seg.start;
-  for (const match of text.slice(seg.start, seg.end).matchAll(/\S+/g)) {
-    const start = seg.start + (match.index ?? 0);
-    const end = start + match[0].length;
-    const tokens = estimateTokens(match[0]);
+  const add = (start: number, end: number) => {
+    const tokens = estimateTokens(text.slice(start, end));
     if (runTokens > 0 && runTokens + tokens > maxTokens) {
       runs.push(segment(text, runStart, lastEnd, seg.headingPath, false));
       runStart = start;
@@ -128,9 +171,24 @@ function wordRuns(text: string, seg: Segment, maxTokens: number): Segment[] {
     }
     runTokens += tokens;
     lastEnd = end;
+  };
+  for (const match of text.slice(seg.start, seg.end).matchAll(/\S+/g)) {
+    const start = seg.start + (match.index ?? 0);
+    const end = start + match[0].length;
+    for (let piece = start; piece < end; ) {
+      let pieceEnd = Math.min(end, piece + maxTokens);
+      // Never between the two halves of a surrogate pair.
+      if (pieceEnd < end && isLowSurrogate(text.charCodeAt(pieceEnd))) pieceEnd++;
+      add(piece, pieceEnd);
+      piece = pieceEnd;
+    }
   }
   runs.push(segment(text, runStart, lastEnd, seg.headingPath, false));
   return runs;
+}
+
+function isLowSurrogate(code: number): boolean {
+  return code >= 0xdc00 && code <= 0xdfff;
 }
 
 export function chunkText(text: string, options: ChunkingOptions = DEFAULT_CHUNKING): Chunk[] {

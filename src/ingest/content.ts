@@ -1,5 +1,4 @@
 import { createHash } from "node:crypto";
-import { NodeHtmlMarkdown } from "node-html-markdown";
 import { AppError, InvalidRequestError } from "../errors.ts";
 
 /** What a document can be sent as, and how each is stored: HTML becomes Markdown so headings survive. */
@@ -37,8 +36,16 @@ export interface NormalizedContent {
   readonly hash: Buffer;
 }
 
-/** The text that is stored, chunked and cited (offsets refer to it). */
-export function normalizeContent(raw: string, type: ContentType, maxBytes: number): NormalizedContent {
+/**
+ * The text that is stored, chunked and cited (offsets refer to it). HTML is converted by
+ * `htmlToMarkdown`, which runs off the event loop (the text pool) with a time budget.
+ */
+export async function normalizeContent(
+  raw: string,
+  type: ContentType,
+  maxBytes: number,
+  htmlToMarkdown: (html: string) => Promise<string>,
+): Promise<NormalizedContent> {
   if (Buffer.byteLength(raw, "utf8") > maxBytes) {
     throw new AppError(
       "payload_too_large",
@@ -47,7 +54,7 @@ export function normalizeContent(raw: string, type: ContentType, maxBytes: numbe
   }
   if (raw.includes("\u0000"))
     throw new InvalidRequestError("the document contains NUL characters, which PostgreSQL text cannot store");
-  const text = (type === "text/html" ? NodeHtmlMarkdown.translate(raw) : raw).replace(/\r\n?/g, "\n");
+  const text = (type === "text/html" ? await htmlToMarkdown(raw) : raw).replace(/\r\n?/g, "\n");
   if (text.trim() === "") throw new InvalidRequestError("the document is empty");
   return { text, hash: contentHash(text) };
 }

@@ -12,7 +12,7 @@ import {
   listCollections,
   textSearchConfigExists,
 } from "./collections.repository.ts";
-import { type ContentType, normalizeContent } from "./content.ts";
+import { type ContentType, type NormalizedContent, normalizeContent } from "./content.ts";
 import {
   type DocumentStatus,
   type DocumentSummary,
@@ -22,6 +22,7 @@ import {
   upsertDocument,
 } from "./documents.repository.ts";
 import type { IngestJobData } from "./queue.ts";
+import type { TextPool } from "./text-pool.ts";
 
 export interface DocumentUpload {
   readonly externalId: string;
@@ -47,10 +48,12 @@ export class IngestService {
   readonly #router: Router;
   readonly #enqueue: Enqueue;
   readonly #maxDocumentBytes: number;
+  readonly #text: TextPool;
 
-  constructor(router: Router, enqueue: Enqueue, options: { maxDocumentBytes: number }) {
+  constructor(router: Router, enqueue: Enqueue, text: TextPool, options: { maxDocumentBytes: number }) {
     this.#router = router;
     this.#enqueue = enqueue;
+    this.#text = text;
     this.#maxDocumentBytes = options.maxDocumentBytes;
   }
 
@@ -58,8 +61,10 @@ export class IngestService {
     principal: Principal,
     input: { name: string; language: string; chunking: ChunkingOptions },
   ) {
-    if (input.chunking.overlapTokens >= input.chunking.maxTokens) {
-      throw new InvalidRequestError("chunking.overlap_tokens must be smaller than chunking.max_tokens");
+    if (input.chunking.overlapTokens * 2 > input.chunking.maxTokens) {
+      throw new InvalidRequestError(
+        `chunking.overlap_tokens (${input.chunking.overlapTokens}) must be at most half of chunking.max_tokens (${input.chunking.maxTokens})`,
+      );
     }
     return this.#write(principal, async (tx) => {
       if (!(await textSearchConfigExists(tx, input.language))) {
@@ -79,19 +84,23 @@ export class IngestService {
 
   /** Stores the documents and queues their ingestion in one transaction: all or nothing. */
   async putDocuments(principal: Principal, collectionName: string, uploads: readonly DocumentUpload[]) {
-    const prepared = uploads.map((upload, index) => {
+    // One document at a time: HTML goes through the bounded text pool, and a batch must not fill its queue.
+    const prepared: { upload: DocumentUpload; normalized: NormalizedContent }[] = [];
+    for (const [index, upload] of uploads.entries()) {
       try {
-        return {
-          upload,
-          normalized: normalizeContent(upload.content, upload.contentType, this.#maxDocumentBytes),
-        };
+        const normalized = await normalizeContent(upload.content, upload.contentType, this.#maxDocumentBytes, (html) =>
+          this.#text.htmlToMarkdown(html),
+        );
+        prepared.push({ upload, normalized });
       } catch (error) {
         if (error instanceof AppError && uploads.length > 1) {
-          throw new AppError(error.code, `documents[${index}] (${upload.externalId}): ${error.message}`);
+          throw new AppError(error.code, `documents[${index}] (${upload.externalId}): ${error.message}`, {
+            cause: error,
+          });
         }
         throw error;
       }
-    });
+    }
     return this.#write(principal, async (tx) => {
       const collection = await this.#requireCollection(tx, principal, collectionName);
       const results: DocumentWriteResult[] = [];

@@ -3,8 +3,10 @@ import type PgBoss from "pg-boss";
 import { Counter, Histogram, type Registry } from "prom-client";
 import { PRIMARY_ONLY_TOKEN, type Router } from "../db/router.ts";
 import { type EmbeddingClient, EmbeddingDimensionError } from "../inference/embedding-client.ts";
+import { AppError } from "../errors.ts";
 import type { Logger } from "../logger.ts";
-import { type Chunk, chunkText } from "./chunking.ts";
+import type { Chunk } from "./chunking.ts";
+import type { TextPool } from "./text-pool.ts";
 import {
   cachedEmbeddings,
   type EmbeddedChunk,
@@ -22,6 +24,7 @@ export interface IngestWorkerOptions {
   /** Jobs fetched together: their chunks share embedding batches. */
   readonly batchSize: number;
   readonly pollingIntervalSeconds: number;
+  readonly maxChunksPerDocument: number;
 }
 
 interface PendingDocument {
@@ -45,6 +48,7 @@ export class IngestWorker {
   readonly #boss: PgBoss;
   readonly #router: Router;
   readonly #embeddings: EmbeddingClient;
+  readonly #textPool: TextPool;
   readonly #logger: Logger;
   readonly #options: IngestWorkerOptions;
   readonly #workerIds: string[] = [];
@@ -52,12 +56,20 @@ export class IngestWorker {
   readonly #stageSeconds: Histogram<"stage">;
 
   constructor(
-    deps: { boss: PgBoss; router: Router; embeddings: EmbeddingClient; logger: Logger; registry: Registry },
+    deps: {
+      boss: PgBoss;
+      router: Router;
+      embeddings: EmbeddingClient;
+      textPool: TextPool;
+      logger: Logger;
+      registry: Registry;
+    },
     options: IngestWorkerOptions,
   ) {
     this.#boss = deps.boss;
     this.#router = deps.router;
     this.#embeddings = deps.embeddings;
+    this.#textPool = deps.textPool;
     this.#logger = deps.logger;
     this.#options = options;
     this.#processed = new Counter({
@@ -180,8 +192,7 @@ export class IngestWorker {
         continue;
       }
       const collection = rowToCollection({ ...row, id: row.collection_id, tenant_id: row.tenant_id });
-      const chunks = await this.#timed("chunk", async () => chunkText(row.content, collection.chunking));
-      pending.push({
+      const doc: PendingDocument = {
         job,
         documentId: row.id,
         version: row.version,
@@ -189,8 +200,21 @@ export class IngestWorker {
         collectionId: collection.id,
         language: collection.language,
         metadata: row.metadata,
-        chunks,
-      });
+        chunks: [],
+      };
+      try {
+        const chunks = await this.#timed("chunk", () => this.#textPool.chunk(row.content, collection.chunking));
+        if (chunks.length > this.#options.maxChunksPerDocument) {
+          throw new AppError(
+            "unprocessable",
+            `the document makes ${chunks.length} chunks, more than the limit of ${this.#options.maxChunksPerDocument} (PGRAG_MAX_CHUNKS_PER_DOCUMENT): split it or raise the collection's chunking.max_tokens`,
+          );
+        }
+        pending.push({ ...doc, chunks });
+      } catch (error) {
+        // This document alone fails (for good if it is too complex); the rest of the batch goes on.
+        await this.#fail(doc, error);
+      }
     }
     return pending;
   }
@@ -287,12 +311,13 @@ export class IngestWorker {
   }
 
   /**
-   * A permanent error (wrong dimension) or a job out of retries marks the document failed with the
+   * A permanent error (wrong dimension, a document too complex to chunk in its budget) or a job out of retries marks the document failed with the
    * reason; anything else goes back to the queue for a retry with backoff.
    */
   async #fail(doc: PendingDocument, error: unknown): Promise<void> {
     const message = error instanceof Error ? error.message : String(error);
-    const permanent = error instanceof EmbeddingDimensionError;
+    const permanent =
+      error instanceof EmbeddingDimensionError || (error instanceof AppError && error.code === "unprocessable");
     const lastAttempt = permanent || doc.job.retryCount >= doc.job.retryLimit;
     this.#logger.warn(
       { jobId: doc.job.id, documentId: doc.documentId, error: message, lastAttempt },

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { chunkText } from "../../src/ingest/chunking.ts";
+import { chunkText, parseHeading } from "../../src/ingest/chunking.ts";
 import { estimateTokens } from "../../src/text/token-estimate.ts";
 import { readScifactCorpus } from "../../src/evaluation/datasets.ts";
 
@@ -59,5 +59,39 @@ describe("chunkText", () => {
 
   it("returns nothing for blank text", () => {
     expect(chunkText("  \n\n \n")).toEqual([]);
+  });
+});
+
+describe("chunkText on hostile text", () => {
+  it("keeps text with no white space within the budget, as exact slices", () => {
+    const text = `${"x".repeat(20_000)}😀${"y".repeat(5_000)}`;
+    const chunks = chunkText(text, { maxTokens: 64, overlapTokens: 0, minTokens: 8 });
+    expect(chunks.length).toBeGreaterThan(10);
+    for (const chunk of chunks) {
+      expect(chunk.tokenCount).toBeLessThanOrEqual(64);
+      expect(chunk.content).toBe(text.slice(chunk.charStart, chunk.charEnd));
+      expect(chunk.content).not.toMatch(/^[\uDC00-\uDFFF]|[\uD800-\uDBFF]$/); // no split surrogate pair
+    }
+    expect(chunks.map((c) => c.content).join("")).toBe(text);
+  });
+
+  it("cuts a long punctuation run into budgeted chunks", () => {
+    const text = `a${"!".repeat(40_000)}a`;
+    const chunks = chunkText(text, { maxTokens: 384, overlapTokens: 48, minTokens: 64 });
+    for (const chunk of chunks) expect(chunk.tokenCount).toBeLessThanOrEqual(384);
+    expect(chunks[0]?.charStart).toBe(0);
+    expect(chunks.at(-1)?.charEnd).toBe(text.length);
+  });
+});
+
+describe("parseHeading", () => {
+  it("reads ATX headings as the old pattern did, and refuses what is not one", () => {
+    expect(parseHeading("## Install ##")).toEqual({ level: 2, text: "Install" });
+    expect(parseHeading("#\tTabbed")).toEqual({ level: 1, text: "Tabbed" });
+    expect(parseHeading(`# a${" ".repeat(60_000)}b`)).toEqual({ level: 1, text: `a${" ".repeat(60_000)}b` });
+    expect(parseHeading("####### seven")).toBeNull();
+    expect(parseHeading("#no-space")).toBeNull();
+    expect(parseHeading("# ")).toBeNull();
+    expect(parseHeading("plain")).toBeNull();
   });
 });
