@@ -13,6 +13,8 @@ import type { AppEnv } from "./context.ts";
 import { NO_NUL_MESSAGE, noNul, validate } from "./validation.ts";
 
 const MAX_QUESTION_CHARS = 8_000;
+/** An OpenAI-style history message (a previous answer may be long); the prompt keeps what fits its budget. */
+const MAX_MESSAGE_CHARS = 32_000;
 const collectionName = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$/, "not a collection name");
 const question = z
   .string()
@@ -40,7 +42,10 @@ export const openAiBody = z.object({
       z
         .object({
           role: z.enum(["system", "user", "assistant", "developer"]),
-          content: z.union([z.string(), z.null()]),
+          content: z.union([
+            z.string().max(MAX_MESSAGE_CHARS, `at most ${MAX_MESSAGE_CHARS} characters`).refine(noNul, NO_NUL_MESSAGE),
+            z.null(),
+          ]),
         })
         .loose(),
     )
@@ -292,6 +297,12 @@ export function chatRoutes(
       if (last?.role !== "user" || !last.content?.trim()) {
         throw new InvalidRequestError(
           "the last message must be a non-empty user message: it is the question",
+        );
+      }
+      // The same bound as /v1/chat's question: the question always goes to the backend whole.
+      if (last.content.trim().length > MAX_QUESTION_CHARS) {
+        throw new InvalidRequestError(
+          `the last user message is the question: at most ${MAX_QUESTION_CHARS} characters, got ${last.content.trim().length}`,
         );
       }
       const abort = clientSignal(c);

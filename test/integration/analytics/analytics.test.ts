@@ -91,6 +91,41 @@ describe("usage events", () => {
   });
 });
 
+describe("usage events and poison pills", () => {
+  it("store a NUL or an unpaired surrogate from request text instead of failing the batch", async () => {
+    const other = await newTenantKey(app);
+    const marker = crypto.randomUUID();
+    app.usageEvents.record({ tenantId: other.tenantId, kind: "search", payload: { query: `nul \u0000 lone \ud800 ${marker}` } });
+    await app.usageEvents.flush();
+    const events = await eventsOf(other.tenantId);
+    expect(events.map((e) => e.payload.query)).toEqual([`nul \uFFFD lone \uFFFD ${marker}`]);
+  });
+
+  it("isolate an event the database refuses: the rest of its batch is written, the bad one counted", async () => {
+    const first = await newTenantKey(app);
+    const second = await newTenantKey(app);
+    app.usageEvents.record({ tenantId: first.tenantId, kind: "search", httpStatus: 200, payload: { n: 1 } });
+    app.usageEvents.record({ tenantId: second.tenantId, kind: "search", httpStatus: 10 ** 12, payload: { n: 2 } }); // not an integer column value
+    app.usageEvents.record({ tenantId: second.tenantId, kind: "chat", httpStatus: 201, payload: { n: 3 } });
+    await app.usageEvents.flush();
+    expect((await eventsOf(first.tenantId)).map((e) => e.payload.n)).toEqual([1]);
+    expect((await eventsOf(second.tenantId)).map((e) => e.payload.n)).toEqual([3]);
+    const metrics = await (await app.http.request("/metrics")).text();
+    expect(metrics).toMatch(/pgrag_events_rejected_total 1\b/);
+    // Nothing is left behind to retry forever.
+    expect(metrics).toMatch(/pgrag_events_buffered 0\b/);
+  });
+
+  it("refuse NUL characters in /v1/chat/completions messages with a 400 naming the field", async () => {
+    const response = await api<{ error: { code: string; message: string } }>(app, "POST", "/v1/chat/completions", {
+      key,
+      json: { model: "rag:sci", messages: [{ role: "user", content: "what \u0000 is this?" }] },
+    });
+    expect(response.status).toBe(400);
+    expect(response.body.error.message).toMatch(/messages\.0\.content.*NUL/);
+  });
+});
+
 describe("the analyst role", () => {
   it("connects to a replica, and every curated view answers", async () => {
     await app.usageEvents.flush();
