@@ -6,7 +6,7 @@ import { EventRecorder } from "./analytics/event-recorder.ts";
 import { chatRoutes } from "./api/chat.routes.ts";
 import type { AppEnv } from "./api/context.ts";
 import { createHttpApp } from "./api/http-app.ts";
-import { ingestRoutes } from "./api/ingest.routes.ts";
+import { DOCUMENT_UPLOAD_PATH, ingestRoutes } from "./api/ingest.routes.ts";
 import { openApiRoutes } from "./api/openapi.ts";
 import { webRoutes } from "./api/web.routes.ts";
 import { searchRoutes } from "./api/search.routes.ts";
@@ -137,6 +137,7 @@ export function createApp(config: Config, options: { logger?: Logger } = {}): Ap
     logger,
     monitor,
     registry,
+    bodyLimit: { maxBytes: config.http.maxJsonBodyBytes, ownLimit: DOCUMENT_UPLOAD_PATH },
     routes: [ingestRoutes(ingest, auth, config.ingest), searchRoutes(search, auth, usageEvents), chatRoutes(chat, auth, usageEvents), openApiRoutes(config.ingest), webRoutes(config)],
   });
 

@@ -27,7 +27,9 @@ const milliseconds = (fallback: number) => z.coerce.number().int().min(0).max(3_
 
 const schema = z.object({
   PGRAG_HOST: z.string().min(1).default("127.0.0.1"),
-  PGRAG_PORT: z.coerce.number().int().min(0).max(65535).default(8080),
+  PGRAG_PORT: z.coerce.number().int().min(0).max(65535).optional(),
+  // The conventional variable of platforms that assign the port; PGRAG_PORT wins when both are set.
+  PORT: z.coerce.number().int().min(0).max(65535).optional(),
   PGRAG_LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
 
   // Unset: the embedded PostgreSQL (PGlite) is started instead, for trying and developing.
@@ -98,6 +100,8 @@ const schema = z.object({
     .int()
     .min(1024)
     .default(64 * 1024 * 1024),
+  // Every other request body (search, chat, feedback, …): small, so parsing one never stalls the API.
+  PGRAG_MAX_JSON_BODY_BYTES: z.coerce.number().int().min(1024).max(64 * 1024 * 1024).default(1024 * 1024),
   PGRAG_MAX_BATCH_DOCUMENTS: z.coerce.number().int().min(1).max(100_000).default(1_000),
   // HTML conversion and chunking of untrusted text run in these threads, never on the event loop.
   PGRAG_TEXT_THREADS: z.coerce.number().int().min(1).max(64).default(1),
@@ -113,7 +117,7 @@ type RawConfig = z.infer<typeof schema>;
 export const CONFIG_VARIABLES: readonly string[] = ["PGRAG_ENV_FILE", ...Object.keys(schema.shape)];
 
 export interface Config {
-  readonly http: { readonly host: string; readonly port: number };
+  readonly http: { readonly host: string; readonly port: number; readonly maxJsonBodyBytes: number };
   readonly logLevel: RawConfig["PGRAG_LOG_LEVEL"];
   readonly database: {
     readonly primaryUrl: string;
@@ -231,7 +235,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   const embeddedUrl = embedded ? `postgres://postgres:postgres@127.0.0.1:${embedded.port}/postgres` : "";
   const primaryUrl = raw.PGRAG_PRIMARY_URL ?? embeddedUrl;
   return deepFreeze({
-    http: { host: raw.PGRAG_HOST, port: raw.PGRAG_PORT },
+    http: { host: raw.PGRAG_HOST, port: raw.PGRAG_PORT ?? raw.PORT ?? 8080, maxJsonBodyBytes: raw.PGRAG_MAX_JSON_BODY_BYTES },
     logLevel: raw.PGRAG_LOG_LEVEL,
     database: {
       primaryUrl,

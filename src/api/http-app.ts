@@ -1,8 +1,10 @@
 import { Hono } from "hono";
 import { prometheus } from "@hono/prometheus";
+import { bodyLimit } from "hono/body-limit";
 import { requestId } from "hono/request-id";
 import type { Registry } from "prom-client";
 import type { NodeMonitor } from "../db/node-monitor.ts";
+import { AppError } from "../errors.ts";
 import type { Logger } from "../logger.ts";
 import type { AppEnv } from "./context.ts";
 import { handleError, handleNotFound } from "./error-handler.ts";
@@ -14,6 +16,8 @@ export interface HttpDependencies {
   readonly registry: Registry;
   /** The capability routes, mounted after health and metrics. */
   readonly routes: readonly Hono<AppEnv>[];
+  /** Every request body is bounded by `maxBytes`, except on routes matching `ownLimit`, which set a larger one. */
+  readonly bodyLimit: { readonly maxBytes: number; readonly ownLimit: RegExp };
 }
 
 export function createHttpApp(deps: HttpDependencies): Hono<AppEnv> {
@@ -29,6 +33,20 @@ export function createHttpApp(deps: HttpDependencies): Hono<AppEnv> {
     const fields = { method: c.req.method, path: c.req.path, status: c.res.status, ms: Math.round(performance.now() - started) };
     if (c.res.status >= 500) logger.error(fields, "request failed");
     else logger.info(fields, "request");
+  });
+  const limitBody = bodyLimit({
+    maxSize: deps.bodyLimit.maxBytes,
+    onError: () => {
+      throw new AppError(
+        "payload_too_large",
+        `the request body is larger than ${deps.bodyLimit.maxBytes} bytes (PGRAG_MAX_JSON_BODY_BYTES)`,
+      );
+    },
+  });
+  // Before authentication: an oversized body is refused without reading it, whoever sends it.
+  app.use(async function limitRequestBody(c, next) {
+    if (deps.bodyLimit.ownLimit.test(c.req.path)) return next();
+    return limitBody(c, next);
   });
   app.onError(handleError);
   app.notFound(handleNotFound);

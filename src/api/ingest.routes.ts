@@ -120,6 +120,9 @@ function toUpload(d: z.infer<typeof documentBody>, id: string) {
   };
 }
 
+/** Document uploads, whose bodies are bounded by PGRAG_MAX_BODY_BYTES rather than the JSON routes' limit. */
+export const DOCUMENT_UPLOAD_PATH = /^\/v1\/collections\/[^/]+\/documents(\/[^/]+)?$/;
+
 export function ingestRoutes(
   service: IngestService,
   auth: (scope: Scope) => MiddlewareHandler<AppEnv>,

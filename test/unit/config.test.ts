@@ -13,6 +13,11 @@ describe("loadConfig", () => {
     expect(Object.isFrozen(config.routing)).toBe(true);
   });
 
+  it("listens on PORT when given, and on PGRAG_PORT when both are", () => {
+    expect(loadConfig({ ...minimal, PORT: "3000" }).http.port).toBe(3000);
+    expect(loadConfig({ ...minimal, PORT: "3000", PGRAG_PORT: "4000" }).http.port).toBe(4000);
+  });
+
   it("falls back to the embedded database, with one connection, when no database URL is given", () => {
     const config = loadConfig({});
     expect(config.database.embedded).toEqual({ dataDir: ".pgrag/data", port: 5499 });

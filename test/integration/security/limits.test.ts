@@ -23,3 +23,42 @@ describe("per-key rate limits", () => {
     expect(metrics).toMatch(/pgrag_inference_admission\{state="active"\} 0/);
   });
 });
+
+describe("request body limits", () => {
+  it("refuse an oversized JSON body on every route with 413 before reading it, naming the setting", async () => {
+    const app = await startTestApp({ PGRAG_MAX_JSON_BODY_BYTES: "65536" });
+    const { key } = await newTenantKey(app);
+    const big = JSON.stringify({ collection: "c", query: "x".repeat(100_000) });
+    for (const [method, path] of [
+      ["POST", "/v1/search"],
+      ["POST", "/v1/chat"],
+      ["POST", "/v1/chat/completions"],
+      ["POST", "/v1/feedback"],
+      ["POST", "/v1/collections"],
+    ] as const) {
+      const response = await api<{ error: { code: string; message: string } }>(app, method, path, {
+        key,
+        body: big,
+        contentType: "application/json",
+      });
+      expect(response.status, path).toBe(413);
+      expect(response.body.error.message).toMatch(/larger than 65536 bytes \(PGRAG_MAX_JSON_BODY_BYTES\)/);
+    }
+    // Unauthenticated, too: the limit comes before the key is looked up.
+    expect((await api(app, "POST", "/v1/search", { body: big, contentType: "application/json" })).status).toBe(413);
+    // Document uploads keep their own, larger limit.
+    const upload = await api(app, "PUT", "/v1/collections/none/documents/a", { key, body: "y".repeat(100_000), contentType: "text/plain" });
+    expect(upload.status).toBe(404);
+  });
+
+  it("bound the OpenAI facade's question as /v1/chat bounds its own", async () => {
+    const app = await startTestApp();
+    const { key } = await newTenantKey(app);
+    const response = await api<{ error: { message: string } }>(app, "POST", "/v1/chat/completions", {
+      key,
+      json: { model: "rag:any", messages: [{ role: "user", content: "why? ".repeat(2_000) }] },
+    });
+    expect(response.status).toBe(400);
+    expect(response.body.error.message).toMatch(/at most 8000 characters/);
+  });
+});
