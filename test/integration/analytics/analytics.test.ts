@@ -153,8 +153,49 @@ describe("the analyst role", () => {
       ["DELETE FROM analytics.model_prices", /permission denied|read-only/],
       ["CREATE TABLE analytics.mine (id int)", /permission denied|read-only/],
       ["DROP VIEW analytics.daily_usage", /must be owner|permission denied|read-only/],
+      // The SECURITY DEFINER doors: forging another tenant's events, dropping partitions.
+      [`SELECT analytics.record_events('[{"tenant_id": "${tenantId}", "kind": "chat"}]')`, /permission denied for function record_events/],
+      ["SELECT analytics.drop_partitions_before(0)", /permission denied for function drop_partitions_before/],
+      ["SELECT analytics.ensure_partitions()", /permission denied for function ensure_partitions/],
+      // Schema public is not even visible to the analyst, let alone the key lookup in it.
+      ["SELECT * FROM public.pgrag_authenticate('\\x00')", /permission denied for schema public/],
     ];
     for (const [statement, error] of refused) await expect(analyst.query(statement), statement).rejects.toThrow(error);
+  });
+
+  it("learns nothing from a leaky function in a WHERE clause: the views are security barriers", async () => {
+    // A cheap function that reports every value it sees, as an attacker would write one. Analysts
+    // cannot create functions (read-only replica, no CREATE, no TEMP); the superuser plants it to
+    // prove the views would not feed it hidden rows even if one existed.
+    const secret = `hidden-${crypto.randomUUID()}`;
+    await api(app, "POST", "/v1/search", { key, token, json: { collection: "sci", query: `${abstracts[0]?.title} ${secret}`, mode: "bm25" } });
+    await app.usageEvents.flush();
+    await adminQuery(
+      "primary",
+      `CREATE FUNCTION analytics.leak_probe(value text) RETURNS boolean LANGUAGE plpgsql COST 0.0000001 AS $$
+         BEGIN RAISE NOTICE 'leaked: %', value; RETURN true; END $$;
+       GRANT EXECUTE ON FUNCTION analytics.leak_probe(text) TO pgrag_analyst`,
+    );
+    try {
+      const client = await analyst.connect();
+      const leaked: string[] = [];
+      client.on("notice", (notice) => leaked.push(notice.message ?? ""));
+      try {
+        await waitFor("the probe and the event on the analyst's replica", async () => {
+          const probe = await client.query("SELECT to_regprocedure('analytics.leak_probe(text)') IS NOT NULL AS ok");
+          const event = await client.query("SELECT count(*)::int AS n FROM analytics.daily_usage WHERE tenant_id = $1", [tenantId]);
+          return probe.rows[0]?.ok && event.rows[0]?.n > 0;
+        });
+        await client.query("SELECT * FROM analytics.zero_result_queries WHERE analytics.leak_probe(query)");
+        await client.query("SELECT * FROM analytics.ingestion_failures WHERE analytics.leak_probe(error)");
+      } finally {
+        client.release();
+      }
+      expect(leaked.some((message) => message.includes(secret))).toBe(false);
+      expect(leaked.some((message) => message.includes("qqqzzz xxyyzz"))).toBe(true); // the probe did run on visible rows
+    } finally {
+      await adminQuery("primary", "DROP FUNCTION analytics.leak_probe(text)");
+    }
   });
 
   it("has a runaway query cancelled by its statement timeout", async () => {
