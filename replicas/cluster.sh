@@ -50,7 +50,7 @@ node_port() { # primary → PG_PORT, replicaN → PG_PORT+N
   esac
 }
 node_dir() { echo "$CLUSTER_DIR/$1"; }
-replica_names() { local d; for d in "$CLUSTER_DIR"/replica*; do [[ -d $d ]] && basename "$d"; done | sort -V; }
+replica_names() { local d; for d in "$CLUSTER_DIR"/replica*; do [[ -d $d ]] && basename "$d"; done | sort -V || true; }
 admin_psql() { # superuser over the private socket; -X ignores any psqlrc
   local port=$1; shift
   as_db_user "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$SOCK_DIR" -p "$port" -U postgres "$@"
@@ -74,6 +74,39 @@ write_node_conf() { # $1 node: settings that differ between nodes live in node.c
 port = $(node_port "$1")
 cluster_name = 'pgrag-$1'
 CONF
+  write_node_hba "$1"
+}
+
+# Which replica serves the analysts' pool: the last one, so replica1 (the first to come up, and the
+# only one with --replicas 1) is never shared with them.
+analytics_node() { replica_names | tail -n 1; }
+
+write_node_hba() { # $1 node: each role may reach only the databases and nodes it needs
+  local name=$1 owner_line="" analyst_line=""
+  if [[ $name == primary ]]; then
+    owner_line="host    all          pgrag        127.0.0.1/32   scram-sha-256"
+  elif [[ $name == "$(analytics_node)" ]]; then
+    analyst_line="host    $DB_NAME        pgrag_analyst 127.0.0.1/32   scram-sha-256"
+  fi
+  cat >"$(node_dir "$name")/pg_hba.conf" <<HBA
+# Written by replicas/cluster.sh. The socket directory is private to the database OS user (and root).
+local   all          all                         trust
+host    replication  replicator   127.0.0.1/32   scram-sha-256
+# The owner (migrations, admin CLI) on the primary only; the app on every node; analysts on one replica.
+$owner_line
+host    $DB_NAME        pgrag_app    127.0.0.1/32   scram-sha-256
+$analyst_line
+HBA
+}
+
+# Once the set of replicas is final: every node's access rules, reloaded where the node runs.
+refresh_access_rules() {
+  local name
+  for name in primary $(replica_names); do
+    write_node_hba "$name"
+    node_running "$name" && admin_psql "$(node_port "$name")" -d postgres -c "SELECT pg_reload_conf()" >/dev/null
+  done
+  return 0
 }
 
 init_primary() {
@@ -125,15 +158,12 @@ max_connections = 200
 shared_preload_libraries = 'pg_stat_statements'
 track_io_timing = on
 log_min_duration_statement = 1s
+# Slow statements are logged without their bind parameters: those carry document text and key hashes.
+log_parameter_max_length = 0
+log_parameter_max_length_on_error = 0
 log_line_prefix = '%m [%p] %q%u@%d '
 include 'node.conf'
 CONF
-  cat >"$dir/pg_hba.conf" <<HBA
-# The socket directory is private to the database OS user (and root).
-local   all          all                         trust
-host    replication  replicator   127.0.0.1/32   scram-sha-256
-host    all          all          127.0.0.1/32   scram-sha-256
-HBA
   write_node_conf primary
   start_node primary
   admin_psql "$PG_PORT" -d postgres <<SQL
@@ -178,24 +208,27 @@ stop_node() {
 bouncer_pid() { local f="$CLUSTER_DIR/pgbouncer/pgbouncer.pid"; [[ -s $f ]] && kill -0 "$(cat "$f")" 2>/dev/null && cat "$f"; }
 
 write_pgbouncer_conf() {
-  local dir="$CLUSTER_DIR/pgbouncer" name first_replica=""
+  local dir="$CLUSTER_DIR/pgbouncer" name
   mkdir -p "$dir"
   {
     echo "[databases]"
     echo "primary = host=127.0.0.1 port=$PG_PORT dbname=$DB_NAME"
     for name in $(replica_names); do
       echo "$name = host=127.0.0.1 port=$(node_port "$name") dbname=$DB_NAME"
-      [[ -n $first_replica ]] || first_replica=$name
     done
-    # Analysts get their own pool, on a replica only, so their queries never reach the primary.
-    [[ -z $first_replica ]] || echo "analytics = host=127.0.0.1 port=$(node_port "$first_replica") dbname=$DB_NAME pool_size=5"
+    # Analysts get their own small pool on one replica (pg_hba lets them in nowhere else): at most
+    # two analyst queries run at once, so they cannot take the replica's connections from the API.
+    local analytics; analytics=$(analytics_node)
+    [[ -z $analytics ]] || echo "analytics = host=127.0.0.1 port=$(node_port "$analytics") dbname=$DB_NAME pool_size=2 max_db_connections=2"
     cat <<CONF
 
 [pgbouncer]
 listen_addr = 127.0.0.1
 listen_port = $BOUNCER_PORT
 unix_socket_dir =
-auth_type = scram-sha-256
+# hba: each role may open only its own pooled databases (the owner none but the admin console).
+auth_type = hba
+auth_hba_file = $dir/pgbouncer_hba.conf
 auth_file = $dir/userlist.txt
 pool_mode = transaction
 max_client_conn = 4000
@@ -218,9 +251,17 @@ pidfile = $dir/pgbouncer.pid
 CONF
   } >"$dir/pgbouncer.ini"
   {
-    for role in pgrag pgrag_app pgrag_analyst; do printf '"%s" "%s"\n' "$role" "$(secret "$role")"; done
-  } >"$dir/userlist.txt"
-  chmod 600 "$dir/userlist.txt"
+    echo "host  primary    pgrag_app      127.0.0.1/32  scram-sha-256"
+    for name in $(replica_names); do echo "host  $name   pgrag_app      127.0.0.1/32  scram-sha-256"; done
+    echo "host  analytics  pgrag_analyst  127.0.0.1/32  scram-sha-256"
+    echo "host  pgbouncer  pgrag          127.0.0.1/32  scram-sha-256"
+  } >"$dir/pgbouncer_hba.conf"
+  # SCRAM verifiers, not passwords: PgBouncer checks clients against them and, since they are the
+  # servers' own, logs in to the servers with the client's proof. A stolen file reveals no password.
+  admin_psql "$PG_PORT" -d postgres -At -c \
+    "SELECT format('\"%s\" \"%s\"', rolname, rolpassword) FROM pg_authid WHERE rolname IN ('pgrag', 'pgrag_app', 'pgrag_analyst') ORDER BY 1" \
+    >"$dir/userlist.txt"
+  chmod 600 "$dir/userlist.txt" "$dir/pgbouncer_hba.conf"
   chown -R "$RUN_USER" "$dir"
 }
 
@@ -288,6 +329,7 @@ cmd_up() {
       admin_psql "$PG_PORT" -d postgres -c "SELECT pg_drop_replication_slot('${name}_slot') FROM pg_replication_slots WHERE slot_name = '${name}_slot'" >/dev/null
     fi
   done
+  refresh_access_rules
   write_pgbouncer_conf
   if [[ -n $(bouncer_pid || true) ]]; then
     kill -HUP "$(bouncer_pid)" # reload: picks up a changed replica list

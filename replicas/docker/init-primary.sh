@@ -11,4 +11,11 @@ CREATE DATABASE pgrag OWNER pgrag;
 SELECT pg_create_physical_replication_slot('replica1_slot'), pg_create_physical_replication_slot('replica2_slot');
 SQL
 psql -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" --dbname pgrag -c "CREATE EXTENSION IF NOT EXISTS vector; CREATE EXTENSION IF NOT EXISTS pg_stat_statements;"
-echo "host replication replicator all scram-sha-256" >> "$PGDATA/pg_hba.conf"
+# Each role only where it needs to be, as replicas/cluster.sh does (replicas copy this file in their
+# base backup; the analyst's line is added by the replica that serves PgBouncer's analytics pool).
+cat >"$PGDATA/pg_hba.conf" <<'HBA'
+local   all          all                  trust
+host    replication  replicator   all     scram-sha-256
+host    all          pgrag        all     scram-sha-256
+host    pgrag        pgrag_app    all     scram-sha-256
+HBA

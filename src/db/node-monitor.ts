@@ -13,6 +13,8 @@ import type { DbNode } from "./pools.ts";
  * - down: the last probe or a routed query failed with a connection error. Its breaker is open:
  *   no routed traffic goes to it, and it is probed with exponential backoff until it answers.
  */
+const PRIMARY_MAX_BACKOFF_MS = 1_000;
+
 export type NodeState = "up" | "lagging" | "down";
 
 export interface NodeHealth {
@@ -207,10 +209,10 @@ export class NodeMonitor {
     health.lastError = message;
     health.checkedAt = now;
     health.consecutiveFailures += 1;
-    const backoff = Math.min(
-      this.#options.intervalMs * 2 ** (health.consecutiveFailures - 1),
-      this.#options.maxBackoffMs,
-    );
+    // Writes have nowhere else to go: the primary is probed at least every second while down, so
+    // writes resume within a second of its return (a replica may back off further; reads go elsewhere).
+    const cap = health.role === "primary" ? Math.min(this.#options.maxBackoffMs, PRIMARY_MAX_BACKOFF_MS) : this.#options.maxBackoffMs;
+    const backoff = Math.min(this.#options.intervalMs * 2 ** (health.consecutiveFailures - 1), cap);
     health.nextProbeAt = now + backoff;
   }
 

@@ -30,6 +30,11 @@ const resolve = (env: Record<string, string>) =>
   Object.fromEntries(Object.entries(env).map(([k, v]) => [k, String(v).replace(/\$\{\w+:-([^}]*)\}/g, "$1")]));
 
 describe("docker-compose.yml", () => {
+  it("publishes only the API", () => {
+    const published = Object.entries(services).filter(([, service]) => (service.ports ?? []).length > 0).map(([name]) => name);
+    expect(published).toEqual(["api"]);
+  });
+
   it("has the production-like topology, each database service with a health check", () => {
     for (const name of ["primary", "replica1", "replica2", "pgbouncer", "migrate", "api", "worker", "dev-inference", "vllm"]) {
       expect(services[name], name).toBeDefined();
@@ -69,6 +74,8 @@ describe("docker-compose.yml", () => {
       expect(port).toBe(5432);
     }
     expect(bouncerDatabases.analytics?.host).toMatch(/^replica/);
+    // The replica behind the analysts' pool is the one that lets the analyst log in.
+    expect(services[bouncerDatabases.analytics?.host ?? ""]?.environment?.SERVES_ANALYTICS).toBe("true");
     const inference = new URL(config.inference.url ?? "");
     expect(inference.hostname).toBe("dev-inference");
     expect(services["dev-inference"]?.command).toEqual(["dev-inference", "--host", "0.0.0.0", "--port", inference.port]);

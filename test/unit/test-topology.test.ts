@@ -50,6 +50,7 @@ describe("the container topology, read from docker-compose.yml", () => {
     );
     expect(files.filter((f) => f.service === "pgbouncer").map((f) => f.target).sort()).toEqual([
       "/etc/pgbouncer/pgbouncer.ini",
+      "/etc/pgbouncer/pgbouncer_hba.conf",
       "/etc/pgbouncer/userlist.txt",
     ]);
     // No named volumes: each run starts from empty data directories.

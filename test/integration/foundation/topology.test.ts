@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import pg from "pg";
 import { afterAll, describe, expect, it } from "vitest";
 import { waitFor } from "../../../harness/wait-for.ts";
-import { clusterUrls, TEST_CLUSTER } from "../../helpers/cluster.ts";
+import { adminQuery, clusterUrls, TEST_CLUSTER } from "../../helpers/cluster.ts";
 import { dockerReachable, readTopologyState, selectTopology } from "../../helpers/topology.ts";
 
 // Straight pg clients through PgBouncer: this checks the topology itself, below the app's router.
@@ -45,10 +45,12 @@ describe("native topology", () => {
   it("streams a row written through PgBouncer to the primary to every replica", async () => {
     const id = randomUUID();
     const name = `topology-${id}`;
-    await asTenant(primary, id, "INSERT INTO tenants (id, name) VALUES ($1, $2)", [id, name]);
+    // The tenant by the superuser (the app role writes no tenants); the row by the app, through PgBouncer.
+    await adminQuery("primary", "INSERT INTO tenants (id, name) VALUES ($1, $2)", [id, name]);
+    await asTenant(primary, id, "INSERT INTO collections (tenant_id, name) VALUES ($1, $2)", [id, "rows"]);
     for (const replica of replicas) {
       const seen = await waitFor("the row on the replica", async () => {
-        const r = await asTenant(replica, id, "SELECT name FROM tenants WHERE id = $1", [id]);
+        const r = await asTenant(replica, id, "SELECT t.name FROM collections c JOIN tenants t ON t.id = c.tenant_id WHERE c.tenant_id = $1", [id]);
         return r[0]?.name as string | undefined;
       });
       expect(seen).toBe(name);
@@ -58,7 +60,7 @@ describe("native topology", () => {
   it("refuses writes on a replica", async () => {
     for (const replica of replicas) {
       await expect(
-        replica.query("INSERT INTO tenants (name) VALUES ($1)", [`nope-${randomUUID()}`]),
+        replica.query("INSERT INTO collections (tenant_id, name) VALUES ($1, $2)", [randomUUID(), "nope"]),
       ).rejects.toMatchObject({
         code: "25006", // read_only_sql_transaction
       });

@@ -7,19 +7,32 @@ import { startTestApp } from "../../helpers/app.ts";
 import { waitFor } from "../../../harness/wait-for.ts";
 import { adminQuery, cluster, restoreTopology } from "../../helpers/cluster.ts";
 
-/** A write: a new tenant row, created under its own id so row-level security lets it in. */
-async function insertTenant(app: App): Promise<{ id: string; token: bigint }> {
-  const id = randomUUID();
+/** This file's tenant, created once by the superuser: the app role writes no tenants. */
+let fileTenant: Promise<string> | undefined;
+function routerTenant(): Promise<string> {
+  fileTenant ??= (async () => {
+    const id = randomUUID();
+    await adminQuery("primary", "INSERT INTO tenants (id, name) VALUES ($1, $2)", [id, `router-${id}`]);
+    return id;
+  })();
+  return fileTenant;
+}
+
+/** A write: a new collection row of the file's tenant, under row-level security. */
+async function insertRow(app: App): Promise<{ id: string; token: bigint }> {
+  const tenantId = await routerTenant();
   const { value, token } = await app.router.write(
-    (tx) => tx.insertInto("tenants").values({ id, name: `router-${id}` }).returning("id").executeTakeFirstOrThrow(),
-    { tenantId: id },
+    (tx) =>
+      tx.insertInto("collections").values({ tenant_id: tenantId, name: `c-${randomUUID()}` }).returning("id").executeTakeFirstOrThrow(),
+    { tenantId },
   );
   return { id: value.id, token };
 }
 
-async function readTenant(app: App, id: string, token: bigint | null) {
-  return app.router.read({ token, tenantId: id }, (db) =>
-    db.selectFrom("tenants").select("id").where("id", "=", id).executeTakeFirst(),
+async function readRow(app: App, id: string, token: bigint | null) {
+  const tenantId = await routerTenant();
+  return app.router.read({ token, tenantId }, (db) =>
+    db.selectFrom("collections").select("id").where("id", "=", id).executeTakeFirst(),
   );
 }
 
@@ -39,8 +52,8 @@ describe("read-your-writes", () => {
     await adminQuery("replica1", "SELECT pg_wal_replay_pause()");
     const servedBy = new Map<string, number>();
     for (let round = 0; round < 200; round++) {
-      const { id, token } = await insertTenant(app);
-      const read = await readTenant(app, id, token);
+      const { id, token } = await insertRow(app);
+      const read = await readRow(app, id, token);
       expect(read.value?.id, `round ${round} on ${read.node}`).toBe(id);
       servedBy.set(read.node, (servedBy.get(read.node) ?? 0) + 1);
     }
@@ -57,9 +70,9 @@ describe("read-your-writes", () => {
   it("takes a replica beyond the lag bound out of rotation for reads without a token", async () => {
     const app = await startTestApp({ PGRAG_MAX_REPLICA_LAG_MS: "200" });
     await adminQuery("replica1", "SELECT pg_wal_replay_pause()");
-    await insertTenant(app);
+    await insertRow(app);
     await waitFor("replica1 marked lagging", async () => {
-      await insertTenant(app); // keep the primary moving so the lag is real
+      await insertRow(app); // keep the primary moving so the lag is real
       await app.monitor.probeAll(true);
       return app.monitor.health("replica1").state === "lagging";
     });
@@ -118,22 +131,23 @@ describe("failures", () => {
     await cluster("stop-node", "replica1");
     await cluster("stop-node", "replica2");
     for (let i = 0; i < 20; i++) expect(await whereServed(app)).toBe("primary");
-    const { id, token } = await insertTenant(app);
-    expect((await readTenant(app, id, token)).node).toBe("primary");
+    const { id, token } = await insertRow(app);
+    expect((await readRow(app, id, token)).node).toBe("primary");
   });
 
   it("with the primary down, writes fail fast with 'unavailable' and reads continue on the replicas", async () => {
     const app = await startTestApp();
+    await routerTenant(); // before the primary goes away
     // Injected: primary stopped (fast shutdown).
     await cluster("stop-node", "primary");
-    await expect(insertTenant(app)).rejects.toBeInstanceOf(UnavailableError);
+    await expect(insertRow(app)).rejects.toBeInstanceOf(UnavailableError);
     // Once the breaker is open, later writes are refused without touching the network.
-    await expect(insertTenant(app)).rejects.toMatchObject({ code: "unavailable", retryAfterSeconds: 2 });
+    await expect(insertRow(app)).rejects.toMatchObject({ code: "unavailable", retryAfterSeconds: 2 });
     const nodes = new Set<string>();
     for (let i = 0; i < 20; i++) nodes.add(await whereServed(app));
     expect([...nodes].sort()).toEqual(["replica1", "replica2"]);
     await cluster("start-node", "primary");
-    await waitFor("writes accepted again", () => insertTenant(app).then(() => true));
+    await waitFor("writes accepted again", () => insertRow(app).then(() => true));
   });
 
   it("applies a read's local settings with its tenant, and leaks none to other clients of the same PgBouncer pool", async () => {
