@@ -2,6 +2,7 @@ import { Hono } from "hono";
 import { prometheus } from "@hono/prometheus";
 import { bodyLimit } from "hono/body-limit";
 import { requestId } from "hono/request-id";
+import { secureHeaders } from "hono/secure-headers";
 import type { Registry } from "prom-client";
 import type { NodeMonitor } from "../db/node-monitor.ts";
 import { AppError } from "../errors.ts";
@@ -23,6 +24,8 @@ export interface HttpDependencies {
 export function createHttpApp(deps: HttpDependencies): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
   app.use(requestId({ limitLength: 128 }));
+  // nosniff, no framing, no referrer, … on every response; each page adds its own CSP.
+  app.use(secureHeaders({ xFrameOptions: "DENY", referrerPolicy: "no-referrer", crossOriginEmbedderPolicy: false }));
   const { registerMetrics } = prometheus({ registry: deps.registry, prefix: "pgrag_" });
   app.use(registerMetrics);
   app.use(async function logRequest(c, next) {

@@ -1,8 +1,11 @@
-import { swaggerUI } from "@hono/swagger-ui";
+import { readFileSync } from "node:fs";
+import { createRequire } from "node:module";
+import { dirname, join } from "node:path";
 import { Hono } from "hono";
 import { z } from "zod";
 import { chatBody, feedbackBody, openAiBody } from "./chat.routes.ts";
 import type { AppEnv } from "./context.ts";
+import { DOCS_POLICY } from "./page-security.ts";
 import { batchBody, collectionBody, documentBody, listQuery } from "./ingest.routes.ts";
 import { searchBody } from "./search.routes.ts";
 
@@ -125,7 +128,27 @@ export function openApiDocument(limits: { maxBatchDocuments: number }) {
   };
 }
 
+// Swagger UI comes from the swagger-ui-dist package, served from this origin: no CDN, nothing unpinned.
+const SWAGGER_DIR = dirname(createRequire(import.meta.url).resolve("swagger-ui-dist/package.json"));
+const DOCS_PAGE = readFileSync(new URL("./web/docs-page.html", import.meta.url), "utf8");
+const DOCS_ASSETS: Record<string, { type: string; body: string }> = {
+  "swagger-ui.css": { type: "text/css; charset=utf-8", body: readFileSync(join(SWAGGER_DIR, "swagger-ui.css"), "utf8") },
+  "swagger-ui-bundle.js": { type: "text/javascript; charset=utf-8", body: readFileSync(join(SWAGGER_DIR, "swagger-ui-bundle.js"), "utf8") },
+  "init.js": { type: "text/javascript; charset=utf-8", body: 'window.ui = SwaggerUIBundle({ url: "/openapi.json", dom_id: "#swagger-ui" });\n' },
+};
+
 export function openApiRoutes(limits: { maxBatchDocuments: number }): Hono<AppEnv> {
   const document = openApiDocument(limits);
-  return new Hono<AppEnv>().get("/openapi.json", (c) => c.json(document)).get("/docs", swaggerUI({ url: "/openapi.json" }));
+  return new Hono<AppEnv>()
+    .get("/openapi.json", (c) => c.json(document))
+    .get("/docs", (c) => {
+      c.header("Content-Security-Policy", DOCS_POLICY);
+      return c.html(DOCS_PAGE);
+    })
+    .get("/docs/assets/:name", (c) => {
+      const asset = DOCS_ASSETS[c.req.param("name")];
+      if (!asset) return c.notFound();
+      c.header("Cache-Control", "public, max-age=86400");
+      return c.body(asset.body, 200, { "Content-Type": asset.type });
+    });
 }

@@ -2,13 +2,18 @@ import { readFileSync } from "node:fs";
 import { Hono } from "hono";
 import type { Config } from "../config.ts";
 import type { AppEnv } from "./context.ts";
+import { inlinePagePolicy } from "./page-security.ts";
 
 const CHAT_PAGE = readFileSync(new URL("./web/chat-page.html", import.meta.url), "utf8");
+const CHAT_PAGE_POLICY = inlinePagePolicy(CHAT_PAGE);
 
 /** The chat page at `/` (plain HTML, no build step) and what it needs to know about the backend. */
 export function webRoutes(config: Pick<Config, "inference" | "embedding">): Hono<AppEnv> {
   return new Hono<AppEnv>()
-    .get("/", (c) => c.html(CHAT_PAGE))
+    .get("/", (c) => {
+      c.header("Content-Security-Policy", CHAT_PAGE_POLICY);
+      return c.html(CHAT_PAGE);
+    })
     .get("/v1/info", (c) =>
       c.json({
         // "dev": the in-process dev inference server answers extractively (no model weights).

@@ -16,6 +16,33 @@ describe("OpenAPI", () => {
     expect(document.paths["/v1/search"]?.post?.requestBody?.content["application/json"]?.schema.properties).toHaveProperty("query");
     const docs = await app.http.request("/docs");
     expect(docs.status).toBe(200);
-    expect(await docs.text()).toContain("/openapi.json");
+    const page = await docs.text();
+    // Swagger UI from this origin (the swagger-ui-dist package), never a CDN.
+    const sources = [...page.matchAll(/(?:src|href)="([^"]+)"/g)].map((m) => m[1] ?? "");
+    expect(sources.length).toBeGreaterThan(0);
+    for (const source of sources) {
+      expect(source).toMatch(/^\/docs\/assets\//);
+      expect((await app.http.request(source)).status, source).toBe(200);
+    }
+    expect(await (await app.http.request("/docs/assets/init.js")).text()).toContain("/openapi.json");
+  });
+});
+
+describe("security headers", () => {
+  it("are on every response, and each page has a policy that loads nothing from elsewhere", async () => {
+    const app = await startTestApp();
+    for (const path of ["/", "/docs", "/healthz", "/openapi.json", "/v1/collections"]) {
+      const response = await app.http.request(path);
+      expect(response.headers.get("X-Content-Type-Options"), path).toBe("nosniff");
+      expect(response.headers.get("X-Frame-Options"), path).toBe("DENY");
+      expect(response.headers.get("Referrer-Policy"), path).toBe("no-referrer");
+    }
+    for (const path of ["/", "/docs"]) {
+      const policy = (await app.http.request(path)).headers.get("Content-Security-Policy") ?? "";
+      expect(policy, path).toMatch(/default-src 'none'/);
+      expect(policy, path).toMatch(/frame-ancestors 'none'/);
+      expect(policy, path).not.toMatch(/https?:|\*/);
+      expect(policy.match(/script-src ([^;]*)/)?.[1], path).not.toMatch(/unsafe-inline/);
+    }
   });
 });
