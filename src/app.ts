@@ -172,8 +172,9 @@ export function createApp(config: Config, options: { logger?: Logger } = {}): Ap
         // The embedded default exists for trying pgrag: it migrates itself and hands out a key.
         await migrate(config, logger);
         devKey = await ensureDevApiKey(primary.db, config.database.embedded.dataDir);
+        // The key itself stays out of the logs (which are shipped and kept); the CLI shows it in the terminal.
         logger.warn(
-          { dataDir: config.database.embedded.dataDir, apiKey: devKey },
+          { dataDir: config.database.embedded.dataDir },
           "embedded PostgreSQL (PGlite): for trying and developing only; set PGRAG_PRIMARY_URL (replicas/ or docker compose) for the real topology",
         );
       }

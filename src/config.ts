@@ -1,4 +1,5 @@
 import { existsSync, readFileSync } from "node:fs";
+import { resolve } from "node:path";
 import { parseEnv } from "node:util";
 import { z } from "zod";
 
@@ -31,6 +32,8 @@ const schema = z.object({
   // The conventional variable of platforms that assign the port; PGRAG_PORT wins when both are set.
   PORT: z.coerce.number().int().min(0).max(65535).optional(),
   PGRAG_LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+  // auto: readable lines in a terminal, JSON otherwise.
+  PGRAG_LOG_FORMAT: z.enum(["auto", "json", "pretty"]).default("auto"),
 
   // Unset: the embedded PostgreSQL (PGlite) is started instead, for trying and developing.
   PGRAG_PRIMARY_URL: postgresUrl.optional(),
@@ -119,6 +122,7 @@ export const CONFIG_VARIABLES: readonly string[] = ["PGRAG_ENV_FILE", ...Object.
 export interface Config {
   readonly http: { readonly host: string; readonly port: number; readonly maxJsonBodyBytes: number };
   readonly logLevel: RawConfig["PGRAG_LOG_LEVEL"];
+  readonly logFormat: RawConfig["PGRAG_LOG_FORMAT"];
   readonly database: {
     readonly primaryUrl: string;
     readonly replicaUrls: readonly string[];
@@ -129,7 +133,8 @@ export interface Config {
      * Set when no database URL is configured: PGlite (PostgreSQL in WASM, with pgvector) served on a
      * local port, as primary and sole reader. One session only, hence one pooled connection.
      */
-    readonly embedded: { readonly dataDir: string; readonly port: number } | null;
+    /** The embedded database listens on a Unix socket in `socketDir` (mode 0700): only this OS user reaches it. */
+    readonly embedded: { readonly dataDir: string; readonly port: number; readonly socketDir: string } | null;
   };
   readonly routing: {
     readonly monitorIntervalMs: number;
@@ -227,16 +232,26 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     throw new ConfigError(`invalid configuration:\n${formatIssues(parsed.error)}`);
   }
   const raw = parsed.data;
-  const embedded = raw.PGRAG_PRIMARY_URL ? null : { dataDir: raw.PGRAG_EMBEDDED_DATA_DIR, port: raw.PGRAG_EMBEDDED_PORT };
+  const embedded = raw.PGRAG_PRIMARY_URL
+    ? null
+    : {
+        dataDir: raw.PGRAG_EMBEDDED_DATA_DIR,
+        port: raw.PGRAG_EMBEDDED_PORT,
+        socketDir: resolve(raw.PGRAG_EMBEDDED_DATA_DIR, "..", "socket"),
+      };
   if (embedded && raw.PGRAG_REPLICA_URLS.length > 0) {
     throw new ConfigError("invalid configuration:\n  PGRAG_REPLICA_URLS: replicas need PGRAG_PRIMARY_URL (the embedded database has no replicas)");
   }
   // PGlite's socket server accepts the credentials of its single superuser as given.
-  const embeddedUrl = embedded ? `postgres://postgres:postgres@127.0.0.1:${embedded.port}/postgres` : "";
+  // A socket directory as the host: libpq's convention, which pg follows (the port names the socket file).
+  const embeddedUrl = embedded
+    ? `postgres://postgres:postgres@localhost:${embedded.port}/postgres?host=${encodeURIComponent(embedded.socketDir)}`
+    : "";
   const primaryUrl = raw.PGRAG_PRIMARY_URL ?? embeddedUrl;
   return deepFreeze({
     http: { host: raw.PGRAG_HOST, port: raw.PGRAG_PORT ?? raw.PORT ?? 8080, maxJsonBodyBytes: raw.PGRAG_MAX_JSON_BODY_BYTES },
     logLevel: raw.PGRAG_LOG_LEVEL,
+    logFormat: raw.PGRAG_LOG_FORMAT,
     database: {
       primaryUrl,
       replicaUrls: raw.PGRAG_REPLICA_URLS,

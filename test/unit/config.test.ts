@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { resolve } from "node:path";
 import { ConfigError, loadConfig } from "../../src/config.ts";
 
 const minimal = { PGRAG_PRIMARY_URL: "postgres://app:secret@127.0.0.1:6432/primary" };
@@ -20,8 +21,10 @@ describe("loadConfig", () => {
 
   it("falls back to the embedded database, with one connection, when no database URL is given", () => {
     const config = loadConfig({});
-    expect(config.database.embedded).toEqual({ dataDir: ".pgrag/data", port: 5499 });
-    expect(config.database.primaryUrl).toBe("postgres://postgres:postgres@127.0.0.1:5499/postgres");
+    const socketDir = resolve(".pgrag/socket");
+    expect(config.database.embedded).toEqual({ dataDir: ".pgrag/data", port: 5499, socketDir });
+    // A Unix socket directory as the host, never a TCP address.
+    expect(config.database.primaryUrl).toBe(`postgres://postgres:postgres@localhost:5499/postgres?host=${encodeURIComponent(socketDir)}`);
     expect(config.database.poolSize).toBe(1);
     expect(loadConfig(minimal).database.embedded).toBeNull();
   });

@@ -1,10 +1,11 @@
-import { mkdtempSync } from "node:fs";
+import { existsSync, mkdtempSync, statSync } from "node:fs";
+import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { createApp } from "../../../src/app.ts";
 import { loadConfig } from "../../../src/config.ts";
-import { createLogger } from "../../../src/logger.ts";
+import { pino } from "pino";
 import { api } from "../../helpers/api.ts";
 import { waitForDocuments } from "../../helpers/ingest.ts";
 import { readScifactCorpus } from "../../../src/evaluation/datasets.ts";
@@ -12,15 +13,26 @@ import { readScifactCorpus } from "../../../src/evaluation/datasets.ts";
 // No database URL at all: the embedded PGlite default, with the very same code paths.
 const dataDir = join(mkdtempSync(join(tmpdir(), "pgrag-embedded-")), "data");
 const config = loadConfig({ PGRAG_EMBEDDED_DATA_DIR: dataDir, PGRAG_EMBEDDED_PORT: "55997", PGRAG_PORT: "0", PGRAG_LOG_LEVEL: "silent" });
-const app = createApp(config, { logger: createLogger({ logLevel: "silent" }) });
+// Every log line the app writes, to check what reaches logs.
+const logLines: string[] = [];
+const app = createApp(config, { logger: pino({ level: "info" }, { write: (line: string) => void logLines.push(line) }) });
 afterAll(() => app.stop());
 
 describe("the embedded default (PGlite)", () => {
   it("migrates itself, hands out a key, and runs ingestion, search, chat and deletion", async () => {
-    expect(config.database.embedded).toEqual({ dataDir, port: 55997 });
+    const socketDir = join(dataDir, "..", "socket");
+    expect(config.database.embedded).toEqual({ dataDir, port: 55997, socketDir });
     await app.start({ listen: false });
+    // Reachable only through a socket in a directory of this OS user's: no TCP port at all.
+    expect(statSync(socketDir).mode & 0o777).toBe(0o700);
+    expect(existsSync(join(socketDir, ".s.PGSQL.55997"))).toBe(true);
+    await expect(
+      new Promise((resolve, reject) => connect(55997, "127.0.0.1").once("connect", resolve).once("error", reject)),
+    ).rejects.toMatchObject({ code: "ECONNREFUSED" });
     const key = app.devApiKey() ?? "";
     expect(key).toMatch(/^pgr_/);
+    expect(logLines.join("")).toContain("embedded PostgreSQL");
+    expect(logLines.join("")).not.toContain(key); // logs are shipped and kept: the key is shown in the terminal only
     expect((await api(app, "POST", "/v1/collections", { key, json: { name: "sci" } })).status).toBe(201);
     const abstracts = await readScifactCorpus(10);
     const put = await api(app, "POST", "/v1/collections/sci/documents", {
