@@ -3,11 +3,20 @@ import type { Config } from "./config.ts";
 
 export type { Logger };
 
-export function createLogger(config: Pick<Config, "logLevel">): Logger {
+/**
+ * Structured JSON logs for machines; in a terminal (`logFormat: "auto"` and stdout a TTY) the same
+ * records as readable lines through pino-pretty.
+ */
+export function createLogger(config: Pick<Config, "logLevel"> & { logFormat?: Config["logFormat"] }): Logger {
+  const format = config.logFormat ?? "json";
+  const pretty = format === "pretty" || (format === "auto" && process.stdout.isTTY === true);
   return pino({
     level: config.logLevel,
     base: { service: "pgrag" },
     // Connection URLs carry passwords; never let one reach a log line.
     redact: { paths: ["*.password", "*.url", "*.connectionString"], censor: "[redacted]" },
+    ...(pretty
+      ? { transport: { target: "pino-pretty", options: { colorize: true, translateTime: "SYS:HH:MM:ss", ignore: "pid,hostname,service" } } }
+      : {}),
   });
 }

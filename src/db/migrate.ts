@@ -42,13 +42,25 @@ export async function migrate(
       count: options.count ?? (direction === "up" ? Number.POSITIVE_INFINITY : 1),
       migrationsTable: "pgmigrations",
       checkOrder: true,
+      // node-pg-migrate narrates every step (and prints each migration's SQL): that goes to debug,
+      // and one summary line to info below.
       logger: {
         debug: () => {},
-        info: (message: string) => logger.info({ migrate: direction }, message.trim()),
-        warn: (message: string) => logger.warn({ migrate: direction }, message.trim()),
+        info: (message: string) => logger.debug({ migrate: direction }, message.trim()),
+        // Migrations that run outside a transaction (pg-boss's own plan, CONCURRENTLY) do so on purpose.
+        warn: (message: string) =>
+          /not wrapped in a transaction/.test(message)
+            ? logger.debug({ migrate: direction }, message.trim())
+            : logger.warn({ migrate: direction }, message.trim()),
         error: (message: string) => logger.error({ migrate: direction }, message.trim()),
       },
     });
+    const names = applied.map((m) => m.name);
+    logger.info(
+      applied.length === 0
+        ? "migrations: up to date"
+        : `migrations: ${direction} ${names.length} (${names.length > 2 ? `${names[0]} … ${names.at(-1)}` : names.join(", ")})`,
+    );
     if (config.analytics.analystPassword && direction === "up") {
       // ALTER ROLE takes no bind parameters: the password travels as a setting and is quoted by format().
       await client.query("SELECT set_config('pgrag.analyst_password', $1, false)", [config.analytics.analystPassword]);
