@@ -35,7 +35,7 @@ export async function waitForDocuments(
   statuses: readonly string[] = ["ready"],
   timeoutMs = 60_000,
 ): Promise<{ documents: Map<string, DocumentJson>; token: string }> {
-  return waitFor<{ documents: Map<string, DocumentJson>; token: string } | undefined>(
+  return waitFor(
     `documents ${statuses.join("/")} in ${collection}`,
     async () => {
       const response = await api<{ documents: DocumentJson[]; consistency_token: string }>(
@@ -49,7 +49,7 @@ export async function waitForDocuments(
       return done ? { documents, token: response.body.consistency_token } : undefined;
     },
     timeoutMs,
-  ) as Promise<{ documents: Map<string, DocumentJson>; token: string }>;
+  );
 }
 
 /** A new tenant with collection `collection` holding the first `count` SciFact abstracts, all ready. */

@@ -1,4 +1,4 @@
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { startTestApp } from "../../helpers/app.ts";
 import { waitFor } from "../../../harness/wait-for.ts";
 import { cluster, restoreTopology } from "../../helpers/cluster.ts";
@@ -9,6 +9,15 @@ interface Readiness {
 }
 
 describe("health endpoints", () => {
+  it("/readyz probes the nodes at most once a second, however many ask at once", async () => {
+    const app = await startTestApp();
+    const probes = vi.spyOn(app.monitor, "probeAll");
+    const burst = await Promise.all(Array.from({ length: 50 }, () => app.http.request("/readyz")));
+    expect(burst.every((r) => r.status === 200)).toBe(true);
+    expect((await app.http.request("/readyz")).status).toBe(200);
+    expect(probes).toHaveBeenCalledTimes(1);
+  });
+
   it("/healthz answers while the process is up", async () => {
     const app = await startTestApp();
     const response = await app.http.request("/healthz");
@@ -30,11 +39,14 @@ describe("health endpoints", () => {
       body.nodes.filter((n) => n.role === "replica").every((n) => n.lag_ms !== null && n.lag_ms >= 0),
     ).toBe(true);
 
-    // Injected: replica2 stopped (fast shutdown). Asserted: 503 naming replica2 as down.
+    // Injected: replica2 stopped (fast shutdown). Asserted: 503 naming replica2 as down, once the
+    // last probe (at most a second old) has been replaced.
     await cluster("stop-node", "replica2");
     try {
-      const during = await app.http.request("/readyz");
-      expect(during.status).toBe(503);
+      const during = await waitFor("not ready", async () => {
+        const response = await app.http.request("/readyz");
+        return response.status === 503 ? response : undefined;
+      });
       const duringBody = (await during.json()) as Readiness;
       expect(duringBody.ready).toBe(false);
       expect(duringBody.nodes.find((n) => n.name === "replica2")?.state).toBe("down");
