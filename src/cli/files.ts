@@ -1,5 +1,5 @@
-import { readdir, readFile, stat } from "node:fs/promises";
-import { basename, extname, join, relative } from "node:path";
+import { readdir, readFile, realpath, stat } from "node:fs/promises";
+import { basename, dirname, extname, join, relative, sep } from "node:path";
 import type { ContentType } from "../ingest/content.ts";
 
 const TYPES: Record<string, ContentType> = {
@@ -18,27 +18,42 @@ export interface LocalDocument {
   readonly bytes: Buffer;
 }
 
-/** Markdown, text and HTML files under the given paths (folders recursively); others are listed as skipped. */
+/**
+ * Markdown, text and HTML files under the given paths (folders recursively); others are listed as
+ * skipped. Inside a folder, a symbolic link is followed only when it stays inside that folder, and
+ * each folder is read once: a link out of the folder or a link cycle is skipped, not followed.
+ */
 export async function collectFiles(paths: readonly string[]): Promise<{ documents: LocalDocument[]; skipped: string[] }> {
   const documents: LocalDocument[] = [];
   const skipped: string[] = [];
-  const visit = async (path: string, root: string): Promise<void> => {
-    const info = await stat(path);
+  const visit = async (path: string, root: string, rootReal: string, seen: Set<string>): Promise<void> => {
+    const real = await realpath(path);
+    if (real !== rootReal && !real.startsWith(`${rootReal}${sep}`)) {
+      skipped.push(`${path} (a link out of ${root})`);
+      return;
+    }
+    const info = await stat(real);
     if (info.isDirectory()) {
-      for (const entry of (await readdir(path)).sort()) await visit(join(path, entry), root);
+      if (seen.has(real)) {
+        skipped.push(`${path} (a link back to a folder already read)`);
+        return;
+      }
+      seen.add(real);
+      for (const entry of (await readdir(path)).sort()) await visit(join(path, entry), root, rootReal, seen);
       return;
     }
     const type = TYPES[extname(path).toLowerCase()];
-    if (!type) {
+    if (!info.isFile() || !type) {
       skipped.push(path);
       return;
     }
-    documents.push({ externalId: relative(root, path) || basename(path), title: basename(path), contentType: type, bytes: await readFile(path) });
+    documents.push({ externalId: relative(root, path) || basename(path), title: basename(path), contentType: type, bytes: await readFile(real) });
   };
   for (const path of paths) {
     const info = await stat(path).catch(() => undefined);
     if (!info) throw new Error(`no such file or folder: ${path}`);
-    await visit(path, info.isDirectory() ? path : join(path, ".."));
+    const root = info.isDirectory() ? path : dirname(path);
+    await visit(path, root, await realpath(root), new Set());
   }
   return { documents, skipped };
 }
