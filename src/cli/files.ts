@@ -20,7 +20,7 @@ export interface LocalDocument {
 
 /**
  * Markdown, text and HTML files under the given paths (folders recursively); others are listed as
- * skipped. Inside a folder, a symbolic link is followed only when it stays inside that folder, and
+ * skipped, each with the reason. Inside a folder, a symbolic link is followed only when it stays inside that folder, and
  * each folder is read once: a link out of the folder or a link cycle is skipped, not followed.
  */
 export async function collectFiles(paths: readonly string[]): Promise<{ documents: LocalDocument[]; skipped: string[] }> {
@@ -44,7 +44,7 @@ export async function collectFiles(paths: readonly string[]): Promise<{ document
     }
     const type = TYPES[extname(path).toLowerCase()];
     if (!info.isFile() || !type) {
-      skipped.push(path);
+      skipped.push(`${path} (not Markdown, text or HTML)`);
       return;
     }
     documents.push({ externalId: relative(root, path) || basename(path), title: basename(path), contentType: type, bytes: await readFile(real) });

@@ -23,7 +23,7 @@ export async function runIngest(args: string[]): Promise<void> {
   const { positionals, values } = parseArgs({ args, allowPositionals: true, options: common });
   if (positionals.length === 0) throw new AppError("invalid_request", "ingest needs at least one file or folder (globs are expanded by your shell)");
   const { documents, skipped } = await collectFiles(positionals);
-  for (const path of skipped) process.stderr.write(`skipped (not Markdown, text or HTML): ${path}\n`);
+  for (const entry of skipped) process.stderr.write(`skipped: ${entry}\n`);
   if (documents.length === 0) throw new AppError("invalid_request", "no Markdown, text or HTML files found");
   const app = createApp(loadConfig());
   await app.start({ listen: false });

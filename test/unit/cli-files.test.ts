@@ -23,7 +23,7 @@ describe("collectFiles", () => {
     expect(documents.map((d) => d.externalId)).toEqual(["a.md", "b-again.txt", "sub/b.txt"]);
     expect(documents.map((d) => d.bytes.toString())).toEqual(["# A", "B", "B"]);
     expect(skipped).toEqual([
-      join(folder, "image.png"),
+      `${join(folder, "image.png")} (not Markdown, text or HTML)`,
       `${join(folder, "out")} (a link out of ${folder})`,
       `${join(folder, "secret.md")} (a link out of ${folder})`,
       `${join(folder, "sub", "loop")} (a link back to a folder already read)`,

@@ -25,7 +25,7 @@ describe("the pgrag CLI", () => {
     writeFileSync(join(dir, "image.png"), "not text");
     const ingested = await pgrag("ingest", dir, "--tenant", tenant, "--collection", "notes");
     expect(ingested.stdout).toContain(`3 documents ready in collection "notes" of tenant "${tenant}"`);
-    expect(ingested.stderr).toContain("skipped (not Markdown, text or HTML)");
+    expect(ingested.stderr).toContain(`skipped: ${join(dir, "image.png")} (not Markdown, text or HTML)`);
 
     const asked = await pgrag("ask", a?.title ?? "", "--tenant", tenant, "--collection", "notes");
     expect(asked.stdout).toMatch(/\[1\] .+ — a\.md, characters \d+–\d+/);
