@@ -23,7 +23,7 @@ import { UnavailableError } from "./errors.ts";
 import { AdmissionControl } from "./inference/admission.ts";
 import { ChatClient } from "./inference/chat-client.ts";
 import { createInferenceHistogram } from "./inference/inference-metrics.ts";
-import { type DevInferenceServer, startDevInferenceServer } from "./inference/dev-server.ts";
+import { type DevInferenceServer, startDevInferenceServer } from "./dev/dev-server.ts";
 import { EmbeddingClient } from "./inference/embedding-client.ts";
 import { IngestService } from "./ingest/ingest.service.ts";
 import { IngestWorker } from "./ingest/ingest.worker.ts";
@@ -235,25 +235,53 @@ export function createApp(config: Config, options: { logger?: Logger } = {}): Ap
     devApiKey: () => devKey,
     stop() {
       stopping ??= (async () => {
+        // Every step runs within one deadline: a stuck client, job or node cannot hold shutdown open.
+        const deadline = Date.now() + config.shutdownTimeoutMs;
+        const step = (name: string, work: Promise<unknown> | undefined) => untilDeadline(name, work, deadline, logger);
         if (server) {
           const closing = new Promise<void>((resolve) => server?.close(() => resolve()));
           // Idle keep-alive sockets would hold close() open; in-flight requests still finish.
           (server as { closeIdleConnections?: () => void }).closeIdleConnections?.();
-          await closing;
+          if (!(await step("in-flight HTTP requests", closing))) {
+            // Streaming answers that outlive the deadline are cut off.
+            (server as { closeAllConnections?: () => void }).closeAllConnections?.();
+          }
         }
-        await worker?.stop();
+        await step("ingestion workers", worker?.stop());
         // After the HTTP server: no new events can arrive; every buffered one is written.
-        await usageEvents.stop();
-        if (bossStarted) await queue.boss.stop({ graceful: true, wait: true, close: false, timeout: 30_000 });
-        await devServer?.close();
+        await step("usage events", usageEvents.stop());
+        if (bossStarted) {
+          const remaining = Math.max(0, Math.floor((deadline - Date.now()) / 1000));
+          await step("job queue", queue.boss.stop({ graceful: remaining > 0, wait: true, close: false, timeout: remaining * 1000 }));
+        }
+        await step("dev inference server", devServer?.close());
         await textPool.close();
         await monitor.stop();
         await Promise.all(nodes.map(closeDbNode));
-        await embedded?.stop();
+        await step("embedded database", embedded?.stop());
       })();
       return stopping;
     },
   };
+}
+
+/**
+ * Waits for `work` until the deadline; true when it finished in time. Past it, shutdown moves on
+ * (and says so) rather than hang.
+ */
+async function untilDeadline(name: string, work: Promise<unknown> | undefined, deadline: number, logger: Logger): Promise<boolean> {
+  if (!work) return true;
+  let timer: NodeJS.Timeout | undefined;
+  const expired = new Promise<false>((resolve) => {
+    timer = setTimeout(() => resolve(false), Math.max(0, deadline - Date.now()));
+  });
+  try {
+    const finished = await Promise.race([work.then(() => true as const), expired]);
+    if (!finished) logger.warn({ step: name }, "shutdown deadline passed; not waiting for this step");
+    return finished;
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /** Names a replica after its PgBouncer database ("replica1"), else by position. */

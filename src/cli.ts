@@ -8,7 +8,7 @@ import { adminTransaction } from "./tenancy/admin-transaction.ts";
 import { runAsk, runIngest } from "./cli/local-commands.ts";
 import { evaluateBeir } from "./evaluation/beir.ts";
 import { SCIFACT_DIR } from "./evaluation/datasets.ts";
-import { startDevInferenceServer } from "./inference/dev-server.ts";
+import { startDevInferenceServer } from "./dev/dev-server.ts";
 import { createLogger } from "./logger.ts";
 import type { SearchMode } from "./retrieval/search.service.ts";
 import {

@@ -34,6 +34,8 @@ const schema = z.object({
   PGRAG_LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
   // auto: readable lines in a terminal, JSON otherwise.
   PGRAG_LOG_FORMAT: z.enum(["auto", "json", "pretty"]).default("auto"),
+  // Graceful shutdown gets this long (in-flight requests, running jobs, the event flush); then it is forced.
+  PGRAG_SHUTDOWN_TIMEOUT_MS: z.coerce.number().int().min(100).max(600_000).default(25_000),
 
   // Unset: the embedded PostgreSQL (PGlite) is started instead, for trying and developing.
   PGRAG_PRIMARY_URL: postgresUrl.optional(),
@@ -123,6 +125,7 @@ export interface Config {
   readonly http: { readonly host: string; readonly port: number; readonly maxJsonBodyBytes: number };
   readonly logLevel: RawConfig["PGRAG_LOG_LEVEL"];
   readonly logFormat: RawConfig["PGRAG_LOG_FORMAT"];
+  readonly shutdownTimeoutMs: number;
   readonly database: {
     readonly primaryUrl: string;
     readonly replicaUrls: readonly string[];
@@ -252,6 +255,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     http: { host: raw.PGRAG_HOST, port: raw.PGRAG_PORT ?? raw.PORT ?? 8080, maxJsonBodyBytes: raw.PGRAG_MAX_JSON_BODY_BYTES },
     logLevel: raw.PGRAG_LOG_LEVEL,
     logFormat: raw.PGRAG_LOG_FORMAT,
+    shutdownTimeoutMs: raw.PGRAG_SHUTDOWN_TIMEOUT_MS,
     database: {
       primaryUrl,
       replicaUrls: raw.PGRAG_REPLICA_URLS,

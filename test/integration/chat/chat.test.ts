@@ -2,6 +2,7 @@ import OpenAI from "openai";
 import { describe, expect, it } from "vitest";
 import type { App } from "../../../src/app.ts";
 import { api, newTenantKey } from "../../helpers/api.ts";
+import { injectDevFaults } from "../../helpers/dev-faults.ts";
 import { startTestApp } from "../../helpers/app.ts";
 import { waitFor } from "../../../harness/wait-for.ts";
 import { createCollection, seedScifact } from "../../helpers/ingest.ts";
@@ -158,46 +159,69 @@ describe("/v1/chat", () => {
   it("aborts the upstream request when the client disconnects, keeping the partial answer", async () => {
     const dev = app.devInference();
     if (!dev) throw new Error("expected the dev backend");
-    dev.faults.tokenDelayMs = 50;
+    injectDevFaults(dev, { tokenDelayMs: 50 });
     const before = dev.stats.abortedChats;
     const controller = new AbortController();
-    try {
-      const response = await fetch(`${baseURL()}/chat`, {
-        method: "POST",
-        headers: { Authorization: `Bearer ${key}`, "Content-Type": "application/json" },
-        body: JSON.stringify({ question, collection: "sci" }),
-        signal: controller.signal,
-      });
-      let conversation = "";
-      let tokens = 0;
-      // Injected: the client goes away after two tokens.
-      await readSse(response, (event, data) => {
-        if (event === "start") conversation = JSON.parse(data).conversation_id;
-        if (event === "token" && ++tokens === 2) {
-          controller.abort();
-          return false;
-        }
-        return true;
-      }).catch(() => []);
-      await waitFor(
-        "the dev backend to see the aborted stream",
-        () => dev.stats.abortedChats > before,
-        10_000,
+    const response = await fetch(`${baseURL()}/chat`, {
+      method: "POST",
+      headers: { Authorization: `Bearer ${key}`, "Content-Type": "application/json" },
+      body: JSON.stringify({ question, collection: "sci" }),
+      signal: controller.signal,
+    });
+    let conversation = "";
+    let tokens = 0;
+    // Injected: the client goes away after two tokens.
+    await readSse(response, (event, data) => {
+      if (event === "start") conversation = JSON.parse(data).conversation_id;
+      if (event === "token" && ++tokens === 2) {
+        controller.abort();
+        return false;
+      }
+      return true;
+    }).catch(() => []);
+    await waitFor(
+      "the dev backend to see the aborted stream",
+      () => dev.stats.abortedChats > before,
+      10_000,
+    );
+    const history = await waitFor("the partial answer to be stored", async () => {
+      const r = await api<{ messages: { role: string; status: string; content: string }[] }>(
+        app,
+        "GET",
+        `/v1/conversations/${conversation}`,
+        { key },
       );
-      const history = await waitFor("the partial answer to be stored", async () => {
-        const r = await api<{ messages: { role: string; status: string; content: string }[] }>(
-          app,
-          "GET",
-          `/v1/conversations/${conversation}`,
-          { key },
-        );
-        return r.body.messages.length === 2 ? r.body.messages : undefined;
-      });
-      expect(history?.[1]).toMatchObject({ role: "assistant", status: "partial" });
-      expect(history?.[1]?.content.length).toBeGreaterThan(0);
-    } finally {
-      dev.faults.tokenDelayMs = 0;
-    }
+      return r.body.messages.length === 2 ? r.body.messages : undefined;
+    });
+    expect(history?.[1]).toMatchObject({ role: "assistant", status: "partial" });
+    expect(history?.[1]?.content.length).toBeGreaterThan(0);
+  });
+});
+
+describe("shutdown", () => {
+  it("ends within its deadline while an answer is still on its way, cutting the request off", async () => {
+    const stopping = await startTestApp({ PGRAG_SHUTDOWN_TIMEOUT_MS: "500" }, { listen: true });
+    const dev = stopping.devInference();
+    injectDevFaults(dev, { firstTokenDelayMs: 120_000 }); // an answer that would take two minutes
+    const { key: stoppingKey } = await newTenantKey(stopping);
+    await createCollection(stopping, stoppingKey, "empty");
+    const before = dev?.stats.chatRequests ?? 0;
+    // How the request ends, handled from the start (it is expected to fail).
+    const outcome = fetch(`http://127.0.0.1:${stopping.port()}/v1/chat`, {
+      method: "POST",
+      headers: { Authorization: `Bearer ${stoppingKey}`, "Content-Type": "application/json" },
+      body: JSON.stringify({ question: "Anyone there?", collection: "empty", mode: "bm25" }),
+    })
+      .then((response) => response.text())
+      .then(
+        (text) => (text.includes("event: done") ? "answered" : "cut off"),
+        () => "cut off",
+      );
+    await waitFor("the question to reach the backend", () => (dev?.stats.chatRequests ?? 0) > before);
+    // Without the deadline, stop() would wait for the two-minute answer (past this test's timeout).
+    await stopping.stop();
+    // The request was cut off: the client sees its connection end, not an answer.
+    expect(await outcome).toBe("cut off");
   });
 });
 
@@ -210,7 +234,7 @@ describe("admission control and backend faults", () => {
     const dev = limited.devInference();
     if (!dev) throw new Error("expected the dev backend");
     const { key: limitedKey } = await seed(limited);
-    dev.faults.firstTokenDelayMs = 500; // every answer holds its slot for half a second
+    injectDevFaults(dev, { firstTokenDelayMs: 500 }); // every answer holds its slot for half a second
     const responses = await Promise.all(
       Array.from({ length: 6 }, () =>
         api(limited, "POST", "/v1/chat", {
@@ -258,7 +282,7 @@ describe("admission control and backend faults", () => {
     if (!dev) throw new Error("expected the dev backend");
     const { key: slowKey } = await newTenantKey(slow);
     await createCollection(slow, slowKey, "empty");
-    dev.faults.firstTokenDelayMs = 2_000;
+    injectDevFaults(dev, { firstTokenDelayMs: 2_000 });
     const response = await api<{ error: { code: string } }>(slow, "POST", "/v1/chat", {
       key: slowKey,
       json: { question: "Slow?", collection: "empty", mode: "bm25", stream: false },

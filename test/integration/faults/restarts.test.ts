@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { api, newTenantKey } from "../../helpers/api.ts";
+import { injectDevFaults } from "../../helpers/dev-faults.ts";
 import { startTestApp } from "../../helpers/app.ts";
 import { waitFor } from "../../../harness/wait-for.ts";
 import { adminQuery, cluster, restoreTopology } from "../../helpers/cluster.ts";
@@ -28,11 +29,10 @@ describe("restarts", () => {
   it("primary restarted during ingestion: no document lost or duplicated", async () => {
     const app = await startTestApp({ PGRAG_INGEST_JOB_EXPIRE_SECONDS: "3", PGRAG_QUEUE_MAINTENANCE_SECONDS: "1" }, { workers: true });
     const backend = app.devInference();
-    if (!backend) throw new Error("expected the dev backend");
     const { key, tenantId } = await newTenantKey(app);
     await createCollection(app, key, "restart");
     const abstracts = await readScifactCorpus(40);
-    backend.faults.embeddingDelayMs = 150;
+    const slowEmbeddings = injectDevFaults(backend, { embeddingDelayMs: 150 });
     await api(app, "POST", "/v1/collections/restart/documents", {
       key,
       json: { documents: abstracts.map((a) => ({ external_id: a._id, content: `${a.title}\n\n${a.text}` })) },
@@ -44,7 +44,7 @@ describe("restarts", () => {
     // Injected: the primary stopped (fast shutdown, in-flight transactions rolled back) and started.
     await cluster("stop-node", "primary");
     await cluster("start-node", "primary");
-    backend.faults.embeddingDelayMs = 0;
+    slowEmbeddings.clear();
     await waitForDocuments(app, key, "restart", abstracts.map((a) => a._id), ["ready"], 90_000);
     const rows = await adminQuery<{ docs: number; bad: number; stats_ok: boolean }>(
       "primary",

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { parseLsn } from "../../../src/db/lsn.ts";
 import { api, newTenantKey } from "../../helpers/api.ts";
+import { injectDevFaults } from "../../helpers/dev-faults.ts";
 import { startTestApp } from "../../helpers/app.ts";
 import { adminQuery } from "../../helpers/cluster.ts";
 import { createCollection, waitForDocuments } from "../../helpers/ingest.ts";
@@ -188,8 +189,7 @@ describe("ingestion", () => {
   it("recovers from a backend answering 500 before 200", async () => {
     const { key } = await newTenantKey(app);
     await createCollection(app, key, "flaky");
-    dev().faults.failStatus = 500;
-    dev().faults.failNext = 2;
+    injectDevFaults(dev(), { failStatus: 500, failNext: 2 });
     await api(app, "PUT", "/v1/collections/flaky/documents/f1", {
       key,
       json: { content: `flaky backend ${crypto.randomUUID()}` },
@@ -202,20 +202,16 @@ describe("ingestion", () => {
   it("fails a document whose embeddings have the wrong dimension, with the reason, writing no chunks", async () => {
     const { key } = await newTenantKey(app);
     await createCollection(app, key, "wrongdim");
-    dev().faults.wrongDimension = true;
-    try {
-      await api(app, "PUT", "/v1/collections/wrongdim/documents/w1", {
-        key,
-        json: { content: `dimension check ${crypto.randomUUID()}` },
-      });
-      const { documents } = await waitForDocuments(app, key, "wrongdim", ["w1"], ["failed", "ready"]);
-      const doc = documents.get("w1");
-      expect(doc?.status).toBe("failed");
-      expect(doc?.error).toMatch(/dimension 383.*dimension 384/);
-      expect(await chunkRows(doc?.id ?? "")).toEqual([]);
-    } finally {
-      dev().faults.wrongDimension = false;
-    }
+    injectDevFaults(dev(), { wrongDimension: true });
+    await api(app, "PUT", "/v1/collections/wrongdim/documents/w1", {
+      key,
+      json: { content: `dimension check ${crypto.randomUUID()}` },
+    });
+    const { documents } = await waitForDocuments(app, key, "wrongdim", ["w1"], ["failed", "ready"]);
+    const doc = documents.get("w1");
+    expect(doc?.status).toBe("failed");
+    expect(doc?.error).toMatch(/dimension 383.*dimension 384/);
+    expect(await chunkRows(doc?.id ?? "")).toEqual([]);
   });
 });
 

@@ -2,6 +2,7 @@ import { spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { api, newTenantKey } from "../../helpers/api.ts";
+import { injectDevFaults } from "../../helpers/dev-faults.ts";
 import { startTestApp } from "../../helpers/app.ts";
 import { waitFor } from "../../../harness/wait-for.ts";
 import { adminQuery, TEST_ENV_FILE } from "../../helpers/cluster.ts";
@@ -18,7 +19,7 @@ describe("a worker killed mid-batch", () => {
     const api1 = await startTestApp({ ...queueSettings, PGRAG_WORKER_CONCURRENCY: "0" });
     const backend = api1.devInference();
     if (!backend) throw new Error("expected the in-process dev backend");
-    backend.faults.embeddingDelayMs = 250; // slow enough to kill the worker in the middle
+    const slowEmbeddings = injectDevFaults(backend, { embeddingDelayMs: 250 }); // slow enough to kill the worker in the middle
     const { key, tenantId } = await newTenantKey(api1);
     await createCollection(api1, key, "crash");
     const abstracts = await readScifactCorpus(40);
@@ -56,7 +57,7 @@ describe("a worker killed mid-batch", () => {
     await new Promise((resolve) => worker.once("exit", resolve));
     expect(await readyCount()).toBeLessThan(abstracts.length);
 
-    backend.faults.embeddingDelayMs = 0;
+    slowEmbeddings.clear();
     await startTestApp({
       ...queueSettings,
       PGRAG_INFERENCE_URL: api1.inferenceUrl(),
