@@ -55,6 +55,8 @@ const schema = z.object({
   PGRAG_AUTH_CACHE_TTL_MS: milliseconds(10_000),
   PGRAG_RATE_LIMIT_PER_SECOND: z.coerce.number().int().min(1).max(1_000_000).default(100),
   PGRAG_RATE_LIMIT_BURST: z.coerce.number().int().min(1).max(1_000_000).default(200),
+  // Unknown or revoked keys tried per client address per minute before it gets 429 (ten times that in total).
+  PGRAG_UNKNOWN_KEYS_PER_MINUTE: z.coerce.number().int().min(1).max(1_000_000).default(60),
 
   PGRAG_EMBEDDING_MODEL: z.string().min(1).default("pgrag-dev-hash"),
   PGRAG_EMBEDDING_DIM: z.coerce.number().int().min(1).max(16_000).default(384),
@@ -150,7 +152,7 @@ export interface Config {
   /** How long a resolved API key is cached: a revoked key stops working within this bound. */
   readonly authCacheTtlMs: number;
   /** Per API key: a sustained rate and a burst (token bucket), past which requests get 429. */
-  readonly rateLimit: { readonly perSecond: number; readonly burst: number };
+  readonly rateLimit: { readonly perSecond: number; readonly burst: number; readonly unknownKeysPerMinute: number };
   readonly embedding: {
     readonly model: string;
     readonly dimension: number;
@@ -273,7 +275,11 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       probeTimeoutMs: raw.PGRAG_PROBE_TIMEOUT_MS,
     },
     authCacheTtlMs: raw.PGRAG_AUTH_CACHE_TTL_MS,
-    rateLimit: { perSecond: raw.PGRAG_RATE_LIMIT_PER_SECOND, burst: raw.PGRAG_RATE_LIMIT_BURST },
+    rateLimit: {
+      perSecond: raw.PGRAG_RATE_LIMIT_PER_SECOND,
+      burst: raw.PGRAG_RATE_LIMIT_BURST,
+      unknownKeysPerMinute: raw.PGRAG_UNKNOWN_KEYS_PER_MINUTE,
+    },
     embedding: {
       model: raw.PGRAG_EMBEDDING_MODEL,
       dimension: raw.PGRAG_EMBEDDING_DIM,

@@ -1,4 +1,5 @@
-import type { MiddlewareHandler } from "hono";
+import type { Context, MiddlewareHandler } from "hono";
+import { getConnInfo } from "@hono/node-server/conninfo";
 import { RateLimiterMemory, RateLimiterRes } from "rate-limiter-flexible";
 import { AppError } from "../errors.ts";
 import type { Scope } from "../tenancy/api-keys.ts";
@@ -12,9 +13,22 @@ import type { AppEnv } from "./context.ts";
  */
 export function requireApiKey(
   authenticator: Authenticator,
-  limit: { perSecond: number; burst: number },
+  limit: { perSecond: number; burst: number; unknownKeysPerMinute: number },
 ): (scope: Scope) => MiddlewareHandler<AppEnv> {
   const limiter = new RateLimiterMemory({ points: limit.burst, duration: limit.burst / limit.perSecond });
+  // Unknown keys cost database lookups before there is a key to rate-limit: their misses are
+  // limited per client address, and in total (guessing spread over many addresses).
+  const missesPerAddress = new RateLimiterMemory({ points: limit.unknownKeysPerMinute, duration: 60 });
+  const missesInTotal = new RateLimiterMemory({ points: limit.unknownKeysPerMinute * 10, duration: 60 });
+  const refuseUnknownKeys = async (address: string) => {
+    const [own, total] = await Promise.all([missesPerAddress.get(address), missesInTotal.get("all")]);
+    const spent = (own?.consumedPoints ?? 0) >= limit.unknownKeysPerMinute || (total?.consumedPoints ?? 0) >= limit.unknownKeysPerMinute * 10;
+    if (!spent) return;
+    const wait = Math.ceil(Math.max(own?.msBeforeNext ?? 0, total?.msBeforeNext ?? 0) / 1000);
+    throw new AppError("rate_limited", `too many unknown API keys were tried; retry in ${wait} s`, {
+      retryAfterSeconds: Math.max(1, wait),
+    });
+  };
   return (scope) =>
     async function authenticate(c, next) {
       const header = c.req.header("Authorization") ?? "";
@@ -25,8 +39,14 @@ export function requireApiKey(
           "missing API key: send 'Authorization: Bearer <key>' (create one with 'pgrag keys create')",
         );
       }
-      const principal = await authenticator.authenticate(match[1]);
-      if (!principal) throw new AppError("unauthorized", "the API key is unknown or revoked");
+      const key = match[1];
+      const address = clientAddress(c);
+      if (!authenticator.isCached(key)) await refuseUnknownKeys(address);
+      const principal = await authenticator.authenticate(key);
+      if (!principal) {
+        await Promise.all([missesPerAddress.penalty(address), missesInTotal.penalty("all")]);
+        throw new AppError("unauthorized", "the API key is unknown or revoked");
+      }
       if (!principal.scopes.includes(scope) && !principal.scopes.includes("admin")) {
         throw new AppError("forbidden", `this API key lacks the '${scope}' scope`);
       }
@@ -41,4 +61,13 @@ export function requireApiKey(
       c.set("principal", principal);
       await next();
     };
+}
+
+/** The peer's address; requests made in-process (tests, app.request) share one bucket. */
+function clientAddress(c: Context<AppEnv>): string {
+  try {
+    return getConnInfo(c).remote.address ?? "local";
+  } catch {
+    return "local";
+  }
 }

@@ -120,7 +120,11 @@ export class ChatService {
     });
     let answer = "";
     let usage: ChatUsage | null = null;
-    const upstream = chat.stream(prompt.messages, { maxTokens: this.#options.maxAnswerTokens, signal });
+    const upstream = chat.stream(prompt.messages, {
+      maxTokens: this.#options.maxAnswerTokens,
+      signal,
+      tenantId: principal.tenantId,
+    });
     try {
       // The first delta is awaited before "start": admission (429) and an unreachable backend (502)
       // then fail the request before any response byte, with a proper HTTP status.

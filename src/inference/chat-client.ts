@@ -46,9 +46,9 @@ export class ChatClient {
 
   async *stream(
     messages: readonly ChatMessage[],
-    options: { maxTokens: number; signal: AbortSignal },
+    options: { maxTokens: number; signal: AbortSignal; /** whose turn it is in admission */ tenantId: string },
   ): AsyncGenerator<ChatDelta> {
-    const release = await this.#admission.acquire(options.signal);
+    const release = await this.#admission.acquire(options.tenantId, options.signal);
     // The openai client's timeout covers the wait for response headers only; a streaming backend
     // sends those at once. This one bounds the wait for each chunk, the first token included.
     const upstream = new AbortController();

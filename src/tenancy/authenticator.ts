@@ -16,6 +16,11 @@ export class Authenticator {
     this.#cache = new LRUCache({ max: 10_000, ttl: options.cacheTtlMs });
   }
 
+  /** Whether `key` would be answered from the cache, without a database lookup. */
+  isCached(key: string): boolean {
+    return this.#cache.has(key);
+  }
+
   async authenticate(key: string): Promise<Principal | undefined> {
     if (!isWellFormedApiKey(key)) return undefined;
     const cached = this.#cache.get(key);

@@ -1,4 +1,4 @@
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { api, newTenantKey } from "../../helpers/api.ts";
 import { startTestApp } from "../../helpers/app.ts";
 
@@ -60,5 +60,26 @@ describe("request body limits", () => {
     });
     expect(response.status).toBe(400);
     expect(response.body.error.message).toMatch(/at most 8000 characters/);
+  });
+});
+
+describe("unknown API keys", () => {
+  it("are refused with 429 after the per-address allowance, before any lookup; a known key still works", async () => {
+    const app = await startTestApp({ PGRAG_UNKNOWN_KEYS_PER_MINUTE: "5" });
+    const { key } = await newTenantKey(app);
+    expect((await api(app, "GET", "/v1/collections", { key })).status).toBe(200); // known, and cached from now on
+    const lookups = vi.spyOn(app.router, "read");
+    const statuses: number[] = [];
+    for (let i = 0; i < 8; i++) {
+      const guess = `pgr_${"a".repeat(8)}_${crypto.randomUUID().replaceAll("-", "")}`;
+      statuses.push((await api(app, "GET", "/v1/collections", { key: guess })).status);
+    }
+    expect(statuses).toEqual([401, 401, 401, 401, 401, 429, 429, 429]);
+    // Five misses cost two lookups each (replica, then primary); the refused ones none.
+    expect(lookups).toHaveBeenCalledTimes(10);
+    const refused = await api<{ error: { message: string } }>(app, "GET", "/v1/collections", { key: `pgr_${"b".repeat(8)}_${"c".repeat(32)}` });
+    expect(refused.body.error.message).toMatch(/too many unknown API keys were tried; retry in \d+ s/);
+    expect(Number(refused.headers.get("Retry-After"))).toBeGreaterThanOrEqual(1);
+    expect((await api(app, "GET", "/v1/collections", { key })).status).toBe(200);
   });
 });
