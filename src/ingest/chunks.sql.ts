@@ -27,18 +27,47 @@ export interface AddedChunks {
 }
 
 /**
- * Inserts the chunks of many documents and their BM25 postings in one statement: a worker's batch
- * costs one round trip, not several per document. The postings come from the tsvector the database
- * computed for each chunk (the same lexemes a query is parsed into); a chunk's BM25 length is the
- * number of lexeme occurrences in it. Returns, per document id, what its chunks add to the
- * collection's statistics (documents without chunks add nothing and are absent).
+ * Rows per INSERT statement. Building one statement's parameters (vectors as text, text arrays) is
+ * synchronous work on the event loop; a document of thousands of chunks goes in slices of this many
+ * (same transaction), so no single statement blocks the loop for long. A normal batch is one slice.
+ */
+const ROWS_PER_STATEMENT = 1_000;
+
+/**
+ * Inserts the chunks of many documents and their BM25 postings, one statement per slice of
+ * ROWS_PER_STATEMENT rows: a worker's batch usually costs one round trip, not several per document.
+ * The postings come from the tsvector the database computed for each chunk (the same lexemes a
+ * query is parsed into); a chunk's BM25 length is the number of lexeme occurrences in it. Returns,
+ * per document id, what its chunks add to the collection's statistics (documents without chunks add
+ * nothing and are absent).
  */
 export async function insertChunksWithPostings(
   db: Kysely<Database>,
   documents: readonly DocumentChunks[],
 ): Promise<Map<string, AddedChunks>> {
   const rows = documents.flatMap((doc, docIndex) => doc.chunks.map((chunk, ordinal) => ({ docIndex, ordinal, chunk })));
-  if (rows.length === 0) return new Map();
+  const totals = new Map<string, AddedChunks>();
+  for (let start = 0; start < rows.length; start += ROWS_PER_STATEMENT) {
+    const slice = await insertSlice(db, documents, rows.slice(start, start + ROWS_PER_STATEMENT));
+    for (const [documentId, added] of slice) {
+      const before = totals.get(documentId) ?? { chunkCount: 0, lexemeTotal: 0 };
+      totals.set(documentId, { chunkCount: before.chunkCount + added.chunkCount, lexemeTotal: before.lexemeTotal + added.lexemeTotal });
+    }
+  }
+  return totals;
+}
+
+interface ChunkRow {
+  readonly docIndex: number;
+  readonly ordinal: number;
+  readonly chunk: EmbeddedChunk;
+}
+
+async function insertSlice(
+  db: Kysely<Database>,
+  documents: readonly DocumentChunks[],
+  rows: readonly ChunkRow[],
+): Promise<Map<string, AddedChunks>> {
   const owners = documents.map((d) => d.owner);
   const { rows: added } = await sql<{ document_id: string; chunk_count: number; lexeme_total: string }>`
     WITH docs AS (
