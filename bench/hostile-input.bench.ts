@@ -1,0 +1,80 @@
+/**
+ * `npm run bench:hostile`: how long the API's event loop is blocked while hostile documents are
+ * uploaded and ingested — a 5 MB HTML page (deep nesting and a huge table) and a 5 MB run of
+ * punctuation. The uploads come from curl, in processes of their own, so the loop measured is the
+ * API's alone (its HTTP handling, the ingestion worker in the same process, the text pool's hand-offs).
+ * Printed: event-loop delay p50/p99/max (perf_hooks histogram, 10 ms resolution) while idle and
+ * while each document is uploaded and processed to `ready`, and how long that took.
+ */
+import { execFile } from "node:child_process";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { monitorEventLoopDelay } from "node:perf_hooks";
+import { promisify } from "node:util";
+import { createApp } from "../src/app.ts";
+import { loadConfig } from "../src/config.ts";
+import { createLogger } from "../src/logger.ts";
+import { adminTransaction } from "../src/tenancy/admin-transaction.ts";
+import { createApiKey, ensureTenant } from "../src/tenancy/api-keys.ts";
+import { waitFor } from "../harness/wait-for.ts";
+
+const run = promisify(execFile);
+const MB = 1024 * 1024;
+const config = loadConfig({ ...process.env, PGRAG_LOG_LEVEL: "warn", PGRAG_PORT: "0" });
+const app = createApp(config, { logger: createLogger({ logLevel: "warn" }) });
+await app.start();
+const base = `http://127.0.0.1:${app.port()}`;
+const { key } = await adminTransaction(app, async (tx) =>
+  createApiKey(tx, { tenantId: await ensureTenant(tx, `bench-hostile-${Date.now()}`), name: "bench", scopes: ["read", "write"] }),
+);
+const curl = (...args: string[]) => run("curl", ["-s", "-H", `Authorization: Bearer ${key}`, ...args], { maxBuffer: 16 * MB });
+await curl("-H", "Content-Type: application/json", "-d", JSON.stringify({ name: "hostile" }), `${base}/v1/collections`);
+
+const dir = mkdtempSync(join(tmpdir(), "pgrag-hostile-"));
+const half = 2.5 * MB;
+const documents = [
+  {
+    id: "html",
+    type: "text/html",
+    label: "5 MB HTML: 230k nested <div>s + a 70k-row table",
+    body: `${"<div>".repeat(Math.floor(half / 11))}<h1>Deep</h1>${"</div>".repeat(Math.floor(half / 11))}<table>${"<tr><td>cell</td><td>value</td></tr>".repeat(Math.floor(half / 36))}</table>`,
+  },
+  { id: "bang", type: "text/plain", label: "5 MB punctuation run (a!!!…!!!a)", body: `a${"!".repeat(5 * MB - 3)}a` },
+];
+
+function loopDelay() {
+  const histogram = monitorEventLoopDelay({ resolution: 10 });
+  histogram.enable();
+  return () => {
+    histogram.disable();
+    const ms = (ns: number) => (ns / 1e6).toFixed(1).padStart(7);
+    return `p50 ${ms(histogram.percentile(50))} ms   p99 ${ms(histogram.percentile(99))} ms   max ${ms(histogram.max)} ms`;
+  };
+}
+
+console.log(`bench:hostile — event-loop delay of the API process (the histogram's floor is its 10 ms sampling resolution)`);
+let measure = loopDelay();
+await new Promise((resolve) => setTimeout(resolve, 3_000));
+console.log(`${"idle, 3 s".padEnd(52)} ${measure()}`);
+for (const doc of documents) {
+  const file = join(dir, doc.id);
+  writeFileSync(file, doc.body);
+  measure = loopDelay();
+  const started = performance.now();
+  const upload = await curl("-X", "PUT", "-H", `Content-Type: ${doc.type}`, "--data-binary", `@${file}`, "-w", "\n%{http_code}", `${base}/v1/collections/hostile/documents/${doc.id}`);
+  const status = upload.stdout.trim().split("\n").at(-1);
+  const final = await waitFor(
+    `${doc.id} processed`,
+    async () => {
+      const { stdout } = await curl(`${base}/v1/collections/hostile/documents/${doc.id}`);
+      const body = JSON.parse(stdout) as { document?: { status: string; chunk_count: number; error: string | null } };
+      return body.document && body.document.status !== "pending" ? body.document : undefined;
+    },
+    600_000,
+  );
+  const seconds = ((performance.now() - started) / 1000).toFixed(1);
+  console.log(`${doc.label.padEnd(52)} ${measure()}   (upload ${status}, ${final.status} with ${final.chunk_count} chunks in ${seconds} s${final.error ? `: ${final.error}` : ""})`);
+}
+await adminTransaction(app, (tx) => tx.deleteFrom("tenants").where("name", "like", "bench-hostile-%").execute());
+await app.stop();
