@@ -3,6 +3,7 @@ import { sql } from "kysely";
 import { afterEach, describe, expect, it } from "vitest";
 import type { App } from "../../../src/app.ts";
 import { UnavailableError } from "../../../src/errors.ts";
+import { api, newTenantKey } from "../../helpers/api.ts";
 import { startTestApp } from "../../helpers/app.ts";
 import { waitFor } from "../../../harness/wait-for.ts";
 import { adminQuery, cluster, restoreTopology } from "../../helpers/cluster.ts";
@@ -82,6 +83,31 @@ describe("read-your-writes", () => {
       await app.monitor.probeAll(true);
       return app.monitor.health("replica1").state === "up";
     });
+  });
+});
+
+describe("client-controlled tokens", () => {
+  it("a token ahead of the primary (forged) is clamped: reads still go to replicas, through the API too", async () => {
+    const app = await startTestApp();
+    const { id } = await insertRow(app);
+    const forged = 0xffffffffffffffffn;
+    const served = new Set<string>();
+    for (let i = 0; i < 20; i++) {
+      const read = await waitFor("the row on a replica", async () => {
+        const r = await readRow(app, id, forged);
+        return r.value ? r : undefined;
+      });
+      served.add(read.node);
+    }
+    expect([...served].every((node) => node.startsWith("replica"))).toBe(true);
+    // The HTTP API takes the same token from the header.
+    const { key } = await newTenantKey(app);
+    await api(app, "POST", "/v1/collections", { key, json: { name: "forged" } });
+    const response = await waitFor("the collection on a replica", async () => {
+      const r = await api(app, "POST", "/v1/search", { key, token: "FFFFFFFF/FFFFFFFF", json: { collection: "forged", query: "anything" } });
+      return r.status === 200 ? r : undefined;
+    });
+    expect(response.headers.get("X-Served-By")).toMatch(/^replica/);
   });
 });
 
