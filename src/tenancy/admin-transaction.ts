@@ -14,7 +14,12 @@ export async function adminTransaction<T>(
   work: (tx: Kysely<Database>) => Promise<T>,
 ): Promise<T> {
   if (platform.config.database.embedded) return (await platform.router.write(work)).value;
-  const admin = createAdminDbNode(platform.config);
+  return ownerTransaction(platform.config, work);
+}
+
+/** One transaction on a connection of its own as the schema owner, closed afterwards. */
+export async function ownerTransaction<T>(config: Pick<Config, "database">, work: (tx: Kysely<Database>) => Promise<T>): Promise<T> {
+  const admin = createAdminDbNode(config);
   try {
     return await admin.db.transaction().execute(work);
   } finally {

@@ -5,6 +5,9 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { describe, expect, it } from "vitest";
+import { waitFor } from "../../../harness/wait-for.ts";
+import { api } from "../../helpers/api.ts";
+import { startTestApp } from "../../helpers/app.ts";
 import { TEST_ENV_FILE } from "../../helpers/cluster.ts";
 import { readScifactCorpus, SCIFACT_DIR } from "../../../src/evaluation/datasets.ts";
 
@@ -30,6 +33,22 @@ describe("the pgrag CLI", () => {
     const asked = await pgrag("ask", a?.title ?? "", "--tenant", tenant, "--collection", "notes");
     expect(asked.stdout).toMatch(/\[1\] .+ — a\.md, characters \d+–\d+/);
     expect(asked.stdout).toContain("extractive answer");
+  });
+
+  it("creates, lists and revokes API keys, and a created key works on the API until revoked", async () => {
+    const owner = `keys-${crypto.randomUUID()}`;
+    const created = await pgrag("keys", "create", "--tenant", owner, "--name", "ci", "--scopes", "read");
+    const key = /^(pgr_\S+)$/m.exec(created.stdout)?.[1] ?? "";
+    const keyId = /^key id (\S+)$/m.exec(created.stdout)?.[1] ?? "";
+    expect(key).toMatch(/^pgr_/);
+    expect(created.stdout).toContain("Shown once");
+    const app = await startTestApp({ PGRAG_AUTH_CACHE_TTL_MS: "1" });
+    expect((await api(app, "GET", "/v1/collections", { key })).status).toBe(200);
+    expect((await api(app, "POST", "/v1/collections", { key, json: { name: "x" } })).status).toBe(403); // read scope only
+    expect((await pgrag("keys", "list", "--tenant", owner)).stdout).toMatch(new RegExp(`^${keyId}  pgr_\\w+_…  ci  \\[read\\]  active$`, "m"));
+    expect((await pgrag("keys", "revoke", keyId)).stdout).toBe(`revoked ${keyId}\n`);
+    expect((await pgrag("keys", "list", "--tenant", owner)).stdout).toMatch(/ revoked \d{4}-/);
+    await waitFor("the revoked key refused", async () => (await api(app, "GET", "/v1/collections", { key })).status === 401);
   });
 
   it("fails with a clear message and a non-zero exit, and has --help", async () => {

@@ -1,22 +1,12 @@
 import { parseArgs } from "node:util";
-import { type App, createApp } from "../app.ts";
+import { createApp } from "../app.ts";
 import { loadConfig } from "../config.ts";
 import { AppError } from "../errors.ts";
 import type { Lsn } from "../db/lsn.ts";
-import { PRIMARY_ONLY_TOKEN } from "../db/router.ts";
 import { decodeUtf8 } from "../ingest/content.ts";
-import { adminTransaction } from "../tenancy/admin-transaction.ts";
-import { ensureTenant, type Principal } from "../tenancy/api-keys.ts";
 import { collectFiles } from "./files.ts";
 import { progressBar } from "./progress.ts";
-
-/** `ingest` and `ask` act for a tenant directly (as the admin would), with no API key. */
-async function principalFor(app: App, tenant: string): Promise<Principal> {
-  const tenantId = await adminTransaction(app, (tx) => ensureTenant(tx, tenant));
-  return { tenantId, keyId: "cli", scopes: ["read", "write"] };
-}
-
-const common = { tenant: { type: "string", default: "default" }, collection: { type: "string", default: "default" } } as const;
+import { common, principalFor } from "./tenant-principal.ts";
 
 /** `pgrag ingest <path…>`: Markdown, text and HTML files into a collection, waiting until processed. */
 export async function runIngest(args: string[]): Promise<void> {
@@ -74,34 +64,6 @@ export async function runIngest(args: string[]): Promise<void> {
     }
     for (const failure of failures) process.stderr.write(`failed: ${failure}\n`);
     if (failures.length > 0) process.exitCode = 1;
-  } finally {
-    await app.stop();
-  }
-}
-
-/** `pgrag ask "<question>"`: the answer streamed to the terminal, then its citations. */
-export async function runAsk(args: string[]): Promise<void> {
-  const { positionals, values } = parseArgs({ args, allowPositionals: true, options: { ...common, mode: { type: "string", default: "hybrid" } } });
-  const question = positionals.join(" ").trim();
-  if (!question) throw new AppError("invalid_request", 'ask needs a question: pgrag ask "How do replicas work?"');
-  if (!["hybrid", "vector", "bm25"].includes(values.mode)) throw new AppError("invalid_request", "--mode takes hybrid, vector or bm25");
-  const config = loadConfig({ ...process.env, PGRAG_WORKER_CONCURRENCY: "0", PGRAG_LOG_LEVEL: process.env.PGRAG_LOG_LEVEL ?? "warn" });
-  const app = createApp(config);
-  await app.start({ listen: false });
-  try {
-    const principal = await principalFor(app, values.tenant);
-    // A one-off command has no token of earlier writes (an `ingest` a moment ago, say): it reads
-    // from the primary, which has them all.
-    const abort = new AbortController();
-    process.once("SIGINT", () => abort.abort());
-    for await (const event of app.chat.ask(principal, { question, collection: values.collection, persist: false, mode: values.mode as "hybrid" }, PRIMARY_ONLY_TOKEN, abort.signal)) {
-      if (event.type === "token") process.stdout.write(event.text);
-      if (event.type === "end") {
-        process.stdout.write("\n\n");
-        for (const c of event.citations) process.stdout.write(`[${c.number}] ${c.title ?? c.externalId} — ${c.externalId}, characters ${c.charStart}–${c.charEnd}\n`);
-        if (!config.inference.url) process.stdout.write("\n(extractive answer: no model is configured; set PGRAG_INFERENCE_URL)\n");
-      }
-    }
   } finally {
     await app.stop();
   }

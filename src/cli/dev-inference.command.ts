@@ -1,0 +1,25 @@
+import { parseArgs } from "node:util";
+import { loadConfig } from "../config.ts";
+import { startDevInferenceServer } from "../dev/dev-server.ts";
+import { untilSignal } from "./signals.ts";
+
+/** `pgrag dev-inference`: the OpenAI-compatible dev inference server on its own. */
+export async function runDevInference(args: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args,
+    options: { port: { type: "string", default: "8081" }, host: { type: "string", default: "127.0.0.1" } },
+  });
+  const config = loadConfig({ PGRAG_PRIMARY_URL: "postgres://unused/unused", ...process.env });
+  const server = await startDevInferenceServer({
+    host: values.host,
+    port: Number(values.port),
+    dimension: config.embedding.dimension,
+    embeddingModel: config.embedding.model,
+    chatModel: config.inference.chatModel,
+  });
+  process.stdout.write(
+    `dev inference server at ${server.url} (embeddings: ${config.embedding.model}/${config.embedding.dimension}, chat: ${config.inference.chatModel})\n`,
+  );
+  await untilSignal({ info: () => {} });
+  await server.close();
+}

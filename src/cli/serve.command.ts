@@ -1,0 +1,23 @@
+import { createApp } from "../app.ts";
+import { loadConfig } from "../config.ts";
+import { untilSignal } from "./signals.ts";
+
+/** `pgrag serve` (listen: true) and `pgrag worker` (ingestion workers only). */
+export async function serve(listen: boolean): Promise<void> {
+  const app = createApp(loadConfig());
+  try {
+    await app.start({ listen });
+  } catch (error) {
+    app.logger.fatal({ err: error }, `start-up failed: ${(error as Error).message}`);
+    await app.stop();
+    process.exitCode = 1;
+    return;
+  }
+  const key = app.devApiKey();
+  if (listen && key) {
+    process.stdout.write(`\npgrag is running on an embedded PostgreSQL.\n  chat page: http://${app.config.http.host}:${app.port()}/\n  API key:   ${key}\n\n`);
+  }
+  await untilSignal(app.logger);
+  await app.stop();
+}
+

@@ -1,0 +1,27 @@
+/** What `pgrag --help` prints, and the error for a command line it cannot take (exit code 2). */
+export const USAGE = `pgrag — retrieval-augmented generation on PostgreSQL
+
+Usage: pgrag <command> [options]
+
+Commands:
+  serve                 run the HTTP API (and ingestion workers) until SIGINT/SIGTERM
+  worker                run ingestion workers only, for scale-out (set PGRAG_WORKER_CONCURRENCY)
+  migrate [up|down]     apply pending migrations (up) or revert the last one (down)
+      --count N         how many migrations to apply or revert
+  ingest <path…> [--tenant T] [--collection C]
+                        Markdown, text and HTML files (folders recursively) into a collection
+  ask "<question>" [--tenant T] [--collection C] [--mode hybrid|vector|bm25]
+                        stream an answer with citations to the terminal
+  keys create --tenant NAME [--name LABEL] [--scopes read,write,admin]
+                        create an API key (and the tenant if new); the key is shown once
+  keys list --tenant NAME
+  keys revoke KEY_ID
+  eval [--dataset DIR (default: the vendored SciFact)] [--split train] [--modes hybrid,vector,bm25] [--limit N]
+                        ingest a BEIR-format folder and print nDCG@10, Recall@100 and latency per mode
+  dev-inference [--port N]
+                        run the OpenAI-compatible dev inference server on its own
+
+Configuration comes from PGRAG_* environment variables (see README), or from the env file named
+by PGRAG_ENV_FILE.`;
+
+export class UsageError extends Error {}
