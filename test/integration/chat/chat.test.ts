@@ -204,12 +204,12 @@ describe("shutdown", () => {
     const dev = stopping.devInference();
     injectDevFaults(dev, { firstTokenDelayMs: 120_000 }); // an answer that would take two minutes
     const { key: stoppingKey } = await newTenantKey(stopping);
-    await createCollection(stopping, stoppingKey, "empty");
+    const created = await createCollection(stopping, stoppingKey, "empty");
     const before = dev?.stats.chatRequests ?? 0;
     // How the request ends, handled from the start (it is expected to fail).
     const outcome = fetch(`http://127.0.0.1:${stopping.port()}/v1/chat`, {
       method: "POST",
-      headers: { Authorization: `Bearer ${stoppingKey}`, "Content-Type": "application/json" },
+      headers: { Authorization: `Bearer ${stoppingKey}`, "Content-Type": "application/json", "X-Consistency-Token": created },
       body: JSON.stringify({ question: "Anyone there?", collection: "empty", mode: "bm25" }),
     })
       .then((response) => response.text())
@@ -254,11 +254,12 @@ describe("admission control and backend faults", () => {
       PGRAG_INFERENCE_MAX_RETRIES: "0",
     });
     const { key: downKey } = await newTenantKey(down);
-    await createCollection(down, downKey, "empty");
+    const created = await createCollection(down, downKey, "empty");
     const response = await api<{
       error: { code: string; message: string; details: { conversation_id: string } };
     }>(down, "POST", "/v1/chat", {
       key: downKey,
+      token: created, // read-your-writes: the collection is there on whichever node answers
       json: { question: "Is anyone there?", collection: "empty", mode: "bm25", stream: false },
     });
     expect(response.status).toBe(502);
@@ -281,10 +282,11 @@ describe("admission control and backend faults", () => {
     const dev = slow.devInference();
     if (!dev) throw new Error("expected the dev backend");
     const { key: slowKey } = await newTenantKey(slow);
-    await createCollection(slow, slowKey, "empty");
+    const created = await createCollection(slow, slowKey, "empty");
     injectDevFaults(dev, { firstTokenDelayMs: 2_000 });
     const response = await api<{ error: { code: string } }>(slow, "POST", "/v1/chat", {
       key: slowKey,
+      token: created,
       json: { question: "Slow?", collection: "empty", mode: "bm25", stream: false },
     });
     expect([response.status, response.body.error.code]).toEqual([504, "timeout"]);
