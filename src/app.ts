@@ -4,6 +4,7 @@ import type { Hono } from "hono";
 import { requireApiKey } from "./api/auth.middleware.ts";
 import { EventRecorder } from "./analytics/event-recorder.ts";
 import { chatRoutes } from "./api/chat.routes.ts";
+import { openAiRoutes } from "./api/openai.routes.ts";
 import type { AppEnv } from "./api/context.ts";
 import { createHttpApp } from "./api/http-app.ts";
 import { DOCUMENT_UPLOAD_PATH, ingestRoutes } from "./api/ingest.routes.ts";
@@ -138,7 +139,7 @@ export function createApp(config: Config, options: { logger?: Logger } = {}): Ap
     monitor,
     registry,
     bodyLimit: { maxBytes: config.http.maxJsonBodyBytes, ownLimit: DOCUMENT_UPLOAD_PATH },
-    routes: [ingestRoutes(ingest, auth, config.ingest), searchRoutes(search, auth, usageEvents), chatRoutes(chat, auth, usageEvents), openApiRoutes(config.ingest), webRoutes(config)],
+    routes: [ingestRoutes(ingest, auth, config.ingest), searchRoutes(search, auth, usageEvents), chatRoutes(chat, auth, usageEvents), openAiRoutes(chat, auth, usageEvents), openApiRoutes(config.ingest), webRoutes(config)],
   });
 
   let server: ServerType | undefined;

@@ -12,21 +12,16 @@ import type { DocumentWriteResult, IngestService } from "../ingest/ingest.servic
 import type { Scope } from "../tenancy/api-keys.ts";
 import { readConsistencyToken, setConsistencyToken } from "./consistency.ts";
 import type { AppEnv } from "./context.ts";
+import { collectionName } from "./request-fields.ts";
 import { describeIssues, validate } from "./validation.ts";
 
-const name = z
-  .string()
-  .regex(
-    /^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$/,
-    "use 1–100 letters, digits, '_', '.', '-', starting with a letter or digit",
-  );
 const externalId = z.string().min(1, "must not be empty").max(512, "at most 512 characters");
 const metadata = z
   .record(z.string().max(200), z.unknown())
   .refine((m) => JSON.stringify(m).length <= 64 * 1024, "at most 64 KiB of JSON");
 
 export const collectionBody = z.object({
-  name,
+  name: collectionName,
   language: z
     .string()
     .regex(/^[a-z_]{1,63}$/, "a text-search configuration name such as english")
@@ -66,7 +61,7 @@ export const listQuery = z.object({
   limit: z.coerce.number().int().min(1).max(1000).default(100),
 });
 
-const params = z.object({ collection: name, externalId: externalId.optional() });
+const params = z.object({ collection: collectionName, externalId: externalId.optional() });
 
 /** The API speaks snake_case JSON; these are the explicit mappings from the service's objects. */
 function collectionJson(c: Collection) {

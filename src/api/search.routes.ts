@@ -7,10 +7,10 @@ import type { EventRecorder } from "../analytics/event-recorder.ts";
 import { readConsistencyToken } from "./consistency.ts";
 import { statusOf } from "./error-handler.ts";
 import type { AppEnv } from "./context.ts";
+import { collectionName, searchMode } from "./request-fields.ts";
 import { NO_NUL_MESSAGE, noNul, validate } from "./validation.ts";
 
 const MAX_QUERY_CHARS = 10_000;
-const collectionName = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$/, "not a collection name");
 
 export const searchBody = z
   .object({
@@ -22,7 +22,7 @@ export const searchBody = z
       .refine(noNul, NO_NUL_MESSAGE),
     collection: collectionName.optional(),
     collections: z.array(collectionName).min(1).max(20).optional(),
-    mode: z.enum(["hybrid", "vector", "bm25"]).default("hybrid"),
+    mode: searchMode.default("hybrid"),
     k: z.number().int().min(1, "k must be at least 1").max(100, "k must be at most 100").default(10),
     filter: searchFilterSchema.optional(),
     weights: z
