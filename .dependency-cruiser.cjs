@@ -1,7 +1,7 @@
 /**
  * The layering, enforced (`npm run lint:deps`, part of `npm test`): `api` → capabilities → `db`,
  * one composition root that only the entry points import, and no folder using another's data
- * access (`*.sql.ts`, `*.repository.ts`) directly.
+ * access (`*.repository.ts`) directly.
  */
 const capabilities = "(analytics|chat|evaluation|inference|ingest|retrieval|tenancy|text)";
 
@@ -53,7 +53,14 @@ module.exports = {
       comment: "A folder's SQL is its own: other folders go through its services or exported types.",
       severity: "error",
       from: { path: "^src/([^/]+)/" },
-      to: { path: "^src/[^/]+/[^/]+\\.(sql|repository)\\.ts$", pathNot: "^src/$1/" , dependencyTypesNot: ["type-only"] },
+      to: { path: "^src/[^/]+/[^/]+\\.repository\\.ts$", pathNot: "^src/$1/", dependencyTypesNot: ["type-only"] },
+    },
+    {
+      name: "sql-lives-in-repositories",
+      comment: "One home for SQL: data access files end in .repository.ts (no .sql.ts twins).",
+      severity: "error",
+      from: { path: "^src/" },
+      to: { path: "\\.sql\\.ts$" },
     },
     {
       name: "src-does-not-import-tests-or-benches",

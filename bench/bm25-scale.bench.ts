@@ -12,7 +12,7 @@ import { Kysely, PostgresDialect, sql } from "kysely";
 import pg from "pg";
 import { loadConfig } from "../src/config.ts";
 import type { Database } from "../src/db/database.ts";
-import { bm25Search, type SearchScope } from "../src/retrieval/search.sql.ts";
+import { bm25Search, type SearchScope } from "../src/retrieval/search.repository.ts";
 import { waitFor } from "../harness/wait-for.ts";
 import { formatMs, percentile } from "./stats.ts";
 

@@ -33,7 +33,7 @@ import {
   type SearchScope,
   vectorSearchExact,
   vectorSearchIndexed,
-} from "../src/retrieval/search.sql.ts";
+} from "../src/retrieval/search.repository.ts";
 import { SCIFACT_DIR } from "../src/evaluation/datasets.ts";
 
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 8);

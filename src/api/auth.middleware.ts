@@ -2,7 +2,7 @@ import type { Context, MiddlewareHandler } from "hono";
 import { getConnInfo } from "@hono/node-server/conninfo";
 import { RateLimiterMemory, RateLimiterRes } from "rate-limiter-flexible";
 import { AppError } from "../errors.ts";
-import type { Scope } from "../tenancy/api-keys.ts";
+import type { Scope } from "../tenancy/principal.ts";
 import type { Authenticator } from "../tenancy/authenticator.ts";
 import type { AppEnv } from "./context.ts";
 

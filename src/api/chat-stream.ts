@@ -3,7 +3,7 @@ import type { SSEStreamingApi } from "hono/streaming";
 import type { EventRecorder } from "../analytics/event-recorder.ts";
 import type { ChatEvent, ChatRequest, ChatService, Citation } from "../chat/chat.service.ts";
 import { AppError } from "../errors.ts";
-import type { Principal } from "../tenancy/api-keys.ts";
+import type { Principal } from "../tenancy/principal.ts";
 import { readConsistencyToken } from "./consistency.ts";
 import type { AppEnv } from "./context.ts";
 import { statusOf } from "./error-handler.ts";

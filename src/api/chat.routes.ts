@@ -5,7 +5,7 @@ import type { EventRecorder } from "../analytics/event-recorder.ts";
 import type { ChatService } from "../chat/chat.service.ts";
 import { formatLsn } from "../db/lsn.ts";
 import { searchFilterSchema } from "../retrieval/filters.ts";
-import type { Scope } from "../tenancy/api-keys.ts";
+import type { Scope } from "../tenancy/principal.ts";
 import { citationJson, clientSignal, collectAnswer, nextEvent, recordedAnswers, writeStreamError } from "./chat-stream.ts";
 import { CONSISTENCY_HEADER, readConsistencyToken } from "./consistency.ts";
 import type { AppEnv } from "./context.ts";

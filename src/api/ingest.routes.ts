@@ -9,7 +9,7 @@ import type { Collection } from "../ingest/collections.repository.ts";
 import { CONTENT_TYPES, decodeUtf8, parseContentType } from "../ingest/content.ts";
 import type { DocumentSummary } from "../ingest/documents.repository.ts";
 import type { DocumentWriteResult, IngestService } from "../ingest/ingest.service.ts";
-import type { Scope } from "../tenancy/api-keys.ts";
+import type { Scope } from "../tenancy/principal.ts";
 import { readConsistencyToken, setConsistencyToken } from "./consistency.ts";
 import type { AppEnv } from "./context.ts";
 import { collectionName } from "./request-fields.ts";

@@ -5,7 +5,7 @@ import type { EventRecorder } from "../analytics/event-recorder.ts";
 import type { ChatService } from "../chat/chat.service.ts";
 import { InvalidRequestError } from "../errors.ts";
 import { searchFilterSchema } from "../retrieval/filters.ts";
-import type { Scope } from "../tenancy/api-keys.ts";
+import type { Scope } from "../tenancy/principal.ts";
 import { citationJson, clientSignal, collectAnswer, nextEvent, recordedAnswers, writeStreamError } from "./chat-stream.ts";
 import type { AppEnv } from "./context.ts";
 import { collectionName, MAX_QUESTION_CHARS } from "./request-fields.ts";

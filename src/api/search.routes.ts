@@ -2,7 +2,7 @@ import { Hono, type MiddlewareHandler } from "hono";
 import { z } from "zod";
 import { searchFilterSchema } from "../retrieval/filters.ts";
 import type { SearchHit, SearchService } from "../retrieval/search.service.ts";
-import type { Scope } from "../tenancy/api-keys.ts";
+import type { Scope } from "../tenancy/principal.ts";
 import type { EventRecorder } from "../analytics/event-recorder.ts";
 import { readConsistencyToken } from "./consistency.ts";
 import { statusOf } from "./error-handler.ts";

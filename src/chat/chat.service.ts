@@ -7,8 +7,9 @@ import type { ChatClient, ChatMessage, ChatUsage } from "../inference/chat-clien
 import { upstreamError } from "../inference/upstream-error.ts";
 import type { SearchFilter } from "../retrieval/filters.ts";
 import type { SearchMode, SearchService } from "../retrieval/search.service.ts";
-import type { Principal } from "../tenancy/api-keys.ts";
+import type { Principal } from "../tenancy/principal.ts";
 import {
+  findAnswer,
   findConversation,
   insertConversation,
   insertMessage,
@@ -207,15 +208,7 @@ export class ChatService {
   /** Feedback may only name an answer of the caller's own tenant. */
   async assertAnswerExists(principal: Principal, messageId: string, clientToken: Lsn | null): Promise<void> {
     const { value } = await this.#router.read({ token: clientToken, tenantId: principal.tenantId }, (db) =>
-      db
-        .selectFrom("messages")
-        .select("id")
-        // Row-level security already scopes this; the filter keeps it so where RLS does not bind
-        // (the embedded superuser), so another tenant's message id is never confirmed.
-        .where("tenant_id", "=", principal.tenantId)
-        .where("id", "=", messageId)
-        .where("role", "=", "assistant")
-        .executeTakeFirst(),
+      findAnswer(db, principal.tenantId, messageId),
     );
     if (!value) throw new NotFoundError(`no answer with message id ${messageId}`);
   }

@@ -119,3 +119,17 @@ export async function insertMessage(
     .execute();
   return String(row.id);
 }
+
+/**
+ * An assistant message of the tenant. Row-level security already scopes this; the tenant filter
+ * keeps it so where RLS does not bind (the embedded superuser): another tenant's id is never confirmed.
+ */
+export function findAnswer(db: Kysely<Database>, tenantId: string, messageId: string) {
+  return db
+    .selectFrom("messages")
+    .select("id")
+    .where("tenant_id", "=", tenantId)
+    .where("id", "=", messageId)
+    .where("role", "=", "assistant")
+    .executeTakeFirst();
+}

@@ -4,7 +4,8 @@ import { createApp } from "../app.ts";
 import { loadConfig } from "../config.ts";
 import type { Database } from "../db/database.ts";
 import { adminTransaction, ownerTransaction } from "../tenancy/admin-transaction.ts";
-import { createApiKey, ensureTenant, listApiKeys, revokeApiKey, SCOPES, type Scope } from "../tenancy/api-keys.ts";
+import { createApiKey, ensureTenant, listApiKeys, revokeApiKey } from "../tenancy/api-keys.ts";
+import { SCOPES, type Scope } from "../tenancy/principal.ts";
 import { UsageError } from "./usage.ts";
 
 /** `pgrag keys create|list|revoke`. */

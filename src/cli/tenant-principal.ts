@@ -1,6 +1,7 @@
 import type { App } from "../app.ts";
 import { adminTransaction } from "../tenancy/admin-transaction.ts";
-import { ensureTenant, type Principal } from "../tenancy/api-keys.ts";
+import { ensureTenant } from "../tenancy/api-keys.ts";
+import type { Principal } from "../tenancy/principal.ts";
 
 /** `ingest` and `ask` act for a tenant directly (as the admin would), with no API key. */
 export async function principalFor(app: App, tenant: string): Promise<Principal> {

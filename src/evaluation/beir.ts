@@ -7,7 +7,8 @@ import type { IngestService } from "../ingest/ingest.service.ts";
 import type { Lsn } from "../db/lsn.ts";
 import type { SearchMode, SearchService } from "../retrieval/search.service.ts";
 import { adminTransaction } from "../tenancy/admin-transaction.ts";
-import { createApiKey, ensureTenant, type Principal } from "../tenancy/api-keys.ts";
+import { createApiKey, ensureTenant } from "../tenancy/api-keys.ts";
+import type { Principal } from "../tenancy/principal.ts";
 import { jsonLines } from "./datasets.ts";
 import { mean, ndcgAt, percentile, type Qrels, recallAt } from "./metrics.ts";
 

@@ -227,3 +227,57 @@ export async function adjustCollectionStats(
           total_length = s.total_length + ${lengthDelta}::bigint
   `.execute(db);
 }
+
+/** The tenant of each queued document: the worker serves every tenant (a SECURITY DEFINER door). */
+export async function documentTenants(db: Kysely<Database>, documentIds: readonly string[]): Promise<Map<string, string>> {
+  const { rows } = await sql<{ document_id: string; tenant_id: string }>`
+    SELECT document_id, tenant_id FROM pgrag_document_tenants(${documentIds}::uuid[])
+  `.execute(db);
+  return new Map(rows.map((r) => [r.document_id, r.tenant_id]));
+}
+
+/** Documents to ingest, with their collection's settings. */
+export function documentsToIngest(db: Kysely<Database>, documentIds: readonly string[]) {
+  return db
+    .selectFrom("documents")
+    .innerJoin("collections", "collections.id", "documents.collection_id")
+    .select([
+      "documents.id",
+      "documents.version",
+      "documents.status",
+      "documents.tenant_id",
+      "documents.content",
+      "documents.metadata",
+      "collections.id as collection_id",
+      "collections.name",
+      "collections.language",
+      "collections.settings",
+      "collections.created_at",
+    ])
+    .where("documents.id", "in", documentIds)
+    .execute();
+}
+
+/**
+ * Locks document rows for the write, in id order so that two workers' batches cannot deadlock: a
+ * concurrent replace or delete waits for this transaction, or has made a job stale.
+ */
+export function lockDocuments(tx: Kysely<Database>, documentIds: readonly string[]) {
+  return tx
+    .selectFrom("documents")
+    .select(["id", "version", "chunk_count", "lexeme_total"])
+    .where("id", "in", documentIds)
+    .orderBy("id")
+    .forUpdate()
+    .execute();
+}
+
+/** A document version that cannot be ingested, with the reason. */
+export async function markDocumentFailed(tx: Kysely<Database>, document: { id: string; version: number; error: string }): Promise<void> {
+  await tx
+    .updateTable("documents")
+    .set({ status: "failed", error: document.error.slice(0, 2000), updated_at: sql`now()` })
+    .where("id", "=", document.id)
+    .where("version", "=", document.version)
+    .execute();
+}

@@ -3,7 +3,7 @@ import type { Database } from "../db/database.ts";
 import type { Lsn } from "../db/lsn.ts";
 import type { ReadResult, Router } from "../db/router.ts";
 import { AppError, InvalidRequestError, NotFoundError } from "../errors.ts";
-import type { Principal } from "../tenancy/api-keys.ts";
+import type { Principal } from "../tenancy/principal.ts";
 import type { ChunkingOptions } from "./chunking.ts";
 import {
   type Collection,

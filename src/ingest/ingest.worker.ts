@@ -1,4 +1,3 @@
-import { sql } from "kysely";
 import type PgBoss from "pg-boss";
 import { Counter, Histogram, type Registry } from "prom-client";
 import { PRIMARY_ONLY_TOKEN, type Router } from "../db/router.ts";
@@ -9,13 +8,21 @@ import type { Chunk } from "./chunking.ts";
 import type { TextPool } from "./text-pool.ts";
 import {
   cachedEmbeddings,
+  deleteChunksOf,
   type EmbeddedChunk,
   insertChunksWithPostings,
   storeEmbeddings,
-} from "./chunks.sql.ts";
+} from "./chunks.repository.ts";
 import { rowToCollection } from "./collections.repository.ts";
 import { contentHash } from "./content.ts";
-import { adjustCollectionStats, markDocumentsReady } from "./documents.repository.ts";
+import {
+  adjustCollectionStats,
+  documentsToIngest,
+  documentTenants,
+  lockDocuments,
+  markDocumentFailed,
+  markDocumentsReady,
+} from "./documents.repository.ts";
 import { INGEST_QUEUE, type IngestJobData } from "./queue.ts";
 
 export interface IngestWorkerOptions {
@@ -116,12 +123,9 @@ export class IngestWorker {
   async processBatch(jobs: PgBoss.JobWithMetadata<IngestJobData>[]): Promise<void> {
     // Row-level security scopes every statement to one tenant: a batch is processed tenant by
     // tenant. The tenant of each document comes from the database, not from the job's data.
-    const { value: owners } = await this.#router.read({ token: PRIMARY_ONLY_TOKEN }, async (db) => {
-      const { rows } = await sql<{ document_id: string; tenant_id: string }>`
-        SELECT document_id, tenant_id FROM pgrag_document_tenants(${jobs.map((j) => j.data.documentId)}::uuid[])
-      `.execute(db);
-      return new Map(rows.map((r) => [r.document_id, r.tenant_id]));
-    });
+    const { value: owners } = await this.#router.read({ token: PRIMARY_ONLY_TOKEN }, (db) =>
+      documentTenants(db, jobs.map((j) => j.data.documentId)),
+    );
     const byTenant = new Map<string, PgBoss.JobWithMetadata<IngestJobData>[]>();
     for (const job of jobs) {
       const tenantId = owners.get(job.data.documentId);
@@ -161,26 +165,7 @@ export class IngestWorker {
 
   async #load(tenantId: string, jobs: PgBoss.JobWithMetadata<IngestJobData>[]): Promise<PendingDocument[]> {
     const ids = jobs.map((j) => j.data.documentId);
-    const { value: rows } = await this.#router.read({ token: PRIMARY_ONLY_TOKEN, tenantId }, (db) =>
-      db
-        .selectFrom("documents")
-        .innerJoin("collections", "collections.id", "documents.collection_id")
-        .select([
-          "documents.id",
-          "documents.version",
-          "documents.status",
-          "documents.tenant_id",
-          "documents.content",
-          "documents.metadata",
-          "collections.id as collection_id",
-          "collections.name",
-          "collections.language",
-          "collections.settings",
-          "collections.created_at",
-        ])
-        .where("documents.id", "in", ids)
-        .execute(),
-    );
+    const { value: rows } = await this.#router.read({ token: PRIMARY_ONLY_TOKEN, tenantId }, (db) => documentsToIngest(db, ids));
     const byId = new Map(rows.map((r) => [r.id, r]));
     const pending: PendingDocument[] = [];
     for (const job of jobs) {
@@ -262,25 +247,13 @@ export class IngestWorker {
     embedded: Map<PendingDocument, EmbeddedChunk[]>,
   ): Promise<void> {
     const { value: outcomes } = await this.#router.write(async (tx) => {
-      // Lock the document rows, in id order so that two workers' batches cannot deadlock: a
-      // concurrent replace or delete waits for this transaction, or has made a job stale.
-      const current = new Map(
-        (
-          await tx
-            .selectFrom("documents")
-            .select(["id", "version", "chunk_count", "lexeme_total"])
-            .where("id", "in", docs.map((d) => d.documentId))
-            .orderBy("id")
-            .forUpdate()
-            .execute()
-        ).map((row) => [row.id, row]),
-      );
+      const current = new Map((await lockDocuments(tx, docs.map((d) => d.documentId))).map((row) => [row.id, row]));
       const fresh = docs.flatMap((doc) => {
         const before = current.get(doc.documentId);
         return before?.version === doc.version ? [{ doc, before }] : [];
       });
       if (fresh.length === 0) return { ready: 0, skipped: docs.length };
-      await tx.deleteFrom("chunks").where("document_id", "in", fresh.map(({ doc }) => doc.documentId)).execute();
+      await deleteChunksOf(tx, fresh.map(({ doc }) => doc.documentId));
       const added = await insertChunksWithPostings(
         tx,
         fresh.map(({ doc }) => ({ owner: doc, chunks: embedded.get(doc) ?? [] })),
@@ -324,15 +297,9 @@ export class IngestWorker {
       "ingestion job failed",
     );
     if (lastAttempt) {
-      await this.#router.write((tx) =>
-        tx
-          .updateTable("documents")
-          .set({ status: "failed", error: message.slice(0, 2000), updated_at: sql`now()` })
-          .where("id", "=", doc.documentId)
-          .where("version", "=", doc.version)
-          .execute(),
-        { tenantId: doc.tenantId },
-      );
+      await this.#router.write((tx) => markDocumentFailed(tx, { id: doc.documentId, version: doc.version, error: message }), {
+        tenantId: doc.tenantId,
+      });
       this.#processed.inc({ outcome: "failed" });
       // Completed: the failure is recorded on the document, and a retry could not help.
       if (permanent) return;

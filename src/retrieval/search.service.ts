@@ -1,4 +1,4 @@
-import { type Kysely, sql } from "kysely";
+import type { Kysely } from "kysely";
 import { LRUCache } from "lru-cache";
 import { Histogram, type Registry } from "prom-client";
 import type { Config } from "../config.ts";
@@ -6,7 +6,7 @@ import type { Database } from "../db/database.ts";
 import type { Lsn } from "../db/lsn.ts";
 import type { Router } from "../db/router.ts";
 import { InvalidRequestError, NotFoundError } from "../errors.ts";
-import type { Principal } from "../tenancy/api-keys.ts";
+import type { Principal } from "../tenancy/principal.ts";
 import type { SearchFilter } from "./filters.ts";
 import { type FusedHit, type FusionMethod, fuse, type Leg, type LegHit } from "./fusion.ts";
 import {
@@ -14,12 +14,14 @@ import {
   type ChunkDetails,
   chunkDetails,
   collectionChunkCount,
+  collectionsByName,
   countFilteredChunks,
+  documentIdsByExternalId,
   hnswSettings,
   type SearchScope,
   vectorSearchExact,
   vectorSearchIndexed,
-} from "./search.sql.ts";
+} from "./search.repository.ts";
 
 export type SearchMode = "hybrid" | "vector" | "bm25";
 
@@ -146,14 +148,11 @@ export class SearchService {
     }
     let documentIds: string[] | null = null;
     if (request.filter?.document_ids) {
-      const docs = await tx
-        .selectFrom("documents")
-        .select("id")
-        .where("tenant_id", "=", principal.tenantId)
-        .where("collection_id", "=", sql<string>`any(${rows.map((r) => r.id)}::uuid[])`)
-        .where("external_id", "=", sql<string>`any(${request.filter.document_ids}::text[])`)
-        .execute();
-      documentIds = docs.map((d) => d.id);
+      documentIds = await documentIdsByExternalId(tx, {
+        tenantId: principal.tenantId,
+        collectionIds: rows.map((r) => r.id),
+        externalIds: request.filter.document_ids,
+      });
     }
     return {
       tenantId: principal.tenantId,
@@ -164,7 +163,6 @@ export class SearchService {
     };
   }
 
-  /** Exact scan when the filters (or the collections themselves) leave few chunks. */
   /**
    * Collections are never renamed or deleted and their language never changes, so a found
    * (tenant, names) → ids lookup can be remembered; a name not found is always looked up again.
@@ -173,16 +171,12 @@ export class SearchService {
     const key = `${tenantId}:${[...names].sort().join("\u0000")}`;
     const cached = this.#collections.get(key);
     if (cached) return cached;
-    const rows = await tx
-      .selectFrom("collections")
-      .select(["id", "name", "language"])
-      .where("tenant_id", "=", tenantId)
-      .where("name", "=", sql<string>`any(${[...names]}::text[])`)
-      .execute();
+    const rows = await collectionsByName(tx, tenantId, names);
     if (names.every((name) => rows.some((r) => r.name === name))) this.#collections.set(key, rows);
     return rows;
   }
 
+  /** Exact scan when the filters (or the collections themselves) leave few chunks. */
   async #preferExact(tx: Kysely<Database>, scope: SearchScope): Promise<boolean> {
     const threshold = this.#options.exactScanThreshold;
     if (threshold === 0) return false;

@@ -1,16 +1,8 @@
 import { createHash, randomBytes } from "node:crypto";
 import { type Kysely, sql } from "kysely";
 import type { Database } from "../db/database.ts";
+import type { Principal, Scope } from "./principal.ts";
 
-export const SCOPES = ["read", "write", "admin"] as const;
-export type Scope = (typeof SCOPES)[number];
-
-/** Who is calling: resolved from an API key. */
-export interface Principal {
-  readonly tenantId: string;
-  readonly keyId: string;
-  readonly scopes: readonly Scope[];
-}
 
 const KEY_PATTERN = /^pgr_([A-Za-z0-9]{8})_([A-Za-z0-9_-]{32,})$/;
 

@@ -1,6 +1,7 @@
 import { LRUCache } from "lru-cache";
 import { PRIMARY_ONLY_TOKEN, type Router } from "../db/router.ts";
-import { findActiveKey, isWellFormedApiKey, type Principal } from "./api-keys.ts";
+import { findActiveKey, isWellFormedApiKey } from "./api-keys.ts";
+import type { Principal } from "./principal.ts";
 
 /**
  * Resolves API keys to principals. Lookups read a replica and, on a miss, the primary, so a key

@@ -1,6 +1,7 @@
 import type { App } from "../../src/app.ts";
 import { adminTransaction } from "../../src/tenancy/admin-transaction.ts";
-import { createApiKey, ensureTenant, type Scope } from "../../src/tenancy/api-keys.ts";
+import { createApiKey, ensureTenant } from "../../src/tenancy/api-keys.ts";
+import type { Scope } from "../../src/tenancy/principal.ts";
 
 /** A new tenant with a key, so every test's data is its own; created as the owner, like the CLI. */
 export async function newTenantKey(app: App, scopes: Scope[] = ["read", "write"], name = `t-${crypto.randomUUID()}`) {

@@ -226,3 +226,28 @@ export async function chunkDetails(
     ]),
   );
 }
+
+/** The tenant's collections of these names (those that exist). */
+export function collectionsByName(db: Kysely<Database>, tenantId: string, names: readonly string[]) {
+  return db
+    .selectFrom("collections")
+    .select(["id", "name", "language"])
+    .where("tenant_id", "=", tenantId)
+    .where("name", "=", sql<string>`any(${[...names]}::text[])`)
+    .execute();
+}
+
+/** Ids of the documents with these external ids in these collections (a search's document filter). */
+export async function documentIdsByExternalId(
+  db: Kysely<Database>,
+  scope: { tenantId: string; collectionIds: readonly string[]; externalIds: readonly string[] },
+): Promise<string[]> {
+  const rows = await db
+    .selectFrom("documents")
+    .select("id")
+    .where("tenant_id", "=", scope.tenantId)
+    .where("collection_id", "=", sql<string>`any(${scope.collectionIds}::uuid[])`)
+    .where("external_id", "=", sql<string>`any(${scope.externalIds}::text[])`)
+    .execute();
+  return rows.map((d) => d.id);
+}

@@ -26,6 +26,11 @@ export interface AddedChunks {
   readonly lexemeTotal: number;
 }
 
+/** Removes the chunks (and, by cascade, the postings) of these documents. */
+export async function deleteChunksOf(tx: Kysely<Database>, documentIds: readonly string[]): Promise<void> {
+  await tx.deleteFrom("chunks").where("document_id", "in", documentIds).execute();
+}
+
 /**
  * Rows per INSERT statement. Building one statement's parameters (vectors as text, text arrays) is
  * synchronous work on the event loop; a document of thousands of chunks goes in slices of this many
