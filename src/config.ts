@@ -85,6 +85,8 @@ const schema = z.object({
   PGRAG_INFERENCE_QUEUE_WAIT_MS: milliseconds(10_000),
   PGRAG_CHAT_CONTEXT_TOKENS: z.coerce.number().int().min(256).max(1_000_000).default(8_192),
   PGRAG_CHAT_MAX_ANSWER_TOKENS: z.coerce.number().int().min(16).max(100_000).default(512),
+  // Conversations a tenant may start per day (read keys may start them, so they are bounded).
+  PGRAG_MAX_CONVERSATIONS_PER_DAY: z.coerce.number().int().min(1).max(100_000_000).default(10_000),
 
   PGRAG_EVENT_BUFFER_SIZE: z.coerce.number().int().min(1).max(10_000_000).default(10_000),
   PGRAG_EVENT_FLUSH_MS: milliseconds(1_000),
@@ -183,6 +185,7 @@ export interface Config {
     readonly maxConcurrent: number;
     readonly maxQueued: number;
     readonly queueWaitMs: number;
+    readonly maxConversationsPerDay: number;
   };
   readonly analytics: {
     /** Events waiting to be written; past this, new events are dropped and counted. */
@@ -307,6 +310,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       maxConcurrent: raw.PGRAG_INFERENCE_MAX_CONCURRENT,
       maxQueued: raw.PGRAG_INFERENCE_MAX_QUEUED,
       queueWaitMs: raw.PGRAG_INFERENCE_QUEUE_WAIT_MS,
+      maxConversationsPerDay: raw.PGRAG_MAX_CONVERSATIONS_PER_DAY,
     },
     analytics: {
       bufferSize: raw.PGRAG_EVENT_BUFFER_SIZE,

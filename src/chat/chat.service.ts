@@ -1,5 +1,7 @@
+import type { Kysely } from "kysely";
 import { LRUCache } from "lru-cache";
 import type { Config } from "../config.ts";
+import type { Database } from "../db/database.ts";
 import type { Lsn } from "../db/lsn.ts";
 import type { Router } from "../db/router.ts";
 import { AppError, NotFoundError } from "../errors.ts";
@@ -9,6 +11,7 @@ import type { SearchFilter } from "../retrieval/filters.ts";
 import type { SearchMode, SearchService } from "../retrieval/search.service.ts";
 import type { Principal } from "../tenancy/principal.ts";
 import {
+  conversationsStartedToday,
   findAnswer,
   findConversation,
   insertConversation,
@@ -223,6 +226,7 @@ export class ChatService {
     }
     if (!request.persist) return { conversationId: null, history, token: clientToken };
     const { value: conversationId, token } = await this.#router.write(async (tx) => {
+      if (!request.conversationId) await this.#assertConversationQuota(tx, principal.tenantId);
       const id =
         request.conversationId ??
         (await insertConversation(tx, {
@@ -241,6 +245,17 @@ export class ChatService {
     }, { tenantId: principal.tenantId });
     this.#conversationTokens.set(conversationId, token);
     return { conversationId, history, token };
+  }
+
+  /** A read key may start conversations: how many a tenant may start a day is bounded. */
+  async #assertConversationQuota(tx: Kysely<Database>, tenantId: string): Promise<void> {
+    const quota = this.#options.maxConversationsPerDay;
+    if ((await conversationsStartedToday(tx, tenantId, quota)) < quota) return;
+    throw new AppError(
+      "rate_limited",
+      `this tenant started ${quota} conversations in the last day, its quota (PGRAG_MAX_CONVERSATIONS_PER_DAY): continue one with conversation_id, or use /v1/chat/completions, which stores none`,
+      { retryAfterSeconds: 3600 },
+    );
   }
 
   async #recordAnswer(

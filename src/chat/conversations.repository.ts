@@ -59,6 +59,16 @@ export async function listMessages(
   }));
 }
 
+/** How many conversations the tenant started in the last day, counting no further than `limit`. */
+export async function conversationsStartedToday(db: Kysely<Database>, tenantId: string, limit: number): Promise<number> {
+  const { rows } = await sql<{ n: number }>`
+    SELECT count(*)::int AS n FROM (
+      SELECT 1 FROM conversations WHERE tenant_id = ${tenantId} AND created_at > now() - interval '1 day' LIMIT ${limit}
+    ) AS recent
+  `.execute(db);
+  return rows[0]?.n ?? 0;
+}
+
 /** A new conversation on the tenant's collection of that name; undefined when there is no such collection. */
 export async function insertConversation(
   db: Kysely<Database>,

@@ -1,6 +1,8 @@
 import OpenAI from "openai";
 import { describe, expect, it } from "vitest";
 import type { App } from "../../../src/app.ts";
+import { adminTransaction } from "../../../src/tenancy/admin-transaction.ts";
+import { createApiKey } from "../../../src/tenancy/api-keys.ts";
 import { api, newTenantKey } from "../../helpers/api.ts";
 import { injectDevFaults } from "../../helpers/dev-faults.ts";
 import { startTestApp } from "../../helpers/app.ts";
@@ -195,6 +197,31 @@ describe("/v1/chat", () => {
     });
     expect(history?.[1]).toMatchObject({ role: "assistant", status: "partial" });
     expect(history?.[1]?.content.length).toBeGreaterThan(0);
+  });
+});
+
+describe("conversation quota", () => {
+  it("bounds the conversations a tenant starts a day, even with a read key; continuing one is not limited", async () => {
+    const quota = await startTestApp({ PGRAG_MAX_CONVERSATIONS_PER_DAY: "2" });
+    const writer = await newTenantKey(quota);
+    const created = await createCollection(quota, writer.key, "empty");
+    // A second key of the same tenant, read-only: the quota is the tenant's, whichever key asks.
+    const { key: readKey } = await adminTransaction(quota, async (tx) =>
+      createApiKey(tx, { tenantId: writer.tenantId, name: "reader", scopes: ["read"] }),
+    );
+    const ask = (key: string, conversation?: string) =>
+      api<{ conversation_id: string; error?: { code: string; message: string } }>(quota, "POST", "/v1/chat", {
+        key,
+        token: created,
+        json: { question: "Anything?", collection: "empty", mode: "bm25", stream: false, ...(conversation ? { conversation_id: conversation } : {}) },
+      });
+    const first = await ask(readKey);
+    expect(first.status).toBe(200);
+    expect((await ask(writer.key)).status).toBe(200);
+    const over = await ask(readKey);
+    expect(over.status).toBe(429);
+    expect(over.body.error?.message).toMatch(/started 2 conversations in the last day.*PGRAG_MAX_CONVERSATIONS_PER_DAY/);
+    expect((await ask(readKey, first.body.conversation_id)).status).toBe(200);
   });
 });
 
