@@ -8,7 +8,21 @@ export default tseslint.config(
   ...tseslint.configs.recommended,
   {
     languageOptions: {
-      globals: { process: "readonly", console: "readonly", Buffer: "readonly", URL: "readonly", setTimeout: "readonly", clearTimeout: "readonly", performance: "readonly", crypto: "readonly", TextDecoder: "readonly", AbortController: "readonly", fetch: "readonly", Response: "readonly", Headers: "readonly" },
+      globals: {
+        process: "readonly",
+        console: "readonly",
+        Buffer: "readonly",
+        URL: "readonly",
+        setTimeout: "readonly",
+        clearTimeout: "readonly",
+        performance: "readonly",
+        crypto: "readonly",
+        TextDecoder: "readonly",
+        AbortController: "readonly",
+        fetch: "readonly",
+        Response: "readonly",
+        Headers: "readonly",
+      },
     },
     rules: {
       "@typescript-eslint/no-unused-vars": ["error", { argsIgnorePattern: "^_", caughtErrors: "none" }],

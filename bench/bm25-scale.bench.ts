@@ -26,7 +26,13 @@ const pool = new pg.Pool({ connectionString: config.database.migrationUrl, max: 
 const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
 const tenantId = randomUUID();
 const collectionId = randomUUID();
-const scope: SearchScope = { tenantId, collectionIds: [collectionId], language: "simple", documentIds: null, filter: undefined };
+const scope: SearchScope = {
+  tenantId,
+  collectionIds: [collectionId],
+  language: "simple",
+  documentIds: null,
+  filter: undefined,
+};
 // log-uniform term ids: a Zipf-like distribution (few very common terms, a long tail)
 const zipfTerm = () => `t${Math.floor(Math.exp(Math.random() * Math.log(VOCABULARY)))}`;
 
@@ -35,7 +41,9 @@ try {
   await sql`CREATE SCHEMA bench_bm25`.execute(db);
   await sql`CREATE TABLE bench_bm25.chunk_terms (LIKE public.chunk_terms INCLUDING ALL)`.execute(db);
   await sql`CREATE TABLE bench_bm25.collection_stats (LIKE public.collection_stats INCLUDING ALL)`.execute(db);
-  console.log(`bench:bm25-scale — ${TERMS_PER_CHUNK} terms/chunk, ${VOCABULARY} term vocabulary, ${QUERIES} queries of 5 terms per scale`);
+  console.log(
+    `bench:bm25-scale — ${TERMS_PER_CHUNK} terms/chunk, ${VOCABULARY} term vocabulary, ${QUERIES} queries of 5 terms per scale`,
+  );
   console.log("chunks     postings     p50         p95         postings read per query (median)");
   let loaded = 0;
   for (const scale of SCALES) {

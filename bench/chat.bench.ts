@@ -49,8 +49,11 @@ for (const query of queries.slice(0, QUESTIONS)) {
   backendOnly.push(backendFirst);
   overhead.push(firstToken - backendFirst);
 }
-const row = (name: string, s: number[]) => `${name.padEnd(36)} p50 ${formatMs(percentile(s, 50))}   p95 ${formatMs(percentile(s, 95))}`;
-console.log(`bench:chat — ${ours.length} SciFact questions, streaming /v1/chat, hybrid retrieval k=8, backend: ${config.inference.url ?? "in-process dev server"}`);
+const row = (name: string, s: number[]) =>
+  `${name.padEnd(36)} p50 ${formatMs(percentile(s, 50))}   p95 ${formatMs(percentile(s, 95))}`;
+console.log(
+  `bench:chat — ${ours.length} SciFact questions, streaming /v1/chat, hybrid retrieval k=8, backend: ${config.inference.url ?? "in-process dev server"}`,
+);
 console.log(row("our time to first token", ours));
 console.log(row("backend alone, same prompt", backendOnly));
 console.log(row("our overhead (difference)", overhead));

@@ -26,9 +26,14 @@ const app = createApp(config, { logger: createLogger({ logLevel: "warn" }) });
 await app.start();
 const base = `http://127.0.0.1:${app.port()}`;
 const { key } = await adminTransaction(app, async (tx) =>
-  createApiKey(tx, { tenantId: await ensureTenant(tx, `bench-hostile-${Date.now()}`), name: "bench", scopes: ["read", "write"] }),
+  createApiKey(tx, {
+    tenantId: await ensureTenant(tx, `bench-hostile-${Date.now()}`),
+    name: "bench",
+    scopes: ["read", "write"],
+  }),
 );
-const curl = (...args: string[]) => run("curl", ["-s", "-H", `Authorization: Bearer ${key}`, ...args], { maxBuffer: 16 * MB });
+const curl = (...args: string[]) =>
+  run("curl", ["-s", "-H", `Authorization: Bearer ${key}`, ...args], { maxBuffer: 16 * MB });
 await curl("-H", "Content-Type: application/json", "-d", JSON.stringify({ name: "hostile" }), `${base}/v1/collections`);
 
 const dir = mkdtempSync(join(tmpdir(), "pgrag-hostile-"));
@@ -53,7 +58,9 @@ function loopDelay() {
   };
 }
 
-console.log(`bench:hostile — event-loop delay of the API process (the histogram's floor is its 10 ms sampling resolution)`);
+console.log(
+  `bench:hostile — event-loop delay of the API process (the histogram's floor is its 10 ms sampling resolution)`,
+);
 let measure = loopDelay();
 await new Promise((resolve) => setTimeout(resolve, 3_000));
 console.log(`${"idle, 3 s".padEnd(52)} ${measure()}`);
@@ -62,7 +69,17 @@ for (const doc of documents) {
   writeFileSync(file, doc.body);
   measure = loopDelay();
   const started = performance.now();
-  const upload = await curl("-X", "PUT", "-H", `Content-Type: ${doc.type}`, "--data-binary", `@${file}`, "-w", "\n%{http_code}", `${base}/v1/collections/hostile/documents/${doc.id}`);
+  const upload = await curl(
+    "-X",
+    "PUT",
+    "-H",
+    `Content-Type: ${doc.type}`,
+    "--data-binary",
+    `@${file}`,
+    "-w",
+    "\n%{http_code}",
+    `${base}/v1/collections/hostile/documents/${doc.id}`,
+  );
   const status = upload.stdout.trim().split("\n").at(-1);
   const final = await waitFor(
     `${doc.id} processed`,
@@ -74,7 +91,9 @@ for (const doc of documents) {
     600_000,
   );
   const seconds = ((performance.now() - started) / 1000).toFixed(1);
-  console.log(`${doc.label.padEnd(52)} ${measure()}   (upload ${status}, ${final.status} with ${final.chunk_count} chunks in ${seconds} s${final.error ? `: ${final.error}` : ""})`);
+  console.log(
+    `${doc.label.padEnd(52)} ${measure()}   (upload ${status}, ${final.status} with ${final.chunk_count} chunks in ${seconds} s${final.error ? `: ${final.error}` : ""})`,
+  );
 }
 await adminTransaction(app, (tx) => tx.deleteFrom("tenants").where("name", "like", "bench-hostile-%").execute());
 await app.stop();

@@ -35,10 +35,16 @@ const run = promisify(execFile);
 const url = config.database.migrationUrl;
 /** Runs psql commands against `target`; returns what the last one printed, unaligned. */
 const psql = async (target: string, ...commands: string[]) =>
-  (await run("psql", [target, "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", ...commands.flatMap((c) => ["-c", c])])).stdout.trim();
+  (
+    await run("psql", [target, "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", ...commands.flatMap((c) => ["-c", c])])
+  ).stdout.trim();
 // Every run starts from the same database: an earlier (interrupted) run's tenant would grow the
 // shared HNSW graph and the postings, and slow this run down.
-await psql(url, "DELETE FROM tenants WHERE name LIKE 'bench-ingest-%'", "VACUUM (ANALYZE) chunks, chunk_terms, documents");
+await psql(
+  url,
+  "DELETE FROM tenants WHERE name LIKE 'bench-ingest-%'",
+  "VACUUM (ANALYZE) chunks, chunk_terms, documents",
+);
 // ... and the replicas have replayed that clean-up: replay competes for the same two cores.
 const cleanedUpTo = await psql(url, "SELECT pg_current_wal_lsn()");
 for (const replica of config.database.replicaUrls) {
@@ -51,9 +57,11 @@ for (const replica of config.database.replicaUrls) {
 
 const corpus = await readScifactCorpus(Number.POSITIVE_INFINITY);
 const tenant = `bench-ingest-${Date.now()}`;
-const key = await admin.db.transaction().execute(async (tx) =>
-  createApiKey(tx, { tenantId: await ensureTenant(tx, tenant), name: "bench", scopes: ["read", "write"] }),
-);
+const key = await admin.db
+  .transaction()
+  .execute(async (tx) =>
+    createApiKey(tx, { tenantId: await ensureTenant(tx, tenant), name: "bench", scopes: ["read", "write"] }),
+  );
 const headers = { Authorization: `Bearer ${key.key}`, "Content-Type": "application/json" };
 await app.http.request("/v1/collections", {
   method: "POST",
@@ -77,9 +85,9 @@ for (let i = 0; i < corpus.length; i += 500) {
   if (response.status !== 202) throw new Error(`batch failed: ${await response.text()}`);
 }
 const enqueued = performance.now();
-const tenantRow = await admin.db.transaction().execute((tx) =>
-  tx.selectFrom("tenants").select("id").where("name", "=", tenant).executeTakeFirstOrThrow(),
-);
+const tenantRow = await admin.db
+  .transaction()
+  .execute((tx) => tx.selectFrom("tenants").select("id").where("name", "=", tenant).executeTakeFirstOrThrow());
 for (;;) {
   const value = await admin.db.transaction().execute((tx) =>
     tx
@@ -102,12 +110,9 @@ const counts = await admin.db.transaction().execute((tx) =>
     .executeTakeFirstOrThrow(),
 );
 const stageSums = new Map<string, number>();
-for (const metric of (await app.registry.getMetricsAsJSON()).filter(
-  (m) => m.name === "pgrag_ingest_stage_seconds",
-)) {
-  for (const v of (
-    metric as unknown as { values: { metricName: string; labels: { stage: string }; value: number }[] }
-  ).values) {
+for (const metric of (await app.registry.getMetricsAsJSON()).filter((m) => m.name === "pgrag_ingest_stage_seconds")) {
+  for (const v of (metric as unknown as { values: { metricName: string; labels: { stage: string }; value: number }[] })
+    .values) {
     if (v.metricName.endsWith("_sum")) stageSums.set(v.labels.stage, v.value);
   }
 }

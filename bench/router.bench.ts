@@ -18,19 +18,20 @@ const config = loadConfig({ ...process.env, PGRAG_LOG_LEVEL: "warn" });
 const replicaUrl = config.database.replicaUrls[0];
 if (!replicaUrl) throw new Error("bench:router needs at least one replica (PGRAG_REPLICA_URLS)");
 // One replica only, so that routed and direct reads hit the same server.
-const app = createApp(
-  loadConfig({ ...process.env, PGRAG_LOG_LEVEL: "warn", PGRAG_REPLICA_URLS: replicaUrl }),
-  {
-    logger: createLogger({ logLevel: "warn" }),
-  },
-);
+const app = createApp(loadConfig({ ...process.env, PGRAG_LOG_LEVEL: "warn", PGRAG_REPLICA_URLS: replicaUrl }), {
+  logger: createLogger({ logLevel: "warn" }),
+});
 await app.start({ listen: false });
 const direct = new pg.Pool({ connectionString: replicaUrl, max: config.database.poolSize });
 
 // A write (a tenant row, created under its own id for row-level security) gives a real token.
 const tenantId = randomUUID();
 const { token } = await app.router.write(
-  (tx) => tx.insertInto("tenants").values({ id: tenantId, name: `bench-router-${tenantId}` }).execute(),
+  (tx) =>
+    tx
+      .insertInto("tenants")
+      .values({ id: tenantId, name: `bench-router-${tenantId}` })
+      .execute(),
   { tenantId },
 );
 await app.router.read({ token }, async () => undefined);

@@ -46,12 +46,21 @@ const base = loadConfig({ ...process.env, PGRAG_LOG_LEVEL: "warn" });
 const replicaUrl = base.database.replicaUrls[0];
 if (!replicaUrl) throw new Error("bench:search needs a replica");
 // The API reads from that one replica only, so both sides load the same server.
-const config = loadConfig({ ...process.env, PGRAG_LOG_LEVEL: "warn", PGRAG_REPLICA_URLS: replicaUrl, PGRAG_PORT: "0", PGRAG_POOL_SIZE: String(CONCURRENCY),
+const config = loadConfig({
+  ...process.env,
+  PGRAG_LOG_LEVEL: "warn",
+  PGRAG_REPLICA_URLS: replicaUrl,
+  PGRAG_PORT: "0",
+  PGRAG_POOL_SIZE: String(CONCURRENCY),
   // The benchmark is one key at full speed: the per-key rate limit would measure itself.
-  PGRAG_RATE_LIMIT_PER_SECOND: "1000000", PGRAG_RATE_LIMIT_BURST: "1000000" });
+  PGRAG_RATE_LIMIT_PER_SECOND: "1000000",
+  PGRAG_RATE_LIMIT_BURST: "1000000",
+});
 const app = createApp(config, { logger: createLogger({ logLevel: "warn" }) });
 await app.start();
-const { principal, apiKey, collection, token } = await loadBeirCollection(app, SCIFACT_DIR, (line) => console.log(line));
+const { principal, apiKey, collection, token } = await loadBeirCollection(app, SCIFACT_DIR, (line) =>
+  console.log(line),
+);
 const { queries: allQueries } = await readBeirQueries(SCIFACT_DIR, "train");
 const queries = allQueries.slice(0, QUERIES).map((q) => q.text);
 
@@ -78,9 +87,20 @@ const inline = (q: CompiledQuery) => q.sql.replace(/\$(\d+)/g, (_, n: string) =>
 
 const embeddings = new EmbeddingClient(app.inferenceUrl(), config);
 const { value: collectionRow } = await app.router.read({ tenantId: principal.tenantId }, (db) =>
-  db.selectFrom("collections").select(["id"]).where("tenant_id", "=", principal.tenantId).where("name", "=", collection).executeTakeFirstOrThrow(),
+  db
+    .selectFrom("collections")
+    .select(["id"])
+    .where("tenant_id", "=", principal.tenantId)
+    .where("name", "=", collection)
+    .executeTakeFirstOrThrow(),
 );
-const scope: SearchScope = { tenantId: principal.tenantId, collectionIds: [collectionRow.id], language: "english", documentIds: null, filter: undefined };
+const scope: SearchScope = {
+  tenantId: principal.tenantId,
+  collectionIds: [collectionRow.id],
+  language: "english",
+  documentIds: null,
+  filter: undefined,
+};
 const dir = mkdtempSync(join(tmpdir(), "pgrag-bench-search-"));
 const scripts: string[] = [];
 const candidates = Math.max(4 * K, 40);
@@ -94,7 +114,11 @@ for (const [i, query] of queries.entries()) {
   if (outcome.vectorPath === "exact") await vectorSearchExact(recorder, scope, embedding, candidates);
   else await vectorSearchIndexed(recorder, scope, embedding, candidates);
   await bm25Search(recorder, scope, query, candidates, config.retrieval.bm25);
-  await chunkDetails(recorder, principal.tenantId, outcome.hits.map((h) => h.chunkId));
+  await chunkDetails(
+    recorder,
+    principal.tenantId,
+    outcome.hits.map((h) => h.chunkId),
+  );
   const file = join(dir, `q${i}.sql`);
   // The router's first round trip, BEGIN with the tenant and HNSW settings, as one compound
   // query (pgbench's \; sends both statements in one message, as the router does).
@@ -110,13 +134,18 @@ async function httpRound(seconds = SECONDS): Promise<{ completed: number; errors
   const stdout = await new Promise<string>((resolve, reject) =>
     execFile(
       process.execPath,
-      ["--import", "tsx", fileURLToPath(new URL("./http-load.ts", import.meta.url)), JSON.stringify({
-        url: `http://127.0.0.1:${app.port()}/v1/search`,
-        apiKey,
-        bodies: queries.map((query) => ({ collection, query, mode: "hybrid", k: K })),
-        concurrency: CONCURRENCY,
-        seconds,
-      })],
+      [
+        "--import",
+        "tsx",
+        fileURLToPath(new URL("./http-load.ts", import.meta.url)),
+        JSON.stringify({
+          url: `http://127.0.0.1:${app.port()}/v1/search`,
+          apiKey,
+          bodies: queries.map((query) => ({ collection, query, mode: "hybrid", k: K })),
+          concurrency: CONCURRENCY,
+          seconds,
+        }),
+      ],
       { maxBuffer: 64 << 20 },
       (error, out) => (error ? reject(error) : resolve(out)),
     ),
@@ -128,7 +157,23 @@ const target = new URL(replicaUrl);
 function pgbenchRound(): { tps: number; failed: number } {
   const output = execFileSync(
     "pgbench",
-    ["-n", "-c", String(CONCURRENCY), "-j", "2", "-T", String(SECONDS), ...scripts.flatMap((f) => ["-f", f]), "-h", target.hostname, "-p", target.port, "-U", decodeURIComponent(target.username), target.pathname.slice(1)],
+    [
+      "-n",
+      "-c",
+      String(CONCURRENCY),
+      "-j",
+      "2",
+      "-T",
+      String(SECONDS),
+      ...scripts.flatMap((f) => ["-f", f]),
+      "-h",
+      target.hostname,
+      "-p",
+      target.port,
+      "-U",
+      decodeURIComponent(target.username),
+      target.pathname.slice(1),
+    ],
     { env: { ...process.env, PGPASSWORD: decodeURIComponent(target.password) }, encoding: "utf8" },
   );
   return {
@@ -156,15 +201,28 @@ for (let round = 0; round < ROUNDS; round++) {
 rmSync(dir, { recursive: true, force: true });
 
 latencies.sort((a, b) => a - b);
-const pct = (p: number) => latencies[Math.min(latencies.length - 1, Math.ceil((p / 100) * latencies.length) - 1)] ?? Number.NaN;
+const pct = (p: number) =>
+  latencies[Math.min(latencies.length - 1, Math.ceil((p / 100) * latencies.length) - 1)] ?? Number.NaN;
 const ratios = rounds.map((r) => r.httpQps / r.tps).sort((a, b) => a - b);
 const median = ratios[Math.floor(ratios.length / 2)] ?? Number.NaN;
-console.log(`bench:search — hybrid, k=${K}, ${queries.length} SciFact queries, ${CONCURRENCY} concurrent clients (HTTP from a separate process), ${ROUNDS} alternating rounds of ${SECONDS} s per side, one replica (${target.pathname.slice(1)})`);
+console.log(
+  `bench:search — hybrid, k=${K}, ${queries.length} SciFact queries, ${CONCURRENCY} concurrent clients (HTTP from a separate process), ${ROUNDS} alternating rounds of ${SECONDS} s per side, one replica (${target.pathname.slice(1)})`,
+);
 for (const [i, r] of rounds.entries()) {
-  console.log(`  round ${i + 1}: HTTP ${r.httpQps.toFixed(1)} queries/s, pgbench ${r.tps.toFixed(1)} transactions/s → ${((100 * r.httpQps) / r.tps).toFixed(0)}%`);
+  console.log(
+    `  round ${i + 1}: HTTP ${r.httpQps.toFixed(1)} queries/s, pgbench ${r.tps.toFixed(1)} transactions/s → ${((100 * r.httpQps) / r.tps).toFixed(0)}%`,
+  );
 }
-console.log(`HTTP API: ${(completed / (SECONDS * ROUNDS)).toFixed(1)} queries/s, ${errors} errors, latency p50 ${pct(50).toFixed(1)} ms, p95 ${pct(95).toFixed(1)} ms, p99 ${pct(99).toFixed(1)} ms`);
-console.log(`pgbench, same SQL: ${(rounds.reduce((sum, r) => sum + r.tps, 0) / ROUNDS).toFixed(1)} transactions/s, ${failed} failed`);
-console.log("(the API embeds each distinct query once, then serves it from its query-embedding cache: the bench's queries repeat, so neither side pays the embedding backend per request)");
-console.log(`ratio HTTP / pgbench: median of rounds ${(100 * median).toFixed(0)}% (range ${(100 * (ratios[0] ?? 0)).toFixed(0)}–${(100 * (ratios.at(-1) ?? 0)).toFixed(0)}%; target ≥ 70%)`);
+console.log(
+  `HTTP API: ${(completed / (SECONDS * ROUNDS)).toFixed(1)} queries/s, ${errors} errors, latency p50 ${pct(50).toFixed(1)} ms, p95 ${pct(95).toFixed(1)} ms, p99 ${pct(99).toFixed(1)} ms`,
+);
+console.log(
+  `pgbench, same SQL: ${(rounds.reduce((sum, r) => sum + r.tps, 0) / ROUNDS).toFixed(1)} transactions/s, ${failed} failed`,
+);
+console.log(
+  "(the API embeds each distinct query once, then serves it from its query-embedding cache: the bench's queries repeat, so neither side pays the embedding backend per request)",
+);
+console.log(
+  `ratio HTTP / pgbench: median of rounds ${(100 * median).toFixed(0)}% (range ${(100 * (ratios[0] ?? 0)).toFixed(0)}–${(100 * (ratios.at(-1) ?? 0)).toFixed(0)}%; target ≥ 70%)`,
+);
 await app.stop();

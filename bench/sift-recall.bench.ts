@@ -13,11 +13,12 @@ import { SIFT5K_DIR } from "../src/evaluation/datasets.ts";
 function readVectors(path: string, type: "f" | "i"): number[][] {
   const buffer = readFileSync(path);
   const rows: number[][] = [];
-  for (let offset = 0; offset < buffer.length; ) {
+  for (let offset = 0; offset < buffer.length;) {
     const dim = buffer.readInt32LE(offset);
     offset += 4;
     const row: number[] = [];
-    for (let i = 0; i < dim; i++, offset += 4) row.push(type === "f" ? buffer.readFloatLE(offset) : buffer.readInt32LE(offset));
+    for (let i = 0; i < dim; i++, offset += 4)
+      row.push(type === "f" ? buffer.readFloatLE(offset) : buffer.readInt32LE(offset));
     rows.push(row);
   }
   return rows;
@@ -45,13 +46,19 @@ const recall = (got: number[], truth: number[]) => got.filter((id) => truth.incl
 const CATEGORIES = 100; // category = id % 100: each filter keeps 1% of the rows
 try {
   await client.query("DROP SCHEMA IF EXISTS bench_sift CASCADE; CREATE SCHEMA bench_sift");
-  await client.query("CREATE TABLE bench_sift.items (id int PRIMARY KEY, category int NOT NULL, embedding vector(128) NOT NULL)");
+  await client.query(
+    "CREATE TABLE bench_sift.items (id int PRIMARY KEY, category int NOT NULL, embedding vector(128) NOT NULL)",
+  );
   await client.query(
     "INSERT INTO bench_sift.items SELECT i - 1, (i - 1) % $2, e::vector FROM unnest($1::text[]) WITH ORDINALITY AS t(e, i)",
     [base.map((v) => pgvector.toSql(v)), CATEGORIES],
   );
-  await client.query("CREATE INDEX ON bench_sift.items USING hnsw (embedding vector_l2_ops) WITH (m = 16, ef_construction = 64)");
-  await client.query("CREATE INDEX ON bench_sift.items USING hnsw (embedding vector_cosine_ops) WITH (m = 16, ef_construction = 64)");
+  await client.query(
+    "CREATE INDEX ON bench_sift.items USING hnsw (embedding vector_l2_ops) WITH (m = 16, ef_construction = 64)",
+  );
+  await client.query(
+    "CREATE INDEX ON bench_sift.items USING hnsw (embedding vector_cosine_ops) WITH (m = 16, ef_construction = 64)",
+  );
   await client.query("ANALYZE bench_sift.items");
   const allIds = base.map((_, i) => i);
   const truthCosine = queries.map((q) => exactTop(q, allIds, cosineDistance));
@@ -62,7 +69,10 @@ try {
     for (const [qi, q] of queries.entries()) {
       const category = qi % CATEGORIES;
       await client.query("BEGIN");
-      await client.query("SELECT set_config('hnsw.ef_search', $1, true), set_config('hnsw.iterative_scan', 'relaxed_order', true)", [String(ef)]);
+      await client.query(
+        "SELECT set_config('hnsw.ef_search', $1, true), set_config('hnsw.iterative_scan', 'relaxed_order', true)",
+        [String(ef)],
+      );
       const { rows } = await client.query<{ id: number }>(
         `WITH nearest AS MATERIALIZED (
            SELECT id, embedding ${operator} $1::vector AS d FROM bench_sift.items
@@ -74,7 +84,11 @@ try {
       const ids = rows.map((r) => r.id);
       if (ids.length < 10) short++;
       const truth = filtered
-        ? exactTop(q, allIds.filter((id) => id % CATEGORIES === category), operator === "<->" ? l2 : cosineDistance)
+        ? exactTop(
+            q,
+            allIds.filter((id) => id % CATEGORIES === category),
+            operator === "<->" ? l2 : cosineDistance,
+          )
         : operator === "<->"
           ? (truthL2[qi] as number[])
           : (truthCosine[qi] as number[]);
@@ -84,10 +98,19 @@ try {
   };
 
   // Check that the planner really uses the index for these queries.
-  const plan = await client.query("EXPLAIN SELECT id FROM bench_sift.items ORDER BY embedding <=> $1::vector LIMIT 10", [pgvector.toSql(queries[0] as number[])]);
-  console.log(`plan: ${plan.rows.map((r) => r["QUERY PLAN"]).find((l: string) => l.includes("Index")) ?? "NO INDEX USED"}`);
-  console.log(`bench:recall — sift5k: ${base.length} base vectors (128-d), ${queries.length} queries, HNSW m=16 ef_construction=64`);
-  console.log("ef_search  L2 recall@10  cosine recall@10  filtered 1% L2  filtered 1% cosine  (filtered: queries with < 10 rows)");
+  const plan = await client.query(
+    "EXPLAIN SELECT id FROM bench_sift.items ORDER BY embedding <=> $1::vector LIMIT 10",
+    [pgvector.toSql(queries[0] as number[])],
+  );
+  console.log(
+    `plan: ${plan.rows.map((r) => r["QUERY PLAN"]).find((l: string) => l.includes("Index")) ?? "NO INDEX USED"}`,
+  );
+  console.log(
+    `bench:recall — sift5k: ${base.length} base vectors (128-d), ${queries.length} queries, HNSW m=16 ef_construction=64`,
+  );
+  console.log(
+    "ef_search  L2 recall@10  cosine recall@10  filtered 1% L2  filtered 1% cosine  (filtered: queries with < 10 rows)",
+  );
   for (const ef of [10, 20, 40, 64, 100, 200]) {
     const a = await run(ef, "<->", false);
     const b = await run(ef, "<=>", false);

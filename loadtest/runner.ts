@@ -5,7 +5,15 @@
  * as in k6), and a summary with k6's field names. Bounded in time; it stops by itself.
  */
 import { percentile } from "../src/evaluation/metrics.ts";
-import { chatBody, durationSeconds, ingestBody, SCENARIOS, SEED_DOCUMENTS, searchBody, THRESHOLDS } from "./scenarios.js";
+import {
+  chatBody,
+  durationSeconds,
+  ingestBody,
+  SCENARIOS,
+  SEED_DOCUMENTS,
+  searchBody,
+  THRESHOLDS,
+} from "./scenarios.js";
 
 export interface RunOptions {
   readonly baseUrl: string;
@@ -36,7 +44,14 @@ function trend(values: number[]): Record<string, number> {
   if (values.length === 0) return { avg: 0, min: 0, med: 0, "p(95)": 0, "p(99)": 0, max: 0 };
   const sorted = [...values].sort((a, b) => a - b);
   const avg = sorted.reduce((s, v) => s + v, 0) / Math.max(1, sorted.length);
-  return { avg, min: sorted[0] ?? 0, med: percentile(sorted, 50), "p(95)": percentile(sorted, 95), "p(99)": percentile(sorted, 99), max: sorted.at(-1) ?? 0 };
+  return {
+    avg,
+    min: sorted[0] ?? 0,
+    med: percentile(sorted, 50),
+    "p(95)": percentile(sorted, 95),
+    "p(99)": percentile(sorted, 99),
+    max: sorted.at(-1) ?? 0,
+  };
 }
 
 /** Arrival times (seconds from start) of a scenario's iterations. */
@@ -78,7 +93,11 @@ export async function runScenarios(options: RunOptions): Promise<Summary> {
   const collection = options.collection ?? "loadtest";
   const headers = { Authorization: `Bearer ${options.apiKey}`, "Content-Type": "application/json" };
   const post = (path: string, body: unknown, extra: Record<string, string> = {}) =>
-    fetch(`${options.baseUrl}${path}`, { method: "POST", headers: { ...headers, ...extra }, body: JSON.stringify(body) });
+    fetch(`${options.baseUrl}${path}`, {
+      method: "POST",
+      headers: { ...headers, ...extra },
+      body: JSON.stringify(body),
+    });
   await post("/v1/collections", { name: collection }).then((r) => r.arrayBuffer());
   const seeded = await post(`/v1/collections/${collection}/documents`, { documents: SEED_DOCUMENTS });
   await seeded.arrayBuffer();
@@ -101,20 +120,29 @@ export async function runScenarios(options: RunOptions): Promise<Summary> {
     }
   };
   const iteration: Record<string, (i: number) => Promise<unknown>> = {
-    search: (i) => timed("search", () => post("/v1/search", searchBody(i, collection), { "X-Consistency-Token": seedToken }), [200]),
+    search: (i) =>
+      timed("search", () => post("/v1/search", searchBody(i, collection), { "X-Consistency-Token": seedToken }), [200]),
     chat: (i) => timed("chat", () => post("/v1/chat", chatBody(i, collection)), [200]),
     ingest: (i) => timed("ingest", () => post(`/v1/collections/${collection}/documents`, ingestBody(i, runId)), [202]),
     mixed: async (i) => {
       const id = `mixed-${runId}-${i}`;
       const put = await timed(
         "mixed",
-        () => fetch(`${options.baseUrl}/v1/collections/${collection}/documents/${id}`, { method: "PUT", headers, body: JSON.stringify({ content: `Mixed write ${id}` }) }),
+        () =>
+          fetch(`${options.baseUrl}/v1/collections/${collection}/documents/${id}`, {
+            method: "PUT",
+            headers,
+            body: JSON.stringify({ content: `Mixed write ${id}` }),
+          }),
         [202],
       );
       const token = put?.headers.get("X-Consistency-Token") ?? "";
       const read = await timed(
         "mixed",
-        () => fetch(`${options.baseUrl}/v1/collections/${collection}/documents/${id}`, { headers: { ...headers, "X-Consistency-Token": token } }),
+        () =>
+          fetch(`${options.baseUrl}/v1/collections/${collection}/documents/${id}`, {
+            headers: { ...headers, "X-Consistency-Token": token },
+          }),
         [200],
       );
       if (put?.status === 202 && read?.status !== 200) rywViolations++;
@@ -146,7 +174,10 @@ export async function runScenarios(options: RunOptions): Promise<Summary> {
 
   const metrics: Record<string, Record<string, number>> = {
     http_reqs: { count: samples.length, rate: samples.length / seconds },
-    http_req_failed: { rate: samples.filter((s) => !s.ok).length / Math.max(1, samples.length), fails: samples.filter((s) => !s.ok).length },
+    http_req_failed: {
+      rate: samples.filter((s) => !s.ok).length / Math.max(1, samples.length),
+      fails: samples.filter((s) => !s.ok).length,
+    },
     http_req_duration: trend(samples.map((s) => s.ms)),
     dropped_iterations: { count: dropped },
     ryw_violations: { count: rywViolations },
@@ -178,13 +209,25 @@ function evaluate(expression: string, values: Record<string, number>): boolean {
   const [, stat = "", op, limit] = match;
   const value = values[stat] ?? Number.NaN;
   const bound = Number(limit);
-  return op === "<" ? value < bound : op === "<=" ? value <= bound : op === ">" ? value > bound : op === ">=" ? value >= bound : value === bound;
+  return op === "<"
+    ? value < bound
+    : op === "<="
+      ? value <= bound
+      : op === ">"
+        ? value > bound
+        : op === ">="
+          ? value >= bound
+          : value === bound;
 }
 
 export function formatSummary(summary: Summary): string {
   const lines = [`scenarios: ${summary.scenarios.join(", ")} — ${summary.duration_s.toFixed(1)} s`];
   for (const [name, values] of Object.entries(summary.metrics)) {
-    lines.push(`  ${name.padEnd(40)} ${Object.entries(values).map(([k, v]) => `${k}=${Number.isInteger(v) ? v : v.toFixed(2)}`).join("  ")}`);
+    lines.push(
+      `  ${name.padEnd(40)} ${Object.entries(values)
+        .map(([k, v]) => `${k}=${Number.isInteger(v) ? v : v.toFixed(2)}`)
+        .join("  ")}`,
+    );
   }
   for (const [metric, results] of Object.entries(summary.thresholds)) {
     for (const t of results) lines.push(`  ${t.ok ? "✓" : "✗"} ${metric} ${t.expression}`);

@@ -27,7 +27,8 @@ const DOCUMENTS = Number(process.env.SCALING_DOCUMENTS ?? 1000);
 const CLUSTER_SCRIPT = fileURLToPath(new URL("../replicas/cluster.sh", import.meta.url));
 const OUT = "loadtest-results";
 
-const cluster = (...args: string[]) => execFileSync("bash", [CLUSTER_SCRIPT, ...args], { env: { ...process.env, ...CLUSTER }, encoding: "utf8" });
+const cluster = (...args: string[]) =>
+  execFileSync("bash", [CLUSTER_SCRIPT, ...args], { env: { ...process.env, ...CLUSTER }, encoding: "utf8" });
 
 /** Puts a node's postmaster and all its processes in a cgroup of its own with the CPU quota. */
 function capNode(node: string): boolean {
@@ -37,7 +38,9 @@ function capNode(node: string): boolean {
     if (!existsSync(group)) mkdirSync(group);
     writeFileSync(`${group}/cpu.cfs_period_us`, "100000");
     writeFileSync(`${group}/cpu.cfs_quota_us`, String(Math.round(CPU_QUOTA * 100_000)));
-    const postmaster = Number(readFileSync(`${CLUSTER.PGRAG_CLUSTER_DIR}/${node}/postmaster.pid`, "utf8").split("\n")[0]);
+    const postmaster = Number(
+      readFileSync(`${CLUSTER.PGRAG_CLUSTER_DIR}/${node}/postmaster.pid`, "utf8").split("\n")[0],
+    );
     const pids = [postmaster];
     for (const entry of readdirSync("/proc").filter((e) => /^\d+$/.test(e))) {
       try {
@@ -88,12 +91,27 @@ async function measure(replicas: number, apiKey: string) {
   let maxLagMs = 0;
   let violations = 0;
   const lagTimer = setInterval(() => {
-    for (const h of app.monitor.snapshot()) if (h.role === "replica" && h.lagMs !== null && Number.isFinite(h.lagMs)) maxLagMs = Math.max(maxLagMs, h.lagMs);
+    for (const h of app.monitor.snapshot())
+      if (h.role === "replica" && h.lagMs !== null && Number.isFinite(h.lagMs)) maxLagMs = Math.max(maxLagMs, h.lagMs);
   }, 200);
   for (const rate of RATES) {
     const [search, mixed] = await Promise.all([
-      runScenarios({ baseUrl, apiKey, scenarios: ["search"], collection: "scifact", rateScale: rate / 50, duration: `${STEP_SECONDS}s` }),
-      runScenarios({ baseUrl, apiKey, scenarios: ["mixed"], collection: "ryw", rateScale: 0.2, duration: `${STEP_SECONDS}s` }),
+      runScenarios({
+        baseUrl,
+        apiKey,
+        scenarios: ["search"],
+        collection: "scifact",
+        rateScale: rate / 50,
+        duration: `${STEP_SECONDS}s`,
+      }),
+      runScenarios({
+        baseUrl,
+        apiKey,
+        scenarios: ["mixed"],
+        collection: "ryw",
+        rateScale: 0.2,
+        duration: `${STEP_SECONDS}s`,
+      }),
     ]);
     violations += mixed.metrics.ryw_violations?.count ?? 0;
     const d = search.metrics["http_req_duration{endpoint:search}"] ?? {};
@@ -109,7 +127,9 @@ async function measure(replicas: number, apiKey: string) {
     };
     step.held = step.p95 <= SLO_P95_MS && step.errors === 0 && step.dropped === 0;
     steps.push(step);
-    console.log(`  replicas=${replicas} rate=${rate}/s → ${step.achieved.toFixed(1)} req/s p95 ${step.p95.toFixed(0)} ms${step.held ? "" : " (SLO missed)"}`);
+    console.log(
+      `  replicas=${replicas} rate=${rate}/s → ${step.achieved.toFixed(1)} req/s p95 ${step.p95.toFixed(0)} ms${step.held ? "" : " (SLO missed)"}`,
+    );
     if (!step.held) break;
   }
   clearInterval(lagTimer);
@@ -117,15 +137,15 @@ async function measure(replicas: number, apiKey: string) {
   await app.stop();
   const share: Record<string, number> = {};
   const total = Object.keys(readsAfter).reduce((s, n) => s + (readsAfter[n] ?? 0) - (readsBefore[n] ?? 0), 0);
-  for (const node of Object.keys(readsAfter)) share[node] = ((readsAfter[node] ?? 0) - (readsBefore[node] ?? 0)) / Math.max(1, total);
+  for (const node of Object.keys(readsAfter))
+    share[node] = ((readsAfter[node] ?? 0) - (readsBefore[node] ?? 0)) / Math.max(1, total);
   const best = [...steps].reverse().find((s) => s.held);
   return { replicas, capped, sustained: best?.achieved ?? 0, best, steps, share, maxLagMs, rywViolations: violations };
 }
 
 async function readsPerNode(app: ReturnType<typeof createApp>): Promise<Record<string, number>> {
   const metric = (await app.registry.getMetricsAsJSON()).find((m) => m.name === "pgrag_db_reads_total") as
-    | { values: { labels: { node: string }; value: number }[] }
-    | undefined;
+    { values: { labels: { node: string }; value: number }[] } | undefined;
   const out: Record<string, number> = {};
   for (const v of metric?.values ?? []) out[v.labels.node] = (out[v.labels.node] ?? 0) + v.value;
   return out;
@@ -168,12 +188,20 @@ mkdirSync(OUT, { recursive: true });
 writeFileSync(`${OUT}/scaling.json`, `${JSON.stringify(results, null, 2)}\n`);
 writeFileSync(`${OUT}/scaling.svg`, chart(results));
 const base = results[0]?.sustained || 1;
-console.log(`\nloadtest:scaling — search (hybrid) at p95 ≤ ${SLO_P95_MS} ms, ${CPU_QUOTA} CPU per database node, ${DOCUMENTS} SciFact documents`);
-console.log("replicas  sustained req/s  ×primary  p50 ms  p95 ms  p99 ms  share of reads                 max lag ms  RYW violations  capped");
+console.log(
+  `\nloadtest:scaling — search (hybrid) at p95 ≤ ${SLO_P95_MS} ms, ${CPU_QUOTA} CPU per database node, ${DOCUMENTS} SciFact documents`,
+);
+console.log(
+  "replicas  sustained req/s  ×primary  p50 ms  p95 ms  p99 ms  share of reads                 max lag ms  RYW violations  capped",
+);
 for (const r of results) {
-  const share = Object.entries(r.share).map(([n, s]) => `${n} ${(100 * s).toFixed(0)}%`).join(", ");
+  const share = Object.entries(r.share)
+    .map(([n, s]) => `${n} ${(100 * s).toFixed(0)}%`)
+    .join(", ");
   console.log(
     `${String(r.replicas).padStart(8)}  ${r.sustained.toFixed(1).padStart(15)}  ${(r.sustained / base).toFixed(2).padStart(8)}  ${(r.best?.p50 ?? 0).toFixed(0).padStart(6)}  ${(r.best?.p95 ?? 0).toFixed(0).padStart(6)}  ${(r.best?.p99 ?? 0).toFixed(0).padStart(6)}  ${share.padEnd(30)} ${r.maxLagMs.toFixed(0).padStart(10)}  ${String(r.rywViolations).padStart(14)}  ${r.capped}`,
   );
 }
-console.log(`chart: ${OUT}/scaling.svg, data: ${OUT}/scaling.json (target: 2 replicas ≥ 2.5× the primary alone, 0 RYW violations)`);
+console.log(
+  `chart: ${OUT}/scaling.svg, data: ${OUT}/scaling.json (target: 2 replicas ≥ 2.5× the primary alone, 0 RYW violations)`,
+);

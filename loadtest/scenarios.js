@@ -50,7 +50,8 @@ export const QUERIES = [
 /** A small seed corpus for the collection the scenarios use. */
 export const SEED_DOCUMENTS = QUERIES.map((query, i) => ({
   external_id: `seed-${i}`,
-  content: `# Seed ${i}\n\n${query} This seed passage exists so that load tests have something to retrieve. ` +
+  content:
+    `# Seed ${i}\n\n${query} This seed passage exists so that load tests have something to retrieve. ` +
     "Replicas, PgBouncer, pgvector, BM25, consistency tokens and citations are all part of pgrag.",
 }));
 
@@ -78,7 +79,7 @@ export function ingestBody(i, runId) {
 export function durationSeconds(duration) {
   let total = 0;
   for (const [, value, unit] of duration.matchAll(/(\d+(?:\.\d+)?)(ms|s|m|h)/g)) {
-    total += Number(value) * ({ ms: 0.001, s: 1, m: 60, h: 3600 })[/** @type {"ms"|"s"|"m"|"h"} */ (unit)];
+    total += Number(value) * { ms: 0.001, s: 1, m: 60, h: 3600 }[/** @type {"ms"|"s"|"m"|"h"} */ (unit)];
   }
   return total;
 }

@@ -7,7 +7,9 @@
 export const up = (pgm) => {
   // Built without blocking writes to a table that may already be large.
   pgm.noTransaction();
-  pgm.sql("CREATE INDEX CONCURRENTLY IF NOT EXISTS conversations_tenant_created_idx ON conversations (tenant_id, created_at)");
+  pgm.sql(
+    "CREATE INDEX CONCURRENTLY IF NOT EXISTS conversations_tenant_created_idx ON conversations (tenant_id, created_at)",
+  );
 };
 
 /** @param {import('node-pg-migrate').MigrationBuilder} pgm */

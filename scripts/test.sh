@@ -7,6 +7,7 @@ bash scripts/ensure-deps.sh
 npx tsc --noEmit -p .
 npx tsc -p loadtest/tsconfig.json # the k6 scripts, checked against @types/k6
 npx eslint .
+npm run -s format:check # one style: Prettier (npm run format)
 npx depcruise src bench loadtest harness test --config .dependency-cruiser.cjs # the layering
 mkdir -p test-results
 status=0

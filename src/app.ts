@@ -96,7 +96,10 @@ export function createApp(config: Config, options: { logger?: Logger } = {}): Ap
   );
   const queue = createJobQueue(
     router,
-    { jobExpireSeconds: config.ingest.jobExpireSeconds, maintenanceIntervalSeconds: config.ingest.queueMaintenanceSeconds },
+    {
+      jobExpireSeconds: config.ingest.jobExpireSeconds,
+      maintenanceIntervalSeconds: config.ingest.queueMaintenanceSeconds,
+    },
     registry,
   );
   const textPool = new TextPool(config.ingest.text);
@@ -139,7 +142,14 @@ export function createApp(config: Config, options: { logger?: Logger } = {}): Ap
     monitor,
     registry,
     bodyLimit: { maxBytes: config.http.maxJsonBodyBytes, ownLimit: DOCUMENT_UPLOAD_PATH },
-    routes: [ingestRoutes(ingest, auth, config.ingest), searchRoutes(search, auth, usageEvents), chatRoutes(chat, auth, usageEvents), openAiRoutes(chat, auth, usageEvents), openApiRoutes(config.ingest), webRoutes(config)],
+    routes: [
+      ingestRoutes(ingest, auth, config.ingest),
+      searchRoutes(search, auth, usageEvents),
+      chatRoutes(chat, auth, usageEvents),
+      openAiRoutes(chat, auth, usageEvents),
+      openApiRoutes(config.ingest),
+      webRoutes(config),
+    ],
   });
 
   let server: ServerType | undefined;
@@ -219,9 +229,7 @@ export function createApp(config: Config, options: { logger?: Logger } = {}): Ap
       }
       if (!listen) return;
       await new Promise<void>((resolve, reject) => {
-        server = serve({ fetch: http.fetch, hostname: config.http.host, port: config.http.port }, () =>
-          resolve(),
-        );
+        server = serve({ fetch: http.fetch, hostname: config.http.host, port: config.http.port }, () => resolve());
         server.once("error", reject);
       });
       logger.info({ host: config.http.host, port: this.port() }, "pgrag listening");
@@ -253,7 +261,10 @@ export function createApp(config: Config, options: { logger?: Logger } = {}): Ap
         await step("usage events", usageEvents.stop());
         if (bossStarted) {
           const remaining = Math.max(0, Math.floor((deadline - Date.now()) / 1000));
-          await step("job queue", queue.boss.stop({ graceful: remaining > 0, wait: true, close: false, timeout: remaining * 1000 }));
+          await step(
+            "job queue",
+            queue.boss.stop({ graceful: remaining > 0, wait: true, close: false, timeout: remaining * 1000 }),
+          );
         }
         await step("dev inference server", devServer?.close());
         await textPool.close();
@@ -270,7 +281,12 @@ export function createApp(config: Config, options: { logger?: Logger } = {}): Ap
  * Waits for `work` until the deadline; true when it finished in time. Past it, shutdown moves on
  * (and says so) rather than hang.
  */
-async function untilDeadline(name: string, work: Promise<unknown> | undefined, deadline: number, logger: Logger): Promise<boolean> {
+async function untilDeadline(
+  name: string,
+  work: Promise<unknown> | undefined,
+  deadline: number,
+  logger: Logger,
+): Promise<boolean> {
   if (!work) return true;
   let timer: NodeJS.Timeout | undefined;
   const expired = new Promise<false>((resolve) => {

@@ -110,7 +110,12 @@ const schema = z.object({
     .min(1024)
     .default(64 * 1024 * 1024),
   // Every other request body (search, chat, feedback, …): small, so parsing one never stalls the API.
-  PGRAG_MAX_JSON_BODY_BYTES: z.coerce.number().int().min(1024).max(64 * 1024 * 1024).default(1024 * 1024),
+  PGRAG_MAX_JSON_BODY_BYTES: z.coerce
+    .number()
+    .int()
+    .min(1024)
+    .max(64 * 1024 * 1024)
+    .default(1024 * 1024),
   PGRAG_MAX_BATCH_DOCUMENTS: z.coerce.number().int().min(1).max(100_000).default(1_000),
   // HTML conversion and chunking of untrusted text run in these threads, never on the event loop.
   PGRAG_TEXT_THREADS: z.coerce.number().int().min(1).max(64).default(1),
@@ -219,8 +224,7 @@ function formatIssues(error: z.ZodError): string {
   return error.issues
     .map((issue) => {
       const variable = issue.path.join(".") || "(environment)";
-      const problem =
-        issue.code === "invalid_type" && issue.input === undefined ? "is required" : issue.message;
+      const problem = issue.code === "invalid_type" && issue.input === undefined ? "is required" : issue.message;
       return `  ${variable}: ${problem}`;
     })
     .join("\n");
@@ -248,7 +252,9 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
         socketDir: resolve(raw.PGRAG_EMBEDDED_DATA_DIR, "..", "socket"),
       };
   if (embedded && raw.PGRAG_REPLICA_URLS.length > 0) {
-    throw new ConfigError("invalid configuration:\n  PGRAG_REPLICA_URLS: replicas need PGRAG_PRIMARY_URL (the embedded database has no replicas)");
+    throw new ConfigError(
+      "invalid configuration:\n  PGRAG_REPLICA_URLS: replicas need PGRAG_PRIMARY_URL (the embedded database has no replicas)",
+    );
   }
   // PGlite's socket server accepts the credentials of its single superuser as given.
   // A socket directory as the host: libpq's convention, which pg follows (the port names the socket file).
@@ -257,7 +263,11 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     : "";
   const primaryUrl = raw.PGRAG_PRIMARY_URL ?? embeddedUrl;
   return deepFreeze({
-    http: { host: raw.PGRAG_HOST, port: raw.PGRAG_PORT ?? raw.PORT ?? 8080, maxJsonBodyBytes: raw.PGRAG_MAX_JSON_BODY_BYTES },
+    http: {
+      host: raw.PGRAG_HOST,
+      port: raw.PGRAG_PORT ?? raw.PORT ?? 8080,
+      maxJsonBodyBytes: raw.PGRAG_MAX_JSON_BODY_BYTES,
+    },
     logLevel: raw.PGRAG_LOG_LEVEL,
     logFormat: raw.PGRAG_LOG_FORMAT,
     shutdownTimeoutMs: raw.PGRAG_SHUTDOWN_TIMEOUT_MS,
@@ -328,7 +338,11 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       maxDocumentBytes: raw.PGRAG_MAX_DOCUMENT_BYTES,
       maxBodyBytes: raw.PGRAG_MAX_BODY_BYTES,
       maxBatchDocuments: raw.PGRAG_MAX_BATCH_DOCUMENTS,
-      text: { threads: raw.PGRAG_TEXT_THREADS, timeoutMs: raw.PGRAG_TEXT_TIMEOUT_MS, maxQueued: raw.PGRAG_TEXT_MAX_QUEUED },
+      text: {
+        threads: raw.PGRAG_TEXT_THREADS,
+        timeoutMs: raw.PGRAG_TEXT_TIMEOUT_MS,
+        maxQueued: raw.PGRAG_TEXT_MAX_QUEUED,
+      },
       maxChunksPerDocument: raw.PGRAG_MAX_CHUNKS_PER_DOCUMENT,
     },
   });

@@ -16,7 +16,12 @@ export function createLogger(config: Pick<Config, "logLevel"> & { logFormat?: Co
     // Connection URLs carry passwords; never let one reach a log line.
     redact: { paths: ["*.password", "*.url", "*.connectionString"], censor: "[redacted]" },
     ...(pretty
-      ? { transport: { target: "pino-pretty", options: { colorize: true, translateTime: "SYS:HH:MM:ss", ignore: "pid,hostname,service" } } }
+      ? {
+          transport: {
+            target: "pino-pretty",
+            options: { colorize: true, translateTime: "SYS:HH:MM:ss", ignore: "pid,hostname,service" },
+          },
+        }
       : {}),
   });
 }

@@ -24,15 +24,41 @@ for (const name of selected) {
   if (!s) throw new Error(`unknown scenario ${name}`);
   scenarios[name] =
     s.executor === "constant-arrival-rate"
-      ? { executor: s.executor, rate: Math.max(1, Math.round(s.rate * RATE_SCALE)), timeUnit: "1s", duration: __ENV.DURATION || s.duration, preAllocatedVUs: Math.ceil(s.maxVUs / 4), maxVUs: s.maxVUs, exec: name, tags: { endpoint: s.endpoint } }
-      : { executor: s.executor, startRate: s.startRate, timeUnit: "1s", stages: s.stages.map((st) => ({ ...st, target: Math.round(st.target * RATE_SCALE) })), preAllocatedVUs: Math.ceil(s.maxVUs / 4), maxVUs: s.maxVUs, exec: name, tags: { endpoint: s.endpoint } };
+      ? {
+          executor: s.executor,
+          rate: Math.max(1, Math.round(s.rate * RATE_SCALE)),
+          timeUnit: "1s",
+          duration: __ENV.DURATION || s.duration,
+          preAllocatedVUs: Math.ceil(s.maxVUs / 4),
+          maxVUs: s.maxVUs,
+          exec: name,
+          tags: { endpoint: s.endpoint },
+        }
+      : {
+          executor: s.executor,
+          startRate: s.startRate,
+          timeUnit: "1s",
+          stages: s.stages.map((st) => ({ ...st, target: Math.round(st.target * RATE_SCALE) })),
+          preAllocatedVUs: Math.ceil(s.maxVUs / 4),
+          maxVUs: s.maxVUs,
+          exec: name,
+          tags: { endpoint: s.endpoint },
+        };
 }
 
-export const options = { scenarios, thresholds: THRESHOLDS, summaryTrendStats: ["avg", "min", "med", "p(95)", "p(99)", "max"] };
+export const options = {
+  scenarios,
+  thresholds: THRESHOLDS,
+  summaryTrendStats: ["avg", "min", "med", "p(95)", "p(99)", "max"],
+};
 
 export function setup() {
   http.post(`${BASE_URL}/v1/collections`, JSON.stringify({ name: COLLECTION }), { headers });
-  const seeded = http.post(`${BASE_URL}/v1/collections/${COLLECTION}/documents`, JSON.stringify({ documents: SEED_DOCUMENTS }), { headers });
+  const seeded = http.post(
+    `${BASE_URL}/v1/collections/${COLLECTION}/documents`,
+    JSON.stringify({ documents: SEED_DOCUMENTS }),
+    { headers },
+  );
   return { token: seeded.headers["X-Consistency-Token"] || "" };
 }
 
@@ -47,16 +73,24 @@ export function search(data) {
 
 export function chat() {
   // k6 reads the whole SSE stream as one body; the Node runner measures the same way.
-  const res = http.post(`${BASE_URL}/v1/chat`, JSON.stringify(chatBody(__ITER, COLLECTION)), { headers, tags: { endpoint: "chat" }, timeout: "60s" });
+  const res = http.post(`${BASE_URL}/v1/chat`, JSON.stringify(chatBody(__ITER, COLLECTION)), {
+    headers,
+    tags: { endpoint: "chat" },
+    timeout: "60s",
+  });
   check(res, { "chat 200": (r) => r.status === 200, "chat done": (r) => String(r.body).includes("event: done") });
 }
 
 export function mixed() {
   const id = `mixed-${__VU}-${__ITER}`;
-  const put = http.put(`${BASE_URL}/v1/collections/${COLLECTION}/documents/${id}`, JSON.stringify({ content: `Mixed write ${id}` }), {
-    headers,
-    tags: { endpoint: "mixed" },
-  });
+  const put = http.put(
+    `${BASE_URL}/v1/collections/${COLLECTION}/documents/${id}`,
+    JSON.stringify({ content: `Mixed write ${id}` }),
+    {
+      headers,
+      tags: { endpoint: "mixed" },
+    },
+  );
   const token = put.headers["X-Consistency-Token"] || "";
   const read = http.get(`${BASE_URL}/v1/collections/${COLLECTION}/documents/${id}`, {
     headers: { ...headers, "X-Consistency-Token": token },
@@ -68,14 +102,21 @@ export function mixed() {
 }
 
 export function ingest() {
-  const res = http.post(`${BASE_URL}/v1/collections/${COLLECTION}/documents`, JSON.stringify(ingestBody(__ITER, `${__VU}`)), {
-    headers,
-    tags: { endpoint: "ingest" },
-  });
+  const res = http.post(
+    `${BASE_URL}/v1/collections/${COLLECTION}/documents`,
+    JSON.stringify(ingestBody(__ITER, `${__VU}`)),
+    {
+      headers,
+      tags: { endpoint: "ingest" },
+    },
+  );
   check(res, { "ingest 202": (r) => r.status === 202 });
 }
 
 /** @param {object} data */
 export function handleSummary(data) {
-  return { [__ENV.SUMMARY || "loadtest-summary.json"]: JSON.stringify(data, null, 2), stdout: `${JSON.stringify(data, null, 2)}\n` };
+  return {
+    [__ENV.SUMMARY || "loadtest-summary.json"]: JSON.stringify(data, null, 2),
+    stdout: `${JSON.stringify(data, null, 2)}\n`,
+  };
 }

@@ -75,8 +75,16 @@ export class EventRecorder {
     this.#router = router;
     this.#logger = logger;
     this.#options = options;
-    this.#dropped = new Counter({ name: "pgrag_events_dropped_total", help: "Usage events dropped because the buffer was full", registers: [registry] });
-    this.#written = new Counter({ name: "pgrag_events_written_total", help: "Usage events written to analytics.events", registers: [registry] });
+    this.#dropped = new Counter({
+      name: "pgrag_events_dropped_total",
+      help: "Usage events dropped because the buffer was full",
+      registers: [registry],
+    });
+    this.#written = new Counter({
+      name: "pgrag_events_written_total",
+      help: "Usage events written to analytics.events",
+      registers: [registry],
+    });
     this.#rejected = new Counter({
       name: "pgrag_events_rejected_total",
       help: "Usage events the database refused as invalid, dropped one by one so the rest are written",
@@ -128,7 +136,10 @@ export class EventRecorder {
       try {
         await this.#writeIsolatingBadEvents(batch);
       } catch (error) {
-        this.#logger.warn({ err: error, events: batch.length }, "writing usage events failed; keeping them for the next flush");
+        this.#logger.warn(
+          { err: error, events: batch.length },
+          "writing usage events failed; keeping them for the next flush",
+        );
         return;
       }
       this.#buffer = this.#buffer.slice(batch.length);
@@ -142,7 +153,9 @@ export class EventRecorder {
    */
   async #writeIsolatingBadEvents(batch: readonly BufferedEvent[]): Promise<void> {
     try {
-      await this.#router.write((tx) => sql`SELECT analytics.record_events(${JSON.stringify(batch.map(eventRow))}::jsonb)`.execute(tx));
+      await this.#router.write((tx) =>
+        sql`SELECT analytics.record_events(${JSON.stringify(batch.map(eventRow))}::jsonb)`.execute(tx),
+      );
       this.#written.inc(batch.length);
     } catch (error) {
       if (!isInvalidData(error)) throw error;

@@ -22,7 +22,9 @@ export function requireApiKey(
   const missesInTotal = new RateLimiterMemory({ points: limit.unknownKeysPerMinute * 10, duration: 60 });
   const refuseUnknownKeys = async (address: string) => {
     const [own, total] = await Promise.all([missesPerAddress.get(address), missesInTotal.get("all")]);
-    const spent = (own?.consumedPoints ?? 0) >= limit.unknownKeysPerMinute || (total?.consumedPoints ?? 0) >= limit.unknownKeysPerMinute * 10;
+    const spent =
+      (own?.consumedPoints ?? 0) >= limit.unknownKeysPerMinute ||
+      (total?.consumedPoints ?? 0) >= limit.unknownKeysPerMinute * 10;
     if (!spent) return;
     const wait = Math.ceil(Math.max(own?.msBeforeNext ?? 0, total?.msBeforeNext ?? 0) / 1000);
     throw new AppError("rate_limited", `too many unknown API keys were tried; retry in ${wait} s`, {
@@ -54,9 +56,13 @@ export function requireApiKey(
         await limiter.consume(principal.keyId);
       } catch (rejection) {
         const wait = rejection instanceof RateLimiterRes ? Math.ceil(rejection.msBeforeNext / 1000) : 1;
-        throw new AppError("rate_limited", `rate limit of this API key exceeded (${limit.perSecond}/s, bursts of ${limit.burst}); retry in ${wait} s`, {
-          retryAfterSeconds: Math.max(1, wait),
-        });
+        throw new AppError(
+          "rate_limited",
+          `rate limit of this API key exceeded (${limit.perSecond}/s, bursts of ${limit.burst}); retry in ${wait} s`,
+          {
+            retryAfterSeconds: Math.max(1, wait),
+          },
+        );
       }
       c.set("principal", principal);
       await next();

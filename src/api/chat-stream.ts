@@ -46,8 +46,7 @@ export async function nextEvent(events: AsyncGenerator<ChatEvent>): Promise<Chat
 }
 
 export async function writeStreamError(stream: SSEStreamingApi, error: unknown): Promise<void> {
-  const appError =
-    error instanceof AppError ? error : new AppError("bad_gateway", "the answer was interrupted");
+  const appError = error instanceof AppError ? error : new AppError("bad_gateway", "the answer was interrupted");
   await stream.writeSSE({
     event: "error",
     data: JSON.stringify({ error: { code: appError.code, message: appError.message } }),
@@ -76,7 +75,6 @@ async function* recorded(
     record(status, start, end);
   }
 }
-
 
 /** Reads an answer to its end: the start, the tokens joined, and the end event. */
 export async function collectAnswer(

@@ -6,7 +6,14 @@ import type { ChatService } from "../chat/chat.service.ts";
 import { formatLsn } from "../db/lsn.ts";
 import { searchFilterSchema } from "../retrieval/filters.ts";
 import type { Scope } from "../tenancy/principal.ts";
-import { citationJson, clientSignal, collectAnswer, nextEvent, recordedAnswers, writeStreamError } from "./chat-stream.ts";
+import {
+  citationJson,
+  clientSignal,
+  collectAnswer,
+  nextEvent,
+  recordedAnswers,
+  writeStreamError,
+} from "./chat-stream.ts";
 import { CONSISTENCY_HEADER, readConsistencyToken } from "./consistency.ts";
 import type { AppEnv } from "./context.ts";
 import { collectionName, question, searchMode } from "./request-fields.ts";

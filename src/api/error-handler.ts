@@ -51,7 +51,13 @@ export function handleError(error: Error, c: Context<AppEnv>): Response {
     // PostgreSQL refused a value the schemas let through (a NUL character in JSON, say): the
     // request is at fault, and its author can act on the database's own words.
     return c.json<ErrorBody>(
-      { error: { code: "invalid_request", message: `a value in the request cannot be stored or searched: ${error.message}`, request_id: requestId } },
+      {
+        error: {
+          code: "invalid_request",
+          message: `a value in the request cannot be stored or searched: ${error.message}`,
+          request_id: requestId,
+        },
+      },
       400,
     );
   }

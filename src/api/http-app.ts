@@ -33,7 +33,12 @@ export function createHttpApp(deps: HttpDependencies): Hono<AppEnv> {
     c.set("logger", logger);
     const started = performance.now();
     await next();
-    const fields = { method: c.req.method, path: c.req.path, status: c.res.status, ms: Math.round(performance.now() - started) };
+    const fields = {
+      method: c.req.method,
+      path: c.req.path,
+      status: c.res.status,
+      ms: Math.round(performance.now() - started),
+    };
     if (c.res.status >= 500) logger.error(fields, "request failed");
     else logger.info(fields, "request");
   });

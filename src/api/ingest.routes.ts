@@ -144,10 +144,7 @@ export function ingestRoutes(
           minTokens: body.chunking.min_tokens,
         },
       });
-      return c.json(
-        { collection: collectionJson(value), consistency_token: setConsistencyToken(c, token) },
-        201,
-      );
+      return c.json({ collection: collectionJson(value), consistency_token: setConsistencyToken(c, token) }, 201);
     })
     .get("/v1/collections", auth("read"), async (c) => {
       const { value } = await service.listCollections(c.get("principal"), readConsistencyToken(c));
@@ -166,10 +163,7 @@ export function ingestRoutes(
           c.req.valid("param").collection,
           documents.map((d) => toUpload(d, d.external_id)),
         );
-        return c.json(
-          { documents: value.map(writeResultJson), consistency_token: setConsistencyToken(c, token) },
-          202,
-        );
+        return c.json({ documents: value.map(writeResultJson), consistency_token: setConsistencyToken(c, token) }, 202);
       },
     )
     .put(
@@ -234,22 +228,17 @@ export function ingestRoutes(
         });
       },
     )
-    .get(
-      "/v1/collections/:collection/documents/:externalId",
-      auth("read"),
-      validate("param", params),
-      async (c) => {
-        const { collection, externalId: id = "" } = c.req.valid("param");
-        const { value, node, observed } = await service.getDocument(
-          c.get("principal"),
-          collection,
-          id,
-          readConsistencyToken(c),
-        );
-        c.header("X-Served-By", node);
-        return c.json({ document: documentJson(value), consistency_token: observedToken(c, observed) });
-      },
-    )
+    .get("/v1/collections/:collection/documents/:externalId", auth("read"), validate("param", params), async (c) => {
+      const { collection, externalId: id = "" } = c.req.valid("param");
+      const { value, node, observed } = await service.getDocument(
+        c.get("principal"),
+        collection,
+        id,
+        readConsistencyToken(c),
+      );
+      c.header("X-Served-By", node);
+      return c.json({ document: documentJson(value), consistency_token: observedToken(c, observed) });
+    })
     .delete(
       "/v1/collections/:collection/documents/:externalId",
       auth("write"),

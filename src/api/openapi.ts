@@ -26,7 +26,19 @@ const errorResponse = {
             properties: {
               code: {
                 type: "string",
-                enum: ["invalid_request", "unauthorized", "forbidden", "not_found", "conflict", "payload_too_large", "rate_limited", "unavailable", "bad_gateway", "timeout", "internal"],
+                enum: [
+                  "invalid_request",
+                  "unauthorized",
+                  "forbidden",
+                  "not_found",
+                  "conflict",
+                  "payload_too_large",
+                  "rate_limited",
+                  "unavailable",
+                  "bad_gateway",
+                  "timeout",
+                  "internal",
+                ],
               },
               message: { type: "string" },
               request_id: { type: "string" },
@@ -39,7 +51,14 @@ const errorResponse = {
   },
 };
 
-const errors = { 400: errorResponse, 401: errorResponse, 403: errorResponse, 404: errorResponse, 429: errorResponse, 503: errorResponse };
+const errors = {
+  400: errorResponse,
+  401: errorResponse,
+  403: errorResponse,
+  404: errorResponse,
+  429: errorResponse,
+  503: errorResponse,
+};
 const consistencyHeader = {
   name: "X-Consistency-Token",
   in: "header",
@@ -54,7 +73,9 @@ const documentParam = { name: "externalId", in: "path", required: true, schema: 
 
 /** The OpenAPI 3.1 document of the whole API, generated from the same zod schemas that validate requests. */
 export function openApiDocument(limits: { maxBatchDocuments: number }) {
-  const listParams = Object.entries((schema(listQuery) as { properties?: Record<string, object> }).properties ?? {}).map(([name, s]) => ({
+  const listParams = Object.entries(
+    (schema(listQuery) as { properties?: Record<string, object> }).properties ?? {},
+  ).map(([name, s]) => ({
     name,
     in: "query",
     required: false,
@@ -65,25 +86,63 @@ export function openApiDocument(limits: { maxBatchDocuments: number }) {
     info: {
       title: "pgrag",
       version: "0.1.0",
-      description: "Retrieval-augmented generation on PostgreSQL. Writes return X-Consistency-Token; send it back on reads to read your own writes.",
+      description:
+        "Retrieval-augmented generation on PostgreSQL. Writes return X-Consistency-Token; send it back on reads to read your own writes.",
     },
-    components: { securitySchemes: { apiKey: { type: "http", scheme: "bearer", description: "An API key from `pgrag keys create`" } } },
+    components: {
+      securitySchemes: {
+        apiKey: { type: "http", scheme: "bearer", description: "An API key from `pgrag keys create`" },
+      },
+    },
     security: [{ apiKey: [] }],
     paths: {
       "/healthz": { get: { summary: "Liveness", security: [], responses: { 200: ok("The process is up") } } },
-      "/readyz": { get: { summary: "Readiness: every database node reachable, with replica lag", security: [], responses: { 200: ok("Ready"), 503: ok("A node is down") } } },
+      "/readyz": {
+        get: {
+          summary: "Readiness: every database node reachable, with replica lag",
+          security: [],
+          responses: { 200: ok("Ready"), 503: ok("A node is down") },
+        },
+      },
       "/": { get: { summary: "The chat page", security: [], responses: { 200: { description: "HTML" } } } },
       "/v1/info": {
-        get: { summary: "Which inference backend and models answer (dev: extractive answers, no model)", security: [], responses: { 200: ok("Backend and models") } },
+        get: {
+          summary: "Which inference backend and models answer (dev: extractive answers, no model)",
+          security: [],
+          responses: { 200: ok("Backend and models") },
+        },
       },
-      "/metrics": { get: { summary: "Prometheus metrics", security: [], responses: { 200: { description: "Prometheus text format" } } } },
+      "/metrics": {
+        get: {
+          summary: "Prometheus metrics",
+          security: [],
+          responses: { 200: { description: "Prometheus text format" } },
+        },
+      },
       "/v1/collections": {
-        post: { summary: "Create a collection", requestBody: json(collectionBody), responses: { 201: ok("Created"), 409: errorResponse, ...errors } },
-        get: { summary: "List collections", parameters: [consistencyHeader], responses: { 200: ok("Collections"), ...errors } },
+        post: {
+          summary: "Create a collection",
+          requestBody: json(collectionBody),
+          responses: { 201: ok("Created"), 409: errorResponse, ...errors },
+        },
+        get: {
+          summary: "List collections",
+          parameters: [consistencyHeader],
+          responses: { 200: ok("Collections"), ...errors },
+        },
       },
       "/v1/collections/{collection}/documents": {
-        post: { summary: "Create or replace many documents", parameters: [collectionParam], requestBody: json(batchBody(limits.maxBatchDocuments)), responses: { 202: ok("Queued for ingestion"), 413: errorResponse, ...errors } },
-        get: { summary: "List documents with their ingestion status", parameters: [collectionParam, ...listParams, consistencyHeader], responses: { 200: ok("Documents"), ...errors } },
+        post: {
+          summary: "Create or replace many documents",
+          parameters: [collectionParam],
+          requestBody: json(batchBody(limits.maxBatchDocuments)),
+          responses: { 202: ok("Queued for ingestion"), 413: errorResponse, ...errors },
+        },
+        get: {
+          summary: "List documents with their ingestion status",
+          parameters: [collectionParam, ...listParams, consistencyHeader],
+          responses: { 200: ok("Documents"), ...errors },
+        },
       },
       "/v1/collections/{collection}/documents/{externalId}": {
         put: {
@@ -100,30 +159,67 @@ export function openApiDocument(limits: { maxBatchDocuments: number }) {
           },
           responses: { 200: ok("Unchanged"), 202: ok("Queued for ingestion"), 413: errorResponse, ...errors },
         },
-        get: { summary: "A document's status", parameters: [collectionParam, documentParam, consistencyHeader], responses: { 200: ok("The document"), ...errors } },
-        delete: { summary: "Delete a document and its chunks", parameters: [collectionParam, documentParam], responses: { 200: ok("Deleted"), ...errors } },
+        get: {
+          summary: "A document's status",
+          parameters: [collectionParam, documentParam, consistencyHeader],
+          responses: { 200: ok("The document"), ...errors },
+        },
+        delete: {
+          summary: "Delete a document and its chunks",
+          parameters: [collectionParam, documentParam],
+          responses: { 200: ok("Deleted"), ...errors },
+        },
       },
-      "/v1/search": { post: { summary: "Hybrid, vector or BM25 search", parameters: [consistencyHeader], requestBody: json(searchBody), responses: { 200: ok("Ranked chunks"), ...errors } } },
+      "/v1/search": {
+        post: {
+          summary: "Hybrid, vector or BM25 search",
+          parameters: [consistencyHeader],
+          requestBody: json(searchBody),
+          responses: { 200: ok("Ranked chunks"), ...errors },
+        },
+      },
       "/v1/chat": {
         post: {
-          summary: "Ask a question: an answer with citations, streamed as Server-Sent Events (start, token, citations, usage, done) or as JSON",
+          summary:
+            "Ask a question: an answer with citations, streamed as Server-Sent Events (start, token, citations, usage, done) or as JSON",
           parameters: [consistencyHeader],
           requestBody: json(chatBody),
-          responses: { 200: { description: "text/event-stream, or JSON when stream is false" }, 502: errorResponse, 504: errorResponse, ...errors },
+          responses: {
+            200: { description: "text/event-stream, or JSON when stream is false" },
+            502: errorResponse,
+            504: errorResponse,
+            ...errors,
+          },
         },
       },
       "/v1/chat/completions": {
         post: {
           summary: "OpenAI-compatible chat completions with retrieval; citations in an extra `citations` field",
           requestBody: json(openAiBody),
-          responses: { 200: { description: "An OpenAI chat completion, or its SSE stream" }, 502: errorResponse, 504: errorResponse, ...errors },
+          responses: {
+            200: { description: "An OpenAI chat completion, or its SSE stream" },
+            502: errorResponse,
+            504: errorResponse,
+            ...errors,
+          },
         },
       },
       "/v1/feedback": {
-        post: { summary: "Thumbs up or down (and a comment) on an answer", requestBody: json(feedbackBody), responses: { 202: ok("Recorded"), ...errors } },
+        post: {
+          summary: "Thumbs up or down (and a comment) on an answer",
+          requestBody: json(feedbackBody),
+          responses: { 202: ok("Recorded"), ...errors },
+        },
       },
       "/v1/conversations/{id}": {
-        get: { summary: "A conversation's messages", parameters: [{ name: "id", in: "path", required: true, schema: { type: "string", format: "uuid" } }, consistencyHeader], responses: { 200: ok("Messages"), ...errors } },
+        get: {
+          summary: "A conversation's messages",
+          parameters: [
+            { name: "id", in: "path", required: true, schema: { type: "string", format: "uuid" } },
+            consistencyHeader,
+          ],
+          responses: { 200: ok("Messages"), ...errors },
+        },
       },
     },
   };
@@ -133,9 +229,18 @@ export function openApiDocument(limits: { maxBatchDocuments: number }) {
 const SWAGGER_DIR = dirname(createRequire(import.meta.url).resolve("swagger-ui-dist/package.json"));
 const DOCS_PAGE = readFileSync(new URL("./web/docs-page.html", import.meta.url), "utf8");
 const DOCS_ASSETS: Record<string, { type: string; body: string }> = {
-  "swagger-ui.css": { type: "text/css; charset=utf-8", body: readFileSync(join(SWAGGER_DIR, "swagger-ui.css"), "utf8") },
-  "swagger-ui-bundle.js": { type: "text/javascript; charset=utf-8", body: readFileSync(join(SWAGGER_DIR, "swagger-ui-bundle.js"), "utf8") },
-  "init.js": { type: "text/javascript; charset=utf-8", body: 'window.ui = SwaggerUIBundle({ url: "/openapi.json", dom_id: "#swagger-ui" });\n' },
+  "swagger-ui.css": {
+    type: "text/css; charset=utf-8",
+    body: readFileSync(join(SWAGGER_DIR, "swagger-ui.css"), "utf8"),
+  },
+  "swagger-ui-bundle.js": {
+    type: "text/javascript; charset=utf-8",
+    body: readFileSync(join(SWAGGER_DIR, "swagger-ui-bundle.js"), "utf8"),
+  },
+  "init.js": {
+    type: "text/javascript; charset=utf-8",
+    body: 'window.ui = SwaggerUIBundle({ url: "/openapi.json", dom_id: "#swagger-ui" });\n',
+  },
 };
 
 export function openApiRoutes(limits: { maxBatchDocuments: number }): Hono<AppEnv> {

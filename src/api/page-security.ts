@@ -10,7 +10,12 @@ const BASE = "default-src 'none'; base-uri 'none'; form-action 'none'; frame-anc
 export function inlinePagePolicy(html: string): string {
   const hashes = (tag: string) =>
     [...html.matchAll(new RegExp(`<${tag}[^>]*>([\\s\\S]*?)</${tag}>`, "g"))]
-      .map((m) => `'sha256-${createHash("sha256").update(m[1] ?? "").digest("base64")}'`)
+      .map(
+        (m) =>
+          `'sha256-${createHash("sha256")
+            .update(m[1] ?? "")
+            .digest("base64")}'`,
+      )
       .join(" ");
   return `${BASE}; script-src ${hashes("script")}; style-src ${hashes("style")}; connect-src 'self'; img-src 'self' data:`;
 }

@@ -5,7 +5,10 @@ import { NO_NUL_MESSAGE, noNul } from "./validation.ts";
 
 export const collectionName = z
   .string()
-  .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$/, "use 1–100 letters, digits, '_', '.', '-', starting with a letter or digit");
+  .regex(
+    /^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$/,
+    "use 1–100 letters, digits, '_', '.', '-', starting with a letter or digit",
+  );
 
 export const searchMode = z.enum(["hybrid", "vector", "bm25"]);
 

@@ -4,9 +4,10 @@ import type { z } from "zod";
 import { InvalidRequestError } from "../errors.ts";
 
 /** Describes zod issues as "field: problem" a person can act on. */
-export function describeIssues(error: {
-  issues: readonly { path: readonly PropertyKey[]; message: string }[];
-}): { message: string; details: { path: string; message: string }[] } {
+export function describeIssues(error: { issues: readonly { path: readonly PropertyKey[]; message: string }[] }): {
+  message: string;
+  details: { path: string; message: string }[];
+} {
   const details = error.issues.map((issue) => ({
     path: issue.path.map(String).join(".") || "(body)",
     message: issue.message,

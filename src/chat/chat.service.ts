@@ -200,9 +200,7 @@ export class ChatService {
     const token = this.#latestToken(conversationId, clientToken);
     const { value } = await this.#router.read({ token, tenantId: principal.tenantId }, async (db) => {
       const conversation = await findConversation(db, principal.tenantId, conversationId);
-      return (
-        conversation && { conversation, messages: await listMessages(db, principal.tenantId, conversationId) }
-      );
+      return conversation && { conversation, messages: await listMessages(db, principal.tenantId, conversationId) };
     });
     if (!value) throw new NotFoundError(`no conversation ${conversationId}`);
     return value;
@@ -225,24 +223,27 @@ export class ChatService {
         .map((m) => ({ role: m.role, content: m.content }));
     }
     if (!request.persist) return { conversationId: null, history, token: clientToken };
-    const { value: conversationId, token } = await this.#router.write(async (tx) => {
-      if (!request.conversationId) await this.#assertConversationQuota(tx, principal.tenantId);
-      const id =
-        request.conversationId ??
-        (await insertConversation(tx, {
+    const { value: conversationId, token } = await this.#router.write(
+      async (tx) => {
+        if (!request.conversationId) await this.#assertConversationQuota(tx, principal.tenantId);
+        const id =
+          request.conversationId ??
+          (await insertConversation(tx, {
+            tenantId: principal.tenantId,
+            collectionName: request.collection,
+            title: request.question,
+          }));
+        if (!id) throw new NotFoundError(`no collection "${request.collection}"`);
+        await insertMessage(tx, {
           tenantId: principal.tenantId,
-          collectionName: request.collection,
-          title: request.question,
-        }));
-      if (!id) throw new NotFoundError(`no collection "${request.collection}"`);
-      await insertMessage(tx, {
-        tenantId: principal.tenantId,
-        conversationId: id,
-        role: "user",
-        content: request.question,
-      });
-      return id;
-    }, { tenantId: principal.tenantId });
+          conversationId: id,
+          role: "user",
+          content: request.question,
+        });
+        return id;
+      },
+      { tenantId: principal.tenantId },
+    );
     this.#conversationTokens.set(conversationId, token);
     return { conversationId, history, token };
   }
@@ -269,18 +270,19 @@ export class ChatService {
       model: string;
     },
   ) {
-    const { value: messageId, token } = await this.#router.write((tx) =>
-      insertMessage(tx, {
-        tenantId: principal.tenantId,
-        conversationId,
-        role: "assistant",
-        content: answer.content,
-        status: answer.status,
-        citations: answer.citations,
-        promptTokens: answer.usage?.promptTokens ?? null,
-        completionTokens: answer.usage?.completionTokens ?? null,
-        model: answer.model,
-      }),
+    const { value: messageId, token } = await this.#router.write(
+      (tx) =>
+        insertMessage(tx, {
+          tenantId: principal.tenantId,
+          conversationId,
+          role: "assistant",
+          content: answer.content,
+          status: answer.status,
+          citations: answer.citations,
+          promptTokens: answer.usage?.promptTokens ?? null,
+          completionTokens: answer.usage?.completionTokens ?? null,
+          model: answer.model,
+        }),
       { tenantId: principal.tenantId },
     );
     this.#conversationTokens.set(conversationId, token);

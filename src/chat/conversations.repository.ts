@@ -60,7 +60,11 @@ export async function listMessages(
 }
 
 /** How many conversations the tenant started in the last day, counting no further than `limit`. */
-export async function conversationsStartedToday(db: Kysely<Database>, tenantId: string, limit: number): Promise<number> {
+export async function conversationsStartedToday(
+  db: Kysely<Database>,
+  tenantId: string,
+  limit: number,
+): Promise<number> {
   const { rows } = await sql<{ n: number }>`
     SELECT count(*)::int AS n FROM (
       SELECT 1 FROM conversations WHERE tenant_id = ${tenantId} AND created_at > now() - interval '1 day' LIMIT ${limit}
@@ -80,11 +84,7 @@ export async function insertConversation(
     .expression(
       db
         .selectFrom("collections")
-        .select([
-          "tenant_id",
-          "id",
-          sql<string>`${input.title.slice(0, 200)}::text`.as("title"),
-        ])
+        .select(["tenant_id", "id", sql<string>`${input.title.slice(0, 200)}::text`.as("title")])
         .where("tenant_id", "=", input.tenantId)
         .where("name", "=", input.collectionName),
     )

@@ -7,11 +7,20 @@ import { common, principalFor } from "./tenant-principal.ts";
 
 /** `pgrag ask "<question>"`: the answer streamed to the terminal, then its citations. */
 export async function runAsk(args: string[]): Promise<void> {
-  const { positionals, values } = parseArgs({ args, allowPositionals: true, options: { ...common, mode: { type: "string", default: "hybrid" } } });
+  const { positionals, values } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: { ...common, mode: { type: "string", default: "hybrid" } },
+  });
   const question = positionals.join(" ").trim();
   if (!question) throw new AppError("invalid_request", 'ask needs a question: pgrag ask "How do replicas work?"');
-  if (!["hybrid", "vector", "bm25"].includes(values.mode)) throw new AppError("invalid_request", "--mode takes hybrid, vector or bm25");
-  const config = loadConfig({ ...process.env, PGRAG_WORKER_CONCURRENCY: "0", PGRAG_LOG_LEVEL: process.env.PGRAG_LOG_LEVEL ?? "warn" });
+  if (!["hybrid", "vector", "bm25"].includes(values.mode))
+    throw new AppError("invalid_request", "--mode takes hybrid, vector or bm25");
+  const config = loadConfig({
+    ...process.env,
+    PGRAG_WORKER_CONCURRENCY: "0",
+    PGRAG_LOG_LEVEL: process.env.PGRAG_LOG_LEVEL ?? "warn",
+  });
   const app = createApp(config);
   await app.start({ listen: false });
   try {
@@ -20,12 +29,21 @@ export async function runAsk(args: string[]): Promise<void> {
     // from the primary, which has them all.
     const abort = new AbortController();
     process.once("SIGINT", () => abort.abort());
-    for await (const event of app.chat.ask(principal, { question, collection: values.collection, persist: false, mode: values.mode as "hybrid" }, PRIMARY_ONLY_TOKEN, abort.signal)) {
+    for await (const event of app.chat.ask(
+      principal,
+      { question, collection: values.collection, persist: false, mode: values.mode as "hybrid" },
+      PRIMARY_ONLY_TOKEN,
+      abort.signal,
+    )) {
       if (event.type === "token") process.stdout.write(event.text);
       if (event.type === "end") {
         process.stdout.write("\n\n");
-        for (const c of event.citations) process.stdout.write(`[${c.number}] ${c.title ?? c.externalId} — ${c.externalId}, characters ${c.charStart}–${c.charEnd}\n`);
-        if (!config.inference.url) process.stdout.write("\n(extractive answer: no model is configured; set PGRAG_INFERENCE_URL)\n");
+        for (const c of event.citations)
+          process.stdout.write(
+            `[${c.number}] ${c.title ?? c.externalId} — ${c.externalId}, characters ${c.charStart}–${c.charEnd}\n`,
+          );
+        if (!config.inference.url)
+          process.stdout.write("\n(extractive answer: no model is configured; set PGRAG_INFERENCE_URL)\n");
       }
     }
   } finally {

@@ -38,7 +38,9 @@ export async function runEval(args: string[]): Promise<void> {
         `${r.mode.padEnd(8)} ${String(r.queries).padStart(7)}  ${r.ndcg10.toFixed(4)}   ${r.recall100.toFixed(4)}      ${ms(r.p50Ms)}  ${ms(r.p95Ms)}     ${ms(r.deepP50Ms)}  ${ms(r.deepP95Ms)}\n`,
       );
     }
-    process.stdout.write("(k=10 is the API's default query, its embedding included; the k=200 pass finds query embeddings cached)\n");
+    process.stdout.write(
+      "(k=10 is the API's default query, its embedding included; the k=200 pass finds query embeddings cached)\n",
+    );
   } finally {
     await app.stop();
   }

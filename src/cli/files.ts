@@ -23,7 +23,9 @@ export interface LocalDocument {
  * skipped, each with the reason. Inside a folder, a symbolic link is followed only when it stays inside that folder, and
  * each folder is read once: a link out of the folder or a link cycle is skipped, not followed.
  */
-export async function collectFiles(paths: readonly string[]): Promise<{ documents: LocalDocument[]; skipped: string[] }> {
+export async function collectFiles(
+  paths: readonly string[],
+): Promise<{ documents: LocalDocument[]; skipped: string[] }> {
   const documents: LocalDocument[] = [];
   const skipped: string[] = [];
   const visit = async (path: string, root: string, rootReal: string, seen: Set<string>): Promise<void> => {
@@ -47,7 +49,12 @@ export async function collectFiles(paths: readonly string[]): Promise<{ document
       skipped.push(`${path} (not Markdown, text or HTML)`);
       return;
     }
-    documents.push({ externalId: relative(root, path) || basename(path), title: basename(path), contentType: type, bytes: await readFile(real) });
+    documents.push({
+      externalId: relative(root, path) || basename(path),
+      title: basename(path),
+      contentType: type,
+      bytes: await readFile(real),
+    });
   };
   for (const path of paths) {
     const info = await stat(path).catch(() => undefined);

@@ -11,7 +11,11 @@ import { common, principalFor } from "./tenant-principal.ts";
 /** `pgrag ingest <path…>`: Markdown, text and HTML files into a collection, waiting until processed. */
 export async function runIngest(args: string[]): Promise<void> {
   const { positionals, values } = parseArgs({ args, allowPositionals: true, options: common });
-  if (positionals.length === 0) throw new AppError("invalid_request", "ingest needs at least one file or folder (globs are expanded by your shell)");
+  if (positionals.length === 0)
+    throw new AppError(
+      "invalid_request",
+      "ingest needs at least one file or folder (globs are expanded by your shell)",
+    );
   const { documents, skipped } = await collectFiles(positionals);
   for (const entry of skipped) process.stderr.write(`skipped: ${entry}\n`);
   if (documents.length === 0) throw new AppError("invalid_request", "no Markdown, text or HTML files found");
@@ -26,12 +30,26 @@ export async function runIngest(args: string[]): Promise<void> {
     };
     const existing = await app.ingest.listCollections(principal, null);
     if (!existing.value.some((c) => c.name === values.collection)) {
-      saw(await app.ingest.createCollection(principal, { name: values.collection, language: "english", chunking: { maxTokens: 384, overlapTokens: 48, minTokens: 64 } }));
+      saw(
+        await app.ingest.createCollection(principal, {
+          name: values.collection,
+          language: "english",
+          chunking: { maxTokens: 384, overlapTokens: 48, minTokens: 64 },
+        }),
+      );
     }
     const failures: string[] = [];
     const uploads = documents.flatMap((d) => {
       try {
-        return [{ externalId: d.externalId, title: d.title, contentType: d.contentType, content: decodeUtf8(d.bytes), source: d.externalId }];
+        return [
+          {
+            externalId: d.externalId,
+            title: d.title,
+            contentType: d.contentType,
+            content: decodeUtf8(d.bytes),
+            source: d.externalId,
+          },
+        ];
       } catch (error) {
         failures.push(`${d.externalId}: ${(error as Error).message}`);
         return [];
@@ -44,7 +62,9 @@ export async function runIngest(args: string[]): Promise<void> {
       } catch {
         // One bad file must not stop the others: retry the batch's files one by one.
         for (const upload of batch) {
-          await app.ingest.putDocuments(principal, values.collection, [upload]).then(saw, (e: Error) => failures.push(`${upload.externalId}: ${e.message}`));
+          await app.ingest
+            .putDocuments(principal, values.collection, [upload])
+            .then(saw, (e: Error) => failures.push(`${upload.externalId}: ${e.message}`));
         }
       }
     }
@@ -56,7 +76,9 @@ export async function runIngest(args: string[]): Promise<void> {
       progressBar("ingest", finished.length, ids.size - failures.filter((f) => ids.has(f.split(":")[0] ?? "")).length);
       if (finished.length >= mine.length && mine.length > 0) {
         for (const d of mine.filter((x) => x.status === "failed")) failures.push(`${d.externalId}: ${d.error}`);
-        process.stdout.write(`${mine.length - mine.filter((x) => x.status === "failed").length} documents ready in collection "${values.collection}" of tenant "${values.tenant}"\n`);
+        process.stdout.write(
+          `${mine.length - mine.filter((x) => x.status === "failed").length} documents ready in collection "${values.collection}" of tenant "${values.tenant}"\n`,
+        );
         break;
       }
       if (mine.length === 0) break;

@@ -31,13 +31,17 @@ export async function runKeys(args: string[]): Promise<void> {
           ...(await createApiKey(tx, { tenantId, name: values.name ?? "cli", scopes: scopes as Scope[] })),
         };
       });
-      process.stdout.write(`tenant ${tenant} (${value.tenantId})\nkey id ${value.id}\n\n${value.key}\n\nShown once: store it now.\n`);
+      process.stdout.write(
+        `tenant ${tenant} (${value.tenantId})\nkey id ${value.id}\n\n${value.key}\n\nShown once: store it now.\n`,
+      );
     } else if (action === "list") {
       if (!values.tenant) throw new UsageError("keys list needs --tenant NAME");
       const tenant = values.tenant;
       const value = await transaction(async (tx) => listApiKeys(tx, await ensureTenant(tx, tenant)));
       for (const k of value) {
-        process.stdout.write(`${k.id}  pgr_${k.prefix}_…  ${k.name}  [${k.scopes.join(",")}]  ${k.revoked_at ? `revoked ${k.revoked_at.toISOString()}` : "active"}\n`);
+        process.stdout.write(
+          `${k.id}  pgr_${k.prefix}_…  ${k.name}  [${k.scopes.join(",")}]  ${k.revoked_at ? `revoked ${k.revoked_at.toISOString()}` : "active"}\n`,
+        );
       }
     } else if (action === "revoke") {
       if (!keyId) throw new UsageError("keys revoke needs the key id (see keys list)");
@@ -58,7 +62,11 @@ type OwnerTransaction = <T>(work: (tx: Kysely<Database>) => Promise<T>) => Promi
  * and stopped around it, as it has no other way in.
  */
 async function asOwner(run: (transaction: OwnerTransaction) => Promise<void>): Promise<void> {
-  const config = loadConfig({ ...process.env, PGRAG_WORKER_CONCURRENCY: "0", PGRAG_LOG_LEVEL: process.env.PGRAG_LOG_LEVEL ?? "warn" });
+  const config = loadConfig({
+    ...process.env,
+    PGRAG_WORKER_CONCURRENCY: "0",
+    PGRAG_LOG_LEVEL: process.env.PGRAG_LOG_LEVEL ?? "warn",
+  });
   if (!config.database.embedded) return run((work) => ownerTransaction(config, work));
   const app = createApp(config);
   await app.start({ listen: false });

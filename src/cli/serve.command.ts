@@ -15,9 +15,10 @@ export async function serve(listen: boolean): Promise<void> {
   }
   const key = app.devApiKey();
   if (listen && key) {
-    process.stdout.write(`\npgrag is running on an embedded PostgreSQL.\n  chat page: http://${app.config.http.host}:${app.port()}/\n  API key:   ${key}\n\n`);
+    process.stdout.write(
+      `\npgrag is running on an embedded PostgreSQL.\n  chat page: http://${app.config.http.host}:${app.port()}/\n  API key:   ${key}\n\n`,
+    );
   }
   await untilSignal(app.logger);
   await app.stop();
 }
-

@@ -9,5 +9,7 @@ export async function principalFor(app: App, tenant: string): Promise<Principal>
   return { tenantId, keyId: "cli", scopes: ["read", "write"] };
 }
 
-export const common = { tenant: { type: "string", default: "default" }, collection: { type: "string", default: "default" } } as const;
-
+export const common = {
+  tenant: { type: "string", default: "default" },
+  collection: { type: "string", default: "default" },
+} as const;

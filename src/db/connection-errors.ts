@@ -2,14 +2,7 @@
  * Whether an error means "the node (or the pooler in front of it) went away", as opposed to a
  * problem with the query. Only these make a read move to another node or open a node's breaker.
  */
-const NETWORK_CODES = new Set([
-  "ECONNREFUSED",
-  "ECONNRESET",
-  "EPIPE",
-  "ETIMEDOUT",
-  "EHOSTUNREACH",
-  "ENOTCONN",
-]);
+const NETWORK_CODES = new Set(["ECONNREFUSED", "ECONNRESET", "EPIPE", "ETIMEDOUT", "EHOSTUNREACH", "ENOTCONN"]);
 // 08xxx: connection exceptions (PgBouncer reports its own failures as 08P01); 57P01–57P03: the
 // server is shutting down or starting; 53300: too many connections.
 const SQLSTATE_PATTERN = /^(08...|57P0[123]|53300)$/;

@@ -14,10 +14,7 @@ export async function assertEmbeddingSettings(
   db: Kysely<Database>,
   expected: Pick<Config["embedding"], "model" | "dimension">,
 ): Promise<void> {
-  const recorded = await db
-    .selectFrom("embedding_settings")
-    .select(["model", "dimension"])
-    .executeTakeFirst();
+  const recorded = await db.selectFrom("embedding_settings").select(["model", "dimension"]).executeTakeFirst();
   if (!recorded) {
     throw new EmbeddingSettingsMismatchError(
       "the database has no recorded embedding settings: run the migrations first (npm run migrate)",

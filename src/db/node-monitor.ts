@@ -118,9 +118,7 @@ export class NodeMonitor {
     const primary = this.#nodes.find((n) => n.role === "primary");
     // The primary first: replica lag is measured against its WAL position.
     if (primary) await this.#probeIfDue(primary, now, force);
-    await Promise.all(
-      this.#nodes.filter((n) => n.role === "replica").map((n) => this.#probeIfDue(n, now, force)),
-    );
+    await Promise.all(this.#nodes.filter((n) => n.role === "replica").map((n) => this.#probeIfDue(n, now, force)));
   }
 
   /** Re-reads one node's position now: a replica's while a read waits for its token, the primary's to check a token. */
@@ -211,7 +209,10 @@ export class NodeMonitor {
     health.consecutiveFailures += 1;
     // Writes have nowhere else to go: the primary is probed at least every second while down, so
     // writes resume within a second of its return (a replica may back off further; reads go elsewhere).
-    const cap = health.role === "primary" ? Math.min(this.#options.maxBackoffMs, PRIMARY_MAX_BACKOFF_MS) : this.#options.maxBackoffMs;
+    const cap =
+      health.role === "primary"
+        ? Math.min(this.#options.maxBackoffMs, PRIMARY_MAX_BACKOFF_MS)
+        : this.#options.maxBackoffMs;
     const backoff = Math.min(this.#options.intervalMs * 2 ** (health.consecutiveFailures - 1), cap);
     health.nextProbeAt = now + backoff;
   }

@@ -182,10 +182,7 @@ export class Router {
         failed.push(node.name);
         this.#monitor.reportFailure(node.name, error);
         this.#retries.inc({ node: node.name });
-        this.#logger.warn(
-          { node: node.name, error: (error as Error).message },
-          "read failed on node; trying another",
-        );
+        this.#logger.warn({ node: node.name, error: (error as Error).message }, "read failed on node; trying another");
       }
     }
     throw new UnavailableError("no database node could serve the read", {
@@ -202,11 +199,9 @@ export class Router {
   async #withinPrimary(token: Lsn): Promise<Lsn> {
     const known = this.#monitor.health(this.#primary.name).lsn;
     if (known !== null && token <= known) return token;
-    this.#primaryRefresh ??= this.#monitor
-      .refreshNode(this.#primary)
-      .finally(() => {
-        this.#primaryRefresh = undefined;
-      });
+    this.#primaryRefresh ??= this.#monitor.refreshNode(this.#primary).finally(() => {
+      this.#primaryRefresh = undefined;
+    });
     const fresh = await this.#primaryRefresh;
     return fresh.state === "down" ? token : clampToken(token, fresh.lsn);
   }
@@ -302,9 +297,7 @@ export class Router {
    */
   async #commitPosition(): Promise<Lsn> {
     try {
-      const { rows } = await sql<{ lsn: string }>`SELECT pg_current_wal_lsn()::text AS lsn`.execute(
-        this.#primary.db,
-      );
+      const { rows } = await sql<{ lsn: string }>`SELECT pg_current_wal_lsn()::text AS lsn`.execute(this.#primary.db);
       return parseLsn(rows[0]?.lsn ?? "") ?? PRIMARY_ONLY_TOKEN;
     } catch (error) {
       this.#logger.warn(
@@ -371,7 +364,10 @@ async function inTransaction<T>(
     } catch (error) {
       // Also after a failed set_config: BEGIN ran, and the connection must not go back to the pool
       // inside an aborted transaction.
-      await sql.raw("ROLLBACK").execute(connection).catch(() => undefined);
+      await sql
+        .raw("ROLLBACK")
+        .execute(connection)
+        .catch(() => undefined);
       throw error;
     }
     await sql.raw("COMMIT").execute(connection);

@@ -36,7 +36,11 @@ export function replicasThatMayCatchUp<T extends NodeView>(replicas: readonly T[
 }
 
 /** Of those, the ones whose last seen replay position is at or past the token. */
-export function replicasCaughtUp<T extends NodeView>(replicas: readonly T[], token: Lsn, exclude: readonly string[]): T[] {
+export function replicasCaughtUp<T extends NodeView>(
+  replicas: readonly T[],
+  token: Lsn,
+  exclude: readonly string[],
+): T[] {
   return replicasThatMayCatchUp(replicas, exclude).filter((r) => r.lsn !== null && r.lsn >= token);
 }
 

@@ -61,9 +61,7 @@ const embeddingsRequest = z.object({
 
 const chatRequest = z.object({
   model: z.string(),
-  messages: z
-    .array(z.object({ role: z.string(), content: z.union([z.string(), z.null()]).optional() }))
-    .min(1),
+  messages: z.array(z.object({ role: z.string(), content: z.union([z.string(), z.null()]).optional() })).min(1),
   stream: z.boolean().optional(),
   stream_options: z.object({ include_usage: z.boolean().optional() }).nullish(),
   max_tokens: z.number().int().positive().nullish(),

@@ -137,11 +137,16 @@ export async function loadBeirCollection(
     if (value.length === 0) break;
     await new Promise((resolve) => setTimeout(resolve, 500));
   }
-  log(`corpus: ${total} documents in collection "${name}", ready after ${((performance.now() - started) / 1000).toFixed(1)} s`);
+  log(
+    `corpus: ${total} documents in collection "${name}", ready after ${((performance.now() - started) / 1000).toFixed(1)} s`,
+  );
   return { ...loaded, collection: name, token };
 }
 
-export async function readBeirQueries(dataset: string, split: string): Promise<{ queries: { _id: string; text: string }[]; qrels: Qrels }> {
+export async function readBeirQueries(
+  dataset: string,
+  split: string,
+): Promise<{ queries: { _id: string; text: string }[]; qrels: Qrels }> {
   const qrels: Qrels = await readQrels(`${dataset}/qrels/${split}.tsv`);
   const queries: { _id: string; text: string }[] = [];
   for await (const q of jsonLines<{ _id: string; text: string }>(`${dataset}/queries.jsonl`)) {
@@ -164,7 +169,11 @@ export async function evaluateBeir(app: EvaluationPlatform, options: EvalOptions
     // and the query embedding is not cached yet. Then the deep pass the quality is measured on.
     const latencies: number[] = [];
     for (const query of judged) {
-      const outcome = await app.search.search(principal, { query: query.text, collections: [name], mode, k: 10 }, token);
+      const outcome = await app.search.search(
+        principal,
+        { query: query.text, collections: [name], mode, k: 10 },
+        token,
+      );
       latencies.push(outcome.timings.total);
     }
     const ndcgs: number[] = [];
@@ -178,8 +187,7 @@ export async function evaluateBeir(app: EvaluationPlatform, options: EvalOptions
       );
       deepLatencies.push(outcome.timings.total);
       const ranked: string[] = [];
-      for (const hit of outcome.hits)
-        if (!ranked.includes(hit.chunk.externalId)) ranked.push(hit.chunk.externalId);
+      for (const hit of outcome.hits) if (!ranked.includes(hit.chunk.externalId)) ranked.push(hit.chunk.externalId);
       const relevance = qrels.get(query._id) ?? new Map();
       ndcgs.push(ndcgAt(ranked, relevance, 10));
       recalls.push(recallAt(ranked, relevance, 100));

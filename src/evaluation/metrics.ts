@@ -12,11 +12,7 @@ export function ndcgAt(ranked: readonly string[], relevance: ReadonlyMap<string,
   return idcg > 0 ? dcg / idcg : 0;
 }
 
-export function recallAt(
-  ranked: readonly string[],
-  relevance: ReadonlyMap<string, number>,
-  k: number,
-): number {
+export function recallAt(ranked: readonly string[], relevance: ReadonlyMap<string, number>, k: number): number {
   const relevant = [...relevance.entries()].filter(([, rel]) => rel > 0).map(([doc]) => doc);
   if (relevant.length === 0) return 0;
   const top = new Set(ranked.slice(0, k));

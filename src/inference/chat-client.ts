@@ -32,7 +32,12 @@ export class ChatClient {
 
   readonly #seconds: InferenceHistogram | undefined;
 
-  constructor(baseURL: string, config: Pick<Config, "inference">, admission: AdmissionControl, seconds?: InferenceHistogram) {
+  constructor(
+    baseURL: string,
+    config: Pick<Config, "inference">,
+    admission: AdmissionControl,
+    seconds?: InferenceHistogram,
+  ) {
     this.#seconds = seconds;
     this.#client = createOpenAiClient(baseURL, config);
     this.#model = config.inference.chatModel;

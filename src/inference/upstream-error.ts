@@ -13,11 +13,9 @@ export function upstreamError(error: unknown): AppError {
     return new AppError("bad_gateway", "the inference backend is unreachable", { cause: error });
   }
   if (error instanceof OpenAI.APIError) {
-    return new AppError(
-      "bad_gateway",
-      `the inference backend failed: ${error.status ?? ""} ${error.message}`.trim(),
-      { cause: error },
-    );
+    return new AppError("bad_gateway", `the inference backend failed: ${error.status ?? ""} ${error.message}`.trim(), {
+      cause: error,
+    });
   }
   return new AppError("bad_gateway", `the inference backend failed: ${(error as Error).message}`, {
     cause: error,

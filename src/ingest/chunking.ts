@@ -175,7 +175,7 @@ function wordRuns(text: string, seg: Segment, maxTokens: number): Segment[] {
   for (const match of text.slice(seg.start, seg.end).matchAll(/\S+/g)) {
     const start = seg.start + (match.index ?? 0);
     const end = start + match[0].length;
-    for (let piece = start; piece < end; ) {
+    for (let piece = start; piece < end;) {
       let pieceEnd = Math.min(end, piece + maxTokens);
       // Never between the two halves of a surrogate pair.
       if (pieceEnd < end && isLowSurrogate(text.charCodeAt(pieceEnd))) pieceEnd++;

@@ -56,7 +56,10 @@ export async function insertChunksWithPostings(
     const slice = await insertSlice(db, documents, rows.slice(start, start + ROWS_PER_STATEMENT));
     for (const [documentId, added] of slice) {
       const before = totals.get(documentId) ?? { chunkCount: 0, lexemeTotal: 0 };
-      totals.set(documentId, { chunkCount: before.chunkCount + added.chunkCount, lexemeTotal: before.lexemeTotal + added.lexemeTotal });
+      totals.set(documentId, {
+        chunkCount: before.chunkCount + added.chunkCount,
+        lexemeTotal: before.lexemeTotal + added.lexemeTotal,
+      });
     }
   }
   return totals;
@@ -113,9 +116,7 @@ async function insertSlice(
     FROM inserted i LEFT JOIN lengths l USING (id)
     GROUP BY i.document_id
   `.execute(db);
-  return new Map(
-    added.map((r) => [r.document_id, { chunkCount: r.chunk_count, lexemeTotal: Number(r.lexeme_total) }]),
-  );
+  return new Map(added.map((r) => [r.document_id, { chunkCount: r.chunk_count, lexemeTotal: Number(r.lexeme_total) }]));
 }
 
 export async function cachedEmbeddings(
@@ -128,9 +129,7 @@ export async function cachedEmbeddings(
     .select(["content_hash", sql<string>`embedding::text`.as("embedding")])
     .where("content_hash", "=", sql<Buffer>`any(${[...hashes]}::bytea[])`)
     .execute();
-  return new Map(
-    rows.map((r) => [r.content_hash.toString("hex"), pgvector.fromSql(r.embedding) as number[]]),
-  );
+  return new Map(rows.map((r) => [r.content_hash.toString("hex"), pgvector.fromSql(r.embedding) as number[]]));
 }
 
 export async function storeEmbeddings(

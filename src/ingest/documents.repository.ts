@@ -229,7 +229,10 @@ export async function adjustCollectionStats(
 }
 
 /** The tenant of each queued document: the worker serves every tenant (a SECURITY DEFINER door). */
-export async function documentTenants(db: Kysely<Database>, documentIds: readonly string[]): Promise<Map<string, string>> {
+export async function documentTenants(
+  db: Kysely<Database>,
+  documentIds: readonly string[],
+): Promise<Map<string, string>> {
   const { rows } = await sql<{ document_id: string; tenant_id: string }>`
     SELECT document_id, tenant_id FROM pgrag_document_tenants(${documentIds}::uuid[])
   `.execute(db);
@@ -273,7 +276,10 @@ export function lockDocuments(tx: Kysely<Database>, documentIds: readonly string
 }
 
 /** A document version that cannot be ingested, with the reason. */
-export async function markDocumentFailed(tx: Kysely<Database>, document: { id: string; version: number; error: string }): Promise<void> {
+export async function markDocumentFailed(
+  tx: Kysely<Database>,
+  document: { id: string; version: number; error: string },
+): Promise<void> {
   await tx
     .updateTable("documents")
     .set({ status: "failed", error: document.error.slice(0, 2000), updated_at: sql`now()` })

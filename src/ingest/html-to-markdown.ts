@@ -87,9 +87,35 @@ function ignore(): void {}
 const HEADINGS = ["h1", "h2", "h3", "h4", "h5", "h6"];
 const SKIPPED = new Set(["script", "style", "title", "noscript", "template", "svg", "math", "iframe", "object"]);
 const BLOCKS = new Set([
-  "p", "div", "section", "article", "header", "footer", "main", "aside", "nav", "blockquote", "figure",
-  "figcaption", "form", "fieldset", "table", "thead", "tbody", "tfoot", "caption", "ul", "ol", "dl", "dt",
-  "dd", "address", "details", "summary", "body", "html",
+  "p",
+  "div",
+  "section",
+  "article",
+  "header",
+  "footer",
+  "main",
+  "aside",
+  "nav",
+  "blockquote",
+  "figure",
+  "figcaption",
+  "form",
+  "fieldset",
+  "table",
+  "thead",
+  "tbody",
+  "tfoot",
+  "caption",
+  "ul",
+  "ol",
+  "dl",
+  "dt",
+  "dd",
+  "address",
+  "details",
+  "summary",
+  "body",
+  "html",
 ]);
 
 /** Accumulates output pieces and joins once; white space collapses as a browser would show it. */

@@ -57,10 +57,7 @@ export class IngestService {
     this.#maxDocumentBytes = options.maxDocumentBytes;
   }
 
-  async createCollection(
-    principal: Principal,
-    input: { name: string; language: string; chunking: ChunkingOptions },
-  ) {
+  async createCollection(principal: Principal, input: { name: string; language: string; chunking: ChunkingOptions }) {
     if (input.chunking.overlapTokens * 2 > input.chunking.maxTokens) {
       throw new InvalidRequestError(
         `chunking.overlap_tokens (${input.chunking.overlapTokens}) must be at most half of chunking.max_tokens (${input.chunking.maxTokens})`,
@@ -153,8 +150,7 @@ export class IngestService {
         externalId,
       });
     });
-    if (!result.value)
-      throw new NotFoundError(`no document "${externalId}" in collection "${collectionName}"`);
+    if (!result.value) throw new NotFoundError(`no document "${externalId}" in collection "${collectionName}"`);
     return { ...result, value: result.value };
   }
 
@@ -191,7 +187,11 @@ export class IngestService {
     return this.#router.write(work, { tenantId: principal.tenantId });
   }
 
-  #read<T>(principal: Principal, options: { token: Lsn | null; observe?: boolean }, work: (db: Kysely<Database>) => Promise<T>) {
+  #read<T>(
+    principal: Principal,
+    options: { token: Lsn | null; observe?: boolean },
+    work: (db: Kysely<Database>) => Promise<T>,
+  ) {
     return this.#router.read({ ...options, tenantId: principal.tenantId }, work);
   }
 

@@ -124,7 +124,10 @@ export class IngestWorker {
     // Row-level security scopes every statement to one tenant: a batch is processed tenant by
     // tenant. The tenant of each document comes from the database, not from the job's data.
     const { value: owners } = await this.#router.read({ token: PRIMARY_ONLY_TOKEN }, (db) =>
-      documentTenants(db, jobs.map((j) => j.data.documentId)),
+      documentTenants(
+        db,
+        jobs.map((j) => j.data.documentId),
+      ),
     );
     const byTenant = new Map<string, PgBoss.JobWithMetadata<IngestJobData>[]>();
     for (const job of jobs) {
@@ -165,7 +168,9 @@ export class IngestWorker {
 
   async #load(tenantId: string, jobs: PgBoss.JobWithMetadata<IngestJobData>[]): Promise<PendingDocument[]> {
     const ids = jobs.map((j) => j.data.documentId);
-    const { value: rows } = await this.#router.read({ token: PRIMARY_ONLY_TOKEN, tenantId }, (db) => documentsToIngest(db, ids));
+    const { value: rows } = await this.#router.read({ token: PRIMARY_ONLY_TOKEN, tenantId }, (db) =>
+      documentsToIngest(db, ids),
+    );
     const byId = new Map(rows.map((r) => [r.id, r]));
     const pending: PendingDocument[] = [];
     for (const job of jobs) {
@@ -242,43 +247,53 @@ export class IngestWorker {
     );
   }
 
-  async #write(
-    docs: readonly PendingDocument[],
-    embedded: Map<PendingDocument, EmbeddedChunk[]>,
-  ): Promise<void> {
-    const { value: outcomes } = await this.#router.write(async (tx) => {
-      const current = new Map((await lockDocuments(tx, docs.map((d) => d.documentId))).map((row) => [row.id, row]));
-      const fresh = docs.flatMap((doc) => {
-        const before = current.get(doc.documentId);
-        return before?.version === doc.version ? [{ doc, before }] : [];
-      });
-      if (fresh.length === 0) return { ready: 0, skipped: docs.length };
-      await deleteChunksOf(tx, fresh.map(({ doc }) => doc.documentId));
-      const added = await insertChunksWithPostings(
-        tx,
-        fresh.map(({ doc }) => ({ owner: doc, chunks: embedded.get(doc) ?? [] })),
-      );
-      const written = fresh.map(({ doc, before }) => ({
-        doc,
-        before,
-        after: added.get(doc.documentId) ?? { chunkCount: 0, lexemeTotal: 0 },
-      }));
-      await markDocumentsReady(
-        tx,
-        written.map(({ doc, after }) => ({ id: doc.documentId, ...after })),
-      );
-      const deltas = new Map<string, { tenantId: string; chunks: number; length: number }>();
-      for (const { doc, before, after } of written) {
-        const delta = deltas.get(doc.collectionId) ?? { tenantId: doc.tenantId, chunks: 0, length: 0 };
-        delta.chunks += after.chunkCount - before.chunk_count;
-        delta.length += after.lexemeTotal - Number(before.lexeme_total);
-        deltas.set(doc.collectionId, delta);
-      }
-      for (const [collectionId, delta] of [...deltas.entries()].sort(([a], [b]) => a.localeCompare(b))) {
-        await adjustCollectionStats(tx, collectionId, delta.tenantId, delta.chunks, delta.length);
-      }
-      return { ready: fresh.length, skipped: docs.length - fresh.length };
-    }, { tenantId: docs[0]?.tenantId });
+  async #write(docs: readonly PendingDocument[], embedded: Map<PendingDocument, EmbeddedChunk[]>): Promise<void> {
+    const { value: outcomes } = await this.#router.write(
+      async (tx) => {
+        const current = new Map(
+          (
+            await lockDocuments(
+              tx,
+              docs.map((d) => d.documentId),
+            )
+          ).map((row) => [row.id, row]),
+        );
+        const fresh = docs.flatMap((doc) => {
+          const before = current.get(doc.documentId);
+          return before?.version === doc.version ? [{ doc, before }] : [];
+        });
+        if (fresh.length === 0) return { ready: 0, skipped: docs.length };
+        await deleteChunksOf(
+          tx,
+          fresh.map(({ doc }) => doc.documentId),
+        );
+        const added = await insertChunksWithPostings(
+          tx,
+          fresh.map(({ doc }) => ({ owner: doc, chunks: embedded.get(doc) ?? [] })),
+        );
+        const written = fresh.map(({ doc, before }) => ({
+          doc,
+          before,
+          after: added.get(doc.documentId) ?? { chunkCount: 0, lexemeTotal: 0 },
+        }));
+        await markDocumentsReady(
+          tx,
+          written.map(({ doc, after }) => ({ id: doc.documentId, ...after })),
+        );
+        const deltas = new Map<string, { tenantId: string; chunks: number; length: number }>();
+        for (const { doc, before, after } of written) {
+          const delta = deltas.get(doc.collectionId) ?? { tenantId: doc.tenantId, chunks: 0, length: 0 };
+          delta.chunks += after.chunkCount - before.chunk_count;
+          delta.length += after.lexemeTotal - Number(before.lexeme_total);
+          deltas.set(doc.collectionId, delta);
+        }
+        for (const [collectionId, delta] of [...deltas.entries()].sort(([a], [b]) => a.localeCompare(b))) {
+          await adjustCollectionStats(tx, collectionId, delta.tenantId, delta.chunks, delta.length);
+        }
+        return { ready: fresh.length, skipped: docs.length - fresh.length };
+      },
+      { tenantId: docs[0]?.tenantId },
+    );
     this.#processed.inc({ outcome: "ready" }, outcomes.ready);
     this.#processed.inc({ outcome: "skipped" }, outcomes.skipped);
   }
@@ -297,9 +312,12 @@ export class IngestWorker {
       "ingestion job failed",
     );
     if (lastAttempt) {
-      await this.#router.write((tx) => markDocumentFailed(tx, { id: doc.documentId, version: doc.version, error: message }), {
-        tenantId: doc.tenantId,
-      });
+      await this.#router.write(
+        (tx) => markDocumentFailed(tx, { id: doc.documentId, version: doc.version, error: message }),
+        {
+          tenantId: doc.tenantId,
+        },
+      );
       this.#processed.inc({ outcome: "failed" });
       // Completed: the failure is recorded on the document, and a retry could not help.
       if (permanent) return;

@@ -68,11 +68,19 @@ export function createJobQueue(
  * Those two calls are caught here, once for the module: a job left active expires and runs again,
  * and our writes are idempotent.
  */
-const managerPrototype = (createRequire(import.meta.url)("pg-boss/src/manager.js") as { prototype: Record<string, unknown> }).prototype;
+const managerPrototype = (
+  createRequire(import.meta.url)("pg-boss/src/manager.js") as { prototype: Record<string, unknown> }
+).prototype;
 if (!managerPrototype.__pgragGuarded) {
   for (const method of ["complete", "fail"] as const) {
-    const original = managerPrototype[method] as (this: { emit(event: string, error: unknown): void }, ...a: unknown[]) => Promise<unknown>;
-    managerPrototype[method] = function guarded(this: { emit(event: string, error: unknown): void }, ...args: unknown[]) {
+    const original = managerPrototype[method] as (
+      this: { emit(event: string, error: unknown): void },
+      ...a: unknown[]
+    ) => Promise<unknown>;
+    managerPrototype[method] = function guarded(
+      this: { emit(event: string, error: unknown): void },
+      ...args: unknown[]
+    ) {
       return original.apply(this, args).catch((error: unknown) => {
         this.emit("error", error);
         return undefined;

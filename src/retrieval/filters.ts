@@ -46,19 +46,15 @@ export function chunkConditions(
     eb("c.tenant_id", "=", scope.tenantId),
     eb("c.collection_id", "=", sql<string>`any(${[...scope.collectionIds]}::uuid[])`),
   ];
-  if (scope.documentIds)
-    conditions.push(eb("c.document_id", "=", sql<string>`any(${[...scope.documentIds]}::uuid[])`));
+  if (scope.documentIds) conditions.push(eb("c.document_id", "=", sql<string>`any(${[...scope.documentIds]}::uuid[])`));
   for (const [key, raw] of Object.entries(filter?.metadata ?? {})) {
     const cond = raw !== null && typeof raw === "object" ? raw : { eq: raw };
     const value = sql`c.metadata -> ${key}::text`;
     if ("eq" in cond && cond.eq !== undefined) {
       // Containment uses the GIN (jsonb_path_ops) index on metadata.
-      conditions.push(
-        sql<SqlBool>`c.metadata @> jsonb_build_object(${key}::text, ${JSON.stringify(cond.eq)}::jsonb)`,
-      );
+      conditions.push(sql<SqlBool>`c.metadata @> jsonb_build_object(${key}::text, ${JSON.stringify(cond.eq)}::jsonb)`);
     }
-    if (cond.in)
-      conditions.push(sql<SqlBool>`${value} = any(${cond.in.map((v) => JSON.stringify(v))}::jsonb[])`);
+    if (cond.in) conditions.push(sql<SqlBool>`${value} = any(${cond.in.map((v) => JSON.stringify(v))}::jsonb[])`);
     for (const op of Object.keys(RANGE_OPERATORS) as (keyof typeof RANGE_OPERATORS)[]) {
       const bound = cond[op];
       if (bound === undefined) continue;

@@ -44,8 +44,7 @@ export function fuse(
       const entry = fused.get(hit.chunkId) ?? { score: 0, legs: emptyLegs() };
       const rank = index + 1;
       entry.legs[leg] = { rank, score: hit.score };
-      entry.score +=
-        weights[leg] * (fusion.method === "rrf" ? 1 / (fusion.k + rank) : (norm?.get(hit.chunkId) ?? 0));
+      entry.score += weights[leg] * (fusion.method === "rrf" ? 1 / (fusion.k + rank) : (norm?.get(hit.chunkId) ?? 0));
       fused.set(hit.chunkId, entry);
     });
   }
@@ -56,8 +55,5 @@ export function fuse(
 }
 
 function bestRank(hit: FusedHit): number {
-  return Math.min(
-    hit.legs.vector.rank ?? Number.POSITIVE_INFINITY,
-    hit.legs.bm25.rank ?? Number.POSITIVE_INFINITY,
-  );
+  return Math.min(hit.legs.vector.rank ?? Number.POSITIVE_INFINITY, hit.legs.bm25.rank ?? Number.POSITIVE_INFINITY);
 }

@@ -19,11 +19,7 @@ export interface Bm25Parameters {
 }
 
 /** How many chunks the scope's filters leave, counting no further than `cap`. */
-export async function countFilteredChunks(
-  db: Kysely<Database>,
-  scope: SearchScope,
-  cap: number,
-): Promise<number> {
+export async function countFilteredChunks(db: Kysely<Database>, scope: SearchScope, cap: number): Promise<number> {
   const { rows } = await sql<{ n: number }>`
     SELECT count(*)::int AS n FROM (
       ${db
@@ -37,10 +33,7 @@ export async function countFilteredChunks(
 }
 
 /** Chunks in the scope's collections, from the BM25 statistics (no scan). */
-export async function collectionChunkCount(
-  db: Kysely<Database>,
-  collectionIds: readonly string[],
-): Promise<number> {
+export async function collectionChunkCount(db: Kysely<Database>, collectionIds: readonly string[]): Promise<number> {
   const { rows } = await sql<{ n: string | null }>`
     SELECT sum(chunk_count) AS n FROM collection_stats WHERE collection_id = any(${[...collectionIds]}::uuid[])
   `.execute(db);

@@ -58,7 +58,10 @@ export class SearchService {
   readonly #embed: Embed;
   readonly #options: Config["retrieval"];
   readonly #queryEmbeddings = new LRUCache<string, number[]>({ max: 2_000 });
-  readonly #collections = new LRUCache<string, { id: string; name: string; language: string }[]>({ max: 10_000, ttl: 60_000 });
+  readonly #collections = new LRUCache<string, { id: string; name: string; language: string }[]>({
+    max: 10_000,
+    ttl: 60_000,
+  });
   readonly #chunkCounts = new LRUCache<string, number>({ max: 10_000, ttl: 5_000 });
 
   readonly #stageSeconds: Histogram<"stage" | "mode">;
@@ -81,9 +84,7 @@ export class SearchService {
     const timings = { embed: 0, vector: 0, bm25: 0, fetch: 0, total: 0 };
     const useVector = request.mode !== "bm25";
     const useBm25 = request.mode !== "vector";
-    const embedding = useVector
-      ? await this.#timed(timings, "embed", () => this.#queryEmbedding(request.query))
-      : null;
+    const embedding = useVector ? await this.#timed(timings, "embed", () => this.#queryEmbedding(request.query)) : null;
     const candidates = request.candidates ?? Math.max(4 * request.k, 40);
     const legLimit = request.mode === "hybrid" ? candidates : request.k;
     let vectorPath: SearchOutcome["vectorPath"] = null;
@@ -91,42 +92,42 @@ export class SearchService {
     // A tenant's read runs in one transaction: local HNSW settings, one snapshot for both legs.
     const settings = embedding ? hnswSettings(request.efSearch ?? this.#options.efSearch) : undefined;
     const { value, node } = await this.#router.read({ token, tenantId: principal.tenantId, settings }, async (tx) => {
-        const scope = await this.#scope(tx, principal, request);
-        const legs: Partial<Record<Leg, LegHit[]>> = {};
-        if (embedding) {
-          const exact = await this.#preferExact(tx, scope);
-          vectorPath = exact ? "exact" : "index";
-          legs.vector = await this.#timed(timings, "vector", () =>
-            exact
-              ? vectorSearchExact(tx, scope, embedding, legLimit)
-              : vectorSearchIndexed(tx, scope, embedding, legLimit),
-          );
-        }
-        if (useBm25) {
-          legs.bm25 = await this.#timed(timings, "bm25", () =>
-            bm25Search(tx, scope, request.query, legLimit, this.#options.bm25),
-          );
-        }
-        const fusion: FusionMethod =
-          (request.fusion ?? this.#options.fusion) === "weighted"
-            ? { method: "weighted" }
-            : { method: "rrf", k: this.#options.rrfK };
-        const weights = {
-          vector: request.weights?.vector ?? this.#options.weights.vector,
-          bm25: request.weights?.bm25 ?? this.#options.weights.bm25,
-        };
-        const fused = fuse(legs, weights, fusion, request.k);
-        const details = await this.#timed(timings, "fetch", () =>
-          chunkDetails(
-            tx,
-            principal.tenantId,
-            fused.map((h) => h.chunkId),
-          ),
+      const scope = await this.#scope(tx, principal, request);
+      const legs: Partial<Record<Leg, LegHit[]>> = {};
+      if (embedding) {
+        const exact = await this.#preferExact(tx, scope);
+        vectorPath = exact ? "exact" : "index";
+        legs.vector = await this.#timed(timings, "vector", () =>
+          exact
+            ? vectorSearchExact(tx, scope, embedding, legLimit)
+            : vectorSearchIndexed(tx, scope, embedding, legLimit),
         );
-        return fused.flatMap((hit) => {
-          const chunk = details.get(hit.chunkId);
-          return chunk ? [{ ...hit, chunk }] : [];
-        });
+      }
+      if (useBm25) {
+        legs.bm25 = await this.#timed(timings, "bm25", () =>
+          bm25Search(tx, scope, request.query, legLimit, this.#options.bm25),
+        );
+      }
+      const fusion: FusionMethod =
+        (request.fusion ?? this.#options.fusion) === "weighted"
+          ? { method: "weighted" }
+          : { method: "rrf", k: this.#options.rrfK };
+      const weights = {
+        vector: request.weights?.vector ?? this.#options.weights.vector,
+        bm25: request.weights?.bm25 ?? this.#options.weights.bm25,
+      };
+      const fused = fuse(legs, weights, fusion, request.k);
+      const details = await this.#timed(timings, "fetch", () =>
+        chunkDetails(
+          tx,
+          principal.tenantId,
+          fused.map((h) => h.chunkId),
+        ),
+      );
+      return fused.flatMap((hit) => {
+        const chunk = details.get(hit.chunkId);
+        return chunk ? [{ ...hit, chunk }] : [];
+      });
     });
     timings.total = performance.now() - started;
     for (const [stage, ms] of Object.entries(timings)) {
@@ -138,8 +139,7 @@ export class SearchService {
   async #scope(tx: Kysely<Database>, principal: Principal, request: SearchRequest): Promise<SearchScope> {
     const rows = await this.#collectionRows(tx, principal.tenantId, request.collections);
     const missing = request.collections.filter((name) => !rows.some((r) => r.name === name));
-    if (missing.length > 0)
-      throw new NotFoundError(`no collection ${missing.map((m) => `"${m}"`).join(", ")}`);
+    if (missing.length > 0) throw new NotFoundError(`no collection ${missing.map((m) => `"${m}"`).join(", ")}`);
     const languages = new Set(rows.map((r) => r.language));
     if (languages.size > 1) {
       throw new InvalidRequestError(

@@ -18,7 +18,10 @@ export async function adminTransaction<T>(
 }
 
 /** One transaction on a connection of its own as the schema owner, closed afterwards. */
-export async function ownerTransaction<T>(config: Pick<Config, "database">, work: (tx: Kysely<Database>) => Promise<T>): Promise<T> {
+export async function ownerTransaction<T>(
+  config: Pick<Config, "database">,
+  work: (tx: Kysely<Database>) => Promise<T>,
+): Promise<T> {
   const admin = createAdminDbNode(config);
   try {
     return await admin.db.transaction().execute(work);

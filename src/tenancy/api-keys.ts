@@ -3,7 +3,6 @@ import { type Kysely, sql } from "kysely";
 import type { Database } from "../db/database.ts";
 import type { Principal, Scope } from "./principal.ts";
 
-
 const KEY_PATTERN = /^pgr_([A-Za-z0-9]{8})_([A-Za-z0-9_-]{32,})$/;
 
 /** Keys look like pgr_<8-char prefix>_<secret>; only a SHA-256 of the whole key is stored. */

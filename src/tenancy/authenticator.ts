@@ -28,8 +28,7 @@ export class Authenticator {
     if (cached !== undefined) return cached || undefined;
     const onReplica = await this.#router.read({}, (db) => findActiveKey(db, key));
     const principal =
-      onReplica.value ??
-      (await this.#router.read({ token: PRIMARY_ONLY_TOKEN }, (db) => findActiveKey(db, key))).value;
+      onReplica.value ?? (await this.#router.read({ token: PRIMARY_ONLY_TOKEN }, (db) => findActiveKey(db, key))).value;
     this.#cache.set(key, principal ?? false);
     return principal;
   }

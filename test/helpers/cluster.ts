@@ -73,10 +73,7 @@ export async function adminQuery<R extends pg.QueryResultRow = pg.QueryResultRow
 
 /** Starts any stopped node and waits until every node answers through PgBouncer again. */
 export async function restoreTopology(): Promise<void> {
-  for (const node of [
-    "primary",
-    ...Array.from({ length: TEST_CLUSTER.replicas }, (_, i) => `replica${i + 1}`),
-  ]) {
+  for (const node of ["primary", ...Array.from({ length: TEST_CLUSTER.replicas }, (_, i) => `replica${i + 1}`)]) {
     await cluster("start-node", node);
   }
   const urls = clusterUrls();

@@ -61,6 +61,11 @@ export async function seedScifact(app: App, count: number, collection = "sci") {
     key,
     json: { documents: abstracts.map((a) => ({ external_id: a._id, title: a.title, content: a.text })) },
   });
-  const { token } = await waitForDocuments(app, key, collection, abstracts.map((a) => a._id));
+  const { token } = await waitForDocuments(
+    app,
+    key,
+    collection,
+    abstracts.map((a) => a._id),
+  );
   return { key, tenantId, abstracts, token };
 }

@@ -224,7 +224,11 @@ export async function stopContainerTopology(state: TopologyState): Promise<void>
   for (const id of Object.values(state.containers ?? {}).reverse()) {
     await client.container.remove(client.container.getById(id), { removeVolumes: true }).catch(() => undefined);
   }
-  if (state.networkId) await client.network.getById(state.networkId).remove().catch(() => undefined);
+  if (state.networkId)
+    await client.network
+      .getById(state.networkId)
+      .remove()
+      .catch(() => undefined);
 }
 
 /** replicas/cluster.sh's node commands, on the container topology. */

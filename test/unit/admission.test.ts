@@ -57,7 +57,11 @@ describe("admission control", () => {
     const admission = control(1, 3);
     const log: string[] = [];
     const holder = await admission.acquire("greedy");
-    const greedy = [request(admission, "greedy", log), request(admission, "greedy", log), request(admission, "greedy", log)] as const;
+    const greedy = [
+      request(admission, "greedy", log),
+      request(admission, "greedy", log),
+      request(admission, "greedy", log),
+    ] as const;
     const polite = request(admission, "polite", log);
     await expect(greedy[2]).rejects.toMatchObject({ code: "rate_limited", retryAfterSeconds: 1 });
     // A tenant that already waits as much as the others gets the 429 itself.

@@ -16,14 +16,24 @@ interface Service {
   ports?: string[];
   deploy?: { resources?: { reservations?: { devices?: { driver: string; capabilities: string[] }[] } } };
 }
-const compose = parse(readFileSync(root("docker-compose.yml"), "utf8"), { merge: true }) as { services: Record<string, Service> };
+const compose = parse(readFileSync(root("docker-compose.yml"), "utf8"), { merge: true }) as {
+  services: Record<string, Service>;
+};
 const services = compose.services;
 const bouncerIni = readFileSync(root("replicas/docker/pgbouncer.ini"), "utf8");
 const bouncerDatabases: Record<string, { host: string; port: number }> = Object.fromEntries(
-  [...bouncerIni.matchAll(/^(\w+) = host=(\S+) port=(\d+)/gm)].map((m) => [m[1] ?? "", { host: m[2] ?? "", port: Number(m[3]) }]),
+  [...bouncerIni.matchAll(/^(\w+) = host=(\S+) port=(\d+)/gm)].map((m) => [
+    m[1] ?? "",
+    { host: m[2] ?? "", port: Number(m[3]) },
+  ]),
 );
 const bouncerPort = Number(/^listen_port = (\d+)/m.exec(bouncerIni)?.[1]);
-const userlist = Object.fromEntries([...readFileSync(root("replicas/docker/userlist.txt"), "utf8").matchAll(/^"(\w+)" "([^"]+)"/gm)].map((m) => [m[1], m[2]]));
+const userlist = Object.fromEntries(
+  [...readFileSync(root("replicas/docker/userlist.txt"), "utf8").matchAll(/^"(\w+)" "([^"]+)"/gm)].map((m) => [
+    m[1],
+    m[2],
+  ]),
+);
 
 /** Compose's ${VAR:-default} as it resolves with nothing set. */
 const resolve = (env: Record<string, string>) =>
@@ -31,12 +41,24 @@ const resolve = (env: Record<string, string>) =>
 
 describe("docker-compose.yml", () => {
   it("publishes only the API", () => {
-    const published = Object.entries(services).filter(([, service]) => (service.ports ?? []).length > 0).map(([name]) => name);
+    const published = Object.entries(services)
+      .filter(([, service]) => (service.ports ?? []).length > 0)
+      .map(([name]) => name);
     expect(published).toEqual(["api"]);
   });
 
   it("has the production-like topology, each database service with a health check", () => {
-    for (const name of ["primary", "replica1", "replica2", "pgbouncer", "migrate", "api", "worker", "dev-inference", "vllm"]) {
+    for (const name of [
+      "primary",
+      "replica1",
+      "replica2",
+      "pgbouncer",
+      "migrate",
+      "api",
+      "worker",
+      "dev-inference",
+      "vllm",
+    ]) {
       expect(services[name], name).toBeDefined();
     }
     for (const name of ["primary", "replica1", "replica2", "pgbouncer", "api", "dev-inference", "vllm"]) {
@@ -44,14 +66,18 @@ describe("docker-compose.yml", () => {
     }
     expect(services.primary?.image).toMatch(/^pgvector\/pgvector:/);
     expect(services.vllm?.profiles).toEqual(["gpu"]);
-    expect(services.vllm?.deploy?.resources?.reservations?.devices?.[0]).toMatchObject({ driver: "nvidia", capabilities: ["gpu"] });
+    expect(services.vllm?.deploy?.resources?.reservations?.devices?.[0]).toMatchObject({
+      driver: "nvidia",
+      capabilities: ["gpu"],
+    });
     expect(services["dev-inference"]?.profiles).toEqual(["dev"]);
   });
 
   it("gives the app only variables its config knows, and a config that validates", () => {
     for (const name of ["api", "worker", "migrate", "dev-inference"]) {
       const env = services[name]?.environment ?? {};
-      for (const key of Object.keys(env).filter((k) => k.startsWith("PGRAG_"))) expect(CONFIG_VARIABLES, `${name}: ${key}`).toContain(key);
+      for (const key of Object.keys(env).filter((k) => k.startsWith("PGRAG_")))
+        expect(CONFIG_VARIABLES, `${name}: ${key}`).toContain(key);
     }
     for (const name of ["api", "worker", "migrate"]) {
       expect(() => loadConfig(resolve(services[name]?.environment ?? {})), name).not.toThrow();
@@ -78,6 +104,12 @@ describe("docker-compose.yml", () => {
     expect(services[bouncerDatabases.analytics?.host ?? ""]?.environment?.SERVES_ANALYTICS).toBe("true");
     const inference = new URL(config.inference.url ?? "");
     expect(inference.hostname).toBe("dev-inference");
-    expect(services["dev-inference"]?.command).toEqual(["dev-inference", "--host", "0.0.0.0", "--port", inference.port]);
+    expect(services["dev-inference"]?.command).toEqual([
+      "dev-inference",
+      "--host",
+      "0.0.0.0",
+      "--port",
+      inference.port,
+    ]);
   });
 });

@@ -24,14 +24,18 @@ describe("loadConfig", () => {
     const socketDir = resolve(".pgrag/socket");
     expect(config.database.embedded).toEqual({ dataDir: ".pgrag/data", port: 5499, socketDir });
     // A Unix socket directory as the host, never a TCP address.
-    expect(config.database.primaryUrl).toBe(`postgres://postgres:postgres@localhost:5499/postgres?host=${encodeURIComponent(socketDir)}`);
+    expect(config.database.primaryUrl).toBe(
+      `postgres://postgres:postgres@localhost:5499/postgres?host=${encodeURIComponent(socketDir)}`,
+    );
     expect(config.database.poolSize).toBe(1);
     expect(loadConfig(minimal).database.embedded).toBeNull();
   });
 
   it("refuses replicas without a primary, naming the variable", () => {
     expect(() => loadConfig({ PGRAG_REPLICA_URLS: "postgres://a@127.0.0.1:6432/replica1" })).toThrow(ConfigError);
-    expect(() => loadConfig({ PGRAG_REPLICA_URLS: "postgres://a@127.0.0.1:6432/replica1" })).toThrow(/PGRAG_REPLICA_URLS: replicas need PGRAG_PRIMARY_URL/);
+    expect(() => loadConfig({ PGRAG_REPLICA_URLS: "postgres://a@127.0.0.1:6432/replica1" })).toThrow(
+      /PGRAG_REPLICA_URLS: replicas need PGRAG_PRIMARY_URL/,
+    );
   });
 
   it("names every malformed variable at once", () => {
@@ -52,8 +56,6 @@ describe("loadConfig", () => {
   });
 
   it("reads an env file, letting the environment win", () => {
-    expect(() => loadConfig({ PGRAG_ENV_FILE: "/nonexistent/pgrag.env" })).toThrow(
-      /PGRAG_ENV_FILE: file not found/,
-    );
+    expect(() => loadConfig({ PGRAG_ENV_FILE: "/nonexistent/pgrag.env" })).toThrow(/PGRAG_ENV_FILE: file not found/);
   });
 });

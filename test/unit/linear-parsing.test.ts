@@ -28,7 +28,7 @@ const htmlInputs: Record<string, (bytes: number) => string> = {
   "a huge table": (n) => `<table>${repeatTo("<tr><td>cell</td><td>value</td></tr>", n)}</table>`,
   "a long attribute": (n) => `<a href="${"x".repeat(n)}">link</a>`,
   "an unclosed comment": (n) => `<!--${"-".repeat(n)}`,
-  "entities": (n) => repeatTo("&amp;&#x41;&nbsp;", n),
+  entities: (n) => repeatTo("&amp;&#x41;&nbsp;", n),
 };
 
 function fastest(run: () => unknown): number {
@@ -50,9 +50,10 @@ function expectLinear(parse: (input: string) => unknown, make: (bytes: number) =
     const [before, after] = [times[i - 1] as number, times[i] as number];
     if (before < MEASURABLE_MS) continue;
     const growth = (SIZES[i] as number) / (SIZES[i - 1] as number);
-    expect(after / before, `${SIZES[i - 1]} → ${SIZES[i]} bytes: ${before.toFixed(1)} → ${after.toFixed(1)} ms`).toBeLessThan(
-      growth * SLACK,
-    );
+    expect(
+      after / before,
+      `${SIZES[i - 1]} → ${SIZES[i]} bytes: ${before.toFixed(1)} → ${after.toFixed(1)} ms`,
+    ).toBeLessThan(growth * SLACK);
   }
 }
 

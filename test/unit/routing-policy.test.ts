@@ -39,7 +39,12 @@ describe("power of two choices", () => {
 });
 
 describe("candidates", () => {
-  const replicas = [node("r1", "up", 100n), node("r2", "lagging", 50n), node("r3", "down", 200n), node("r4", "up", null)];
+  const replicas = [
+    node("r1", "up", 100n),
+    node("r2", "lagging", 50n),
+    node("r3", "down", 200n),
+    node("r4", "up", null),
+  ];
 
   it("puts only up replicas that have not failed this read in rotation", () => {
     expect(replicasInRotation(replicas, []).map((r) => r.name)).toEqual(["r1", "r4"]);
@@ -67,23 +72,43 @@ describe("fallback when no replica can take the read", () => {
   });
 
   it("refuses token-less reads when fallback to the primary is off", () => {
-    const decision = chooseFallback({ token: null, primaryState: "up", readFallbackToPrimary: false, replicas: lagging });
+    const decision = chooseFallback({
+      token: null,
+      primaryState: "up",
+      readFallbackToPrimary: false,
+      replicas: lagging,
+    });
     expect(decision).toEqual({ kind: "unavailable", message: "no healthy read replica is available" });
     // A read with a token still needs the primary when no replica has its write.
-    expect(chooseFallback({ token: 5n, primaryState: "up", readFallbackToPrimary: false, replicas: lagging }).kind).toBe(
-      "primary",
-    );
+    expect(
+      chooseFallback({ token: 5n, primaryState: "up", readFallbackToPrimary: false, replicas: lagging }).kind,
+    ).toBe("primary");
   });
 
   it("serves a token-less read from a lagging replica when the primary is down, never a down one", () => {
-    const decision = chooseFallback({ token: null, primaryState: "down", readFallbackToPrimary: true, replicas: lagging });
+    const decision = chooseFallback({
+      token: null,
+      primaryState: "down",
+      readFallbackToPrimary: true,
+      replicas: lagging,
+    });
     expect(decision).toMatchObject({ kind: "replica", node: { name: "r1" } });
-    const none = chooseFallback({ token: null, primaryState: "down", readFallbackToPrimary: true, replicas: [lagging[1] as NodeView] });
+    const none = chooseFallback({
+      token: null,
+      primaryState: "down",
+      readFallbackToPrimary: true,
+      replicas: [lagging[1] as NodeView],
+    });
     expect(none).toEqual({ kind: "unavailable", message: "no database node is available for reads" });
   });
 
   it("never serves a read with a token from a lagging replica when the primary is down", () => {
-    const decision = chooseFallback({ token: 5n, primaryState: "down", readFallbackToPrimary: true, replicas: lagging });
+    const decision = chooseFallback({
+      token: 5n,
+      primaryState: "down",
+      readFallbackToPrimary: true,
+      replicas: lagging,
+    });
     expect(decision.kind).toBe("unavailable");
     expect(decision).toMatchObject({ message: expect.stringMatching(/caught up with your last write/) });
   });

@@ -23,7 +23,9 @@ describe("the suite's topology selection", () => {
   });
 
   it("refuses a forced container run without an engine, and an unknown choice, with a message", async () => {
-    await expect(selectTopology("containers", reachable(false))).rejects.toThrow(/no reachable Docker engine.*DOCKER_HOST/);
+    await expect(selectTopology("containers", reachable(false))).rejects.toThrow(
+      /no reachable Docker engine.*DOCKER_HOST/,
+    );
     await expect(selectTopology("kubernetes", reachable(true))).rejects.toThrow(/auto, native or containers/);
   });
 });
@@ -48,11 +50,12 @@ describe("the container topology, read from docker-compose.yml", () => {
     expect(files).toContainEqual(
       expect.objectContaining({ service: "replica2", target: "/replica-entrypoint.sh", mode: 0o755 }),
     );
-    expect(files.filter((f) => f.service === "pgbouncer").map((f) => f.target).sort()).toEqual([
-      "/etc/pgbouncer/pgbouncer.ini",
-      "/etc/pgbouncer/pgbouncer_hba.conf",
-      "/etc/pgbouncer/userlist.txt",
-    ]);
+    expect(
+      files
+        .filter((f) => f.service === "pgbouncer")
+        .map((f) => f.target)
+        .sort(),
+    ).toEqual(["/etc/pgbouncer/pgbouncer.ini", "/etc/pgbouncer/pgbouncer_hba.conf", "/etc/pgbouncer/userlist.txt"]);
     // No named volumes: each run starts from empty data directories.
     expect(files.every((f) => !f.target.startsWith("/var/lib/postgresql"))).toBe(true);
   });

@@ -32,10 +32,21 @@ await api(app, "POST", "/v1/collections/sci/documents", {
   key,
   json: { documents: abstracts.map((a) => ({ external_id: a._id, title: a.title, content: a.text })) },
 });
-const { token } = await waitForDocuments(app, key, "sci", abstracts.map((a) => a._id));
+const { token } = await waitForDocuments(
+  app,
+  key,
+  "sci",
+  abstracts.map((a) => a._id),
+);
 
 async function eventsOf(tenant: string) {
-  return adminQuery<{ kind: string; http_status: number; latency_ms: number; payload: Record<string, unknown>; request_id: string }>(
+  return adminQuery<{
+    kind: string;
+    http_status: number;
+    latency_ms: number;
+    payload: Record<string, unknown>;
+    request_id: string;
+  }>(
     "primary",
     "SELECT kind, http_status, latency_ms, payload, request_id FROM analytics.events WHERE tenant_id = $1 ORDER BY id",
     [tenant],
@@ -50,7 +61,11 @@ describe("usage events", () => {
       token,
       json: { collection: "sci", query, mode: "hybrid" },
     });
-    await api(app, "POST", "/v1/search", { key, token, json: { collection: "sci", query: "qqqzzz xxyyzz", mode: "bm25" } });
+    await api(app, "POST", "/v1/search", {
+      key,
+      token,
+      json: { collection: "sci", query: "qqqzzz xxyyzz", mode: "bm25" },
+    });
     const chat = await api<{ message_id: string; consistency_token: string }>(app, "POST", "/v1/chat", {
       key,
       token,
@@ -62,27 +77,43 @@ describe("usage events", () => {
       json: { message_id: chat.body.message_id, rating: "up", comment: "useful" },
     });
     expect(feedback.status).toBe(202);
-    expect((await api(app, "POST", "/v1/feedback", { key, json: { message_id: "999999999", rating: "down" } })).status).toBe(404);
+    expect(
+      (await api(app, "POST", "/v1/feedback", { key, json: { message_id: "999999999", rating: "down" } })).status,
+    ).toBe(404);
 
     await app.usageEvents.flush();
     const events = await eventsOf(tenantId);
     expect(events.map((e) => e.kind)).toEqual(["search", "search", "chat", "feedback"]);
     const [first, zero, chatEvent] = events;
-    expect(first).toMatchObject({ http_status: 200, payload: { collection: "sci", query, mode: "hybrid", served_by: search.body.served_by } });
+    expect(first).toMatchObject({
+      http_status: 200,
+      payload: { collection: "sci", query, mode: "hybrid", served_by: search.body.served_by },
+    });
     expect(first?.request_id).toMatch(/^[0-9a-f-]{36}$/);
-    expect((first?.payload.results as { chunk_id: string; rank: number }[]).map((r) => r.chunk_id)).toEqual(search.body.results.map((r) => r.chunk_id));
-    expect(Object.keys(first?.payload.timings_ms as object)).toEqual(expect.arrayContaining(["embed", "vector", "bm25", "fetch", "total"]));
+    expect((first?.payload.results as { chunk_id: string; rank: number }[]).map((r) => r.chunk_id)).toEqual(
+      search.body.results.map((r) => r.chunk_id),
+    );
+    expect(Object.keys(first?.payload.timings_ms as object)).toEqual(
+      expect.arrayContaining(["embed", "vector", "bm25", "fetch", "total"]),
+    );
     expect(zero?.payload.results).toEqual([]);
     expect(chatEvent?.payload).toMatchObject({ model: "pgrag-dev-extractive", message_id: chat.body.message_id });
     expect(Number(chatEvent?.payload.completion_tokens)).toBeGreaterThan(0);
   });
 
   it("are flushed on graceful shutdown, and counted when dropped from a full buffer", async () => {
-    const small = await startTestApp({ PGRAG_EVENT_FLUSH_MS: "3600000", PGRAG_EVENT_BUFFER_SIZE: "2" }, { workers: true });
+    const small = await startTestApp(
+      { PGRAG_EVENT_FLUSH_MS: "3600000", PGRAG_EVENT_BUFFER_SIZE: "2" },
+      { workers: true },
+    );
     const other = await newTenantKey(small);
     await createCollection(small, other.key, "tiny");
     // Injected: five searches into a buffer of two that is not flushed before shutdown.
-    for (let i = 0; i < 5; i++) await api(small, "POST", "/v1/search", { key: other.key, json: { collection: "tiny", query: `q${i}`, mode: "bm25" } });
+    for (let i = 0; i < 5; i++)
+      await api(small, "POST", "/v1/search", {
+        key: other.key,
+        json: { collection: "tiny", query: `q${i}`, mode: "bm25" },
+      });
     const metrics = await (await small.http.request("/metrics")).text();
     expect(metrics).toMatch(/pgrag_events_dropped_total 3/);
     expect(await eventsOf(other.tenantId)).toHaveLength(0);
@@ -95,7 +126,11 @@ describe("usage events and poison pills", () => {
   it("store a NUL or an unpaired surrogate from request text instead of failing the batch", async () => {
     const other = await newTenantKey(app);
     const marker = crypto.randomUUID();
-    app.usageEvents.record({ tenantId: other.tenantId, kind: "search", payload: { query: `nul \u0000 lone \ud800 ${marker}` } });
+    app.usageEvents.record({
+      tenantId: other.tenantId,
+      kind: "search",
+      payload: { query: `nul \u0000 lone \ud800 ${marker}` },
+    });
     await app.usageEvents.flush();
     const events = await eventsOf(other.tenantId);
     expect(events.map((e) => e.payload.query)).toEqual([`nul \uFFFD lone \uFFFD ${marker}`]);
@@ -132,11 +167,15 @@ describe("the analyst role", () => {
     const { rows } = await analyst.query("SELECT pg_is_in_recovery() AS replica, current_user AS who");
     expect(rows[0]).toEqual({ replica: true, who: "pgrag_analyst" });
     await waitFor("events on the analyst's replica", async () => {
-      const r = await analyst.query("SELECT count(*)::int AS n FROM analytics.daily_usage WHERE tenant_id = $1", [tenantId]);
+      const r = await analyst.query("SELECT count(*)::int AS n FROM analytics.daily_usage WHERE tenant_id = $1", [
+        tenantId,
+      ]);
       return r.rows[0].n > 0;
     });
     for (const view of VIEWS) await analyst.query(`SELECT * FROM analytics.${view} LIMIT 5`);
-    const zero = await analyst.query("SELECT query FROM analytics.zero_result_queries WHERE tenant_id = $1", [tenantId]);
+    const zero = await analyst.query("SELECT query FROM analytics.zero_result_queries WHERE tenant_id = $1", [
+      tenantId,
+    ]);
     expect(zero.rows.map((r) => r.query)).toContain("qqqzzz xxyyzz");
     const top = await analyst.query("SELECT external_id FROM analytics.top_documents WHERE tenant_id = $1", [tenantId]);
     expect(top.rows.length).toBeGreaterThan(0);
@@ -154,7 +193,10 @@ describe("the analyst role", () => {
       ["CREATE TABLE analytics.mine (id int)", /permission denied|read-only/],
       ["DROP VIEW analytics.daily_usage", /must be owner|permission denied|read-only/],
       // The SECURITY DEFINER doors: forging another tenant's events, dropping partitions.
-      [`SELECT analytics.record_events('[{"tenant_id": "${tenantId}", "kind": "chat"}]')`, /permission denied for function record_events/],
+      [
+        `SELECT analytics.record_events('[{"tenant_id": "${tenantId}", "kind": "chat"}]')`,
+        /permission denied for function record_events/,
+      ],
       ["SELECT analytics.drop_partitions_before(0)", /permission denied for function drop_partitions_before/],
       ["SELECT analytics.ensure_partitions()", /permission denied for function ensure_partitions/],
       // Schema public is not even visible to the analyst, let alone the key lookup in it.
@@ -168,7 +210,11 @@ describe("the analyst role", () => {
     // cannot create functions (read-only replica, no CREATE, no TEMP); the superuser plants it to
     // prove the views would not feed it hidden rows even if one existed.
     const secret = `hidden-${crypto.randomUUID()}`;
-    await api(app, "POST", "/v1/search", { key, token, json: { collection: "sci", query: `${abstracts[0]?.title} ${secret}`, mode: "bm25" } });
+    await api(app, "POST", "/v1/search", {
+      key,
+      token,
+      json: { collection: "sci", query: `${abstracts[0]?.title} ${secret}`, mode: "bm25" },
+    });
     await app.usageEvents.flush();
     await adminQuery(
       "primary",
@@ -183,7 +229,10 @@ describe("the analyst role", () => {
       try {
         await waitFor("the probe and the event on the analyst's replica", async () => {
           const probe = await client.query("SELECT to_regprocedure('analytics.leak_probe(text)') IS NOT NULL AS ok");
-          const event = await client.query("SELECT count(*)::int AS n FROM analytics.daily_usage WHERE tenant_id = $1", [tenantId]);
+          const event = await client.query(
+            "SELECT count(*)::int AS n FROM analytics.daily_usage WHERE tenant_id = $1",
+            [tenantId],
+          );
           return probe.rows[0]?.ok && event.rows[0]?.n > 0;
         });
         await client.query("SELECT * FROM analytics.zero_result_queries WHERE analytics.leak_probe(query)");

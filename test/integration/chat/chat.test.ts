@@ -40,9 +40,8 @@ describe("OpenAI-compatible facade, called with the openai client", () => {
     });
     const answer = completion.choices[0]?.message.content ?? "";
     expect(answer.length).toBeGreaterThan(20);
-    const citations = (
-      completion as unknown as { citations: { number: number; text: string; external_id: string }[] }
-    ).citations;
+    const citations = (completion as unknown as { citations: { number: number; text: string; external_id: string }[] })
+      .citations;
     expectCitationsGrounded(answer, citations);
     expect(citations.map((c) => c.external_id)).toContain(abstracts[3]?._id);
     expect(completion.usage?.completion_tokens).toBeGreaterThan(0);
@@ -111,20 +110,15 @@ describe("/v1/chat", () => {
       },
     );
     expect(first.status).toBe(200);
-    const follow = await api<{ retrieval: { servedBy: string }; consistency_token: string }>(
-      app,
-      "POST",
-      "/v1/chat",
-      {
-        key,
-        json: {
-          question: "And what else does it say?",
-          collection: "sci",
-          conversation_id: first.body.conversation_id,
-          stream: false,
-        },
+    const follow = await api<{ retrieval: { servedBy: string }; consistency_token: string }>(app, "POST", "/v1/chat", {
+      key,
+      json: {
+        question: "And what else does it say?",
+        collection: "sci",
+        conversation_id: first.body.conversation_id,
+        stream: false,
       },
-    );
+    });
     expect(follow.status).toBe(200);
     const prompt = app.devInference()?.stats.lastChatMessages.map((m) => m.content ?? "") ?? [];
     expect(prompt).toContain(question);
@@ -146,10 +140,7 @@ describe("/v1/chat", () => {
       key,
       json: { question: " ", collection: "sci" },
     });
-    expect([empty.status, empty.body.error.message]).toEqual([
-      400,
-      "invalid request: question: the question is empty",
-    ]);
+    expect([empty.status, empty.body.error.message]).toEqual([400, "invalid request: question: the question is empty"]);
     const unknown = await api<{ error: { message: string } }>(app, "POST", "/v1/chat", {
       key,
       json: { question: "x", collection: "sci", conversation_id: crypto.randomUUID() },
@@ -181,11 +172,7 @@ describe("/v1/chat", () => {
       }
       return true;
     }).catch(() => []);
-    await waitFor(
-      "the dev backend to see the aborted stream",
-      () => dev.stats.abortedChats > before,
-      10_000,
-    );
+    await waitFor("the dev backend to see the aborted stream", () => dev.stats.abortedChats > before, 10_000);
     const history = await waitFor("the partial answer to be stored", async () => {
       const r = await api<{ messages: { role: string; status: string; content: string }[] }>(
         app,
@@ -213,14 +200,22 @@ describe("conversation quota", () => {
       api<{ conversation_id: string; error?: { code: string; message: string } }>(quota, "POST", "/v1/chat", {
         key,
         token: created,
-        json: { question: "Anything?", collection: "empty", mode: "bm25", stream: false, ...(conversation ? { conversation_id: conversation } : {}) },
+        json: {
+          question: "Anything?",
+          collection: "empty",
+          mode: "bm25",
+          stream: false,
+          ...(conversation ? { conversation_id: conversation } : {}),
+        },
       });
     const first = await ask(readKey);
     expect(first.status).toBe(200);
     expect((await ask(writer.key)).status).toBe(200);
     const over = await ask(readKey);
     expect(over.status).toBe(429);
-    expect(over.body.error?.message).toMatch(/started 2 conversations in the last day.*PGRAG_MAX_CONVERSATIONS_PER_DAY/);
+    expect(over.body.error?.message).toMatch(
+      /started 2 conversations in the last day.*PGRAG_MAX_CONVERSATIONS_PER_DAY/,
+    );
     expect((await ask(readKey, first.body.conversation_id)).status).toBe(200);
   });
 });
@@ -236,7 +231,11 @@ describe("shutdown", () => {
     // How the request ends, handled from the start (it is expected to fail).
     const outcome = fetch(`http://127.0.0.1:${stopping.port()}/v1/chat`, {
       method: "POST",
-      headers: { Authorization: `Bearer ${stoppingKey}`, "Content-Type": "application/json", "X-Consistency-Token": created },
+      headers: {
+        Authorization: `Bearer ${stoppingKey}`,
+        "Content-Type": "application/json",
+        "X-Consistency-Token": created,
+      },
       body: JSON.stringify({ question: "Anyone there?", collection: "empty", mode: "bm25" }),
     })
       .then((response) => response.text())
@@ -254,10 +253,13 @@ describe("shutdown", () => {
 
 describe("admission control and backend faults", () => {
   it("answers 429 with Retry-After past the concurrency limit and queue, and none hang", async () => {
-    const limited = await startTestApp({
-      PGRAG_INFERENCE_MAX_CONCURRENT: "2",
-      PGRAG_INFERENCE_MAX_QUEUED: "1",
-    }, { workers: true });
+    const limited = await startTestApp(
+      {
+        PGRAG_INFERENCE_MAX_CONCURRENT: "2",
+        PGRAG_INFERENCE_MAX_QUEUED: "1",
+      },
+      { workers: true },
+    );
     const dev = limited.devInference();
     if (!dev) throw new Error("expected the dev backend");
     const { key: limitedKey } = await seed(limited);
@@ -305,7 +307,10 @@ describe("admission control and backend faults", () => {
   });
 
   it("answers 504 when the backend is too slow", async () => {
-    const slow = await startTestApp({ PGRAG_INFERENCE_TIMEOUT_MS: "300", PGRAG_INFERENCE_MAX_RETRIES: "0" }, { workers: true });
+    const slow = await startTestApp(
+      { PGRAG_INFERENCE_TIMEOUT_MS: "300", PGRAG_INFERENCE_MAX_RETRIES: "0" },
+      { workers: true },
+    );
     const dev = slow.devInference();
     if (!dev) throw new Error("expected the dev backend");
     const { key: slowKey } = await newTenantKey(slow);

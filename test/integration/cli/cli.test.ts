@@ -45,10 +45,15 @@ describe("the pgrag CLI", () => {
     const app = await startTestApp({ PGRAG_AUTH_CACHE_TTL_MS: "1" });
     expect((await api(app, "GET", "/v1/collections", { key })).status).toBe(200);
     expect((await api(app, "POST", "/v1/collections", { key, json: { name: "x" } })).status).toBe(403); // read scope only
-    expect((await pgrag("keys", "list", "--tenant", owner)).stdout).toMatch(new RegExp(`^${keyId}  pgr_\\w+_…  ci  \\[read\\]  active$`, "m"));
+    expect((await pgrag("keys", "list", "--tenant", owner)).stdout).toMatch(
+      new RegExp(`^${keyId}  pgr_\\w+_…  ci  \\[read\\]  active$`, "m"),
+    );
     expect((await pgrag("keys", "revoke", keyId)).stdout).toBe(`revoked ${keyId}\n`);
     expect((await pgrag("keys", "list", "--tenant", owner)).stdout).toMatch(/ revoked \d{4}-/);
-    await waitFor("the revoked key refused", async () => (await api(app, "GET", "/v1/collections", { key })).status === 401);
+    await waitFor(
+      "the revoked key refused",
+      async () => (await api(app, "GET", "/v1/collections", { key })).status === 401,
+    );
   });
 
   it("fails with a clear message and a non-zero exit, and has --help", async () => {
@@ -56,10 +61,16 @@ describe("the pgrag CLI", () => {
       code: 1,
       stderr: expect.stringContaining('no collection "missing"'),
     });
-    await expect(pgrag("ingest", "/nonexistent/folder")).rejects.toMatchObject({ code: 1, stderr: expect.stringContaining("no such file or folder") });
-    await expect(pgrag("frobnicate")).rejects.toMatchObject({ code: 2, stderr: expect.stringContaining('unknown command "frobnicate"') });
+    await expect(pgrag("ingest", "/nonexistent/folder")).rejects.toMatchObject({
+      code: 1,
+      stderr: expect.stringContaining("no such file or folder"),
+    });
+    await expect(pgrag("frobnicate")).rejects.toMatchObject({
+      code: 2,
+      stderr: expect.stringContaining('unknown command "frobnicate"'),
+    });
     const help = await pgrag("ask", "--help");
-    expect(help.stdout).toContain("ask \"<question>\"");
+    expect(help.stdout).toContain('ask "<question>"');
   });
 
   it("evaluates a BEIR folder: ingests it and prints nDCG@10, Recall@100 and latencies per mode", async () => {
@@ -71,7 +82,9 @@ describe("the pgrag CLI", () => {
     const relevant = new Set(qrels.map((line) => line.split("\t")[1]));
     const corpusLines = readFileSync(`${SCIFACT_DIR}/corpus.jsonl`, "utf8").trim().split("\n");
     const corpus = corpusLines.filter((line, i) => i < 60 || relevant.has((JSON.parse(line) as { _id: string })._id));
-    const queries = readFileSync(`${SCIFACT_DIR}/queries.jsonl`, "utf8").trim().split("\n")
+    const queries = readFileSync(`${SCIFACT_DIR}/queries.jsonl`, "utf8")
+      .trim()
+      .split("\n")
       .filter((line) => queryIds.includes((JSON.parse(line) as { _id: string })._id));
     const dir = join(mkdtempSync(join(tmpdir(), "pgrag-eval-")), `mini-scifact-${crypto.randomUUID().slice(0, 8)}`);
     mkdirSync(join(dir, "qrels"), { recursive: true });
@@ -82,9 +95,11 @@ describe("the pgrag CLI", () => {
     const { stdout } = await pgrag("eval", "--dataset", dir);
     expect(stdout).toMatch(new RegExp(`corpus: ${corpus.length} documents in collection "${dir.split("/").at(-1)}"`));
     const rows = Object.fromEntries(
-      [...stdout.matchAll(/^(bm25|vector|hybrid)\s+(\d+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)$/gm)].map(
-        (m) => [m[1], m.slice(2).map(Number)],
-      ),
+      [
+        ...stdout.matchAll(
+          /^(bm25|vector|hybrid)\s+(\d+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)$/gm,
+        ),
+      ].map((m) => [m[1], m.slice(2).map(Number)]),
     );
     expect(Object.keys(rows).sort()).toEqual(["bm25", "hybrid", "vector"]);
     for (const [queriesRun, ndcg, recall, ...latencies] of Object.values(rows) as number[][]) {

@@ -12,10 +12,17 @@ import { readScifactCorpus } from "../../../src/evaluation/datasets.ts";
 
 // No database URL at all: the embedded PGlite default, with the very same code paths.
 const dataDir = join(mkdtempSync(join(tmpdir(), "pgrag-embedded-")), "data");
-const config = loadConfig({ PGRAG_EMBEDDED_DATA_DIR: dataDir, PGRAG_EMBEDDED_PORT: "55997", PGRAG_PORT: "0", PGRAG_LOG_LEVEL: "silent" });
+const config = loadConfig({
+  PGRAG_EMBEDDED_DATA_DIR: dataDir,
+  PGRAG_EMBEDDED_PORT: "55997",
+  PGRAG_PORT: "0",
+  PGRAG_LOG_LEVEL: "silent",
+});
 // Every log line the app writes, to check what reaches logs.
 const logLines: string[] = [];
-const app = createApp(config, { logger: pino({ level: "info" }, { write: (line: string) => void logLines.push(line) }) });
+const app = createApp(config, {
+  logger: pino({ level: "info" }, { write: (line: string) => void logLines.push(line) }),
+});
 afterAll(() => app.stop());
 
 describe("the embedded default (PGlite)", () => {
@@ -40,7 +47,12 @@ describe("the embedded default (PGlite)", () => {
       json: { documents: abstracts.map((a) => ({ external_id: a._id, title: a.title, content: a.text })) },
     });
     expect(put.status).toBe(202);
-    await waitForDocuments(app, key, "sci", abstracts.map((a) => a._id));
+    await waitForDocuments(
+      app,
+      key,
+      "sci",
+      abstracts.map((a) => a._id),
+    );
     const target = abstracts[3];
     for (const mode of ["bm25", "vector", "hybrid"]) {
       const found = await api<{ results: { external_id: string }[]; served_by: string }>(app, "POST", "/v1/search", {
@@ -50,13 +62,20 @@ describe("the embedded default (PGlite)", () => {
       expect(found.body.results[0]?.external_id, mode).toBe(target?._id);
       expect(found.body.served_by).toBe("primary");
     }
-    const chat = await api<{ answer: string; citations: { external_id: string }[]; conversation_id: string }>(app, "POST", "/v1/chat", {
-      key,
-      json: { collection: "sci", question: target?.title, stream: false },
-    });
+    const chat = await api<{ answer: string; citations: { external_id: string }[]; conversation_id: string }>(
+      app,
+      "POST",
+      "/v1/chat",
+      {
+        key,
+        json: { collection: "sci", question: target?.title, stream: false },
+      },
+    );
     expect(chat.status).toBe(200);
     expect(chat.body.citations.map((c) => c.external_id)).toContain(target?._id);
-    const history = await api<{ messages: unknown[] }>(app, "GET", `/v1/conversations/${chat.body.conversation_id}`, { key });
+    const history = await api<{ messages: unknown[] }>(app, "GET", `/v1/conversations/${chat.body.conversation_id}`, {
+      key,
+    });
     expect(history.body.messages).toHaveLength(2);
     expect((await api(app, "DELETE", `/v1/collections/sci/documents/${target?._id}`, { key })).status).toBe(200);
     const after = await api<{ results: { external_id: string }[] }>(app, "POST", "/v1/search", {

@@ -14,20 +14,31 @@ describe("restarts", () => {
     const app = await startTestApp({}, { workers: true });
     const { key } = await newTenantKey(app);
     await createCollection(app, key, "bouncer");
-    await api(app, "PUT", "/v1/collections/bouncer/documents/d", { key, json: { content: "PgBouncer pools connections." } });
+    await api(app, "PUT", "/v1/collections/bouncer/documents/d", {
+      key,
+      json: { content: "PgBouncer pools connections." },
+    });
     const { token } = await waitForDocuments(app, key, "bouncer", ["d"]);
-    const search = () => api(app, "POST", "/v1/search", { key, token, json: { collection: "bouncer", query: "PgBouncer", mode: "bm25" } });
+    const search = () =>
+      api(app, "POST", "/v1/search", { key, token, json: { collection: "bouncer", query: "PgBouncer", mode: "bm25" } });
     expect((await search()).status).toBe(200);
     // Injected: PgBouncer stopped and started again; every pooled server connection is gone.
     await cluster("restart-pgbouncer");
     // Asserted: with no restart of the API, searches succeed again (the bound is generous; the time it
     // took is not the point) and every node is back in rotation.
-    await waitFor("searches to succeed after the PgBouncer restart", async () => (await search()).status === 200, 20_000);
+    await waitFor(
+      "searches to succeed after the PgBouncer restart",
+      async () => (await search()).status === 200,
+      20_000,
+    );
     await waitFor("readiness", async () => (await app.http.request("/readyz")).status === 200, 20_000);
   });
 
   it("primary restarted during ingestion: no document lost or duplicated", async () => {
-    const app = await startTestApp({ PGRAG_INGEST_JOB_EXPIRE_SECONDS: "3", PGRAG_QUEUE_MAINTENANCE_SECONDS: "1" }, { workers: true });
+    const app = await startTestApp(
+      { PGRAG_INGEST_JOB_EXPIRE_SECONDS: "3", PGRAG_QUEUE_MAINTENANCE_SECONDS: "1" },
+      { workers: true },
+    );
     const backend = app.devInference();
     const { key, tenantId } = await newTenantKey(app);
     await createCollection(app, key, "restart");
@@ -38,14 +49,25 @@ describe("restarts", () => {
       json: { documents: abstracts.map((a) => ({ external_id: a._id, content: `${a.title}\n\n${a.text}` })) },
     });
     await waitFor("some documents ready", async () => {
-      const rows = await adminQuery<{ n: number }>("primary", "SELECT count(*)::int AS n FROM documents WHERE tenant_id = $1 AND status = 'ready'", [tenantId]);
+      const rows = await adminQuery<{ n: number }>(
+        "primary",
+        "SELECT count(*)::int AS n FROM documents WHERE tenant_id = $1 AND status = 'ready'",
+        [tenantId],
+      );
       return (rows[0]?.n ?? 0) >= 2;
     });
     // Injected: the primary stopped (fast shutdown, in-flight transactions rolled back) and started.
     await cluster("stop-node", "primary");
     await cluster("start-node", "primary");
     slowEmbeddings.clear();
-    await waitForDocuments(app, key, "restart", abstracts.map((a) => a._id), ["ready"], 90_000);
+    await waitForDocuments(
+      app,
+      key,
+      "restart",
+      abstracts.map((a) => a._id),
+      ["ready"],
+      90_000,
+    );
     const rows = await adminQuery<{ docs: number; bad: number; stats_ok: boolean }>(
       "primary",
       `SELECT count(*)::int AS docs,

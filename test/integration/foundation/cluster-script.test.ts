@@ -9,7 +9,12 @@ import { afterAll, describe, expect, it } from "vitest";
 const run = promisify(execFile);
 const SCRIPT = fileURLToPath(new URL("../../../replicas/cluster.sh", import.meta.url));
 // A small cluster of its own (primary only), apart from the suite's shared topology.
-const env = { ...process.env, PGRAG_CLUSTER_DIR: "/var/tmp/pgrag/script-test", PGRAG_PG_PORT: "55532", PGRAG_PGBOUNCER_PORT: "56532" };
+const env = {
+  ...process.env,
+  PGRAG_CLUSTER_DIR: "/var/tmp/pgrag/script-test",
+  PGRAG_PG_PORT: "55532",
+  PGRAG_PGBOUNCER_PORT: "56532",
+};
 const cluster = (...args: string[]) => run("bash", [SCRIPT, ...args], { env });
 
 afterAll(async () => {

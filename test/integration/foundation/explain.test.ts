@@ -71,7 +71,9 @@ beforeAll(async () => {
   const { rows: position } = await owner.query<{ lsn: string }>("SELECT pg_current_wal_lsn()::text AS lsn");
   for (const node of ["replica1", "replica2"]) {
     await waitFor(`statistics on ${node}`, async () => {
-      const rows = await adminQuery<{ ok: boolean }>(node, "SELECT pg_last_wal_replay_lsn() >= $1::pg_lsn AS ok", [position[0]?.lsn]);
+      const rows = await adminQuery<{ ok: boolean }>(node, "SELECT pg_last_wal_replay_lsn() >= $1::pg_lsn AS ok", [
+        position[0]?.lsn,
+      ]);
       return rows[0]?.ok;
     });
   }
@@ -108,7 +110,10 @@ describe("index use on a replica", () => {
       "SELECT reloptions AS options FROM pg_class WHERE oid = 'chunk_terms'::regclass",
     );
     expect(rows[0]?.options).toEqual(
-      expect.arrayContaining(["autovacuum_vacuum_insert_scale_factor=0.01", "autovacuum_vacuum_insert_threshold=10000"]),
+      expect.arrayContaining([
+        "autovacuum_vacuum_insert_scale_factor=0.01",
+        "autovacuum_vacuum_insert_threshold=10000",
+      ]),
     );
   });
 });

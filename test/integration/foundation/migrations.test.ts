@@ -87,9 +87,9 @@ describe("migrations", () => {
       applicationName: "test",
     });
     try {
-      await expect(
-        assertEmbeddingSettings(node.db, { model: base.embedding.model, dimension: 768 }),
-      ).rejects.toThrow(/dimension 384.*PGRAG_EMBEDDING_DIM=768/);
+      await expect(assertEmbeddingSettings(node.db, { model: base.embedding.model, dimension: 768 })).rejects.toThrow(
+        /dimension 384.*PGRAG_EMBEDDING_DIM=768/,
+      );
       await expect(
         assertEmbeddingSettings(node.db, { model: "text-embedding-3-small", dimension: 384 }),
       ).rejects.toThrow(/model "pgrag-dev-hash".*PGRAG_EMBEDDING_MODEL="text-embedding-3-small"/);

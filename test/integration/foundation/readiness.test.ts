@@ -35,9 +35,7 @@ describe("health endpoints", () => {
       ["replica1", "replica", "up"],
       ["replica2", "replica", "up"],
     ]);
-    expect(
-      body.nodes.filter((n) => n.role === "replica").every((n) => n.lag_ms !== null && n.lag_ms >= 0),
-    ).toBe(true);
+    expect(body.nodes.filter((n) => n.role === "replica").every((n) => n.lag_ms !== null && n.lag_ms >= 0)).toBe(true);
 
     // Injected: replica2 stopped (fast shutdown). Asserted: 503 naming replica2 as down, once the
     // last probe (at most a second old) has been replaced.

@@ -50,7 +50,12 @@ describe("native topology", () => {
     await asTenant(primary, id, "INSERT INTO collections (tenant_id, name) VALUES ($1, $2)", [id, "rows"]);
     for (const replica of replicas) {
       const seen = await waitFor("the row on the replica", async () => {
-        const r = await asTenant(replica, id, "SELECT t.name FROM collections c JOIN tenants t ON t.id = c.tenant_id WHERE c.tenant_id = $1", [id]);
+        const r = await asTenant(
+          replica,
+          id,
+          "SELECT t.name FROM collections c JOIN tenants t ON t.id = c.tenant_id WHERE c.tenant_id = $1",
+          [id],
+        );
         return r[0]?.name as string | undefined;
       });
       expect(seen).toBe(name);

@@ -7,7 +7,10 @@ import { adminQuery } from "../../helpers/cluster.ts";
 import { createCollection, waitForDocuments } from "../../helpers/ingest.ts";
 import { readScifactCorpus } from "../../../src/evaluation/datasets.ts";
 
-const app = await startTestApp({ PGRAG_WORKER_POLL_SECONDS: "0.5", PGRAG_MAX_DOCUMENT_BYTES: "200000" }, { workers: true });
+const app = await startTestApp(
+  { PGRAG_WORKER_POLL_SECONDS: "0.5", PGRAG_MAX_DOCUMENT_BYTES: "200000" },
+  { workers: true },
+);
 const dev = () => {
   const server = app.devInference();
   if (!server) throw new Error("the test app runs the in-process dev inference server");
@@ -97,15 +100,10 @@ describe("ingestion", () => {
     const { key, tenantId } = await newTenantKey(app);
     await createCollection(app, key, "notes");
     const put = (content: string) =>
-      api<{ document: { changed: boolean; version: number } }>(
-        app,
-        "PUT",
-        "/v1/collections/notes/documents/n1",
-        {
-          key,
-          json: { content, content_type: "text/markdown", title: "Note" },
-        },
-      );
+      api<{ document: { changed: boolean; version: number } }>(app, "PUT", "/v1/collections/notes/documents/n1", {
+        key,
+        json: { content, content_type: "text/markdown", title: "Note" },
+      });
     expect((await put("# Note\n\nPgBouncer pools connections in transaction mode.")).status).toBe(202);
     let { documents } = await waitForDocuments(app, key, "notes", ["n1"]);
     const id = documents.get("n1")?.id ?? "";
@@ -149,8 +147,13 @@ describe("ingestion", () => {
     const { key } = await newTenantKey(app);
     // min_tokens 0: every heading starts a chunk, however short the section.
     await createCollection(app, key, "web", { chunking: { max_tokens: 384, overlap_tokens: 0, min_tokens: 0 } });
-    const html = "<html><body><h1>Guide</h1><p>Intro text about replicas.</p><h2>Install</h2><p>Run the install script as root.</p></body></html>";
-    const put = await api(app, "PUT", "/v1/collections/web/documents/page?title=Guide", { key, body: html, contentType: "text/html; charset=utf-8" });
+    const html =
+      "<html><body><h1>Guide</h1><p>Intro text about replicas.</p><h2>Install</h2><p>Run the install script as root.</p></body></html>";
+    const put = await api(app, "PUT", "/v1/collections/web/documents/page?title=Guide", {
+      key,
+      body: html,
+      contentType: "text/html; charset=utf-8",
+    });
     expect(put.status).toBe(202);
     const { documents } = await waitForDocuments(app, key, "web", ["page"]);
     const rows = await adminQuery<{ content: string; heading_path: string[] }>(
@@ -168,9 +171,7 @@ describe("ingestion", () => {
     await createCollection(app, key, "dups");
     // Several chunks of text no earlier test can have embedded.
     const run = crypto.randomUUID();
-    const text = Array.from({ length: 120 }, (_, i) => `Sentence ${i} of run ${run} mentions term${i}.`).join(
-      " ",
-    );
+    const text = Array.from({ length: 120 }, (_, i) => `Sentence ${i} of run ${run} mentions term${i}.`).join(" ");
     const before = dev().stats.embeddedInputs;
     await api(app, "POST", "/v1/collections/dups/documents", {
       key,
@@ -267,14 +268,12 @@ describe("bad input", () => {
     });
     expect(batch.status).toBe(400);
     expect(batch.body.error.message).toMatch(/documents\[1\] \(bad\): the document is empty/);
-    const stored = await adminQuery(
-      "primary",
-      "SELECT count(*)::int AS n FROM documents WHERE tenant_id = $1",
-      [tenantId],
-    );
+    const stored = await adminQuery("primary", "SELECT count(*)::int AS n FROM documents WHERE tenant_id = $1", [
+      tenantId,
+    ]);
     expect(stored[0]?.n).toBe(0);
-    expect(
-      (await api(app, "PUT", "/v1/collections/strict/documents/e", { json: { content: "no key" } })).status,
-    ).toBe(401);
+    expect((await api(app, "PUT", "/v1/collections/strict/documents/e", { json: { content: "no key" } })).status).toBe(
+      401,
+    );
   });
 });

@@ -5,7 +5,10 @@ import { startTestApp } from "../../helpers/app.ts";
 
 describe("the Node load-test runner", () => {
   it("runs every scenario against the API for a few seconds: requests made, no errors, summary printed", async () => {
-    const app = await startTestApp({ PGRAG_RATE_LIMIT_PER_SECOND: "100000", PGRAG_RATE_LIMIT_BURST: "100000" }, { listen: true });
+    const app = await startTestApp(
+      { PGRAG_RATE_LIMIT_PER_SECOND: "100000", PGRAG_RATE_LIMIT_BURST: "100000" },
+      { listen: true },
+    );
     const { key } = await newTenantKey(app);
     const summary = await runScenarios({
       baseUrl: `http://127.0.0.1:${app.port()}`,

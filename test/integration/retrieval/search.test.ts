@@ -34,17 +34,12 @@ async function ingest(
   collection: string,
   docs: { id: string; content: string; metadata?: Record<string, unknown> }[],
 ) {
-  const put = await api<{ consistency_token: string }>(
-    app,
-    "POST",
-    `/v1/collections/${collection}/documents`,
-    {
-      key,
-      json: {
-        documents: docs.map((d) => ({ external_id: d.id, content: d.content, metadata: d.metadata ?? {} })),
-      },
+  const put = await api<{ consistency_token: string }>(app, "POST", `/v1/collections/${collection}/documents`, {
+    key,
+    json: {
+      documents: docs.map((d) => ({ external_id: d.id, content: d.content, metadata: d.metadata ?? {} })),
     },
-  );
+  });
   expect(put.status).toBe(202);
   return (
     await waitForDocuments(
@@ -63,8 +58,7 @@ const search = (key: string, body: Record<string, unknown>, token?: string) =>
 function bm25(terms: { tf: number; df: number }[], dl: number, n: number, avgdl: number): number {
   return terms.reduce(
     (sum, { tf, df }) =>
-      sum +
-      Math.log(1 + (n - df + 0.5) / (df + 0.5)) * ((tf * (K1 + 1)) / (tf + K1 * (1 - B + (B * dl) / avgdl))),
+      sum + Math.log(1 + (n - df + 0.5) / (df + 0.5)) * ((tf * (K1 + 1)) / (tf + K1 * (1 - B + (B * dl) / avgdl))),
     0,
   );
 }
@@ -94,15 +88,10 @@ describe("BM25", () => {
     expect(got.get("d3")).toBeCloseTo(bm25([{ tf: 3, df: 2 }], 4, 3, 3), 9);
     expect([...got.keys()]).toEqual(["d1", "d3", "d2"]);
 
-    const replaced = await api<{ consistency_token: string }>(
-      app,
-      "PUT",
-      "/v1/collections/fruit/documents/d1",
-      {
-        key,
-        json: { content: "apple apple apple apple cherry" },
-      },
-    );
+    const replaced = await api<{ consistency_token: string }>(app, "PUT", "/v1/collections/fruit/documents/d1", {
+      key,
+      json: { content: "apple apple apple apple cherry" },
+    });
     token = (await waitForDocuments(app, key, "fruit", ["d1"])).token;
     await expect
       .poll(async () => (await scores(token)).get("d1"))
@@ -122,12 +111,9 @@ describe("BM25", () => {
     got = await scores(token);
     expect(got.get("d3")).toBeCloseTo(bm25([{ tf: 3, df: 3 }], 4, 3, 11 / 3), 9);
 
-    const deleted = await api<{ consistency_token: string }>(
-      app,
-      "DELETE",
-      "/v1/collections/fruit/documents/d3",
-      { key },
-    );
+    const deleted = await api<{ consistency_token: string }>(app, "DELETE", "/v1/collections/fruit/documents/d3", {
+      key,
+    });
     got = await scores(deleted.body.consistency_token);
     // N = 2, avgdl = (5 + 2) / 2; df(cherry) = 2.
     expect(got.has("d3")).toBe(false);
@@ -157,11 +143,7 @@ describe("BM25", () => {
     );
     const first = abstracts[0];
     // Two words that are rarely in the same abstract: an AND would return (almost) nothing.
-    const or = await search(
-      key,
-      { collection: "sci", query: "diffusion zebrafish", mode: "bm25", k: 20 },
-      token,
-    );
+    const or = await search(key, { collection: "sci", query: "diffusion zebrafish", mode: "bm25", k: 20 }, token);
     expect(or.body.results.length).toBeGreaterThan(1);
     for (const query of ["!!! ??? ((( )))", "the of and to", ") & | ! :* <-> '", ""]) {
       const response = await search(key, { collection: "sci", query: query || " ", mode: "bm25" }, token);
@@ -241,11 +223,7 @@ describe("filters", () => {
     }));
     const token = await ingest(key, "filtered", docs);
     const query = "cells and patients treatment";
-    const check = async (
-      filter: Record<string, unknown>,
-      expected: (d: (typeof docs)[number]) => boolean,
-      k = 10,
-    ) => {
+    const check = async (filter: Record<string, unknown>, expected: (d: (typeof docs)[number]) => boolean, k = 10) => {
       for (const mode of ["vector", "bm25", "hybrid"]) {
         const response = await search(key, { collection: "filtered", query, mode, k, filter }, token);
         expect(response.status, JSON.stringify(response.body)).toBe(200);
@@ -295,9 +273,7 @@ describe("filters", () => {
       token,
     );
     expect(match.body.results.map((h) => h.external_id)).toEqual(["x"]);
-    expect(
-      (await adminQuery("primary", "SELECT to_regclass('public.chunks') IS NOT NULL AS ok"))[0]?.ok,
-    ).toBe(true);
+    expect((await adminQuery("primary", "SELECT to_regclass('public.chunks') IS NOT NULL AS ok"))[0]?.ok).toBe(true);
     const bad = await search(
       key,
       { collection: "inert", query: "x", filter: { metadata: { year: { between: [1, 2] } } } },
@@ -317,9 +293,9 @@ describe("request bounds", () => {
     ]);
     const none = await search(key, { collection: "bounds", query: "zzzyzzx qqqpqq", mode: "bm25" }, token);
     expect([none.status, none.body.results]).toEqual([200, []]);
-    expect(
-      (await search(key, { collection: "bounds", query: "replication", k: 1 }, token)).body.results,
-    ).toHaveLength(1);
+    expect((await search(key, { collection: "bounds", query: "replication", k: 1 }, token)).body.results).toHaveLength(
+      1,
+    );
     for (const k of [0, 101, 2.5]) {
       const response = await search(key, { collection: "bounds", query: "x", k }, token);
       expect(response.status).toBe(400);

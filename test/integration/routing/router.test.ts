@@ -24,7 +24,11 @@ async function insertRow(app: App): Promise<{ id: string; token: bigint }> {
   const tenantId = await routerTenant();
   const { value, token } = await app.router.write(
     (tx) =>
-      tx.insertInto("collections").values({ tenant_id: tenantId, name: `c-${randomUUID()}` }).returning("id").executeTakeFirstOrThrow(),
+      tx
+        .insertInto("collections")
+        .values({ tenant_id: tenantId, name: `c-${randomUUID()}` })
+        .returning("id")
+        .executeTakeFirstOrThrow(),
     { tenantId },
   );
   return { id: value.id, token };
@@ -104,7 +108,11 @@ describe("client-controlled tokens", () => {
     const { key } = await newTenantKey(app);
     await api(app, "POST", "/v1/collections", { key, json: { name: "forged" } });
     const response = await waitFor("the collection on a replica", async () => {
-      const r = await api(app, "POST", "/v1/search", { key, token: "FFFFFFFF/FFFFFFFF", json: { collection: "forged", query: "anything" } });
+      const r = await api(app, "POST", "/v1/search", {
+        key,
+        token: "FFFFFFFF/FFFFFFFF",
+        json: { collection: "forged", query: "anything" },
+      });
       return r.status === 200 ? r : undefined;
     });
     expect(response.headers.get("X-Served-By")).toMatch(/^replica/);
@@ -134,10 +142,7 @@ describe("failures", () => {
       await cluster("stop-node", "replica2");
       await waitFor("replica2 out of rotation", () => app.monitor.health("replica2").state === "down");
       const servedWhileDown = served.get("replica2") ?? 0;
-      await waitFor(
-        "reads go on without replica2",
-        () => (served.get("replica1") ?? 0) > servedWhileDown + 50,
-      );
+      await waitFor("reads go on without replica2", () => (served.get("replica1") ?? 0) > servedWhileDown + 50);
       expect(served.get("replica2") ?? 0).toBe(servedWhileDown);
       await cluster("start-node", "replica2");
       await waitFor(

@@ -21,7 +21,13 @@ function fromUrl(url: string | undefined) {
 }
 
 async function canLogIn(role: Role, port: number, database: string): Promise<boolean> {
-  const client = new pg.Client({ host: "127.0.0.1", port, database, ...credentials[role], connectionTimeoutMillis: 5_000 });
+  const client = new pg.Client({
+    host: "127.0.0.1",
+    port,
+    database,
+    ...credentials[role],
+    connectionTimeoutMillis: 5_000,
+  });
   client.on("error", () => {});
   try {
     await client.connect();

@@ -23,10 +23,16 @@ for (const [tenant, secret] of [
 
 describe("tenant A's key never reaches tenant B's data", () => {
   it("documents: get, list and delete see only A's", async () => {
-    const doc = await api<{ document: { id: string } }>(app, "GET", "/v1/collections/shared/documents/plan", { key: a.key });
-    const bDoc = await api<{ document: { id: string } }>(app, "GET", "/v1/collections/shared/documents/plan", { key: b.key });
+    const doc = await api<{ document: { id: string } }>(app, "GET", "/v1/collections/shared/documents/plan", {
+      key: a.key,
+    });
+    const bDoc = await api<{ document: { id: string } }>(app, "GET", "/v1/collections/shared/documents/plan", {
+      key: b.key,
+    });
     expect(doc.body.document.id).not.toBe(bDoc.body.document.id);
-    const list = await api<{ documents: { id: string }[] }>(app, "GET", "/v1/collections/shared/documents", { key: a.key });
+    const list = await api<{ documents: { id: string }[] }>(app, "GET", "/v1/collections/shared/documents", {
+      key: a.key,
+    });
     expect(list.body.documents.map((d) => d.id)).toEqual([doc.body.document.id]);
     const collections = await api<{ collections: { name: string }[] }>(app, "GET", "/v1/collections", { key: a.key });
     expect(collections.body.collections.map((c) => c.name)).toEqual(["shared"]);
@@ -58,7 +64,9 @@ describe("tenant A's key never reaches tenant B's data", () => {
     expect(stolen.status).toBe(404);
     const { documents } = await waitForDocuments(app, b.key, "shared", ["plan"]);
     await api(app, "DELETE", "/v1/collections/shared/documents/plan", { key: a.key });
-    const still = await api<{ document: { id: string } }>(app, "GET", "/v1/collections/shared/documents/plan", { key: b.key });
+    const still = await api<{ document: { id: string } }>(app, "GET", "/v1/collections/shared/documents/plan", {
+      key: b.key,
+    });
     expect(still.body.document.id).toBe(documents.get("plan")?.id);
     // A's own document was the one deleted.
     expect((await api(app, "GET", "/v1/collections/shared/documents/plan", { key: a.key })).status).toBe(404);
@@ -70,16 +78,23 @@ describe("tenant A's key never reaches tenant B's data", () => {
       sql<{ tenant_id: string }>`SELECT DISTINCT tenant_id FROM collections`.execute(db),
     );
     expect(asA.value.rows.map((r) => r.tenant_id)).toEqual([a.tenantId]);
-    const nobody = await app.router.read({}, (db) => sql<{ n: number }>`SELECT count(*)::int AS n FROM collections`.execute(db));
+    const nobody = await app.router.read({}, (db) =>
+      sql<{ n: number }>`SELECT count(*)::int AS n FROM collections`.execute(db),
+    );
     expect(nobody.value.rows[0]?.n).toBe(0);
     // Writing a row for B while acting as A is refused by the policy's WITH CHECK.
     await expect(
-      app.router.write((tx) => sql`UPDATE documents SET title = 'pwned' WHERE tenant_id = ${b.tenantId}`.execute(tx), { tenantId: a.tenantId }),
-    ).resolves.toMatchObject({ value: { numAffectedRows: 0n } });
-    await expect(
-      app.router.write((tx) => sql`INSERT INTO collections (tenant_id, name) VALUES (${b.tenantId}, 'intruder')`.execute(tx), {
+      app.router.write((tx) => sql`UPDATE documents SET title = 'pwned' WHERE tenant_id = ${b.tenantId}`.execute(tx), {
         tenantId: a.tenantId,
       }),
+    ).resolves.toMatchObject({ value: { numAffectedRows: 0n } });
+    await expect(
+      app.router.write(
+        (tx) => sql`INSERT INTO collections (tenant_id, name) VALUES (${b.tenantId}, 'intruder')`.execute(tx),
+        {
+          tenantId: a.tenantId,
+        },
+      ),
     ).rejects.toThrow(/row-level security/);
   });
 
@@ -93,14 +108,22 @@ describe("tenant A's key never reaches tenant B's data", () => {
     } finally {
       await closeDbNode(admin);
     }
-    await waitFor("the revoked key refused", async () => (await api(revocable, "GET", "/v1/collections", { key: k.key })).status === 401);
+    await waitFor(
+      "the revoked key refused",
+      async () => (await api(revocable, "GET", "/v1/collections", { key: k.key })).status === 401,
+    );
   });
 
   it("keys: missing, unknown and under-scoped keys are refused", async () => {
     const reader = await newTenantKey(app, ["read"]);
     expect((await api(app, "GET", "/v1/collections")).status).toBe(401);
-    expect((await api(app, "GET", "/v1/collections", { key: "pgr_abcdefgh_notarealkeynotarealkeynotarealkey1" })).status).toBe(401);
-    const write = await api<{ error: { message: string } }>(app, "POST", "/v1/collections", { key: reader.key, json: { name: "x" } });
+    expect(
+      (await api(app, "GET", "/v1/collections", { key: "pgr_abcdefgh_notarealkeynotarealkeynotarealkey1" })).status,
+    ).toBe(401);
+    const write = await api<{ error: { message: string } }>(app, "POST", "/v1/collections", {
+      key: reader.key,
+      json: { name: "x" },
+    });
     expect([write.status, write.body.error.message]).toEqual([403, "this API key lacks the 'write' scope"]);
   });
 });

@@ -59,7 +59,10 @@ describe("hostile documents", () => {
   });
 
   it("fail alone and for good when over their time budget, with the reason; the rest of the batch is ingested", async () => {
-    const app = await startTestApp({ PGRAG_TEXT_TIMEOUT_MS: "100", PGRAG_WORKER_POLL_SECONDS: "0.5" }, { workers: true });
+    const app = await startTestApp(
+      { PGRAG_TEXT_TIMEOUT_MS: "100", PGRAG_WORKER_POLL_SECONDS: "0.5" },
+      { workers: true },
+    );
     const { key } = await newTenantKey(app);
     await createCollection(app, key, "budget");
     const slow = "e.g. 1.5! ".repeat(500_000); // ~1 s of chunking, ten times the budget
@@ -78,7 +81,9 @@ describe("hostile documents", () => {
     expect(documents.get("before")?.status).toBe("ready");
     expect(documents.get("after")?.status).toBe("ready");
     expect(documents.get("slow")?.status).toBe("failed");
-    expect(documents.get("slow")?.error).toMatch(/chunking the document took longer than 100 ms \(PGRAG_TEXT_TIMEOUT_MS\)/);
+    expect(documents.get("slow")?.error).toMatch(
+      /chunking the document took longer than 100 ms \(PGRAG_TEXT_TIMEOUT_MS\)/,
+    );
     // Failed for good: its job is completed, not waiting for a retry.
     const slowId = documents.get("slow")?.id;
     const jobs = await adminQuery<{ state: string }>(
@@ -103,6 +108,8 @@ describe("hostile documents", () => {
       json: { name: "overlapping", chunking: { max_tokens: 100, overlap_tokens: 60 } },
     });
     expect(overlapping.status).toBe(400);
-    expect(overlapping.body.error.message).toBe("chunking.overlap_tokens (60) must be at most half of chunking.max_tokens (100)");
+    expect(overlapping.body.error.message).toBe(
+      "chunking.overlap_tokens (60) must be at most half of chunking.max_tokens (100)",
+    );
   });
 });

@@ -10,7 +10,9 @@ describe("per-key rate limits", () => {
     const statuses: number[] = [];
     for (let i = 0; i < 5; i++) statuses.push((await api(app, "GET", "/v1/collections", { key: first.key })).status);
     expect(statuses).toEqual([200, 200, 200, 429, 429]);
-    const limited = await api<{ error: { code: string; message: string } }>(app, "GET", "/v1/collections", { key: first.key });
+    const limited = await api<{ error: { code: string; message: string } }>(app, "GET", "/v1/collections", {
+      key: first.key,
+    });
     expect(limited.body.error.code).toBe("rate_limited");
     expect(limited.body.error.message).toMatch(/rate limit of this API key exceeded \(1\/s, bursts of 3\)/);
     expect(Number(limited.headers.get("Retry-After"))).toBeGreaterThanOrEqual(1);
@@ -47,7 +49,11 @@ describe("request body limits", () => {
     // Unauthenticated, too: the limit comes before the key is looked up.
     expect((await api(app, "POST", "/v1/search", { body: big, contentType: "application/json" })).status).toBe(413);
     // Document uploads keep their own, larger limit.
-    const upload = await api(app, "PUT", "/v1/collections/none/documents/a", { key, body: "y".repeat(100_000), contentType: "text/plain" });
+    const upload = await api(app, "PUT", "/v1/collections/none/documents/a", {
+      key,
+      body: "y".repeat(100_000),
+      contentType: "text/plain",
+    });
     expect(upload.status).toBe(404);
   });
 
@@ -77,7 +83,9 @@ describe("unknown API keys", () => {
     expect(statuses).toEqual([401, 401, 401, 401, 401, 429, 429, 429]);
     // Five misses cost two lookups each (replica, then primary); the refused ones none.
     expect(lookups).toHaveBeenCalledTimes(10);
-    const refused = await api<{ error: { message: string } }>(app, "GET", "/v1/collections", { key: `pgr_${"b".repeat(8)}_${"c".repeat(32)}` });
+    const refused = await api<{ error: { message: string } }>(app, "GET", "/v1/collections", {
+      key: `pgr_${"b".repeat(8)}_${"c".repeat(32)}`,
+    });
     expect(refused.body.error.message).toMatch(/too many unknown API keys were tried; retry in \d+ s/);
     expect(Number(refused.headers.get("Retry-After"))).toBeGreaterThanOrEqual(1);
     expect((await api(app, "GET", "/v1/collections", { key })).status).toBe(200);

@@ -113,7 +113,13 @@ describe("the privilege matrix", () => {
               has_database_privilege('pgrag_app', current_database(), 'TEMPORARY') AS app_temp,
               has_database_privilege('pgrag_analyst', current_database(), 'TEMPORARY') AS analyst_temp`,
     );
-    expect(rights).toEqual({ app_create: false, analyst_create: false, analyst_public_usage: false, app_temp: false, analyst_temp: false });
+    expect(rights).toEqual({
+      app_create: false,
+      analyst_create: false,
+      analyst_public_usage: false,
+      app_temp: false,
+      analyst_temp: false,
+    });
   });
 });
 
@@ -129,7 +135,15 @@ describe("row-level security coverage", () => {
        ORDER BY 1`,
     );
     expect(tables.map((t) => t.name)).toEqual([
-      "analytics.events", "api_keys", "chunk_terms", "chunks", "collection_stats", "collections", "conversations", "documents", "messages",
+      "analytics.events",
+      "api_keys",
+      "chunk_terms",
+      "chunks",
+      "collection_stats",
+      "collections",
+      "conversations",
+      "documents",
+      "messages",
     ]);
     for (const table of tables) {
       expect(table, table.name).toMatchObject({ rls: true, policies: 1, owner: "pgrag" });

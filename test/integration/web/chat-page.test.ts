@@ -15,7 +15,15 @@ describe("the chat page", () => {
 
     browser = await chromium.launch({
       executablePath: "/usr/bin/chromium",
-      args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+      args: [
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+      ],
     });
     const page = await browser.newPage();
     await page.goto(`http://127.0.0.1:${app.port()}/`);
@@ -29,12 +37,17 @@ describe("the chat page", () => {
     await expect.poll(() => page.locator("#citations button").count(), { timeout: 15_000 }).toBeGreaterThan(0);
     const answer = await page.locator("#answer").textContent();
     expect(answer?.length ?? 0).toBeGreaterThan(20);
-    expect(await page.locator("#meta").textContent()).toMatch(/mode hybrid, retrieval \d+ ms on (replica\d|primary), answered in \d+ ms/);
+    expect(await page.locator("#meta").textContent()).toMatch(
+      /mode hybrid, retrieval \d+ ms on (replica\d|primary), answered in \d+ ms/,
+    );
     await page.locator("#citations button").first().click();
     const source = await page.locator("#source").textContent();
     expect(source?.length ?? 0).toBeGreaterThan(50);
     // The cited sentence of the answer is in the passage the citation opens.
-    const firstCited = /([^[\]]+?)\s*\[1\]/.exec(answer ?? "")?.[1]?.trim().replace(/\s+/g, " ");
+    const firstCited = /([^[\]]+?)\s*\[1\]/
+      .exec(answer ?? "")?.[1]
+      ?.trim()
+      .replace(/\s+/g, " ");
     if (firstCited) expect(source?.replace(/\s+/g, " ")).toContain(firstCited);
     mkdirSync("test-results", { recursive: true });
     await page.screenshot({ path: "test-results/chat-page.png", fullPage: true });
