@@ -223,6 +223,7 @@ export function createApp(config: Config, options: { logger?: Logger } = {}): Ap
             batchSize: config.ingest.workerBatchSize,
             pollingIntervalSeconds: config.ingest.workerPollSeconds,
             maxChunksPerDocument: config.ingest.maxChunksPerDocument,
+            leaseSeconds: config.ingest.jobExpireSeconds,
           },
         );
         await worker.start();

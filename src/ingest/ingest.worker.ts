@@ -23,7 +23,7 @@ import {
   markDocumentFailed,
   markDocumentsReady,
 } from "./documents.repository.ts";
-import { INGEST_QUEUE, type IngestJobData } from "./queue.ts";
+import { INGEST_QUEUE, type IngestJobData, renewJobLeases } from "./queue.ts";
 
 export interface IngestWorkerOptions {
   /** Concurrent fetch loops in this process. */
@@ -32,6 +32,8 @@ export interface IngestWorkerOptions {
   readonly batchSize: number;
   readonly pollingIntervalSeconds: number;
   readonly maxChunksPerDocument: number;
+  /** The jobs' expiry (PGRAG_INGEST_JOB_EXPIRE_SECONDS): a running batch renews its leases three times per it. */
+  readonly leaseSeconds: number;
 }
 
 interface PendingDocument {
@@ -58,7 +60,11 @@ export class IngestWorker {
   readonly #textPool: TextPool;
   readonly #logger: Logger;
   readonly #options: IngestWorkerOptions;
-  readonly #workerIds: string[] = [];
+  /** One fetch loop per unit of concurrency; stop() awaits them. */
+  readonly #loops: Promise<void>[] = [];
+  /** Wakes loops sleeping between polls, so stop() does not wait out a poll interval. */
+  readonly #sleepers = new Set<() => void>();
+  #stopping = false;
   readonly #processed: Counter<"outcome">;
   readonly #stageSeconds: Histogram<"stage">;
 
@@ -95,29 +101,74 @@ export class IngestWorker {
   }
 
   async start(): Promise<void> {
-    for (let i = 0; i < this.#options.concurrency; i++) {
-      let id = "";
-      id = await this.#boss.work<IngestJobData>(
-        INGEST_QUEUE,
-        {
+    this.#stopping = false;
+    for (let i = 0; i < this.#options.concurrency; i++) this.#loops.push(this.#fetchLoop());
+  }
+
+  /** Stops fetching and waits for the batches in progress (the app's shutdown deadline bounds the wait). */
+  async stop(): Promise<void> {
+    this.#stopping = true;
+    for (const wake of this.#sleepers) wake();
+    await Promise.all(this.#loops.splice(0));
+  }
+
+  /**
+   * Fetches a batch, processes it, completes it; sleeps when the queue is empty, and fetches again at
+   * once after a full batch (more jobs are probably waiting). pg-boss's own work() is not used: it
+   * fails a job whose handler outlasts the job's expiry while the handler goes on, so a long batch
+   * would run twice. Here a running batch renews its jobs' leases instead, and only a worker that
+   * died stops renewing (its jobs then expire and run again).
+   */
+  async #fetchLoop(): Promise<void> {
+    while (!this.#stopping) {
+      let fetched = 0;
+      try {
+        const jobs = await this.#boss.fetch<IngestJobData>(INGEST_QUEUE, {
           batchSize: this.#options.batchSize,
           includeMetadata: true,
-          pollingIntervalSeconds: this.#options.pollingIntervalSeconds,
-        },
-        async (jobs) => {
-          await this.processBatch(jobs);
-          // pg-boss sleeps out the rest of the polling interval after a batch faster than it; a
-          // full batch means more jobs are probably waiting, so fetch again at once.
-          if (jobs.length === this.#options.batchSize) this.#boss.notifyWorker(id);
-        },
-      );
-      this.#workerIds.push(id);
+        });
+        fetched = jobs.length;
+        if (fetched > 0) await this.#runBatch(jobs);
+      } catch (error) {
+        this.#logger.error({ err: error }, "ingestion fetch loop: batch failed; its jobs will run again");
+      }
+      if (fetched < this.#options.batchSize) await this.#sleep(this.#options.pollingIntervalSeconds * 1000);
     }
   }
 
-  /** Stops fetching; jobs in progress finish (pg-boss waits for them in `boss.stop`). */
-  async stop(): Promise<void> {
-    await Promise.all(this.#workerIds.splice(0).map((id) => this.#boss.offWork({ id })));
+  async #runBatch(jobs: PgBoss.JobWithMetadata<IngestJobData>[]): Promise<void> {
+    const ids = jobs.map((job) => job.id);
+    const renew = setInterval(
+      () =>
+        void renewJobLeases(this.#router, ids).catch((error: unknown) =>
+          this.#logger.warn({ err: error, jobIds: ids }, "renewing job leases failed"),
+        ),
+      (this.#options.leaseSeconds * 1000) / 3,
+    );
+    try {
+      await this.processBatch(jobs);
+    } catch (error) {
+      // Back to the queue, for a retry with backoff.
+      await this.#boss.fail(INGEST_QUEUE, ids);
+      throw error;
+    } finally {
+      clearInterval(renew);
+    }
+    // Jobs processBatch already failed (for a retry) are no longer active: completing leaves them be.
+    await this.#boss.complete(INGEST_QUEUE, ids);
+  }
+
+  #sleep(ms: number): Promise<void> {
+    if (this.#stopping) return Promise.resolve();
+    return new Promise((resolve) => {
+      const wake = () => {
+        clearTimeout(timer);
+        this.#sleepers.delete(wake);
+        resolve();
+      };
+      const timer = setTimeout(wake, ms);
+      this.#sleepers.add(wake);
+    });
   }
 
   async processBatch(jobs: PgBoss.JobWithMetadata<IngestJobData>[]): Promise<void> {

@@ -1,5 +1,4 @@
 import { CompiledQuery, type Kysely } from "kysely";
-import { createRequire } from "node:module";
 import PgBoss from "pg-boss";
 import { Gauge, type Registry } from "prom-client";
 import type { Database } from "../db/database.ts";
@@ -63,29 +62,16 @@ export function createJobQueue(
 }
 
 /**
- * pg-boss 10 completes or fails a worker's jobs without awaiting the result (manager.js, onFetch), so
- * a primary that is away at that moment becomes an unhandled rejection, which ends a Node process.
- * Those two calls are caught here, once for the module: a job left active expires and runs again,
- * and our writes are idempotent.
+ * Renews the leases of jobs a worker is running. pg-boss 10 has no heartbeat: its maintenance
+ * expires an active job once `started_on + expire_in` has passed and runs it again. Moving
+ * `started_on` forward is the heartbeat (pg-boss reads the column only for that and, when it fetches
+ * a job again, to count a retry).
  */
-const managerPrototype = (
-  createRequire(import.meta.url)("pg-boss/src/manager.js") as { prototype: Record<string, unknown> }
-).prototype;
-if (!managerPrototype.__pgragGuarded) {
-  for (const method of ["complete", "fail"] as const) {
-    const original = managerPrototype[method] as (
-      this: { emit(event: string, error: unknown): void },
-      ...a: unknown[]
-    ) => Promise<unknown>;
-    managerPrototype[method] = function guarded(
-      this: { emit(event: string, error: unknown): void },
-      ...args: unknown[]
-    ) {
-      return original.apply(this, args).catch((error: unknown) => {
-        this.emit("error", error);
-        return undefined;
-      });
-    };
-  }
-  managerPrototype.__pgragGuarded = true;
+export async function renewJobLeases(router: Router, jobIds: readonly string[]): Promise<void> {
+  await router
+    .primarySqlExecutor()
+    .executeSql(
+      "UPDATE pgboss.job SET started_on = now() WHERE name = $1 AND id = any($2::uuid[]) AND state = 'active'",
+      [INGEST_QUEUE, jobIds],
+    );
 }

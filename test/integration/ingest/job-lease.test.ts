@@ -1,0 +1,33 @@
+import { describe, expect, it } from "vitest";
+import { api, newTenantKey } from "../../helpers/api.ts";
+import { startTestApp } from "../../helpers/app.ts";
+import { adminQuery } from "../../helpers/cluster.ts";
+import { injectDevFaults } from "../../helpers/dev-faults.ts";
+import { createCollection, waitForDocuments } from "../../helpers/ingest.ts";
+
+// A file of its own: no other app's workers may take the job.
+describe("a batch that takes longer than its jobs' expiry", () => {
+  it("runs once: the worker renews the leases of the jobs it is running", async () => {
+    const slow = await startTestApp(
+      { PGRAG_INGEST_JOB_EXPIRE_SECONDS: "2", PGRAG_QUEUE_MAINTENANCE_SECONDS: "1", PGRAG_WORKER_POLL_SECONDS: "0.5" },
+      { workers: true },
+    );
+    const backend = slow.devInference();
+    injectDevFaults(backend, { embeddingDelayMs: 4_000 }); // twice the expiry
+    const before = backend?.stats.embeddingRequests ?? 0;
+    const { key } = await newTenantKey(slow);
+    await createCollection(slow, key, "lease");
+    await api(slow, "PUT", "/v1/collections/lease/documents/long", {
+      key,
+      json: { content: `slow to embed ${crypto.randomUUID()}` },
+    });
+    const { documents } = await waitForDocuments(slow, key, "lease", ["long"]);
+    const jobs = await adminQuery<{ state: string; retry_count: number }>(
+      "primary",
+      "SELECT state, retry_count FROM pgboss.job WHERE name = 'ingest-document' AND data->>'documentId' = $1",
+      [documents.get("long")?.id],
+    );
+    expect(jobs).toEqual([{ state: "completed", retry_count: 0 }]);
+    expect((backend?.stats.embeddingRequests ?? 0) - before).toBe(1);
+  });
+});
