@@ -1,6 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { resolve } from "node:path";
-import { ConfigError, loadConfig } from "../../src/config.ts";
+import { readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { CONFIG_VARIABLES, ConfigError, loadConfig } from "../../src/config.ts";
 
 const minimal = { PGRAG_PRIMARY_URL: "postgres://app:secret@127.0.0.1:6432/primary" };
 
@@ -57,5 +59,11 @@ describe("loadConfig", () => {
 
   it("reads an env file, letting the environment win", () => {
     expect(() => loadConfig({ PGRAG_ENV_FILE: "/nonexistent/pgrag.env" })).toThrow(/PGRAG_ENV_FILE: file not found/);
+  });
+
+  it("is documented: the README's configuration table names every variable the config reads", () => {
+    const readme = readFileSync(fileURLToPath(new URL("../../README.md", import.meta.url)), "utf8");
+    const table = readme.slice(readme.indexOf("## Configuration"), readme.indexOf("## Measurements"));
+    expect(CONFIG_VARIABLES.filter((name) => !table.includes(`\`${name}\``))).toEqual([]);
   });
 });
