@@ -16,17 +16,20 @@
  *
  * @param {import('node-pg-migrate').MigrationBuilder} pgm
  */
+/** The functions this schema's owner created in its schemas; extensions' own (pgvector's) are left out. */
+const OWN_FUNCTIONS = `SELECT p.oid::regprocedure AS signature
+        FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+        WHERE n.nspname IN ('public', 'analytics', 'pgboss')
+          AND p.proowner = (SELECT oid FROM pg_roles WHERE rolname = current_user)
+          AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e')`;
+
 export const up = (pgm) => {
   pgm.sql(`
     DO $$
     DECLARE f record;
     BEGIN
       FOR f IN
-        SELECT p.oid::regprocedure AS signature
-        FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-        WHERE n.nspname IN ('public', 'analytics', 'pgboss')
-          AND p.proowner = (SELECT oid FROM pg_roles WHERE rolname = current_user)
-          AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e')
+        ${OWN_FUNCTIONS}
       LOOP
         EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', f.signature);
       END LOOP;
@@ -68,12 +71,8 @@ export const down = (pgm) => {
     BEGIN
       -- As before: every owned function callable by PUBLIC but the two doors migration 5 closed.
       FOR f IN
-        SELECT p.oid::regprocedure AS signature
-        FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-        WHERE n.nspname IN ('public', 'analytics', 'pgboss')
-          AND p.proowner = (SELECT oid FROM pg_roles WHERE rolname = current_user)
+        ${OWN_FUNCTIONS}
           AND p.proname NOT IN ('pgrag_authenticate', 'pgrag_document_tenants')
-          AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e')
       LOOP
         EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO PUBLIC', f.signature);
       END LOOP;
