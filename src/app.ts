@@ -14,7 +14,7 @@ import { searchRoutes } from "./api/search.routes.ts";
 import { ChatService } from "./chat/chat.service.ts";
 import type { Config } from "./config.ts";
 import { assertEmbeddingSettings } from "./db/embedding-settings.ts";
-import { type EmbeddedDatabase, startEmbeddedDatabase } from "./db/embedded.ts";
+import { startEmbeddedDatabase } from "./db/embedded.ts";
 import { migrate } from "./db/migrate.ts";
 import { ensureDevApiKey } from "./tenancy/dev-key.ts";
 import { NodeMonitor } from "./db/node-monitor.ts";
@@ -30,6 +30,7 @@ import { IngestService } from "./ingest/ingest.service.ts";
 import { IngestWorker } from "./ingest/ingest.worker.ts";
 import { createJobQueue } from "./ingest/queue.ts";
 import { TextPool } from "./ingest/text-pool.ts";
+import { Releasers, untilDeadline } from "./lifecycle.ts";
 import { createLogger, type Logger } from "./logger.ts";
 import { createMetricsRegistry, type Registry } from "./metrics.ts";
 import { SearchService } from "./retrieval/search.service.ts";
@@ -152,13 +153,14 @@ export function createApp(config: Config, options: { logger?: Logger } = {}): Ap
     ],
   });
 
+  // Created now, so released even if start() never runs: the pools (last) and the text pool's threads.
+  const releasers = new Releasers(logger);
+  releasers.push("database pools", () => Promise.all(nodes.map(closeDbNode)), { always: true });
+  releasers.push("text pool", () => textPool.close(), { always: true });
   let server: ServerType | undefined;
   let devServer: DevInferenceServer | undefined;
-  let worker: IngestWorker | undefined;
-  let bossStarted = false;
-  let stopping: Promise<void> | undefined;
-  let embedded: EmbeddedDatabase | undefined;
   let devKey: string | undefined;
+  let stopping: Promise<void> | undefined;
 
   const inferenceUrl = () => {
     const url = config.inference.url ?? devServer?.url;
@@ -179,7 +181,8 @@ export function createApp(config: Config, options: { logger?: Logger } = {}): Ap
     chat,
     async start({ listen = true } = {}) {
       if (config.database.embedded) {
-        embedded = await startEmbeddedDatabase(config.database.embedded);
+        const embedded = await startEmbeddedDatabase(config.database.embedded);
+        releasers.push("embedded database", () => embedded.stop());
         // The embedded default exists for trying pgrag: it migrates itself and hands out a key.
         await migrate(config, logger);
         devKey = await ensureDevApiKey(primary.db, config.database.embedded.dataDir);
@@ -192,24 +195,32 @@ export function createApp(config: Config, options: { logger?: Logger } = {}): Ap
       await assertEmbeddingSettings(primary.db, config.embedding);
       await monitor.probeAll(true);
       monitor.start();
+      releasers.push("node monitor", () => monitor.stop(), { always: true });
       usageEvents.start();
+      // Released after the HTTP server and the workers: no new events can arrive; every buffered one is written.
+      releasers.push("usage events", () => usageEvents.stop());
       await queue.boss.start();
-      bossStarted = true;
+      releasers.push("job queue", (deadline) => {
+        const remaining = Math.max(0, Math.floor((deadline - Date.now()) / 1000));
+        return queue.boss.stop({ graceful: remaining > 0, wait: true, close: false, timeout: remaining * 1000 });
+      });
       if (!config.inference.url) {
-        devServer = await startDevInferenceServer({
+        const dev = await startDevInferenceServer({
           dimension: config.embedding.dimension,
           embeddingModel: config.embedding.model,
           chatModel: config.inference.chatModel,
         });
+        devServer = dev;
+        releasers.push("dev inference server", () => dev.close());
         logger.info(
-          { url: devServer.url },
+          { url: dev.url },
           "no PGRAG_INFERENCE_URL: using the in-process dev inference server (hashed embeddings, extractive answers)",
         );
       }
       embeddings = new EmbeddingClient(inferenceUrl(), config, inferenceSeconds);
       chatClient = new ChatClient(inferenceUrl(), config, admission, inferenceSeconds);
       if (config.ingest.workerConcurrency > 0) {
-        worker = new IngestWorker(
+        const worker = new IngestWorker(
           {
             boss: queue.boss,
             router,
@@ -227,12 +238,17 @@ export function createApp(config: Config, options: { logger?: Logger } = {}): Ap
           },
         );
         await worker.start();
+        releasers.push("ingestion workers", () => worker.stop());
       }
       if (!listen) return;
-      await new Promise<void>((resolve, reject) => {
-        server = serve({ fetch: http.fetch, hostname: config.http.host, port: config.http.port }, () => resolve());
-        server.once("error", reject);
+      const listening = await new Promise<ServerType>((resolve, reject) => {
+        const created = serve({ fetch: http.fetch, hostname: config.http.host, port: config.http.port }, () =>
+          resolve(created),
+        );
+        created.once("error", reject);
       });
+      server = listening;
+      releasers.push("in-flight HTTP requests", (deadline) => closeServer(listening, deadline, logger));
       logger.info({ host: config.http.host, port: this.port() }, "pgrag listening");
     },
     port() {
@@ -244,61 +260,20 @@ export function createApp(config: Config, options: { logger?: Logger } = {}): Ap
     devInference: () => devServer,
     devApiKey: () => devKey,
     stop() {
-      stopping ??= (async () => {
-        // Every step runs within one deadline: a stuck client, job or node cannot hold shutdown open.
-        const deadline = Date.now() + config.shutdownTimeoutMs;
-        const step = (name: string, work: Promise<unknown> | undefined) => untilDeadline(name, work, deadline, logger);
-        if (server) {
-          const closing = new Promise<void>((resolve) => server?.close(() => resolve()));
-          // Idle keep-alive sockets would hold close() open; in-flight requests still finish.
-          (server as { closeIdleConnections?: () => void }).closeIdleConnections?.();
-          if (!(await step("in-flight HTTP requests", closing))) {
-            // Streaming answers that outlive the deadline are cut off.
-            (server as { closeAllConnections?: () => void }).closeAllConnections?.();
-          }
-        }
-        await step("ingestion workers", worker?.stop());
-        // After the HTTP server: no new events can arrive; every buffered one is written.
-        await step("usage events", usageEvents.stop());
-        if (bossStarted) {
-          const remaining = Math.max(0, Math.floor((deadline - Date.now()) / 1000));
-          await step(
-            "job queue",
-            queue.boss.stop({ graceful: remaining > 0, wait: true, close: false, timeout: remaining * 1000 }),
-          );
-        }
-        await step("dev inference server", devServer?.close());
-        await textPool.close();
-        await monitor.stop();
-        await Promise.all(nodes.map(closeDbNode));
-        await step("embedded database", embedded?.stop());
-      })();
+      stopping ??= releasers.releaseAll(config.shutdownTimeoutMs);
       return stopping;
     },
   };
 }
 
-/**
- * Waits for `work` until the deadline; true when it finished in time. Past it, shutdown moves on
- * (and says so) rather than hang.
- */
-async function untilDeadline(
-  name: string,
-  work: Promise<unknown> | undefined,
-  deadline: number,
-  logger: Logger,
-): Promise<boolean> {
-  if (!work) return true;
-  let timer: NodeJS.Timeout | undefined;
-  const expired = new Promise<false>((resolve) => {
-    timer = setTimeout(() => resolve(false), Math.max(0, deadline - Date.now()));
-  });
-  try {
-    const finished = await Promise.race([work.then(() => true as const), expired]);
-    if (!finished) logger.warn({ step: name }, "shutdown deadline passed; not waiting for this step");
-    return finished;
-  } finally {
-    clearTimeout(timer);
+/** In-flight requests finish until the deadline; answers still streaming then are cut off. */
+async function closeServer(server: ServerType, deadline: number, logger: Logger): Promise<void> {
+  const closing = new Promise<void>((resolve) => server.close(() => resolve()));
+  // Idle keep-alive sockets would hold close() open.
+  (server as { closeIdleConnections?: () => void }).closeIdleConnections?.();
+  if (!(await untilDeadline("in-flight HTTP requests", closing, deadline, logger))) {
+    (server as { closeAllConnections?: () => void }).closeAllConnections?.();
+    await closing;
   }
 }
 
