@@ -55,6 +55,7 @@ const config = loadConfig({
   // The benchmark is one key at full speed: the per-key rate limit would measure itself.
   PGRAG_RATE_LIMIT_PER_SECOND: "1000000",
   PGRAG_RATE_LIMIT_BURST: "1000000",
+  PGRAG_TENANT_RATE_LIMIT_PER_SECOND: "1000000",
 });
 const app = createApp(config, { logger: createLogger({ logLevel: "warn" }) });
 await app.start();

@@ -82,6 +82,7 @@ async function measure(replicas: number, apiKey: string) {
     PGRAG_POOL_SIZE: "24",
     PGRAG_RATE_LIMIT_PER_SECOND: "1000000",
     PGRAG_RATE_LIMIT_BURST: "1000000",
+    PGRAG_TENANT_RATE_LIMIT_PER_SECOND: "1000000",
   });
   const app = createApp(config, { logger: createLogger({ logLevel: "warn" }) });
   await app.start();

@@ -56,6 +56,8 @@ const schema = z.object({
   PGRAG_RATE_LIMIT_PER_SECOND: z.coerce.number().int().min(1).max(1_000_000).default(100),
   PGRAG_RATE_LIMIT_BURST: z.coerce.number().int().min(1).max(1_000_000).default(200),
   // Unknown or revoked keys tried per client address per minute before it gets 429 (ten times that in total).
+  // All of a tenant's keys together (bursts of twice this): more keys do not buy more of the platform.
+  PGRAG_TENANT_RATE_LIMIT_PER_SECOND: z.coerce.number().int().min(1).max(1_000_000).default(200),
   PGRAG_UNKNOWN_KEYS_PER_MINUTE: z.coerce.number().int().min(1).max(1_000_000).default(60),
 
   PGRAG_EMBEDDING_MODEL: z.string().min(1).default("pgrag-dev-hash"),
@@ -159,7 +161,12 @@ export interface Config {
   /** How long a resolved API key is cached: a revoked key stops working within this bound. */
   readonly authCacheTtlMs: number;
   /** Per API key: a sustained rate and a burst (token bucket), past which requests get 429. */
-  readonly rateLimit: { readonly perSecond: number; readonly burst: number; readonly unknownKeysPerMinute: number };
+  readonly rateLimit: {
+    readonly perSecond: number;
+    readonly burst: number;
+    readonly tenantPerSecond: number;
+    readonly unknownKeysPerMinute: number;
+  };
   readonly embedding: {
     readonly model: string;
     readonly dimension: number;
@@ -291,6 +298,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     rateLimit: {
       perSecond: raw.PGRAG_RATE_LIMIT_PER_SECOND,
       burst: raw.PGRAG_RATE_LIMIT_BURST,
+      tenantPerSecond: raw.PGRAG_TENANT_RATE_LIMIT_PER_SECOND,
       unknownKeysPerMinute: raw.PGRAG_UNKNOWN_KEYS_PER_MINUTE,
     },
     embedding: {

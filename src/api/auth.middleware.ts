@@ -13,9 +13,10 @@ import type { AppEnv } from "./context.ts";
  */
 export function requireApiKey(
   authenticator: Authenticator,
-  limit: { perSecond: number; burst: number; unknownKeysPerMinute: number },
+  limit: { perSecond: number; burst: number; tenantPerSecond: number; unknownKeysPerMinute: number },
 ): (scope: Scope) => MiddlewareHandler<AppEnv> {
-  const limiter = new RateLimiterMemory({ points: limit.burst, duration: limit.burst / limit.perSecond });
+  const keyLimiter = new RateLimiterMemory({ points: limit.burst, duration: limit.burst / limit.perSecond });
+  const tenantLimiter = new RateLimiterMemory({ points: limit.tenantPerSecond * 2, duration: 2 });
   // Unknown keys cost database lookups before there is a key to rate-limit: their misses are
   // limited per client address, and in total (guessing spread over many addresses).
   const missesPerAddress = new RateLimiterMemory({ points: limit.unknownKeysPerMinute, duration: 60 });
@@ -52,21 +53,32 @@ export function requireApiKey(
       if (!principal.scopes.includes(scope) && !principal.scopes.includes("admin")) {
         throw new AppError("forbidden", `this API key lacks the '${scope}' scope`);
       }
-      try {
-        await limiter.consume(principal.keyId);
-      } catch (rejection) {
-        const wait = rejection instanceof RateLimiterRes ? Math.ceil(rejection.msBeforeNext / 1000) : 1;
-        throw new AppError(
-          "rate_limited",
-          `rate limit of this API key exceeded (${limit.perSecond}/s, bursts of ${limit.burst}); retry in ${wait} s`,
-          {
-            retryAfterSeconds: Math.max(1, wait),
-          },
-        );
-      }
+      await consumeOrRefuse(
+        keyLimiter,
+        principal.keyId,
+        `this API key (${limit.perSecond}/s, bursts of ${limit.burst})`,
+      );
+      // A tenant's keys share one allowance too: more keys do not buy a bigger share of the platform.
+      await consumeOrRefuse(
+        tenantLimiter,
+        principal.tenantId,
+        `this tenant's keys together (${limit.tenantPerSecond}/s, bursts of ${limit.tenantPerSecond * 2})`,
+      );
       c.set("principal", principal);
       await next();
     };
+}
+
+/** Takes one request from `limiter`'s bucket for `key`, or refuses with 429 and when to retry. */
+async function consumeOrRefuse(limiter: RateLimiterMemory, key: string, whose: string): Promise<void> {
+  try {
+    await limiter.consume(key);
+  } catch (rejection) {
+    const wait = rejection instanceof RateLimiterRes ? Math.ceil(rejection.msBeforeNext / 1000) : 1;
+    throw new AppError("rate_limited", `rate limit of ${whose} exceeded; retry in ${wait} s`, {
+      retryAfterSeconds: Math.max(1, wait),
+    });
+  }
 }
 
 /** The peer's address; requests made in-process (tests, app.request) share one bucket. */

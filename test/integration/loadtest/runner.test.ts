@@ -6,7 +6,11 @@ import { startTestApp } from "../../helpers/app.ts";
 describe("the Node load-test runner", () => {
   it("runs every scenario against the API for a few seconds: requests made, no errors, summary printed", async () => {
     const app = await startTestApp(
-      { PGRAG_RATE_LIMIT_PER_SECOND: "100000", PGRAG_RATE_LIMIT_BURST: "100000" },
+      {
+        PGRAG_RATE_LIMIT_PER_SECOND: "100000",
+        PGRAG_RATE_LIMIT_BURST: "100000",
+        PGRAG_TENANT_RATE_LIMIT_PER_SECOND: "100000",
+      },
       { listen: true },
     );
     const { key } = await newTenantKey(app);

@@ -9,6 +9,7 @@ const app = await startTestApp({
   PGRAG_MAX_DOCUMENT_BYTES: String(64 * 1024),
   PGRAG_RATE_LIMIT_PER_SECOND: "100000",
   PGRAG_RATE_LIMIT_BURST: "100000",
+  PGRAG_TENANT_RATE_LIMIT_PER_SECOND: "100000",
 });
 const { key } = await newTenantKey(app);
 await createCollection(app, key, "fuzz");

@@ -1,4 +1,6 @@
 import { describe, expect, it, vi } from "vitest";
+import { adminTransaction } from "../../../src/tenancy/admin-transaction.ts";
+import { createApiKey } from "../../../src/tenancy/api-keys.ts";
 import { api, newTenantKey } from "../../helpers/api.ts";
 import { startTestApp } from "../../helpers/app.ts";
 
@@ -14,7 +16,9 @@ describe("per-key rate limits", () => {
       key: first.key,
     });
     expect(limited.body.error.code).toBe("rate_limited");
-    expect(limited.body.error.message).toMatch(/rate limit of this API key exceeded \(1\/s, bursts of 3\)/);
+    expect(limited.body.error.message).toMatch(
+      /rate limit of this API key \(1\/s, bursts of 3\) exceeded; retry in \d+ s/,
+    );
     expect(Number(limited.headers.get("Retry-After"))).toBeGreaterThanOrEqual(1);
     // Another key of the same app is not affected.
     expect((await api(app, "GET", "/v1/collections", { key: second.key })).status).toBe(200);
@@ -23,6 +27,26 @@ describe("per-key rate limits", () => {
     expect(metrics).toMatch(/pgrag_http_request_duration_seconds_count\{[^}]*route="\/v1\/collections"[^}]*\} \d+/);
     expect(metrics).toMatch(/pgrag_db_node_state\{node="replica1",role="replica"\} 2/);
     expect(metrics).toMatch(/pgrag_inference_admission\{state="active"\} 0/);
+  });
+});
+
+describe("per-tenant rate limits", () => {
+  it("bound a tenant's keys together: more keys do not buy more; other tenants are unaffected", async () => {
+    const app = await startTestApp({ PGRAG_TENANT_RATE_LIMIT_PER_SECOND: "2", PGRAG_RATE_LIMIT_BURST: "1000" });
+    const first = await newTenantKey(app);
+    const more = await Promise.all(
+      [1, 2].map(() =>
+        adminTransaction(app, (tx) => createApiKey(tx, { tenantId: first.tenantId, name: "more", scopes: ["read"] })),
+      ),
+    );
+    const keys = [first.key, ...more.map((k) => k.key)];
+    const statuses: number[] = [];
+    for (let i = 0; i < 6; i++) statuses.push((await api(app, "GET", "/v1/collections", { key: keys[i % 3] })).status);
+    expect(statuses).toEqual([200, 200, 200, 200, 429, 429]);
+    const refused = await api<{ error: { message: string } }>(app, "GET", "/v1/collections", { key: keys[0] });
+    expect(refused.body.error.message).toMatch(/this tenant's keys together \(2\/s, bursts of 4\)/);
+    const other = await newTenantKey(app);
+    expect((await api(app, "GET", "/v1/collections", { key: other.key })).status).toBe(200);
   });
 });
 
