@@ -6,7 +6,7 @@ import type { Logger } from "../logger.ts";
 import { isConnectionError } from "./connection-errors.ts";
 import type { Database } from "./database.ts";
 import { formatLsn, type Lsn, parseLsn } from "./lsn.ts";
-import type { NodeHealth, NodeMonitor } from "./node-monitor.ts";
+import type { NodeMonitor } from "./node-monitor.ts";
 import type { DbNode } from "./pools.ts";
 import {
   chooseFallback,
@@ -71,6 +71,9 @@ type Executor = Kysely<Database>;
 
 const CONSISTENCY_POLL_MS = 5;
 
+/** WAL a primary may plausibly write between two monitor probes (16 MiB); a token further ahead is checked. */
+const PLAUSIBLE_WAL_AHEAD = 16n * 1024n * 1024n;
+
 export class Router {
   readonly #primary: DbNode;
   readonly #replicas: readonly DbNode[];
@@ -80,7 +83,6 @@ export class Router {
   readonly #outstanding = new Map<string, number>();
   readonly #reads: Counter<"node" | "reason">;
   readonly #retries: Counter<"node">;
-  #primaryRefresh: Promise<NodeHealth> | undefined;
 
   constructor(
     nodes: { primary: DbNode; replicas: readonly DbNode[] },
@@ -192,17 +194,16 @@ export class Router {
   }
 
   /**
-   * The token, clamped to the primary's position when it is ahead of it. The monitor's last probe
-   * may predate a write that just committed, so a token past it is checked against a fresh probe
-   * (shared by concurrent reads) before it is clamped; with the primary unreachable it stays as sent.
+   * The token, clamped to the primary's position when it is far ahead of what the monitor last saw
+   * (at most an interval ago). A token a little ahead is normal — a write that committed since — and
+   * is taken as it is: a forged one of that kind only costs its sender the bounded consistency wait.
+   * A token further ahead is checked against a probe of the primary started after this read arrived
+   * (an earlier one could predate the write), then clamped; with the primary unreachable it stays.
    */
   async #withinPrimary(token: Lsn): Promise<Lsn> {
     const known = this.#monitor.health(this.#primary.name).lsn;
-    if (known !== null && token <= known) return token;
-    this.#primaryRefresh ??= this.#monitor.refreshNode(this.#primary).finally(() => {
-      this.#primaryRefresh = undefined;
-    });
-    const fresh = await this.#primaryRefresh;
+    if (known !== null && token <= known + PLAUSIBLE_WAL_AHEAD) return token;
+    const fresh = await this.#monitor.refreshNode(this.#primary);
     return fresh.state === "down" ? token : clampToken(token, fresh.lsn);
   }
 
