@@ -9,6 +9,8 @@ import pg from "pg";
 import { createApp } from "../src/app.ts";
 import { loadConfig } from "../src/config.ts";
 import { createLogger } from "../src/logger.ts";
+import { adminTransaction } from "../src/tenancy/admin-transaction.ts";
+import { ensureTenant } from "../src/tenancy/api-keys.ts";
 import { formatMs, percentile, timed } from "./stats.ts";
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 20);
@@ -24,14 +26,11 @@ const app = createApp(loadConfig({ ...process.env, PGRAG_LOG_LEVEL: "warn", PGRA
 await app.start({ listen: false });
 const direct = new pg.Pool({ connectionString: replicaUrl, max: config.database.poolSize });
 
-// A write (a tenant row, created under its own id for row-level security) gives a real token.
-const tenantId = randomUUID();
+// A tenant (created by the owner, as the admin CLI does), and a write of the app's (a collection
+// row under row-level security) for a real token.
+const tenantId = await adminTransaction(app, (tx) => ensureTenant(tx, `bench-router-${randomUUID()}`));
 const { token } = await app.router.write(
-  (tx) =>
-    tx
-      .insertInto("tenants")
-      .values({ id: tenantId, name: `bench-router-${tenantId}` })
-      .execute(),
+  (tx) => tx.insertInto("collections").values({ tenant_id: tenantId, name: "bench-router" }).execute(),
   { tenantId },
 );
 await app.router.read({ token }, async () => undefined);
