@@ -20,12 +20,17 @@ import { ensureDevApiKey } from "./tenancy/dev-key.ts";
 import { NodeMonitor } from "./db/node-monitor.ts";
 import { closeDbNode, createDbNode, type DbNode } from "./db/pools.ts";
 import { Router } from "./db/router.ts";
-import { UnavailableError } from "./errors.ts";
 import { AdmissionControl } from "./inference/admission.ts";
 import { ChatClient } from "./inference/chat-client.ts";
 import { createInferenceHistogram } from "./inference/inference-metrics.ts";
-import { type DevInferenceServer, startDevInferenceServer } from "./dev/dev-server.ts";
+import {
+  createDevInference,
+  type DevInferenceServer,
+  inProcessFetch,
+  startDevInferenceServer,
+} from "./dev/dev-server.ts";
 import { EmbeddingClient } from "./inference/embedding-client.ts";
+import type { InferenceTarget } from "./inference/openai-client.ts";
 import { IngestService } from "./ingest/ingest.service.ts";
 import { IngestWorker } from "./ingest/ingest.worker.ts";
 import { createJobQueue } from "./ingest/queue.ts";
@@ -107,12 +112,24 @@ export function createApp(config: Config, options: { logger?: Logger } = {}): Ap
   const ingest = new IngestService(router, queue.enqueue, textPool, {
     maxDocumentBytes: config.ingest.maxDocumentBytes,
   });
-  let embeddings: EmbeddingClient | undefined;
-  const embed = (texts: readonly string[]) => {
-    if (!embeddings) throw new UnavailableError("the embedding backend is not connected yet");
-    return embeddings.embed(texts);
+  // The inference backend is known before any client is built: the configured URL, or else the dev
+  // backend in this process, reached without a network hop (start() also opens it on a port, for
+  // other processes such as `pgrag worker`).
+  const devOptions = {
+    dimension: config.embedding.dimension,
+    embeddingModel: config.embedding.model,
+    chatModel: config.inference.chatModel,
   };
-  const search = new SearchService(router, embed, config.retrieval, registry);
+  const devBackend = config.inference.url ? undefined : createDevInference(devOptions);
+  const target: InferenceTarget = devBackend
+    ? {
+        baseURL: "http://dev-inference.invalid/v1",
+        fetch: inProcessFetch(devBackend),
+      }
+    : { baseURL: config.inference.url ?? "" };
+  const inferenceSeconds = createInferenceHistogram(registry);
+  const embeddings = new EmbeddingClient(target, config, inferenceSeconds);
+  const search = new SearchService(router, (texts) => embeddings.embed(texts), config.retrieval, registry);
   const admission = new AdmissionControl(
     {
       maxConcurrent: config.chat.maxConcurrent,
@@ -121,17 +138,8 @@ export function createApp(config: Config, options: { logger?: Logger } = {}): Ap
     },
     registry,
   );
-  let chatClient: ChatClient | undefined;
-  const inferenceSeconds = createInferenceHistogram(registry);
-  const chat = new ChatService(
-    router,
-    search,
-    () => {
-      if (!chatClient) throw new UnavailableError("the inference backend is not connected yet");
-      return chatClient;
-    },
-    config.chat,
-  );
+  const chatClient = new ChatClient(target, config, admission, inferenceSeconds);
+  const chat = new ChatService(router, search, chatClient, config.chat);
   const usageEvents = new EventRecorder(router, logger.child({ component: "usage-events" }), registry, {
     bufferSize: config.analytics.bufferSize,
     flushIntervalMs: config.analytics.flushIntervalMs,
@@ -204,12 +212,8 @@ export function createApp(config: Config, options: { logger?: Logger } = {}): Ap
         const remaining = Math.max(0, Math.floor((deadline - Date.now()) / 1000));
         return queue.boss.stop({ graceful: remaining > 0, wait: true, close: false, timeout: remaining * 1000 });
       });
-      if (!config.inference.url) {
-        const dev = await startDevInferenceServer({
-          dimension: config.embedding.dimension,
-          embeddingModel: config.embedding.model,
-          chatModel: config.inference.chatModel,
-        });
+      if (devBackend) {
+        const dev = await startDevInferenceServer(devOptions, devBackend);
         devServer = dev;
         releasers.push("dev inference server", () => dev.close());
         logger.info(
@@ -217,8 +221,6 @@ export function createApp(config: Config, options: { logger?: Logger } = {}): Ap
           "no PGRAG_INFERENCE_URL: using the in-process dev inference server (hashed embeddings, extractive answers)",
         );
       }
-      embeddings = new EmbeddingClient(inferenceUrl(), config, inferenceSeconds);
-      chatClient = new ChatClient(inferenceUrl(), config, admission, inferenceSeconds);
       if (config.ingest.workerConcurrency > 0) {
         const worker = new IngestWorker(
           {

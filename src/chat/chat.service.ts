@@ -72,12 +72,12 @@ const DEFAULT_K = 8;
 export class ChatService {
   readonly #router: Router;
   readonly #search: SearchService;
-  readonly #chat: () => ChatClient;
+  readonly #chat: ChatClient;
   readonly #options: Config["chat"];
   /** Each conversation's last write, so a follow-up is consistent even without the client's token. */
   readonly #conversationTokens = new LRUCache<string, Lsn>({ max: 50_000 });
 
-  constructor(router: Router, search: SearchService, chat: () => ChatClient, options: Config["chat"]) {
+  constructor(router: Router, search: SearchService, chat: ChatClient, options: Config["chat"]) {
     this.#router = router;
     this.#search = search;
     this.#chat = chat;
@@ -90,7 +90,7 @@ export class ChatService {
     clientToken: Lsn | null,
     signal: AbortSignal,
   ): AsyncGenerator<ChatEvent> {
-    const chat = this.#chat();
+    const chat = this.#chat;
     const mode = request.mode ?? "hybrid";
     // Storing the question (primary) and retrieval (replica) are independent: they run together.
     // Retrieval carries the client's token — what it wrote to the collection — not the question's,

@@ -248,7 +248,14 @@ function sleep(ms: number): Promise<void> {
   return ms > 0 ? new Promise((resolve) => setTimeout(resolve, ms)) : Promise.resolve();
 }
 
-export async function startDevInferenceServer(options: DevInferenceOptions): Promise<DevInferenceServer> {
+/** The dev backend without a port: its HTTP app, and the faults and stats it shares with any listener. */
+export interface DevInference {
+  readonly app: Hono;
+  readonly faults: DevInferenceFaults;
+  readonly stats: DevInferenceStats;
+}
+
+export function createDevInference(options: DevInferenceOptions): DevInference {
   const faults: DevInferenceFaults = {
     failNext: 0,
     failStatus: 500,
@@ -264,17 +271,38 @@ export async function startDevInferenceServer(options: DevInferenceOptions): Pro
     abortedChats: 0,
     lastChatMessages: [],
   };
-  const app = createDevInferenceApp(options, faults, stats);
+  return { app: createDevInferenceApp(options, faults, stats), faults, stats };
+}
+
+/**
+ * A fetch that reaches the dev backend in this process, with no socket. A client's abort cancels the
+ * streamed response as a closed connection would, so the backend sees it (stream.onAbort).
+ */
+export function inProcessFetch(inference: DevInference) {
+  return async (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
+    const response = await inference.app.fetch(new Request(input, init));
+    const signal = init?.signal;
+    if (!response.body || !signal) return response;
+    const body = response.body.pipeThrough(new TransformStream(), { signal });
+    return new Response(body, { status: response.status, statusText: response.statusText, headers: response.headers });
+  };
+}
+
+/** The dev backend on a port of its own (`inference` when the same backend is also used in-process). */
+export async function startDevInferenceServer(
+  options: DevInferenceOptions,
+  inference: DevInference = createDevInference(options),
+): Promise<DevInferenceServer> {
   const host = options.host ?? "127.0.0.1";
   const server = await new Promise<ServerType>((resolve, reject) => {
-    const s = serve({ fetch: app.fetch, hostname: host, port: options.port ?? 0 }, () => resolve(s));
+    const s = serve({ fetch: inference.app.fetch, hostname: host, port: options.port ?? 0 }, () => resolve(s));
     s.once("error", reject);
   });
   const { port } = server.address() as AddressInfo;
   return {
     url: `http://${host}:${port}/v1`,
-    faults,
-    stats,
+    faults: inference.faults,
+    stats: inference.stats,
     close: () =>
       new Promise<void>((resolve) => {
         server.close(() => resolve());

@@ -3,7 +3,7 @@ import type { Config } from "../config.ts";
 import { AppError } from "../errors.ts";
 import type { AdmissionControl } from "./admission.ts";
 import type { InferenceHistogram } from "./inference-metrics.ts";
-import { createOpenAiClient } from "./openai-client.ts";
+import { createOpenAiClient, type InferenceTarget } from "./openai-client.ts";
 import { upstreamError } from "./upstream-error.ts";
 
 export interface ChatMessage {
@@ -33,13 +33,13 @@ export class ChatClient {
   readonly #seconds: InferenceHistogram | undefined;
 
   constructor(
-    baseURL: string,
+    target: InferenceTarget,
     config: Pick<Config, "inference">,
     admission: AdmissionControl,
     seconds?: InferenceHistogram,
   ) {
     this.#seconds = seconds;
-    this.#client = createOpenAiClient(baseURL, config);
+    this.#client = createOpenAiClient(target, config);
     this.#model = config.inference.chatModel;
     this.#admission = admission;
     this.#timeoutMs = config.inference.timeoutMs;

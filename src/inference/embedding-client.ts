@@ -2,7 +2,7 @@ import type OpenAI from "openai";
 import pLimit from "p-limit";
 import type { Config } from "../config.ts";
 import type { InferenceHistogram } from "./inference-metrics.ts";
-import { createOpenAiClient } from "./openai-client.ts";
+import { createOpenAiClient, type InferenceTarget } from "./openai-client.ts";
 import { upstreamError } from "./upstream-error.ts";
 
 /** The backend answered with vectors of another size than the database holds: never retried. */
@@ -24,9 +24,9 @@ export class EmbeddingClient {
 
   readonly #seconds: InferenceHistogram | undefined;
 
-  constructor(baseURL: string, config: Pick<Config, "embedding" | "inference">, seconds?: InferenceHistogram) {
+  constructor(target: InferenceTarget, config: Pick<Config, "embedding" | "inference">, seconds?: InferenceHistogram) {
     this.#seconds = seconds;
-    this.#client = createOpenAiClient(baseURL, config);
+    this.#client = createOpenAiClient(target, config);
     this.#model = config.embedding.model;
     this.#dimension = config.embedding.dimension;
     this.#batchSize = config.embedding.batchSize;
