@@ -2,6 +2,7 @@
 import { ConfigError } from "./config.ts";
 import { AppError } from "./errors.ts";
 import { runAsk } from "./cli/ask.command.ts";
+import { runConfig } from "./cli/config.command.ts";
 import { runDevInference } from "./cli/dev-inference.command.ts";
 import { runEval } from "./cli/eval.command.ts";
 import { runIngest } from "./cli/ingest.command.ts";
@@ -37,6 +38,8 @@ async function main(argv: string[]): Promise<void> {
       return runDevInference(rest);
     case "migrate":
       return runMigrate(rest);
+    case "config":
+      return runConfig();
     default:
       throw new UsageError(`unknown command "${command}"`);
   }

@@ -27,110 +27,373 @@ const postgresUrl = z
 const milliseconds = (fallback: number) => z.coerce.number().int().min(0).max(3_600_000).default(fallback);
 
 const schema = z.object({
-  PGRAG_HOST: z.string().min(1).default("127.0.0.1"),
-  PGRAG_PORT: z.coerce.number().int().min(0).max(65535).optional(),
+  PGRAG_HOST: z.string().min(1).default("127.0.0.1").describe("HTTP listener address"),
+  PGRAG_PORT: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .max(65535)
+    .optional()
+    .describe("HTTP listener port (wins over PORT); 8080 when neither is set"),
   // The conventional variable of platforms that assign the port; PGRAG_PORT wins when both are set.
-  PORT: z.coerce.number().int().min(0).max(65535).optional(),
-  PGRAG_LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+  PORT: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .max(65535)
+    .optional()
+    .describe("the conventional port variable of platforms that assign one"),
+  PGRAG_LOG_LEVEL: z
+    .enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"])
+    .default("info")
+    .describe("pino log level; log lines carry request ids"),
   // auto: readable lines in a terminal, JSON otherwise.
-  PGRAG_LOG_FORMAT: z.enum(["auto", "json", "pretty"]).default("auto"),
+  PGRAG_LOG_FORMAT: z
+    .enum(["auto", "json", "pretty"])
+    .default("auto")
+    .describe("auto: readable lines in a terminal, JSON otherwise; or json, pretty"),
   // Graceful shutdown gets this long (in-flight requests, running jobs, the event flush); then it is forced.
-  PGRAG_SHUTDOWN_TIMEOUT_MS: z.coerce.number().int().min(100).max(600_000).default(25_000),
+  PGRAG_SHUTDOWN_TIMEOUT_MS: z.coerce
+    .number()
+    .int()
+    .min(100)
+    .max(600_000)
+    .default(25_000)
+    .describe(
+      "graceful shutdown (in-flight requests, running batches, the event flush) gets this long, then connections are cut",
+    ),
 
   // Unset: the embedded PostgreSQL (PGlite) is started instead, for trying and developing.
-  PGRAG_PRIMARY_URL: postgresUrl.optional(),
-  PGRAG_EMBEDDED_DATA_DIR: z.string().min(1).default(".pgrag/data"),
-  PGRAG_EMBEDDED_PORT: z.coerce.number().int().min(1).max(65535).default(5499),
-  PGRAG_REPLICA_URLS: commaList.pipe(z.array(postgresUrl)),
-  PGRAG_MIGRATION_URL: postgresUrl.optional(),
-  PGRAG_POOL_SIZE: z.coerce.number().int().min(1).max(500).default(10),
+  PGRAG_PRIMARY_URL: postgresUrl
+    .optional()
+    .describe("pooled primary, e.g. postgres://pgrag_app:…@127.0.0.1:6432/primary; unset: the embedded PGlite"),
+  PGRAG_EMBEDDED_DATA_DIR: z
+    .string()
+    .min(1)
+    .default(".pgrag/data")
+    .describe("the embedded database's folder (its Unix socket sits beside it in socket/, mode 0700: no TCP port)"),
+  PGRAG_EMBEDDED_PORT: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(65535)
+    .default(5499)
+    .describe("the number in the embedded database's socket name (.s.PGSQL.<n>)"),
+  PGRAG_REPLICA_URLS: commaList.pipe(z.array(postgresUrl)).describe("comma-separated pooled replica URLs"),
+  PGRAG_MIGRATION_URL: postgresUrl
+    .optional()
+    .describe("direct primary connection as the schema owner (migrations, admin CLI); default: the primary URL"),
+  PGRAG_POOL_SIZE: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(500)
+    .default(10)
+    .describe("client-side pool per node (1 for the embedded database)"),
 
-  PGRAG_MONITOR_INTERVAL_MS: milliseconds(250),
-  PGRAG_MAX_REPLICA_LAG_MS: milliseconds(5_000),
-  PGRAG_CONSISTENCY_WAIT_MS: milliseconds(250),
-  PGRAG_READ_FALLBACK_TO_PRIMARY: z.stringbool().default(true),
-  PGRAG_BREAKER_MAX_BACKOFF_MS: milliseconds(10_000),
-  PGRAG_PROBE_TIMEOUT_MS: milliseconds(1_000),
+  PGRAG_MONITOR_INTERVAL_MS: milliseconds(250).describe(
+    "how often every node is probed (replay position, lag, reachability)",
+  ),
+  PGRAG_MAX_REPLICA_LAG_MS: milliseconds(5_000).describe(
+    "replicas lagging more leave rotation for reads without a token",
+  ),
+  PGRAG_CONSISTENCY_WAIT_MS: milliseconds(250).describe(
+    "how long a read with a token waits for a replica (once per read) before going to the primary",
+  ),
+  PGRAG_READ_FALLBACK_TO_PRIMARY: z
+    .stringbool()
+    .default(true)
+    .describe("serve reads from the primary when no replica is in rotation"),
+  PGRAG_BREAKER_MAX_BACKOFF_MS: milliseconds(10_000).describe(
+    "longest probe backoff of a replica that is down (the primary: at most 1 s)",
+  ),
+  PGRAG_PROBE_TIMEOUT_MS: milliseconds(1_000).describe("a slower probe marks the node down"),
 
-  PGRAG_AUTH_CACHE_TTL_MS: milliseconds(10_000),
-  PGRAG_RATE_LIMIT_PER_SECOND: z.coerce.number().int().min(1).max(1_000_000).default(100),
-  PGRAG_RATE_LIMIT_BURST: z.coerce.number().int().min(1).max(1_000_000).default(200),
+  PGRAG_AUTH_CACHE_TTL_MS: milliseconds(10_000).describe("a revoked key stops working within this"),
+  PGRAG_RATE_LIMIT_PER_SECOND: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(1_000_000)
+    .default(100)
+    .describe("requests per second per API key (429 past it)"),
+  PGRAG_RATE_LIMIT_BURST: z.coerce.number().int().min(1).max(1_000_000).default(200).describe("burst per API key"),
   // Unknown or revoked keys tried per client address per minute before it gets 429 (ten times that in total).
   // All of a tenant's keys together (bursts of twice this): more keys do not buy more of the platform.
-  PGRAG_TENANT_RATE_LIMIT_PER_SECOND: z.coerce.number().int().min(1).max(1_000_000).default(200),
-  PGRAG_UNKNOWN_KEYS_PER_MINUTE: z.coerce.number().int().min(1).max(1_000_000).default(60),
+  PGRAG_TENANT_RATE_LIMIT_PER_SECOND: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(1_000_000)
+    .default(200)
+    .describe("all of a tenant's keys together (bursts of twice that): more keys do not buy more"),
+  PGRAG_UNKNOWN_KEYS_PER_MINUTE: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(1_000_000)
+    .default(60)
+    .describe("unknown or revoked keys tried per client address (ten times that in total) before 429, with no lookup"),
 
-  PGRAG_EMBEDDING_MODEL: z.string().min(1).default("pgrag-dev-hash"),
-  PGRAG_EMBEDDING_DIM: z.coerce.number().int().min(1).max(16_000).default(384),
-  PGRAG_EMBEDDING_BATCH_SIZE: z.coerce.number().int().min(1).max(2048).default(64),
-  PGRAG_EMBEDDING_CONCURRENCY: z.coerce.number().int().min(1).max(64).default(4),
+  PGRAG_EMBEDDING_MODEL: z
+    .string()
+    .min(1)
+    .default("pgrag-dev-hash")
+    .describe("recorded by the first migration; a different one is refused at start-up"),
+  PGRAG_EMBEDDING_DIM: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(16_000)
+    .default(384)
+    .describe("recorded by the first migration; a different one is refused at start-up"),
+  PGRAG_EMBEDDING_BATCH_SIZE: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(2048)
+    .default(64)
+    .describe("texts per embedding request"),
+  PGRAG_EMBEDDING_CONCURRENCY: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(64)
+    .default(4)
+    .describe("embedding requests in flight at once"),
 
-  PGRAG_HNSW_EF_SEARCH: z.coerce.number().int().min(1).max(1000).default(100),
-  PGRAG_EXACT_SCAN_THRESHOLD: z.coerce.number().int().min(0).max(1_000_000).default(5_000),
-  PGRAG_BM25_K1: z.coerce.number().min(0).max(10).default(0.9),
-  PGRAG_BM25_B: z.coerce.number().min(0).max(1).default(0.4),
-  PGRAG_RRF_K: z.coerce.number().int().min(1).max(10_000).default(60),
+  PGRAG_HNSW_EF_SEARCH: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(1000)
+    .default(100)
+    .describe("vector leg: hnsw.ef_search per query (SET LOCAL)"),
+  PGRAG_EXACT_SCAN_THRESHOLD: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .max(1_000_000)
+    .default(5_000)
+    .describe("vector leg: filters leaving this many chunks or fewer use an exact scan"),
+  PGRAG_BM25_K1: z.coerce.number().min(0).max(10).default(0.9).describe("BM25 term-frequency saturation"),
+  PGRAG_BM25_B: z.coerce.number().min(0).max(1).default(0.4).describe("BM25 length normalisation"),
+  PGRAG_RRF_K: z.coerce.number().int().min(1).max(10_000).default(60).describe("reciprocal rank fusion constant"),
   // Tuned on SciFact train with the dev hashed embeddings (see README, Evaluation): with a weak
   // vector leg, score fusion with a small vector weight beats BM25 where equal-weight RRF does not.
   // Retune with `npm run eval` for a real embedding model.
-  PGRAG_FUSION: z.enum(["rrf", "weighted"]).default("weighted"),
-  PGRAG_FUSION_VECTOR_WEIGHT: z.coerce.number().min(0).max(100).default(0.3),
-  PGRAG_FUSION_BM25_WEIGHT: z.coerce.number().min(0).max(100).default(1),
+  PGRAG_FUSION: z
+    .enum(["rrf", "weighted"])
+    .default("weighted")
+    .describe("default fusion: weighted (min-max normalised scores) or rrf"),
+  PGRAG_FUSION_VECTOR_WEIGHT: z.coerce
+    .number()
+    .min(0)
+    .max(100)
+    .default(0.3)
+    .describe("weighted fusion: the vector leg's weight (tuned on SciFact train for the dev embeddings)"),
+  PGRAG_FUSION_BM25_WEIGHT: z.coerce
+    .number()
+    .min(0)
+    .max(100)
+    .default(1)
+    .describe("weighted fusion: the BM25 leg's weight"),
 
-  PGRAG_INFERENCE_URL: z.url().optional(),
-  PGRAG_INFERENCE_API_KEY: z.string().default("not-needed"),
-  PGRAG_CHAT_MODEL: z.string().min(1).default("pgrag-dev-extractive"),
-  PGRAG_INFERENCE_MAX_RETRIES: z.coerce.number().int().min(0).max(10).default(3),
-  PGRAG_INFERENCE_TIMEOUT_MS: milliseconds(60_000),
-  PGRAG_INFERENCE_MAX_CONCURRENT: z.coerce.number().int().min(1).max(1024).default(8),
-  PGRAG_INFERENCE_MAX_QUEUED: z.coerce.number().int().min(0).max(10_000).default(32),
-  PGRAG_INFERENCE_QUEUE_WAIT_MS: milliseconds(10_000),
-  PGRAG_CHAT_CONTEXT_TOKENS: z.coerce.number().int().min(256).max(1_000_000).default(8_192),
-  PGRAG_CHAT_MAX_ANSWER_TOKENS: z.coerce.number().int().min(16).max(100_000).default(512),
+  PGRAG_INFERENCE_URL: z
+    .url()
+    .optional()
+    .describe("any OpenAI-compatible base URL (…/v1); unset: the in-process dev inference server"),
+  PGRAG_INFERENCE_API_KEY: z.string().default("not-needed").describe("sent to the inference backend"),
+  PGRAG_CHAT_MODEL: z.string().min(1).default("pgrag-dev-extractive").describe("chat model name at the backend"),
+  PGRAG_INFERENCE_MAX_RETRIES: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .max(10)
+    .default(3)
+    .describe("retries on connect errors, 429 and 5xx"),
+  PGRAG_INFERENCE_TIMEOUT_MS: milliseconds(60_000).describe(
+    "bounds the wait for response headers and for each streamed chunk",
+  ),
+  PGRAG_INFERENCE_MAX_CONCURRENT: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(1024)
+    .default(8)
+    .describe("admission control: upstream chat requests at once"),
+  PGRAG_INFERENCE_MAX_QUEUED: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .max(10_000)
+    .default(32)
+    .describe("admission control: requests waiting (a queue per tenant, served in turn); past it, 429"),
+  PGRAG_INFERENCE_QUEUE_WAIT_MS: milliseconds(10_000).describe("admission control: longest wait for a slot"),
+  PGRAG_CHAT_CONTEXT_TOKENS: z.coerce
+    .number()
+    .int()
+    .min(256)
+    .max(1_000_000)
+    .default(8_192)
+    .describe("the model's context window, for the prompt budget"),
+  PGRAG_CHAT_MAX_ANSWER_TOKENS: z.coerce
+    .number()
+    .int()
+    .min(16)
+    .max(100_000)
+    .default(512)
+    .describe("tokens reserved for the answer"),
   // Conversations a tenant may start per day (read keys may start them, so they are bounded).
-  PGRAG_MAX_CONVERSATIONS_PER_DAY: z.coerce.number().int().min(1).max(100_000_000).default(10_000),
+  PGRAG_MAX_CONVERSATIONS_PER_DAY: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(100_000_000)
+    .default(10_000)
+    .describe("conversations a tenant may start a day (read keys can start them); 429 past it"),
 
-  PGRAG_EVENT_BUFFER_SIZE: z.coerce.number().int().min(1).max(10_000_000).default(10_000),
-  PGRAG_EVENT_FLUSH_MS: milliseconds(1_000),
-  PGRAG_EVENT_RETENTION_DAYS: z.coerce.number().int().min(1).max(3650).default(30),
-  PGRAG_ANALYST_PASSWORD: z.string().min(12, "use at least 12 characters").optional(),
-  PGRAG_ANALYST_STATEMENT_TIMEOUT_MS: milliseconds(30_000),
+  PGRAG_EVENT_BUFFER_SIZE: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(10_000_000)
+    .default(10_000)
+    .describe("usage events waiting to be written; past it, new ones are dropped and counted"),
+  PGRAG_EVENT_FLUSH_MS: milliseconds(1_000).describe("how often usage events are written"),
+  PGRAG_EVENT_RETENTION_DAYS: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(3650)
+    .default(30)
+    .describe("daily partitions of usage events kept"),
+  PGRAG_ANALYST_PASSWORD: z
+    .string()
+    .min(12, "use at least 12 characters")
+    .optional()
+    .describe("set on the analyst role by pgrag migrate"),
+  PGRAG_ANALYST_STATEMENT_TIMEOUT_MS: milliseconds(30_000).describe(
+    "the analyst role's default statement timeout (set by pgrag migrate)",
+  ),
 
-  PGRAG_WORKER_CONCURRENCY: z.coerce.number().int().min(0).max(64).default(2),
-  PGRAG_WORKER_BATCH_SIZE: z.coerce.number().int().min(1).max(500).default(16),
-  PGRAG_WORKER_POLL_SECONDS: z.coerce.number().min(0.5).max(60).default(0.5),
-  PGRAG_INGEST_JOB_EXPIRE_SECONDS: z.coerce.number().int().min(1).max(86_400).default(300),
-  PGRAG_QUEUE_MAINTENANCE_SECONDS: z.coerce.number().int().min(1).max(3_600).default(30),
+  PGRAG_WORKER_CONCURRENCY: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .max(64)
+    .default(2)
+    .describe("ingestion fetch loops in this process (0: none; run pgrag worker elsewhere)"),
+  PGRAG_WORKER_BATCH_SIZE: z.coerce.number().int().min(1).max(500).default(16).describe("jobs per ingestion batch"),
+  PGRAG_WORKER_POLL_SECONDS: z.coerce
+    .number()
+    .min(0.5)
+    .max(60)
+    .default(0.5)
+    .describe("idle poll interval of an ingestion loop"),
+  PGRAG_INGEST_JOB_EXPIRE_SECONDS: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(86_400)
+    .default(300)
+    .describe("a dead worker's job runs again after this (a running batch renews its leases)"),
+  PGRAG_QUEUE_MAINTENANCE_SECONDS: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(3_600)
+    .default(30)
+    .describe("how often expired jobs are looked for"),
   PGRAG_MAX_DOCUMENT_BYTES: z.coerce
     .number()
     .int()
     .min(1)
-    .default(5 * 1024 * 1024),
+    .default(5 * 1024 * 1024)
+    .describe("largest document (413)"),
   PGRAG_MAX_BODY_BYTES: z.coerce
     .number()
     .int()
     .min(1024)
-    .default(64 * 1024 * 1024),
+    .default(64 * 1024 * 1024)
+    .describe("largest document upload request (413)"),
   // Every other request body (search, chat, feedback, …): small, so parsing one never stalls the API.
   PGRAG_MAX_JSON_BODY_BYTES: z.coerce
     .number()
     .int()
     .min(1024)
     .max(64 * 1024 * 1024)
-    .default(1024 * 1024),
-  PGRAG_MAX_BATCH_DOCUMENTS: z.coerce.number().int().min(1).max(100_000).default(1_000),
+    .default(1024 * 1024)
+    .describe("every other request body, checked before the key is looked up (413)"),
+  PGRAG_MAX_BATCH_DOCUMENTS: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(100_000)
+    .default(1_000)
+    .describe("documents per batch upload"),
   // HTML conversion and chunking of untrusted text run in these threads, never on the event loop.
-  PGRAG_TEXT_THREADS: z.coerce.number().int().min(1).max(64).default(1),
-  PGRAG_TEXT_TIMEOUT_MS: z.coerce.number().int().min(100).max(600_000).default(10_000),
-  PGRAG_TEXT_MAX_QUEUED: z.coerce.number().int().min(1).max(10_000).default(64),
+  PGRAG_TEXT_THREADS: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(64)
+    .default(1)
+    .describe("worker threads for HTML conversion and chunking (never on the event loop)"),
+  PGRAG_TEXT_TIMEOUT_MS: z.coerce
+    .number()
+    .int()
+    .min(100)
+    .max(600_000)
+    .default(10_000)
+    .describe("time budget per document's conversion or chunking; over it: 422, or the document fails for good"),
+  PGRAG_TEXT_MAX_QUEUED: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(10_000)
+    .default(64)
+    .describe("documents waiting for a text thread; past it, 503"),
   // A document that would make more chunks fails with the reason: each chunk costs an embedding.
-  PGRAG_MAX_CHUNKS_PER_DOCUMENT: z.coerce.number().int().min(1).max(1_000_000).default(20_000),
+  PGRAG_MAX_CHUNKS_PER_DOCUMENT: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(1_000_000)
+    .default(20_000)
+    .describe("a document that would make more chunks fails with the reason"),
 });
 
 type RawConfig = z.infer<typeof schema>;
 
 /** Every variable the config reads (for checks of deployment files such as docker-compose.yml). */
 export const CONFIG_VARIABLES: readonly string[] = ["PGRAG_ENV_FILE", ...Object.keys(schema.shape)];
+
+/** One variable of the configuration: its default and meaning, read off the schema itself. */
+export interface ConfigVariable {
+  readonly name: string;
+  readonly default: string;
+  readonly description: string;
+}
+
+/** Every variable the config reads, from the one declaration above (the README's table is generated from it). */
+export function configReference(): ConfigVariable[] {
+  const defaults = schema.parse({}) as Record<string, unknown>;
+  const shown = (value: unknown) =>
+    value === undefined ? "unset" : Array.isArray(value) ? value.join(",") || "empty" : String(value);
+  return [
+    {
+      name: "PGRAG_ENV_FILE",
+      default: "unset",
+      description: "an env file to read these variables from (the environment wins); replicas/cluster.sh writes one",
+    },
+    ...Object.entries(schema.shape).map(([name, field]) => ({
+      name,
+      default: shown(defaults[name]),
+      description: field.description ?? "",
+    })),
+  ];
+}
 
 export interface Config {
   readonly http: { readonly host: string; readonly port: number; readonly maxJsonBodyBytes: number };

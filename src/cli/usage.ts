@@ -18,6 +18,7 @@ Commands:
   keys revoke KEY_ID
   eval [--dataset DIR (default: the vendored SciFact)] [--split train] [--modes hybrid,vector,bm25] [--limit N]
                         ingest a BEIR-format folder and print nDCG@10, Recall@100 and latency per mode
+  config                print every configuration variable with its default and meaning
   dev-inference [--port N]
                         run the OpenAI-compatible dev inference server on its own
 

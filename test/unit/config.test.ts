@@ -2,7 +2,8 @@ import { describe, expect, it } from "vitest";
 import { resolve } from "node:path";
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import { CONFIG_VARIABLES, ConfigError, loadConfig } from "../../src/config.ts";
+import { configTable } from "../../src/cli/config.command.ts";
+import { CONFIG_VARIABLES, ConfigError, configReference, loadConfig } from "../../src/config.ts";
 
 const minimal = { PGRAG_PRIMARY_URL: "postgres://app:secret@127.0.0.1:6432/primary" };
 
@@ -61,9 +62,16 @@ describe("loadConfig", () => {
     expect(() => loadConfig({ PGRAG_ENV_FILE: "/nonexistent/pgrag.env" })).toThrow(/PGRAG_ENV_FILE: file not found/);
   });
 
-  it("is documented: the README's configuration table names every variable the config reads", () => {
+  it("is documented: the README's configuration table is the one generated from the schema", () => {
     const readme = readFileSync(fileURLToPath(new URL("../../README.md", import.meta.url)), "utf8");
-    const table = readme.slice(readme.indexOf("## Configuration"), readme.indexOf("## Measurements"));
-    expect(CONFIG_VARIABLES.filter((name) => !table.includes(`\`${name}\``))).toEqual([]);
+    const block = readme.slice(
+      readme.indexOf("<!-- config-table:start (npm run docs:config) -->"),
+      readme.indexOf("<!-- config-table:end -->"),
+    );
+    expect(block.split("\n").slice(1).join("\n").trim(), "run npm run docs:config").toBe(configTable());
+    const reference = configReference();
+    expect(reference.map((v) => v.name)).toEqual(CONFIG_VARIABLES);
+    expect(reference.filter((v) => v.description === "").map((v) => v.name)).toEqual([]);
+    expect(reference.find((v) => v.name === "PGRAG_POOL_SIZE")?.default).toBe("10");
   });
 });
