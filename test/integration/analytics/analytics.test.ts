@@ -1,11 +1,12 @@
 import pg from "pg";
-import { afterAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { App } from "../../../src/app.ts";
 import { api, newTenantKey } from "../../helpers/api.ts";
 import { startTestApp } from "../../helpers/app.ts";
 import { waitFor } from "../../../harness/wait-for.ts";
 import { adminQuery, clusterUrls } from "../../helpers/cluster.ts";
 import { createCollection, waitForDocuments } from "../../helpers/ingest.ts";
-import { readScifactCorpus } from "../../../src/evaluation/datasets.ts";
+import { type CorpusDocument, readScifactCorpus } from "../../../src/evaluation/datasets.ts";
 
 const VIEWS = [
   "daily_usage",
@@ -24,20 +25,27 @@ const analyst = new pg.Pool({ connectionString: clusterUrls().PGRAG_ANALYST_URL,
 analyst.on("error", () => {});
 afterAll(() => analyst.end());
 
-const app = await startTestApp({ PGRAG_EVENT_FLUSH_MS: "200" }, { workers: true });
-const { key, tenantId } = await newTenantKey(app);
-await createCollection(app, key, "sci");
-const abstracts = await readScifactCorpus(20);
-await api(app, "POST", "/v1/collections/sci/documents", {
-  key,
-  json: { documents: abstracts.map((a) => ({ external_id: a._id, title: a.title, content: a.text })) },
+let app: App;
+let key: string;
+let tenantId: string;
+let abstracts: CorpusDocument[];
+let token: string;
+beforeAll(async () => {
+  app = await startTestApp({ PGRAG_EVENT_FLUSH_MS: "200" }, { workers: true });
+  ({ key, tenantId } = await newTenantKey(app));
+  await createCollection(app, key, "sci");
+  abstracts = await readScifactCorpus(20);
+  await api(app, "POST", "/v1/collections/sci/documents", {
+    key,
+    json: { documents: abstracts.map((a) => ({ external_id: a._id, title: a.title, content: a.text })) },
+  });
+  ({ token } = await waitForDocuments(
+    app,
+    key,
+    "sci",
+    abstracts.map((a) => a._id),
+  ));
 });
-const { token } = await waitForDocuments(
-  app,
-  key,
-  "sci",
-  abstracts.map((a) => a._id),
-);
 
 async function eventsOf(tenant: string) {
   return adminQuery<{

@@ -1,5 +1,5 @@
 import OpenAI from "openai";
-import { describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import type { App } from "../../../src/app.ts";
 import { adminTransaction } from "../../../src/tenancy/admin-transaction.ts";
 import { createApiKey } from "../../../src/tenancy/api-keys.ts";
@@ -25,10 +25,16 @@ function expectCitationsGrounded(answer: string, citations: { number: number; te
   }
 }
 
-const app = await startTestApp({}, { listen: true, workers: true });
-const { key, abstracts } = await seed(app);
+let app: App;
+let key: string;
+let abstracts: Awaited<ReturnType<typeof seed>>["abstracts"];
+let question: string;
+beforeAll(async () => {
+  app = await startTestApp({}, { listen: true, workers: true });
+  ({ key, abstracts } = await seed(app));
+  question = abstracts[3]?.title ?? "";
+});
 const baseURL = () => `http://127.0.0.1:${app.port()}/v1`;
-const question = abstracts[3]?.title ?? "";
 
 describe("OpenAI-compatible facade, called with the openai client", () => {
   const client = () => new OpenAI({ baseURL: baseURL(), apiKey: key, maxRetries: 0 });

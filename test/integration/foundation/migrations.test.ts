@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { readdir } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
-import { afterAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createApp } from "../../../src/app.ts";
 import { type Config, loadConfig } from "../../../src/config.ts";
 import { assertEmbeddingSettings } from "../../../src/db/embedding-settings.ts";
@@ -39,8 +39,10 @@ async function publicTables(): Promise<string[]> {
   return rows.map((r) => r.t);
 }
 
-await adminQuery("primary", `CREATE DATABASE ${database} OWNER pgrag`, [], "postgres");
-await adminQuery("primary", "CREATE EXTENSION vector", [], database);
+beforeAll(async () => {
+  await adminQuery("primary", `CREATE DATABASE ${database} OWNER pgrag`, [], "postgres");
+  await adminQuery("primary", "CREATE EXTENSION vector", [], database);
+});
 afterAll(async () => {
   await adminQuery("primary", `DROP DATABASE ${database} WITH (FORCE)`, [], "postgres");
 });

@@ -1,4 +1,5 @@
-import { describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
+import type { App } from "../../../src/app.ts";
 import { parseLsn } from "../../../src/db/lsn.ts";
 import { api, newTenantKey } from "../../helpers/api.ts";
 import { injectDevFaults } from "../../helpers/dev-faults.ts";
@@ -7,10 +8,10 @@ import { adminQuery } from "../../helpers/cluster.ts";
 import { createCollection, waitForDocuments } from "../../helpers/ingest.ts";
 import { readScifactCorpus } from "../../../src/evaluation/datasets.ts";
 
-const app = await startTestApp(
-  { PGRAG_WORKER_POLL_SECONDS: "0.5", PGRAG_MAX_DOCUMENT_BYTES: "200000" },
-  { workers: true },
-);
+let app: App;
+beforeAll(async () => {
+  app = await startTestApp({ PGRAG_WORKER_POLL_SECONDS: "0.5", PGRAG_MAX_DOCUMENT_BYTES: "200000" }, { workers: true });
+});
 const dev = () => {
   const server = app.devInference();
   if (!server) throw new Error("the test app runs the in-process dev inference server");

@@ -1,15 +1,19 @@
-import { describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
+import type { App } from "../../../src/app.ts";
 import { api, newTenantKey } from "../../helpers/api.ts";
-import { startTestApp } from "../../helpers/app.ts";
+import { startTestApp, testConfig } from "../../helpers/app.ts";
 import { adminQuery } from "../../helpers/cluster.ts";
 import { createCollection, waitForDocuments } from "../../helpers/ingest.ts";
 import { readScifactCorpus } from "../../../src/evaluation/datasets.ts";
 
 // PGRAG_EXACT_SCAN_THRESHOLD=0: every vector query walks the HNSW index, so filtered queries
 // exercise pgvector's iterative scans rather than the exact path.
-const app = await startTestApp({ PGRAG_EXACT_SCAN_THRESHOLD: "0" }, { workers: true });
-const K1 = app.config.retrieval.bm25.k1;
-const B = app.config.retrieval.bm25.b;
+let app: App;
+beforeAll(async () => {
+  app = await startTestApp({ PGRAG_EXACT_SCAN_THRESHOLD: "0" }, { workers: true });
+});
+// The BM25 parameters the app uses, read from the same configuration.
+const { k1: K1, b: B } = testConfig({ PGRAG_EXACT_SCAN_THRESHOLD: "0" }).retrieval.bm25;
 
 interface Hit {
   chunk_id: string;

@@ -1,18 +1,23 @@
 import fc from "fast-check";
-import { describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
+import type { App } from "../../../src/app.ts";
 import { newTenantKey } from "../../helpers/api.ts";
 import { startTestApp } from "../../helpers/app.ts";
 import { createCollection } from "../../helpers/ingest.ts";
 
-const app = await startTestApp({
-  PGRAG_MAX_BODY_BYTES: String(256 * 1024),
-  PGRAG_MAX_DOCUMENT_BYTES: String(64 * 1024),
-  PGRAG_RATE_LIMIT_PER_SECOND: "100000",
-  PGRAG_RATE_LIMIT_BURST: "100000",
-  PGRAG_TENANT_RATE_LIMIT_PER_SECOND: "100000",
+let app: App;
+let key: string;
+beforeAll(async () => {
+  app = await startTestApp({
+    PGRAG_MAX_BODY_BYTES: String(256 * 1024),
+    PGRAG_MAX_DOCUMENT_BYTES: String(64 * 1024),
+    PGRAG_RATE_LIMIT_PER_SECOND: "100000",
+    PGRAG_RATE_LIMIT_BURST: "100000",
+    PGRAG_TENANT_RATE_LIMIT_PER_SECOND: "100000",
+  });
+  ({ key } = await newTenantKey(app));
+  await createCollection(app, key, "fuzz");
 });
-const { key } = await newTenantKey(app);
-await createCollection(app, key, "fuzz");
 
 const hostileStrings = fc.oneof(
   fc.string(),

@@ -1,5 +1,6 @@
 import { sql } from "kysely";
-import { describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
+import type { App } from "../../../src/app.ts";
 import { closeDbNode } from "../../../src/db/pools.ts";
 import { createAdminDbNode } from "../../../src/tenancy/admin-db.ts";
 import { revokeApiKey } from "../../../src/tenancy/api-keys.ts";
@@ -8,18 +9,23 @@ import { waitFor } from "../../../harness/wait-for.ts";
 import { startTestApp } from "../../helpers/app.ts";
 import { createCollection, waitForDocuments } from "../../helpers/ingest.ts";
 
-const app = await startTestApp({}, { workers: true });
-const a = await newTenantKey(app);
-const b = await newTenantKey(app);
-// Both tenants use the same collection name and document ids: only the key tells them apart.
-for (const [tenant, secret] of [
-  [a, "Alpha tenant secret: the launch code is ALPHA-17."],
-  [b, "Beta tenant secret: the launch code is BETA-42."],
-] as const) {
-  await createCollection(app, tenant.key, "shared");
-  await api(app, "PUT", "/v1/collections/shared/documents/plan", { key: tenant.key, json: { content: secret } });
-  await waitForDocuments(app, tenant.key, "shared", ["plan"]);
-}
+let app: App;
+let a: Awaited<ReturnType<typeof newTenantKey>>;
+let b: Awaited<ReturnType<typeof newTenantKey>>;
+beforeAll(async () => {
+  app = await startTestApp({}, { workers: true });
+  a = await newTenantKey(app);
+  b = await newTenantKey(app);
+  // Both tenants use the same collection name and document ids: only the key tells them apart.
+  for (const [tenant, secret] of [
+    [a, "Alpha tenant secret: the launch code is ALPHA-17."],
+    [b, "Beta tenant secret: the launch code is BETA-42."],
+  ] as const) {
+    await createCollection(app, tenant.key, "shared");
+    await api(app, "PUT", "/v1/collections/shared/documents/plan", { key: tenant.key, json: { content: secret } });
+    await waitForDocuments(app, tenant.key, "shared", ["plan"]);
+  }
+});
 
 describe("tenant A's key never reaches tenant B's data", () => {
   it("documents: get, list and delete see only A's", async () => {
