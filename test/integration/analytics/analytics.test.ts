@@ -4,7 +4,7 @@ import type { App } from "../../../src/app.ts";
 import { api, newTenantKey } from "../../helpers/api.ts";
 import { startTestApp } from "../../helpers/app.ts";
 import { waitFor } from "../../../harness/wait-for.ts";
-import { adminQuery, clusterUrls } from "../../helpers/cluster.ts";
+import { adminQuery, clusterUrls, TEST_CLUSTER } from "../../helpers/cluster.ts";
 import { createCollection, waitForDocuments } from "../../helpers/ingest.ts";
 import { type CorpusDocument, readScifactCorpus } from "../../../src/evaluation/datasets.ts";
 
@@ -252,6 +252,53 @@ describe("the analyst role", () => {
       expect(leaked.some((message) => message.includes("qqqzzz xxyyzz"))).toBe(true); // the probe did run on visible rows
     } finally {
       await adminQuery("primary", "DROP FUNCTION analytics.leak_probe(text)");
+    }
+  });
+
+  it("runs at most two statements at once, whatever its sessions set: its PgBouncer pool has two server connections", async () => {
+    // The bound that holds against intent (docs/analysts.md): a session may raise its own timeouts,
+    // but the analytics pool gives all analysts together two backends on one replica.
+    const owner = new URL(clusterUrls().PGRAG_MIGRATION_URL ?? "");
+    const bouncerAdmin = new pg.Client({
+      host: "127.0.0.1",
+      port: TEST_CLUSTER.bouncerPort,
+      database: "pgbouncer",
+      user: owner.username,
+      password: decodeURIComponent(owner.password),
+    });
+    await bouncerAdmin.connect();
+    const pool = async () => {
+      const { rows } = await bouncerAdmin.query("SHOW POOLS");
+      const row = rows.find((r: { database: string }) => r.database === "analytics");
+      return { active: Number(row?.sv_active ?? 0), waiting: Number(row?.cl_waiting ?? 0) };
+    };
+    const holders = [await analyst.connect(), await analyst.connect()];
+    const third = new pg.Client({ connectionString: clusterUrls().PGRAG_ANALYST_URL });
+    try {
+      for (const holder of holders) {
+        await holder.query("BEGIN");
+        await holder.query("SET LOCAL statement_timeout = 0"); // allowed: it binds this session only
+        await holder.query("SELECT 1");
+      }
+      await third.connect();
+      let answered = false;
+      const query = third.query("SELECT 1").then(() => {
+        answered = true;
+      });
+      const full = await waitFor("the third analyst statement to queue", async () => {
+        const state = await pool();
+        return state.active === 2 && state.waiting === 1 ? state : undefined;
+      });
+      expect(full).toEqual({ active: 2, waiting: 1 });
+      expect(answered).toBe(false);
+      await holders[0]?.query("COMMIT");
+      await query;
+      expect(answered).toBe(true);
+    } finally {
+      await holders[1]?.query("COMMIT").catch(() => undefined);
+      for (const holder of holders) holder.release();
+      await third.end().catch(() => undefined);
+      await bouncerAdmin.end();
     }
   });
 
