@@ -45,6 +45,11 @@ export interface ReadOptions {
    * after the read. A client that saw a state passes it on and later reads see at least that state.
    */
   readonly observe?: boolean;
+  /**
+   * Read on the primary (the caller needs rows as the primary has them now, such as the documents of
+   * jobs it just fetched). Unlike a client's token, this is never clamped to a replica's reach.
+   */
+  readonly primary?: boolean;
   /** Transaction-local settings for the read (e.g. hnsw.ef_search), set with the tenant in one statement. */
   readonly settings?: Readonly<Record<string, string>>;
 }
@@ -157,7 +162,11 @@ export class Router {
    * bounded once per read (`consistencyWaitMs`), however many nodes are tried.
    */
   async read<T>(options: ReadOptions, work: (db: Executor) => Promise<T>): Promise<ReadResult<T>> {
-    const token = options.token == null ? null : await this.#withinPrimary(options.token);
+    const token = options.primary
+      ? PRIMARY_ONLY_TOKEN
+      : options.token == null
+        ? null
+        : await this.#withinPrimary(options.token);
     const deadline = Date.now() + this.#options.consistencyWaitMs;
     const failed: string[] = [];
     let lastError: unknown;

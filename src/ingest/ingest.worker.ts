@@ -1,6 +1,6 @@
 import type PgBoss from "pg-boss";
 import { Counter, Histogram, type Registry } from "prom-client";
-import { PRIMARY_ONLY_TOKEN, type Router } from "../db/router.ts";
+import type { Router } from "../db/router.ts";
 import { type EmbeddingClient, EmbeddingDimensionError } from "../inference/embedding-client.ts";
 import { AppError } from "../errors.ts";
 import type { Logger } from "../logger.ts";
@@ -174,7 +174,7 @@ export class IngestWorker {
   async processBatch(jobs: PgBoss.JobWithMetadata<IngestJobData>[]): Promise<void> {
     // Row-level security scopes every statement to one tenant: a batch is processed tenant by
     // tenant. The tenant of each document comes from the database, not from the job's data.
-    const { value: owners } = await this.#router.read({ token: PRIMARY_ONLY_TOKEN }, (db) =>
+    const { value: owners } = await this.#router.read({ primary: true }, (db) =>
       documentTenants(
         db,
         jobs.map((j) => j.data.documentId),
@@ -219,9 +219,7 @@ export class IngestWorker {
 
   async #load(tenantId: string, jobs: PgBoss.JobWithMetadata<IngestJobData>[]): Promise<PendingDocument[]> {
     const ids = jobs.map((j) => j.data.documentId);
-    const { value: rows } = await this.#router.read({ token: PRIMARY_ONLY_TOKEN, tenantId }, (db) =>
-      documentsToIngest(db, ids),
-    );
+    const { value: rows } = await this.#router.read({ primary: true, tenantId }, (db) => documentsToIngest(db, ids));
     const byId = new Map(rows.map((r) => [r.id, r]));
     const pending: PendingDocument[] = [];
     for (const job of jobs) {
@@ -274,7 +272,7 @@ export class IngestWorker {
         hashes.set(key, { hash, text: chunk.content });
       }
     }
-    const { value: cached } = await this.#router.read({ token: PRIMARY_ONLY_TOKEN }, (db) =>
+    const { value: cached } = await this.#router.read({ primary: true }, (db) =>
       cachedEmbeddings(
         db,
         [...hashes.values()].map((h) => h.hash),

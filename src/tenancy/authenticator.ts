@@ -1,5 +1,5 @@
 import { LRUCache } from "lru-cache";
-import { PRIMARY_ONLY_TOKEN, type Router } from "../db/router.ts";
+import type { Router } from "../db/router.ts";
 import { findActiveKey, isWellFormedApiKey } from "./api-keys.ts";
 import type { Principal } from "./principal.ts";
 
@@ -28,7 +28,7 @@ export class Authenticator {
     if (cached !== undefined) return cached || undefined;
     const onReplica = await this.#router.read({}, (db) => findActiveKey(db, key));
     const principal =
-      onReplica.value ?? (await this.#router.read({ token: PRIMARY_ONLY_TOKEN }, (db) => findActiveKey(db, key))).value;
+      onReplica.value ?? (await this.#router.read({ primary: true }, (db) => findActiveKey(db, key))).value;
     this.#cache.set(key, principal ?? false);
     return principal;
   }

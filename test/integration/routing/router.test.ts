@@ -104,6 +104,8 @@ describe("client-controlled tokens", () => {
       served.add(read.node);
     }
     expect([...served].every((node) => node.startsWith("replica"))).toBe(true);
+    // The platform's own reads that need the primary ask for it explicitly, and get it.
+    expect((await app.router.read({ primary: true }, (db) => sql`SELECT 1`.execute(db))).node).toBe("primary");
     // The HTTP API takes the same token from the header.
     const { key } = await newTenantKey(app);
     await api(app, "POST", "/v1/collections", { key, json: { name: "forged" } });
