@@ -11,17 +11,10 @@ import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import {
-  type CompiledQuery,
-  DummyDriver,
-  Kysely,
-  PostgresAdapter,
-  PostgresIntrospector,
-  PostgresQueryCompiler,
-} from "kysely";
+import type { CompiledQuery } from "kysely";
+import { offlineKysely } from "../harness/offline-kysely.ts";
 import { createApp } from "../src/app.ts";
 import { loadConfig } from "../src/config.ts";
-import type { Database } from "../src/db/database.ts";
 import { beginStatement } from "../src/db/router.ts";
 import { loadBeirCollection, readBeirQueries } from "../src/evaluation/beir.ts";
 import { EmbeddingClient } from "../src/inference/embedding-client.ts";
@@ -67,16 +60,8 @@ const queries = allQueries.slice(0, QUERIES).map((q) => q.text);
 
 // ---- record the SQL of each query, as the service runs it ----
 const recorded: CompiledQuery[] = [];
-const recorder = new Kysely<Database>({
-  dialect: {
-    createAdapter: () => new PostgresAdapter(),
-    createDriver: () => new DummyDriver(),
-    createIntrospector: (db) => new PostgresIntrospector(db),
-    createQueryCompiler: () => new PostgresQueryCompiler(),
-  },
-  log: (event) => {
-    if (event.level === "query") recorded.push(event.query);
-  },
+const recorder = offlineKysely((event) => {
+  if (event.level === "query") recorded.push(event.query);
 });
 const prepareValue = createRequire(import.meta.url)("pg/lib/utils.js").prepareValue as (value: unknown) => unknown;
 const literal = (value: unknown): string => {

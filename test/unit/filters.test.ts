@@ -1,17 +1,9 @@
-import { DummyDriver, Kysely, PostgresAdapter, PostgresIntrospector, PostgresQueryCompiler } from "kysely";
 import { describe, expect, it } from "vitest";
-import type { Database } from "../../src/db/database.ts";
+import { offlineKysely } from "../../harness/offline-kysely.ts";
 import { chunkConditions, type SearchFilter, searchFilterSchema } from "../../src/retrieval/filters.ts";
 
-// Kysely compiles for PostgreSQL without a connection: the SQL a filter becomes, checked as text.
-const db = new Kysely<Database>({
-  dialect: {
-    createAdapter: () => new PostgresAdapter(),
-    createDriver: () => new DummyDriver(),
-    createIntrospector: (kysely) => new PostgresIntrospector(kysely),
-    createQueryCompiler: () => new PostgresQueryCompiler(),
-  },
-});
+// Compiled for PostgreSQL without a connection: the SQL a filter becomes, checked as text.
+const db = offlineKysely();
 const scope = { tenantId: "t", collectionIds: ["c1", "c2"] };
 const compile = (filter?: SearchFilter, documentIds?: string[]) =>
   db
