@@ -41,7 +41,6 @@ export class TextPool {
       // Threads stay warm (and one cut off is replaced at once): starting one costs the loader's start-up.
       minThreads: options.threads,
       maxThreads: options.threads,
-      maxQueue: options.maxQueued,
     });
   }
 
