@@ -9,8 +9,9 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { sql } from "kysely";
+import { sql, type Transaction } from "kysely";
 import { createApp } from "../src/app.ts";
+import type { Database } from "../src/db/database.ts";
 import { closeDbNode } from "../src/db/pools.ts";
 import { createAdminDbNode } from "../src/tenancy/admin-db.ts";
 import { loadConfig } from "../src/config.ts";
@@ -88,8 +89,14 @@ const enqueued = performance.now();
 const tenantRow = await admin.db
   .transaction()
   .execute((tx) => tx.selectFrom("tenants").select("id").where("name", "=", tenant).executeTakeFirstOrThrow());
+/** A transaction as the owner naming the bench's tenant: row-level security binds the owner too. */
+const asTenant = <T>(work: (tx: Transaction<Database>) => Promise<T>) =>
+  admin.db.transaction().execute(async (tx) => {
+    await sql`SELECT set_config('pgrag.tenant_id', ${tenantRow.id}, true)`.execute(tx);
+    return work(tx);
+  });
 for (;;) {
-  const value = await admin.db.transaction().execute((tx) =>
+  const value = await asTenant((tx) =>
     tx
       .selectFrom("documents")
       .select((eb) => [eb.fn.countAll<string>().as("n")])
@@ -101,7 +108,7 @@ for (;;) {
   await new Promise((resolve) => setTimeout(resolve, 100));
 }
 const finished = performance.now();
-const counts = await admin.db.transaction().execute((tx) =>
+const counts = await asTenant((tx) =>
   tx
     .selectFrom("documents")
     .select((eb) => [eb.fn.sum<string>("chunk_count").as("chunks"), eb.fn.countAll<string>().as("docs")])
@@ -130,6 +137,7 @@ for (const half of halves) {
   const ofHalf = `tenant_id = '${tenantRow.id}' AND hashtext(document_id::text) & 1 = ${half}`;
   await psql(
     url,
+    `SELECT set_config('pgrag.tenant_id', '${tenantRow.id}', false)`,
     `\\copy (SELECT ${columns} FROM chunks WHERE ${ofHalf}) TO '${dir}/chunks${half}.csv' CSV`,
     `\\copy (SELECT t.* FROM chunk_terms t JOIN chunks c ON c.id = t.chunk_id WHERE c.${ofHalf}) TO '${dir}/terms${half}.csv' CSV`,
   );

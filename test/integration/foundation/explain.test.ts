@@ -36,23 +36,18 @@ async function explainAsTenant(sql: string, values: unknown[]): Promise<string> 
   }
 }
 
-beforeAll(async () => {
-  const abstracts = await readScifactCorpus(CHUNKS);
-  const tenant = await owner.query<{ id: string }>("INSERT INTO tenants (name) VALUES ($1) RETURNING id", [
-    `explain-${randomUUID()}`,
-  ]);
-  tenantId = tenant.rows[0]?.id ?? "";
-  const collection = await owner.query<{ id: string }>(
+async function fillCollection(client: pg.PoolClient, abstracts: { title: string; text: string }[]): Promise<void> {
+  const collection = await client.query<{ id: string }>(
     "INSERT INTO collections (tenant_id, name) VALUES ($1, 'scifact') RETURNING id",
     [tenantId],
   );
   collectionId = collection.rows[0]?.id ?? "";
-  const document = await owner.query<{ id: string }>(
+  const document = await client.query<{ id: string }>(
     `INSERT INTO documents (tenant_id, collection_id, external_id, content_type, content, content_hash, status)
      VALUES ($1, $2, 'all', 'text/plain', '', '\\x00', 'ready') RETURNING id`,
     [tenantId, collectionId],
   );
-  await owner.query(
+  await client.query(
     `INSERT INTO chunks (tenant_id, collection_id, document_id, document_version, ordinal, content,
                          char_start, char_end, token_count, language, embedding)
      SELECT $1, $2, $3, 1, ord, content, 0, length(content), 1, 'english', embedding::vector
@@ -65,6 +60,24 @@ beforeAll(async () => {
       abstracts.map(() => pgvector.toSql(randomUnitVector())),
     ],
   );
+}
+
+beforeAll(async () => {
+  const abstracts = await readScifactCorpus(CHUNKS);
+  const tenant = await owner.query<{ id: string }>("INSERT INTO tenants (name) VALUES ($1) RETURNING id", [
+    `explain-${randomUUID()}`,
+  ]);
+  tenantId = tenant.rows[0]?.id ?? "";
+  // Row-level security binds the owner too: it writes the tenant's rows naming the tenant.
+  const client = await owner.connect();
+  try {
+    await client.query("BEGIN");
+    await client.query("SELECT set_config('pgrag.tenant_id', $1, true)", [tenantId]);
+    await fillCollection(client, abstracts);
+    await client.query("COMMIT");
+  } finally {
+    client.release();
+  }
   await owner.query("ANALYZE chunks");
   // Statistics reach the replicas through WAL like everything else: wait until both have replayed
   // past the ANALYZE (other test files may have filled the table already, so counting rows is not enough).
@@ -80,9 +93,9 @@ beforeAll(async () => {
 });
 
 describe("index use on a replica", () => {
-  it("answers a full-text match from the GIN index on the tsvector (as the owner, outside row-level security)", async () => {
+  it("answers a full-text match from the GIN index on the tsvector (as a superuser, outside row-level security)", async () => {
     // Under row-level security the planner may not evaluate @@ (not LEAKPROOF) before the policy, so
-    // the GIN index serves owner and analyst queries; the API's full-text leg reads BM25 postings.
+    // the GIN index serves queries outside it; the API's full-text leg reads BM25 postings.
     const rows = await adminQuery(
       "replica1",
       "EXPLAIN (COSTS OFF) SELECT id FROM chunks WHERE tsv @@ websearch_to_tsquery('english', $1)",

@@ -1,13 +1,16 @@
+import { randomUUID } from "node:crypto";
+import pg from "pg";
 import { describe, expect, it } from "vitest";
-import { adminQuery } from "../../helpers/cluster.ts";
+import { adminQuery, clusterUrls } from "../../helpers/cluster.ts";
 
 /**
  * Least privilege, tested: every right of every role on every relation and function of the
  * platform's schemas, read from the primary's catalog, equals this explicit table. A new table,
  * grant or function fails this test until the table below says who may do what with it.
- * (The ingestion worker runs as pgrag_app: it has no role of its own.)
+ * (The ingestion worker runs as pgrag_app: it has no role of its own.) pgrag_cross_tenant cannot log
+ * in: it owns the cross-tenant doors and the analysts' views, whose rights it defines.
  */
-type Role = "pgrag_app" | "pgrag_analyst" | "public";
+type Role = "pgrag_app" | "pgrag_analyst" | "pgrag_cross_tenant" | "public";
 
 const MATRIX_SQL = `
   WITH objects AS (
@@ -17,7 +20,7 @@ const MATRIX_SQL = `
     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
     WHERE n.nspname IN ('public', 'analytics', 'pgboss') AND c.relkind IN ('r', 'p', 'v', 'S')
       AND NOT c.relispartition
-  ), roles(role) AS (VALUES ('pgrag_app'), ('pgrag_analyst'), ('public'))
+  ), roles(role) AS (VALUES ('pgrag_app'), ('pgrag_analyst'), ('pgrag_cross_tenant'), ('public'))
   SELECT o.kind, o.name, r.role,
          array_to_string(ARRAY(
            SELECT p FROM unnest(CASE WHEN o.kind = 'sequence' THEN ARRAY['USAGE', 'SELECT', 'UPDATE']
@@ -38,34 +41,38 @@ async function actualMatrix(): Promise<Record<string, Record<Role, string>>> {
   const matrix: Record<string, Record<Role, string>> = {};
   for (const row of rows) {
     const key = `${row.kind} ${row.name}`;
-    matrix[key] ??= { pgrag_app: "", pgrag_analyst: "", public: "" };
+    matrix[key] ??= { ...none };
     matrix[key][row.role] = row.rights;
   }
   return matrix;
 }
 
 const DML = "SELECT,INSERT,UPDATE,DELETE";
-const none = { pgrag_app: "", pgrag_analyst: "", public: "" };
+const none: Record<Role, string> = { pgrag_app: "", pgrag_analyst: "", pgrag_cross_tenant: "", public: "" };
 const app = (rights: string) => ({ ...none, pgrag_app: rights });
 const analyst = { ...none, pgrag_analyst: "SELECT" };
+/** A view the analyst reads; it runs as pgrag_cross_tenant, which owns it. */
+const analystView = { ...analyst, pgrag_cross_tenant: "SELECT,INSERT,UPDATE,DELETE,TRUNCATE,REFERENCES,TRIGGER" };
+/** A door the app calls; it runs as pgrag_cross_tenant, which owns it. */
+const door = { ...app("EXECUTE"), pgrag_cross_tenant: "EXECUTE" };
 
 const EXPECTED: Record<string, Record<Role, string>> = {
   // SECURITY DEFINER doors and maintenance: the app only; nobody else can forge events or drop partitions.
   "function analytics.drop_partitions_before(integer)": app("EXECUTE"),
   "function analytics.ensure_partitions(integer)": app("EXECUTE"),
-  "function analytics.record_events(jsonb)": app("EXECUTE"),
+  "function analytics.record_events(jsonb)": door,
   "function pgboss.create_queue(text,json)": app("EXECUTE"),
   "function pgboss.delete_queue(text)": app("EXECUTE"),
-  "function pgrag_authenticate(bytea)": app("EXECUTE"),
-  "function pgrag_current_tenant()": app("EXECUTE"),
-  "function pgrag_document_tenants(uuid[])": app("EXECUTE"),
+  "function pgrag_authenticate(bytea)": door,
+  "function pgrag_current_tenant()": { ...app("EXECUTE"), pgrag_cross_tenant: "EXECUTE" },
+  "function pgrag_document_tenants(uuid[])": door,
   // Identity sequences need no grants.
   "sequence analytics.events_id_seq": none,
   "sequence public.chunks_id_seq": none,
   "sequence public.messages_id_seq": none,
   "sequence public.pgmigrations_id_seq": none,
-  "table analytics.events": app("SELECT,INSERT"),
-  "table analytics.model_prices": analyst,
+  "table analytics.events": { ...app("SELECT,INSERT"), pgrag_cross_tenant: "SELECT,INSERT" },
+  "table analytics.model_prices": { ...analyst, pgrag_cross_tenant: "SELECT" },
   "table pgboss.archive": app(DML),
   "table pgboss.job": app(DML),
   "table pgboss.queue": app(DML),
@@ -73,30 +80,40 @@ const EXPECTED: Record<string, Record<Role, string>> = {
   "table pgboss.subscription": app(DML),
   "table pgboss.version": app(DML),
   // Keys only through pgrag_authenticate; tenants and keys are written by the owner (admin CLI).
-  "table public.api_keys": none,
+  "table public.api_keys": { ...none, pgrag_cross_tenant: "SELECT" },
   "table public.tenants": app("SELECT"),
   "table public.chunk_terms": app(DML),
-  "table public.chunks": app(DML),
+  "table public.chunks": { ...app(DML), pgrag_cross_tenant: "SELECT" },
   "table public.collection_stats": app(DML),
-  "table public.collections": app(DML),
+  "table public.collections": { ...app(DML), pgrag_cross_tenant: "SELECT" },
   "table public.conversations": app(DML),
-  "table public.documents": app(DML),
+  "table public.documents": { ...app(DML), pgrag_cross_tenant: "SELECT" },
   "table public.messages": app(DML),
   "table public.embedding_cache": app("SELECT,INSERT"),
   "table public.embedding_settings": app("SELECT"),
   "table public.pgmigrations": none,
   // The analyst: curated views only.
-  "view analytics.daily_usage": analyst,
-  "view analytics.feedback_rate": analyst,
-  "view analytics.ingestion_backlog": analyst,
-  "view analytics.ingestion_failures": analyst,
-  "view analytics.stage_latency": analyst,
-  "view analytics.token_usage": analyst,
-  "view analytics.top_documents": analyst,
-  "view analytics.zero_result_queries": analyst,
+  "view analytics.daily_usage": analystView,
+  "view analytics.feedback_rate": analystView,
+  "view analytics.ingestion_backlog": analystView,
+  "view analytics.ingestion_failures": analystView,
+  "view analytics.stage_latency": analystView,
+  "view analytics.token_usage": analystView,
+  "view analytics.top_documents": analystView,
+  "view analytics.zero_result_queries": analystView,
   // pg_stat_statements' own grant; it shows other roles' query texts only to superusers.
-  "view public.pg_stat_statements": { pgrag_app: "SELECT", pgrag_analyst: "SELECT", public: "SELECT" },
-  "view public.pg_stat_statements_info": { pgrag_app: "SELECT", pgrag_analyst: "SELECT", public: "SELECT" },
+  "view public.pg_stat_statements": {
+    pgrag_app: "SELECT",
+    pgrag_analyst: "SELECT",
+    pgrag_cross_tenant: "SELECT",
+    public: "SELECT",
+  },
+  "view public.pg_stat_statements_info": {
+    pgrag_app: "SELECT",
+    pgrag_analyst: "SELECT",
+    pgrag_cross_tenant: "SELECT",
+    public: "SELECT",
+  },
 };
 
 describe("the privilege matrix", () => {
@@ -124,34 +141,78 @@ describe("the privilege matrix", () => {
 });
 
 describe("row-level security coverage", () => {
-  it("binds every table with a tenant column, and the app role owns none and bypasses none", async () => {
-    const tables = await adminQuery<{ name: string; rls: boolean; policies: number; owner: string }>(
+  it("binds every table with a tenant column, the owner included, and names every policy that crosses tenants", async () => {
+    const tables = await adminQuery<{ name: string; rls: boolean; forced: boolean; policies: string; owner: string }>(
       "primary",
-      `SELECT c.oid::regclass::text AS name, c.relrowsecurity AS rls,
-              (SELECT count(*)::int FROM pg_policy p WHERE p.polrelid = c.oid) AS policies,
+      `SELECT c.oid::regclass::text AS name, c.relrowsecurity AS rls, c.relforcerowsecurity AS forced,
+              (SELECT string_agg(p.polname || ' ' || p.polcmd::text || ' ' ||
+                                 array_to_string(ARRAY(SELECT CASE r WHEN 0 THEN 'public' ELSE pg_get_userbyid(r) END
+                                                       FROM unnest(p.polroles) r), '+'), ', ' ORDER BY p.polname)
+               FROM pg_policy p WHERE p.polrelid = c.oid) AS policies,
               pg_get_userbyid(c.relowner) AS owner
-       FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'tenant_id' AND NOT a.attisdropped
+       FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname IN ('tenant_id', 'id') AND NOT a.attisdropped
        WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
+         AND (a.attname = 'tenant_id' OR c.oid = 'public.tenants'::regclass)
        ORDER BY 1`,
     );
-    expect(tables.map((t) => t.name)).toEqual([
-      "analytics.events",
-      "api_keys",
-      "chunk_terms",
-      "chunks",
-      "collection_stats",
-      "collections",
-      "conversations",
-      "documents",
-      "messages",
-    ]);
+    // polcmd: * all commands, r SELECT, a INSERT.
+    const tenantOnly = "tenant_isolation * public";
+    expect(Object.fromEntries(tables.map((t) => [t.name, t.policies]))).toEqual({
+      "analytics.events": `cross_tenant_insert a pgrag_cross_tenant, cross_tenant_select r pgrag_cross_tenant, ${tenantOnly}`,
+      api_keys: `cross_tenant_select r pgrag_cross_tenant, owner_administration * pgrag, ${tenantOnly}`,
+      chunk_terms: tenantOnly,
+      chunks: `cross_tenant_select r pgrag_cross_tenant, ${tenantOnly}`,
+      collection_stats: tenantOnly,
+      collections: `cross_tenant_select r pgrag_cross_tenant, ${tenantOnly}`,
+      conversations: tenantOnly,
+      documents: `cross_tenant_select r pgrag_cross_tenant, ${tenantOnly}`,
+      messages: tenantOnly,
+      tenants: `owner_administration * pgrag, ${tenantOnly}`,
+    });
     for (const table of tables) {
-      expect(table, table.name).toMatchObject({ rls: true, policies: 1, owner: "pgrag" });
+      expect(table, table.name).toMatchObject({ rls: true, forced: true, owner: "pgrag" });
     }
-    const [app] = await adminQuery<{ rolsuper: boolean; rolbypassrls: boolean }>(
+    const roles = await adminQuery<{
+      rolname: string;
+      rolsuper: boolean;
+      rolbypassrls: boolean;
+      rolcanlogin: boolean;
+      members: number;
+    }>(
       "primary",
-      "SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = 'pgrag_app'",
+      `SELECT rolname, rolsuper, rolbypassrls, rolcanlogin,
+              (SELECT coalesce(string_agg(pg_get_userbyid(m.member), ','), '') FROM pg_auth_members m WHERE m.roleid = r.oid) AS members
+       FROM pg_roles r WHERE rolname IN ('pgrag_app', 'pgrag_cross_tenant') ORDER BY 1`,
     );
-    expect(app).toEqual({ rolsuper: false, rolbypassrls: false });
+    expect(roles).toEqual([
+      // The owner administers the app role (ADMIN OPTION); row-level security binds both.
+      { rolname: "pgrag_app", rolsuper: false, rolbypassrls: false, rolcanlogin: true, members: "pgrag" },
+      // Nobody can become the role the doors run as.
+      { rolname: "pgrag_cross_tenant", rolsuper: false, rolbypassrls: false, rolcanlogin: false, members: "" },
+    ]);
+  });
+
+  it("shows the owner no tenant's rows unless it names the tenant; administration of tenants and keys stays open", async () => {
+    const tenantId = randomUUID();
+    const collectionId = randomUUID();
+    await adminQuery("primary", "INSERT INTO tenants (id, name) VALUES ($1, $2)", [tenantId, `forced-${tenantId}`]);
+    await adminQuery("primary", "INSERT INTO collections (id, tenant_id, name) VALUES ($1, $2, 'forced')", [
+      collectionId,
+      tenantId,
+    ]);
+    const owner = new pg.Client({ connectionString: clusterUrls().PGRAG_MIGRATION_URL });
+    await owner.connect();
+    try {
+      const count = async (sql: string) => (await owner.query<{ n: number }>(sql, [tenantId])).rows[0]?.n;
+      expect(await count("SELECT count(*)::int AS n FROM collections WHERE tenant_id = $1")).toBe(0);
+      expect(await count("SELECT count(*)::int AS n FROM tenants WHERE id = $1")).toBe(1);
+      await owner.query("BEGIN");
+      await owner.query("SELECT set_config('pgrag.tenant_id', $1, true)", [tenantId]);
+      expect(await count("SELECT count(*)::int AS n FROM collections WHERE tenant_id = $1")).toBe(1);
+      await owner.query("COMMIT");
+    } finally {
+      await owner.end();
+      await adminQuery("primary", "DELETE FROM tenants WHERE id = $1", [tenantId]);
+    }
   });
 });
