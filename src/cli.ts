@@ -2,6 +2,7 @@
 import { ConfigError } from "./config.ts";
 import { AppError } from "./errors.ts";
 import { runAsk } from "./cli/ask.command.ts";
+import { runComposeSecrets } from "./cli/compose-secrets.command.ts";
 import { runConfig } from "./cli/config.command.ts";
 import { runDevInference } from "./cli/dev-inference.command.ts";
 import { runEval } from "./cli/eval.command.ts";
@@ -40,6 +41,8 @@ async function main(argv: string[]): Promise<void> {
       return runMigrate(rest);
     case "config":
       return runConfig();
+    case "compose-secrets":
+      return runComposeSecrets(rest);
     default:
       throw new UsageError(`unknown command "${command}"`);
   }

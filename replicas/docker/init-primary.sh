@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# First start of the compose primary: the same roles and database as replicas/cluster.sh makes.
+# First start of the compose primary: the same roles and database as replicas/cluster.sh makes. The
+# login roles are created with SCRAM verifiers (from `pgrag compose-secrets`), which PostgreSQL stores
+# as given: PgBouncer's auth file holds the same verifiers and no plaintext password exists here.
 set -euo pipefail
 psql -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" <<SQL
-CREATE ROLE replicator WITH LOGIN REPLICATION PASSWORD '${REPLICATOR_PASSWORD}';
-CREATE ROLE pgrag WITH LOGIN CREATEROLE PASSWORD '${PGRAG_OWNER_PASSWORD}';
-CREATE ROLE pgrag_app WITH LOGIN PASSWORD '${PGRAG_APP_PASSWORD}';
-CREATE ROLE pgrag_analyst WITH LOGIN PASSWORD '${PGRAG_ANALYST_PASSWORD}';
+CREATE ROLE replicator WITH LOGIN REPLICATION PASSWORD '${REPLICATOR_SCRAM}';
+CREATE ROLE pgrag WITH LOGIN CREATEROLE PASSWORD '${PGRAG_OWNER_SCRAM}';
+CREATE ROLE pgrag_app WITH LOGIN PASSWORD '${PGRAG_APP_SCRAM}';
+CREATE ROLE pgrag_analyst WITH LOGIN PASSWORD '${PGRAG_ANALYST_SCRAM}';
 GRANT pgrag_app, pgrag_analyst TO pgrag WITH ADMIN OPTION;
 CREATE DATABASE pgrag OWNER pgrag;
 SELECT pg_create_physical_replication_slot('replica1_slot'), pg_create_physical_replication_slot('replica2_slot');

@@ -19,6 +19,8 @@ Commands:
   eval [--dataset DIR (default: the vendored SciFact)] [--split train] [--modes hybrid,vector,bm25] [--limit N]
                         ingest a BEIR-format folder and print nDCG@10, Recall@100 and latency per mode
   config                print every configuration variable with its default and meaning
+  compose-secrets [--out FILE]
+                        random passwords and their SCRAM verifiers for docker compose (default .env)
   dev-inference [--port N]
                         run the OpenAI-compatible dev inference server on its own
 

@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import { rm } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
+import { composeSecrets } from "../../src/cli/compose-secrets.command.ts";
 import { loadConfig } from "../../src/config.ts";
 import { migrate } from "../../src/db/migrate.ts";
 import { createLogger } from "../../src/logger.ts";
@@ -30,7 +31,12 @@ export default async function setup(): Promise<() => Promise<void>> {
   await rm(TEST_CLUSTER.dir, { recursive: true, force: true });
   let state: TopologyState = { kind };
   if (kind === "containers") {
-    const spec = containerTopologySpec(readFileSync(`${root}/docker-compose.yml`, "utf8"), root, TEST_CLUSTER);
+    const spec = containerTopologySpec(
+      readFileSync(`${root}/docker-compose.yml`, "utf8"),
+      root,
+      TEST_CLUSTER,
+      composeSecrets(),
+    );
     state = await startContainerTopology(spec, TEST_CLUSTER, TEST_ENV_FILE);
   } else {
     await cluster("up", "--replicas", String(TEST_CLUSTER.replicas));

@@ -121,12 +121,33 @@ function durationMs(value: string | undefined): number | undefined {
 }
 
 /**
+ * Compose's variable interpolation on the file's text, as `docker compose` does it with `env` set:
+ * ${VAR}, ${VAR:-default}, and ${VAR:?message}, which fails with the message when VAR is unset.
+ */
+export function interpolateCompose(text: string, env: Readonly<Record<string, string>>): string {
+  return text.replace(/\$\{(\w+)(?::([-?])([^}]*))?\}/g, (_, name: string, kind?: string, word = "") => {
+    const value = env[name];
+    if (value !== undefined && value !== "") return value;
+    if (kind === "?") throw new Error(`docker-compose.yml: required variable ${name} is missing: ${word}`);
+    return kind === "-" ? word : "";
+  });
+}
+
+/**
  * The container topology, read from docker-compose.yml so that tests run exactly the images,
  * commands, entrypoints, init scripts and PgBouncer configuration that compose users run — only
- * with the test ports published and no volumes (each run starts empty).
+ * with the test ports published, no volumes (each run starts empty), and `secrets` (from
+ * `pgrag compose-secrets`) where compose users have their .env.
  */
-export function containerTopologySpec(composeText: string, root: string, ports: TopologyPorts): ContainerTopologySpec {
-  const { services } = parse(composeText, { merge: true }) as { services: Record<string, ComposeService> };
+export function containerTopologySpec(
+  composeText: string,
+  root: string,
+  ports: TopologyPorts,
+  secrets: Readonly<Record<string, string>>,
+): ContainerTopologySpec {
+  const { services } = parse(interpolateCompose(composeText, secrets), { merge: true }) as {
+    services: Record<string, ComposeService>;
+  };
   const bouncerIni = readFileSync(join(root, "replicas/docker/pgbouncer.ini"), "utf8");
   const bouncerListenPort = Number(/^listen_port = (\d+)/m.exec(bouncerIni)?.[1]);
   const replicaNames = Array.from({ length: ports.replicas }, (_, i) => `replica${i + 1}`);
@@ -176,8 +197,8 @@ export function containerTopologySpec(composeText: string, root: string, ports: 
     env: {
       PGRAG_PRIMARY_URL: fromHost(appEnv.PGRAG_PRIMARY_URL),
       PGRAG_REPLICA_URLS: fromHost(appEnv.PGRAG_REPLICA_URLS),
-      PGRAG_MIGRATION_URL: fromHost(appEnv.PGRAG_MIGRATION_URL),
-      PGRAG_ANALYST_URL: `postgres://pgrag_analyst:${pgEnv.PGRAG_ANALYST_PASSWORD ?? ""}@127.0.0.1:${ports.bouncerPort}/analytics`,
+      PGRAG_MIGRATION_URL: fromHost(services.migrate?.environment?.PGRAG_MIGRATION_URL),
+      PGRAG_ANALYST_URL: `postgres://pgrag_analyst:${secrets.PGRAG_ANALYST_PASSWORD ?? ""}@127.0.0.1:${ports.bouncerPort}/analytics`,
       PGRAG_CLUSTER_DIR: ports.dir,
     },
     superuserPassword: pgEnv.POSTGRES_PASSWORD ?? "",

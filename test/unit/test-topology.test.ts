@@ -2,16 +2,18 @@ import { existsSync, readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { parse } from "yaml";
+import { composeSecrets } from "../../src/cli/compose-secrets.command.ts";
 import { loadConfig } from "../../src/config.ts";
 import { TEST_CLUSTER } from "../helpers/cluster.ts";
-import { containerTopologySpec, selectTopology } from "../helpers/topology.ts";
+import { containerTopologySpec, interpolateCompose, selectTopology } from "../helpers/topology.ts";
 
 const root = fileURLToPath(new URL("../../", import.meta.url));
 const composeText = readFileSync(`${root}/docker-compose.yml`, "utf8");
-const compose = parse(composeText, { merge: true }) as {
+const secrets = composeSecrets();
+const compose = parse(interpolateCompose(composeText, secrets), { merge: true }) as {
   services: Record<string, { image: string; environment: Record<string, string> }>;
 };
-const spec = containerTopologySpec(composeText, root, TEST_CLUSTER);
+const spec = containerTopologySpec(composeText, root, TEST_CLUSTER, secrets);
 const reachable = (answer: boolean) => async () => answer;
 
 describe("the suite's topology selection", () => {
@@ -55,7 +57,7 @@ describe("the container topology, read from docker-compose.yml", () => {
         .filter((f) => f.service === "pgbouncer")
         .map((f) => f.target)
         .sort(),
-    ).toEqual(["/etc/pgbouncer/pgbouncer.ini", "/etc/pgbouncer/pgbouncer_hba.conf", "/etc/pgbouncer/userlist.txt"]);
+    ).toEqual(["/etc/pgbouncer/pgbouncer.ini", "/etc/pgbouncer/pgbouncer_hba.conf", "/pgbouncer-entrypoint.sh"]);
     // No named volumes: each run starts from empty data directories.
     expect(files.every((f) => !f.target.startsWith("/var/lib/postgresql"))).toBe(true);
   });
@@ -73,7 +75,7 @@ describe("the container topology, read from docker-compose.yml", () => {
     }
   });
 
-  it("writes an env file the app's config accepts, pointing at the published ports with compose's passwords", () => {
+  it("writes an env file the app's config accepts, pointing at the published ports with the generated passwords", () => {
     const config = loadConfig(spec.env);
     const primaryUrl = new URL(config.database.primaryUrl);
     expect([primaryUrl.hostname, primaryUrl.port, primaryUrl.pathname]).toEqual([
@@ -83,9 +85,16 @@ describe("the container topology, read from docker-compose.yml", () => {
     ]);
     expect(config.database.replicaUrls.map((u) => new URL(u).pathname)).toEqual(["/replica1", "/replica2"]);
     expect(new URL(config.database.migrationUrl).port).toBe(String(TEST_CLUSTER.pgPort));
-    const pgEnv = compose.services.primary?.environment ?? {};
-    expect(new URL(spec.env.PGRAG_ANALYST_URL ?? "").password).toBe(pgEnv.PGRAG_ANALYST_PASSWORD);
-    expect(primaryUrl.password).toBe(pgEnv.PGRAG_APP_PASSWORD);
-    expect(spec.superuserPassword).toBe(pgEnv.POSTGRES_PASSWORD);
+    expect(new URL(spec.env.PGRAG_ANALYST_URL ?? "").password).toBe(secrets.PGRAG_ANALYST_PASSWORD);
+    expect(primaryUrl.password).toBe(secrets.PGRAG_APP_PASSWORD);
+    expect(new URL(config.database.migrationUrl).password).toBe(secrets.PGRAG_OWNER_PASSWORD);
+    expect(spec.superuserPassword).toBe(secrets.POSTGRES_PASSWORD);
+    // The primary creates the roles with verifiers; PgBouncer gets the same verifiers and no password.
+    const bouncer = spec.nodes.find((n) => n.service === "pgbouncer");
+    expect(bouncer?.environment).toEqual({
+      PGRAG_APP_SCRAM: secrets.PGRAG_APP_SCRAM,
+      PGRAG_ANALYST_SCRAM: secrets.PGRAG_ANALYST_SCRAM,
+    });
+    expect(spec.nodes[0]?.environment.PGRAG_APP_SCRAM).toBe(secrets.PGRAG_APP_SCRAM);
   });
 });

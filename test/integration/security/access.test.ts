@@ -1,6 +1,8 @@
+import { randomUUID } from "node:crypto";
 import pg from "pg";
 import { describe, expect, it } from "vitest";
-import { clusterUrls, nodePort, TEST_CLUSTER } from "../../helpers/cluster.ts";
+import { composeSecrets } from "../../../src/cli/compose-secrets.command.ts";
+import { adminQuery, clusterUrls, nodePort, TEST_CLUSTER } from "../../helpers/cluster.ts";
 
 /**
  * Who may log in where, tried for real: each role through each PgBouncer database and straight to
@@ -66,5 +68,23 @@ describe("who may log in where", () => {
       };
     }
     expect(actual).toEqual(expected);
+  });
+});
+
+describe("compose's secrets", () => {
+  it("are verifiers PostgreSQL stores as given, so PgBouncer's auth file can hold the same one", async () => {
+    const role = `compose_probe_${randomUUID().slice(0, 8)}`;
+    const verifier = composeSecrets().PGRAG_APP_SCRAM ?? "";
+    await adminQuery("primary", `CREATE ROLE ${role} LOGIN PASSWORD '${verifier}'`);
+    try {
+      const [stored] = await adminQuery<{ rolpassword: string }>(
+        "primary",
+        "SELECT rolpassword FROM pg_authid WHERE rolname = $1",
+        [role],
+      );
+      expect(stored?.rolpassword).toBe(verifier);
+    } finally {
+      await adminQuery("primary", `DROP ROLE ${role}`);
+    }
   });
 });
