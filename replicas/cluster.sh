@@ -2,7 +2,10 @@
 # The native pgrag topology: one PostgreSQL primary, N physical streaming replicas (pg_basebackup +
 # replication slots) and one PgBouncer in transaction pooling mode with a pooled database per node.
 #
-#   cluster.sh up [--replicas N]     start (initialising on first use); safe to run twice
+#   cluster.sh up [--replicas N] [--cascade]
+#                                    start (initialising on first use); safe to run twice. --cascade:
+#                                    replicas 3 and up stream from replica1, not from the primary
+#                                    (cascading replication, as large fleets spare the primary's WAL senders)
 #   cluster.sh down                  stop everything; no process or socket is left behind
 #   cluster.sh status                nodes, roles, replay lag
 #   cluster.sh stop-node NAME        stop one node (primary, replica1, …) — for fault tests
@@ -180,14 +183,32 @@ SQL
   admin_psql "$PG_PORT" -d "$DB_NAME" -c "CREATE EXTENSION IF NOT EXISTS vector; CREATE EXTENSION IF NOT EXISTS pg_stat_statements;"
 }
 
-init_replica() { # $1 replicaN
-  local name=$1 dir; dir=$(node_dir "$name")
-  log "creating $name from a base backup of the primary"
-  admin_psql "$PG_PORT" -d postgres -c \
+# The node a replica streams from: the primary, or replica1 for replicas 3+ of a cascaded fleet.
+upstream_of() { # $1 replicaN, $2 cascade (true|false)
+  if [[ $2 == true ]] && ((${1#replica} >= 3)); then echo replica1; else echo primary; fi
+}
+
+init_replica() { # $1 replicaN, $2 upstream node
+  local name=$1 upstream=$2 dir port; dir=$(node_dir "$name"); port=$(node_port "$upstream")
+  log "creating $name from a base backup of $upstream"
+  # The slot lives on the upstream (a standby can hold slots and serve base backups too).
+  admin_psql "$port" -d postgres -c \
     "SELECT pg_create_physical_replication_slot('${name}_slot') WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = '${name}_slot')" >/dev/null
-  as_db_user env PGPASSWORD="$(secret replicator)" "$PG_BIN/pg_basebackup" -h 127.0.0.1 -p "$PG_PORT" \
+  as_db_user env PGPASSWORD="$(secret replicator)" "$PG_BIN/pg_basebackup" -h 127.0.0.1 -p "$port" \
     -U replicator -D "$dir" -X stream -S "${name}_slot" -R --checkpoint=fast
+  echo "$upstream" >"$dir/upstream"
+  chown "$RUN_USER" "$dir/upstream"
   write_node_conf "$name"
+}
+
+# Stops a replica, deletes it and its slot on its upstream.
+remove_replica() { # $1 replicaN
+  local name=$1 upstream
+  upstream=$(cat "$(node_dir "$name")/upstream" 2>/dev/null || echo primary)
+  stop_node "$name"; rm -rf "$(node_dir "$name")"
+  node_running "$upstream" && admin_psql "$(node_port "$upstream")" -d postgres -c \
+    "SELECT pg_drop_replication_slot('${name}_slot') FROM pg_replication_slots WHERE slot_name = '${name}_slot'" >/dev/null
+  return 0
 }
 
 start_node() {
@@ -301,10 +322,11 @@ ENV
 }
 
 cmd_up() {
-  local want=2
+  local want=2 cascade=false
   while (($#)); do
     case "$1" in
       --replicas) want=${2:?--replicas needs a number}; shift 2 ;;
+      --cascade) cascade=true; shift ;;
       *) die "unknown option '$1'" ;;
     esac
   done
@@ -316,18 +338,19 @@ cmd_up() {
   chmod 755 "$CLUSTER_DIR"
 
   if [[ -d $(node_dir primary) ]]; then start_node primary; else init_primary; fi
-  local i name
+  local i name upstream
+  # Replicas beyond the wanted count are stopped and forgotten, so `up --replicas 1` after 2 shrinks;
+  # so is a replica streaming from another upstream than asked (cascaded or not), to be made anew.
+  for name in $(replica_names); do
+    upstream=$(cat "$(node_dir "$name")/upstream" 2>/dev/null || echo primary)
+    if ((${name#replica} > want)) || [[ $upstream != "$(upstream_of "$name" "$cascade")" ]]; then
+      remove_replica "$name"
+    fi
+  done
   for ((i = 1; i <= want; i++)); do
     name="replica$i"
-    [[ -d $(node_dir "$name") ]] || init_replica "$name"
+    [[ -d $(node_dir "$name") ]] || init_replica "$name" "$(upstream_of "$name" "$cascade")"
     start_node "$name"
-  done
-  # Replicas beyond the wanted count are stopped and forgotten, so `up --replicas 1` after 2 shrinks.
-  for name in $(replica_names); do
-    if ((${name#replica} > want)); then
-      stop_node "$name"; rm -rf "$(node_dir "$name")"
-      admin_psql "$PG_PORT" -d postgres -c "SELECT pg_drop_replication_slot('${name}_slot') FROM pg_replication_slots WHERE slot_name = '${name}_slot'" >/dev/null
-    fi
   done
   refresh_access_rules
   write_pgbouncer_conf
@@ -337,7 +360,7 @@ cmd_up() {
     start_pgbouncer
   fi
   write_env_file
-  log "up: primary :$PG_PORT, $want replica(s), pgbouncer :$BOUNCER_PORT"
+  log "up: primary :$PG_PORT, $want replica(s)$([[ $cascade == true ]] && ((want >= 3)) && echo ", 3+ cascaded from replica1"), pgbouncer :$BOUNCER_PORT"
   log "connection settings written to $ENV_FILE (passwords shown as ***):"
   grep -v '^#' "$ENV_FILE" | sed 's/:[^:@/]*@/:***@/g'
 }
@@ -357,7 +380,7 @@ cmd_status() {
     port=$(node_port "$name")
     if node_running "$name"; then
       state=$(admin_psql "$port" -d postgres -At -c \
-        "SELECT CASE WHEN pg_is_in_recovery() THEN 'replica, replay lag ' || coalesce(round(extract(epoch FROM now() - pg_last_xact_replay_timestamp())::numeric, 2)::text || ' s', 'unknown') ELSE 'primary, wal ' || pg_current_wal_lsn() END")
+        "SELECT CASE WHEN pg_is_in_recovery() THEN 'replica of $(cat "$(node_dir "$name")/upstream" 2>/dev/null || echo primary), replay lag ' || coalesce(round(extract(epoch FROM now() - pg_last_xact_replay_timestamp())::numeric, 2)::text || ' s', 'unknown') ELSE 'primary, wal ' || pg_current_wal_lsn() END")
       printf '%-10s :%-5s up    %s\n' "$name" "$port" "$state"
     else
       printf '%-10s :%-5s down\n' "$name" "$port"
