@@ -7,6 +7,7 @@
 import { percentile } from "../src/evaluation/metrics.ts";
 import {
   chatBody,
+  classifyOwnRead,
   durationSeconds,
   ingestBody,
   SCENARIOS,
@@ -105,18 +106,19 @@ export async function runScenarios(options: RunOptions): Promise<Summary> {
 
   const samples: Sample[] = [];
   let dropped = 0;
-  let rywViolations = 0;
+  const ownReads = { consistent: 0, violation: 0, "read-error": 0, "write-failed": 0 };
   const runId = Date.now().toString(36);
+  /** One timed request; its status, headers and body, or null when no response came. */
   const timed = async (endpoint: string, run: () => Promise<Response>, expect: number[]) => {
     const started = performance.now();
     try {
       const response = await run();
-      await response.arrayBuffer();
+      const body = await response.text();
       samples.push({ endpoint, ms: performance.now() - started, ok: expect.includes(response.status) });
-      return response;
+      return { status: response.status, headers: response.headers, body };
     } catch {
       samples.push({ endpoint, ms: performance.now() - started, ok: false });
-      return undefined;
+      return null;
     }
   };
   const iteration: Record<string, (i: number) => Promise<unknown>> = {
@@ -136,7 +138,11 @@ export async function runScenarios(options: RunOptions): Promise<Summary> {
           }),
         [202],
       );
-      const token = put?.headers.get("X-Consistency-Token") ?? "";
+      if (put === null || put.status !== 202) {
+        ownReads["write-failed"]++;
+        return;
+      }
+      const token = put.headers.get("X-Consistency-Token") ?? "";
       const read = await timed(
         "mixed",
         () =>
@@ -145,7 +151,7 @@ export async function runScenarios(options: RunOptions): Promise<Summary> {
           }),
         [200],
       );
-      if (put?.status === 202 && read?.status !== 200) rywViolations++;
+      ownReads[classifyOwnRead(withVersion(put), read && withVersion(read))]++;
     },
   };
 
@@ -180,7 +186,10 @@ export async function runScenarios(options: RunOptions): Promise<Summary> {
     },
     http_req_duration: trend(samples.map((s) => s.ms)),
     dropped_iterations: { count: dropped },
-    ryw_violations: { count: rywViolations },
+    ryw_violations: { count: ownReads.violation },
+    ryw_read_errors: { count: ownReads["read-error"] },
+    ryw_write_failures: { count: ownReads["write-failed"] },
+    ryw_consistent: { count: ownReads.consistent },
   };
   for (const endpoint of new Set(samples.map((s) => s.endpoint))) {
     const mine = samples.filter((s) => s.endpoint === endpoint);
@@ -200,6 +209,16 @@ export async function runScenarios(options: RunOptions): Promise<Summary> {
     thresholds,
     ok: Object.values(thresholds).every((list) => list.every((t) => t.ok)),
   };
+}
+
+/** A response's status and, when its JSON body has one, the document version. */
+function withVersion(response: { status: number; body: string }): { status: number; version?: number } {
+  try {
+    const { version } = JSON.parse(response.body) as { version?: unknown };
+    return typeof version === "number" ? { status: response.status, version } : { status: response.status };
+  } catch {
+    return { status: response.status };
+  }
 }
 
 /** k6 threshold expressions: "p(95)<300", "rate<0.01", "count==0". */

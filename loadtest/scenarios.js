@@ -34,6 +34,7 @@ export const THRESHOLDS = {
   "http_req_duration{endpoint:mixed}": ["p(95)<500", "p(99)<1000"],
   "http_req_duration{endpoint:ingest}": ["p(95)<1000", "p(99)<2000"],
   ryw_violations: ["count==0"],
+  // Failed reads are errors, not violations: they count against http_req_failed, not consistency.
 };
 
 export const QUERIES = [
@@ -73,6 +74,26 @@ export function ingestBody(i, runId) {
       content: `Burst document ${i}.${j} of run ${runId}. ${QUERIES[(i + j) % QUERIES.length]}`,
     })),
   };
+}
+
+/**
+ * What one read-your-writes round showed. A *violation* is a read, carrying the write's consistency
+ * token, that does not see the write: 404, or an older version than the write answered. A read that
+ * failed (an error status such as 429/503, a timeout, no answer) says nothing about consistency and is
+ * counted apart, as is a write that did not succeed.
+ * @param {{ status: number, version?: number }} write
+ * @param {{ status: number, version?: number } | null} read null when no response came (timeout, network)
+ * @returns {"consistent" | "violation" | "read-error" | "write-failed"}
+ */
+export function classifyOwnRead(write, read) {
+  if (write.status < 200 || write.status > 299) return "write-failed";
+  if (read === null) return "read-error";
+  if (read.status === 404) return "violation";
+  if (read.status !== 200) return "read-error";
+  if (typeof write.version === "number" && !(typeof read.version === "number" && read.version >= write.version)) {
+    return "violation";
+  }
+  return "consistent";
 }
 
 /** Seconds in a k6 duration string such as "30s", "2m" or "1m30s". @param {string} duration */

@@ -8,7 +8,15 @@
 import { check } from "k6";
 import { Counter } from "k6/metrics";
 import http from "k6/http";
-import { chatBody, ingestBody, SCENARIOS, SEED_DOCUMENTS, searchBody, THRESHOLDS } from "../scenarios.js";
+import {
+  chatBody,
+  classifyOwnRead,
+  ingestBody,
+  SCENARIOS,
+  SEED_DOCUMENTS,
+  searchBody,
+  THRESHOLDS,
+} from "../scenarios.js";
 
 const BASE_URL = __ENV.BASE_URL || "http://127.0.0.1:8080";
 const COLLECTION = __ENV.COLLECTION || "loadtest";
@@ -16,6 +24,8 @@ const RATE_SCALE = Number(__ENV.RATE_SCALE || "1");
 const selected = (__ENV.SCENARIOS || "search,chat,mixed,ingest").split(",");
 const headers = { Authorization: `Bearer ${__ENV.API_KEY}`, "Content-Type": "application/json" };
 const rywViolations = new Counter("ryw_violations");
+const rywReadErrors = new Counter("ryw_read_errors");
+const rywWriteFailures = new Counter("ryw_write_failures");
 
 /** @type {Record<string, import("k6/options").Scenario>} */
 const scenarios = {};
@@ -96,9 +106,22 @@ export function mixed() {
     headers: { ...headers, "X-Consistency-Token": token },
     tags: { endpoint: "mixed" },
   });
-  // A read with the write's token that does not see the write is a read-your-writes violation.
-  if (put.status === 202 && read.status !== 200) rywViolations.add(1);
-  check(read, { "own write visible": (r) => r.status === 200 });
+  // A read with the write's token that does not see the write is a violation; a failed read is not.
+  const outcome = classifyOwnRead(withVersion(put), read.status === 0 ? null : withVersion(read));
+  if (outcome === "violation") rywViolations.add(1);
+  if (outcome === "read-error") rywReadErrors.add(1);
+  if (outcome === "write-failed") rywWriteFailures.add(1);
+  check(read, { "own write visible": () => outcome === "consistent" });
+}
+
+/** @param {import("k6/http").RefinedResponse<any>} res */
+function withVersion(res) {
+  try {
+    const body = /** @type {{ version?: unknown }} */ (res.json());
+    return typeof body.version === "number" ? { status: res.status, version: body.version } : { status: res.status };
+  } catch {
+    return { status: res.status };
+  }
 }
 
 export function ingest() {
