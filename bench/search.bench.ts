@@ -1,8 +1,10 @@
 /**
  * `npm run bench:search`: hybrid queries/s through the HTTP API vs. the same SQL run by pgbench
  * against the same replica (through the same PgBouncer database), in the same run. The SQL for
- * pgbench is recorded from the very query functions the search service runs (a Kysely instance that
- * logs instead of executing), with each query's parameters inlined, so both sides do the same work.
+ * pgbench is recorded from the very query functions the search service runs (on a Kysely instance
+ * that logs what it executes, in a read transaction as the tenant on the same replica: BM25's rounds
+ * depend on what the first query read), with each query's parameters inlined, so both sides do the
+ * same work.
  * SciFact is loaded first (a no-op when it is already there).
  */
 import { execFile, execFileSync } from "node:child_process";
@@ -11,16 +13,17 @@ import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import type { CompiledQuery } from "kysely";
-import { offlineKysely } from "../harness/offline-kysely.ts";
+import { type CompiledQuery, Kysely, PostgresDialect, sql } from "kysely";
+import pg from "pg";
 import { createApp } from "../src/app.ts";
 import { loadConfig } from "../src/config.ts";
 import { beginStatement } from "../src/db/router.ts";
 import { loadBeirCollection, readBeirQueries } from "../src/evaluation/beir.ts";
 import { EmbeddingClient } from "../src/inference/embedding-client.ts";
 import { createLogger } from "../src/logger.ts";
+import type { Database } from "../src/db/database.ts";
+import { bm25Search } from "../src/retrieval/bm25.repository.ts";
 import {
-  bm25Search,
   chunkDetails,
   hnswSettings,
   type SearchScope,
@@ -60,8 +63,12 @@ const queries = allQueries.slice(0, QUERIES).map((q) => q.text);
 
 // ---- record the SQL of each query, as the service runs it ----
 const recorded: CompiledQuery[] = [];
-const recorder = offlineKysely((event) => {
-  if (event.level === "query") recorded.push(event.query);
+const recordingPool = new pg.Pool({ connectionString: replicaUrl, max: 1 });
+const recordingDb = new Kysely<Database>({
+  dialect: new PostgresDialect({ pool: recordingPool }),
+  log: (event) => {
+    if (event.level === "query") recorded.push(event.query);
+  },
 });
 const prepareValue = createRequire(import.meta.url)("pg/lib/utils.js").prepareValue as (value: unknown) => unknown;
 const literal = (value: unknown): string => {
@@ -94,21 +101,27 @@ for (const [i, query] of queries.entries()) {
   const [embedding] = await embeddings.embed([query]);
   if (!embedding) throw new Error("no query embedding");
   const outcome = await app.search.search(principal, { query, collections: [collection], mode: "hybrid", k: K }, token);
-  recorded.length = 0;
-  // The collection lookup and its chunk count are cached by the service after the first query, so a
-  // steady-state query runs neither; the recorded script leaves them out too.
-  if (outcome.vectorPath === "exact") await vectorSearchExact(recorder, scope, embedding, candidates);
-  else await vectorSearchIndexed(recorder, scope, embedding, candidates);
-  await bm25Search(recorder, scope, query, candidates, config.retrieval.bm25);
-  await chunkDetails(
-    recorder,
-    principal.tenantId,
-    outcome.hits.map((h) => h.chunkId),
-  );
+  const settings = { "pgrag.tenant_id": principal.tenantId, ...hnswSettings(config.retrieval.efSearch) };
+  await recordingDb.transaction().execute(async (tx) => {
+    await sql`SELECT ${sql.join(Object.entries(settings).map(([name, value]) => sql`set_config(${name}, ${value}, true)`))}`.execute(
+      tx,
+    );
+    recorded.length = 0;
+    // The collection lookup and its chunk count are cached by the service after the first query, so a
+    // steady-state query runs neither; the recorded script leaves them out too.
+    if (outcome.vectorPath === "exact") await vectorSearchExact(tx, scope, embedding, candidates);
+    else await vectorSearchIndexed(tx, scope, embedding, candidates);
+    await bm25Search(tx, scope, query, candidates, config.retrieval.bm25);
+    await chunkDetails(
+      tx,
+      principal.tenantId,
+      outcome.hits.map((h) => h.chunkId),
+    );
+  });
   const file = join(dir, `q${i}.sql`);
   // The router's first round trip, BEGIN with the tenant and HNSW settings, as one compound
   // query (pgbench's \; sends both statements in one message, as the router does).
-  const begin = beginStatement({ "pgrag.tenant_id": principal.tenantId, ...hnswSettings(config.retrieval.efSearch) });
+  const begin = beginStatement(settings);
   writeFileSync(file, `${begin.replace("; ", "\\; ")};\n${recorded.map((q) => `${inline(q)};`).join("\n")}\nCOMMIT;\n`);
   scripts.push(file);
 }
@@ -212,3 +225,4 @@ console.log(
   `ratio HTTP / pgbench: median of rounds ${(100 * median).toFixed(0)}% (range ${(100 * (ratios[0] ?? 0)).toFixed(0)}–${(100 * (ratios.at(-1) ?? 0)).toFixed(0)}%; target ≥ 70%)`,
 );
 await app.stop();
+await recordingDb.destroy();

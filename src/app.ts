@@ -33,6 +33,7 @@ import { EmbeddingClient } from "./inference/embedding-client.ts";
 import type { InferenceTarget } from "./inference/openai-client.ts";
 import { IngestService } from "./ingest/ingest.service.ts";
 import { IngestWorker } from "./ingest/ingest.worker.ts";
+import { PostingsCompactor } from "./ingest/postings-compactor.ts";
 import { createJobQueue } from "./ingest/queue.ts";
 import { TextPool } from "./ingest/text-pool.ts";
 import { Releasers, untilDeadline } from "./lifecycle.ts";
@@ -222,12 +223,19 @@ export function createApp(config: Config, options: { logger?: Logger } = {}): Ap
         );
       }
       if (config.ingest.workerConcurrency > 0) {
+        const compactor = new PostingsCompactor(
+          { boss: queue.boss, router, logger: logger.child({ component: "postings-compactor" }), registry },
+          config.retrieval.bm25,
+        );
+        await compactor.start();
+        releasers.push("postings compaction", () => compactor.stop());
         const worker = new IngestWorker(
           {
             boss: queue.boss,
             router,
             embeddings,
             textPool,
+            compactor,
             logger: logger.child({ component: "ingest-worker" }),
             registry,
           },

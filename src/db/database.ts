@@ -124,13 +124,28 @@ export interface EventTable {
   payload: Json;
 }
 
-export interface ChunkTermTable {
+/** A block of one term's BM25 postings (parallel arrays); see migration 11. */
+export interface Bm25BlockTable {
   collection_id: string;
   term: string;
-  chunk_id: string;
+  block_id: Generated<string>;
   tenant_id: string;
-  tf: number;
-  dl: number;
+  postings: number;
+  max_tf: number;
+  min_dl: number;
+  compacted: Generated<boolean>;
+  chunk_ids: string[];
+  tfs: number[];
+  dls: number[];
+}
+
+/** What deleted chunks took from a term's document frequency, until compaction drops their postings. */
+export interface Bm25DeletionTable {
+  collection_id: string;
+  term: string;
+  deletion_id: Generated<string>;
+  tenant_id: string;
+  postings: number;
 }
 
 export interface CollectionStatsTable {
@@ -155,7 +170,8 @@ export interface Database {
   chunks: ChunkTable;
   conversations: ConversationTable;
   messages: MessageTable;
-  chunk_terms: ChunkTermTable;
+  bm25_blocks: Bm25BlockTable;
+  bm25_deletions: Bm25DeletionTable;
   collection_stats: CollectionStatsTable;
   embedding_cache: EmbeddingCacheTable;
   "analytics.events": EventTable;

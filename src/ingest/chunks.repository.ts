@@ -26,9 +26,22 @@ export interface AddedChunks {
   readonly lexemeTotal: number;
 }
 
-/** Removes the chunks (and, by cascade, the postings) of these documents. */
+/**
+ * Removes the chunks of these documents. Their postings stay in their blocks until compaction (search
+ * drops ids that are no longer chunks); what they counted in each term's document frequency is
+ * recorded in bm25_deletions in this same transaction, so the statistics stay exact.
+ */
 export async function deleteChunksOf(tx: Kysely<Database>, documentIds: readonly string[]): Promise<void> {
-  await tx.deleteFrom("chunks").where("document_id", "in", documentIds).execute();
+  await sql`
+    WITH gone AS (
+      DELETE FROM chunks WHERE document_id = any(${[...documentIds]}::uuid[])
+      RETURNING collection_id, tenant_id, tsv
+    )
+    INSERT INTO bm25_deletions (collection_id, term, tenant_id, postings)
+    SELECT g.collection_id, u.lexeme, g.tenant_id, count(*)::int
+    FROM gone g CROSS JOIN LATERAL unnest(g.tsv) AS u
+    GROUP BY g.collection_id, u.lexeme, g.tenant_id
+  `.execute(tx);
 }
 
 /**
@@ -39,7 +52,7 @@ export async function deleteChunksOf(tx: Kysely<Database>, documentIds: readonly
 const ROWS_PER_STATEMENT = 1_000;
 
 /**
- * Inserts the chunks of many documents and their BM25 postings, one statement per slice of
+ * Inserts the chunks of many documents and their BM25 postings (a block per term of the slice), one statement per slice of
  * ROWS_PER_STATEMENT rows: a worker's batch usually costs one round trip, not several per document.
  * The postings come from the tsvector the database computed for each chunk (the same lexemes a
  * query is parsed into); a chunk's BM25 length is the number of lexeme occurrences in it. Returns,
@@ -107,10 +120,13 @@ async function insertSlice(
     lengths AS (
       SELECT id, sum(tf)::int AS dl FROM postings GROUP BY id
     ),
+    -- One block per term of this statement; compaction merges and sorts them later.
     written AS (
-      INSERT INTO chunk_terms (collection_id, term, chunk_id, tenant_id, tf, dl)
-      SELECT p.collection_id, p.lexeme, p.id, p.tenant_id, p.tf, l.dl
+      INSERT INTO bm25_blocks (collection_id, term, tenant_id, postings, max_tf, min_dl, chunk_ids, tfs, dls)
+      SELECT p.collection_id, p.lexeme, p.tenant_id, count(*)::int, max(p.tf), min(l.dl),
+             array_agg(p.id ORDER BY p.id), array_agg(p.tf ORDER BY p.id), array_agg(l.dl ORDER BY p.id)
       FROM postings p JOIN lengths l USING (id)
+      GROUP BY p.collection_id, p.lexeme, p.tenant_id
     )
     SELECT i.document_id, count(*)::int AS chunk_count, coalesce(sum(l.dl), 0)::bigint AS lexeme_total
     FROM inserted i LEFT JOIN lengths l USING (id)

@@ -1,5 +1,6 @@
 import { type Kysely, sql } from "kysely";
 import type { Database, DocumentRow } from "../db/database.ts";
+import { deleteChunksOf } from "./chunks.repository.ts";
 
 export type DocumentStatus = DocumentRow["status"];
 
@@ -170,18 +171,26 @@ export async function listDocumentSummaries(
 }
 
 /**
- * Deletes a document with its chunks and postings (cascade) and takes what its chunks added out of
- * the collection's BM25 statistics, in the caller's transaction.
+ * Deletes a document with its chunks (recording what they counted in the BM25 document frequencies)
+ * and takes what its chunks added out of the collection's BM25 statistics, in the caller's transaction.
  */
 export async function deleteDocument(
   db: Kysely<Database>,
   where: { tenantId: string; collectionId: string; externalId: string },
 ): Promise<boolean> {
-  const deleted = await db
-    .deleteFrom("documents")
+  const document = await db
+    .selectFrom("documents")
+    .select("id")
     .where("tenant_id", "=", where.tenantId)
     .where("collection_id", "=", where.collectionId)
     .where("external_id", "=", where.externalId)
+    .forUpdate()
+    .executeTakeFirst();
+  if (!document) return false;
+  await deleteChunksOf(db, [document.id]);
+  const deleted = await db
+    .deleteFrom("documents")
+    .where("id", "=", document.id)
     .returning(["collection_id", "tenant_id", "chunk_count", "lexeme_total"])
     .executeTakeFirst();
   if (!deleted) return false;

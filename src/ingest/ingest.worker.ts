@@ -23,6 +23,7 @@ import {
   markDocumentFailed,
   markDocumentsReady,
 } from "./documents.repository.ts";
+import type { PostingsCompactor } from "./postings-compactor.ts";
 import { INGEST_QUEUE, type IngestJobData, renewJobLeases } from "./queue.ts";
 
 export interface IngestWorkerOptions {
@@ -59,6 +60,7 @@ export class IngestWorker {
   readonly #embeddings: EmbeddingClient;
   readonly #textPool: TextPool;
   readonly #logger: Logger;
+  readonly #compactor: PostingsCompactor;
   readonly #options: IngestWorkerOptions;
   /** One fetch loop per unit of concurrency; stop() awaits them. */
   readonly #loops: Promise<void>[] = [];
@@ -74,11 +76,13 @@ export class IngestWorker {
       router: Router;
       embeddings: EmbeddingClient;
       textPool: TextPool;
+      compactor: PostingsCompactor;
       logger: Logger;
       registry: Registry;
     },
     options: IngestWorkerOptions,
   ) {
+    this.#compactor = deps.compactor;
     this.#boss = deps.boss;
     this.#router = deps.router;
     this.#embeddings = deps.embeddings;
@@ -345,6 +349,14 @@ export class IngestWorker {
     );
     this.#processed.inc({ outcome: "ready" }, outcomes.ready);
     this.#processed.inc({ outcome: "skipped" }, outcomes.skipped);
+    if (outcomes.ready > 0) {
+      // The batch appended blocks of postings (and left its replaced chunks' postings): compaction
+      // merges them later; a failed request only delays that, the next batch asks again.
+      const collections = new Map(docs.map((d) => [d.collectionId, d.tenantId]));
+      await this.#compactor
+        .request([...collections].map(([collectionId, tenantId]) => ({ collectionId, tenantId })))
+        .catch((error: unknown) => this.#logger.warn({ err: error }, "requesting postings compaction failed"));
+    }
   }
 
   /**

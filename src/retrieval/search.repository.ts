@@ -13,11 +13,6 @@ export interface SearchScope {
   readonly filter: SearchFilter | undefined;
 }
 
-export interface Bm25Parameters {
-  readonly k1: number;
-  readonly b: number;
-}
-
 /** How many chunks the scope's filters leave, counting no further than `cap`. */
 export async function countFilteredChunks(db: Kysely<Database>, scope: SearchScope, cap: number): Promise<number> {
   const { rows } = await sql<{ n: number }>`
@@ -97,67 +92,6 @@ export async function vectorSearchExact(
     ORDER BY distance, id LIMIT ${limit}
   `.execute(db);
   return rows.map((r) => ({ chunkId: String(r.id), score: 1 - r.distance }));
-}
-
-/**
- * Okapi BM25 over the query's lexemes, OR-ed: reads only the postings of those lexemes (an
- * index-only scan of chunk_terms' primary key, which INCLUDEs tf, dl and tenant_id). Document frequency is the number of postings read;
- * N and the average length come from collection_stats. idf = ln(1 + (N − df + 0.5) / (df + 0.5)),
- * as in Lucene; a lexeme repeated in the query counts once per occurrence.
- */
-export async function bm25Search(
-  db: Kysely<Database>,
-  scope: SearchScope,
-  query: string,
-  limit: number,
-  params: Bm25Parameters,
-): Promise<LegHit[]> {
-  const filtered = scope.filter !== undefined || scope.documentIds !== null;
-  const { rows } = await sql<{ chunk_id: string; score: number }>`
-    WITH query_terms AS (
-      SELECT lexeme AS term, coalesce(cardinality(positions), 1) AS qtf
-      FROM unnest(to_tsvector(${scope.language}::regconfig, ${query}))
-    ),
-    -- Per-query constants, so the per-posting arithmetic is a few float8 operations:
-    -- BM25 = Σ qtf · idf · (k1 + 1) · tf / (tf + k1·(1 − b) + k1·b/avgdl · dl)
-    corpus AS (
-      SELECT greatest(sum(chunk_count), 1)::float8 AS n,
-             ${params.k1}::float8 * (1 - ${params.b}::float8) AS norm_fixed,
-             ${params.k1}::float8 * ${params.b}::float8
-               / (greatest(sum(total_length), 1)::float8 / greatest(sum(chunk_count), 1)::float8) AS norm_per_length
-      FROM collection_stats WHERE collection_id = any(${[...scope.collectionIds]}::uuid[])
-    ),
-    postings AS MATERIALIZED (
-      SELECT p.chunk_id, p.term, p.tf, p.dl, q.qtf
-      FROM query_terms q
-      JOIN chunk_terms p ON p.term = q.term
-      WHERE p.collection_id = any(${[...scope.collectionIds]}::uuid[]) AND p.tenant_id = ${scope.tenantId}::uuid
-    ),
-    term_weights AS (
-      SELECT term, ln(1 + (corpus.n - count(*) + 0.5) / (count(*) + 0.5)) * (${params.k1}::float8 + 1) AS weight
-      FROM postings CROSS JOIN corpus
-      GROUP BY term, corpus.n
-    ),
-    scored AS (
-      SELECT p.chunk_id, sum(p.qtf * w.weight * p.tf / (p.tf + corpus.norm_fixed + corpus.norm_per_length * p.dl)) AS score
-      FROM postings p JOIN term_weights w USING (term) CROSS JOIN corpus
-      GROUP BY p.chunk_id
-    )
-    SELECT s.chunk_id, s.score FROM scored s
-    ${
-      filtered
-        ? sql`WHERE EXISTS (${db
-            .selectFrom("chunks as c")
-            .select(sql`1`.as("one"))
-            .where((eb) =>
-              eb.and([eb("c.id", "=", sql<string>`s.chunk_id`), chunkConditions(eb, scope, scope.filter)]),
-            )})`
-        : sql``
-    }
-    ORDER BY s.score DESC, s.chunk_id
-    LIMIT ${limit}
-  `.execute(db);
-  return rows.map((r) => ({ chunkId: String(r.chunk_id), score: r.score }));
 }
 
 export interface ChunkDetails {

@@ -9,8 +9,8 @@ import { InvalidRequestError, NotFoundError } from "../errors.ts";
 import type { Principal } from "../tenancy/principal.ts";
 import type { SearchFilter } from "./filters.ts";
 import { type FusedHit, type FusionMethod, fuse, type Leg, type LegHit } from "./fusion.ts";
+import { bm25Search } from "./bm25.repository.ts";
 import {
-  bm25Search,
   type ChunkDetails,
   chunkDetails,
   collectionChunkCount,
@@ -94,8 +94,11 @@ export class SearchService {
     const { value, node } = await this.#router.read({ token, tenantId: principal.tenantId, settings }, async (tx) => {
       const scope = await this.#scope(tx, principal, request);
       const legs: Partial<Record<Leg, LegHit[]>> = {};
+      const filtered = scope.filter !== undefined || scope.documentIds !== null;
+      // Few chunks left by the filters: both legs score those chunks themselves.
+      const selective = embedding || filtered ? await this.#preferExact(tx, scope) : false;
       if (embedding) {
-        const exact = await this.#preferExact(tx, scope);
+        const exact = selective;
         vectorPath = exact ? "exact" : "index";
         legs.vector = await this.#timed(timings, "vector", () =>
           exact
@@ -104,9 +107,10 @@ export class SearchService {
         );
       }
       if (useBm25) {
-        legs.bm25 = await this.#timed(timings, "bm25", () =>
-          bm25Search(tx, scope, request.query, legLimit, this.#options.bm25),
+        const bm25 = await this.#timed(timings, "bm25", () =>
+          bm25Search(tx, scope, request.query, legLimit, this.#options.bm25, filtered && selective),
         );
+        legs.bm25 = bm25.hits;
       }
       const fusion: FusionMethod =
         (request.fusion ?? this.#options.fusion) === "weighted"

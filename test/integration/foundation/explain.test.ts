@@ -1,10 +1,14 @@
 import { randomUUID } from "node:crypto";
 import pg from "pg";
+import { Kysely, PostgresDialect, sql } from "kysely";
 import pgvector from "pgvector";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { waitFor } from "../../../harness/wait-for.ts";
 import { adminQuery, clusterUrls } from "../../helpers/cluster.ts";
 import { readScifactCorpus } from "../../../src/evaluation/datasets.ts";
+import type { Database } from "../../../src/db/database.ts";
+import { rebuildPostings } from "../../../src/ingest/postings.repository.ts";
+import { testConfig } from "../../helpers/app.ts";
 
 const DIM = 384;
 const CHUNKS = 2_000;
@@ -78,7 +82,12 @@ beforeAll(async () => {
   } finally {
     client.release();
   }
-  await owner.query("ANALYZE chunks");
+  // The bulk path builds the collection's BM25 blocks from its chunks.
+  await new Kysely<Database>({ dialect: new PostgresDialect({ pool: owner }) }).transaction().execute(async (tx) => {
+    await sql`SELECT set_config('pgrag.tenant_id', ${tenantId}, true)`.execute(tx);
+    await rebuildPostings(tx, { collectionId, tenantId, ...testConfig().retrieval.bm25 });
+  });
+  await owner.query("ANALYZE chunks, bm25_blocks");
   // Statistics reach the replicas through WAL like everything else: wait until both have replayed
   // past the ANALYZE (other test files may have filled the table already, so counting rows is not enough).
   const { rows: position } = await owner.query<{ lsn: string }>("SELECT pg_current_wal_lsn()::text AS lsn");
@@ -111,16 +120,26 @@ describe("index use on a replica", () => {
     expect(plan).toMatch(/Index Scan using chunks_embedding_hnsw_idx on chunks/);
   });
 
-  it("reads BM25 postings with an index-only scan under row-level security", async () => {
-    const plan = await explainAsTenant(
-      "SELECT chunk_id, tf, dl FROM chunk_terms WHERE collection_id = $1 AND term = any($2::text[])",
-      [collectionId, ["mitochondri", "apoptosi"]],
+  it("reads BM25 block headers with an index-only scan, and blocks by their key, under row-level security", async () => {
+    const terms = ["mitochondri", "apoptosi"];
+    const headers = await explainAsTenant(
+      `SELECT term, block_id, postings, max_tf, min_dl FROM bm25_blocks
+       WHERE collection_id = any($1::uuid[]) AND tenant_id = $2::uuid AND term = any($3::text[])`,
+      [[collectionId], tenantId, terms],
     );
-    expect(plan).toMatch(/Index Only Scan using chunk_terms_pkey on chunk_terms/);
-    // Index-only in fact, not just in plan: new postings must become all-visible soon, so
-    // autovacuum runs after 1% new rows instead of PostgreSQL's 20%.
+    expect(headers).toMatch(/Index Only Scan using bm25_blocks_pkey on bm25_blocks/);
+    const blocks = await explainAsTenant(
+      `SELECT b.term, p.chunk_id, p.tf, p.dl
+       FROM bm25_blocks b CROSS JOIN LATERAL unnest(b.chunk_ids, b.tfs, b.dls) AS p(chunk_id, tf, dl)
+       WHERE b.collection_id = any($1::uuid[]) AND b.tenant_id = $2::uuid AND b.term = any($3::text[])
+         AND b.block_id = any($4::bigint[])`,
+      [[collectionId], tenantId, terms, ["1", "2", "3"]],
+    );
+    expect(blocks).toMatch(/Index Scan using bm25_blocks_pkey on bm25_blocks/);
+    // Index-only in fact, not just in plan: new blocks must become all-visible soon, so autovacuum
+    // runs after 1% new rows instead of PostgreSQL's 20%.
     const { rows } = await owner.query<{ options: string[] }>(
-      "SELECT reloptions AS options FROM pg_class WHERE oid = 'chunk_terms'::regclass",
+      "SELECT reloptions AS options FROM pg_class WHERE oid = 'bm25_blocks'::regclass",
     );
     expect(rows[0]?.options).toEqual(
       expect.arrayContaining([

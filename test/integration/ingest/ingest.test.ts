@@ -36,7 +36,8 @@ async function stats(collection: string, tenantId: string) {
     "primary",
     `SELECT s.chunk_count, s.total_length,
             (SELECT count(*) FROM chunks WHERE collection_id = c.id) AS actual_chunks,
-            (SELECT coalesce(sum(dl), 0) FROM (SELECT DISTINCT chunk_id, dl FROM chunk_terms WHERE collection_id = c.id) d) AS actual_length
+            (SELECT coalesce(sum(coalesce(cardinality(u.positions), 1)), 0)
+             FROM chunks ch CROSS JOIN LATERAL unnest(ch.tsv) AS u WHERE ch.collection_id = c.id) AS actual_length
      FROM collections c LEFT JOIN collection_stats s ON s.collection_id = c.id
      WHERE c.name = $1 AND c.tenant_id = $2`,
     [collection, tenantId],

@@ -68,6 +68,8 @@ const EXPECTED: Record<string, Record<Role, string>> = {
   "function pgrag_document_tenants(uuid[])": door,
   // Identity sequences need no grants.
   "sequence analytics.events_id_seq": none,
+  "sequence public.bm25_blocks_block_id_seq": none,
+  "sequence public.bm25_deletions_deletion_id_seq": none,
   "sequence public.chunks_id_seq": none,
   "sequence public.messages_id_seq": none,
   "sequence public.pgmigrations_id_seq": none,
@@ -82,7 +84,8 @@ const EXPECTED: Record<string, Record<Role, string>> = {
   // Keys only through pgrag_authenticate; tenants and keys are written by the owner (admin CLI).
   "table public.api_keys": { ...none, pgrag_cross_tenant: "SELECT" },
   "table public.tenants": app("SELECT"),
-  "table public.chunk_terms": app(DML),
+  "table public.bm25_blocks": app(DML),
+  "table public.bm25_deletions": app(DML),
   "table public.chunks": { ...app(DML), pgrag_cross_tenant: "SELECT" },
   "table public.collection_stats": app(DML),
   "table public.collections": { ...app(DML), pgrag_cross_tenant: "SELECT" },
@@ -160,7 +163,8 @@ describe("row-level security coverage", () => {
     expect(Object.fromEntries(tables.map((t) => [t.name, t.policies]))).toEqual({
       "analytics.events": `cross_tenant_insert a pgrag_cross_tenant, cross_tenant_select r pgrag_cross_tenant, ${tenantOnly}`,
       api_keys: `cross_tenant_select r pgrag_cross_tenant, owner_administration * pgrag, ${tenantOnly}`,
-      chunk_terms: tenantOnly,
+      bm25_blocks: tenantOnly,
+      bm25_deletions: tenantOnly,
       chunks: `cross_tenant_select r pgrag_cross_tenant, ${tenantOnly}`,
       collection_stats: tenantOnly,
       collections: `cross_tenant_select r pgrag_cross_tenant, ${tenantOnly}`,

@@ -1,0 +1,127 @@
+import type PgBoss from "pg-boss";
+import type { Logger } from "pino";
+import { Counter, type Registry } from "prom-client";
+import type { Router } from "../db/router.ts";
+import type { Bm25Parameters } from "../retrieval/bm25-plan.ts";
+import {
+  averageLength,
+  BLOCK_SIZE,
+  compactTerms,
+  DEAD_POSTINGS_THRESHOLD,
+  type DeadPostingsThreshold,
+  termsToCompact,
+} from "./postings.repository.ts";
+
+export const COMPACTION_QUEUE = "compact-postings";
+
+export interface CompactionJob {
+  readonly collectionId: string;
+  readonly tenantId: string;
+}
+
+/** Terms rewritten per statement (one transaction each, so locks are short). */
+const TERMS_PER_STATEMENT = 200;
+/** Terms per job; a collection with more gets another job, so one job never runs for long. */
+const TERMS_PER_JOB = 20_000;
+
+/**
+ * Background compaction of BM25 postings (see migration 11): writes append small unsorted blocks;
+ * this job merges them into weight-sorted blocks of BLOCK_SIZE, and drops deleted chunks' postings
+ * once there are enough of them. Requested after each ingestion batch; pg-boss keeps at most one
+ * job waiting and one running per collection. Search is exact whatever the state of compaction; only
+ * its speed and the postings' size depend on it.
+ */
+export class PostingsCompactor {
+  readonly #boss: PgBoss;
+  readonly #router: Router;
+  readonly #logger: Logger;
+  readonly #bm25: Bm25Parameters;
+  readonly #rewritten: Counter;
+  #working = false;
+
+  constructor(deps: { boss: PgBoss; router: Router; logger: Logger; registry: Registry }, bm25: Bm25Parameters) {
+    this.#boss = deps.boss;
+    this.#router = deps.router;
+    this.#logger = deps.logger;
+    this.#bm25 = bm25;
+    this.#rewritten = new Counter({
+      name: "pgrag_postings_compacted_terms_total",
+      help: "Terms whose BM25 postings blocks compaction rewrote",
+      registers: [deps.registry],
+    });
+  }
+
+  /** Asks for a compaction of these collections; a no-op for one already waiting. */
+  async request(jobs: readonly CompactionJob[]): Promise<void> {
+    for (const job of jobs) {
+      await this.#boss.send(COMPACTION_QUEUE, job, { singletonKey: job.collectionId });
+    }
+  }
+
+  async start(): Promise<void> {
+    this.#working = true;
+    await this.#boss.work<CompactionJob>(
+      COMPACTION_QUEUE,
+      { batchSize: 1, pollingIntervalSeconds: 2 },
+      async ([job]) => {
+        if (job) await this.compact(job.data);
+      },
+    );
+  }
+
+  async stop(): Promise<void> {
+    if (!this.#working) return;
+    this.#working = false;
+    await this.#boss.offWork(COMPACTION_QUEUE);
+  }
+
+  /** Compacts one collection, up to TERMS_PER_JOB terms; asks for another job if more remain. */
+  async compact(job: CompactionJob): Promise<number> {
+    const { terms, finished } = await compactCollection(this.#router, this.#bm25, job, { maxTerms: TERMS_PER_JOB });
+    this.#rewritten.inc(terms);
+    if (!finished) {
+      this.#logger.info({ collectionId: job.collectionId, terms }, "postings compaction continues in a new job");
+      await this.request([job]);
+    }
+    return terms;
+  }
+}
+
+export interface CompactionOptions {
+  readonly maxTerms: number;
+  readonly blockSize?: number;
+  readonly dead?: DeadPostingsThreshold;
+}
+
+/**
+ * Rewrites the collection's terms that need it, TERMS_PER_STATEMENT at a time (each its own short
+ * transaction), until none is left or `maxTerms` were rewritten.
+ */
+export async function compactCollection(
+  router: Router,
+  bm25: Bm25Parameters,
+  job: CompactionJob,
+  options: CompactionOptions,
+): Promise<{ terms: number; finished: boolean }> {
+  let done = 0;
+  while (done < options.maxTerms) {
+    const { value } = await router.write(
+      async (tx) => {
+        const terms = await termsToCompact(
+          tx,
+          job.collectionId,
+          TERMS_PER_STATEMENT,
+          options.dead ?? DEAD_POSTINGS_THRESHOLD,
+        );
+        if (terms.length === 0) return 0;
+        const avgdl = await averageLength(tx, job.collectionId);
+        await compactTerms(tx, { ...job, avgdl, ...bm25 }, terms, options.blockSize ?? BLOCK_SIZE);
+        return terms.length;
+      },
+      { tenantId: job.tenantId },
+    );
+    if (value === 0) return { terms: done, finished: true };
+    done += value;
+  }
+  return { terms: done, finished: false };
+}

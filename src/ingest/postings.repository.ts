@@ -1,0 +1,157 @@
+import { type Kysely, sql } from "kysely";
+import type { Database } from "../db/database.ts";
+
+/** Postings per compacted block. */
+export const BLOCK_SIZE = 128;
+
+export interface TermToCompact {
+  readonly term: string;
+  /** Rewrite every block of the term and drop deleted chunks' postings (else: merge the fresh blocks). */
+  readonly full: boolean;
+}
+
+/** When a term's deleted postings are dropped: at least this many, and this share of its postings. */
+export interface DeadPostingsThreshold {
+  readonly count: number;
+  readonly share: number;
+}
+export const DEAD_POSTINGS_THRESHOLD: DeadPostingsThreshold = { count: 16, share: 0.05 };
+
+/**
+ * Terms of a collection whose postings are worth rewriting: two or more fresh (appended) blocks, a
+ * fresh block larger than a compacted one, or enough deleted postings that dropping them pays for
+ * reading the whole term.
+ */
+export async function termsToCompact(
+  db: Kysely<Database>,
+  collectionId: string,
+  limit: number,
+  dead: DeadPostingsThreshold = DEAD_POSTINGS_THRESHOLD,
+): Promise<TermToCompact[]> {
+  const { rows } = await sql<{ term: string; full: boolean }>`
+    WITH blocks AS (
+      SELECT term, count(*) FILTER (WHERE NOT compacted) AS fresh,
+             coalesce(max(postings) FILTER (WHERE NOT compacted), 0) AS largest_fresh, sum(postings) AS postings
+      FROM bm25_blocks WHERE collection_id = ${collectionId}::uuid GROUP BY term
+    ),
+    deletions AS (
+      SELECT term, sum(postings) AS dead FROM bm25_deletions WHERE collection_id = ${collectionId}::uuid GROUP BY term
+    )
+    SELECT b.term, coalesce(d.dead, 0) >= greatest(${dead.count}, ${dead.share}::float8 * b.postings) AS full
+    FROM blocks b LEFT JOIN deletions d USING (term)
+    WHERE b.fresh >= 2 OR b.largest_fresh > ${BLOCK_SIZE}
+       OR (d.dead > 0 AND d.dead >= greatest(${dead.count}, ${dead.share}::float8 * b.postings))
+    ORDER BY b.term
+    LIMIT ${limit}
+  `.execute(db);
+  return rows;
+}
+
+/**
+ * Rewrites these terms' blocks in one statement (one snapshot): the fresh blocks of each term merged,
+ * or for `full` terms every block without the postings of chunks that no longer exist, and those
+ * terms' deletion records cleared (exactly the deletions this snapshot sees, whose chunks it no
+ * longer sees). Postings are sorted by their BM25 term weight at the current average length, so the
+ * first blocks of a term hold its heaviest postings, and cut into blocks of BLOCK_SIZE.
+ */
+export async function compactTerms(
+  db: Kysely<Database>,
+  target: { collectionId: string; tenantId: string; avgdl: number; k1: number; b: number },
+  terms: readonly TermToCompact[],
+  blockSize = BLOCK_SIZE,
+): Promise<number> {
+  const all = terms.map((t) => t.term);
+  const full = terms.filter((t) => t.full).map((t) => t.term);
+  const fixed = target.k1 * (1 - target.b);
+  const perLength = (target.k1 * target.b) / Math.max(target.avgdl, 1e-9);
+  const weight = sql`tf::float8 / (tf + ${fixed}::float8 + ${perLength}::float8 * dl)`;
+  const { rows } = await sql<{ blocks: number }>`
+    WITH old AS (
+      SELECT block_id, term, chunk_ids, tfs, dls FROM bm25_blocks
+      WHERE collection_id = ${target.collectionId}::uuid AND term = any(${all}::text[])
+        AND (NOT compacted OR term = any(${full}::text[]))
+      FOR UPDATE
+    ),
+    kept AS (
+      SELECT old.term, p.chunk_id, p.tf, p.dl
+      FROM old CROSS JOIN LATERAL unnest(old.chunk_ids, old.tfs, old.dls) AS p(chunk_id, tf, dl)
+      WHERE old.term <> all(${full}::text[]) OR EXISTS (SELECT 1 FROM chunks c WHERE c.id = p.chunk_id)
+    ),
+    ranked AS (
+      SELECT term, chunk_id, tf, dl, ${weight} AS weight,
+             (row_number() OVER (PARTITION BY term ORDER BY ${weight} DESC, chunk_id) - 1) / ${blockSize}::int AS block
+      FROM kept
+    ),
+    removed AS (
+      DELETE FROM bm25_blocks b USING old
+      WHERE b.collection_id = ${target.collectionId}::uuid AND b.term = old.term AND b.block_id = old.block_id
+    ),
+    cleared AS (
+      DELETE FROM bm25_deletions
+      WHERE collection_id = ${target.collectionId}::uuid AND term = any(${full}::text[])
+    ),
+    added AS (
+      INSERT INTO bm25_blocks (collection_id, term, tenant_id, postings, max_tf, min_dl, compacted, chunk_ids, tfs, dls)
+      SELECT ${target.collectionId}::uuid, term, ${target.tenantId}::uuid, count(*)::int, max(tf), min(dl), true,
+             array_agg(chunk_id ORDER BY weight DESC, chunk_id), array_agg(tf ORDER BY weight DESC, chunk_id),
+             array_agg(dl ORDER BY weight DESC, chunk_id)
+      FROM ranked GROUP BY term, block
+      RETURNING 1
+    )
+    SELECT count(*)::int AS blocks FROM added
+  `.execute(db);
+  return rows[0]?.blocks ?? 0;
+}
+
+/** The collection's average chunk length in lexemes (compaction sorts postings by weight with it). */
+export async function averageLength(db: Kysely<Database>, collectionId: string): Promise<number> {
+  const row = await db
+    .selectFrom("collection_stats")
+    .select(["chunk_count", "total_length"])
+    .where("collection_id", "=", collectionId)
+    .executeTakeFirst();
+  const n = Number(row?.chunk_count ?? 0);
+  return n > 0 ? Number(row?.total_length ?? 0) / n : 1;
+}
+
+/**
+ * Rebuilds a collection's postings from its chunks in one pass: compacted, weight-sorted blocks of
+ * `blockSize`, with no deletions left over. The bulk path (after a bulk load, or to repair): one
+ * sort of all postings instead of many appends and compactions.
+ */
+export async function rebuildPostings(
+  db: Kysely<Database>,
+  target: { collectionId: string; tenantId: string; k1: number; b: number },
+  blockSize = BLOCK_SIZE,
+): Promise<number> {
+  await sql`DELETE FROM bm25_blocks WHERE collection_id = ${target.collectionId}::uuid`.execute(db);
+  await sql`DELETE FROM bm25_deletions WHERE collection_id = ${target.collectionId}::uuid`.execute(db);
+  const { rows } = await sql<{ blocks: number }>`
+    WITH postings AS (
+      SELECT c.id AS chunk_id, u.lexeme AS term, coalesce(cardinality(u.positions), 1) AS tf
+      FROM chunks c CROSS JOIN LATERAL unnest(c.tsv) AS u
+      WHERE c.collection_id = ${target.collectionId}::uuid
+    ),
+    lengths AS (SELECT chunk_id, sum(tf)::int AS dl FROM postings GROUP BY chunk_id),
+    corpus AS (SELECT greatest(avg(dl), 1) AS avgdl FROM lengths),
+    weighted AS (
+      SELECT p.term, p.chunk_id, p.tf, l.dl,
+             p.tf::float8 / (p.tf + ${target.k1 * (1 - target.b)}::float8 + ${target.k1 * target.b}::float8 / corpus.avgdl * l.dl) AS weight
+      FROM postings p JOIN lengths l USING (chunk_id) CROSS JOIN corpus
+    ),
+    ranked AS (
+      SELECT *, (row_number() OVER (PARTITION BY term ORDER BY weight DESC, chunk_id) - 1) / ${blockSize}::int AS block
+      FROM weighted
+    ),
+    added AS (
+      INSERT INTO bm25_blocks (collection_id, term, tenant_id, postings, max_tf, min_dl, compacted, chunk_ids, tfs, dls)
+      SELECT ${target.collectionId}::uuid, term, ${target.tenantId}::uuid, count(*)::int, max(tf), min(dl), true,
+             array_agg(chunk_id ORDER BY weight DESC, chunk_id), array_agg(tf ORDER BY weight DESC, chunk_id),
+             array_agg(dl ORDER BY weight DESC, chunk_id)
+      FROM ranked GROUP BY term, block
+      RETURNING 1
+    )
+    SELECT count(*)::int AS blocks FROM added
+  `.execute(db);
+  return rows[0]?.blocks ?? 0;
+}

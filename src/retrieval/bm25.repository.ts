@@ -1,0 +1,206 @@
+import { type Kysely, type RawBuilder, sql } from "kysely";
+import type { Database } from "../db/database.ts";
+import {
+  type BlockHeader,
+  type Bm25Parameters,
+  type Candidate,
+  type Corpus,
+  judgeRound,
+  planRound,
+  type Round,
+  type Scoring,
+  scoring,
+  type TermStatistics,
+} from "./bm25-plan.ts";
+import { chunkConditions } from "./filters.ts";
+import type { LegHit } from "./fusion.ts";
+import type { SearchScope } from "./search.repository.ts";
+
+/** Postings read by each round before the last, which reads every block of the query's terms. */
+export const ROUND_BUDGETS: readonly number[] = [2_048, 16_384, 131_072];
+
+export interface Bm25Outcome {
+  readonly hits: LegHit[];
+  /** Which path answered: certified early, every block, or the filtered chunks themselves. */
+  readonly path: "early" | "exhaustive" | "filtered";
+  readonly rounds: number;
+}
+
+/**
+ * Okapi BM25 (Lucene's idf, ln(1 + (N − df + 0.5) / (df + 0.5))) over the query's lexemes, OR-ed,
+ * exact: the same top k as scoring every posting. Early termination reads the heaviest blocks first
+ * and stops once the result is certified (bm25-plan.ts); `selectiveFilter` (few chunks pass the
+ * filters) scores the filtered chunks themselves instead. Read-only, no temporary objects: it runs on
+ * hot standbys inside the router's read transaction.
+ */
+export async function bm25Search(
+  db: Kysely<Database>,
+  scope: SearchScope,
+  query: string,
+  k: number,
+  params: Bm25Parameters,
+  selectiveFilter = false,
+  roundBudgets: readonly number[] = ROUND_BUDGETS,
+): Promise<Bm25Outcome> {
+  const { terms, blocks, corpus } = await bm25Statistics(db, scope, query);
+  const s = scoring(terms, corpus, params);
+  if (s.weights.size === 0 || k <= 0) return { hits: [], path: "early", rounds: 0 };
+  if (selectiveFilter) return { hits: await scoreFilteredChunks(db, scope, s, k), path: "filtered", rounds: 1 };
+  const filtered = scope.filter !== undefined || scope.documentIds !== null;
+  // Completed candidates per round: k, and room for deleted chunks (and, filtered, for failures).
+  const dead = terms.reduce((sum, t) => sum + t.dead, 0);
+  let limit = (filtered ? 8 : 2) * k + dead;
+  let rounds = 0;
+  for (const budget of [...roundBudgets, Number.POSITIVE_INFINITY]) {
+    const round = planRound(blocks, s, budget);
+    rounds++;
+    const outcome = judgeRound(await readRound(db, scope, s, round, limit), limit, k, round);
+    if (outcome.certified) return { hits: outcome.hits, path: round.exhaustive ? "exhaustive" : "early", rounds };
+    if (round.exhaustive) break;
+    limit *= 2;
+  }
+  // Every block read and still not certified: more deleted or filtered-out candidates than room.
+  const round = planRound(blocks, s, Number.POSITIVE_INFINITY);
+  const all = await readRound(db, scope, s, round, null);
+  return { hits: judgeRound(all, all.length, k, round).hits, path: "exhaustive", rounds: rounds + 1 };
+}
+
+async function bm25Statistics(
+  db: Kysely<Database>,
+  scope: SearchScope,
+  query: string,
+): Promise<{ terms: TermStatistics[]; blocks: BlockHeader[]; corpus: Corpus }> {
+  const collections = [...scope.collectionIds];
+  // One index-only scan of the block headers of the query's terms, with the deletions per term and
+  // the collections' N and total length.
+  const { rows } = await sql<{
+    term: string;
+    qtf: number;
+    block_id: string | null;
+    postings: number | null;
+    max_tf: number | null;
+    min_dl: number | null;
+    deleted: string | null;
+    n: string | null;
+    total_length: string | null;
+  }>`
+    WITH query_terms AS (
+      SELECT lexeme AS term, coalesce(cardinality(positions), 1) AS qtf
+      FROM unnest(to_tsvector(${scope.language}::regconfig, ${query}))
+    ),
+    deletions AS (
+      SELECT d.term, sum(d.postings) AS deleted
+      FROM bm25_deletions d JOIN query_terms q USING (term)
+      WHERE d.collection_id = any(${collections}::uuid[]) AND d.tenant_id = ${scope.tenantId}::uuid
+      GROUP BY d.term
+    ),
+    corpus AS (
+      SELECT sum(chunk_count) AS n, sum(total_length) AS total_length
+      FROM collection_stats WHERE collection_id = any(${collections}::uuid[])
+    )
+    SELECT q.term, q.qtf, b.block_id, b.postings, b.max_tf, b.min_dl, d.deleted, corpus.n, corpus.total_length
+    FROM query_terms q CROSS JOIN corpus
+    LEFT JOIN deletions d USING (term)
+    LEFT JOIN bm25_blocks b
+      ON b.term = q.term AND b.collection_id = any(${collections}::uuid[]) AND b.tenant_id = ${scope.tenantId}::uuid
+  `.execute(db);
+  const n = Number(rows[0]?.n ?? 0);
+  const corpus = { n, avgdl: n > 0 ? Number(rows[0]?.total_length ?? 0) / n : 1 };
+  const perTerm = new Map<string, { qtf: number; postings: number; dead: number }>();
+  const blocks: BlockHeader[] = [];
+  for (const r of rows) {
+    const term = perTerm.get(r.term) ?? { qtf: r.qtf, postings: 0, dead: Number(r.deleted ?? 0) };
+    perTerm.set(r.term, term);
+    if (r.block_id === null) continue;
+    term.postings += r.postings ?? 0;
+    blocks.push({
+      term: r.term,
+      blockId: r.block_id,
+      postings: r.postings ?? 0,
+      maxTf: r.max_tf ?? 0,
+      minDl: r.min_dl ?? 0,
+    });
+  }
+  const terms = [...perTerm].map(([term, t]) => ({ term, qtf: t.qtf, df: t.postings - t.dead, dead: t.dead }));
+  return { terms, blocks, corpus };
+}
+
+/** The query's weights as a relation w(term, weight, unread) for the SQL below. */
+function weightsRelation(s: Scoring, unread: ReadonlyMap<string, number>): RawBuilder<unknown> {
+  const terms = [...s.weights.keys()];
+  return sql`unnest(${terms}::text[], ${terms.map((t) => s.weights.get(t) ?? 0)}::float8[],
+                    ${terms.map((t) => unread.get(t) ?? 0)}::float8[]) AS w(term, weight, unread)`;
+}
+
+/** A chunk's exact BM25 score from its own lexemes (the same tf and length its postings hold). */
+function exactScore(s: Scoring, w: RawBuilder<unknown>): RawBuilder<number | null> {
+  return sql<number | null>`(
+    SELECT sum(w.weight * x.tf / (x.tf + ${s.fixed}::float8 + ${s.perLength}::float8 * len.dl))
+    FROM (SELECT u.lexeme AS term, coalesce(cardinality(u.positions), 1) AS tf FROM unnest(c.tsv) AS u) AS x
+    JOIN ${w} USING (term)
+    CROSS JOIN (SELECT sum(coalesce(cardinality(positions), 1)) AS dl FROM unnest(c.tsv)) AS len
+  )`;
+}
+
+/**
+ * Reads a round's blocks; returns the candidates with the highest upper bounds (`limit` + 1 of them,
+ * or all when `limit` is null), each completed with its exact score when it is a live chunk passing
+ * the filters.
+ */
+async function readRound(
+  db: Kysely<Database>,
+  scope: SearchScope,
+  s: Scoring,
+  round: Round,
+  limit: number | null,
+): Promise<Candidate[]> {
+  const w = weightsRelation(s, round.unread);
+  const live = db
+    .selectFrom("chunks as c")
+    .select(exactScore(s, w).as("score"))
+    .where((eb) => eb.and([eb("c.id", "=", sql<string>`cand.chunk_id`), chunkConditions(eb, scope, scope.filter)]));
+  const { rows } = await sql<{ chunk_id: string; upper: number; score: number | null }>`
+    WITH postings AS (
+      SELECT b.term, p.chunk_id, p.tf, p.dl
+      FROM bm25_blocks b CROSS JOIN LATERAL unnest(b.chunk_ids, b.tfs, b.dls) AS p(chunk_id, tf, dl)
+      WHERE b.collection_id = any(${[...scope.collectionIds]}::uuid[]) AND b.tenant_id = ${scope.tenantId}::uuid
+        AND b.term = any(${[...s.weights.keys()]}::text[]) AND b.block_id = any(${round.blockIds}::bigint[])
+    ),
+    candidates AS (
+      SELECT p.chunk_id,
+             sum(w.weight * p.tf / (p.tf + ${s.fixed}::float8 + ${s.perLength}::float8 * p.dl))
+               + ${round.unseenBound}::float8 - sum(w.unread) AS upper
+      FROM postings p JOIN ${w} USING (term)
+      GROUP BY p.chunk_id
+      ORDER BY upper DESC, p.chunk_id
+      ${limit === null ? sql`` : sql`LIMIT ${limit + 1}`}
+    )
+    SELECT cand.chunk_id, cand.upper, live.score
+    FROM candidates cand LEFT JOIN LATERAL (${live}) AS live ON true
+    ORDER BY cand.upper DESC, cand.chunk_id
+  `.execute(db);
+  return rows.map((r) => ({ chunkId: String(r.chunk_id), upper: r.upper, score: r.score }));
+}
+
+/** Exhaustive over the filtered set: every chunk passing the filters that holds a query term. */
+async function scoreFilteredChunks(db: Kysely<Database>, scope: SearchScope, s: Scoring, k: number): Promise<LegHit[]> {
+  const w = weightsRelation(s, new Map());
+  const terms = [...s.weights.keys()];
+  const { rows } = await sql<{ chunk_id: string; score: number }>`
+    SELECT id AS chunk_id, score FROM (
+      ${db
+        .selectFrom("chunks as c")
+        .select(["c.id", exactScore(s, w).as("score")])
+        .where((eb) =>
+          eb.and([
+            chunkConditions(eb, scope, scope.filter),
+            // Any of the query's lexemes, as a tsquery of quoted lexemes OR-ed.
+            sql<boolean>`c.tsv @@ (SELECT string_agg(quote_literal(t), ' | ')::tsquery FROM unnest(${terms}::text[]) AS t)`,
+          ]),
+        )}
+    ) AS scored
+    ORDER BY score DESC, chunk_id
+    LIMIT ${k}
+  `.execute(db);
+  return rows.map((r) => ({ chunkId: String(r.chunk_id), score: r.score }));
+}

@@ -1,0 +1,71 @@
+import { describe, expect, it } from "vitest";
+import { type BlockHeader, blockBound, judgeRound, planRound, scoring } from "../../src/retrieval/bm25-plan.ts";
+
+const params = { k1: 1.2, b: 0.75 };
+const s = scoring(
+  [
+    { term: "rare", qtf: 1, df: 2, dead: 0 },
+    { term: "common", qtf: 1, df: 90, dead: 0 },
+  ],
+  { n: 100, avgdl: 10 },
+  params,
+);
+const block = (term: string, blockId: string, postings: number, maxTf: number, minDl: number): BlockHeader => ({
+  term,
+  blockId,
+  postings,
+  maxTf,
+  minDl,
+});
+
+describe("BM25 block bounds", () => {
+  it("bound every posting of a block: weight(max tf, min length) is at least any posting's weight", () => {
+    const bound = blockBound(block("common", "1", 3, 4, 6), s);
+    const weight = s.weights.get("common") ?? 0;
+    for (const [tf, dl] of [
+      [1, 6],
+      [4, 6],
+      [4, 30],
+      [2, 8],
+    ] as const) {
+      expect(bound).toBeGreaterThanOrEqual((weight * tf) / (tf + s.fixed + s.perLength * dl));
+    }
+    // A rarer term weighs more (idf), so its blocks come first.
+    expect(blockBound(block("rare", "2", 1, 1, 10), s)).toBeGreaterThan(blockBound(block("common", "3", 1, 1, 10), s));
+  });
+
+  it("plan rounds heaviest blocks first, and bound what they leave unread per term", () => {
+    const blocks = [block("common", "c1", 50, 5, 4), block("common", "c2", 40, 1, 20), block("rare", "r1", 2, 2, 5)];
+    const first = planRound(blocks, s, 1);
+    expect(first.blockIds).toEqual(["r1"]);
+    expect(first.unread.get("common")).toBeCloseTo(blockBound(blocks[0] as BlockHeader, s), 12);
+    expect(first.unread.has("rare")).toBe(false);
+    expect(first.unseenBound).toBeCloseTo(first.unread.get("common") ?? 0, 12);
+    expect(first.exhaustive).toBe(false);
+    const all = planRound(blocks, s, Number.POSITIVE_INFINITY);
+    expect(all).toMatchObject({ unseenBound: 0, exhaustive: true });
+    expect(all.blockIds).toHaveLength(3);
+  });
+
+  it("certify a round only when neither an unseen chunk nor an uncompleted candidate can reach the k-th score", () => {
+    const round = planRound([block("rare", "r1", 2, 2, 5), block("common", "c1", 50, 5, 4)], s, 2);
+    const unseen = round.unseenBound;
+    const candidates = [
+      { chunkId: "1", upper: unseen + 3, score: unseen + 2 },
+      { chunkId: "2", upper: unseen + 2.5, score: null }, // deleted or filtered out
+      { chunkId: "3", upper: unseen + 1.5, score: unseen + 1 },
+      { chunkId: "4", upper: unseen + 0.5, score: unseen + 0.2 },
+    ];
+    expect(judgeRound(candidates, 3, 2, round)).toEqual({
+      hits: [
+        { chunkId: "1", score: unseen + 2 },
+        { chunkId: "3", score: unseen + 1 },
+      ],
+      certified: true,
+    });
+    // The k-th score below what an unseen chunk could score: read deeper.
+    expect(judgeRound(candidates, 3, 3, round).certified).toBe(false);
+    // An uncompleted candidate could still beat the k-th: complete more.
+    expect(judgeRound(candidates, 1, 1, { ...round, unseenBound: 0 }).certified).toBe(false);
+  });
+});
