@@ -1,5 +1,5 @@
 /**
- * `npm run loadtest -- [--scenarios search,chat,mixed,ingest] [--duration 30s] [--rate-scale 1]
+ * `npm run loadtest -- [--scenarios search,chat,mixed,ingest] [--duration 30s] [--rate-scale 1] [--warmup 10s]
  *   [--base-url http://127.0.0.1:8080] [--api-key pgr_…] [--summary loadtest-summary.json]`
  * The Node runner of the k6 scenarios (see loadtest/README.md). Exits 1 when a threshold fails.
  */
@@ -11,6 +11,7 @@ const { values } = parseArgs({
   options: {
     scenarios: { type: "string", default: "search,chat,mixed,ingest" },
     duration: { type: "string" },
+    warmup: { type: "string" },
     "rate-scale": { type: "string", default: "1" },
     "base-url": { type: "string", default: process.env.BASE_URL ?? "http://127.0.0.1:8080" },
     "api-key": { type: "string", default: process.env.API_KEY },
@@ -29,6 +30,7 @@ const summary = await runScenarios({
   collection: values.collection,
   rateScale: Number(values["rate-scale"]),
   ...(values.duration ? { duration: values.duration } : {}),
+  ...(values.warmup ? { warmup: values.warmup } : {}),
 });
 writeFileSync(values.summary, `${JSON.stringify(summary, null, 2)}\n`);
 process.stdout.write(`${formatSummary(summary)}\nsummary written to ${values.summary}\n`);

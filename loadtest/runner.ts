@@ -25,6 +25,8 @@ export interface RunOptions {
   readonly rateScale?: number;
   /** Overrides every scenario's duration, e.g. "5s" (ramping stages keep their proportions). */
   readonly duration?: string;
+  /** Unmeasured searches at half the search rate for this long first, e.g. "10s" (as k6's WARMUP). */
+  readonly warmup?: string;
 }
 
 interface Sample {
@@ -91,6 +93,15 @@ function schedule(name: string, options: RunOptions): number[] {
 }
 
 export async function runScenarios(options: RunOptions): Promise<Summary> {
+  if (options.warmup && durationSeconds(options.warmup) > 0) {
+    await runScenarios({
+      ...options,
+      scenarios: ["search"],
+      rateScale: (options.rateScale ?? 1) * 0.5,
+      duration: options.warmup,
+      warmup: undefined,
+    });
+  }
   const collection = options.collection ?? "loadtest";
   const headers = { Authorization: `Bearer ${options.apiKey}`, "Content-Type": "application/json" };
   const post = (path: string, body: unknown, extra: Record<string, string> = {}) =>

@@ -3,6 +3,7 @@
  * k6 load test of pgrag: search-heavy, chat (SSE), mixed read/write with read-your-writes checks,
  * and an ingestion burst. Run:  k6 run -e BASE_URL=http://127.0.0.1:8080 -e API_KEY=pgr_… loadtest/k6/pgrag.js
  * Options (-e): SCENARIOS=search,chat,mixed,ingest  RATE_SCALE=1  DURATION=30s  COLLECTION=loadtest
+ * WARMUP=10s (unmeasured searches at half the rate first; the scenarios start after it)
  * SUMMARY=loadtest-summary.json. Scenarios and thresholds come from ../scenarios.js.
  */
 import { check } from "k6";
@@ -11,6 +12,7 @@ import http from "k6/http";
 import {
   chatBody,
   classifyOwnRead,
+  durationSeconds,
   ingestBody,
   SCENARIOS,
   SEED_DOCUMENTS,
@@ -22,6 +24,7 @@ const BASE_URL = __ENV.BASE_URL || "http://127.0.0.1:8080";
 const COLLECTION = __ENV.COLLECTION || "loadtest";
 const RATE_SCALE = Number(__ENV.RATE_SCALE || "1");
 const selected = (__ENV.SCENARIOS || "search,chat,mixed,ingest").split(",");
+const WARMUP = __ENV.WARMUP || "0s";
 const headers = { Authorization: `Bearer ${__ENV.API_KEY}`, "Content-Type": "application/json" };
 const rywViolations = new Counter("ryw_violations");
 const rywReadErrors = new Counter("ryw_read_errors");
@@ -42,6 +45,7 @@ for (const name of selected) {
           preAllocatedVUs: Math.ceil(s.maxVUs / 4),
           maxVUs: s.maxVUs,
           exec: name,
+          startTime: WARMUP,
           tags: { endpoint: s.endpoint },
         }
       : {
@@ -52,8 +56,23 @@ for (const name of selected) {
           preAllocatedVUs: Math.ceil(s.maxVUs / 4),
           maxVUs: s.maxVUs,
           exec: name,
+          startTime: WARMUP,
           tags: { endpoint: s.endpoint },
         };
+}
+// Warm-up: searches tagged endpoint "warmup", so no endpoint's thresholds see them.
+const searchScenario = SCENARIOS.search;
+if (durationSeconds(WARMUP) > 0 && searchScenario?.executor === "constant-arrival-rate") {
+  scenarios.warmup = {
+    executor: "constant-arrival-rate",
+    rate: Math.max(1, Math.round(searchScenario.rate * RATE_SCALE * 0.5)),
+    timeUnit: "1s",
+    duration: WARMUP,
+    preAllocatedVUs: 8,
+    maxVUs: 32,
+    exec: "warmup",
+    tags: { endpoint: "warmup" },
+  };
 }
 
 export const options = {
@@ -79,6 +98,14 @@ export function search(data) {
     tags: { endpoint: "search" },
   });
   check(res, { "search 200": (r) => r.status === 200 });
+}
+
+/** @param {{ token: string }} data */
+export function warmup(data) {
+  http.post(`${BASE_URL}/v1/search`, JSON.stringify(searchBody(__ITER, COLLECTION)), {
+    headers: { ...headers, "X-Consistency-Token": data.token },
+    tags: { endpoint: "warmup" },
+  });
 }
 
 export function chat() {

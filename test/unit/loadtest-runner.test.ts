@@ -4,9 +4,12 @@ import { afterEach, describe, expect, it } from "vitest";
 import { runScenarios } from "../../loadtest/runner.ts";
 import { classifyOwnRead } from "../../loadtest/scenarios.js";
 
+let searches = 0;
+
 /** A stand-in API whose document reads answer as `read` says; every write answers version 2. */
 function fakeApi(read: (id: string) => { status: number; body?: unknown }): Promise<Server> {
   const server = createServer((request, response) => {
+    if (request.url === "/v1/search") searches++;
     const document = /^\/v1\/collections\/[^/]+\/documents\/([^/]+)$/.exec(request.url ?? "");
     request.resume();
     request.on("end", () => {
@@ -22,7 +25,7 @@ function fakeApi(read: (id: string) => { status: number; body?: unknown }): Prom
 let server: Server | undefined;
 afterEach(() => server?.close());
 
-async function mixedRound(read: (id: string) => { status: number; body?: unknown }) {
+async function mixedRound(read: (id: string) => { status: number; body?: unknown }, warmup?: string) {
   server = await fakeApi(read);
   const { port } = server.address() as AddressInfo;
   const summary = await runScenarios({
@@ -31,6 +34,7 @@ async function mixedRound(read: (id: string) => { status: number; body?: unknown
     scenarios: ["mixed"],
     rateScale: 0.5,
     duration: "1s",
+    ...(warmup ? { warmup } : {}),
   });
   const count = (metric: string) => summary.metrics[metric]?.count ?? Number.NaN;
   return {
@@ -38,6 +42,7 @@ async function mixedRound(read: (id: string) => { status: number; body?: unknown
     readErrors: count("ryw_read_errors"),
     consistent: count("ryw_consistent"),
     ok: summary.ok,
+    measuredSearches: summary.metrics["http_reqs{endpoint:search}"]?.count ?? 0,
   };
 }
 
@@ -64,6 +69,14 @@ describe("the load runner's read-your-writes counter", () => {
     const fresh = await mixedRound(() => ({ status: 200, body: { version: 2 } }));
     expect(fresh).toMatchObject({ violations: 0, readErrors: 0 });
     expect(fresh.consistent).toBeGreaterThan(0);
+  });
+
+  it("warms up with unmeasured searches before the measured scenarios", async () => {
+    searches = 0;
+    const warmed = await mixedRound(() => ({ status: 200, body: { version: 2 } }), "1s");
+    expect(searches).toBeGreaterThan(0);
+    expect(warmed.measuredSearches).toBe(0);
+    expect(warmed.consistent).toBeGreaterThan(0);
   });
 
   it("classifies each outcome, including no response and a failed write", () => {
