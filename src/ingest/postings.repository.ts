@@ -1,4 +1,4 @@
-import { type Kysely, sql } from "kysely";
+import { type Kysely, type RawBuilder, sql } from "kysely";
 import type { Database } from "../db/database.ts";
 
 /** Postings per compacted block. */
@@ -77,11 +77,8 @@ export async function compactTerms(
       FROM old CROSS JOIN LATERAL unnest(old.chunk_ids, old.tfs, old.dls) AS p(chunk_id, tf, dl)
       WHERE old.term <> all(${full}::text[]) OR EXISTS (SELECT 1 FROM chunks c WHERE c.id = p.chunk_id)
     ),
-    ranked AS (
-      SELECT term, chunk_id, tf, dl, ${weight} AS weight,
-             (row_number() OVER (PARTITION BY term ORDER BY ${weight} DESC, chunk_id) - 1) / ${blockSize}::int AS block
-      FROM kept
-    ),
+    weighted AS (SELECT term, chunk_id, tf, dl, ${weight} AS weight FROM kept),
+    ranked AS (${rankInBlocks(blockSize)}),
     removed AS (
       DELETE FROM bm25_blocks b USING old
       WHERE b.collection_id = ${target.collectionId}::uuid AND b.term = old.term AND b.block_id = old.block_id
@@ -90,17 +87,27 @@ export async function compactTerms(
       DELETE FROM bm25_deletions
       WHERE collection_id = ${target.collectionId}::uuid AND term = any(${full}::text[])
     ),
-    added AS (
-      INSERT INTO bm25_blocks (collection_id, term, tenant_id, postings, max_tf, min_dl, compacted, chunk_ids, tfs, dls)
-      SELECT ${target.collectionId}::uuid, term, ${target.tenantId}::uuid, count(*)::int, max(tf), min(dl), true,
-             array_agg(chunk_id ORDER BY weight DESC, chunk_id), array_agg(tf ORDER BY weight DESC, chunk_id),
-             array_agg(dl ORDER BY weight DESC, chunk_id)
-      FROM ranked GROUP BY term, block
-      RETURNING 1
-    )
+    added AS (${insertRankedBlocks(target)})
     SELECT count(*)::int AS blocks FROM added
   `.execute(db);
   return rows[0]?.blocks ?? 0;
+}
+
+/** `weighted(term, chunk_id, tf, dl, weight)` numbered into blocks: heaviest postings first, per term. */
+function rankInBlocks(blockSize: number): RawBuilder<unknown> {
+  return sql`SELECT *, (row_number() OVER (PARTITION BY term ORDER BY weight DESC, chunk_id) - 1) / ${blockSize}::int AS block
+             FROM weighted`;
+}
+
+/** Writes `ranked` as compacted blocks, each in weight order. */
+function insertRankedBlocks(target: { collectionId: string; tenantId: string }): RawBuilder<unknown> {
+  return sql`
+    INSERT INTO bm25_blocks (collection_id, term, tenant_id, postings, max_tf, min_dl, compacted, chunk_ids, tfs, dls)
+    SELECT ${target.collectionId}::uuid, term, ${target.tenantId}::uuid, count(*)::int, max(tf), min(dl), true,
+           array_agg(chunk_id ORDER BY weight DESC, chunk_id), array_agg(tf ORDER BY weight DESC, chunk_id),
+           array_agg(dl ORDER BY weight DESC, chunk_id)
+    FROM ranked GROUP BY term, block
+    RETURNING 1`;
 }
 
 /** The collection's average chunk length in lexemes (compaction sorts postings by weight with it). */
@@ -139,18 +146,8 @@ export async function rebuildPostings(
              p.tf::float8 / (p.tf + ${target.k1 * (1 - target.b)}::float8 + ${target.k1 * target.b}::float8 / corpus.avgdl * l.dl) AS weight
       FROM postings p JOIN lengths l USING (chunk_id) CROSS JOIN corpus
     ),
-    ranked AS (
-      SELECT *, (row_number() OVER (PARTITION BY term ORDER BY weight DESC, chunk_id) - 1) / ${blockSize}::int AS block
-      FROM weighted
-    ),
-    added AS (
-      INSERT INTO bm25_blocks (collection_id, term, tenant_id, postings, max_tf, min_dl, compacted, chunk_ids, tfs, dls)
-      SELECT ${target.collectionId}::uuid, term, ${target.tenantId}::uuid, count(*)::int, max(tf), min(dl), true,
-             array_agg(chunk_id ORDER BY weight DESC, chunk_id), array_agg(tf ORDER BY weight DESC, chunk_id),
-             array_agg(dl ORDER BY weight DESC, chunk_id)
-      FROM ranked GROUP BY term, block
-      RETURNING 1
-    )
+    ranked AS (${rankInBlocks(blockSize)}),
+    added AS (${insertRankedBlocks(target)})
     SELECT count(*)::int AS blocks FROM added
   `.execute(db);
   return rows[0]?.blocks ?? 0;
