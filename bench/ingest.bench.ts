@@ -44,7 +44,7 @@ const psql = async (target: string, ...commands: string[]) =>
 await psql(
   url,
   "DELETE FROM tenants WHERE name LIKE 'bench-ingest-%'",
-  "VACUUM (ANALYZE) chunks, chunk_terms, documents",
+  "VACUUM (ANALYZE) chunks, bm25_blocks, bm25_deletions, documents",
 );
 // ... and the replicas have replayed that clean-up: replay competes for the same two cores.
 const cleanedUpTo = await psql(url, "SELECT pg_current_wal_lsn()");
@@ -139,17 +139,18 @@ for (const half of halves) {
     url,
     `SELECT set_config('pgrag.tenant_id', '${tenantRow.id}', false)`,
     `\\copy (SELECT ${columns} FROM chunks WHERE ${ofHalf}) TO '${dir}/chunks${half}.csv' CSV`,
-    `\\copy (SELECT t.* FROM chunk_terms t JOIN chunks c ON c.id = t.chunk_id WHERE c.${ofHalf}) TO '${dir}/terms${half}.csv' CSV`,
+    // Postings as the write path leaves them: blocks (one per term per statement), half of them each.
+    `\\copy (SELECT collection_id, term, tenant_id, postings, max_tf, min_dl, compacted, chunk_ids, tfs, dls FROM bm25_blocks WHERE tenant_id = '${tenantRow.id}' AND block_id % 2 = ${half}) TO '${dir}/terms${half}.csv' CSV`,
   );
 }
 const copyHalf = (half: number) => [
   `\\copy bench_copy_chunks (${columns}) FROM '${dir}/chunks${half}.csv' CSV`,
-  `\\copy bench_copy_terms FROM '${dir}/terms${half}.csv' CSV`,
+  `\\copy bench_copy_terms (collection_id, term, tenant_id, postings, max_tf, min_dl, compacted, chunk_ids, tfs, dls) FROM '${dir}/terms${half}.csv' CSV`,
 ];
 const resetTables =
   "DROP TABLE IF EXISTS bench_copy_chunks, bench_copy_terms; " +
   "CREATE TABLE bench_copy_chunks (LIKE chunks INCLUDING DEFAULTS INCLUDING GENERATED INCLUDING IDENTITY INCLUDING INDEXES); " +
-  "CREATE TABLE bench_copy_terms (LIKE chunk_terms INCLUDING ALL)";
+  "CREATE TABLE bench_copy_terms (LIKE bm25_blocks INCLUDING ALL)";
 await psql(url, resetTables);
 const serialStart = performance.now();
 await psql(url, ...halves.flatMap(copyHalf));
