@@ -110,7 +110,11 @@ for (const [i, query] of queries.entries()) {
     // The collection lookup and its chunk count are cached by the service after the first query, so a
     // steady-state query runs neither; the recorded script leaves them out too.
     if (outcome.vectorPath === "exact") await vectorSearchExact(tx, scope, embedding, candidates);
-    else await vectorSearchIndexed(tx, scope, embedding, candidates);
+    else
+      await vectorSearchIndexed(tx, scope, embedding, candidates, {
+        type: config.embedding.indexType,
+        dimension: config.embedding.dimension,
+      });
     await bm25Search(tx, scope, query, candidates, config.retrieval.bm25);
     await chunkDetails(
       tx,

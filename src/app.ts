@@ -130,7 +130,13 @@ export function createApp(config: Config, options: { logger?: Logger } = {}): Ap
     : { baseURL: config.inference.url ?? "" };
   const inferenceSeconds = createInferenceHistogram(registry);
   const embeddings = new EmbeddingClient(target, config, inferenceSeconds);
-  const search = new SearchService(router, (texts) => embeddings.embed(texts), config.retrieval, registry);
+  const search = new SearchService(
+    router,
+    (texts) => embeddings.embed(texts),
+    config.retrieval,
+    { type: config.embedding.indexType, dimension: config.embedding.dimension },
+    registry,
+  );
   const admission = new AdmissionControl(
     {
       maxConcurrent: config.chat.maxConcurrent,

@@ -147,6 +147,12 @@ const schema = z.object({
     .max(16_000)
     .default(384)
     .describe("recorded by the first migration; a different one is refused at start-up"),
+  PGRAG_VECTOR_INDEX: z
+    .enum(["auto", "vector", "halfvec", "binary"])
+    .default("auto")
+    .describe(
+      "HNSW index over the embeddings, recorded by the migrations: vector (≤ 2,000 dimensions), halfvec (≤ 4,000, half the memory), binary (binary_quantize, any size, re-ranked exactly); auto picks by dimension",
+    ),
   PGRAG_EMBEDDING_BATCH_SIZE: z.coerce
     .number()
     .int()
@@ -433,6 +439,7 @@ export interface Config {
   readonly embedding: {
     readonly model: string;
     readonly dimension: number;
+    readonly indexType: VectorIndexType;
     readonly batchSize: number;
     readonly concurrency: number;
   };
@@ -505,6 +512,28 @@ function readEnvFile(path: string): Record<string, string> {
   return parseEnv(readFileSync(path, "utf8")) as Record<string, string>;
 }
 
+export type VectorIndexType = "vector" | "halfvec" | "binary";
+
+/** pgvector's HNSW limits: vector indexes take ≤ 2,000 dimensions, halfvec ≤ 4,000, bit far more. */
+const INDEX_MAX_DIMENSIONS: Record<VectorIndexType, number> = { vector: 2_000, halfvec: 4_000, binary: 64_000 };
+
+function vectorIndexType(choice: VectorIndexType | "auto", dimension: number): VectorIndexType {
+  if (choice === "auto") {
+    return dimension <= INDEX_MAX_DIMENSIONS.vector
+      ? "vector"
+      : dimension <= INDEX_MAX_DIMENSIONS.halfvec
+        ? "halfvec"
+        : "binary";
+  }
+  if (dimension > INDEX_MAX_DIMENSIONS[choice]) {
+    throw new ConfigError(
+      `invalid configuration:\n  PGRAG_VECTOR_INDEX: a ${choice} HNSW index takes at most ${INDEX_MAX_DIMENSIONS[choice].toLocaleString("en")} dimensions, ` +
+        `PGRAG_EMBEDDING_DIM is ${dimension}: use ${dimension <= INDEX_MAX_DIMENSIONS.halfvec ? "halfvec or binary" : "binary"} (or auto)`,
+    );
+  }
+  return choice;
+}
+
 /** Parses an environment into a frozen config; throws a ConfigError naming every bad variable. */
 export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
   const fromFile = env.PGRAG_ENV_FILE ? readEnvFile(env.PGRAG_ENV_FILE) : {};
@@ -532,6 +561,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     ? `postgres://postgres:postgres@localhost:${embedded.port}/postgres?host=${encodeURIComponent(embedded.socketDir)}`
     : "";
   const primaryUrl = raw.PGRAG_PRIMARY_URL ?? embeddedUrl;
+  const indexType = vectorIndexType(raw.PGRAG_VECTOR_INDEX, raw.PGRAG_EMBEDDING_DIM);
   return deepFreeze({
     http: {
       host: raw.PGRAG_HOST,
@@ -567,6 +597,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     embedding: {
       model: raw.PGRAG_EMBEDDING_MODEL,
       dimension: raw.PGRAG_EMBEDDING_DIM,
+      indexType,
       batchSize: raw.PGRAG_EMBEDDING_BATCH_SIZE,
       concurrency: raw.PGRAG_EMBEDDING_CONCURRENCY,
     },

@@ -19,6 +19,7 @@ export interface EmbeddingSettingsTable {
   singleton: Generated<boolean>;
   model: string;
   dimension: number;
+  index_type: Generated<"vector" | "halfvec" | "binary">;
   created_at: Timestamp;
 }
 

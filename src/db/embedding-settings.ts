@@ -12,9 +12,12 @@ export class EmbeddingSettingsMismatchError extends Error {
  */
 export async function assertEmbeddingSettings(
   db: Kysely<Database>,
-  expected: Pick<Config["embedding"], "model" | "dimension">,
+  expected: Pick<Config["embedding"], "model" | "dimension" | "indexType">,
 ): Promise<void> {
-  const recorded = await db.selectFrom("embedding_settings").select(["model", "dimension"]).executeTakeFirst();
+  const recorded = await db
+    .selectFrom("embedding_settings")
+    .select(["model", "dimension", "index_type"])
+    .executeTakeFirst();
   if (!recorded) {
     throw new EmbeddingSettingsMismatchError(
       "the database has no recorded embedding settings: run the migrations first (npm run migrate)",
@@ -25,6 +28,12 @@ export async function assertEmbeddingSettings(
       `embedding settings mismatch: the database holds vectors of model "${recorded.model}" with dimension ${recorded.dimension}, ` +
         `but PGRAG_EMBEDDING_MODEL="${expected.model}" and PGRAG_EMBEDDING_DIM=${expected.dimension}. ` +
         "Set them back to the recorded values, or re-embed into a new database.",
+    );
+  }
+  if (recorded.index_type !== expected.indexType) {
+    throw new EmbeddingSettingsMismatchError(
+      `vector index mismatch: the database was migrated with a ${recorded.index_type} HNSW index, but PGRAG_VECTOR_INDEX resolves to ${expected.indexType}. ` +
+        `Set PGRAG_VECTOR_INDEX=${recorded.index_type}, or migrate a new database with the new choice.`,
     );
   }
 }

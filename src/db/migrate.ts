@@ -31,8 +31,13 @@ export async function migrate(
   try {
     await client.query(
       `SELECT set_config('pgrag.embedding_model', $1, false), set_config('pgrag.embedding_dimension', $2, false),
-              set_config('pgrag.analyst_statement_timeout', $3, false)`,
-      [config.embedding.model, String(config.embedding.dimension), `${config.analytics.analystStatementTimeoutMs}ms`],
+              set_config('pgrag.analyst_statement_timeout', $3, false), set_config('pgrag.vector_index', $4, false)`,
+      [
+        config.embedding.model,
+        String(config.embedding.dimension),
+        `${config.analytics.analystStatementTimeoutMs}ms`,
+        config.embedding.indexType,
+      ],
     );
     const direction = options.direction ?? "up";
     const applied = await runner({

@@ -21,6 +21,8 @@ export interface CompactionJob {
 
 /** Terms rewritten per statement (one transaction each, so locks are short). */
 const TERMS_PER_STATEMENT = 200;
+/** How often an idle compactor asks for work. */
+const POLL_MS = 2_000;
 /** Terms per job; a collection with more gets another job, so one job never runs for long. */
 const TERMS_PER_JOB = 20_000;
 
@@ -37,7 +39,9 @@ export class PostingsCompactor {
   readonly #logger: Logger;
   readonly #bm25: Bm25Parameters;
   readonly #rewritten: Counter;
-  #working = false;
+  #stopping = false;
+  #loop: Promise<void> | undefined;
+  #wake: (() => void) | undefined;
 
   constructor(deps: { boss: PgBoss; router: Router; logger: Logger; registry: Registry }, bm25: Bm25Parameters) {
     this.#boss = deps.boss;
@@ -58,21 +62,46 @@ export class PostingsCompactor {
     }
   }
 
+  /**
+   * One fetch loop of its own rather than pg-boss's work(): a job whose database went away (a
+   * PgBouncer or primary restart) is failed back to the queue here, and a failure to fail it is
+   * logged, not left as an unhandled rejection; its lease expires and it runs again.
+   */
   async start(): Promise<void> {
-    this.#working = true;
-    await this.#boss.work<CompactionJob>(
-      COMPACTION_QUEUE,
-      { batchSize: 1, pollingIntervalSeconds: 2 },
-      async ([job]) => {
-        if (job) await this.compact(job.data);
-      },
-    );
+    this.#stopping = false;
+    this.#loop = this.#fetchLoop();
   }
 
   async stop(): Promise<void> {
-    if (!this.#working) return;
-    this.#working = false;
-    await this.#boss.offWork(COMPACTION_QUEUE);
+    this.#stopping = true;
+    this.#wake?.();
+    await this.#loop;
+  }
+
+  async #fetchLoop(): Promise<void> {
+    while (!this.#stopping) {
+      let job: PgBoss.Job<CompactionJob> | undefined;
+      try {
+        [job] = await this.#boss.fetch<CompactionJob>(COMPACTION_QUEUE, { batchSize: 1 });
+        if (job) {
+          await this.compact(job.data);
+          await this.#boss.complete(COMPACTION_QUEUE, job.id);
+        }
+      } catch (error) {
+        this.#logger.warn({ err: error, jobId: job?.id }, "postings compaction failed; the job will run again");
+        if (job) await this.#boss.fail(COMPACTION_QUEUE, job.id).catch(() => undefined);
+        job = undefined;
+      }
+      if (!job && !this.#stopping) {
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, POLL_MS);
+          this.#wake = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
+      }
+    }
   }
 
   /** Compacts one collection, up to TERMS_PER_JOB terms; asks for another job if more remain. */

@@ -1,5 +1,6 @@
 import { type Kysely, sql } from "kysely";
 import pgvector from "pgvector";
+import type { VectorIndexType } from "../config.ts";
 import type { Database } from "../db/database.ts";
 import { chunkConditions, type SearchFilter } from "./filters.ts";
 import type { LegHit } from "./fusion.ts";
@@ -49,24 +50,47 @@ export function hnswSettings(efSearch: number): Record<string, string> {
   };
 }
 
-/** Nearest chunks by cosine similarity through the HNSW index, in a read started with hnswSettings. */
+/** The HNSW index the migrations built (PGRAG_VECTOR_INDEX) and the embeddings' dimension. */
+export interface VectorIndex {
+  readonly type: VectorIndexType;
+  readonly dimension: number;
+}
+
+/** Binary quantization keeps 1 bit per dimension: the candidates it ranks by Hamming distance are re-ranked exactly. */
+const BINARY_OVERSAMPLING = 4;
+
+/**
+ * Nearest chunks by cosine similarity through the HNSW index, in a read started with hnswSettings.
+ * The ORDER BY repeats the index's expression (the column itself, its halfvec cast, or its binary
+ * quantization) so the planner walks that index; distances are then computed exactly on the full
+ * vectors and the outer sort restores exact order.
+ */
 export async function vectorSearchIndexed(
   tx: Kysely<Database>,
   scope: SearchScope,
   embedding: readonly number[],
   limit: number,
+  index: VectorIndex,
 ): Promise<LegHit[]> {
   const vector = pgvector.toSql(embedding);
+  // A type modifier cannot be a parameter; the dimension is a validated integer from the config.
+  const d = sql.raw(String(Math.trunc(index.dimension)));
+  const walk =
+    index.type === "halfvec"
+      ? sql`c.embedding::halfvec(${d}) <=> ${vector}::halfvec(${d})`
+      : index.type === "binary"
+        ? sql`binary_quantize(c.embedding)::bit(${d}) <~> binary_quantize(${vector}::vector)::bit(${d})`
+        : sql`c.embedding <=> ${vector}::vector`;
   const { rows } = await sql<{ id: string; distance: number }>`
     WITH nearest AS MATERIALIZED (
       ${tx
         .selectFrom("chunks as c")
         .select(["c.id", sql<number>`c.embedding <=> ${vector}::vector`.as("distance")])
         .where((eb) => chunkConditions(eb, scope, scope.filter))
-        .orderBy(sql`c.embedding <=> ${vector}::vector`)
-        .limit(limit)}
+        .orderBy(walk)
+        .limit(index.type === "binary" ? limit * BINARY_OVERSAMPLING : limit)}
     )
-    SELECT id, distance FROM nearest ORDER BY distance, id
+    SELECT id, distance FROM nearest ORDER BY distance, id LIMIT ${limit}
   `.execute(tx);
   return rows.map((r) => ({ chunkId: String(r.id), score: 1 - r.distance }));
 }

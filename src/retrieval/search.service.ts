@@ -19,6 +19,7 @@ import {
   documentIdsByExternalId,
   hnswSettings,
   type SearchScope,
+  type VectorIndex,
   vectorSearchExact,
   vectorSearchIndexed,
 } from "./search.repository.ts";
@@ -57,6 +58,7 @@ export class SearchService {
   readonly #router: Router;
   readonly #embed: Embed;
   readonly #options: Config["retrieval"];
+  readonly #vectorIndex: VectorIndex;
   readonly #queryEmbeddings = new LRUCache<string, number[]>({ max: 2_000 });
   readonly #collections = new LRUCache<string, { id: string; name: string; language: string }[]>({
     max: 10_000,
@@ -66,10 +68,17 @@ export class SearchService {
 
   readonly #stageSeconds: Histogram<"stage" | "mode">;
 
-  constructor(router: Router, embed: Embed, options: Config["retrieval"], registry: Registry) {
+  constructor(
+    router: Router,
+    embed: Embed,
+    options: Config["retrieval"],
+    vectorIndex: VectorIndex,
+    registry: Registry,
+  ) {
     this.#router = router;
     this.#embed = embed;
     this.#options = options;
+    this.#vectorIndex = vectorIndex;
     this.#stageSeconds = new Histogram({
       name: "pgrag_search_stage_seconds",
       help: "Search time by stage (embed, vector, bm25, fetch, total) and mode",
@@ -103,7 +112,7 @@ export class SearchService {
         legs.vector = await this.#timed(timings, "vector", () =>
           exact
             ? vectorSearchExact(tx, scope, embedding, legLimit)
-            : vectorSearchIndexed(tx, scope, embedding, legLimit),
+            : vectorSearchIndexed(tx, scope, embedding, legLimit, this.#vectorIndex),
         );
       }
       if (useBm25) {

@@ -83,18 +83,22 @@ describe("migrations", () => {
     expect(rows[0]?.type).toBe(`vector(${base.embedding.dimension})`);
   });
 
-  it("refuse to start with a different embedding dimension or model, naming both", async () => {
+  it("refuse to start with a different embedding dimension, model or vector index, naming both", async () => {
     const node = createDbNode("primary", "primary", migrationUrl.toString(), {
       size: 1,
       applicationName: "test",
     });
     try {
-      await expect(assertEmbeddingSettings(node.db, { model: base.embedding.model, dimension: 768 })).rejects.toThrow(
+      const recorded = { model: base.embedding.model, dimension: 384, indexType: "vector" } as const;
+      await expect(assertEmbeddingSettings(node.db, { ...recorded, dimension: 768 })).rejects.toThrow(
         /dimension 384.*PGRAG_EMBEDDING_DIM=768/,
       );
-      await expect(
-        assertEmbeddingSettings(node.db, { model: "text-embedding-3-small", dimension: 384 }),
-      ).rejects.toThrow(/model "pgrag-dev-hash".*PGRAG_EMBEDDING_MODEL="text-embedding-3-small"/);
+      await expect(assertEmbeddingSettings(node.db, { ...recorded, model: "text-embedding-3-small" })).rejects.toThrow(
+        /model "pgrag-dev-hash".*PGRAG_EMBEDDING_MODEL="text-embedding-3-small"/,
+      );
+      await expect(assertEmbeddingSettings(node.db, { ...recorded, indexType: "halfvec" })).rejects.toThrow(
+        /migrated with a vector HNSW index, but PGRAG_VECTOR_INDEX resolves to halfvec/,
+      );
     } finally {
       await node.db.destroy();
     }

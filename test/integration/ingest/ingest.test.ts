@@ -7,6 +7,7 @@ import { startTestApp } from "../../helpers/app.ts";
 import { adminQuery } from "../../helpers/cluster.ts";
 import { createCollection, waitForDocuments } from "../../helpers/ingest.ts";
 import { readScifactCorpus } from "../../../src/evaluation/datasets.ts";
+import { waitFor } from "../../../harness/wait-for.ts";
 
 let app: App;
 beforeAll(async () => {
@@ -143,6 +144,38 @@ describe("ingestion", () => {
         })
       ).status,
     ).toBe(404);
+  });
+
+  it("compacts the postings blocks that batches append, in the background (pg-boss job)", async () => {
+    const { key, tenantId } = await newTenantKey(app);
+    await createCollection(app, key, "compacted");
+    const abstracts = await readScifactCorpus(40);
+    // Two requests, two worker batches: common terms get a block from each, which compaction merges.
+    for (const half of [abstracts.slice(0, 20), abstracts.slice(20)]) {
+      await api(app, "POST", "/v1/collections/compacted/documents", {
+        key,
+        json: { documents: half.map((a) => ({ external_id: a._id, title: a.title, content: a.text })) },
+      });
+      await waitForDocuments(
+        app,
+        key,
+        "compacted",
+        half.map((a) => a._id),
+      );
+    }
+    const blocks = () =>
+      adminQuery<{ fresh_pairs: number; compacted: number }>(
+        "primary",
+        `SELECT (SELECT count(*)::int FROM (SELECT term FROM bm25_blocks b WHERE b.collection_id = c.id AND NOT compacted
+                                          GROUP BY term HAVING count(*) >= 2) t) AS fresh_pairs,
+                (SELECT count(*)::int FROM bm25_blocks b WHERE b.collection_id = c.id AND compacted) AS compacted
+         FROM collections c WHERE c.tenant_id = $1 AND c.name = 'compacted'`,
+        [tenantId],
+      );
+    await waitFor("the appended blocks compacted", async () => {
+      const [state] = await blocks();
+      return state?.fresh_pairs === 0 && (state?.compacted ?? 0) > 0;
+    });
   });
 
   it("turns an HTML upload into Markdown whose headings become the chunks' heading paths", async () => {
