@@ -1,0 +1,183 @@
+/**
+ * `npm run bench:vectors [-- --sizes 100000 --dimension 384 --queries 100]`: the three HNSW index types
+ * (vector, halfvec, binary quantization re-ranked exactly) on the same vectors: build time, index size,
+ * p50/p95 latency of top-10 queries and recall@10 against exact search, unfiltered and with a 1%
+ * metadata filter (iterative index scans). The vectors are the dev embeddings (hashed words) of a
+ * SciFact-derived corpus — chunks of 4–8 sentences recombined from the abstracts, seeded — and the
+ * queries are SciFact's claims. Each type's search runs through the API's own vectorSearchIndexed
+ * in a scratch schema (bench_vectors), dropped at the end.
+ */
+import { randomUUID } from "node:crypto";
+import { parseArgs } from "node:util";
+import { Kysely, PostgresDialect, sql } from "kysely";
+import pg from "pg";
+import pgvector from "pgvector";
+import { loadConfig, type VectorIndexType } from "../src/config.ts";
+import type { Database } from "../src/db/database.ts";
+import { hashEmbedding } from "../src/dev/hash-embedding.ts";
+import { jsonLines, SCIFACT_DIR } from "../src/evaluation/datasets.ts";
+import { hnswSettings, type SearchScope, vectorSearchIndexed } from "../src/retrieval/search.repository.ts";
+import { formatMs, percentile } from "./stats.ts";
+
+const { values: args } = parseArgs({
+  options: {
+    sizes: { type: "string", default: "100000" },
+    dimension: { type: "string", default: "384" },
+    queries: { type: "string", default: "100" },
+  },
+});
+const SIZES = args.sizes.split(",").map(Number);
+const DIMENSION = Number(args.dimension);
+const QUERIES = Number(args.queries);
+const K = 10;
+const TYPES: VectorIndexType[] = ["vector", "halfvec", "binary"];
+const INDEX: Record<VectorIndexType, string> = {
+  vector: "(embedding vector_cosine_ops)",
+  halfvec: `((embedding::halfvec(${DIMENSION})) halfvec_cosine_ops)`,
+  binary: `((binary_quantize(embedding)::bit(${DIMENSION})) bit_hamming_ops)`,
+};
+
+const config = loadConfig({ ...process.env, PGRAG_LOG_LEVEL: "warn" });
+const pool = new pg.Pool({ connectionString: config.database.migrationUrl, max: 1 });
+const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+const tenantId = randomUUID();
+const collectionId = randomUUID();
+const scope = (filter?: { metadata: { cat: number } }): SearchScope => ({
+  tenantId,
+  collectionIds: [collectionId],
+  language: "english",
+  documentIds: null,
+  filter,
+});
+
+/** A seeded generator (mulberry32): the same corpus every run. */
+function seeded(seed: number): () => number {
+  let a = seed;
+  return () => {
+    a = (a + 0x6d2b79f5) | 0;
+    let t = Math.imul(a ^ (a >>> 15), 1 | a);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function inScratch<T>(work: (tx: Kysely<Database>) => Promise<T>, settings: Record<string, string> = {}): Promise<T> {
+  return db.transaction().execute(async (tx) => {
+    for (const [name, value] of Object.entries({ search_path: "bench_vectors, public", ...settings })) {
+      await sql`SELECT set_config(${name}, ${value}, true)`.execute(tx);
+    }
+    return work(tx);
+  });
+}
+
+const sentences: string[] = [];
+for await (const d of jsonLines<{ text: string }>(`${SCIFACT_DIR}/corpus.jsonl`)) {
+  sentences.push(...d.text.split(/(?<=[.!?])\s+(?=[A-Z])/).filter((s) => s.length > 20));
+}
+const claims: string[] = [];
+for await (const q of jsonLines<{ text: string }>(`${SCIFACT_DIR}/queries.jsonl`)) claims.push(q.text);
+const queryVectors = claims.slice(0, QUERIES).map((q) => hashEmbedding(q, DIMENSION));
+
+try {
+  await sql`DROP SCHEMA IF EXISTS bench_vectors CASCADE`.execute(db);
+  await sql`CREATE SCHEMA bench_vectors`.execute(db);
+  await sql`
+    CREATE TABLE bench_vectors.chunks (
+      id bigint PRIMARY KEY, tenant_id uuid NOT NULL, collection_id uuid NOT NULL, document_id uuid,
+      metadata jsonb NOT NULL, embedding ${sql.raw(`vector(${DIMENSION})`)} NOT NULL
+    )`.execute(db);
+  console.log(
+    `bench:vectors — dev embeddings (${DIMENSION} dimensions) of a SciFact-derived corpus; ${queryVectors.length} claims as queries; top ${K}; ef_search ${config.retrieval.efSearch}`,
+  );
+  const random = seeded(7);
+  let loaded = 0;
+  for (const size of SIZES) {
+    const loadStart = performance.now();
+    for (; loaded < size;) {
+      const batch = Math.min(5_000, size - loaded);
+      const ids = Array.from({ length: batch }, (_, i) => loaded + i + 1);
+      const vectors = ids.map(() => {
+        const n = 4 + Math.floor(random() * 5);
+        const text = Array.from({ length: n }, () => sentences[Math.floor(random() * sentences.length)]).join(" ");
+        return pgvector.toSql(hashEmbedding(text, DIMENSION));
+      });
+      await sql`
+        INSERT INTO bench_vectors.chunks (id, tenant_id, collection_id, metadata, embedding)
+        SELECT id, ${tenantId}::uuid, ${collectionId}::uuid, jsonb_build_object('cat', id % 100), e::vector
+        FROM unnest(${ids}::bigint[], ${vectors}::text[]) AS t(id, e)
+      `.execute(db);
+      loaded += batch;
+    }
+    await sql`VACUUM ANALYZE bench_vectors.chunks`.execute(db);
+    const loadSeconds = (performance.now() - loadStart) / 1000;
+
+    // Exact answers, once per size: a sequential scan sorted by the full-precision distance.
+    const exact = async (filter?: { metadata: { cat: number } }) => {
+      const out: string[][] = [];
+      for (const q of queryVectors) {
+        const { rows } = await inScratch(
+          (tx) =>
+            sql<{ id: string }>`
+              SELECT id::text FROM chunks WHERE ${filter ? sql`(metadata ->> 'cat')::int = ${filter.metadata.cat}` : sql`true`}
+              ORDER BY embedding <=> ${pgvector.toSql(q)}::vector, id LIMIT ${K}`.execute(tx),
+          { enable_indexscan: "off", enable_bitmapscan: "off" },
+        );
+        out.push(rows.map((r) => r.id));
+      }
+      return out;
+    };
+    const filter = { metadata: { cat: 7 } };
+    const truth = await exact();
+    const truthFiltered = await exact(filter);
+    console.log(`\n${size.toLocaleString("en")} vectors (loaded in ${loadSeconds.toFixed(0)} s)`);
+    console.log(
+      "index    build s   size MB   p50 / p95            recall@10   filtered 1%: p50 / p95       recall@10  rows",
+    );
+    let vectorIndexBytes = 0;
+    for (const type of TYPES) {
+      const buildStart = performance.now();
+      await sql.raw(`SET maintenance_work_mem = '2GB'`).execute(db);
+      await sql.raw(`CREATE INDEX bench_index ON bench_vectors.chunks USING hnsw ${INDEX[type]}`).execute(db);
+      const buildSeconds = (performance.now() - buildStart) / 1000;
+      const bytes = Number(
+        (await sql<{ b: string }>`SELECT pg_relation_size('bench_vectors.bench_index') AS b`.execute(db)).rows[0]?.b ??
+          0,
+      );
+      if (type === "vector") vectorIndexBytes = bytes;
+      const run = async (expected: string[][], f?: { metadata: { cat: number } }) => {
+        const ms: number[] = [];
+        let found = 0;
+        let rows = 0;
+        for (const [i, q] of queryVectors.entries()) {
+          const start = performance.now();
+          const hits = await inScratch(
+            (tx) => vectorSearchIndexed(tx, scope(f), q, K, { type, dimension: DIMENSION }),
+            hnswSettings(config.retrieval.efSearch),
+          );
+          ms.push(performance.now() - start);
+          rows += hits.length;
+          found += hits.filter((h) => expected[i]?.includes(h.chunkId)).length;
+        }
+        return {
+          ms,
+          recall: found / (expected.reduce((s, e) => s + e.length, 0) || 1),
+          rows: rows / queryVectors.length,
+        };
+      };
+      const plain = await run(truth);
+      const filtered = await run(truthFiltered, filter);
+      console.log(
+        `${type.padEnd(8)} ${buildSeconds.toFixed(1).padStart(7)}   ${(bytes / 2 ** 20).toFixed(1).padStart(7)}` +
+          `${type === "vector" ? "" : ` (${(bytes / vectorIndexBytes).toFixed(2)}×)`}`.padEnd(9) +
+          `${formatMs(percentile(plain.ms, 50))} / ${formatMs(percentile(plain.ms, 95))}`.padEnd(21) +
+          `${plain.recall.toFixed(3).padStart(9)}   ` +
+          `${formatMs(percentile(filtered.ms, 50))} / ${formatMs(percentile(filtered.ms, 95))}`.padEnd(28) +
+          `${filtered.recall.toFixed(3).padStart(9)}  ${filtered.rows.toFixed(1)}`,
+      );
+      await sql`DROP INDEX bench_vectors.bench_index`.execute(db);
+    }
+  }
+} finally {
+  await sql`DROP SCHEMA IF EXISTS bench_vectors CASCADE`.execute(db);
+  await db.destroy();
+}
