@@ -111,18 +111,21 @@ try {
     await sql`VACUUM ANALYZE bench_vectors.chunks`.execute(db);
     const loadSeconds = (performance.now() - loadStart) / 1000;
 
-    // Exact answers, once per size: a sequential scan sorted by the full-precision distance.
+    // Exact answers, once per size: a sequential scan sorted by the full-precision distance. Recall
+    // counts a hit whose exact distance is within the 10th exact distance, so ties (frequent with
+    // hashed-word embeddings) do not count as misses.
     const exact = async (filter?: { metadata: { cat: number } }) => {
-      const out: string[][] = [];
+      const out: number[] = [];
       for (const q of queryVectors) {
         const { rows } = await inScratch(
           (tx) =>
-            sql<{ id: string }>`
-              SELECT id::text FROM chunks WHERE ${filter ? sql`(metadata ->> 'cat')::int = ${filter.metadata.cat}` : sql`true`}
-              ORDER BY embedding <=> ${pgvector.toSql(q)}::vector, id LIMIT ${K}`.execute(tx),
+            sql<{ distance: number }>`
+              SELECT embedding <=> ${pgvector.toSql(q)}::vector AS distance FROM chunks
+              WHERE ${filter ? sql`(metadata ->> 'cat')::int = ${filter.metadata.cat}` : sql`true`}
+              ORDER BY 1 LIMIT ${K}`.execute(tx),
           { enable_indexscan: "off", enable_bitmapscan: "off" },
         );
-        out.push(rows.map((r) => r.id));
+        out.push(rows.at(-1)?.distance ?? Number.POSITIVE_INFINITY);
       }
       return out;
     };
@@ -144,7 +147,7 @@ try {
           0,
       );
       if (type === "vector") vectorIndexBytes = bytes;
-      const run = async (expected: string[][], f?: { metadata: { cat: number } }) => {
+      const run = async (kth: number[], f?: { metadata: { cat: number } }) => {
         const ms: number[] = [];
         let found = 0;
         let rows = 0;
@@ -156,13 +159,9 @@ try {
           );
           ms.push(performance.now() - start);
           rows += hits.length;
-          found += hits.filter((h) => expected[i]?.includes(h.chunkId)).length;
+          found += hits.filter((h) => 1 - h.score <= (kth[i] ?? 0) + 1e-6).length;
         }
-        return {
-          ms,
-          recall: found / (expected.reduce((s, e) => s + e.length, 0) || 1),
-          rows: rows / queryVectors.length,
-        };
+        return { ms, recall: found / (K * queryVectors.length), rows: rows / queryVectors.length };
       };
       const plain = await run(truth);
       const filtered = await run(truthFiltered, filter);
