@@ -4,25 +4,11 @@
  * shipped ground truth) and cosine (against an exact scan computed here), plus filtered queries at
  * 1% selectivity through iterative index scans. Uses a scratch schema, dropped at the end.
  */
-import { readFileSync } from "node:fs";
 import pg from "pg";
 import pgvector from "pgvector";
 import { loadConfig } from "../src/config.ts";
 import { SIFT5K_DIR } from "../src/evaluation/datasets.ts";
-
-function readVectors(path: string, type: "f" | "i"): number[][] {
-  const buffer = readFileSync(path);
-  const rows: number[][] = [];
-  for (let offset = 0; offset < buffer.length;) {
-    const dim = buffer.readInt32LE(offset);
-    offset += 4;
-    const row: number[] = [];
-    for (let i = 0; i < dim; i++, offset += 4)
-      row.push(type === "f" ? buffer.readFloatLE(offset) : buffer.readInt32LE(offset));
-    rows.push(row);
-  }
-  return rows;
-}
+import { readVectors } from "./fvecs.ts";
 
 const dir = SIFT5K_DIR;
 const base = readVectors(`${dir}/sift5k_base.fvecs`, "f");

@@ -1,11 +1,13 @@
 /**
- * `npm run bench:vectors [-- --sizes 100000 --dimension 384 --queries 100]`: the three HNSW index types
+ * `npm run bench:vectors [-- --sizes 100000 --dimension 384 --queries 100 | --data sift]`: the three HNSW index types
  * (vector, halfvec, binary quantization re-ranked exactly) on the same vectors: build time, index size,
  * p50/p95 latency of top-10 queries and recall@10 against exact search, unfiltered and with a 1%
  * metadata filter (iterative index scans). The vectors are the dev embeddings (hashed words) of a
  * SciFact-derived corpus — chunks of 4–8 sentences recombined from the abstracts, seeded — and the
- * queries are SciFact's claims. Each type's search runs through the API's own vectorSearchIndexed
- * in a scratch schema (bench_vectors), dropped at the end.
+ * queries are SciFact's claims; or (`--data sift`) the repository's sift5k, centred (SIFT's values are
+ * all positive, which would make every binary code alike) — real image descriptors, 128 dimensions.
+ * Each type's search runs through the API's own vectorSearchIndexed in a scratch schema
+ * (bench_vectors), dropped at the end.
  */
 import { randomUUID } from "node:crypto";
 import { parseArgs } from "node:util";
@@ -15,8 +17,9 @@ import pgvector from "pgvector";
 import { loadConfig, type VectorIndexType } from "../src/config.ts";
 import type { Database } from "../src/db/database.ts";
 import { hashEmbedding } from "../src/dev/hash-embedding.ts";
-import { jsonLines, SCIFACT_DIR } from "../src/evaluation/datasets.ts";
+import { jsonLines, SCIFACT_DIR, SIFT5K_DIR } from "../src/evaluation/datasets.ts";
 import { hnswSettings, type SearchScope, vectorSearchIndexed } from "../src/retrieval/search.repository.ts";
+import { readVectors } from "./fvecs.ts";
 import { formatMs, percentile } from "./stats.ts";
 
 const { values: args } = parseArgs({
@@ -24,10 +27,13 @@ const { values: args } = parseArgs({
     sizes: { type: "string", default: "100000" },
     dimension: { type: "string", default: "384" },
     queries: { type: "string", default: "100" },
+    data: { type: "string", default: "scifact" },
   },
 });
-const SIZES = args.sizes.split(",").map(Number);
-const DIMENSION = Number(args.dimension);
+const SIFT = args.data === "sift";
+const siftBase = SIFT ? centred(readVectors(`${SIFT5K_DIR}/sift5k_base.fvecs`, "f")) : [];
+const SIZES = SIFT ? [siftBase.length] : args.sizes.split(",").map(Number);
+const DIMENSION = SIFT ? 128 : Number(args.dimension);
 const QUERIES = Number(args.queries);
 const K = 10;
 const TYPES: VectorIndexType[] = ["vector", "halfvec", "binary"];
@@ -76,7 +82,21 @@ for await (const d of jsonLines<{ text: string }>(`${SCIFACT_DIR}/corpus.jsonl`)
 }
 const claims: string[] = [];
 for await (const q of jsonLines<{ text: string }>(`${SCIFACT_DIR}/queries.jsonl`)) claims.push(q.text);
-const queryVectors = claims.slice(0, QUERIES).map((q) => hashEmbedding(q, DIMENSION));
+const queryVectors = SIFT
+  ? centred(
+      readVectors(`${SIFT5K_DIR}/sift5k_query.fvecs`, "f"),
+      siftMean(readVectors(`${SIFT5K_DIR}/sift5k_base.fvecs`, "f")),
+    ).slice(0, QUERIES)
+  : claims.slice(0, QUERIES).map((q) => hashEmbedding(q, DIMENSION));
+
+function siftMean(rows: number[][]): number[] {
+  return (rows[0] ?? []).map((_, d) => rows.reduce((s, r) => s + (r[d] ?? 0), 0) / rows.length);
+}
+
+/** Rows minus the mean (of `mean`, or their own): centred around 0, as embeddings are. */
+function centred(rows: number[][], mean = siftMean(rows)): number[][] {
+  return rows.map((r) => r.map((v, d) => v - (mean[d] ?? 0)));
+}
 
 try {
   await sql`DROP SCHEMA IF EXISTS bench_vectors CASCADE`.execute(db);
@@ -87,7 +107,7 @@ try {
       metadata jsonb NOT NULL, embedding ${sql.raw(`vector(${DIMENSION})`)} NOT NULL
     )`.execute(db);
   console.log(
-    `bench:vectors — dev embeddings (${DIMENSION} dimensions) of a SciFact-derived corpus; ${queryVectors.length} claims as queries; top ${K}; ef_search ${config.retrieval.efSearch}`,
+    `bench:vectors — ${SIFT ? "sift5k, centred" : "dev embeddings of a SciFact-derived corpus"} (${DIMENSION} dimensions); ${queryVectors.length} queries; top ${K}; ef_search ${config.retrieval.efSearch}`,
   );
   const random = seeded(7);
   let loaded = 0;
@@ -96,7 +116,8 @@ try {
     for (; loaded < size;) {
       const batch = Math.min(5_000, size - loaded);
       const ids = Array.from({ length: batch }, (_, i) => loaded + i + 1);
-      const vectors = ids.map(() => {
+      const vectors = ids.map((id) => {
+        if (SIFT) return pgvector.toSql(siftBase[id - 1] ?? []);
         const n = 4 + Math.floor(random() * 5);
         const text = Array.from({ length: n }, () => sentences[Math.floor(random() * sentences.length)]).join(" ");
         return pgvector.toSql(hashEmbedding(text, DIMENSION));
