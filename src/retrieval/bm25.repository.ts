@@ -18,6 +18,8 @@ import type { SearchScope } from "./search.repository.ts";
 
 /** Postings the first round reads: the heaviest blocks, for a first k-th score. */
 export const FIRST_ROUND_POSTINGS = 1_024;
+/** Round 1 is tried only for queries with more postings than this many times what it reads. */
+const ROUND_ONE_WORTHWHILE = 8;
 export interface Bm25Outcome {
   readonly hits: LegHit[];
   /** Which path answered: certified early, every block, or the filtered chunks themselves. */
@@ -49,19 +51,25 @@ export async function bm25Search(
   // Completed candidates in the first round: k, and room for deleted chunks (and, filtered, for failures).
   const dead = terms.reduce((sum, t) => sum + t.dead, 0);
   const limit = (filtered ? 8 : 2) * k + dead;
-  // Round 1: the heaviest blocks of all terms, for a first k-th score.
-  const first = planRound(blocks, s, firstRoundPostings);
-  const one = judgeRound(await readRound(db, scope, s, first, limit), limit, k, first);
-  if (one.certified) return { hits: one.hits, path: first.exhaustive ? "exhaustive" : "early", rounds: 1 };
+  // Round 1: the heaviest blocks of all terms — only where the query's postings are many times what
+  // it reads: below that, scoring every block costs less than a round that may not certify (measured).
+  const postings = blocks.reduce((sum, b) => sum + b.postings, 0);
+  let rounds = 0;
+  if (postings > ROUND_ONE_WORTHWHILE * firstRoundPostings) {
+    rounds++;
+    const first = planRound(blocks, s, firstRoundPostings);
+    const one = judgeRound(await readRound(db, scope, s, first, limit), limit, k, first);
+    if (one.certified) return { hits: one.hits, path: "early", rounds: 1 };
+  }
   // Not certified: every block. Completing the candidates a second, deeper round would leave (from
   // their lexemes) cost more than scoring every posting — measured, see the bench — so the second
   // round is the exhaustive one, where every candidate's partial sum is already its exact score.
   const all = planRound(blocks, s, Number.POSITIVE_INFINITY);
   const two = judgeRound(await readRound(db, scope, s, all, limit), limit, k, all);
-  if (two.certified) return { hits: two.hits, path: "exhaustive", rounds: 2 };
+  if (two.certified) return { hits: two.hits, path: "exhaustive", rounds: rounds + 1 };
   // More deleted or filtered-out candidates than room: every candidate.
   const everything = await readRound(db, scope, s, all, null);
-  return { hits: judgeRound(everything, everything.length, k, all).hits, path: "exhaustive", rounds: 3 };
+  return { hits: judgeRound(everything, everything.length, k, all).hits, path: "exhaustive", rounds: rounds + 2 };
 }
 
 async function bm25Statistics(

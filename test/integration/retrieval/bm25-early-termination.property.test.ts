@@ -79,7 +79,7 @@ const scenario = fc.record({
   blockSize: fc.integer({ min: 2, max: 4 }),
   query: fc.array(word, { minLength: 1, maxLength: 5 }),
   k: fc.integer({ min: 1, max: 6 }),
-  firstRound: fc.integer({ min: 1, max: 8 }),
+  firstRound: fc.integer({ min: 1, max: 4 }),
 });
 
 async function writeDocuments(tx: Kysely<Database>, documents: string[][]): Promise<string[]> {
