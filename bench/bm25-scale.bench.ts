@@ -26,6 +26,7 @@ import { mean, ndcgAt } from "../src/evaluation/metrics.ts";
 import { rebuildPostings } from "../src/ingest/postings.repository.ts";
 import { type Bm25Outcome, bm25Search } from "../src/retrieval/bm25.repository.ts";
 import type { SearchScope } from "../src/retrieval/search.repository.ts";
+import { seeded } from "./seeded-random.ts";
 import { formatMs, percentile } from "./stats.ts";
 
 const { values: args } = parseArgs({
@@ -55,17 +56,6 @@ const scope: SearchScope = {
   filter: undefined,
 };
 const params = config.retrieval.bm25;
-
-/** A seeded generator (mulberry32): the same short queries every run. */
-function seeded(seed: number): () => number {
-  let a = seed;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Runs `work` in a transaction that sees the scratch schema's tables first. */
 function inScratch<T>(work: (tx: Kysely<Database>) => Promise<T>, workMem?: string): Promise<T> {

@@ -20,6 +20,7 @@ import { hashEmbedding } from "../src/dev/hash-embedding.ts";
 import { jsonLines, SCIFACT_DIR, SIFT5K_DIR } from "../src/evaluation/datasets.ts";
 import { hnswSettings, type SearchScope, vectorSearchIndexed } from "../src/retrieval/search.repository.ts";
 import { readVectors } from "./fvecs.ts";
+import { seeded } from "./seeded-random.ts";
 import { formatMs, percentile } from "./stats.ts";
 
 const { values: args } = parseArgs({
@@ -55,17 +56,6 @@ const scope = (filter?: { metadata: { cat: number } }): SearchScope => ({
   documentIds: null,
   filter,
 });
-
-/** A seeded generator (mulberry32): the same corpus every run. */
-function seeded(seed: number): () => number {
-  let a = seed;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function inScratch<T>(work: (tx: Kysely<Database>) => Promise<T>, settings: Record<string, string> = {}): Promise<T> {
   return db.transaction().execute(async (tx) => {
