@@ -20,19 +20,19 @@ import type { SearchScope } from "./search.repository.ts";
 export const FIRST_ROUND_POSTINGS = 1_024;
 /** Round 1 is tried only for queries with more postings than this many times what it reads. */
 const ROUND_ONE_WORTHWHILE = 8;
+
 export interface Bm25Outcome {
   readonly hits: LegHit[];
   /** Which path answered: certified early, every block, or the filtered chunks themselves. */
   readonly path: "early" | "exhaustive" | "filtered";
-  readonly rounds: number;
 }
 
 /**
  * Okapi BM25 (Lucene's idf, ln(1 + (N − df + 0.5) / (df + 0.5))) over the query's lexemes, OR-ed,
  * exact: the same top k as scoring every posting. A first round reads only the heaviest blocks and
  * stops there when that certifies the top k (bm25-plan.ts); otherwise every block is scored.
- * `selectiveFilter` (few chunks pass the filters) scores the filtered chunks themselves instead. Read-only, no temporary objects: it runs on
- * hot standbys inside the router's read transaction.
+ * `selectiveFilter` (few chunks pass the filters) scores the filtered chunks themselves instead.
+ * Read-only, no temporary objects: it runs on hot standbys inside the router's read transaction.
  */
 export async function bm25Search(
   db: Kysely<Database>,
@@ -45,8 +45,8 @@ export async function bm25Search(
 ): Promise<Bm25Outcome> {
   const { terms, blocks, corpus } = await bm25Statistics(db, scope, query);
   const s = scoring(terms, corpus, params);
-  if (s.weights.size === 0 || k <= 0) return { hits: [], path: "early", rounds: 0 };
-  if (selectiveFilter) return { hits: await scoreFilteredChunks(db, scope, s, k), path: "filtered", rounds: 1 };
+  if (s.weights.size === 0 || k <= 0) return { hits: [], path: "early" };
+  if (selectiveFilter) return { hits: await scoreFilteredChunks(db, scope, s, k), path: "filtered" };
   const filtered = scope.filter !== undefined || scope.documentIds !== null;
   // Completed candidates in the first round: k, and room for deleted chunks (and, filtered, for failures).
   const dead = terms.reduce((sum, t) => sum + t.dead, 0);
@@ -54,22 +54,20 @@ export async function bm25Search(
   // Round 1: the heaviest blocks of all terms — only where the query's postings are many times what
   // it reads: below that, scoring every block costs less than a round that may not certify (measured).
   const postings = blocks.reduce((sum, b) => sum + b.postings, 0);
-  let rounds = 0;
   if (postings > ROUND_ONE_WORTHWHILE * firstRoundPostings) {
-    rounds++;
     const first = planRound(blocks, s, firstRoundPostings);
     const one = judgeRound(await readRound(db, scope, s, first, limit), limit, k, first);
-    if (one.certified) return { hits: one.hits, path: "early", rounds: 1 };
+    if (one.certified) return { hits: one.hits, path: "early" };
   }
   // Not certified: every block. Completing the candidates a second, deeper round would leave (from
   // their lexemes) cost more than scoring every posting — measured, see the bench — so the second
   // round is the exhaustive one, where every candidate's partial sum is already its exact score.
   const all = planRound(blocks, s, Number.POSITIVE_INFINITY);
   const two = judgeRound(await readRound(db, scope, s, all, limit), limit, k, all);
-  if (two.certified) return { hits: two.hits, path: "exhaustive", rounds: rounds + 1 };
+  if (two.certified) return { hits: two.hits, path: "exhaustive" };
   // More deleted or filtered-out candidates than room: every candidate.
   const everything = await readRound(db, scope, s, all, null);
-  return { hits: judgeRound(everything, everything.length, k, all).hits, path: "exhaustive", rounds: rounds + 2 };
+  return { hits: judgeRound(everything, everything.length, k, all).hits, path: "exhaustive" };
 }
 
 async function bm25Statistics(
