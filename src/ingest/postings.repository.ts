@@ -36,12 +36,15 @@ export async function termsToCompact(
     ),
     deletions AS (
       SELECT term, sum(postings) AS dead FROM bm25_deletions WHERE collection_id = ${collectionId}::uuid GROUP BY term
+    ),
+    judged AS (
+      SELECT b.term, b.fresh, b.largest_fresh,
+             coalesce(d.dead, 0) > 0 AND d.dead >= greatest(${dead.count}, ${dead.share}::float8 * b.postings) AS "full"
+      FROM blocks b LEFT JOIN deletions d USING (term)
     )
-    SELECT b.term, coalesce(d.dead, 0) >= greatest(${dead.count}, ${dead.share}::float8 * b.postings) AS full
-    FROM blocks b LEFT JOIN deletions d USING (term)
-    WHERE b.fresh >= 2 OR b.largest_fresh > ${BLOCK_SIZE}
-       OR (d.dead > 0 AND d.dead >= greatest(${dead.count}, ${dead.share}::float8 * b.postings))
-    ORDER BY b.term
+    SELECT term, "full" FROM judged
+    WHERE fresh >= 2 OR largest_fresh > ${BLOCK_SIZE} OR "full"
+    ORDER BY term
     LIMIT ${limit}
   `.execute(db);
   return rows;
