@@ -23,6 +23,7 @@ import {
   markDocumentFailed,
   markDocumentsReady,
 } from "./documents.repository.ts";
+import { PollSleep } from "./poll-sleep.ts";
 import type { PostingsCompactor } from "./postings-compactor.ts";
 import { INGEST_QUEUE, type IngestJobData, renewJobLeases } from "./queue.ts";
 
@@ -64,8 +65,7 @@ export class IngestWorker {
   readonly #options: IngestWorkerOptions;
   /** One fetch loop per unit of concurrency; stop() awaits them. */
   readonly #loops: Promise<void>[] = [];
-  /** Wakes loops sleeping between polls, so stop() does not wait out a poll interval. */
-  readonly #sleepers = new Set<() => void>();
+  readonly #pollSleep = new PollSleep();
   #stopping = false;
   readonly #processed: Counter<"outcome">;
   readonly #stageSeconds: Histogram<"stage">;
@@ -112,7 +112,7 @@ export class IngestWorker {
   /** Stops fetching and waits for the batches in progress (the app's shutdown deadline bounds the wait). */
   async stop(): Promise<void> {
     this.#stopping = true;
-    for (const wake of this.#sleepers) wake();
+    this.#pollSleep.wakeAll();
     await Promise.all(this.#loops.splice(0));
   }
 
@@ -163,16 +163,7 @@ export class IngestWorker {
   }
 
   #sleep(ms: number): Promise<void> {
-    if (this.#stopping) return Promise.resolve();
-    return new Promise((resolve) => {
-      const wake = () => {
-        clearTimeout(timer);
-        this.#sleepers.delete(wake);
-        resolve();
-      };
-      const timer = setTimeout(wake, ms);
-      this.#sleepers.add(wake);
-    });
+    return this.#stopping ? Promise.resolve() : this.#pollSleep.sleep(ms);
   }
 
   async processBatch(jobs: PgBoss.JobWithMetadata<IngestJobData>[]): Promise<void> {

@@ -3,6 +3,7 @@ import type { Logger } from "pino";
 import { Counter, type Registry } from "prom-client";
 import type { Router } from "../db/router.ts";
 import type { Bm25Parameters } from "../retrieval/bm25-plan.ts";
+import { PollSleep } from "./poll-sleep.ts";
 import {
   averageLength,
   BLOCK_SIZE,
@@ -41,7 +42,7 @@ export class PostingsCompactor {
   readonly #rewritten: Counter;
   #stopping = false;
   #loop: Promise<void> | undefined;
-  #wake: (() => void) | undefined;
+  readonly #pollSleep = new PollSleep();
 
   constructor(deps: { boss: PgBoss; router: Router; logger: Logger; registry: Registry }, bm25: Bm25Parameters) {
     this.#boss = deps.boss;
@@ -74,7 +75,7 @@ export class PostingsCompactor {
 
   async stop(): Promise<void> {
     this.#stopping = true;
-    this.#wake?.();
+    this.#pollSleep.wakeAll();
     await this.#loop;
   }
 
@@ -92,15 +93,7 @@ export class PostingsCompactor {
         if (job) await this.#boss.fail(COMPACTION_QUEUE, job.id).catch(() => undefined);
         job = undefined;
       }
-      if (!job && !this.#stopping) {
-        await new Promise<void>((resolve) => {
-          const timer = setTimeout(resolve, POLL_MS);
-          this.#wake = () => {
-            clearTimeout(timer);
-            resolve();
-          };
-        });
-      }
+      if (!job && !this.#stopping) await this.#pollSleep.sleep(POLL_MS);
     }
   }
 
