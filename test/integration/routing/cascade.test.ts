@@ -5,6 +5,7 @@ import type { App } from "../../../src/app.ts";
 import { startTestApp } from "../../helpers/app.ts";
 import { waitFor } from "../../../harness/wait-for.ts";
 import { adminQuery, cluster, nodePort, restoreTopology } from "../../helpers/cluster.ts";
+import { readCollectionRow, writeCollectionRow } from "../../helpers/routed-rows.ts";
 
 /**
  * Cascading replication: replica3 streams from replica1, not from the primary. The router knows
@@ -29,19 +30,9 @@ afterEach(async () => {
 });
 
 async function writeThenRead(app: App) {
-  const { value, token } = await app.router.write(
-    (tx) =>
-      tx
-        .insertInto("collections")
-        .values({ tenant_id: tenantId, name: `c-${randomUUID()}` })
-        .returning("id")
-        .executeTakeFirstOrThrow(),
-    { tenantId },
-  );
-  const read = await app.router.read({ token, tenantId }, (db) =>
-    db.selectFrom("collections").select("id").where("id", "=", value.id).executeTakeFirst(),
-  );
-  return { id: value.id, token, seen: read.value?.id === value.id, node: read.node };
+  const { id, token } = await writeCollectionRow(app, tenantId);
+  const read = await readCollectionRow(app, tenantId, id, token);
+  return { id, token, seen: read.value?.id === id, node: read.node };
 }
 
 /** A generous lag bound keeps stalled replicas in rotation: only the token check may keep them out. */
@@ -85,9 +76,7 @@ describe("a cascaded replica", () => {
     await cluster("start-node", "replica1");
     // Once the cascade flows again, replica3 catches up and serves reads with the last token.
     await waitFor("a token read served by replica3", async () => {
-      const read = await app.router.read({ token: last.token, tenantId }, (db) =>
-        db.selectFrom("collections").select("id").where("id", "=", last.id).executeTakeFirst(),
-      );
+      const read = await readCollectionRow(app, tenantId, last.id, last.token);
       expect(read.value?.id).toBe(last.id);
       return read.node === "replica3";
     });

@@ -7,6 +7,7 @@ import { api, newTenantKey } from "../../helpers/api.ts";
 import { startTestApp } from "../../helpers/app.ts";
 import { waitFor } from "../../../harness/wait-for.ts";
 import { adminQuery, cluster, restoreTopology } from "../../helpers/cluster.ts";
+import { readCollectionRow, writeCollectionRow } from "../../helpers/routed-rows.ts";
 
 /** This file's tenant, created once by the superuser: the app role writes no tenants. */
 let fileTenant: Promise<string> | undefined;
@@ -20,26 +21,10 @@ function routerTenant(): Promise<string> {
 }
 
 /** A write: a new collection row of the file's tenant, under row-level security. */
-async function insertRow(app: App): Promise<{ id: string; token: bigint }> {
-  const tenantId = await routerTenant();
-  const { value, token } = await app.router.write(
-    (tx) =>
-      tx
-        .insertInto("collections")
-        .values({ tenant_id: tenantId, name: `c-${randomUUID()}` })
-        .returning("id")
-        .executeTakeFirstOrThrow(),
-    { tenantId },
-  );
-  return { id: value.id, token };
-}
+const insertRow = async (app: App) => writeCollectionRow(app, await routerTenant());
 
-async function readRow(app: App, id: string, token: bigint | null) {
-  const tenantId = await routerTenant();
-  return app.router.read({ token, tenantId }, (db) =>
-    db.selectFrom("collections").select("id").where("id", "=", id).executeTakeFirst(),
-  );
-}
+const readRow = async (app: App, id: string, token: bigint | null) =>
+  readCollectionRow(app, await routerTenant(), id, token);
 
 const whereServed = (app: App) => app.router.read({}, (db) => sql`SELECT 1`.execute(db)).then((r) => r.node);
 

@@ -1,0 +1,25 @@
+import { randomUUID } from "node:crypto";
+import type { App } from "../../src/app.ts";
+
+/**
+ * The routing tests' write and read: a new collection row of a tenant, written on the primary under
+ * row-level security (with the write's consistency token), and read back through the router.
+ */
+export async function writeCollectionRow(app: App, tenantId: string): Promise<{ id: string; token: bigint }> {
+  const { value, token } = await app.router.write(
+    (tx) =>
+      tx
+        .insertInto("collections")
+        .values({ tenant_id: tenantId, name: `c-${randomUUID()}` })
+        .returning("id")
+        .executeTakeFirstOrThrow(),
+    { tenantId },
+  );
+  return { id: value.id, token };
+}
+
+export function readCollectionRow(app: App, tenantId: string, id: string, token: bigint | null) {
+  return app.router.read({ token, tenantId }, (db) =>
+    db.selectFrom("collections").select("id").where("id", "=", id).executeTakeFirst(),
+  );
+}
