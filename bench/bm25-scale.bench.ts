@@ -26,6 +26,7 @@ import { mean, ndcgAt } from "../src/evaluation/metrics.ts";
 import { rebuildPostings } from "../src/ingest/postings.repository.ts";
 import { type Bm25Outcome, bm25Search } from "../src/retrieval/bm25.repository.ts";
 import type { SearchScope } from "../src/retrieval/search.repository.ts";
+import { inScratchSchema, sentencesOf } from "./scratch-schema.ts";
 import { seeded } from "./seeded-random.ts";
 import { formatMs, percentile } from "./stats.ts";
 
@@ -57,14 +58,9 @@ const scope: SearchScope = {
 };
 const params = config.retrieval.bm25;
 
-/** Runs `work` in a transaction that sees the scratch schema's tables first. */
-function inScratch<T>(work: (tx: Kysely<Database>) => Promise<T>, workMem?: string): Promise<T> {
-  return db.transaction().execute(async (tx) => {
-    await sql`SELECT set_config('search_path', 'bench_bm25, public', true)`.execute(tx);
-    if (workMem) await sql`SELECT set_config('work_mem', ${workMem}, true)`.execute(tx);
-    return work(tx);
-  });
-}
+/** Runs `work` against the scratch schema's tables. */
+const inScratch = <T>(work: (tx: Kysely<Database>) => Promise<T>, settings?: Record<string, string>) =>
+  inScratchSchema(db, "bench_bm25", work, settings);
 
 async function setUp(documents: { _id: string; title: string; text: string }[]): Promise<number> {
   await sql`DROP SCHEMA IF EXISTS bench_bm25 CASCADE`.execute(db);
@@ -90,7 +86,7 @@ async function setUp(documents: { _id: string; title: string; text: string }[]):
     FROM unnest(${documents.map((d) => d._id)}::text[], ${documents.map((d) => `${d.title} ${d.text}`)}::text[])
       WITH ORDINALITY AS d(id, body, i)
   `.execute(db);
-  const sentences = documents.flatMap((d) => d.text.split(/(?<=[.!?])\s+(?=[A-Z])/).filter((s) => s.length > 20));
+  const sentences = documents.flatMap((d) => sentencesOf(d.text));
   await sql`
     INSERT INTO bench_bm25.sentences (id, text_bytes, tsv)
     SELECT i - 1, octet_length(s), to_tsvector('english', s) FROM unnest(${sentences}::text[]) WITH ORDINALITY AS t(s, i)
@@ -200,7 +196,7 @@ try {
       VALUES (${collectionId}::uuid, ${tenantId}::uuid, ${totals[0]?.n ?? 0}, ${totals[0]?.length ?? 0})
     `.execute(db);
     const generated = performance.now();
-    await inScratch((tx) => rebuildPostings(tx, { collectionId, tenantId, ...params }), "512MB");
+    await inScratch((tx) => rebuildPostings(tx, { collectionId, tenantId, ...params }), { work_mem: "512MB" });
     await sql`VACUUM ANALYZE bench_bm25.bm25_blocks`.execute(db);
     await sql`VACUUM ANALYZE bench_bm25.chunks`.execute(db);
     const built = performance.now();

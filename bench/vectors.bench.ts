@@ -20,6 +20,7 @@ import { hashEmbedding } from "../src/dev/hash-embedding.ts";
 import { jsonLines, SCIFACT_DIR, SIFT5K_DIR } from "../src/evaluation/datasets.ts";
 import { hnswSettings, type SearchScope, vectorSearchIndexed } from "../src/retrieval/search.repository.ts";
 import { readVectors } from "./fvecs.ts";
+import { inScratchSchema, sentencesOf } from "./scratch-schema.ts";
 import { seeded } from "./seeded-random.ts";
 import { formatMs, percentile } from "./stats.ts";
 
@@ -57,18 +58,13 @@ const scope = (filter?: { metadata: { cat: number } }): SearchScope => ({
   filter,
 });
 
-function inScratch<T>(work: (tx: Kysely<Database>) => Promise<T>, settings: Record<string, string> = {}): Promise<T> {
-  return db.transaction().execute(async (tx) => {
-    for (const [name, value] of Object.entries({ search_path: "bench_vectors, public", ...settings })) {
-      await sql`SELECT set_config(${name}, ${value}, true)`.execute(tx);
-    }
-    return work(tx);
-  });
-}
+/** Runs `work` against the scratch schema's tables. */
+const inScratch = <T>(work: (tx: Kysely<Database>) => Promise<T>, settings?: Record<string, string>) =>
+  inScratchSchema(db, "bench_vectors", work, settings);
 
 const sentences: string[] = [];
 for await (const d of jsonLines<{ text: string }>(`${SCIFACT_DIR}/corpus.jsonl`)) {
-  sentences.push(...d.text.split(/(?<=[.!?])\s+(?=[A-Z])/).filter((s) => s.length > 20));
+  sentences.push(...sentencesOf(d.text));
 }
 const claims: string[] = [];
 for await (const q of jsonLines<{ text: string }>(`${SCIFACT_DIR}/queries.jsonl`)) claims.push(q.text);
