@@ -130,15 +130,20 @@ async function stopApi(child: ChildProcess): Promise<void> {
   await exited;
 }
 
-/** Reads served per node so far, from the API's own metric. */
-async function readsPerNode(): Promise<Record<string, number>> {
+/** A metric of the API's, summed per node (Prometheus text format). */
+async function metricPerNode(name: string): Promise<Record<string, number>> {
   const text = await (await fetch(`http://127.0.0.1:${API_PORT}/metrics`)).text();
   const out: Record<string, number> = {};
-  for (const [, node = "", value] of text.matchAll(/^pgrag_db_reads_total\{[^}]*node="([^"]+)"[^}]*\} (\S+)$/gm)) {
+  for (const [, node = "", value] of text.matchAll(
+    new RegExp(`^${name}\\{[^}]*node="([^"]+)"[^}]*\\} (\\S+)$`, "gm"),
+  )) {
     out[node] = (out[node] ?? 0) + Number(value);
   }
   return out;
 }
+
+/** Reads served per node so far, from the API's own metric. */
+const readsPerNode = () => metricPerNode("pgrag_db_reads_total");
 
 function capNodes(replicas: number): boolean {
   const nodes = ["primary", ...Array.from({ length: replicas }, (_, i) => `replica${i + 1}`)];
@@ -158,13 +163,13 @@ async function measure(configuration: Configuration, apiKey: string): Promise<Ou
   const baseUrl = `http://127.0.0.1:${API_PORT}`;
   const counters = { violations: 0, readErrors: 0, writeFailures: 0 };
   const maxLagMs: Record<string, number> = {};
+  // The lag the router's own monitor measures (its gauge), not /readyz, which would add probes of
+  // every node to the load being measured.
   const lagTimer = setInterval(async () => {
     try {
-      const { nodes } = (await (await fetch(`${baseUrl}/readyz`)).json()) as {
-        nodes: { name: string; role: string; lag_ms: number | null }[];
-      };
-      for (const n of nodes)
-        if (n.role === "replica" && n.lag_ms !== null) maxLagMs[n.name] = Math.max(maxLagMs[n.name] ?? 0, n.lag_ms);
+      for (const [node, seconds] of Object.entries(await metricPerNode("pgrag_db_replica_lag_seconds"))) {
+        if (Number.isFinite(seconds)) maxLagMs[node] = Math.max(maxLagMs[node] ?? 0, seconds * 1000);
+      }
     } catch {
       // the API is starting or stopping
     }
