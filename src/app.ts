@@ -110,7 +110,7 @@ export function createApp(config: Config, options: { logger?: Logger } = {}): Ap
     registry,
   );
   const textPool = new TextPool(config.ingest.text);
-  const ingest = new IngestService(router, queue.enqueue, textPool, {
+  const ingest = new IngestService(router, queue, textPool, {
     maxDocumentBytes: config.ingest.maxDocumentBytes,
   });
   // The inference backend is known before any client is built: the configured URL, or else the dev

@@ -21,6 +21,7 @@ import {
   listDocumentSummaries,
   upsertDocument,
 } from "./documents.repository.ts";
+import type { CompactionJob } from "./postings-compactor.ts";
 import type { IngestJobData } from "./queue.ts";
 import type { TextPool } from "./text-pool.ts";
 
@@ -41,18 +42,22 @@ export interface DocumentWriteResult {
   readonly changed: boolean;
 }
 
-type Enqueue = (tx: Kysely<Database>, jobs: readonly IngestJobData[]) => Promise<void>;
+/** The job queue, written to in the caller's transaction. */
+export interface IngestJobs {
+  enqueue(tx: Kysely<Database>, jobs: readonly IngestJobData[]): Promise<void>;
+  requestCompaction(tx: Kysely<Database>, job: CompactionJob): Promise<void>;
+}
 
 /** Collections and documents: writes on the primary (with their jobs), reads routed with tokens. */
 export class IngestService {
   readonly #router: Router;
-  readonly #enqueue: Enqueue;
+  readonly #jobs: IngestJobs;
   readonly #maxDocumentBytes: number;
   readonly #text: TextPool;
 
-  constructor(router: Router, enqueue: Enqueue, text: TextPool, options: { maxDocumentBytes: number }) {
+  constructor(router: Router, jobs: IngestJobs, text: TextPool, options: { maxDocumentBytes: number }) {
     this.#router = router;
-    this.#enqueue = enqueue;
+    this.#jobs = jobs;
     this.#text = text;
     this.#maxDocumentBytes = options.maxDocumentBytes;
   }
@@ -136,7 +141,7 @@ export class IngestService {
           });
         }
       }
-      await this.#enqueue(tx, jobs);
+      await this.#jobs.enqueue(tx, jobs);
       return results;
     });
   }
@@ -179,6 +184,7 @@ export class IngestService {
         externalId,
       });
       if (!deleted) throw new NotFoundError(`no document "${externalId}" in collection "${collectionName}"`);
+      await this.#jobs.requestCompaction(tx, { collectionId: collection.id, tenantId: principal.tenantId });
     });
   }
 

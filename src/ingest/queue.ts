@@ -3,6 +3,7 @@ import PgBoss from "pg-boss";
 import { Gauge, type Registry } from "prom-client";
 import type { Database } from "../db/database.ts";
 import type { Router } from "../db/router.ts";
+import { COMPACTION_QUEUE, type CompactionJob } from "./postings-compactor.ts";
 
 export const INGEST_QUEUE = "ingest-document";
 
@@ -26,7 +27,7 @@ export function createJobQueue(
   router: Router,
   options: QueueOptions,
   registry: Registry,
-): { boss: PgBoss; enqueue: typeof enqueue } {
+): { boss: PgBoss; enqueue: typeof enqueue; requestCompaction: typeof requestCompaction } {
   const boss = new PgBoss({
     db: router.primarySqlExecutor(),
     schema: "pgboss",
@@ -47,18 +48,22 @@ export function createJobQueue(
       if (size !== undefined) this.set(size);
     },
   });
+  // Jobs are inserted in the caller's transaction: a document and its job commit together.
+  const inTransaction = (tx: Kysely<Database>) => ({
+    executeSql: async (text: string, values: unknown[]) => tx.executeQuery(CompiledQuery.raw(text, values)),
+  });
   async function enqueue(tx: Kysely<Database>, jobs: readonly IngestJobData[]): Promise<void> {
     if (jobs.length === 0) return;
-    // The jobs are inserted in the caller's transaction: a document and its job commit together.
-    const db = {
-      executeSql: async (text: string, values: unknown[]) => tx.executeQuery(CompiledQuery.raw(text, values)),
-    };
     await boss.insert(
       jobs.map((data) => ({ name: INGEST_QUEUE, data, expireInSeconds: options.jobExpireSeconds })),
-      { db },
+      { db: inTransaction(tx) },
     );
   }
-  return { boss, enqueue };
+  /** Deletes leave postings behind (see deleteChunksOf): compaction drops them once they are many. */
+  async function requestCompaction(tx: Kysely<Database>, job: CompactionJob): Promise<void> {
+    await boss.send(COMPACTION_QUEUE, job, { singletonKey: job.collectionId, db: inTransaction(tx) });
+  }
+  return { boss, enqueue, requestCompaction };
 }
 
 /**

@@ -176,6 +176,28 @@ describe("ingestion", () => {
       const [state] = await blocks();
       return state?.fresh_pairs === 0 && (state?.compacted ?? 0) > 0;
     });
+
+    // Deletes through the API leave their postings in the blocks; the delete itself asks for the
+    // compaction that drops them (no ingestion batch follows a delete to ask for it).
+    const deletions = () =>
+      adminQuery<{ dead_terms: number; heavy_terms: number }>(
+        "primary",
+        `SELECT count(*)::int AS dead_terms, count(*) FILTER (WHERE dead >= 16)::int AS heavy_terms
+         FROM (SELECT term, sum(postings) AS dead FROM bm25_deletions d JOIN collections c ON c.id = d.collection_id
+               WHERE c.tenant_id = $1 AND c.name = 'compacted' GROUP BY term) t`,
+        [tenantId],
+      );
+    for (const abstract of abstracts.slice(0, 30)) {
+      expect((await api(app, "DELETE", `/v1/collections/compacted/documents/${abstract._id}`, { key })).status).toBe(
+        200,
+      );
+    }
+    const [afterDeletes] = await deletions();
+    expect(afterDeletes?.heavy_terms).toBeGreaterThan(0);
+    await waitFor("the deleted chunks' postings dropped", async () => {
+      const [state] = await deletions();
+      return state?.heavy_terms === 0 && state.dead_terms < (afterDeletes?.dead_terms ?? 0);
+    });
   });
 
   it("turns an HTML upload into Markdown whose headings become the chunks' heading paths", async () => {
