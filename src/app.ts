@@ -7,6 +7,7 @@ import { chatRoutes } from "./api/chat.routes.ts";
 import { openAiRoutes } from "./api/openai.routes.ts";
 import type { AppEnv } from "./api/context.ts";
 import { createHttpApp } from "./api/http-app.ts";
+import { IMPORT_UPLOAD_PATH, importRoutes } from "./api/import.routes.ts";
 import { DOCUMENT_UPLOAD_PATH, ingestRoutes } from "./api/ingest.routes.ts";
 import { openApiRoutes } from "./api/openapi.ts";
 import { webRoutes } from "./api/web.routes.ts";
@@ -33,6 +34,8 @@ import { EmbeddingClient } from "./inference/embedding-client.ts";
 import type { InferenceTarget } from "./inference/openai-client.ts";
 import { IngestService } from "./ingest/ingest.service.ts";
 import { IngestWorker } from "./ingest/ingest.worker.ts";
+import { ImportRunner } from "./ingest/import-runner.ts";
+import { ImportService } from "./ingest/import.service.ts";
 import { PostingsCompactor } from "./ingest/postings-compactor.ts";
 import { createJobQueue } from "./ingest/queue.ts";
 import { TextPool } from "./ingest/text-pool.ts";
@@ -113,6 +116,7 @@ export function createApp(config: Config, options: { logger?: Logger } = {}): Ap
   const ingest = new IngestService(router, queue, textPool, {
     maxDocumentBytes: config.ingest.maxDocumentBytes,
   });
+  const imports = new ImportService(router, queue.startImport);
   // The inference backend is known before any client is built: the configured URL, or else the dev
   // backend in this process, reached without a network hop (start() also opens it on a port, for
   // other processes such as `pgrag worker`).
@@ -157,9 +161,13 @@ export function createApp(config: Config, options: { logger?: Logger } = {}): Ap
     logger,
     monitor,
     registry,
-    bodyLimit: { maxBytes: config.http.maxJsonBodyBytes, ownLimit: DOCUMENT_UPLOAD_PATH },
+    bodyLimit: {
+      maxBytes: config.http.maxJsonBodyBytes,
+      ownLimit: new RegExp(`${DOCUMENT_UPLOAD_PATH.source}|${IMPORT_UPLOAD_PATH.source}`),
+    },
     routes: [
       ingestRoutes(ingest, auth, config.ingest),
+      importRoutes(imports, auth, { ...config.imports, maxDocumentBytes: config.ingest.maxDocumentBytes }),
       searchRoutes(search, auth, usageEvents),
       chatRoutes(chat, auth, usageEvents),
       openAiRoutes(chat, auth, usageEvents),
@@ -255,6 +263,25 @@ export function createApp(config: Config, options: { logger?: Logger } = {}): Ap
         );
         await worker.start();
         releasers.push("ingestion workers", () => worker.stop());
+        const importRunner = new ImportRunner(
+          {
+            boss: queue.boss,
+            router,
+            embeddings,
+            textPool,
+            logger: logger.child({ component: "import-runner" }),
+            registry,
+          },
+          {
+            ...config.imports,
+            maxDocumentBytes: config.ingest.maxDocumentBytes,
+            maxChunksPerDocument: config.ingest.maxChunksPerDocument,
+            leaseSeconds: config.ingest.jobExpireSeconds,
+            bm25: config.retrieval.bm25,
+          },
+        );
+        await importRunner.start();
+        releasers.push("import runner", () => importRunner.stop());
       }
       if (!listen) return;
       const listening = await new Promise<ServerType>((resolve, reject) => {

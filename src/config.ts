@@ -368,6 +368,40 @@ const schema = z.object({
     .max(1_000_000)
     .default(20_000)
     .describe("a document that would make more chunks fails with the reason"),
+  // Bulk imports (POST /v1/collections/{c}/imports, pgrag import).
+  PGRAG_IMPORT_MAX_BYTES: z.coerce
+    .number()
+    .int()
+    .min(1024)
+    .default(8 * 1024 * 1024 * 1024)
+    .describe("largest JSONL import upload (413)"),
+  PGRAG_IMPORT_MAX_DOCUMENTS: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(100_000_000)
+    .default(10_000_000)
+    .describe("lines per import upload"),
+  PGRAG_IMPORT_PARTITION_MIN_CHUNKS: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .default(20_000)
+    .describe(
+      "an import leaving a collection with at least this many chunks gives it a partition of its own, indexes built once; smaller ones append to the shared partition",
+    ),
+  PGRAG_IMPORT_BATCH_DOCUMENTS: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(1_000)
+    .default(64)
+    .describe("import documents chunked, embedded and staged per transaction"),
+  PGRAG_IMPORT_MAINTENANCE_WORK_MEM: z
+    .string()
+    .regex(/^\d+\s*(kB|MB|GB)$/, "a size such as 512MB or 2GB")
+    .default("1GB")
+    .describe("memory for building an imported partition's indexes (SET LOCAL maintenance_work_mem)"),
 });
 
 type RawConfig = z.infer<typeof schema>;
@@ -490,6 +524,13 @@ export interface Config {
     readonly maxBatchDocuments: number;
     readonly text: { readonly threads: number; readonly timeoutMs: number; readonly maxQueued: number };
     readonly maxChunksPerDocument: number;
+  };
+  readonly imports: {
+    readonly maxBytes: number;
+    readonly maxDocuments: number;
+    readonly partitionMinChunks: number;
+    readonly batchDocuments: number;
+    readonly maintenanceWorkMem: string;
   };
 }
 
@@ -646,6 +687,13 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
         maxQueued: raw.PGRAG_TEXT_MAX_QUEUED,
       },
       maxChunksPerDocument: raw.PGRAG_MAX_CHUNKS_PER_DOCUMENT,
+    },
+    imports: {
+      maxBytes: raw.PGRAG_IMPORT_MAX_BYTES,
+      maxDocuments: raw.PGRAG_IMPORT_MAX_DOCUMENTS,
+      partitionMinChunks: raw.PGRAG_IMPORT_PARTITION_MIN_CHUNKS,
+      batchDocuments: raw.PGRAG_IMPORT_BATCH_DOCUMENTS,
+      maintenanceWorkMem: raw.PGRAG_IMPORT_MAINTENANCE_WORK_MEM,
     },
   });
 }

@@ -15,7 +15,7 @@ import type { AppEnv } from "./context.ts";
 import { collectionName } from "./request-fields.ts";
 import { describeIssues, validate } from "./validation.ts";
 
-const externalId = z.string().min(1, "must not be empty").max(512, "at most 512 characters");
+export const externalId = z.string().min(1, "must not be empty").max(512, "at most 512 characters");
 const metadata = z
   .record(z.string().max(200), z.unknown())
   .refine((m) => JSON.stringify(m).length <= 64 * 1024, "at most 64 KiB of JSON");
@@ -39,7 +39,7 @@ export const collectionBody = z.object({
     }),
 });
 
-const documentFields = {
+export const documentFields = {
   content: z.string(),
   content_type: z.enum(CONTENT_TYPES).default("text/plain"),
   title: z.string().max(1000).nullish(),

@@ -170,6 +170,34 @@ export function openApiDocument(limits: { maxBatchDocuments: number }) {
           responses: { 200: ok("Deleted"), ...errors },
         },
       },
+      "/v1/collections/{collection}/imports": {
+        post: {
+          summary:
+            "Bulk import: JSON Lines, one document per line (external_id or _id, content or text, title, source, metadata, content_type), streamed; large imports get a partition with indexes built once",
+          parameters: [collectionParam],
+          requestBody: {
+            required: true,
+            content: { "application/x-ndjson": { schema: { type: "string" } } },
+          },
+          responses: { 202: ok("The import, queued"), 409: errorResponse, 413: errorResponse, ...errors },
+        },
+        get: {
+          summary: "The collection's latest imports",
+          parameters: [collectionParam, consistencyHeader],
+          responses: { 200: ok("Imports"), ...errors },
+        },
+      },
+      "/v1/collections/{collection}/imports/{importId}": {
+        get: {
+          summary: "An import's status and progress; when completed, a consistency token to read it with",
+          parameters: [
+            collectionParam,
+            { name: "importId", in: "path", required: true, schema: { type: "string", format: "uuid" } },
+            consistencyHeader,
+          ],
+          responses: { 200: ok("The import"), ...errors },
+        },
+      },
       "/v1/search": {
         post: {
           summary: "Hybrid, vector or BM25 search",

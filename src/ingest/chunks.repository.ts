@@ -63,10 +63,18 @@ export async function insertChunksWithPostings(
   db: Kysely<Database>,
   documents: readonly DocumentChunks[],
 ): Promise<Map<string, AddedChunks>> {
+  return inSlices(documents, (rows) => insertSlice(db, documents, rows));
+}
+
+/** Writes the documents' chunks ROWS_PER_STATEMENT at a time; sums what each slice added per document. */
+async function inSlices(
+  documents: readonly DocumentChunks[],
+  writeSlice: (rows: readonly ChunkRow[]) => Promise<Map<string, AddedChunks>>,
+): Promise<Map<string, AddedChunks>> {
   const rows = documents.flatMap((doc, docIndex) => doc.chunks.map((chunk, ordinal) => ({ docIndex, ordinal, chunk })));
   const totals = new Map<string, AddedChunks>();
   for (let start = 0; start < rows.length; start += ROWS_PER_STATEMENT) {
-    const slice = await insertSlice(db, documents, rows.slice(start, start + ROWS_PER_STATEMENT));
+    const slice = await writeSlice(rows.slice(start, start + ROWS_PER_STATEMENT));
     for (const [documentId, added] of slice) {
       const before = totals.get(documentId) ?? { chunkCount: 0, lexemeTotal: 0 };
       totals.set(documentId, {
@@ -84,14 +92,14 @@ interface ChunkRow {
   readonly chunk: EmbeddedChunk;
 }
 
-async function insertSlice(
-  db: Kysely<Database>,
-  documents: readonly DocumentChunks[],
-  rows: readonly ChunkRow[],
-): Promise<Map<string, AddedChunks>> {
+/**
+ * The CTEs `docs` and `input` of a slice, and the chunk rows they make (`chunkRows`, in the column
+ * order of CHUNK_COLUMNS): shared by the ordinary write and an import's staging table.
+ */
+function chunkRowsOf(documents: readonly DocumentChunks[], rows: readonly ChunkRow[]) {
   const owners = documents.map((d) => d.owner);
-  const { rows: added } = await sql<{ document_id: string; chunk_count: number; lexeme_total: string }>`
-    WITH docs AS (
+  const ctes = sql`
+    docs AS (
       SELECT * FROM unnest(${owners.map((o) => o.documentId)}::uuid[], ${owners.map((o) => o.tenantId)}::uuid[],
                            ${owners.map((o) => o.collectionId)}::uuid[], ${owners.map((o) => o.version)}::int[],
                            ${owners.map((o) => JSON.stringify(o.metadata))}::jsonb[], ${owners.map((o) => o.language)}::regconfig[])
@@ -103,14 +111,30 @@ async function insertSlice(
                            ${rows.map((r) => r.chunk.charStart)}::int[], ${rows.map((r) => r.chunk.charEnd)}::int[],
                            ${rows.map((r) => r.chunk.tokenCount)}::int[], ${rows.map((r) => pgvector.toSql(r.chunk.embedding))}::text[])
         AS t(doc_index, ordinal, content, heading_json, char_start, char_end, token_count, embedding)
-    ),
+    )`;
+  const chunkRows = sql`
+    SELECT d.tenant_id, d.collection_id, d.document_id, d.version,
+           t.ordinal, t.content, ARRAY(SELECT jsonb_array_elements_text(t.heading_json::jsonb)),
+           t.char_start, t.char_end, t.token_count, d.metadata, d.language, t.embedding::vector
+    FROM input t JOIN docs d USING (doc_index)`;
+  return { ctes, chunkRows };
+}
+
+/** Every column of a chunk but its id and the generated and defaulted ones. */
+export const CHUNK_COLUMNS =
+  sql.raw(`tenant_id, collection_id, document_id, document_version, ordinal, content, heading_path,
+                          char_start, char_end, token_count, metadata, language, embedding`);
+
+async function insertSlice(
+  db: Kysely<Database>,
+  documents: readonly DocumentChunks[],
+  rows: readonly ChunkRow[],
+): Promise<Map<string, AddedChunks>> {
+  const { ctes, chunkRows } = chunkRowsOf(documents, rows);
+  const { rows: added } = await sql<{ document_id: string; chunk_count: number; lexeme_total: string }>`
+    WITH ${ctes},
     inserted AS (
-      INSERT INTO chunks (tenant_id, collection_id, document_id, document_version, ordinal, content, heading_path,
-                          char_start, char_end, token_count, metadata, language, embedding)
-      SELECT d.tenant_id, d.collection_id, d.document_id, d.version,
-             t.ordinal, t.content, ARRAY(SELECT jsonb_array_elements_text(t.heading_json::jsonb)),
-             t.char_start, t.char_end, t.token_count, d.metadata, d.language, t.embedding::vector
-      FROM input t JOIN docs d USING (doc_index)
+      INSERT INTO chunks (${CHUNK_COLUMNS}) ${chunkRows}
       RETURNING id, document_id, collection_id, tenant_id, tsv
     ),
     postings AS (
@@ -133,6 +157,32 @@ async function insertSlice(
     GROUP BY i.document_id
   `.execute(db);
   return new Map(added.map((r) => [r.document_id, { chunkCount: r.chunk_count, lexemeTotal: Number(r.lexeme_total) }]));
+}
+
+/**
+ * Inserts chunks into an import's staging table (see migration 13): no postings and no index to
+ * maintain yet; the import writes the postings and builds the indexes once, at its end. Returns
+ * what each document's chunks will add to the collection's statistics, as insertChunksWithPostings does.
+ */
+export async function insertStagedChunks(
+  db: Kysely<Database>,
+  staging: string,
+  documents: readonly DocumentChunks[],
+): Promise<Map<string, AddedChunks>> {
+  return inSlices(documents, async (rows) => {
+    const { ctes, chunkRows } = chunkRowsOf(documents, rows);
+    const { rows: added } = await sql<{ document_id: string; chunk_count: number; lexeme_total: string }>`
+      WITH ${ctes},
+      inserted AS (
+        INSERT INTO ${sql.table(staging)} (${CHUNK_COLUMNS}) ${chunkRows}
+        RETURNING document_id, (SELECT coalesce(sum(coalesce(cardinality(u.positions), 1)), 0) FROM unnest(tsv) AS u) AS dl
+      )
+      SELECT document_id, count(*)::int AS chunk_count, sum(dl)::bigint AS lexeme_total FROM inserted GROUP BY document_id
+    `.execute(db);
+    return new Map(
+      added.map((r) => [r.document_id, { chunkCount: r.chunk_count, lexemeTotal: Number(r.lexeme_total) }]),
+    );
+  });
 }
 
 export async function cachedEmbeddings(

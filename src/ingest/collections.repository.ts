@@ -1,5 +1,6 @@
 import { type Kysely, sql } from "kysely";
 import type { CollectionRow, Database } from "../db/database.ts";
+import { NotFoundError } from "../errors.ts";
 import { type ChunkingOptions, DEFAULT_CHUNKING } from "./chunking.ts";
 
 export interface Collection {
@@ -68,4 +69,11 @@ export async function textSearchConfigExists(db: Kysely<Database>, name: string)
     SELECT EXISTS (SELECT 1 FROM pg_ts_config WHERE cfgname = ${name}) AS found
   `.execute(db);
   return rows[0]?.found === true;
+}
+
+/** The tenant's collection of this name, or a 404 that says how to create it. */
+export async function requireCollection(db: Kysely<Database>, tenantId: string, name: string): Promise<Collection> {
+  const collection = await findCollection(db, tenantId, name);
+  if (!collection) throw new NotFoundError(`no collection "${name}"; create it with POST /v1/collections`);
+  return collection;
 }

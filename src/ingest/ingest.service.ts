@@ -6,8 +6,7 @@ import { AppError, InvalidRequestError, NotFoundError } from "../errors.ts";
 import type { Principal } from "../tenancy/principal.ts";
 import type { ChunkingOptions } from "./chunking.ts";
 import {
-  type Collection,
-  findCollection,
+  requireCollection,
   insertCollection,
   listCollections,
   textSearchConfigExists,
@@ -104,7 +103,7 @@ export class IngestService {
       }
     }
     return this.#write(principal, async (tx) => {
-      const collection = await this.#requireCollection(tx, principal, collectionName);
+      const collection = await requireCollection(tx, principal.tenantId, collectionName);
       const results: DocumentWriteResult[] = [];
       const jobs: IngestJobData[] = [];
       for (const { upload, normalized } of prepared) {
@@ -148,7 +147,7 @@ export class IngestService {
 
   async getDocument(principal: Principal, collectionName: string, externalId: string, token: Lsn | null) {
     const result = await this.#read(principal, { token, observe: true }, async (db) => {
-      const collection = await this.#requireCollection(db, principal, collectionName);
+      const collection = await requireCollection(db, principal.tenantId, collectionName);
       return findDocumentSummary(db, {
         tenantId: principal.tenantId,
         collectionId: collection.id,
@@ -166,7 +165,7 @@ export class IngestService {
     token: Lsn | null,
   ): Promise<ReadResult<DocumentSummary[]>> {
     return this.#read(principal, { token, observe: true }, async (db) => {
-      const collection = await this.#requireCollection(db, principal, collectionName);
+      const collection = await requireCollection(db, principal.tenantId, collectionName);
       return listDocumentSummaries(db, {
         tenantId: principal.tenantId,
         collectionId: collection.id,
@@ -177,7 +176,7 @@ export class IngestService {
 
   async deleteDocument(principal: Principal, collectionName: string, externalId: string) {
     return this.#write(principal, async (tx) => {
-      const collection = await this.#requireCollection(tx, principal, collectionName);
+      const collection = await requireCollection(tx, principal.tenantId, collectionName);
       const deleted = await deleteDocument(tx, {
         tenantId: principal.tenantId,
         collectionId: collection.id,
@@ -199,11 +198,5 @@ export class IngestService {
     work: (db: Kysely<Database>) => Promise<T>,
   ) {
     return this.#router.read({ ...options, tenantId: principal.tenantId }, work);
-  }
-
-  async #requireCollection(db: Kysely<Database>, principal: Principal, name: string): Promise<Collection> {
-    const collection = await findCollection(db, principal.tenantId, name);
-    if (!collection) throw new NotFoundError(`no collection "${name}"; create it with POST /v1/collections`);
-    return collection;
   }
 }

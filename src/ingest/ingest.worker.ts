@@ -6,15 +6,9 @@ import { AppError } from "../errors.ts";
 import type { Logger } from "../logger.ts";
 import type { Chunk } from "./chunking.ts";
 import type { TextPool } from "./text-pool.ts";
-import {
-  cachedEmbeddings,
-  deleteChunksOf,
-  type EmbeddedChunk,
-  insertChunksWithPostings,
-  storeEmbeddings,
-} from "./chunks.repository.ts";
+import { chunkWithinLimit, embedChunks } from "./chunk-embeddings.ts";
+import { deleteChunksOf, type EmbeddedChunk, insertChunksWithPostings } from "./chunks.repository.ts";
 import { rowToCollection } from "./collections.repository.ts";
-import { contentHash } from "./content.ts";
 import {
   adjustCollectionStats,
   documentsToIngest,
@@ -25,7 +19,8 @@ import {
 } from "./documents.repository.ts";
 import { PollSleep } from "./poll-sleep.ts";
 import type { PostingsCompactor } from "./postings-compactor.ts";
-import { INGEST_QUEUE, type IngestJobData, renewJobLeases } from "./queue.ts";
+import { withRenewedLeases } from "./job-leases.ts";
+import { INGEST_QUEUE, type IngestJobData } from "./queue.ts";
 
 export interface IngestWorkerOptions {
   /** Concurrent fetch loops in this process. */
@@ -142,21 +137,16 @@ export class IngestWorker {
 
   async #runBatch(jobs: PgBoss.JobWithMetadata<IngestJobData>[]): Promise<void> {
     const ids = jobs.map((job) => job.id);
-    const renew = setInterval(
-      () =>
-        void renewJobLeases(this.#router, ids).catch((error: unknown) =>
-          this.#logger.warn({ err: error, jobIds: ids }, "renewing job leases failed"),
-        ),
-      (this.#options.leaseSeconds * 1000) / 3,
-    );
     try {
-      await this.processBatch(jobs);
+      await withRenewedLeases(
+        { router: this.#router, logger: this.#logger },
+        { queue: INGEST_QUEUE, jobIds: ids, seconds: this.#options.leaseSeconds },
+        () => this.processBatch(jobs),
+      );
     } catch (error) {
       // Back to the queue, for a retry with backoff.
       await this.#boss.fail(INGEST_QUEUE, ids);
       throw error;
-    } finally {
-      clearInterval(renew);
     }
     // Jobs processBatch already failed (for a retry) are no longer active: completing leaves them be.
     await this.#boss.complete(INGEST_QUEUE, ids);
@@ -237,13 +227,9 @@ export class IngestWorker {
         chunks: [],
       };
       try {
-        const chunks = await this.#timed("chunk", () => this.#textPool.chunk(row.content, collection.chunking));
-        if (chunks.length > this.#options.maxChunksPerDocument) {
-          throw new AppError(
-            "unprocessable",
-            `the document makes ${chunks.length} chunks, more than the limit of ${this.#options.maxChunksPerDocument} (PGRAG_MAX_CHUNKS_PER_DOCUMENT): split it or raise the collection's chunking.max_tokens`,
-          );
-        }
+        const chunks = await this.#timed("chunk", () =>
+          chunkWithinLimit(this.#textPool, row.content, collection.chunking, this.#options.maxChunksPerDocument),
+        );
         pending.push({ ...doc, chunks });
       } catch (error) {
         // This document alone fails (for good if it is too complex); the rest of the batch goes on.
@@ -253,42 +239,8 @@ export class IngestWorker {
     return pending;
   }
 
-  /** Embeds the batch's chunk texts that are not cached yet, each distinct text once. */
-  async #embed(pending: readonly PendingDocument[]): Promise<Map<PendingDocument, EmbeddedChunk[]>> {
-    // Each distinct text is hashed once; the hex form keys both the cache and the mapping back.
-    const hashes = new Map<string, { hash: Buffer; text: string }>();
-    const keyOfText = new Map<string, string>();
-    for (const doc of pending) {
-      for (const chunk of doc.chunks) {
-        if (keyOfText.has(chunk.content)) continue;
-        const hash = contentHash(chunk.content);
-        const key = hash.toString("hex");
-        keyOfText.set(chunk.content, key);
-        hashes.set(key, { hash, text: chunk.content });
-      }
-    }
-    const { value: cached } = await this.#router.read({ primary: true }, (db) =>
-      cachedEmbeddings(
-        db,
-        [...hashes.values()].map((h) => h.hash),
-      ),
-    );
-    const missing = [...hashes.entries()].filter(([key]) => !cached.has(key));
-    if (missing.length > 0) {
-      const vectors = await this.#embeddings.embed(missing.map(([, h]) => h.text));
-      const fresh = missing.map(([key, h], i) => ({ key, hash: h.hash, embedding: vectors[i] as number[] }));
-      await this.#router.write((tx) => storeEmbeddings(tx, fresh));
-      for (const entry of fresh) cached.set(entry.key, entry.embedding);
-    }
-    return new Map(
-      pending.map((doc) => [
-        doc,
-        doc.chunks.map((chunk) => ({
-          ...chunk,
-          embedding: cached.get(keyOfText.get(chunk.content) ?? "") as number[],
-        })),
-      ]),
-    );
+  #embed(pending: readonly PendingDocument[]): Promise<Map<PendingDocument, EmbeddedChunk[]>> {
+    return embedChunks(this.#router, this.#embeddings, new Map(pending.map((doc) => [doc, doc.chunks])));
   }
 
   async #write(docs: readonly PendingDocument[], embedded: Map<PendingDocument, EmbeddedChunk[]>): Promise<void> {

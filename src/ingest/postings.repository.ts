@@ -126,8 +126,7 @@ export async function averageLength(db: Kysely<Database>, collectionId: string):
 
 /**
  * Rebuilds a collection's postings from its chunks in one pass: compacted, weight-sorted blocks of
- * `blockSize`, with no deletions left over. The bulk path (after a bulk load, or to repair): one
- * sort of all postings instead of many appends and compactions.
+ * `blockSize`, with no deletions left over. To repair, or to compare layouts (the benches).
  */
 export async function rebuildPostings(
   db: Kysely<Database>,
@@ -136,11 +135,24 @@ export async function rebuildPostings(
 ): Promise<number> {
   await sql`DELETE FROM bm25_blocks WHERE collection_id = ${target.collectionId}::uuid`.execute(db);
   await sql`DELETE FROM bm25_deletions WHERE collection_id = ${target.collectionId}::uuid`.execute(db);
+  return writePostingsOf(db, target, sql`chunks c WHERE c.collection_id = ${target.collectionId}::uuid`, blockSize);
+}
+
+/**
+ * Writes the postings of the chunks `source` selects (a FROM item aliased `c`, with its WHERE) as
+ * compacted, weight-sorted blocks, next to the collection's other blocks: the bulk path, one sort of
+ * all postings instead of many appends and compactions (after a bulk load, an import's staged chunks).
+ */
+export async function writePostingsOf(
+  db: Kysely<Database>,
+  target: { collectionId: string; tenantId: string; k1: number; b: number },
+  source: RawBuilder<unknown>,
+  blockSize = BLOCK_SIZE,
+): Promise<number> {
   const { rows } = await sql<{ blocks: number }>`
     WITH postings AS (
       SELECT c.id AS chunk_id, u.lexeme AS term, coalesce(cardinality(u.positions), 1) AS tf
-      FROM chunks c CROSS JOIN LATERAL unnest(c.tsv) AS u
-      WHERE c.collection_id = ${target.collectionId}::uuid
+      FROM ${source} CROSS JOIN LATERAL unnest(c.tsv) AS u
     ),
     lengths AS (SELECT chunk_id, sum(tf)::int AS dl FROM postings GROUP BY chunk_id),
     corpus AS (SELECT greatest(avg(dl), 1) AS avgdl FROM lengths),

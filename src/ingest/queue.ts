@@ -3,6 +3,7 @@ import PgBoss from "pg-boss";
 import { Gauge, type Registry } from "prom-client";
 import type { Database } from "../db/database.ts";
 import type { Router } from "../db/router.ts";
+import { IMPORT_QUEUE, type ImportJob } from "./import-runner.ts";
 import { COMPACTION_QUEUE, type CompactionJob } from "./postings-compactor.ts";
 
 export const INGEST_QUEUE = "ingest-document";
@@ -27,7 +28,12 @@ export function createJobQueue(
   router: Router,
   options: QueueOptions,
   registry: Registry,
-): { boss: PgBoss; enqueue: typeof enqueue; requestCompaction: typeof requestCompaction } {
+): {
+  boss: PgBoss;
+  enqueue: typeof enqueue;
+  requestCompaction: typeof requestCompaction;
+  startImport: typeof startImport;
+} {
   const boss = new PgBoss({
     db: router.primarySqlExecutor(),
     schema: "pgboss",
@@ -63,20 +69,9 @@ export function createJobQueue(
   async function requestCompaction(tx: Kysely<Database>, job: CompactionJob): Promise<void> {
     await boss.send(COMPACTION_QUEUE, job, { singletonKey: job.collectionId, db: inTransaction(tx) });
   }
-  return { boss, enqueue, requestCompaction };
-}
-
-/**
- * Renews the leases of jobs a worker is running. pg-boss 10 has no heartbeat: its maintenance
- * expires an active job once `started_on + expire_in` has passed and runs it again. Moving
- * `started_on` forward is the heartbeat (pg-boss reads the column only for that and, when it fetches
- * a job again, to count a retry).
- */
-export async function renewJobLeases(router: Router, jobIds: readonly string[]): Promise<void> {
-  await router
-    .primarySqlExecutor()
-    .executeSql(
-      "UPDATE pgboss.job SET started_on = now() WHERE name = $1 AND id = any($2::uuid[]) AND state = 'active'",
-      [INGEST_QUEUE, jobIds],
-    );
+  /** An uploaded import, queued with its status in the same transaction. */
+  async function startImport(tx: Kysely<Database>, job: ImportJob): Promise<void> {
+    await boss.send(IMPORT_QUEUE, job, { db: inTransaction(tx), expireInSeconds: options.jobExpireSeconds });
+  }
+  return { boss, enqueue, requestCompaction, startImport };
 }

@@ -1,5 +1,6 @@
 import type { App } from "../../src/app.ts";
 import { api, newTenantKey } from "./api.ts";
+import { adminQuery } from "./cluster.ts";
 import { waitFor } from "../../harness/wait-for.ts";
 import { readScifactCorpus } from "../../src/evaluation/datasets.ts";
 
@@ -68,4 +69,24 @@ export async function seedScifact(app: App, count: number, collection = "sci") {
     abstracts.map((a) => a._id),
   );
   return { key, tenantId, abstracts, token };
+}
+
+/** A collection's BM25 statistics as stored, and as counted from its chunks (they must agree). */
+export async function collectionStats(collection: string, tenantId: string) {
+  const rows = await adminQuery<{
+    chunk_count: string;
+    total_length: string;
+    actual_chunks: string;
+    actual_length: string;
+  }>(
+    "primary",
+    `SELECT s.chunk_count, s.total_length,
+            (SELECT count(*) FROM chunks WHERE collection_id = c.id) AS actual_chunks,
+            (SELECT coalesce(sum(coalesce(cardinality(u.positions), 1)), 0)
+             FROM chunks ch CROSS JOIN LATERAL unnest(ch.tsv) AS u WHERE ch.collection_id = c.id) AS actual_length
+     FROM collections c LEFT JOIN collection_stats s ON s.collection_id = c.id
+     WHERE c.name = $1 AND c.tenant_id = $2`,
+    [collection, tenantId],
+  );
+  return rows[0];
 }

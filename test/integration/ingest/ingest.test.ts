@@ -5,7 +5,7 @@ import { api, newTenantKey } from "../../helpers/api.ts";
 import { injectDevFaults } from "../../helpers/dev-faults.ts";
 import { startTestApp } from "../../helpers/app.ts";
 import { adminQuery } from "../../helpers/cluster.ts";
-import { createCollection, waitForDocuments } from "../../helpers/ingest.ts";
+import { collectionStats, createCollection, waitForDocuments } from "../../helpers/ingest.ts";
 import { readScifactCorpus } from "../../../src/evaluation/datasets.ts";
 import { waitFor } from "../../../harness/wait-for.ts";
 
@@ -25,25 +25,6 @@ async function chunkRows(documentId: string) {
     "SELECT ordinal, content, embedding IS NOT NULL AS has_embedding, document_version AS version FROM chunks WHERE document_id = $1 ORDER BY ordinal",
     [documentId],
   );
-}
-
-async function stats(collection: string, tenantId: string) {
-  const rows = await adminQuery<{
-    chunk_count: string;
-    total_length: string;
-    actual_chunks: string;
-    actual_length: string;
-  }>(
-    "primary",
-    `SELECT s.chunk_count, s.total_length,
-            (SELECT count(*) FROM chunks WHERE collection_id = c.id) AS actual_chunks,
-            (SELECT coalesce(sum(coalesce(cardinality(u.positions), 1)), 0)
-             FROM chunks ch CROSS JOIN LATERAL unnest(ch.tsv) AS u WHERE ch.collection_id = c.id) AS actual_length
-     FROM collections c LEFT JOIN collection_stats s ON s.collection_id = c.id
-     WHERE c.name = $1 AND c.tenant_id = $2`,
-    [collection, tenantId],
-  );
-  return rows[0];
 }
 
 describe("ingestion", () => {
@@ -94,7 +75,7 @@ describe("ingestion", () => {
     );
     expect(Number(onReplica.value.n)).toBe(first?.chunk_count);
     expect(onReplica.node).toMatch(/^replica/);
-    const s = await stats("scifact", tenantId);
+    const s = await collectionStats("scifact", tenantId);
     expect(Number(s?.chunk_count)).toBe(Number(s?.actual_chunks));
     expect(Number(s?.total_length)).toBe(Number(s?.actual_length));
   });
@@ -127,14 +108,14 @@ describe("ingestion", () => {
     expect(text).toContain("WAL");
     expect(text).not.toContain("PgBouncer");
     expect(dev().stats.embeddedInputs - embeddedBefore).toBe(1); // only the changed text
-    let s = await stats("notes", tenantId);
+    let s = await collectionStats("notes", tenantId);
     expect(Number(s?.chunk_count)).toBe(Number(s?.actual_chunks));
     expect(Number(s?.total_length)).toBe(Number(s?.actual_length));
 
     const deleted = await api(app, "DELETE", "/v1/collections/notes/documents/n1", { key });
     expect(deleted.status).toBe(200);
     expect(await chunkRows(id)).toEqual([]);
-    s = await stats("notes", tenantId);
+    s = await collectionStats("notes", tenantId);
     expect([Number(s?.chunk_count), Number(s?.total_length)]).toEqual([0, 0]);
     expect(
       (

@@ -18,7 +18,7 @@ const MATRIX_SQL = `
            CASE c.relkind WHEN 'S' THEN 'sequence' WHEN 'v' THEN 'view' ELSE 'table' END AS kind,
            c.oid
     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-    WHERE n.nspname IN ('public', 'analytics', 'pgboss') AND c.relkind IN ('r', 'p', 'v', 'S')
+    WHERE n.nspname IN ('public', 'analytics', 'pgboss', 'chunk_partitions') AND c.relkind IN ('r', 'p', 'v', 'S')
       AND NOT c.relispartition
   ), roles(role) AS (VALUES ('pgrag_app'), ('pgrag_analyst'), ('pgrag_cross_tenant'), ('public'))
   SELECT o.kind, o.name, r.role,
@@ -66,11 +66,18 @@ const EXPECTED: Record<string, Record<Role, string>> = {
   "function pgrag_authenticate(bytea)": door,
   "function pgrag_current_tenant()": { ...app("EXECUTE"), pgrag_cross_tenant: "EXECUTE" },
   "function pgrag_document_tenants(uuid[])": door,
+  // An import's DDL (migration 13), as the owner, for the caller's tenant's import only.
+  "function pgrag_collection_partition(uuid)": app("EXECUTE"),
+  "function pgrag_import_attach(uuid)": app("EXECUTE"),
+  "function pgrag_import_build_indexes(uuid)": app("EXECUTE"),
+  "function pgrag_import_drop_staging(uuid)": app("EXECUTE"),
+  "function pgrag_import_staging(uuid)": app("EXECUTE"),
   // Identity sequences need no grants.
   "sequence analytics.events_id_seq": none,
   "sequence public.bm25_blocks_block_id_seq": none,
   "sequence public.bm25_deletions_deletion_id_seq": none,
-  "sequence public.chunks_id_seq": none,
+  // Import staging tables take their ids from the chunks' sequence, so that they keep them once attached.
+  "sequence public.chunks_id_seq": app("USAGE"),
   "sequence public.messages_id_seq": none,
   "sequence public.pgmigrations_id_seq": none,
   "table analytics.events": { ...app("SELECT,INSERT"), pgrag_cross_tenant: "SELECT,INSERT" },
@@ -93,6 +100,8 @@ const EXPECTED: Record<string, Record<Role, string>> = {
   "table public.documents": { ...app(DML), pgrag_cross_tenant: "SELECT" },
   "table public.messages": app(DML),
   "table public.embedding_cache": app("SELECT,INSERT"),
+  "table public.import_documents": app(DML),
+  "table public.imports": app(DML),
   "table public.embedding_settings": app("SELECT"),
   "table public.pgmigrations": none,
   // The analyst: curated views only.
@@ -170,6 +179,8 @@ describe("row-level security coverage", () => {
       collections: `cross_tenant_select r pgrag_cross_tenant, ${tenantOnly}`,
       conversations: tenantOnly,
       documents: `cross_tenant_select r pgrag_cross_tenant, ${tenantOnly}`,
+      import_documents: tenantOnly,
+      imports: tenantOnly,
       messages: tenantOnly,
       tenants: `owner_administration * pgrag, ${tenantOnly}`,
     });

@@ -1,0 +1,290 @@
+import { randomUUID } from "node:crypto";
+import type { Kysely } from "kysely";
+import type PgBoss from "pg-boss";
+import { Counter, type Registry } from "prom-client";
+import type { Database } from "../db/database.ts";
+import { formatLsn } from "../db/lsn.ts";
+import type { Router } from "../db/router.ts";
+import { AppError } from "../errors.ts";
+import { type EmbeddingClient, EmbeddingDimensionError } from "../inference/embedding-client.ts";
+import type { Logger } from "../logger.ts";
+import type { Bm25Parameters } from "../retrieval/bm25-plan.ts";
+import { chunkWithinLimit, embedChunks } from "./chunk-embeddings.ts";
+import type { Chunk } from "./chunking.ts";
+import { insertStagedChunks } from "./chunks.repository.ts";
+import { type Collection, rowToCollection } from "./collections.repository.ts";
+import { normalizeContent } from "./content.ts";
+import {
+  buildStagingIndexes,
+  chunksToPlace,
+  discardStaged,
+  findImport,
+  hasOwnPartition,
+  type ImportTarget,
+  type LineOutcome,
+  type PendingLine,
+  pendingLines,
+  publishImport,
+  recordLineOutcomes,
+  recordVisibleLsn,
+  setImportStatus,
+  stagingTable,
+} from "./imports.repository.ts";
+import { PollSleep } from "./poll-sleep.ts";
+import { withRenewedLeases } from "./job-leases.ts";
+import type { TextPool } from "./text-pool.ts";
+
+export const IMPORT_QUEUE = "run-import";
+
+export interface ImportJob {
+  readonly importId: string;
+  readonly tenantId: string;
+}
+
+export interface ImportRunnerOptions {
+  readonly batchDocuments: number;
+  readonly partitionMinChunks: number;
+  readonly maintenanceWorkMem: string;
+  readonly maxDocumentBytes: number;
+  readonly maxChunksPerDocument: number;
+  /** Its jobs' expiry (PGRAG_INGEST_JOB_EXPIRE_SECONDS): a running import renews its lease three times per it. */
+  readonly leaseSeconds: number;
+  readonly bm25: Bm25Parameters;
+}
+
+/** How often an idle runner asks for work. */
+const POLL_MS = 1_000;
+
+/**
+ * Runs bulk imports (see migration 13) to their end: stage every uploaded document's chunks (chunked,
+ * embedded, in transactions of a batch each, recording progress in the same transaction), build the
+ * staging table's indexes once, then publish it all in one transaction. Every step resumes from what
+ * the database says, so a restart or a crash at any point continues the import without duplicates;
+ * a failure the retries cannot cure fails the import and leaves the collection as it was.
+ */
+export class ImportRunner {
+  readonly #boss: PgBoss;
+  readonly #router: Router;
+  readonly #embeddings: EmbeddingClient;
+  readonly #textPool: TextPool;
+  readonly #logger: Logger;
+  readonly #options: ImportRunnerOptions;
+  readonly #finished: Counter<"outcome">;
+  readonly #pollSleep = new PollSleep();
+  #stopping = false;
+  #loop: Promise<void> | undefined;
+
+  constructor(
+    deps: {
+      boss: PgBoss;
+      router: Router;
+      embeddings: EmbeddingClient;
+      textPool: TextPool;
+      logger: Logger;
+      registry: Registry;
+    },
+    options: ImportRunnerOptions,
+  ) {
+    this.#boss = deps.boss;
+    this.#router = deps.router;
+    this.#embeddings = deps.embeddings;
+    this.#textPool = deps.textPool;
+    this.#logger = deps.logger;
+    this.#options = options;
+    this.#finished = new Counter({
+      name: "pgrag_imports_total",
+      help: "Bulk imports finished, by outcome (completed, failed)",
+      labelNames: ["outcome"],
+      registers: [deps.registry],
+    });
+  }
+
+  async start(): Promise<void> {
+    this.#stopping = false;
+    this.#loop = this.#fetchLoop();
+  }
+
+  /** Stops between two batches; the import goes on in the next process (its job is sent again). */
+  async stop(): Promise<void> {
+    this.#stopping = true;
+    this.#pollSleep.wakeAll();
+    await this.#loop;
+  }
+
+  async #fetchLoop(): Promise<void> {
+    while (!this.#stopping) {
+      let job: PgBoss.JobWithMetadata<ImportJob> | undefined;
+      try {
+        [job] = await this.#boss.fetch<ImportJob>(IMPORT_QUEUE, { batchSize: 1, includeMetadata: true });
+        if (job) await this.#runJob(job);
+      } catch (error) {
+        this.#logger.error({ err: error, jobId: job?.id }, "import runner: a job failed to run or to be recorded");
+      }
+      if (!job && !this.#stopping) await this.#pollSleep.sleep(POLL_MS);
+    }
+  }
+
+  async #runJob(job: PgBoss.JobWithMetadata<ImportJob>): Promise<void> {
+    try {
+      const done = await withRenewedLeases(
+        { router: this.#router, logger: this.#logger },
+        { queue: IMPORT_QUEUE, jobIds: [job.id], seconds: this.#options.leaseSeconds },
+        () => this.run(job.data),
+      );
+      if (!done) await this.#boss.send(IMPORT_QUEUE, job.data, { expireInSeconds: this.#options.leaseSeconds });
+      await this.#boss.complete(IMPORT_QUEUE, job.id);
+    } catch (error) {
+      const message = error instanceof Error ? error.message : String(error);
+      const permanent =
+        error instanceof EmbeddingDimensionError || job.retryCount >= job.retryLimit || isUnprocessable(error);
+      this.#logger.warn({ err: error, importId: job.data.importId, permanent }, "import step failed");
+      if (permanent) {
+        await this.#fail(job.data, message);
+        await this.#boss.complete(IMPORT_QUEUE, job.id);
+      } else {
+        await this.#boss.fail(IMPORT_QUEUE, job.id, { error: message });
+      }
+    }
+  }
+
+  /** Runs the import as far as it goes: true when it is finished (or gone), false when stopped between batches. */
+  async run(job: ImportJob): Promise<boolean> {
+    const found = await this.#read(job, async (db) => {
+      const summary = await findImport(db, job.importId);
+      if (!summary) return undefined;
+      const row = await db
+        .selectFrom("collections")
+        .selectAll()
+        .where("id", "=", summary.collectionId)
+        .executeTakeFirst();
+      return row && { summary, collection: rowToCollection(row) };
+    });
+    if (!found || !["queued", "embedding", "indexing"].includes(found.summary.status)) return true;
+    const { summary, collection } = found;
+    const staging = await this.#write(job, async (tx) => {
+      if (summary.status === "queued") await setImportStatus(tx, job.importId, "embedding");
+      return stagingTable(tx, job.importId);
+    });
+    for (;;) {
+      if (this.#stopping) return false;
+      const lines = await this.#read(job, (db) =>
+        pendingLines(db, { importId: job.importId, collectionId: collection.id }, this.#options.batchDocuments),
+      );
+      if (lines.length === 0) break;
+      await this.#stageBatch(job, collection, staging, lines);
+    }
+    const placement = summary.target ?? (await this.#choosePlacement(job, collection.id));
+    await this.#write(job, (tx) => setImportStatus(tx, job.importId, "indexing", { target: placement }));
+    if (placement === "own_partition") {
+      await this.#write(job, (tx) => buildStagingIndexes(tx, job.importId, this.#options.maintenanceWorkMem));
+    }
+    const { token } = await this.#router.write(
+      (tx) =>
+        publishImport(
+          tx,
+          { importId: job.importId, tenantId: job.tenantId, collectionId: collection.id, placement, staging },
+          this.#options.bm25,
+        ),
+      { tenantId: job.tenantId },
+    );
+    await this.#write(job, (tx) => recordVisibleLsn(tx, job.importId, formatLsn(token)));
+    this.#finished.inc({ outcome: "completed" });
+    this.#logger.info({ importId: job.importId, placement }, "import completed");
+    return true;
+  }
+
+  /**
+   * A collection reaching `partitionMinChunks` with this import gets a partition of its own (unless it
+   * has one, which the import appends to); a smaller one appends to the shared partition.
+   */
+  async #choosePlacement(job: ImportJob, collectionId: string): Promise<ImportTarget> {
+    return this.#read(job, async (db) => {
+      if (await hasOwnPartition(db, collectionId)) return "append";
+      const chunks = await chunksToPlace(db, { importId: job.importId, collectionId });
+      return chunks >= this.#options.partitionMinChunks ? "own_partition" : "append";
+    });
+  }
+
+  async #stageBatch(job: ImportJob, collection: Collection, staging: string, lines: readonly PendingLine[]) {
+    const outcomes: LineOutcome[] = [];
+    const prepared = new Map<PendingLine, { documentId: string; version: number; hash: Buffer; text: string }>();
+    const chunked = new Map<PendingLine, readonly Chunk[]>();
+    for (const line of lines) {
+      try {
+        const normalized = await normalizeContent(
+          line.content,
+          line.contentType,
+          this.#options.maxDocumentBytes,
+          (html) => this.#textPool.htmlToMarkdown(html),
+        );
+        if (line.existing?.unchanged(normalized.hash)) {
+          outcomes.push({ line: line.line, state: "unchanged" });
+          continue;
+        }
+        chunked.set(
+          line,
+          await chunkWithinLimit(
+            this.#textPool,
+            normalized.text,
+            collection.chunking,
+            this.#options.maxChunksPerDocument,
+          ),
+        );
+        prepared.set(line, {
+          documentId: line.existing?.id ?? randomUUID(),
+          version: (line.existing?.version ?? 0) + 1,
+          hash: normalized.hash,
+          text: normalized.text,
+        });
+      } catch (error) {
+        // This document alone is refused, with its reason; the import goes on.
+        if (!(error instanceof AppError)) throw error;
+        outcomes.push({ line: line.line, state: "failed", error: error.message });
+      }
+    }
+    const embedded = await embedChunks(this.#router, this.#embeddings, chunked);
+    await this.#write(job, async (tx) => {
+      const added = await insertStagedChunks(
+        tx,
+        staging,
+        [...prepared].map(([line, doc]) => ({
+          owner: {
+            tenantId: job.tenantId,
+            collectionId: collection.id,
+            documentId: doc.documentId,
+            version: doc.version,
+            language: collection.language,
+            metadata: line.metadata,
+          },
+          chunks: embedded.get(line) ?? [],
+        })),
+      );
+      for (const [line, doc] of prepared) {
+        const totals = added.get(doc.documentId) ?? { chunkCount: 0, lexemeTotal: 0 };
+        outcomes.push({ line: line.line, state: "staged", ...doc, ...totals });
+      }
+      await recordLineOutcomes(tx, job.importId, outcomes);
+    });
+  }
+
+  async #fail(job: ImportJob, message: string): Promise<void> {
+    await this.#write(job, async (tx) => {
+      await discardStaged(tx, job.importId);
+      await setImportStatus(tx, job.importId, "failed", { error: message });
+    });
+    this.#finished.inc({ outcome: "failed" });
+  }
+
+  async #read<T>(job: ImportJob, work: (db: Kysely<Database>) => Promise<T>): Promise<T> {
+    return (await this.#router.read({ primary: true, tenantId: job.tenantId }, work)).value;
+  }
+
+  async #write<T>(job: ImportJob, work: (tx: Kysely<Database>) => Promise<T>): Promise<T> {
+    return (await this.#router.write(work, { tenantId: job.tenantId })).value;
+  }
+}
+
+/** A document too large or complex fails alone; the same error for the import itself (its publish) is for good. */
+function isUnprocessable(error: unknown): boolean {
+  return error instanceof AppError && error.code === "unprocessable";
+}

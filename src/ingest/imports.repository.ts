@@ -1,0 +1,407 @@
+import { type Kysely, sql } from "kysely";
+import type { Database } from "../db/database.ts";
+import type { Bm25Parameters } from "../retrieval/bm25-plan.ts";
+import { CHUNK_COLUMNS, deleteChunksOf } from "./chunks.repository.ts";
+import type { ContentType } from "./content.ts";
+import { adjustCollectionStats } from "./documents.repository.ts";
+import { writePostingsOf } from "./postings.repository.ts";
+
+export type ImportStatus = "uploading" | "queued" | "embedding" | "indexing" | "completed" | "failed";
+export type ImportTarget = "own_partition" | "append";
+
+export interface ImportSummary {
+  readonly id: string;
+  readonly collectionId: string;
+  readonly status: ImportStatus;
+  readonly target: ImportTarget | null;
+  readonly documentsSeen: number;
+  readonly documentsStaged: number;
+  readonly documentsUnchanged: number;
+  readonly documentsFailed: number;
+  readonly chunksStaged: number;
+  readonly error: string | null;
+  readonly visibleLsn: string | null;
+  readonly createdAt: Date;
+  readonly finishedAt: Date | null;
+}
+
+/** One line of an upload, validated. */
+export interface ImportLine {
+  readonly line: number;
+  readonly externalId: string;
+  readonly title: string | null;
+  readonly source: string | null;
+  readonly contentType: ContentType;
+  readonly metadata: Record<string, unknown>;
+  readonly content: string;
+}
+
+interface ImportRow {
+  id: string;
+  collection_id: string;
+  status: ImportStatus;
+  target: ImportTarget | null;
+  documents_seen: number;
+  documents_staged: number;
+  documents_unchanged: number;
+  documents_failed: number;
+  chunks_staged: number;
+  error: string | null;
+  visible_lsn: string | null;
+  created_at: Date;
+  finished_at: Date | null;
+}
+
+const toSummary = (r: ImportRow): ImportSummary => ({
+  id: r.id,
+  collectionId: r.collection_id,
+  status: r.status,
+  target: r.target,
+  documentsSeen: r.documents_seen,
+  documentsStaged: r.documents_staged,
+  documentsUnchanged: r.documents_unchanged,
+  documentsFailed: r.documents_failed,
+  chunksStaged: r.chunks_staged,
+  error: r.error,
+  visibleLsn: r.visible_lsn,
+  createdAt: r.created_at,
+  finishedAt: r.finished_at,
+});
+
+/** An upload whose process died leaves its import "uploading": after this long it no longer holds the collection. */
+const ABANDONED_UPLOAD = "10 minutes";
+
+/** A new import into the collection, or null while another one runs there. */
+export async function insertImport(
+  db: Kysely<Database>,
+  target: { tenantId: string; collectionId: string },
+): Promise<string | null> {
+  await sql`
+    UPDATE imports SET status = 'failed', error = 'the upload stopped before it ended', finished_at = now()
+    WHERE collection_id = ${target.collectionId}::uuid AND status = 'uploading'
+      AND updated_at < now() - ${ABANDONED_UPLOAD}::interval
+  `.execute(db);
+  const { rows } = await sql<{ id: string }>`
+    INSERT INTO imports (tenant_id, collection_id) VALUES (${target.tenantId}::uuid, ${target.collectionId}::uuid)
+    ON CONFLICT (collection_id) WHERE status NOT IN ('completed', 'failed') DO NOTHING
+    RETURNING id
+  `.execute(db);
+  return rows[0]?.id ?? null;
+}
+
+export async function runningImportOf(db: Kysely<Database>, collectionId: string): Promise<string | null> {
+  const { rows } = await sql<{ id: string }>`
+    SELECT id FROM imports WHERE collection_id = ${collectionId}::uuid AND status NOT IN ('completed', 'failed')
+  `.execute(db);
+  return rows[0]?.id ?? null;
+}
+
+/**
+ * Appends uploaded lines. Returns the external ids that repeat an earlier line of the same upload
+ * (with both line numbers); nothing is written then.
+ */
+export async function appendImportLines(
+  db: Kysely<Database>,
+  target: { importId: string; tenantId: string },
+  lines: readonly ImportLine[],
+): Promise<{ externalId: string; line: number; earlier: number }[]> {
+  const { rows: repeats } = await sql<{ external_id: string; line: number; earlier: number }>`
+    WITH incoming AS (
+      SELECT * FROM unnest(${lines.map((l) => l.line)}::int[], ${lines.map((l) => l.externalId)}::text[]) AS t(line, external_id)
+    )
+    SELECT i.external_id, i.line, coalesce(d.line, (SELECT min(o.line) FROM incoming o WHERE o.external_id = i.external_id)) AS earlier
+    FROM incoming i LEFT JOIN import_documents d ON d.import_id = ${target.importId}::uuid AND d.external_id = i.external_id
+    WHERE d.line IS NOT NULL OR i.line > (SELECT min(o.line) FROM incoming o WHERE o.external_id = i.external_id)
+    ORDER BY i.line LIMIT 10
+  `.execute(db);
+  if (repeats.length > 0) return repeats.map((r) => ({ externalId: r.external_id, line: r.line, earlier: r.earlier }));
+  await sql`
+    INSERT INTO import_documents (import_id, tenant_id, line, external_id, title, source, content_type, metadata, content)
+    SELECT ${target.importId}::uuid, ${target.tenantId}::uuid, t.*
+    FROM unnest(${lines.map((l) => l.line)}::int[], ${lines.map((l) => l.externalId)}::text[],
+                ${lines.map((l) => l.title)}::text[], ${lines.map((l) => l.source)}::text[],
+                ${lines.map((l) => l.contentType)}::text[], ${lines.map((l) => JSON.stringify(l.metadata))}::jsonb[],
+                ${lines.map((l) => l.content)}::text[]) AS t
+  `.execute(db);
+  await sql`
+    UPDATE imports SET documents_seen = documents_seen + ${lines.length}::int, updated_at = now()
+    WHERE id = ${target.importId}::uuid
+  `.execute(db);
+  return [];
+}
+
+export async function setImportStatus(
+  db: Kysely<Database>,
+  importId: string,
+  status: ImportStatus,
+  extra: { target?: ImportTarget; error?: string } = {},
+): Promise<void> {
+  await sql`
+    UPDATE imports SET status = ${status}, target = coalesce(${extra.target ?? null}, target),
+                       error = coalesce(${extra.error ?? null}, error), updated_at = now(),
+                       finished_at = CASE WHEN ${status} IN ('completed', 'failed') THEN now() END
+    WHERE id = ${importId}::uuid
+  `.execute(db);
+}
+
+export async function findImport(db: Kysely<Database>, importId: string): Promise<ImportSummary | undefined> {
+  const { rows } = await sql<ImportRow>`SELECT * FROM imports WHERE id = ${importId}::uuid`.execute(db);
+  return rows[0] && toSummary(rows[0]);
+}
+
+export async function listImports(db: Kysely<Database>, collectionId: string, limit: number): Promise<ImportSummary[]> {
+  const { rows } = await sql<ImportRow>`
+    SELECT * FROM imports WHERE collection_id = ${collectionId}::uuid ORDER BY created_at DESC LIMIT ${limit}
+  `.execute(db);
+  return rows.map(toSummary);
+}
+
+export interface LineFailure {
+  readonly line: number;
+  readonly externalId: string;
+  readonly error: string;
+}
+
+export async function importFailures(db: Kysely<Database>, importId: string, limit: number): Promise<LineFailure[]> {
+  const { rows } = await sql<{ line: number; external_id: string; error: string }>`
+    SELECT line, external_id, error FROM import_documents
+    WHERE import_id = ${importId}::uuid AND state = 'failed' ORDER BY line LIMIT ${limit}
+  `.execute(db);
+  return rows.map((r) => ({ line: r.line, externalId: r.external_id, error: r.error }));
+}
+
+export async function recordVisibleLsn(db: Kysely<Database>, importId: string, lsn: string): Promise<void> {
+  await sql`UPDATE imports SET visible_lsn = ${lsn}::pg_lsn WHERE id = ${importId}::uuid`.execute(db);
+}
+
+export interface PendingLine extends ImportLine {
+  /** The stored document of the same external id, if any. */
+  readonly existing: {
+    readonly id: string;
+    readonly version: number;
+    readonly unchanged: (hash: Buffer) => boolean;
+  } | null;
+}
+
+/** The next pending lines, in upload order, each with the stored document it would replace. */
+export async function pendingLines(
+  db: Kysely<Database>,
+  target: { importId: string; collectionId: string },
+  limit: number,
+): Promise<PendingLine[]> {
+  const { rows } = await sql<{
+    line: number;
+    external_id: string;
+    title: string | null;
+    source: string | null;
+    content_type: ContentType;
+    metadata: Record<string, unknown>;
+    content: string;
+    existing_id: string | null;
+    existing_version: number | null;
+    existing_hash: Buffer | null;
+    same_fields: boolean;
+    existing_ready: boolean;
+  }>`
+    SELECT l.line, l.external_id, l.title, l.source, l.content_type, l.metadata, l.content,
+           d.id AS existing_id, d.version AS existing_version, d.content_hash AS existing_hash,
+           (d.metadata, d.title, d.source) IS NOT DISTINCT FROM (l.metadata, l.title, l.source) AS same_fields,
+           d.status = 'ready' AS existing_ready
+    FROM import_documents l
+    LEFT JOIN documents d ON d.collection_id = ${target.collectionId}::uuid AND d.external_id = l.external_id
+    WHERE l.import_id = ${target.importId}::uuid AND l.state = 'pending'
+    ORDER BY l.line LIMIT ${limit}
+  `.execute(db);
+  return rows.map((r) => ({
+    line: r.line,
+    externalId: r.external_id,
+    title: r.title,
+    source: r.source,
+    contentType: r.content_type,
+    metadata: r.metadata,
+    content: r.content,
+    existing:
+      r.existing_id === null
+        ? null
+        : {
+            id: r.existing_id,
+            version: r.existing_version ?? 0,
+            // Identical to what is stored and ingested: nothing to import (as a PUT of the same document).
+            unchanged: (hash) => r.same_fields && r.existing_ready && r.existing_hash?.equals(hash) === true,
+          },
+  }));
+}
+
+export type LineOutcome =
+  | {
+      line: number;
+      state: "staged";
+      documentId: string;
+      version: number;
+      hash: Buffer;
+      text: string;
+      chunkCount: number;
+      lexemeTotal: number;
+    }
+  | { line: number; state: "unchanged" }
+  | { line: number; state: "failed"; error: string };
+
+/** Records a batch's outcomes and the import's progress, in the transaction that staged its chunks. */
+export async function recordLineOutcomes(
+  db: Kysely<Database>,
+  importId: string,
+  outcomes: readonly LineOutcome[],
+): Promise<void> {
+  const staged = outcomes.filter((o) => o.state === "staged");
+  const failed = outcomes.filter((o) => o.state === "failed");
+  const unchanged = outcomes.filter((o) => o.state === "unchanged");
+  await sql`
+    UPDATE import_documents l
+    SET state = 'staged', document_id = t.document_id, version = t.version, hash = t.hash, content = t.text,
+        chunk_count = t.chunk_count, lexeme_total = t.lexeme_total
+    FROM unnest(${staged.map((o) => o.line)}::int[], ${staged.map((o) => o.documentId)}::uuid[],
+                ${staged.map((o) => o.version)}::int[], ${staged.map((o) => o.hash)}::bytea[],
+                ${staged.map((o) => o.text)}::text[], ${staged.map((o) => o.chunkCount)}::int[],
+                ${staged.map((o) => o.lexemeTotal)}::bigint[])
+      AS t(line, document_id, version, hash, text, chunk_count, lexeme_total)
+    WHERE l.import_id = ${importId}::uuid AND l.line = t.line
+  `.execute(db);
+  await sql`
+    UPDATE import_documents l SET state = 'failed', error = t.error, content = ''
+    FROM unnest(${failed.map((o) => o.line)}::int[], ${failed.map((o) => o.error)}::text[]) AS t(line, error)
+    WHERE l.import_id = ${importId}::uuid AND l.line = t.line
+  `.execute(db);
+  await sql`
+    UPDATE import_documents SET state = 'unchanged', content = ''
+    WHERE import_id = ${importId}::uuid AND line = any(${unchanged.map((o) => o.line)}::int[])
+  `.execute(db);
+  await sql`
+    UPDATE imports SET documents_staged = documents_staged + ${staged.length}::int,
+                       documents_unchanged = documents_unchanged + ${unchanged.length}::int,
+                       documents_failed = documents_failed + ${failed.length}::int,
+                       chunks_staged = chunks_staged + ${staged.reduce((n, o) => n + o.chunkCount, 0)}::int,
+                       updated_at = now()
+    WHERE id = ${importId}::uuid
+  `.execute(db);
+}
+
+/** The import's staging table (created on first use), as `schema.name`. */
+export async function stagingTable(db: Kysely<Database>, importId: string): Promise<string> {
+  const { rows } = await sql<{ name: string }>`SELECT pgrag_import_staging(${importId}::uuid)::text AS name`.execute(
+    db,
+  );
+  return rows[0]?.name ?? "";
+}
+
+/** Whether the collection has a partition of its own already (a later import appends to it). */
+export async function hasOwnPartition(db: Kysely<Database>, collectionId: string): Promise<boolean> {
+  const { rows } = await sql<{ partition: string | null }>`
+    SELECT pgrag_collection_partition(${collectionId}::uuid)::text AS partition
+  `.execute(db);
+  return rows[0]?.partition != null;
+}
+
+/** The staged chunks, and the collection's chunks in the shared partition (which would move with them). */
+export async function chunksToPlace(
+  db: Kysely<Database>,
+  target: { importId: string; collectionId: string },
+): Promise<number> {
+  const { rows } = await sql<{ n: number }>`
+    SELECT (SELECT coalesce(sum(chunk_count), 0) FROM import_documents WHERE import_id = ${target.importId}::uuid AND state = 'staged')::int
+         + coalesce((SELECT chunk_count FROM collection_stats WHERE collection_id = ${target.collectionId}::uuid), 0)::int AS n
+  `.execute(db);
+  return rows[0]?.n ?? 0;
+}
+
+/**
+ * Builds the staging table's indexes, each in one pass (HNSW with parallel workers); the memory is
+ * the import's (SET LOCAL: this transaction only, safe under transaction pooling).
+ */
+export async function buildStagingIndexes(
+  db: Kysely<Database>,
+  importId: string,
+  maintenanceWorkMem: string,
+): Promise<void> {
+  await sql`SELECT set_config('maintenance_work_mem', ${maintenanceWorkMem}, true)`.execute(db);
+  await sql`SELECT pgrag_import_build_indexes(${importId}::uuid)`.execute(db);
+}
+
+/** Drops what a failed import staged; its uploaded lines go, its record and reason stay. */
+export async function discardStaged(db: Kysely<Database>, importId: string): Promise<void> {
+  await sql`SELECT pgrag_import_drop_staging(${importId}::uuid)`.execute(db);
+  await sql`DELETE FROM import_documents WHERE import_id = ${importId}::uuid AND state <> 'failed'`.execute(db);
+}
+
+/**
+ * Makes an import visible, all at once, in the caller's transaction: the staged documents replace or
+ * join the stored ones (replaced documents' chunks deleted as a delete does), the staged chunks' postings
+ * are written as compacted blocks, the statistics move by the difference, and the staged chunks join
+ * the collection — as its own partition, with the collection's chunks from the shared partition moved
+ * in, or appended to the partition it has. Returns the chunks the collection gained.
+ */
+export async function publishImport(
+  db: Kysely<Database>,
+  target: { importId: string; tenantId: string; collectionId: string; placement: ImportTarget; staging: string },
+  bm25: Bm25Parameters,
+): Promise<void> {
+  const { importId, collectionId } = target;
+  const staging = sql.table(target.staging);
+  const { rows: replaced } = await sql<{ id: string; chunk_count: number; lexeme_total: string }>`
+    SELECT d.id, d.chunk_count, d.lexeme_total
+    FROM documents d JOIN import_documents l ON l.external_id = d.external_id
+    WHERE l.import_id = ${importId}::uuid AND l.state = 'staged' AND d.collection_id = ${collectionId}::uuid
+    ORDER BY d.id FOR UPDATE OF d
+  `.execute(db);
+  if (replaced.length > 0) {
+    await deleteChunksOf(
+      db,
+      replaced.map((r) => r.id),
+    );
+  }
+  const { rows: added } = await sql<{ chunks: string; length: string }>`
+    WITH written AS (
+      INSERT INTO documents (id, tenant_id, collection_id, external_id, title, source, content_type, metadata, content,
+                             content_hash, version, status, chunk_count, lexeme_total)
+      SELECT l.document_id, l.tenant_id, ${collectionId}::uuid, l.external_id, l.title, l.source, l.content_type, l.metadata,
+             l.content, l.hash, l.version, 'ready', l.chunk_count, l.lexeme_total
+      FROM import_documents l WHERE l.import_id = ${importId}::uuid AND l.state = 'staged'
+      ON CONFLICT (collection_id, external_id) DO UPDATE
+        SET title = excluded.title, source = excluded.source, content_type = excluded.content_type,
+            metadata = excluded.metadata, content = excluded.content, content_hash = excluded.content_hash,
+            version = greatest(documents.version + 1, excluded.version), status = 'ready', error = NULL,
+            chunk_count = excluded.chunk_count, lexeme_total = excluded.lexeme_total, updated_at = now()
+      RETURNING chunk_count, lexeme_total
+    )
+    SELECT coalesce(sum(chunk_count), 0) AS chunks, coalesce(sum(lexeme_total), 0) AS length FROM written
+  `.execute(db);
+  // A document written or deleted by other means since it was staged has another id or version now.
+  await sql`
+    UPDATE ${staging} s SET document_id = d.id, document_version = d.version
+    FROM import_documents l JOIN documents d ON d.collection_id = ${collectionId}::uuid AND d.external_id = l.external_id
+    WHERE l.import_id = ${importId}::uuid AND l.state = 'staged' AND s.document_id = l.document_id
+      AND (s.document_id, s.document_version) IS DISTINCT FROM (d.id, d.version)
+  `.execute(db);
+  await writePostingsOf(db, { collectionId, tenantId: target.tenantId, ...bm25 }, sql`${staging} c`);
+  const sum = (pick: (r: (typeof replaced)[number]) => number) => replaced.reduce((n, r) => n + pick(r), 0);
+  await adjustCollectionStats(
+    db,
+    collectionId,
+    target.tenantId,
+    Number(added[0]?.chunks ?? 0) - sum((r) => r.chunk_count),
+    Number(added[0]?.length ?? 0) - sum((r) => Number(r.lexeme_total)),
+  );
+  if (target.placement === "own_partition") {
+    await sql`
+      INSERT INTO ${staging} (id, ${CHUNK_COLUMNS}) SELECT id, ${CHUNK_COLUMNS} FROM chunks WHERE collection_id = ${collectionId}::uuid
+    `.execute(db);
+    await sql`DELETE FROM chunks WHERE collection_id = ${collectionId}::uuid`.execute(db);
+    await sql`SELECT pgrag_import_attach(${importId}::uuid)`.execute(db);
+  } else {
+    await sql`
+      INSERT INTO chunks (id, ${CHUNK_COLUMNS}) OVERRIDING SYSTEM VALUE SELECT id, ${CHUNK_COLUMNS} FROM ${staging}
+    `.execute(db);
+    await sql`SELECT pgrag_import_drop_staging(${importId}::uuid)`.execute(db);
+  }
+  await sql`DELETE FROM import_documents WHERE import_id = ${importId}::uuid AND state <> 'failed'`.execute(db);
+  await setImportStatus(db, importId, "completed");
+}
