@@ -1,3 +1,4 @@
+import { expect } from "vitest";
 import type { App } from "../../src/app.ts";
 import { api, newTenantKey } from "./api.ts";
 import { adminQuery } from "./cluster.ts";
@@ -89,4 +90,38 @@ export async function collectionStats(collection: string, tenantId: string) {
     [collection, tenantId],
   );
   return rows[0];
+}
+
+/**
+ * After a crash and a restart: the tenant has exactly `documents` documents, each with its chunks
+ * once (no ordinal twice, none of an older version), and the statistics count exactly those chunks.
+ */
+export async function expectEveryDocumentWrittenOnce(tenantId: string, documents: number): Promise<void> {
+  const rows = await adminQuery<{
+    id: string;
+    chunk_count: number;
+    chunks: number;
+    distinct_ordinals: number;
+    stale: number;
+  }>(
+    "primary",
+    `SELECT d.id, d.chunk_count, count(c.id)::int AS chunks, count(DISTINCT c.ordinal)::int AS distinct_ordinals,
+            count(c.id) FILTER (WHERE c.document_version <> d.version)::int AS stale
+     FROM documents d LEFT JOIN chunks c ON c.document_id = d.id
+     WHERE d.tenant_id = $1 GROUP BY d.id`,
+    [tenantId],
+  );
+  expect(rows).toHaveLength(documents);
+  for (const row of rows) {
+    expect(row.chunks).toBe(row.chunk_count);
+    expect(row.distinct_ordinals).toBe(row.chunks);
+    expect(row.stale).toBe(0);
+  }
+  const [totals] = await adminQuery<{ stats: string; actual: string }>(
+    "primary",
+    `SELECT s.chunk_count AS stats, (SELECT count(*) FROM chunks WHERE tenant_id = $1) AS actual
+     FROM collection_stats s WHERE s.tenant_id = $1`,
+    [tenantId],
+  );
+  expect(Number(totals?.stats)).toBe(Number(totals?.actual));
 }

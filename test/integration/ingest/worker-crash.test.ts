@@ -6,7 +6,7 @@ import { injectDevFaults } from "../../helpers/dev-faults.ts";
 import { startTestApp } from "../../helpers/app.ts";
 import { waitFor } from "../../../harness/wait-for.ts";
 import { adminQuery, TEST_ENV_FILE } from "../../helpers/cluster.ts";
-import { createCollection, waitForDocuments } from "../../helpers/ingest.ts";
+import { createCollection, expectEveryDocumentWrittenOnce, waitForDocuments } from "../../helpers/ingest.ts";
 import { readScifactCorpus } from "../../../src/evaluation/datasets.ts";
 
 const CLI = fileURLToPath(new URL("../../../bin/pgrag.js", import.meta.url));
@@ -73,32 +73,6 @@ describe("a worker killed mid-batch", () => {
     );
     expect(documents.size).toBe(abstracts.length);
 
-    const rows = await adminQuery<{
-      id: string;
-      chunk_count: number;
-      chunks: number;
-      distinct_ordinals: number;
-      stale: number;
-    }>(
-      "primary",
-      `SELECT d.id, d.chunk_count, count(c.id)::int AS chunks, count(DISTINCT c.ordinal)::int AS distinct_ordinals,
-              count(c.id) FILTER (WHERE c.document_version <> d.version)::int AS stale
-       FROM documents d LEFT JOIN chunks c ON c.document_id = d.id
-       WHERE d.tenant_id = $1 GROUP BY d.id`,
-      [tenantId],
-    );
-    expect(rows).toHaveLength(abstracts.length);
-    for (const row of rows) {
-      expect(row.chunks).toBe(row.chunk_count);
-      expect(row.distinct_ordinals).toBe(row.chunks);
-      expect(row.stale).toBe(0);
-    }
-    const [totals] = await adminQuery<{ stats: string; actual: string }>(
-      "primary",
-      `SELECT s.chunk_count AS stats, (SELECT count(*) FROM chunks WHERE tenant_id = $1) AS actual
-       FROM collection_stats s WHERE s.tenant_id = $1`,
-      [tenantId],
-    );
-    expect(Number(totals?.stats)).toBe(Number(totals?.actual));
+    await expectEveryDocumentWrittenOnce(tenantId, abstracts.length);
   });
 });
