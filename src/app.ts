@@ -53,6 +53,7 @@ export interface App {
   readonly registry: Registry;
   readonly logger: Logger;
   readonly ingest: IngestService;
+  readonly imports: ImportService;
   readonly search: SearchService;
   readonly usageEvents: EventRecorder;
   readonly chat: ChatService;
@@ -199,6 +200,7 @@ export function createApp(config: Config, options: { logger?: Logger } = {}): Ap
     registry,
     logger,
     ingest,
+    imports,
     search,
     usageEvents,
     chat,

@@ -6,6 +6,7 @@ import { runComposeSecrets } from "./cli/compose-secrets.command.ts";
 import { runConfig } from "./cli/config.command.ts";
 import { runDevInference } from "./cli/dev-inference.command.ts";
 import { runEval } from "./cli/eval.command.ts";
+import { runImport } from "./cli/import.command.ts";
 import { runIngest } from "./cli/ingest.command.ts";
 import { runKeys } from "./cli/keys.command.ts";
 import { runMigrate } from "./cli/migrate.command.ts";
@@ -31,6 +32,8 @@ async function main(argv: string[]): Promise<void> {
       return runKeys(rest);
     case "ingest":
       return runIngest(rest);
+    case "import":
+      return runImport(rest);
     case "ask":
       return runAsk(rest);
     case "eval":

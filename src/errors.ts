@@ -51,3 +51,19 @@ export class UnavailableError extends AppError {
     super("unavailable", message, options);
   }
 }
+
+/** Describes zod issues as "field: problem" a person can act on. */
+export function describeIssues(error: { issues: readonly { path: readonly PropertyKey[]; message: string }[] }): {
+  message: string;
+  details: { path: string; message: string }[];
+} {
+  const details = error.issues.map((issue) => ({
+    path: issue.path.map(String).join(".") || "(body)",
+    message: issue.message,
+  }));
+  const shown = details.slice(0, 5).map((d) => `${d.path}: ${d.message}`);
+  return {
+    message: `invalid request: ${shown.join("; ")}${details.length > 5 ? ` (+${details.length - 5} more)` : ""}`,
+    details,
+  };
+}

@@ -3,22 +3,18 @@ import { type Context, Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { z } from "zod";
 import type { Lsn } from "../db/lsn.ts";
-import { AppError } from "../errors.ts";
+import { AppError, describeIssues } from "../errors.ts";
 import { DEFAULT_CHUNKING, MIN_CHUNK_TOKENS } from "../ingest/chunking.ts";
 import type { Collection } from "../ingest/collections.repository.ts";
-import { CONTENT_TYPES, decodeUtf8, parseContentType } from "../ingest/content.ts";
+import { decodeUtf8, parseContentType } from "../ingest/content.ts";
+import { documentFields, externalId } from "../ingest/document-fields.ts";
 import type { DocumentSummary } from "../ingest/documents.repository.ts";
 import type { DocumentWriteResult, IngestService } from "../ingest/ingest.service.ts";
 import type { Scope } from "../tenancy/principal.ts";
 import { readConsistencyToken, setConsistencyToken } from "./consistency.ts";
 import type { AppEnv } from "./context.ts";
 import { collectionName } from "./request-fields.ts";
-import { describeIssues, validate } from "./validation.ts";
-
-export const externalId = z.string().min(1, "must not be empty").max(512, "at most 512 characters");
-const metadata = z
-  .record(z.string().max(200), z.unknown())
-  .refine((m) => JSON.stringify(m).length <= 64 * 1024, "at most 64 KiB of JSON");
+import { validate } from "./validation.ts";
 
 export const collectionBody = z.object({
   name: collectionName,
@@ -39,13 +35,6 @@ export const collectionBody = z.object({
     }),
 });
 
-export const documentFields = {
-  content: z.string(),
-  content_type: z.enum(CONTENT_TYPES).default("text/plain"),
-  title: z.string().max(1000).nullish(),
-  source: z.string().max(2000).nullish(),
-  metadata: metadata.optional(),
-};
 export const documentBody = z.object(documentFields);
 export const batchBody = (max: number) =>
   z.object({

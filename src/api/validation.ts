@@ -1,23 +1,7 @@
 import { zValidator } from "@hono/zod-validator";
 import type { ValidationTargets } from "hono";
 import type { z } from "zod";
-import { InvalidRequestError } from "../errors.ts";
-
-/** Describes zod issues as "field: problem" a person can act on. */
-export function describeIssues(error: { issues: readonly { path: readonly PropertyKey[]; message: string }[] }): {
-  message: string;
-  details: { path: string; message: string }[];
-} {
-  const details = error.issues.map((issue) => ({
-    path: issue.path.map(String).join(".") || "(body)",
-    message: issue.message,
-  }));
-  const shown = details.slice(0, 5).map((d) => `${d.path}: ${d.message}`);
-  return {
-    message: `invalid request: ${shown.join("; ")}${details.length > 5 ? ` (+${details.length - 5} more)` : ""}`,
-    details,
-  };
-}
+import { describeIssues, InvalidRequestError } from "../errors.ts";
 
 /** zod validation of a request part, failing with our error format. */
 export function validate<Target extends keyof ValidationTargets, Schema extends z.ZodType>(

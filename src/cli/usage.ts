@@ -10,6 +10,9 @@ Commands:
       --count N         how many migrations to apply or revert
   ingest <path…> [--tenant T] [--collection C]
                         Markdown, text and HTML files (folders recursively) into a collection
+  import <file.jsonl|folder> [--tenant T] [--collection C]
+                        bulk-import JSON Lines (one document per line: external_id or _id, content or text,
+                        title, source, metadata, content_type; a folder: each .jsonl in it), with progress
   ask "<question>" [--tenant T] [--collection C] [--mode hybrid|vector|bm25]
                         stream an answer with citations to the terminal
   keys create --tenant NAME [--name LABEL] [--scopes read,write,admin]

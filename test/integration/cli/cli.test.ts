@@ -35,6 +35,29 @@ describe("the pgrag CLI", () => {
     expect(asked.stdout).toContain("extractive answer");
   });
 
+  it("imports a folder of JSON Lines files, one import each, and names a bad line", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "pgrag-import-"));
+    const abstracts = await readScifactCorpus(12);
+    const lines = abstracts.map((a) => JSON.stringify({ _id: a._id, title: a.title, text: a.text }));
+    writeFileSync(join(dir, "a.jsonl"), `${lines.slice(0, 6).join("\n")}\n`);
+    writeFileSync(join(dir, "b.ndjson"), `${lines.slice(6).join("\n")}\n`);
+    writeFileSync(join(dir, "notes.txt"), "not an import");
+    const imported = await pgrag("import", dir, "--tenant", tenant, "--collection", "bulk");
+    expect(imported.stdout).toContain(
+      `${join(dir, "a.jsonl")}: 6 documents imported, 0 unchanged, 0 failed (appended)`,
+    );
+    expect(imported.stdout).toContain(`${join(dir, "b.ndjson")}: 6 documents imported`);
+    const asked = await pgrag("ask", abstracts[7]?.title ?? "", "--tenant", tenant, "--collection", "bulk");
+    expect(asked.stdout).toMatch(/\[1\] /);
+
+    const bad = join(dir, "bad.jsonl");
+    writeFileSync(bad, `${lines[0]}\n{"_id": "x"}\n`);
+    await expect(pgrag("import", bad, "--tenant", tenant, "--collection", "bulk")).rejects.toMatchObject({
+      code: 1,
+      stderr: expect.stringContaining("line 2: invalid request: content"),
+    });
+  });
+
   it("creates, lists and revokes API keys, and a created key works on the API until revoked", async () => {
     const owner = `keys-${crypto.randomUUID()}`;
     const created = await pgrag("keys", "create", "--tenant", owner, "--name", "ci", "--scopes", "read");

@@ -1,0 +1,16 @@
+import { z } from "zod";
+import { CONTENT_TYPES } from "./content.ts";
+
+/** The fields of an uploaded document, validated the same way in a batch, a PUT and an import line. */
+export const externalId = z.string().min(1, "must not be empty").max(512, "at most 512 characters");
+export const metadata = z
+  .record(z.string().max(200), z.unknown())
+  .refine((m) => JSON.stringify(m).length <= 64 * 1024, "at most 64 KiB of JSON");
+
+export const documentFields = {
+  content: z.string(),
+  content_type: z.enum(CONTENT_TYPES).default("text/plain"),
+  title: z.string().max(1000).nullish(),
+  source: z.string().max(2000).nullish(),
+  metadata: metadata.optional(),
+};

@@ -1,0 +1,131 @@
+import { z } from "zod";
+import { AppError, describeIssues, InvalidRequestError } from "../errors.ts";
+import { documentFields, externalId } from "./document-fields.ts";
+import type { ImportLine } from "./imports.repository.ts";
+
+export interface BodyLine {
+  /** 1-based, counting empty lines too, as an editor does. */
+  readonly number: number;
+  readonly text: string;
+}
+
+/**
+ * The lines of a streamed request body, as they arrive: nothing is buffered beyond the line being
+ * read, which may be at most `maxLineBytes`; the whole body at most `maxBytes`. Past either, a 413
+ * that names the limit. Not UTF-8: a 400.
+ */
+async function* bodyLines(
+  body: ReadableStream<Uint8Array>,
+  limits: { maxBytes: number; maxLineBytes: number; what: string },
+): AsyncGenerator<BodyLine> {
+  const decoder = new TextDecoder("utf-8", { fatal: true });
+  let parts: string[] = [];
+  let partLength = 0;
+  let received = 0;
+  let number = 0;
+  const decode = (chunk?: Uint8Array) => {
+    try {
+      return chunk ? decoder.decode(chunk, { stream: true }) : decoder.decode();
+    } catch {
+      throw new InvalidRequestError(`line ${number + 1} is not valid UTF-8`);
+    }
+  };
+  const lineOf = (tail: string): BodyLine => {
+    const text = parts.join("") + tail;
+    parts = [];
+    partLength = 0;
+    number += 1;
+    return { number, text: text.endsWith("\r") ? text.slice(0, -1) : text };
+  };
+  const reader = body.getReader();
+  try {
+    for (let read = await reader.read(); !read.done; read = await reader.read()) {
+      const chunk = read.value;
+      received += chunk.byteLength;
+      if (received > limits.maxBytes) {
+        throw new AppError("payload_too_large", `the upload is larger than ${limits.maxBytes} bytes (${limits.what})`);
+      }
+      const text = decode(chunk);
+      let start = 0;
+      for (let end = text.indexOf("\n"); end >= 0; end = text.indexOf("\n", start)) {
+        yield lineOf(text.slice(start, end));
+        start = end + 1;
+      }
+      const rest = text.slice(start);
+      parts.push(rest);
+      partLength += rest.length;
+      if (partLength > limits.maxLineBytes) {
+        throw new AppError(
+          "payload_too_large",
+          `line ${number + 1} is longer than ${limits.maxLineBytes} bytes; each line holds one document (PGRAG_MAX_DOCUMENT_BYTES)`,
+        );
+      }
+    }
+  } finally {
+    // Stops reading what is left of a refused upload; a no-op once it was read to the end.
+    await reader.cancel().catch(() => undefined);
+  }
+  const last = decode();
+  if (partLength + last.length > 0) yield lineOf(last);
+}
+
+/** A line: a document as the batch upload takes it; BEIR's `_id` and `text` are read as external_id and content. */
+const importLine = z.preprocess(
+  (value) =>
+    value && typeof value === "object" && !Array.isArray(value)
+      ? {
+          ...value,
+          external_id: (value as Record<string, unknown>).external_id ?? (value as Record<string, unknown>)._id,
+          content: (value as Record<string, unknown>).content ?? (value as Record<string, unknown>).text,
+        }
+      : value,
+  z.object({ external_id: externalId, ...documentFields }),
+);
+
+/**
+ * The documents of a JSON Lines upload (the API's body, or a file for `pgrag import`), validated as
+ * they arrive; a bad line stops the upload with its number and the reason.
+ */
+export async function* importDocumentsOf(
+  body: ReadableStream<Uint8Array>,
+  limits: { maxBytes: number; maxDocuments: number; maxDocumentBytes: number; what: string },
+): AsyncGenerator<ImportLine> {
+  let documents = 0;
+  // JSON escapes can double a document's size; titles, metadata and keys add a little.
+  const maxLineBytes = limits.maxDocumentBytes * 2 + 256 * 1024;
+  for await (const { number, text } of bodyLines(body, {
+    maxBytes: limits.maxBytes,
+    maxLineBytes,
+    what: limits.what,
+  })) {
+    if (text.trim() === "") continue;
+    let value: unknown;
+    try {
+      value = JSON.parse(text);
+    } catch {
+      throw new InvalidRequestError(`line ${number} is not valid JSON (one document object per line)`);
+    }
+    const parsed = importLine.safeParse(value);
+    if (!parsed.success) {
+      const { message, details } = describeIssues(parsed.error);
+      throw new InvalidRequestError(`line ${number}: ${message}`, { details });
+    }
+    documents += 1;
+    if (documents > limits.maxDocuments) {
+      throw new AppError(
+        "payload_too_large",
+        `more than ${limits.maxDocuments} documents in one import (PGRAG_IMPORT_MAX_DOCUMENTS); split the file`,
+      );
+    }
+    const d = parsed.data;
+    yield {
+      line: number,
+      externalId: d.external_id,
+      title: d.title ?? null,
+      source: d.source ?? null,
+      contentType: d.content_type,
+      metadata: d.metadata ?? {},
+      content: d.content,
+    };
+  }
+}
