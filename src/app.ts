@@ -279,6 +279,7 @@ export function createApp(config: Config, options: { logger?: Logger } = {}): Ap
             maxDocumentBytes: config.ingest.maxDocumentBytes,
             maxChunksPerDocument: config.ingest.maxChunksPerDocument,
             leaseSeconds: config.ingest.jobExpireSeconds,
+            stagingLoops: config.ingest.workerConcurrency,
             bm25: config.retrieval.bm25,
           },
         );

@@ -43,6 +43,8 @@ export interface ImportJob {
 
 export interface ImportRunnerOptions {
   readonly batchDocuments: number;
+  /** Batches of one import staged at the same time (PGRAG_WORKER_CONCURRENCY). */
+  readonly stagingLoops: number;
   readonly partitionMinChunks: number;
   readonly maintenanceWorkMem: string;
   readonly maxDocumentBytes: number;
@@ -165,14 +167,24 @@ export class ImportRunner {
       if (summary.status === "queued") await setImportStatus(tx, job.importId, "embedding");
       return stagingTable(tx, job.importId);
     });
-    for (;;) {
-      if (this.#stopping) return false;
-      const lines = await this.#read(job, (db) =>
-        pendingLines(db, { importId: job.importId, collectionId: collection.id }, this.#options.batchDocuments),
-      );
-      if (lines.length === 0) break;
-      await this.#stageBatch(job, collection, staging, lines);
-    }
+    // Chunking, embedding and writing overlap across loops; each loop stages its own share of the lines.
+    const loops = Math.max(1, this.#options.stagingLoops);
+    const staged = await Promise.all(
+      Array.from({ length: loops }, async (_, index) => {
+        for (;;) {
+          if (this.#stopping) return false;
+          const lines = await this.#read(job, (db) =>
+            pendingLines(db, { importId: job.importId, collectionId: collection.id }, this.#options.batchDocuments, {
+              of: loops,
+              index,
+            }),
+          );
+          if (lines.length === 0) return true;
+          await this.#stageBatch(job, collection, staging, lines);
+        }
+      }),
+    );
+    if (staged.includes(false)) return false;
     const placement = summary.target ?? (await this.#choosePlacement(job, collection.id));
     await this.#write(job, (tx) => setImportStatus(tx, job.importId, "indexing", { target: placement }));
     if (placement === "own_partition") {

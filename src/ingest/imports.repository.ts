@@ -183,11 +183,15 @@ export interface PendingLine extends ImportLine {
   } | null;
 }
 
-/** The next pending lines, in upload order, each with the stored document it would replace. */
+/**
+ * The next pending lines, in upload order, each with the stored document it would replace; of the
+ * lines numbered `index` modulo `of`, so that that many loops stage one import without overlapping.
+ */
 export async function pendingLines(
   db: Kysely<Database>,
   target: { importId: string; collectionId: string },
   limit: number,
+  share: { of: number; index: number } = { of: 1, index: 0 },
 ): Promise<PendingLine[]> {
   const { rows } = await sql<{
     line: number;
@@ -209,7 +213,7 @@ export async function pendingLines(
            d.status = 'ready' AS existing_ready
     FROM import_documents l
     LEFT JOIN documents d ON d.collection_id = ${target.collectionId}::uuid AND d.external_id = l.external_id
-    WHERE l.import_id = ${target.importId}::uuid AND l.state = 'pending'
+    WHERE l.import_id = ${target.importId}::uuid AND l.state = 'pending' AND l.line % ${share.of}::int = ${share.index}::int
     ORDER BY l.line LIMIT ${limit}
   `.execute(db);
   return rows.map((r) => ({
