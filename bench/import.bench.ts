@@ -56,7 +56,16 @@ const psql = async (...commands: string[]) =>
   ).stdout.trim();
 
 // An earlier run's tenants would grow the shared graph and slow this run's incremental path.
-await psql("DELETE FROM tenants WHERE name LIKE 'bench-import-%'", "VACUUM (ANALYZE) chunks, bm25_blocks, documents");
+await psql(
+  "DELETE FROM tenants WHERE name LIKE 'bench-import-%'",
+  // Staging tables of an interrupted run's imports, which went with their tenant.
+  `DO $$ DECLARE t regclass; BEGIN
+     FOR t IN SELECT c.oid::regclass FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+              WHERE n.nspname = 'chunk_partitions' AND c.relname LIKE 'import\\_%' AND c.relkind = 'r' AND NOT c.relispartition LOOP
+       EXECUTE format('DROP TABLE %s', t);
+     END LOOP; END $$`,
+  "VACUUM (ANALYZE) chunks, bm25_blocks, documents",
+);
 // ... and the replicas have replayed that clean-up: replay competes for the same two cores.
 const cleanedUpTo = await psql("SELECT pg_current_wal_lsn()");
 for (const replica of config.database.replicaUrls) {

@@ -147,6 +147,7 @@ export function createApp(config: Config, options: { logger?: Logger } = {}): Ap
       maxConcurrent: config.chat.maxConcurrent,
       maxQueued: config.chat.maxQueued,
       maxWaitMs: config.chat.queueWaitMs,
+      reservedForInteractive: config.chat.reservedForInteractive,
     },
     registry,
   );

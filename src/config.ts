@@ -236,6 +236,13 @@ const schema = z.object({
     .default(32)
     .describe("admission control: requests waiting (a queue per tenant, served in turn); past it, 429"),
   PGRAG_INFERENCE_QUEUE_WAIT_MS: milliseconds(10_000).describe("admission control: longest wait for a slot"),
+  PGRAG_INFERENCE_RESERVED_INTERACTIVE: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .max(1024)
+    .default(1)
+    .describe("admission control: slots batch work never takes, so a chat request starts without waiting for it"),
   PGRAG_CHAT_CONTEXT_TOKENS: z.coerce
     .number()
     .int()
@@ -501,6 +508,7 @@ export interface Config {
     readonly maxConcurrent: number;
     readonly maxQueued: number;
     readonly queueWaitMs: number;
+    readonly reservedForInteractive: number;
     readonly maxConversationsPerDay: number;
   };
   readonly analytics: {
@@ -663,6 +671,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       maxConcurrent: raw.PGRAG_INFERENCE_MAX_CONCURRENT,
       maxQueued: raw.PGRAG_INFERENCE_MAX_QUEUED,
       queueWaitMs: raw.PGRAG_INFERENCE_QUEUE_WAIT_MS,
+      reservedForInteractive: raw.PGRAG_INFERENCE_RESERVED_INTERACTIVE,
       maxConversationsPerDay: raw.PGRAG_MAX_CONVERSATIONS_PER_DAY,
     },
     analytics: {

@@ -1,41 +1,68 @@
-import { Gauge, type Registry } from "prom-client";
+import { Counter, Gauge, Histogram, type Registry } from "prom-client";
 import { AppError } from "../errors.ts";
+
+/** Interactive requests (chat) go first; batch work only takes capacity they leave free. */
+export type Priority = "interactive" | "batch";
 
 interface Waiter {
   readonly tenantId: string;
+  readonly priority: Priority;
+  readonly since: number;
   admit: () => void;
   reject: (error: Error) => void;
-  timer: NodeJS.Timeout;
+  timer: NodeJS.Timeout | undefined;
 }
 
 /**
- * Admission control for the inference backend: at most `maxConcurrent` upstream requests at once,
- * at most `maxQueued` waiting for a slot (each for at most `maxWaitMs`); past that, 429 with
- * Retry-After at once instead of piling up on an expensive GPU.
+ * The one scheduler of the inference backend, for interactive chat and batch work: at most
+ * `maxConcurrent` upstream requests at once.
  *
- * Fair between tenants: each tenant waits in a queue of its own, and a freed slot goes to the
- * tenants in turn (round robin), so under saturation every waiting tenant is served at the same
- * rate whatever its arrival rate. When the queue is full, a newcomer displaces the newest waiter of
- * the tenant with the longest queue (that one gets the 429), so one tenant cannot fill the queue and
- * shut the others out.
+ * Interactive requests come first: at most `maxQueued` wait for a slot (each for at most
+ * `maxWaitMs`); past that, 429 with Retry-After at once instead of piling up on an expensive GPU.
+ * Batch requests wait without bound (their runner bounds how many it asks for) and are admitted only
+ * while no interactive request waits and fewer than `maxConcurrent - reservedForInteractive` slots
+ * are taken — then they fill that capacity, so the backend is not idle while batch work waits, and
+ * the reserved slots let a new interactive request start without waiting for a batch request.
+ *
+ * Fair between tenants within a class: each tenant waits in a queue of its own, and a freed slot goes
+ * to the tenants in turn (round robin), so under saturation every waiting tenant is served at the
+ * same rate whatever its arrival rate. When the interactive queue is full, a newcomer displaces the
+ * newest waiter of the tenant with the longest queue (that one gets the 429), so one tenant cannot
+ * fill the queue and shut the others out.
  */
 export class AdmissionControl {
   readonly #maxConcurrent: number;
   readonly #maxQueued: number;
   readonly #maxWaitMs: number;
+  readonly #batchLimit: number;
   #active = 0;
-  /** Waiters per tenant; the Map's order is the round robin (a served tenant moves to the end). */
-  readonly #queues = new Map<string, Waiter[]>();
-  #queued = 0;
+  readonly #activeByClass: Record<Priority, number> = { interactive: 0, batch: 0 };
+  /** Waiters per class and tenant; each Map's order is the round robin (a served tenant moves to the end). */
+  readonly #queues: Record<Priority, Map<string, Waiter[]>> = { interactive: new Map(), batch: new Map() };
+  readonly #queuedByClass: Record<Priority, number> = { interactive: 0, batch: 0 };
+  readonly #waitSeconds: Histogram<"class">;
+  readonly #busySeconds: Counter;
+  /** When `#active` last changed: the busy time since then is `#active / maxConcurrent` of it. */
+  #busySince = performance.now();
+  #busyTotal = 0;
 
-  constructor(options: { maxConcurrent: number; maxQueued: number; maxWaitMs: number }, registry: Registry) {
+  constructor(
+    options: { maxConcurrent: number; maxQueued: number; maxWaitMs: number; reservedForInteractive?: number },
+    registry: Registry,
+  ) {
     this.#maxConcurrent = options.maxConcurrent;
     this.#maxQueued = options.maxQueued;
     this.#maxWaitMs = options.maxWaitMs;
-    const counts = () => ({ active: this.#active, queued: this.#queued, tenants: this.#queues.size });
+    // Batch work always gets at least one slot, however small the backend.
+    this.#batchLimit = Math.max(1, options.maxConcurrent - (options.reservedForInteractive ?? 0));
+    const counts = () => ({
+      active: this.#active,
+      queued: this.#queuedByClass.interactive,
+      tenants: this.#queues.interactive.size,
+    });
     new Gauge({
       name: "pgrag_inference_admission",
-      help: "Upstream inference requests running and waiting for a slot, and tenants waiting",
+      help: "Upstream inference requests running and interactive ones waiting for a slot, and tenants waiting",
       labelNames: ["state"],
       registers: [registry],
       collect() {
@@ -45,27 +72,84 @@ export class AdmissionControl {
         this.set({ state: "waiting_tenants" }, tenants);
       },
     });
+    const queues = this.#queues;
+    const activeByClass = this.#activeByClass;
+    new Gauge({
+      name: "pgrag_inference_queue_depth",
+      help: "Upstream inference requests waiting for a slot, by class (interactive, batch) and tenant",
+      labelNames: ["class", "tenant"],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const priority of ["interactive", "batch"] as const) {
+          for (const [tenant, waiting] of queues[priority]) this.set({ class: priority, tenant }, waiting.length);
+        }
+      },
+    });
+    new Gauge({
+      name: "pgrag_inference_active",
+      help: "Upstream inference requests running, by class",
+      labelNames: ["class"],
+      registers: [registry],
+      collect() {
+        for (const priority of ["interactive", "batch"] as const)
+          this.set({ class: priority }, activeByClass[priority]);
+      },
+    });
+    this.#waitSeconds = new Histogram({
+      name: "pgrag_inference_wait_seconds",
+      help: "Time from asking for an inference slot to getting it, by class",
+      labelNames: ["class"],
+      buckets: [0.001, 0.01, 0.05, 0.1, 0.5, 1, 5, 30, 300],
+      registers: [registry],
+    });
+    this.#busySeconds = new Counter({
+      name: "pgrag_inference_busy_seconds_total",
+      help: "Backend busy time: seconds weighted by the share of slots taken (its rate is the busy fraction)",
+      registers: [registry],
+    });
   }
 
-  /** Resolves with a release function once a slot is free; rejects with 429 when the queue is full. */
-  async acquire(tenantId: string, signal?: AbortSignal): Promise<() => void> {
-    if (this.#active < this.#maxConcurrent && this.#queued === 0) {
-      this.#active++;
-      return this.#releaser();
+  /** The backend's busy time so far, in slot-seconds over maxConcurrent (the counter's value, for benches). */
+  busySeconds(): number {
+    this.#accountBusy();
+    return this.#busyTotal;
+  }
+
+  /**
+   * Resolves with a release function once a slot is free. Interactive: rejects with 429 when the
+   * queue is full or the wait too long. Batch: waits for capacity interactive work leaves free.
+   */
+  async acquire(tenantId: string, signal?: AbortSignal, priority: Priority = "interactive"): Promise<() => void> {
+    if (this.#canStart(priority)) {
+      this.#start(priority, performance.now());
+      return this.#releaser(priority);
     }
-    if (this.#queued >= this.#maxQueued && !this.#displaceFor(tenantId)) throw this.#busy();
+    if (
+      priority === "interactive" &&
+      this.#queuedByClass.interactive >= this.#maxQueued &&
+      !this.#displaceFor(tenantId)
+    ) {
+      throw this.#busy();
+    }
+    const since = performance.now();
     await new Promise<void>((resolve, reject) => {
       const entry: Waiter = {
         tenantId,
+        priority,
+        since,
         admit: () => {
           clearTimeout(entry.timer);
           resolve();
         },
         reject,
-        timer: setTimeout(() => {
-          this.#remove(entry);
-          reject(this.#busy());
-        }, this.#maxWaitMs),
+        timer:
+          priority === "interactive"
+            ? setTimeout(() => {
+                this.#remove(entry);
+                reject(this.#busy());
+              }, this.#maxWaitMs)
+            : undefined,
       };
       this.#enqueue(entry);
       signal?.addEventListener("abort", () => {
@@ -75,31 +159,46 @@ export class AdmissionControl {
         }
       });
     });
-    return this.#releaser();
+    return this.#releaser(priority);
+  }
+
+  #canStart(priority: Priority): boolean {
+    if (priority === "interactive") return this.#active < this.#maxConcurrent && this.#queuedByClass.interactive === 0;
+    return this.#active < this.#batchLimit && this.#queuedByClass.interactive === 0 && this.#queuedByClass.batch === 0;
+  }
+
+  #start(priority: Priority, since: number): void {
+    this.#accountBusy();
+    this.#active++;
+    this.#activeByClass[priority]++;
+    this.#waitSeconds.observe({ class: priority }, (performance.now() - since) / 1000);
   }
 
   #enqueue(entry: Waiter): void {
-    const queue = this.#queues.get(entry.tenantId);
+    const queues = this.#queues[entry.priority];
+    const queue = queues.get(entry.tenantId);
     if (queue) queue.push(entry);
-    else this.#queues.set(entry.tenantId, [entry]);
-    this.#queued++;
+    else queues.set(entry.tenantId, [entry]);
+    this.#queuedByClass[entry.priority]++;
   }
 
   #remove(entry: Waiter): boolean {
-    const queue = this.#queues.get(entry.tenantId);
+    const queues = this.#queues[entry.priority];
+    const queue = queues.get(entry.tenantId);
     const index = queue?.indexOf(entry) ?? -1;
     if (!queue || index < 0) return false;
     queue.splice(index, 1);
-    if (queue.length === 0) this.#queues.delete(entry.tenantId);
-    this.#queued--;
+    if (queue.length === 0) queues.delete(entry.tenantId);
+    this.#queuedByClass[entry.priority]--;
     return true;
   }
 
-  /** Makes room for `tenantId` by refusing the newest waiter of a tenant that waits with more. */
+  /** Makes room for `tenantId` by refusing the newest interactive waiter of a tenant that waits with more. */
   #displaceFor(tenantId: string): boolean {
-    const own = this.#queues.get(tenantId)?.length ?? 0;
+    const queues = this.#queues.interactive;
+    const own = queues.get(tenantId)?.length ?? 0;
     let longest: Waiter[] | undefined;
-    for (const queue of this.#queues.values()) if (!longest || queue.length > longest.length) longest = queue;
+    for (const queue of queues.values()) if (!longest || queue.length > longest.length) longest = queue;
     const victim = longest?.at(-1);
     if (!victim || (longest?.length ?? 0) <= own + 1) return false;
     this.#remove(victim);
@@ -108,30 +207,55 @@ export class AdmissionControl {
     return true;
   }
 
-  /** The next waiter in round-robin order across tenants. */
-  #next(): Waiter | undefined {
-    for (const [tenantId, queue] of this.#queues) {
+  /** The next waiter of a class in round-robin order across its tenants. */
+  #next(priority: Priority): Waiter | undefined {
+    const queues = this.#queues[priority];
+    for (const [tenantId, queue] of queues) {
       const waiter = queue.shift();
-      this.#queues.delete(tenantId);
-      if (queue.length > 0) this.#queues.set(tenantId, queue); // to the back of the round
+      queues.delete(tenantId);
+      if (queue.length > 0) queues.set(tenantId, queue); // to the back of the round
       if (waiter) {
-        this.#queued--;
+        this.#queuedByClass[priority]--;
         return waiter;
       }
     }
     return undefined;
   }
 
-  #releaser(): () => void {
+  #releaser(priority: Priority): () => void {
     let released = false;
     return () => {
       if (released) return;
       released = true;
-      const next = this.#next();
-      // The slot passes straight to the next waiter, so `active` stays the same.
-      if (next) next.admit();
-      else this.#active--;
+      this.#accountBusy();
+      this.#active--;
+      this.#activeByClass[priority]--;
+      this.#dispatch();
     };
+  }
+
+  /** Hands free slots to waiters: interactive ones first, then batch ones within the batch limit. */
+  #dispatch(): void {
+    for (;;) {
+      const priority: Priority | undefined =
+        this.#queuedByClass.interactive > 0 && this.#active < this.#maxConcurrent
+          ? "interactive"
+          : this.#queuedByClass.interactive === 0 && this.#queuedByClass.batch > 0 && this.#active < this.#batchLimit
+            ? "batch"
+            : undefined;
+      const next = priority && this.#next(priority);
+      if (!next) return;
+      this.#start(next.priority, next.since);
+      next.admit();
+    }
+  }
+
+  #accountBusy(): void {
+    const now = performance.now();
+    const seconds = ((now - this.#busySince) / 1000) * (this.#active / this.#maxConcurrent);
+    this.#busySince = now;
+    this.#busyTotal += seconds;
+    this.#busySeconds.inc(seconds);
   }
 
   #busy(): AppError {

@@ -327,6 +327,7 @@ export async function buildStagingIndexes(
   maintenanceWorkMem: string,
 ): Promise<void> {
   await sql`SELECT set_config('maintenance_work_mem', ${maintenanceWorkMem}, true)`.execute(db);
+  await withoutStatementTimeout(db);
   await sql`SELECT pgrag_import_build_indexes(${importId}::uuid)`.execute(db);
 }
 
@@ -350,6 +351,7 @@ export async function publishImport(
 ): Promise<void> {
   const { importId, collectionId } = target;
   const staging = sql.table(target.staging);
+  await withoutStatementTimeout(db);
   const { rows: replaced } = await sql<{ id: string; chunk_count: number; lexeme_total: string }>`
     SELECT d.id, d.chunk_count, d.lexeme_total
     FROM documents d JOIN import_documents l ON l.external_id = d.external_id
@@ -408,4 +410,13 @@ export async function publishImport(
   }
   await sql`DELETE FROM import_documents WHERE import_id = ${importId}::uuid AND state <> 'failed'`.execute(db);
   await setImportStatus(db, importId, "completed");
+}
+
+/**
+ * The app role's statement timeout (30 s, migration 2) bounds every request's statements; an import's
+ * index build and publication grow with its size (minutes at a million chunks) and are lifted from it,
+ * for their own transaction only.
+ */
+async function withoutStatementTimeout(db: Kysely<Database>): Promise<void> {
+  await sql`SELECT set_config('statement_timeout', '0', true)`.execute(db);
 }

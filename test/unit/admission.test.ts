@@ -89,4 +89,55 @@ describe("admission control", () => {
     const next = await admission.acquire("v");
     next();
   });
+
+  it("admits interactive requests before batch ones, and batch ones only into capacity interactive leaves free", async () => {
+    const admission = new AdmissionControl(
+      { maxConcurrent: 3, maxQueued: 10, maxWaitMs: 60_000, reservedForInteractive: 1 },
+      new Registry(),
+    );
+    const log: string[] = [];
+    const batch = (tenant: string) =>
+      admission.acquire(tenant, undefined, "batch").then((release) => {
+        log.push(`batch:${tenant}`);
+        return release;
+      });
+    // Batch work fills the capacity but the reserved slot: two start, the third waits.
+    const [b1, b2] = [batch("x"), batch("x")];
+    const b3 = batch("x");
+    await settle();
+    expect(log).toEqual(["batch:x", "batch:x"]);
+    // The reserved slot lets an interactive request start at once.
+    const i1 = await request(admission, "chat", log);
+    expect(log.at(-1)).toBe("chat");
+    // Full now: an interactive request waits, and when a batch slot frees it goes first.
+    const i2 = request(admission, "chat", log);
+    await settle();
+    (await b1)();
+    await settle();
+    expect(log).toEqual(["batch:x", "batch:x", "chat", "chat"]);
+    // Interactive requests end: the waiting batch request takes the capacity they leave.
+    i1();
+    (await i2)();
+    await settle();
+    expect(log.at(-1)).toBe("batch:x");
+    (await b2)();
+    (await b3)();
+    expect(admission.busySeconds()).toBeGreaterThan(0);
+  });
+
+  it("shares batch capacity between tenants in turn, and never refuses batch work", async () => {
+    const admission = new AdmissionControl({ maxConcurrent: 1, maxQueued: 0, maxWaitMs: 1 }, new Registry());
+    const log: string[] = [];
+    const holder = await admission.acquire("first", undefined, "batch");
+    const served = (tenant: string) =>
+      admission.acquire(tenant, undefined, "batch").then((release) => {
+        log.push(tenant);
+        release();
+      });
+    const pending: Promise<void>[] = [];
+    for (let i = 0; i < 3; i++) pending.push(served("a"), served("a"), served("a"), served("b"));
+    holder();
+    await Promise.all(pending);
+    expect(log).toEqual(["a", "b", "a", "b", "a", "b", "a", "a", "a", "a", "a", "a"]);
+  });
 });
