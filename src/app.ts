@@ -7,7 +7,10 @@ import { chatRoutes } from "./api/chat.routes.ts";
 import { openAiRoutes } from "./api/openai.routes.ts";
 import type { AppEnv } from "./api/context.ts";
 import { createHttpApp } from "./api/http-app.ts";
+import { batchRoutes, FILE_UPLOAD_PATH } from "./api/batch.routes.ts";
 import { IMPORT_UPLOAD_PATH, importRoutes } from "./api/import.routes.ts";
+import { BatchRunner } from "./batch/batch-runner.ts";
+import { BatchService } from "./batch/batch.service.ts";
 import { DOCUMENT_UPLOAD_PATH, ingestRoutes } from "./api/ingest.routes.ts";
 import { openApiRoutes } from "./api/openapi.ts";
 import { webRoutes } from "./api/web.routes.ts";
@@ -118,6 +121,7 @@ export function createApp(config: Config, options: { logger?: Logger } = {}): Ap
     maxDocumentBytes: config.ingest.maxDocumentBytes,
   });
   const imports = new ImportService(router, queue.startImport);
+  const batches = new BatchService(router, { ...config.batches, maxWindowSeconds: 24 * 3600 });
   // The inference backend is known before any client is built: the configured URL, or else the dev
   // backend in this process, reached without a network hop (start() also opens it on a port, for
   // other processes such as `pgrag worker`).
@@ -165,7 +169,7 @@ export function createApp(config: Config, options: { logger?: Logger } = {}): Ap
     registry,
     bodyLimit: {
       maxBytes: config.http.maxJsonBodyBytes,
-      ownLimit: new RegExp(`${DOCUMENT_UPLOAD_PATH.source}|${IMPORT_UPLOAD_PATH.source}`),
+      ownLimit: new RegExp([DOCUMENT_UPLOAD_PATH, IMPORT_UPLOAD_PATH, FILE_UPLOAD_PATH].map((p) => p.source).join("|")),
     },
     routes: [
       ingestRoutes(ingest, auth, config.ingest),
@@ -173,6 +177,7 @@ export function createApp(config: Config, options: { logger?: Logger } = {}): Ap
       searchRoutes(search, auth, usageEvents),
       chatRoutes(chat, auth, usageEvents),
       openAiRoutes(chat, auth, usageEvents),
+      batchRoutes(batches, auth, config.batches),
       openApiRoutes(config.ingest),
       webRoutes(config),
     ],
@@ -286,6 +291,35 @@ export function createApp(config: Config, options: { logger?: Logger } = {}): Ap
         );
         await importRunner.start();
         releasers.push("import runner", () => importRunner.stop());
+      }
+      if (config.ingest.workerConcurrency > 0 && config.batches.concurrency > 0) {
+        const batchRunner = new BatchRunner(
+          {
+            router,
+            admission,
+            embeddings,
+            // A chat line is a request to this API itself, as its tenant, in the scheduler's batch class.
+            dispatch: async (principal, body) => {
+              const response = await http.request(
+                "/v1/chat/completions",
+                { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) },
+                { internal: { principal, priority: "batch" } },
+              );
+              return { status: response.status, body: await response.json().catch(() => null) };
+            },
+            logger: logger.child({ component: "batch-runner" }),
+            registry,
+          },
+          {
+            concurrency: config.batches.concurrency,
+            maxAttempts: config.batches.maxAttempts,
+            leaseSeconds: config.ingest.jobExpireSeconds,
+            pollMs: config.ingest.workerPollSeconds * 1000,
+            embeddingModel: config.embedding.model,
+          },
+        );
+        await batchRunner.start();
+        releasers.push("batch runner", () => batchRunner.stop());
       }
       if (!listen) return;
       const listening = await new Promise<ServerType>((resolve, reject) => {

@@ -375,6 +375,35 @@ const schema = z.object({
     .max(1_000_000)
     .default(20_000)
     .describe("a document that would make more chunks fails with the reason"),
+  // Batches (OpenAI's Batch API).
+  PGRAG_BATCH_MAX_FILE_BYTES: z.coerce
+    .number()
+    .int()
+    .min(1024)
+    .max(1024 * 1024 * 1024)
+    .default(100 * 1024 * 1024)
+    .describe("largest batch input file (413)"),
+  PGRAG_BATCH_MAX_LINES: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(1_000_000)
+    .default(50_000)
+    .describe("requests per batch file"),
+  PGRAG_BATCH_CONCURRENCY: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .max(1024)
+    .default(16)
+    .describe("batch lines in flight per process (each waits for a batch slot of the inference scheduler); 0: none"),
+  PGRAG_BATCH_MAX_ATTEMPTS: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(20)
+    .default(5)
+    .describe("attempts per batch line before a 429 or 5xx from the backend is its final answer"),
   // Bulk imports (POST /v1/collections/{c}/imports, pgrag import).
   PGRAG_IMPORT_MAX_BYTES: z.coerce
     .number()
@@ -532,6 +561,12 @@ export interface Config {
     readonly maxBatchDocuments: number;
     readonly text: { readonly threads: number; readonly timeoutMs: number; readonly maxQueued: number };
     readonly maxChunksPerDocument: number;
+  };
+  readonly batches: {
+    readonly maxFileBytes: number;
+    readonly maxLines: number;
+    readonly concurrency: number;
+    readonly maxAttempts: number;
   };
   readonly imports: {
     readonly maxBytes: number;
@@ -696,6 +731,12 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
         maxQueued: raw.PGRAG_TEXT_MAX_QUEUED,
       },
       maxChunksPerDocument: raw.PGRAG_MAX_CHUNKS_PER_DOCUMENT,
+    },
+    batches: {
+      maxFileBytes: raw.PGRAG_BATCH_MAX_FILE_BYTES,
+      maxLines: raw.PGRAG_BATCH_MAX_LINES,
+      concurrency: raw.PGRAG_BATCH_CONCURRENCY,
+      maxAttempts: raw.PGRAG_BATCH_MAX_ATTEMPTS,
     },
     imports: {
       maxBytes: raw.PGRAG_IMPORT_MAX_BYTES,

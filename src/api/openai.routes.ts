@@ -75,6 +75,7 @@ export function openAiRoutes(
         collection,
         history: turns.slice(0, -1).map((m) => ({ role: m.role as "user" | "assistant", content: m.content ?? "" })),
         persist: false,
+        priority: c.get("priority") ?? "interactive",
         ...(body.filter ? { filter: body.filter } : {}),
       },
       abort,

@@ -5,6 +5,7 @@ import type { Database } from "../db/database.ts";
 import type { Lsn } from "../db/lsn.ts";
 import type { Router } from "../db/router.ts";
 import { AppError, NotFoundError } from "../errors.ts";
+import type { Priority } from "../inference/admission.ts";
 import type { ChatClient, ChatMessage, ChatUsage } from "../inference/chat-client.ts";
 import { upstreamError } from "../inference/upstream-error.ts";
 import type { SearchFilter } from "../retrieval/filters.ts";
@@ -32,6 +33,8 @@ export interface ChatRequest {
   readonly mode?: SearchMode;
   readonly k?: number;
   readonly filter?: SearchFilter;
+  /** The inference scheduler's class: batch lines wait for capacity interactive chat leaves free. */
+  readonly priority?: Priority;
 }
 
 export interface Citation {
@@ -128,6 +131,7 @@ export class ChatService {
       maxTokens: this.#options.maxAnswerTokens,
       signal,
       tenantId: principal.tenantId,
+      priority: request.priority,
     });
     try {
       // The first delta is awaited before "start": admission (429) and an unreachable backend (502)

@@ -1,7 +1,7 @@
 import OpenAI from "openai";
 import type { Config } from "../config.ts";
 import { AppError } from "../errors.ts";
-import type { AdmissionControl } from "./admission.ts";
+import type { AdmissionControl, Priority } from "./admission.ts";
 import type { InferenceHistogram } from "./inference-metrics.ts";
 import { createOpenAiClient, type InferenceTarget } from "./openai-client.ts";
 import { upstreamError } from "./upstream-error.ts";
@@ -51,9 +51,15 @@ export class ChatClient {
 
   async *stream(
     messages: readonly ChatMessage[],
-    options: { maxTokens: number; signal: AbortSignal; /** whose turn it is in admission */ tenantId: string },
+    options: {
+      maxTokens: number;
+      signal: AbortSignal;
+      /** whose turn it is in admission, and in which class */
+      tenantId: string;
+      priority?: Priority;
+    },
   ): AsyncGenerator<ChatDelta> {
-    const release = await this.#admission.acquire(options.tenantId, options.signal);
+    const release = await this.#admission.acquire(options.tenantId, options.signal, options.priority);
     // The openai client's timeout covers the wait for response headers only; a streaming backend
     // sends those at once. This one bounds the wait for each chunk, the first token included.
     const upstream = new AbortController();

@@ -64,6 +64,9 @@ const EXPECTED: Record<string, Record<Role, string>> = {
   "function pgboss.create_queue(text,json)": app("EXECUTE"),
   "function pgboss.delete_queue(text)": app("EXECUTE"),
   "function pgrag_authenticate(bytea)": door,
+  // The batch runner's doors (migration 14): claiming lines of every tenant, finding finished batches.
+  "function pgrag_batches_to_finalize()": door,
+  "function pgrag_claim_batch_lines(integer,integer)": door,
   "function pgrag_current_tenant()": { ...app("EXECUTE"), pgrag_cross_tenant: "EXECUTE" },
   "function pgrag_document_tenants(uuid[])": door,
   // An import's DDL (migration 13), as the owner, for the caller's tenant's import only.
@@ -91,6 +94,10 @@ const EXPECTED: Record<string, Record<Role, string>> = {
   // Keys only through pgrag_authenticate; tenants and keys are written by the owner (admin CLI).
   "table public.api_keys": { ...none, pgrag_cross_tenant: "SELECT" },
   "table public.tenants": app("SELECT"),
+  "table public.batch_file_lines": app(DML),
+  "table public.batch_files": app(DML),
+  "table public.batch_lines": { ...app(DML), pgrag_cross_tenant: "SELECT,UPDATE" },
+  "table public.batches": { ...app(DML), pgrag_cross_tenant: "SELECT" },
   "table public.bm25_blocks": app(DML),
   "table public.bm25_deletions": app(DML),
   "table public.chunks": { ...app(DML), pgrag_cross_tenant: "SELECT" },
@@ -172,6 +179,10 @@ describe("row-level security coverage", () => {
     expect(Object.fromEntries(tables.map((t) => [t.name, t.policies]))).toEqual({
       "analytics.events": `cross_tenant_insert a pgrag_cross_tenant, cross_tenant_select r pgrag_cross_tenant, ${tenantOnly}`,
       api_keys: `cross_tenant_select r pgrag_cross_tenant, owner_administration * pgrag, ${tenantOnly}`,
+      batch_file_lines: tenantOnly,
+      batch_files: tenantOnly,
+      batch_lines: `cross_tenant_select r pgrag_cross_tenant, cross_tenant_update w pgrag_cross_tenant, ${tenantOnly}`,
+      batches: `cross_tenant_select r pgrag_cross_tenant, ${tenantOnly}`,
       bm25_blocks: tenantOnly,
       bm25_deletions: tenantOnly,
       chunks: `cross_tenant_select r pgrag_cross_tenant, ${tenantOnly}`,

@@ -1,0 +1,142 @@
+import type { MiddlewareHandler } from "hono";
+import { Hono } from "hono";
+import { bodyLimit } from "hono/body-limit";
+import { stream } from "hono/streaming";
+import { z } from "zod";
+import { BATCH_ENDPOINTS, type BatchService } from "../batch/batch.service.ts";
+import type { Batch, BatchFile } from "../batch/batches.repository.ts";
+import { AppError, InvalidRequestError } from "../errors.ts";
+import type { Scope } from "../tenancy/principal.ts";
+import type { AppEnv } from "./context.ts";
+import { validate } from "./validation.ts";
+
+/** File uploads are bounded by PGRAG_BATCH_MAX_FILE_BYTES, not the JSON routes' limit. */
+export const FILE_UPLOAD_PATH = /^\/v1\/files$/;
+
+const seconds = (date: Date | null) => (date ? Math.floor(date.getTime() / 1000) : null);
+
+/** OpenAI's file object. */
+function fileJson(f: BatchFile) {
+  return {
+    id: f.id,
+    object: "file",
+    bytes: f.bytes,
+    created_at: seconds(f.createdAt),
+    filename: f.filename,
+    purpose: f.purpose,
+    status: "processed",
+    status_details: null,
+  };
+}
+
+/** OpenAI's batch object. */
+function batchJson(b: Batch) {
+  return {
+    id: b.id,
+    object: "batch",
+    endpoint: b.endpoint,
+    errors: null,
+    input_file_id: b.inputFileId,
+    completion_window: b.completionWindow,
+    status: b.status,
+    output_file_id: b.outputFileId,
+    error_file_id: b.errorFileId,
+    created_at: seconds(b.times.created),
+    in_progress_at: seconds(b.times.inProgress),
+    expires_at: seconds(b.times.expires),
+    finalizing_at: seconds(b.times.finalizing),
+    completed_at: seconds(b.times.completed),
+    failed_at: null,
+    expired_at: seconds(b.times.expired),
+    cancelling_at: seconds(b.times.cancelling),
+    cancelled_at: seconds(b.times.cancelled),
+    request_counts: b.counts,
+    metadata: b.metadata,
+  };
+}
+
+export const batchBody = z.object({
+  input_file_id: z.string().min(1).max(100),
+  endpoint: z.enum(BATCH_ENDPOINTS),
+  completion_window: z.string().max(20).default("24h"),
+  metadata: z.record(z.string().max(64), z.string().max(512)).nullish(),
+});
+
+const fileParams = z.object({ id: z.string().min(1).max(100) });
+const listQuery = z.object({
+  after: z.string().max(100).optional(),
+  limit: z.coerce.number().int().min(1).max(100).default(20),
+});
+
+/** The OpenAI Batch API: the official SDKs' files.create, batches.create/retrieve/list/cancel, files.content. */
+export function batchRoutes(
+  service: BatchService,
+  auth: (scope: Scope) => MiddlewareHandler<AppEnv>,
+  limits: { maxFileBytes: number },
+): Hono<AppEnv> {
+  const limitBody = bodyLimit({
+    // The multipart envelope around the file adds a little.
+    maxSize: limits.maxFileBytes + 64 * 1024,
+    onError: () => {
+      throw new AppError(
+        "payload_too_large",
+        `the file is larger than ${limits.maxFileBytes} bytes (PGRAG_BATCH_MAX_FILE_BYTES)`,
+      );
+    },
+  });
+  return new Hono<AppEnv>()
+    .post("/v1/files", auth("write"), limitBody, async (c) => {
+      const form = await c.req.parseBody().catch(() => {
+        throw new InvalidRequestError("send the file as multipart/form-data with fields file and purpose");
+      });
+      const file = form.file;
+      if (!(file instanceof File)) throw new InvalidRequestError("the form needs a file field holding the JSONL file");
+      const text = await file.text();
+      const stored = await service.uploadFile(c.get("principal"), {
+        filename: file.name || "batch.jsonl",
+        purpose: typeof form.purpose === "string" ? form.purpose : "",
+        text,
+      });
+      return c.json(fileJson(stored.value));
+    })
+    .get("/v1/files/:id", auth("read"), validate("param", fileParams), async (c) =>
+      c.json(fileJson(await service.getFile(c.get("principal"), c.req.valid("param").id))),
+    )
+    .get("/v1/files/:id/content", auth("read"), validate("param", fileParams), async (c) => {
+      const principal = c.get("principal");
+      const file = await service.getFile(principal, c.req.valid("param").id);
+      c.header("Content-Type", "application/jsonl");
+      return stream(c, async (out) => {
+        for await (const line of service.fileContent(principal, file)) await out.write(line);
+      });
+    })
+    .post("/v1/batches", auth("write"), validate("json", batchBody), async (c) => {
+      const body = c.req.valid("json");
+      const batch = await service.createBatch(c.get("principal"), {
+        inputFileId: body.input_file_id,
+        endpoint: body.endpoint,
+        completionWindow: body.completion_window,
+        metadata: body.metadata ?? null,
+      });
+      return c.json(batchJson(batch));
+    })
+    .get("/v1/batches", auth("read"), validate("query", listQuery), async (c) => {
+      const { after, limit } = c.req.valid("query");
+      // One more than asked tells whether there is a next page.
+      const batches = await service.listBatches(c.get("principal"), after ?? null, limit + 1);
+      const page = batches.slice(0, limit).map(batchJson);
+      return c.json({
+        object: "list",
+        data: page,
+        first_id: page[0]?.id ?? null,
+        last_id: page.at(-1)?.id ?? null,
+        has_more: batches.length > limit,
+      });
+    })
+    .get("/v1/batches/:id", auth("read"), validate("param", fileParams), async (c) =>
+      c.json(batchJson(await service.getBatch(c.get("principal"), c.req.valid("param").id))),
+    )
+    .post("/v1/batches/:id/cancel", auth("write"), validate("param", fileParams), async (c) =>
+      c.json(batchJson(await service.cancelBatch(c.get("principal"), c.req.valid("param").id))),
+    );
+}

@@ -1,0 +1,267 @@
+import type { Kysely } from "kysely";
+import { Counter, type Registry } from "prom-client";
+import type { Database } from "../db/database.ts";
+import type { Router } from "../db/router.ts";
+import type { AdmissionControl } from "../inference/admission.ts";
+import type { EmbeddingClient } from "../inference/embedding-client.ts";
+import type { Logger } from "../logger.ts";
+import type { Principal } from "../tenancy/principal.ts";
+import { estimateTokens } from "../text/token-estimate.ts";
+import {
+  batchesToFinalize,
+  type ClaimedLine,
+  claimLines,
+  finalizeBatch,
+  type LineResult,
+  renewLeases,
+  storeLineResult,
+} from "./batches.repository.ts";
+
+/** Runs one chat line as a request to the API itself, for `principal`, in the batch class. */
+export type DispatchChat = (principal: Principal, body: unknown) => Promise<{ status: number; body: unknown }>;
+
+export interface BatchRunnerOptions {
+  /** Lines in flight at once (each then waits for a batch slot of the inference scheduler). */
+  readonly concurrency: number;
+  /** Attempts per line before a retryable failure (429, 5xx) is final. */
+  readonly maxAttempts: number;
+  /** A line's lease; a running one is renewed three times per lease. */
+  readonly leaseSeconds: number;
+  readonly pollMs: number;
+  readonly embeddingModel: string;
+}
+
+/** Inputs per embeddings request: a batch's embedding lines go to the backend in groups this large. */
+const EMBEDDINGS_PER_REQUEST = 256;
+const RETRYABLE = new Set([408, 429, 500, 502, 503, 504]);
+
+/**
+ * Runs the lines of every tenant's batches: claims runnable lines (tenants in turn) up to its
+ * concurrency, answers each — chat through the API's own /v1/chat/completions in the batch class of
+ * the inference scheduler, embeddings grouped into large requests — and stores each answer only if it
+ * still holds the line. Retryable failures go back with exponential backoff. Batches with nothing left
+ * to run are finalized with their output and error files.
+ */
+export class BatchRunner {
+  readonly #router: Router;
+  readonly #admission: AdmissionControl;
+  readonly #embeddings: EmbeddingClient;
+  readonly #dispatch: DispatchChat;
+  readonly #logger: Logger;
+  readonly #options: BatchRunnerOptions;
+  readonly #lines: Counter<"outcome">;
+  readonly #inFlight = new Map<string, ClaimedLine>();
+  #stopping = false;
+  #loop: Promise<void> | undefined;
+  #wake: (() => void) | undefined;
+  #renew: NodeJS.Timeout | undefined;
+
+  constructor(
+    deps: {
+      router: Router;
+      admission: AdmissionControl;
+      embeddings: EmbeddingClient;
+      dispatch: DispatchChat;
+      logger: Logger;
+      registry: Registry;
+    },
+    options: BatchRunnerOptions,
+  ) {
+    this.#router = deps.router;
+    this.#admission = deps.admission;
+    this.#embeddings = deps.embeddings;
+    this.#dispatch = deps.dispatch;
+    this.#logger = deps.logger;
+    this.#options = options;
+    this.#lines = new Counter({
+      name: "pgrag_batch_lines_total",
+      help: "Batch lines answered, by outcome (succeeded, failed, retried, superseded)",
+      labelNames: ["outcome"],
+      registers: [deps.registry],
+    });
+  }
+
+  async start(): Promise<void> {
+    this.#stopping = false;
+    this.#renew = setInterval(() => void this.#renewLeases(), (this.#options.leaseSeconds * 1000) / 3);
+    this.#loop = this.#run();
+  }
+
+  /** Stops claiming and waits for the lines in flight (a line cut off runs again after its lease). */
+  async stop(): Promise<void> {
+    this.#stopping = true;
+    this.#wake?.();
+    await this.#loop;
+    clearInterval(this.#renew);
+  }
+
+  async #run(): Promise<void> {
+    const running = new Set<Promise<void>>();
+    while (!this.#stopping) {
+      let claimed: ClaimedLine[] = [];
+      try {
+        await this.#finalize();
+        const free = this.#options.concurrency - this.#inFlight.size;
+        if (free > 0) {
+          claimed = (await this.#router.write((tx) => claimLines(tx, free, this.#options.leaseSeconds))).value;
+        }
+      } catch (error) {
+        this.#logger.warn({ err: error }, "batch runner: claiming or finalizing failed; trying again");
+      }
+      for (const work of this.#answer(claimed)) {
+        const tracked: Promise<void> = work.finally(() => running.delete(tracked));
+        running.add(tracked);
+      }
+      // Wait for a line to finish or the next poll, whichever comes first.
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, claimed.length > 0 ? 0 : this.#options.pollMs);
+        this.#wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+        if (running.size >= this.#options.concurrency) void Promise.race(running).then(this.#wake);
+      });
+    }
+    await Promise.all(running);
+  }
+
+  /** Chat lines each on their own; embedding lines in groups of one tenant. */
+  #answer(lines: readonly ClaimedLine[]): Promise<void>[] {
+    for (const line of lines) this.#inFlight.set(key(line), line);
+    const work: Promise<void>[] = [];
+    const embeddings = new Map<string, ClaimedLine[]>();
+    for (const line of lines) {
+      if (line.endpoint === "/v1/embeddings")
+        embeddings.set(line.tenantId, [...(embeddings.get(line.tenantId) ?? []), line]);
+      else work.push(this.#settle([line], () => this.#chat(line).then((result) => [result])));
+    }
+    for (const group of embeddings.values()) {
+      for (let i = 0; i < group.length; i += EMBEDDINGS_PER_REQUEST) {
+        const slice = group.slice(i, i + EMBEDDINGS_PER_REQUEST);
+        work.push(this.#settle(slice, () => this.#embed(slice)));
+      }
+    }
+    return work;
+  }
+
+  async #chat(line: ClaimedLine): Promise<LineResult> {
+    const principal: Principal = { tenantId: line.tenantId, keyId: "batch", scopes: ["read", "write"] };
+    const { status, body } = await this.#dispatch(principal, line.body);
+    if (status >= 200 && status < 300) return { outcome: "succeeded", statusCode: status, response: body };
+    return this.#failure(line, status, errorOf(body, status));
+  }
+
+  /** One embeddings request for a group of lines (inputs concatenated, answers split back). */
+  async #embed(lines: readonly ClaimedLine[]): Promise<LineResult[]> {
+    const inputs = lines.map((line) => embeddingInputs(line.body));
+    const texts = inputs.flatMap((input) => (typeof input === "string" ? [] : input));
+    const [first] = lines;
+    if (!first) return [];
+    let vectors: number[][] = [];
+    if (texts.length > 0) {
+      const release = await this.#admission.acquire(first.tenantId, undefined, "batch");
+      try {
+        vectors = await this.#embeddings.embed(texts);
+      } catch (error) {
+        const message = error instanceof Error ? error.message : String(error);
+        return lines.map((line) => this.#failure(line, 502, { code: "upstream_error", message }));
+      } finally {
+        release();
+      }
+    }
+    let next = 0;
+    return inputs.map((input) => {
+      if (typeof input === "string")
+        return { outcome: "failed", statusCode: 400, error: { code: "invalid_request", message: input } };
+      const data = input.map((text, index) => ({ object: "embedding", index, embedding: vectors[next + index] ?? [] }));
+      next += input.length;
+      const tokens = input.reduce((n, text) => n + estimateTokens(text), 0);
+      return {
+        outcome: "succeeded",
+        statusCode: 200,
+        response: {
+          object: "list",
+          data,
+          model: this.#options.embeddingModel,
+          usage: { prompt_tokens: tokens, total_tokens: tokens },
+        },
+      } satisfies LineResult;
+    });
+  }
+
+  #failure(line: ClaimedLine, status: number, error: { code: string; message: string }): LineResult {
+    if (RETRYABLE.has(status) && line.attempt < this.#options.maxAttempts) {
+      return { outcome: "retry", afterSeconds: Math.min(60, 2 ** line.attempt) };
+    }
+    return { outcome: "failed", statusCode: status, error };
+  }
+
+  /** Answers lines and stores each result as its tenant; an unexpected error leaves them to their leases. */
+  async #settle(lines: readonly ClaimedLine[], answer: () => Promise<LineResult[]>): Promise<void> {
+    try {
+      const results = await answer();
+      for (const [index, line] of lines.entries()) {
+        const result = results[index];
+        if (!result) continue;
+        const stored = await this.#asTenant(line.tenantId, (tx) => storeLineResult(tx, line, result));
+        this.#lines.inc({ outcome: !stored ? "superseded" : result.outcome === "retry" ? "retried" : result.outcome });
+      }
+    } catch (error) {
+      this.#logger.warn(
+        { err: error, lines: lines.length },
+        "batch lines failed to run; they run again after their lease",
+      );
+    } finally {
+      for (const line of lines) this.#inFlight.delete(key(line));
+    }
+  }
+
+  async #finalize(): Promise<void> {
+    const { value: ready } = await this.#router.read({ primary: true }, (db) => batchesToFinalize(db));
+    for (const { batchId, tenantId } of ready) {
+      const status = await this.#asTenant(tenantId, (tx) => finalizeBatch(tx, batchId, tenantId));
+      if (status) this.#logger.info({ batchId, status }, "batch finished");
+    }
+  }
+
+  async #renewLeases(): Promise<void> {
+    const byTenant = new Map<string, ClaimedLine[]>();
+    for (const line of this.#inFlight.values())
+      byTenant.set(line.tenantId, [...(byTenant.get(line.tenantId) ?? []), line]);
+    for (const [tenantId, lines] of byTenant) {
+      await this.#asTenant(tenantId, (tx) => renewLeases(tx, lines, this.#options.leaseSeconds)).catch(
+        (error: unknown) => this.#logger.warn({ err: error }, "renewing batch line leases failed"),
+      );
+    }
+  }
+
+  async #asTenant<T>(tenantId: string, work: (tx: Kysely<Database>) => Promise<T>): Promise<T> {
+    return (await this.#router.write(work, { tenantId })).value;
+  }
+}
+
+const key = (line: ClaimedLine) => `${line.batchId}/${line.line}`;
+
+/** An embeddings body's inputs, or the reason it has none usable. */
+function embeddingInputs(body: unknown): string[] | string {
+  const input = (body as { input?: unknown } | null)?.input;
+  if (typeof input === "string" && input.length > 0) return [input];
+  if (
+    Array.isArray(input) &&
+    input.length > 0 &&
+    input.length <= 2048 &&
+    input.every((i) => typeof i === "string" && i.length > 0)
+  ) {
+    return input as string[];
+  }
+  return "body.input must be a non-empty string or an array of 1 to 2048 non-empty strings";
+}
+
+/** The API's error body ({error: {code, message}}) as a batch line's error. */
+function errorOf(body: unknown, status: number): { code: string; message: string } {
+  const error = (body as { error?: { code?: unknown; message?: unknown } } | null)?.error;
+  return {
+    code: typeof error?.code === "string" ? error.code : `http_${status}`,
+    message: typeof error?.message === "string" ? error.message : `the request failed with status ${status}`,
+  };
+}

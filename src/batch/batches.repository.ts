@@ -1,0 +1,368 @@
+import { type Kysely, type RawBuilder, sql } from "kysely";
+import type { Database } from "../db/database.ts";
+
+export type BatchEndpoint = "/v1/chat/completions" | "/v1/embeddings";
+export type BatchStatus =
+  "in_progress" | "finalizing" | "completed" | "failed" | "expired" | "cancelling" | "cancelled";
+
+export interface BatchFile {
+  readonly id: string;
+  readonly purpose: "batch" | "batch_output";
+  readonly filename: string;
+  readonly bytes: number;
+  readonly batchId: string | null;
+  readonly kind: "upload" | "output" | "error";
+  readonly createdAt: Date;
+}
+
+export interface Batch {
+  readonly id: string;
+  readonly endpoint: BatchEndpoint;
+  readonly inputFileId: string;
+  readonly completionWindow: string;
+  readonly status: BatchStatus;
+  readonly metadata: Record<string, string> | null;
+  readonly outputFileId: string | null;
+  readonly errorFileId: string | null;
+  readonly times: Record<
+    "created" | "inProgress" | "expires" | "finalizing" | "completed" | "expired" | "cancelling" | "cancelled",
+    Date | null
+  >;
+  readonly counts: { total: number; completed: number; failed: number };
+}
+
+export async function insertFile(
+  db: Kysely<Database>,
+  file: { id: string; tenantId: string; filename: string; bytes: number },
+  lines: readonly string[],
+): Promise<void> {
+  await sql`
+    INSERT INTO batch_files (id, tenant_id, purpose, filename, bytes, kind)
+    VALUES (${file.id}, ${file.tenantId}::uuid, 'batch', ${file.filename}, ${file.bytes}, 'upload')
+  `.execute(db);
+  for (let start = 0; start < lines.length; start += 5_000) {
+    const slice = lines.slice(start, start + 5_000);
+    await sql`
+      INSERT INTO batch_file_lines (file_id, tenant_id, line, text)
+      SELECT ${file.id}, ${file.tenantId}::uuid, start + n, t
+      FROM unnest(${slice}::text[]) WITH ORDINALITY AS u(t, n), (SELECT ${start}::int AS start) s
+    `.execute(db);
+  }
+}
+
+interface FileRow {
+  id: string;
+  purpose: "batch" | "batch_output";
+  filename: string;
+  bytes: string;
+  batch_id: string | null;
+  kind: "upload" | "output" | "error";
+  created_at: Date;
+}
+const toFile = (r: FileRow): BatchFile => ({
+  id: r.id,
+  purpose: r.purpose,
+  filename: r.filename,
+  bytes: Number(r.bytes),
+  batchId: r.batch_id,
+  kind: r.kind,
+  createdAt: r.created_at,
+});
+
+export async function findFile(db: Kysely<Database>, id: string): Promise<BatchFile | undefined> {
+  const { rows } = await sql<FileRow>`SELECT * FROM batch_files WHERE id = ${id}`.execute(db);
+  return rows[0] && toFile(rows[0]);
+}
+
+/**
+ * A file's lines, `limit` from line `after` on: an upload's as uploaded; an output file's, its
+ * batch's answered lines; an error file's, its failed lines and those its batch never ran (expired
+ * or cancelled), each in OpenAI's batch output format.
+ */
+export async function fileLines(
+  db: Kysely<Database>,
+  file: BatchFile,
+  after: number,
+  limit: number,
+): Promise<{ line: number; text: string }[]> {
+  if (file.kind === "upload") {
+    const { rows } = await sql<{ line: number; text: string }>`
+      SELECT line, text FROM batch_file_lines WHERE file_id = ${file.id} AND line > ${after} ORDER BY line LIMIT ${limit}
+    `.execute(db);
+    return rows;
+  }
+  const { rows } = await sql<{ line: number; text: string }>`
+    ${resultLines(file.batchId ?? "", sql`${file.kind}`, after)} ORDER BY l.line LIMIT ${limit}
+  `.execute(db);
+  return rows;
+}
+
+/** A batch's result lines after `after`, as OpenAI writes them: the output file's, or the error file's. */
+function resultLines(batchId: string, kind: RawBuilder<unknown>, after: number): RawBuilder<unknown> {
+  return sql`
+    SELECT l.line, jsonb_build_object(
+             'id', 'batch_req_' || replace(l.batch_id, 'batch_', '') || '_' || l.line,
+             'custom_id', l.custom_id,
+             'response', CASE WHEN l.status_code IS NULL THEN NULL ELSE jsonb_build_object(
+               'status_code', l.status_code, 'request_id', l.batch_id || '-' || l.line,
+               'body', coalesce(l.response, jsonb_build_object('error', l.error))) END,
+             'error', CASE WHEN l.state = 'succeeded' THEN NULL
+                           WHEN l.state = 'failed' THEN l.error
+                           WHEN b.status = 'expired' THEN jsonb_build_object('code', 'batch_expired',
+                             'message', 'the batch expired before this request ran')
+                           ELSE jsonb_build_object('code', 'batch_cancelled',
+                             'message', 'the batch was cancelled before this request ran') END)::text AS text
+    FROM batch_lines l JOIN batches b ON b.id = l.batch_id
+    WHERE l.batch_id = ${batchId} AND l.line > ${after}
+      AND CASE WHEN ${kind} = 'output' THEN l.state = 'succeeded' ELSE l.state <> 'succeeded' END`;
+}
+
+/** A batch over an uploaded file: one line per request, all pending. */
+export async function insertBatch(
+  db: Kysely<Database>,
+  batch: {
+    id: string;
+    tenantId: string;
+    inputFileId: string;
+    endpoint: BatchEndpoint;
+    completionWindow: string;
+    windowSeconds: number;
+    metadata: Record<string, string> | null;
+  },
+): Promise<void> {
+  await sql`
+    INSERT INTO batches (id, tenant_id, input_file_id, endpoint, completion_window, status, metadata, expires_at)
+    VALUES (${batch.id}, ${batch.tenantId}::uuid, ${batch.inputFileId}, ${batch.endpoint}, ${batch.completionWindow},
+            'in_progress', ${batch.metadata === null ? null : JSON.stringify(batch.metadata)}::jsonb,
+            now() + make_interval(secs => ${batch.windowSeconds}))
+  `.execute(db);
+  await sql`
+    INSERT INTO batch_lines (batch_id, line, tenant_id, custom_id, body)
+    SELECT ${batch.id}, f.line, f.tenant_id, f.text::jsonb ->> 'custom_id', f.text::jsonb -> 'body'
+    FROM batch_file_lines f WHERE f.file_id = ${batch.inputFileId}
+  `.execute(db);
+}
+
+/** The input file's lines whose url is not the batch's endpoint (at most 10). */
+export async function linesForOtherEndpoints(
+  db: Kysely<Database>,
+  fileId: string,
+  endpoint: BatchEndpoint,
+): Promise<{ line: number; url: string }[]> {
+  const { rows } = await sql<{ line: number; url: string }>`
+    SELECT line, text::jsonb ->> 'url' AS url FROM batch_file_lines
+    WHERE file_id = ${fileId} AND text::jsonb ->> 'url' <> ${endpoint} ORDER BY line LIMIT 10
+  `.execute(db);
+  return rows;
+}
+
+interface BatchRow {
+  id: string;
+  endpoint: BatchEndpoint;
+  input_file_id: string;
+  completion_window: string;
+  status: BatchStatus;
+  metadata: Record<string, string> | null;
+  output_file_id: string | null;
+  error_file_id: string | null;
+  created_at: Date;
+  in_progress_at: Date | null;
+  expires_at: Date | null;
+  finalizing_at: Date | null;
+  completed_at: Date | null;
+  expired_at: Date | null;
+  cancelling_at: Date | null;
+  cancelled_at: Date | null;
+  total: number;
+  completed: number;
+  failed: number;
+}
+
+const toBatch = (r: BatchRow): Batch => ({
+  id: r.id,
+  endpoint: r.endpoint,
+  inputFileId: r.input_file_id,
+  completionWindow: r.completion_window,
+  status: r.status,
+  metadata: r.metadata,
+  outputFileId: r.output_file_id,
+  errorFileId: r.error_file_id,
+  times: {
+    created: r.created_at,
+    inProgress: r.in_progress_at,
+    expires: r.expires_at,
+    finalizing: r.finalizing_at,
+    completed: r.completed_at,
+    expired: r.expired_at,
+    cancelling: r.cancelling_at,
+    cancelled: r.cancelled_at,
+  },
+  counts: { total: r.total, completed: r.completed, failed: r.failed },
+});
+
+const batchColumns = sql`
+  b.*, (SELECT count(*)::int FROM batch_lines l WHERE l.batch_id = b.id) AS total,
+       (SELECT count(*)::int FROM batch_lines l WHERE l.batch_id = b.id AND l.state = 'succeeded') AS completed,
+       (SELECT count(*)::int FROM batch_lines l WHERE l.batch_id = b.id AND l.state = 'failed') AS failed`;
+
+export async function findBatch(db: Kysely<Database>, id: string): Promise<Batch | undefined> {
+  const { rows } = await sql<BatchRow>`SELECT ${batchColumns} FROM batches b WHERE b.id = ${id}`.execute(db);
+  return rows[0] && toBatch(rows[0]);
+}
+
+/** The tenant's batches, newest first, after the batch `after` (a cursor, as OpenAI's list takes). */
+export async function listBatches(db: Kysely<Database>, after: string | null, limit: number): Promise<Batch[]> {
+  const { rows } = await sql<BatchRow>`
+    SELECT ${batchColumns} FROM batches b
+    WHERE ${after}::text IS NULL OR (b.created_at, b.id) < (SELECT created_at, id FROM batches WHERE id = ${after})
+    ORDER BY b.created_at DESC, b.id DESC LIMIT ${limit}
+  `.execute(db);
+  return rows.map(toBatch);
+}
+
+/** Cancels a running batch: no line starts any more; the runner ends it once none is running. */
+export async function cancelBatch(db: Kysely<Database>, id: string): Promise<boolean> {
+  const { rows } = await sql<{ id: string }>`
+    UPDATE batches SET status = 'cancelling', cancelling_at = now()
+    WHERE id = ${id} AND status = 'in_progress' RETURNING id
+  `.execute(db);
+  return rows.length > 0;
+}
+
+export interface ClaimedLine {
+  readonly batchId: string;
+  readonly line: number;
+  readonly tenantId: string;
+  readonly customId: string;
+  readonly body: unknown;
+  readonly endpoint: BatchEndpoint;
+  readonly attempt: number;
+}
+
+/** Leases up to `limit` runnable lines, tenants in turn (a cross-tenant door, migration 14). */
+export async function claimLines(db: Kysely<Database>, limit: number, leaseSeconds: number): Promise<ClaimedLine[]> {
+  const { rows } = await sql<{
+    batch_id: string;
+    line: number;
+    tenant_id: string;
+    custom_id: string;
+    body: unknown;
+    endpoint: BatchEndpoint;
+    attempt: number;
+  }>`SELECT * FROM pgrag_claim_batch_lines(${limit}::int, ${leaseSeconds}::int)`.execute(db);
+  return rows.map((r) => ({
+    batchId: r.batch_id,
+    line: r.line,
+    tenantId: r.tenant_id,
+    customId: r.custom_id,
+    body: r.body,
+    endpoint: r.endpoint,
+    attempt: r.attempt,
+  }));
+}
+
+/** Extends the leases of lines still held at these attempts. */
+export async function renewLeases(
+  db: Kysely<Database>,
+  lines: readonly ClaimedLine[],
+  leaseSeconds: number,
+): Promise<void> {
+  await sql`
+    UPDATE batch_lines l SET lease_until = now() + make_interval(secs => ${leaseSeconds})
+    FROM unnest(${lines.map((l) => l.batchId)}::text[], ${lines.map((l) => l.line)}::int[], ${lines.map((l) => l.attempt)}::int[])
+      AS t(batch_id, line, attempt)
+    WHERE l.batch_id = t.batch_id AND l.line = t.line AND l.attempts = t.attempt AND l.state = 'running'
+  `.execute(db);
+}
+
+export type LineResult =
+  | { readonly outcome: "succeeded"; readonly statusCode: number; readonly response: unknown }
+  | {
+      readonly outcome: "failed";
+      readonly statusCode: number | null;
+      readonly error: { code: string; message: string };
+    }
+  | { readonly outcome: "retry"; readonly afterSeconds: number };
+
+/**
+ * Stores a line's result — only if this attempt still holds the line, so a line is answered once
+ * however many runners asked the backend. Returns whether it was stored.
+ */
+export async function storeLineResult(db: Kysely<Database>, line: ClaimedLine, result: LineResult): Promise<boolean> {
+  const held = sql`batch_id = ${line.batchId} AND line = ${line.line} AND attempts = ${line.attempt} AND state = 'running'`;
+  const { rows } =
+    result.outcome === "retry"
+      ? await sql`
+          UPDATE batch_lines SET state = 'pending', lease_until = NULL,
+                                 not_before = now() + make_interval(secs => ${result.afterSeconds})
+          WHERE ${held} RETURNING line`.execute(db)
+      : result.outcome === "succeeded"
+        ? await sql`
+            UPDATE batch_lines SET state = 'succeeded', status_code = ${result.statusCode},
+                                   response = ${JSON.stringify(result.response)}::jsonb, finished_at = now(), lease_until = NULL
+            WHERE ${held} RETURNING line`.execute(db)
+        : await sql`
+            UPDATE batch_lines SET state = 'failed', status_code = ${result.statusCode},
+                                   error = ${JSON.stringify(result.error)}::jsonb, finished_at = now(), lease_until = NULL
+            WHERE ${held} RETURNING line`.execute(db);
+  return rows.length > 0;
+}
+
+/** Batches the runner may finalize (a cross-tenant door, migration 14). */
+export async function batchesToFinalize(db: Kysely<Database>): Promise<{ batchId: string; tenantId: string }[]> {
+  const { rows } = await sql<{ batch_id: string; tenant_id: string }>`
+    SELECT * FROM pgrag_batches_to_finalize()
+  `.execute(db);
+  return rows.map((r) => ({ batchId: r.batch_id, tenantId: r.tenant_id }));
+}
+
+/**
+ * Ends a batch whose lines are all answered (completed), whose window passed (expired) or that was
+ * cancelled (cancelled), with an output file of its answered lines and an error file of the others.
+ */
+export async function finalizeBatch(
+  db: Kysely<Database>,
+  batchId: string,
+  tenantId: string,
+): Promise<BatchStatus | null> {
+  const { rows } = await sql<{ status: BatchStatus; succeeded: number; other: number }>`
+    SELECT b.status,
+           (SELECT count(*)::int FROM batch_lines l WHERE l.batch_id = b.id AND l.state = 'succeeded') AS succeeded,
+           (SELECT count(*)::int FROM batch_lines l WHERE l.batch_id = b.id AND l.state <> 'succeeded') AS other
+    FROM batches b WHERE b.id = ${batchId} AND b.status IN ('in_progress', 'cancelling', 'finalizing') FOR UPDATE OF b
+  `.execute(db);
+  const found = rows[0];
+  if (!found) return null;
+  const status: BatchStatus =
+    found.status === "cancelling"
+      ? "cancelled"
+      : (
+            await sql<{
+              expired: boolean;
+            }>`SELECT expires_at <= now() AS expired FROM batches WHERE id = ${batchId}`.execute(db)
+          ).rows[0]?.expired
+        ? "expired"
+        : "completed";
+  const file = async (kind: "output" | "error") => {
+    const id = `file-${crypto.randomUUID().replaceAll("-", "")}`;
+    await sql`
+      INSERT INTO batch_files (id, tenant_id, purpose, filename, bytes, batch_id, kind)
+      VALUES (${id}, ${tenantId}::uuid, 'batch_output', ${`${batchId}_${kind}.jsonl`}, 0, ${batchId}, ${kind})
+    `.execute(db);
+    return id;
+  };
+  const outputId = found.succeeded > 0 ? await file("output") : null;
+  const errorId = found.other > 0 ? await file("error") : null;
+  const stamp = sql.raw(status === "cancelled" ? "cancelled_at" : status === "expired" ? "expired_at" : "completed_at");
+  await sql`
+    UPDATE batches SET status = ${status}, output_file_id = ${outputId}, error_file_id = ${errorId},
+                       finalizing_at = coalesce(finalizing_at, now()), ${stamp} = now()
+    WHERE id = ${batchId}
+  `.execute(db);
+  // A file's size is that of its content, which is final now.
+  await sql`
+    UPDATE batch_files f SET bytes = (SELECT coalesce(sum(octet_length(o.text) + 1), 0) FROM (${resultLines(batchId, sql`f.kind`, 0)}) o)
+    WHERE f.id = any(${[outputId, errorId].filter((id) => id !== null)}::text[])
+  `.execute(db);
+  return status;
+}

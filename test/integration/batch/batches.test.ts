@@ -1,0 +1,220 @@
+import OpenAI, { toFile } from "openai";
+import { beforeAll, describe, expect, it } from "vitest";
+import type { App } from "../../../src/app.ts";
+import { waitFor } from "../../../harness/wait-for.ts";
+import { newTenantKey } from "../../helpers/api.ts";
+import { startTestApp } from "../../helpers/app.ts";
+import { injectDevFaults } from "../../helpers/dev-faults.ts";
+import { seedScifact } from "../../helpers/ingest.ts";
+
+let app: App;
+beforeAll(async () => {
+  app = await startTestApp(
+    { PGRAG_WORKER_POLL_SECONDS: "0.5", PGRAG_BATCH_CONCURRENCY: "4" },
+    { listen: true, workers: true },
+  );
+});
+
+/** A line of an output or error file, as OpenAI writes them (the body's shape depends on the endpoint). */
+interface ResultLine {
+  custom_id: string;
+  response: { status_code: number; body: Record<string, unknown> & ChatBody } | null;
+  error: { code: string; message: string } | null;
+}
+interface ChatBody {
+  object?: string;
+  choices?: { message: { content: string } }[];
+  citations?: unknown[];
+  data?: { embedding: number[] }[];
+}
+
+/** The official SDK, pointed at this API. */
+const client = (apiKey: string) => new OpenAI({ apiKey, baseURL: `http://127.0.0.1:${app.port()}/v1`, maxRetries: 0 });
+
+const jsonl = (rows: readonly object[]) => `${rows.map((r) => JSON.stringify(r)).join("\n")}\n`;
+const chatLine = (customId: string, question: string, collection = "sci") => ({
+  custom_id: customId,
+  method: "POST",
+  url: "/v1/chat/completions",
+  body: { model: `rag:${collection}`, messages: [{ role: "user", content: question }] },
+});
+
+async function upload(openai: OpenAI, rows: readonly object[]) {
+  return openai.files.create({ file: await toFile(Buffer.from(jsonl(rows)), "batch.jsonl"), purpose: "batch" });
+}
+
+async function finished(openai: OpenAI, id: string, statuses = ["completed", "failed", "expired", "cancelled"]) {
+  return waitFor(
+    `batch ${id} to end`,
+    async () => {
+      const batch = await openai.batches.retrieve(id);
+      return statuses.includes(batch.status) ? batch : undefined;
+    },
+    60_000,
+  );
+}
+
+const completed = (batch: OpenAI.Batch) => batch.request_counts?.completed ?? 0;
+
+async function contentLines(openai: OpenAI, fileId: string | null | undefined) {
+  if (!fileId) return [];
+  const text = await (await openai.files.content(fileId)).text();
+  return text
+    .trim()
+    .split("\n")
+    .filter(Boolean)
+    .map((line) => JSON.parse(line) as ResultLine);
+}
+
+describe("the Batch API, through the official openai package", () => {
+  it("answers every line once, with citations; lines that fail land in the error file with their reason", async () => {
+    const { key, abstracts } = await seedScifact(app, 12);
+    const openai = client(key);
+    const questions = abstracts.slice(0, 6).map((a, i) => chatLine(`q${i}`, a.title));
+    const file = await upload(openai, [
+      ...questions,
+      chatLine("unknown-collection", "anything", "nowhere"),
+      { custom_id: "empty", method: "POST", url: "/v1/chat/completions", body: { model: "rag:sci", messages: [] } },
+    ]);
+    expect(file).toMatchObject({ object: "file", purpose: "batch", filename: "batch.jsonl" });
+    expect((await openai.files.retrieve(file.id)).bytes).toBeGreaterThan(0);
+
+    const created = await openai.batches.create({
+      input_file_id: file.id,
+      endpoint: "/v1/chat/completions",
+      completion_window: "24h",
+      metadata: { purpose: "test" },
+    });
+    expect(created).toMatchObject({ object: "batch", status: "in_progress", request_counts: { total: 8 } });
+    const done = await finished(openai, created.id);
+    expect(done).toMatchObject({ status: "completed", request_counts: { total: 8, completed: 6, failed: 2 } });
+
+    const output = await contentLines(openai, done.output_file_id);
+    expect(output.map((l) => l.custom_id).sort()).toEqual(questions.map((q) => q.custom_id).sort());
+    for (const line of output) {
+      expect(line.response?.status_code).toBe(200);
+      expect(line.response?.body.object).toBe("chat.completion");
+      expect(line.response?.body.choices?.[0]?.message.content.length).toBeGreaterThan(0);
+      expect(line.response?.body.citations?.length).toBeGreaterThan(0);
+    }
+    const errors = await contentLines(openai, done.error_file_id);
+    expect(Object.fromEntries(errors.map((l) => [l.custom_id, [l.response?.status_code, l.error?.message]]))).toEqual({
+      "unknown-collection": [404, expect.stringContaining('no collection "nowhere"')],
+      empty: [400, expect.stringContaining("messages must not be empty")],
+    });
+    const listed = await openai.batches.list({ limit: 10 });
+    expect(listed.data.map((b) => b.id)).toContain(created.id);
+  });
+
+  it("answers embedding lines grouped into large requests", async () => {
+    const { key } = await newTenantKey(app);
+    const openai = client(key);
+    const before = app.devInference()?.stats.embeddingRequests ?? 0;
+    const rows = Array.from({ length: 20 }, (_, i) => ({
+      custom_id: `e${i}`,
+      method: "POST",
+      url: "/v1/embeddings",
+      body: { model: "any", input: i % 2 ? `text ${i}` : [`first ${i}`, `second ${i}`] },
+    }));
+    const batch = await openai.batches.create({
+      input_file_id: (await upload(openai, rows)).id,
+      endpoint: "/v1/embeddings",
+      completion_window: "24h",
+    });
+    const done = await finished(openai, batch.id);
+    expect(done.request_counts).toEqual({ total: 20, completed: 20, failed: 0 });
+    const output = await contentLines(openai, done.output_file_id);
+    expect(output).toHaveLength(20);
+    for (const line of output) {
+      const i = Number(line.custom_id.slice(1));
+      expect(line.response?.body.data).toHaveLength(i % 2 ? 1 : 2);
+      expect(line.response?.body.data?.[0]?.embedding).toHaveLength(384);
+    }
+    // Twenty lines, far fewer backend requests (one per group the runner claimed together).
+    expect((app.devInference()?.stats.embeddingRequests ?? 0) - before).toBeLessThan(10);
+  });
+
+  it("refuses a bad input file with each line's number and reason", async () => {
+    const { key } = await newTenantKey(app);
+    const openai = client(key);
+    const bad = await upload(openai, [
+      chatLine("a", "fine"),
+      chatLine("a", "again"),
+      { custom_id: "b", method: "GET", url: "/v1/chat/completions", body: {} },
+      { custom_id: "c", method: "POST", url: "/v1/images", body: {} },
+    ]).catch((error: unknown) => error);
+    expect(bad).toBeInstanceOf(OpenAI.BadRequestError);
+    expect((bad as Error).message).toMatch(
+      /line 2: custom_id "a" repeats line 1; line 3: method: must be "POST"; line 4: url: must be one of/,
+    );
+    const other = await upload(openai, [
+      { custom_id: "e", method: "POST", url: "/v1/embeddings", body: { input: "x" } },
+    ]);
+    await expect(
+      openai.batches.create({ input_file_id: other.id, endpoint: "/v1/chat/completions", completion_window: "24h" }),
+    ).rejects.toThrow(/line 1 is for \/v1\/embeddings/);
+  });
+
+  it("cancels mid-way: no new line starts, answered ones are kept", async () => {
+    const { key, abstracts } = await seedScifact(app, 5);
+    const openai = client(key);
+    injectDevFaults(app.devInference(), { firstTokenDelayMs: 300 });
+    const rows = Array.from({ length: 40 }, (_, i) => chatLine(`c${i}`, abstracts[i % 5]?.title ?? "x"));
+    const batch = await openai.batches.create({
+      input_file_id: (await upload(openai, rows)).id,
+      endpoint: "/v1/chat/completions",
+      completion_window: "24h",
+    });
+    await waitFor("a few lines answered", async () => completed(await openai.batches.retrieve(batch.id)) >= 4);
+    expect((await openai.batches.cancel(batch.id)).status).toMatch(/cancelling|cancelled/);
+    const atCancel = completed(await openai.batches.retrieve(batch.id));
+    const done = await finished(openai, batch.id);
+    expect(done.status).toBe("cancelled");
+    // Only the lines already in flight at the cancel could still finish.
+    expect(completed(done)).toBeLessThanOrEqual(atCancel + 4);
+    expect(completed(done)).toBeLessThan(40);
+    const output = await contentLines(openai, done.output_file_id);
+    expect(output).toHaveLength(completed(done));
+    const errors = await contentLines(openai, done.error_file_id);
+    expect(errors.every((l) => l.error?.code === "batch_cancelled")).toBe(true);
+    expect(output.length + errors.length).toBe(40);
+  });
+
+  it("keeps each tenant's files and batches to itself", async () => {
+    const [a, b] = [await newTenantKey(app), await newTenantKey(app)];
+    const mine = client(a.key);
+    const theirs = client(b.key);
+    const file = await upload(mine, [chatLine("x", "question")]);
+    const batch = await mine.batches.create({
+      input_file_id: file.id,
+      endpoint: "/v1/chat/completions",
+      completion_window: "24h",
+    });
+    await expect(theirs.files.retrieve(file.id)).rejects.toBeInstanceOf(OpenAI.NotFoundError);
+    await expect(theirs.files.content(file.id)).rejects.toBeInstanceOf(OpenAI.NotFoundError);
+    await expect(theirs.batches.retrieve(batch.id)).rejects.toBeInstanceOf(OpenAI.NotFoundError);
+    await expect(theirs.batches.cancel(batch.id)).rejects.toBeInstanceOf(OpenAI.NotFoundError);
+    await expect(
+      theirs.batches.create({ input_file_id: file.id, endpoint: "/v1/chat/completions", completion_window: "24h" }),
+    ).rejects.toBeInstanceOf(OpenAI.NotFoundError);
+    expect((await theirs.batches.list()).data).toEqual([]);
+  });
+
+  it("expires a batch past its completion window, keeping its partial results", async () => {
+    const { key, abstracts } = await seedScifact(app, 3);
+    const openai = client(key);
+    injectDevFaults(app.devInference(), { firstTokenDelayMs: 500 });
+    const rows = Array.from({ length: 30 }, (_, i) => chatLine(`x${i}`, abstracts[i % 3]?.title ?? "x"));
+    const batch = await openai.batches.create({
+      input_file_id: (await upload(openai, rows)).id,
+      endpoint: "/v1/chat/completions",
+      completion_window: "2s" as "24h",
+    });
+    const done = await finished(openai, batch.id);
+    expect(done.status).toBe("expired");
+    expect(completed(done)).toBeLessThan(30);
+    const errors = await contentLines(openai, done.error_file_id);
+    expect(errors.length).toBe(30 - completed(done));
+    expect(errors.every((l) => l.error?.code === "batch_expired")).toBe(true);
+  });
+});
