@@ -34,6 +34,8 @@ export interface DevInferenceFaults {
   /** Delay before the first chat token and between tokens. */
   firstTokenDelayMs: number;
   tokenDelayMs: number;
+  /** Chat requests served at once, as a GPU's capacity (0: no limit); the others queue in order. */
+  chatConcurrency: number;
 }
 
 export interface DevInferenceStats {
@@ -44,6 +46,8 @@ export interface DevInferenceStats {
   abortedChats: number;
   /** The messages of the last chat request, to see what a prompt contained. */
   lastChatMessages: { role: string; content?: string | null }[];
+  /** Milliseconds chat requests held a slot, summed: its growth over time ÷ chatConcurrency is the busy fraction. */
+  chatBusyMs: number;
 }
 
 export interface DevInferenceServer {
@@ -120,6 +124,37 @@ export function createDevInferenceApp(
       model: parsed.data.model,
       usage: { prompt_tokens: tokens, total_tokens: tokens },
     });
+  });
+
+  // The chat slots (faults.chatConcurrency): waiters in arrival order.
+  let chatsRunning = 0;
+  const slotWaiters: (() => void)[] = [];
+  const takeSlot = async (): Promise<() => void> => {
+    if (faults.chatConcurrency > 0 && chatsRunning >= faults.chatConcurrency) {
+      await new Promise<void>((resolve) => slotWaiters.push(resolve));
+    } else {
+      chatsRunning++;
+    }
+    const started = performance.now();
+    return () => {
+      stats.chatBusyMs += performance.now() - started;
+      const next = slotWaiters.shift();
+      if (next) next();
+      else chatsRunning--;
+    };
+  };
+  app.use("/v1/chat/completions", async function chatSlot(c, next) {
+    const release = await takeSlot();
+    try {
+      await next();
+      // A streamed answer holds its slot until its last chunk is written.
+      await c.res
+        .clone()
+        .arrayBuffer()
+        .catch(() => undefined);
+    } finally {
+      release();
+    }
   });
 
   app.post("/v1/chat/completions", async (c) => {
@@ -263,6 +298,7 @@ export function createDevInference(options: DevInferenceOptions): DevInference {
     embeddingDelayMs: 0,
     firstTokenDelayMs: 0,
     tokenDelayMs: 0,
+    chatConcurrency: 0,
   };
   const stats: DevInferenceStats = {
     embeddingRequests: 0,
@@ -270,6 +306,7 @@ export function createDevInference(options: DevInferenceOptions): DevInference {
     chatRequests: 0,
     abortedChats: 0,
     lastChatMessages: [],
+    chatBusyMs: 0,
   };
   return { app: createDevInferenceApp(options, faults, stats), faults, stats };
 }
