@@ -3,6 +3,7 @@ import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import { Hono } from "hono";
 import { z } from "zod";
+import { batchBody as batchCreateBody } from "./batch.routes.ts";
 import { chatBody, feedbackBody } from "./chat.routes.ts";
 import { openAiBody } from "./openai.routes.ts";
 import type { AppEnv } from "./context.ts";
@@ -69,6 +70,7 @@ const consistencyHeader = {
 const ok = (description: string) => ({ description, content: { "application/json": { schema: { type: "object" } } } });
 const json = (s: z.ZodType) => ({ required: true, content: { "application/json": { schema: schema(s) } } });
 const collectionParam = { name: "collection", in: "path", required: true, schema: { type: "string" } };
+const idParam = { name: "id", in: "path", required: true, schema: { type: "string" } };
 const documentParam = { name: "externalId", in: "path", required: true, schema: { type: "string" } };
 
 /** The OpenAPI 3.1 document of the whole API, generated from the same zod schemas that validate requests. */
@@ -196,6 +198,64 @@ export function openApiDocument(limits: { maxBatchDocuments: number }) {
             consistencyHeader,
           ],
           responses: { 200: ok("The import"), ...errors },
+        },
+      },
+      "/v1/files": {
+        post: {
+          summary:
+            "Upload a batch input file (OpenAI Batch API): multipart, fields file (JSONL of requests) and purpose=batch",
+          requestBody: {
+            required: true,
+            content: {
+              "multipart/form-data": {
+                schema: {
+                  type: "object",
+                  properties: {
+                    file: { type: "string", format: "binary" },
+                    purpose: { type: "string", const: "batch" },
+                  },
+                  required: ["file", "purpose"],
+                },
+              },
+            },
+          },
+          responses: { 200: ok("The file"), 413: errorResponse, ...errors },
+        },
+      },
+      "/v1/files/{id}": {
+        get: { summary: "A file", parameters: [idParam], responses: { 200: ok("The file"), ...errors } },
+      },
+      "/v1/files/{id}/content": {
+        get: {
+          summary: "A file's content: an input file's requests, a batch's output or error lines (JSONL)",
+          parameters: [idParam],
+          responses: { 200: { description: "JSON Lines" }, ...errors },
+        },
+      },
+      "/v1/batches": {
+        post: {
+          summary:
+            "Create a batch over an input file (/v1/chat/completions with model rag:<collection>, or /v1/embeddings)",
+          requestBody: json(batchCreateBody),
+          responses: { 200: ok("The batch"), ...errors },
+        },
+        get: {
+          summary: "The tenant's batches, newest first (after, limit)",
+          responses: { 200: ok("A list"), ...errors },
+        },
+      },
+      "/v1/batches/{id}": {
+        get: {
+          summary: "A batch: status, request_counts, output and error files",
+          parameters: [idParam],
+          responses: { 200: ok("The batch"), ...errors },
+        },
+      },
+      "/v1/batches/{id}/cancel": {
+        post: {
+          summary: "Cancel a batch: no new line starts; answered ones are kept",
+          parameters: [idParam],
+          responses: { 200: ok("The batch"), 409: errorResponse, ...errors },
         },
       },
       "/v1/search": {
