@@ -121,7 +121,7 @@ export function createApp(config: Config, options: { logger?: Logger } = {}): Ap
     maxDocumentBytes: config.ingest.maxDocumentBytes,
   });
   const imports = new ImportService(router, queue.startImport);
-  const batches = new BatchService(router, { ...config.batches, maxWindowSeconds: 24 * 3600 });
+  const batches = new BatchService(router, { maxLines: config.batches.maxLines, maxWindowSeconds: 24 * 3600 });
   // The inference backend is known before any client is built: the configured URL, or else the dev
   // backend in this process, reached without a network hop (start() also opens it on a port, for
   // other processes such as `pgrag worker`).
@@ -177,7 +177,11 @@ export function createApp(config: Config, options: { logger?: Logger } = {}): Ap
       searchRoutes(search, auth, usageEvents),
       chatRoutes(chat, auth, usageEvents),
       openAiRoutes(chat, auth, usageEvents),
-      batchRoutes(batches, auth, config.batches),
+      // A line is one request: its body is a chat request, bounded like the JSON routes' bodies.
+      batchRoutes(batches, auth, {
+        maxFileBytes: config.batches.maxFileBytes,
+        maxLineBytes: config.http.maxJsonBodyBytes,
+      }),
       openApiRoutes(config.ingest),
       webRoutes(config),
     ],

@@ -1,13 +1,13 @@
 import type { MiddlewareHandler } from "hono";
 import { Hono } from "hono";
-import { bodyLimit } from "hono/body-limit";
 import { stream } from "hono/streaming";
 import { z } from "zod";
 import { BATCH_ENDPOINTS, type BatchService } from "../batch/batch.service.ts";
 import type { Batch, BatchFile } from "../batch/batches.repository.ts";
-import { AppError, InvalidRequestError } from "../errors.ts";
+import { InvalidRequestError } from "../errors.ts";
 import type { Scope } from "../tenancy/principal.ts";
 import type { AppEnv } from "./context.ts";
+import { multipartLines } from "./multipart-lines.ts";
 import { validate } from "./validation.ts";
 
 /** File uploads are bounded by PGRAG_BATCH_MAX_FILE_BYTES, not the JSON routes' limit. */
@@ -72,32 +72,22 @@ const listQuery = z.object({
 export function batchRoutes(
   service: BatchService,
   auth: (scope: Scope) => MiddlewareHandler<AppEnv>,
-  limits: { maxFileBytes: number },
+  limits: { maxFileBytes: number; maxLineBytes: number },
 ): Hono<AppEnv> {
-  const limitBody = bodyLimit({
-    // The multipart envelope around the file adds a little.
-    maxSize: limits.maxFileBytes + 64 * 1024,
-    onError: () => {
-      throw new AppError(
-        "payload_too_large",
-        `the file is larger than ${limits.maxFileBytes} bytes (PGRAG_BATCH_MAX_FILE_BYTES)`,
-      );
-    },
-  });
   return new Hono<AppEnv>()
-    .post("/v1/files", auth("write"), limitBody, async (c) => {
-      const form = await c.req.parseBody().catch(() => {
+    .post("/v1/files", auth("write"), async (c) => {
+      const body = c.req.raw.body;
+      const contentType = c.req.header("Content-Type") ?? "";
+      if (!body || !contentType.toLowerCase().startsWith("multipart/form-data")) {
         throw new InvalidRequestError("send the file as multipart/form-data with fields file and purpose");
+      }
+      const form = multipartLines(body, contentType, {
+        // The multipart envelope around the file adds a little.
+        maxBytes: limits.maxFileBytes + 64 * 1024,
+        maxLineBytes: limits.maxLineBytes,
+        what: "PGRAG_BATCH_MAX_FILE_BYTES",
       });
-      const file = form.file;
-      if (!(file instanceof File)) throw new InvalidRequestError("the form needs a file field holding the JSONL file");
-      const text = await file.text();
-      const stored = await service.uploadFile(c.get("principal"), {
-        filename: file.name || "batch.jsonl",
-        purpose: typeof form.purpose === "string" ? form.purpose : "",
-        text,
-      });
-      return c.json(fileJson(stored.value));
+      return c.json(fileJson(await service.uploadFile(c.get("principal"), form)));
     })
     .get("/v1/files/:id", auth("read"), validate("param", fileParams), async (c) =>
       c.json(fileJson(await service.getFile(c.get("principal"), c.req.valid("param").id))),

@@ -5,10 +5,12 @@ import type { Router } from "../db/router.ts";
 import { AppError, InvalidRequestError, NotFoundError } from "../errors.ts";
 import type { Principal } from "../tenancy/principal.ts";
 import {
+  appendFileLines,
   type Batch,
   type BatchEndpoint,
   type BatchFile,
   cancelBatch,
+  deleteFile,
   fileLines,
   findBatch,
   findFile,
@@ -17,6 +19,11 @@ import {
   linesForOtherEndpoints,
   listBatches,
 } from "./batches.repository.ts";
+
+/** An uploaded form as it arrives: text fields whole, the file line by line. */
+export type FormEvent =
+  | { readonly kind: "field"; readonly name: string; readonly value: string }
+  | { readonly kind: "line"; readonly filename: string; readonly number: number; readonly text: string };
 
 export const BATCH_ENDPOINTS = ["/v1/chat/completions", "/v1/embeddings"] as const;
 
@@ -32,9 +39,10 @@ const requestLine = z
 
 /** Line errors reported with a refused upload. */
 const ERRORS_SHOWN = 20;
+/** Lines written per transaction while a file streams in. */
+const LINES_PER_WRITE = 1_000;
 
 export interface BatchLimits {
-  readonly maxFileBytes: number;
   readonly maxLines: number;
   /** Longest completion window accepted, in seconds (OpenAI's is 24 h). */
   readonly maxWindowSeconds: number;
@@ -50,51 +58,67 @@ export class BatchService {
     this.#limits = limits;
   }
 
-  /** Stores an input file after checking every line; refuses it with each bad line's number and reason. */
-  async uploadFile(principal: Principal, upload: { filename: string; purpose: string; text: string }) {
-    if (upload.purpose !== "batch") {
-      throw new InvalidRequestError(
-        `purpose must be "batch" (files here are inputs of batches), got "${upload.purpose}"`,
-      );
-    }
-    const bytes = Buffer.byteLength(upload.text);
-    if (bytes > this.#limits.maxFileBytes) {
-      throw new AppError(
-        "payload_too_large",
-        `the file is larger than ${this.#limits.maxFileBytes} bytes (PGRAG_BATCH_MAX_FILE_BYTES)`,
-      );
-    }
-    const lines: string[] = [];
+  /**
+   * Stores an input file as it streams in, checking every line; refuses it (and keeps nothing) with
+   * each bad line's number and reason.
+   */
+  async uploadFile(principal: Principal, form: AsyncIterable<FormEvent>): Promise<BatchFile> {
+    const file = { id: `file-${crypto.randomUUID().replaceAll("-", "")}`, tenantId: principal.tenantId };
+    let created = false;
+    let purpose: string | null = null;
+    let pending: string[] = [];
+    let stored = 0;
     const errors: { line: number; message: string }[] = [];
     const seen = new Map<string, number>();
-    for (const [index, raw] of upload.text.split("\n").entries()) {
-      const text = raw.trim();
-      if (text === "") continue;
-      const number = index + 1;
-      const problem = lineProblem(text, seen, number);
-      if (problem) errors.push({ line: number, message: problem });
-      else lines.push(text);
+    const flush = async () => {
+      if (pending.length === 0 || errors.length > 0) return;
+      const lines = pending;
+      pending = [];
+      await this.#write(principal, (tx) => appendFileLines(tx, file, stored + 1, lines));
+      stored += lines.length;
+    };
+    try {
+      for await (const event of form) {
+        if (event.kind === "field") {
+          if (event.name === "purpose") purpose = event.value;
+          continue;
+        }
+        const text = event.text.trim();
+        if (text === "") continue;
+        if (!created) {
+          await this.#write(principal, (tx) => insertFile(tx, { ...file, filename: event.filename || "batch.jsonl" }));
+          created = true;
+        }
+        const problem = lineProblem(text, seen, event.number);
+        if (problem) errors.push({ line: event.number, message: problem });
+        else pending.push(text);
+        if (stored + pending.length > this.#limits.maxLines) {
+          throw new AppError(
+            "payload_too_large",
+            `more than ${this.#limits.maxLines} requests in one file (PGRAG_BATCH_MAX_LINES)`,
+          );
+        }
+        if (pending.length >= LINES_PER_WRITE) await flush();
+      }
+      await flush();
+      if (errors.length > 0) {
+        const shown = errors.slice(0, 5).map((e) => `line ${e.line}: ${e.message}`);
+        throw new InvalidRequestError(
+          `the batch file has ${errors.length} bad line(s): ${shown.join("; ")}${errors.length > 5 ? "; …" : ""}`,
+          { details: errors.slice(0, ERRORS_SHOWN) },
+        );
+      }
+      if (purpose !== "batch") {
+        throw new InvalidRequestError(
+          `purpose must be "batch" (files here are inputs of batches), got "${purpose ?? "none"}"`,
+        );
+      }
+      if (!created) throw new InvalidRequestError("the batch file holds no requests: one JSON request per line");
+      return (await this.#write(principal, (tx) => this.#requireFile(tx, file.id))).value;
+    } catch (error) {
+      if (created) await this.#write(principal, (tx) => deleteFile(tx, file.id));
+      throw error;
     }
-    if (errors.length > 0) {
-      const shown = errors.slice(0, 5).map((e) => `line ${e.line}: ${e.message}`);
-      throw new InvalidRequestError(
-        `the batch file has ${errors.length} bad line(s): ${shown.join("; ")}${errors.length > 5 ? "; …" : ""}`,
-        { details: errors.slice(0, ERRORS_SHOWN) },
-      );
-    }
-    if (lines.length === 0)
-      throw new InvalidRequestError("the batch file holds no requests: one JSON request per line");
-    if (lines.length > this.#limits.maxLines) {
-      throw new AppError(
-        "payload_too_large",
-        `more than ${this.#limits.maxLines} requests in one file (PGRAG_BATCH_MAX_LINES)`,
-      );
-    }
-    const id = `file-${crypto.randomUUID().replaceAll("-", "")}`;
-    return this.#write(principal, async (tx) => {
-      await insertFile(tx, { id, tenantId: principal.tenantId, filename: upload.filename, bytes }, lines);
-      return this.#requireFile(tx, id);
-    });
   }
 
   async getFile(principal: Principal, id: string): Promise<BatchFile> {

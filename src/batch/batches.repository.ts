@@ -33,21 +33,33 @@ export interface Batch {
 
 export async function insertFile(
   db: Kysely<Database>,
-  file: { id: string; tenantId: string; filename: string; bytes: number },
-  lines: readonly string[],
+  file: { id: string; tenantId: string; filename: string },
 ): Promise<void> {
   await sql`
     INSERT INTO batch_files (id, tenant_id, purpose, filename, bytes, kind)
-    VALUES (${file.id}, ${file.tenantId}::uuid, 'batch', ${file.filename}, ${file.bytes}, 'upload')
+    VALUES (${file.id}, ${file.tenantId}::uuid, 'batch', ${file.filename}, 0, 'upload')
   `.execute(db);
-  for (let start = 0; start < lines.length; start += 5_000) {
-    const slice = lines.slice(start, start + 5_000);
-    await sql`
-      INSERT INTO batch_file_lines (file_id, tenant_id, line, text)
-      SELECT ${file.id}, ${file.tenantId}::uuid, start + n, t
-      FROM unnest(${slice}::text[]) WITH ORDINALITY AS u(t, n), (SELECT ${start}::int AS start) s
-    `.execute(db);
-  }
+}
+
+/** Appends lines numbered from `first` on, and what they add to the file's size. */
+export async function appendFileLines(
+  db: Kysely<Database>,
+  file: { id: string; tenantId: string },
+  first: number,
+  lines: readonly string[],
+): Promise<void> {
+  await sql`
+    INSERT INTO batch_file_lines (file_id, tenant_id, line, text)
+    SELECT ${file.id}, ${file.tenantId}::uuid, ${first}::int + n - 1, t FROM unnest(${lines}::text[]) WITH ORDINALITY AS u(t, n)
+  `.execute(db);
+  await sql`
+    UPDATE batch_files SET bytes = bytes + ${lines.reduce((n, l) => n + Buffer.byteLength(l) + 1, 0)}
+    WHERE id = ${file.id}
+  `.execute(db);
+}
+
+export async function deleteFile(db: Kysely<Database>, id: string): Promise<void> {
+  await sql`DELETE FROM batch_files WHERE id = ${id}`.execute(db);
 }
 
 interface FileRow {

@@ -14,7 +14,7 @@ export interface BodyLine {
  * read, which may be at most `maxLineBytes`; the whole body at most `maxBytes`. Past either, a 413
  * that names the limit. Not UTF-8: a 400.
  */
-async function* bodyLines(
+export async function* bodyLines(
   body: ReadableStream<Uint8Array>,
   limits: { maxBytes: number; maxLineBytes: number; what: string },
 ): AsyncGenerator<BodyLine> {

@@ -4,6 +4,7 @@ import type { App } from "../../../src/app.ts";
 import { waitFor } from "../../../harness/wait-for.ts";
 import { newTenantKey } from "../../helpers/api.ts";
 import { startTestApp } from "../../helpers/app.ts";
+import { adminQuery } from "../../helpers/cluster.ts";
 import { injectDevFaults } from "../../helpers/dev-faults.ts";
 import { seedScifact } from "../../helpers/ingest.ts";
 
@@ -178,6 +179,26 @@ describe("the Batch API, through the official openai package", () => {
     const errors = await contentLines(openai, done.error_file_id);
     expect(errors.every((l) => l.error?.code === "batch_cancelled")).toBe(true);
     expect(output.length + errors.length).toBe(40);
+  });
+
+  it("retries a line the backend fails with backoff, until it is answered", async () => {
+    const { key, tenantId, abstracts } = await seedScifact(app, 2);
+    const openai = client(key);
+    // More failures than the inference client's own retries: the line itself must be tried again.
+    injectDevFaults(app.devInference(), { failNext: 4, failStatus: 503 });
+    const batch = await openai.batches.create({
+      input_file_id: (await upload(openai, [chatLine("flaky", abstracts[0]?.title ?? "x")])).id,
+      endpoint: "/v1/chat/completions",
+      completion_window: "24h",
+    });
+    const done = await finished(openai, batch.id);
+    expect(done.request_counts).toEqual({ total: 1, completed: 1, failed: 0 });
+    const [line] = await adminQuery<{ attempts: number }>(
+      "primary",
+      "SELECT attempts FROM batch_lines WHERE tenant_id = $1",
+      [tenantId],
+    );
+    expect(line?.attempts).toBeGreaterThan(1);
   });
 
   it("keeps each tenant's files and batches to itself", async () => {
