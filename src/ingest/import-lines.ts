@@ -30,7 +30,13 @@ export async function* bodyLines(
       throw new InvalidRequestError(`line ${number + 1} is not valid UTF-8`);
     }
   };
+  const tooLong = () =>
+    new AppError(
+      "payload_too_large",
+      `line ${number + 1} is longer than ${limits.maxLineBytes} bytes; each line holds one document or request`,
+    );
   const lineOf = (tail: string): BodyLine => {
+    if (partLength + tail.length > limits.maxLineBytes) throw tooLong();
     const text = parts.join("") + tail;
     parts = [];
     partLength = 0;
@@ -54,12 +60,7 @@ export async function* bodyLines(
       const rest = text.slice(start);
       parts.push(rest);
       partLength += rest.length;
-      if (partLength > limits.maxLineBytes) {
-        throw new AppError(
-          "payload_too_large",
-          `line ${number + 1} is longer than ${limits.maxLineBytes} bytes; each line holds one document (PGRAG_MAX_DOCUMENT_BYTES)`,
-        );
-      }
+      if (partLength > limits.maxLineBytes) throw tooLong();
     }
   } finally {
     // Stops reading what is left of a refused upload; a no-op once it was read to the end.

@@ -1,0 +1,49 @@
+import { describe, expect, it } from "vitest";
+import { multipartLines } from "../../src/api/multipart-lines.ts";
+
+/** A body and its content type as a browser or the openai package would send the form. */
+async function encoded(form: FormData) {
+  const request = new Request("http://x/", { method: "POST", body: form });
+  return { body: request.body as ReadableStream<Uint8Array>, type: request.headers.get("Content-Type") ?? "" };
+}
+
+async function events(form: FormData, limits = { maxBytes: 1 << 20, maxLineBytes: 1024, what: "TEST" }) {
+  const { body, type } = await encoded(form);
+  const out = [];
+  for await (const event of multipartLines(body, type, limits)) out.push(event);
+  return out;
+}
+
+describe("multipart lines", () => {
+  it("reads text fields whole and a file line by line, in the order they were sent", async () => {
+    const form = new FormData();
+    form.append("file", new File(['{"a":1}\n{"b":2}\r\n{"c":3}'], "in.jsonl"));
+    form.append("purpose", "batch");
+    expect(await events(form)).toEqual([
+      { kind: "line", filename: "in.jsonl", number: 1, text: '{"a":1}' },
+      { kind: "line", filename: "in.jsonl", number: 2, text: '{"b":2}' },
+      { kind: "line", filename: "in.jsonl", number: 3, text: '{"c":3}' },
+      { kind: "field", name: "purpose", value: "batch" },
+    ]);
+  });
+
+  it("refuses a line longer than its limit with its number, and a body without a boundary", async () => {
+    const form = new FormData();
+    form.append("file", new File([`ok\n${"x".repeat(2000)}\n`], "in.jsonl"));
+    await expect(events(form)).rejects.toMatchObject({
+      code: "payload_too_large",
+      message: expect.stringMatching(/line/),
+    });
+    const { body } = await encoded(new FormData());
+    await expect(
+      (async () => {
+        for await (const event of multipartLines(body, "multipart/form-data", {
+          maxBytes: 10,
+          maxLineBytes: 10,
+          what: "T",
+        }))
+          void event;
+      })(),
+    ).rejects.toMatchObject({ code: "invalid_request" });
+  });
+});
