@@ -1,7 +1,7 @@
 import type { AddressInfo } from "node:net";
 import { type ServerType, serve } from "@hono/node-server";
 import { Hono } from "hono";
-import { streamSSE } from "hono/streaming";
+import { type SSEStreamingApi, streamSSE } from "hono/streaming";
 import { z } from "zod";
 import { estimateTokens } from "../text/token-estimate.ts";
 import { hashEmbedding, toBase64Floats } from "./hash-embedding.ts";
@@ -143,20 +143,6 @@ export function createDevInferenceApp(
       else chatsRunning--;
     };
   };
-  app.use("/v1/chat/completions", async function chatSlot(c, next) {
-    const release = await takeSlot();
-    try {
-      await next();
-      // A streamed answer holds its slot until its last chunk is written.
-      await c.res
-        .clone()
-        .arrayBuffer()
-        .catch(() => undefined);
-    } finally {
-      release();
-    }
-  });
-
   app.post("/v1/chat/completions", async (c) => {
     const parsed = chatRequest.safeParse(await c.req.json().catch(() => null));
     if (!parsed.success) return c.json(openAiError(parsed.error.message, "invalid_request_error"), 400);
@@ -172,8 +158,11 @@ export function createDevInferenceApp(
     };
     const id = `chatcmpl-dev-${stats.chatRequests}`;
     const created = Math.floor(Date.now() / 1000);
+    // A request holds its slot from its first token's wait to its last chunk.
+    const release = await takeSlot();
     if (!request.stream) {
       await sleep(faults.firstTokenDelayMs);
+      release();
       return c.json({
         id,
         object: "chat.completion",
@@ -191,6 +180,13 @@ export function createDevInferenceApp(
       });
     }
     return streamSSE(c, async (stream) => {
+      try {
+        await streamAnswer(stream);
+      } finally {
+        release();
+      }
+    });
+    async function streamAnswer(stream: SSEStreamingApi): Promise<void> {
       let aborted = false;
       stream.onAbort(() => {
         aborted = true;
@@ -229,7 +225,7 @@ export function createDevInferenceApp(
         });
       }
       await stream.writeSSE({ data: "[DONE]" });
-    });
+    }
   });
   return app;
 }

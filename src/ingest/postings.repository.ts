@@ -135,11 +135,16 @@ export async function rebuildPostings(
 ): Promise<number> {
   await sql`DELETE FROM bm25_blocks WHERE collection_id = ${target.collectionId}::uuid`.execute(db);
   await sql`DELETE FROM bm25_deletions WHERE collection_id = ${target.collectionId}::uuid`.execute(db);
-  return writePostingsOf(db, target, sql`chunks c WHERE c.collection_id = ${target.collectionId}::uuid`, blockSize);
+  return writePostingsOf(
+    db,
+    target,
+    sql`(SELECT id, tsv FROM chunks WHERE collection_id = ${target.collectionId}::uuid) c`,
+    blockSize,
+  );
 }
 
 /**
- * Writes the postings of the chunks `source` selects (a FROM item aliased `c`, with its WHERE) as
+ * Writes the postings of the chunks `source` holds (a FROM item aliased `c`, with `id` and `tsv`) as
  * compacted, weight-sorted blocks, next to the collection's other blocks: the bulk path, one sort of
  * all postings instead of many appends and compactions (after a bulk load, an import's staged chunks).
  */

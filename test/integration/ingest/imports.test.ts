@@ -164,10 +164,11 @@ describe("bulk imports", () => {
     try {
       await client.query("BEGIN");
       await client.query("SELECT set_config('pgrag.tenant_id', $1, true)", [tenantId]);
+      // The collection's id as a parameter, as the API sends it: the plan prunes to its partition.
+      const { rows: ids } = await client.query<{ id: string }>("SELECT id FROM collections WHERE name = 'bulk'");
       const { rows } = await client.query(
-        `EXPLAIN (COSTS OFF) SELECT id FROM chunks WHERE collection_id = (SELECT id FROM collections WHERE name = 'bulk')
-         ORDER BY embedding <=> $1::vector LIMIT 10`,
-        [pgvector.toSql(hashEmbedding("zebrafish heart", 384))],
+        "EXPLAIN (COSTS OFF) SELECT id FROM chunks WHERE collection_id = $2 ORDER BY embedding <=> $1::vector LIMIT 10",
+        [pgvector.toSql(hashEmbedding("zebrafish heart", 384)), ids[0]?.id],
       );
       await client.query("COMMIT");
       const plan = rows.map((r) => r["QUERY PLAN"]).join("\n");
