@@ -173,7 +173,7 @@ export class BatchRunner {
     return inputs.map((input) => {
       if (typeof input === "string")
         return { outcome: "failed", statusCode: 400, error: { code: "invalid_request", message: input } };
-      const data = input.map((text, index) => ({ object: "embedding", index, embedding: vectors[next + index] ?? [] }));
+      const data = input.map((_, index) => ({ object: "embedding", index, embedding: vectors[next + index] ?? [] }));
       next += input.length;
       const tokens = input.reduce((n, text) => n + estimateTokens(text), 0);
       return {

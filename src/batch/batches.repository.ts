@@ -337,24 +337,15 @@ export async function finalizeBatch(
   batchId: string,
   tenantId: string,
 ): Promise<BatchStatus | null> {
-  const { rows } = await sql<{ status: BatchStatus; succeeded: number; other: number }>`
-    SELECT b.status,
+  const { rows } = await sql<{ status: BatchStatus; expired: boolean; succeeded: number; other: number }>`
+    SELECT b.status, b.expires_at <= now() AS expired,
            (SELECT count(*)::int FROM batch_lines l WHERE l.batch_id = b.id AND l.state = 'succeeded') AS succeeded,
            (SELECT count(*)::int FROM batch_lines l WHERE l.batch_id = b.id AND l.state <> 'succeeded') AS other
     FROM batches b WHERE b.id = ${batchId} AND b.status IN ('in_progress', 'cancelling', 'finalizing') FOR UPDATE OF b
   `.execute(db);
   const found = rows[0];
   if (!found) return null;
-  const status: BatchStatus =
-    found.status === "cancelling"
-      ? "cancelled"
-      : (
-            await sql<{
-              expired: boolean;
-            }>`SELECT expires_at <= now() AS expired FROM batches WHERE id = ${batchId}`.execute(db)
-          ).rows[0]?.expired
-        ? "expired"
-        : "completed";
+  const status: BatchStatus = found.status === "cancelling" ? "cancelled" : found.expired ? "expired" : "completed";
   const file = async (kind: "output" | "error") => {
     const id = `file-${crypto.randomUUID().replaceAll("-", "")}`;
     await sql`
