@@ -30,7 +30,7 @@ import {
   setImportStatus,
   stagingTable,
 } from "./imports.repository.ts";
-import { PollSleep } from "./poll-sleep.ts";
+import { SingleJobLoop } from "./job-loop.ts";
 import { withRenewedLeases } from "./job-leases.ts";
 import type { TextPool } from "./text-pool.ts";
 
@@ -72,9 +72,7 @@ export class ImportRunner {
   readonly #logger: Logger;
   readonly #options: ImportRunnerOptions;
   readonly #finished: Counter<"outcome">;
-  readonly #pollSleep = new PollSleep();
-  #stopping = false;
-  #loop: Promise<void> | undefined;
+  readonly #loop: SingleJobLoop<ImportJob>;
 
   constructor(
     deps: {
@@ -93,6 +91,11 @@ export class ImportRunner {
     this.#textPool = deps.textPool;
     this.#logger = deps.logger;
     this.#options = options;
+    this.#loop = new SingleJobLoop<ImportJob>(this.#boss, IMPORT_QUEUE, POLL_MS, {
+      run: (job) => this.#runJob(job),
+      onError: (error, job) =>
+        this.#logger.error({ err: error, jobId: job?.id }, "import runner: a job failed to run or to be recorded"),
+    });
     this.#finished = new Counter({
       name: "pgrag_imports_total",
       help: "Bulk imports finished, by outcome (completed, failed)",
@@ -102,28 +105,12 @@ export class ImportRunner {
   }
 
   async start(): Promise<void> {
-    this.#stopping = false;
-    this.#loop = this.#fetchLoop();
+    this.#loop.start();
   }
 
   /** Stops between two batches; the import goes on in the next process (its job is sent again). */
   async stop(): Promise<void> {
-    this.#stopping = true;
-    this.#pollSleep.wakeAll();
-    await this.#loop;
-  }
-
-  async #fetchLoop(): Promise<void> {
-    while (!this.#stopping) {
-      let job: PgBoss.JobWithMetadata<ImportJob> | undefined;
-      try {
-        [job] = await this.#boss.fetch<ImportJob>(IMPORT_QUEUE, { batchSize: 1, includeMetadata: true });
-        if (job) await this.#runJob(job);
-      } catch (error) {
-        this.#logger.error({ err: error, jobId: job?.id }, "import runner: a job failed to run or to be recorded");
-      }
-      if (!job && !this.#stopping) await this.#pollSleep.sleep(POLL_MS);
-    }
+    await this.#loop.stop();
   }
 
   async #runJob(job: PgBoss.JobWithMetadata<ImportJob>): Promise<void> {
@@ -172,7 +159,7 @@ export class ImportRunner {
     const staged = await Promise.all(
       Array.from({ length: loops }, async (_, index) => {
         for (;;) {
-          if (this.#stopping) return false;
+          if (this.#loop.stopping) return false;
           const lines = await this.#read(job, (db) =>
             pendingLines(db, { importId: job.importId, collectionId: collection.id }, this.#options.batchDocuments, {
               of: loops,

@@ -3,7 +3,7 @@ import type { Logger } from "pino";
 import { Counter, type Registry } from "prom-client";
 import type { Router } from "../db/router.ts";
 import type { Bm25Parameters } from "../retrieval/bm25-plan.ts";
-import { PollSleep } from "./poll-sleep.ts";
+import { SingleJobLoop } from "./job-loop.ts";
 import {
   averageLength,
   BLOCK_SIZE,
@@ -40,15 +40,23 @@ export class PostingsCompactor {
   readonly #logger: Logger;
   readonly #bm25: Bm25Parameters;
   readonly #rewritten: Counter;
-  #stopping = false;
-  #loop: Promise<void> | undefined;
-  readonly #pollSleep = new PollSleep();
+  readonly #loop: SingleJobLoop<CompactionJob>;
 
   constructor(deps: { boss: PgBoss; router: Router; logger: Logger; registry: Registry }, bm25: Bm25Parameters) {
     this.#boss = deps.boss;
     this.#router = deps.router;
     this.#logger = deps.logger;
     this.#bm25 = bm25;
+    this.#loop = new SingleJobLoop<CompactionJob>(this.#boss, COMPACTION_QUEUE, POLL_MS, {
+      run: async (job) => {
+        await this.compact(job.data);
+        await this.#boss.complete(COMPACTION_QUEUE, job.id);
+      },
+      onError: async (error, job) => {
+        this.#logger.warn({ err: error, jobId: job?.id }, "postings compaction failed; the job will run again");
+        if (job) await this.#boss.fail(COMPACTION_QUEUE, job.id).catch(() => undefined);
+      },
+    });
     this.#rewritten = new Counter({
       name: "pgrag_postings_compacted_terms_total",
       help: "Terms whose BM25 postings blocks compaction rewrote",
@@ -63,38 +71,12 @@ export class PostingsCompactor {
     }
   }
 
-  /**
-   * One fetch loop of its own rather than pg-boss's work(): a job whose database went away (a
-   * PgBouncer or primary restart) is failed back to the queue here, and a failure to fail it is
-   * logged, not left as an unhandled rejection; its lease expires and it runs again.
-   */
   async start(): Promise<void> {
-    this.#stopping = false;
-    this.#loop = this.#fetchLoop();
+    this.#loop.start();
   }
 
   async stop(): Promise<void> {
-    this.#stopping = true;
-    this.#pollSleep.wakeAll();
-    await this.#loop;
-  }
-
-  async #fetchLoop(): Promise<void> {
-    while (!this.#stopping) {
-      let job: PgBoss.Job<CompactionJob> | undefined;
-      try {
-        [job] = await this.#boss.fetch<CompactionJob>(COMPACTION_QUEUE, { batchSize: 1 });
-        if (job) {
-          await this.compact(job.data);
-          await this.#boss.complete(COMPACTION_QUEUE, job.id);
-        }
-      } catch (error) {
-        this.#logger.warn({ err: error, jobId: job?.id }, "postings compaction failed; the job will run again");
-        if (job) await this.#boss.fail(COMPACTION_QUEUE, job.id).catch(() => undefined);
-        job = undefined;
-      }
-      if (!job && !this.#stopping) await this.#pollSleep.sleep(POLL_MS);
-    }
+    await this.#loop.stop();
   }
 
   /** Compacts one collection, up to TERMS_PER_JOB terms; asks for another job if more remain. */

@@ -1,16 +1,14 @@
-import { spawn } from "node:child_process";
-import { fileURLToPath } from "node:url";
 import OpenAI, { toFile } from "openai";
 import { describe, expect, it } from "vitest";
 import { waitFor } from "../../../harness/wait-for.ts";
 import { claimLines } from "../../../src/batch/batches.repository.ts";
 import { newTenantKey } from "../../helpers/api.ts";
 import { startTestApp } from "../../helpers/app.ts";
-import { adminQuery, TEST_ENV_FILE } from "../../helpers/cluster.ts";
+import { killWorker, spawnWorker } from "../../helpers/worker-process.ts";
+import { adminQuery } from "../../helpers/cluster.ts";
 import { injectDevFaults } from "../../helpers/dev-faults.ts";
 import { seedScifact } from "../../helpers/ingest.ts";
 
-const CLI = fileURLToPath(new URL("../../../bin/pgrag.js", import.meta.url));
 // Short leases, so that the killed runner's lines come back within the test.
 const settings = { PGRAG_INGEST_JOB_EXPIRE_SECONDS: "3", PGRAG_WORKER_POLL_SECONDS: "0.5" };
 
@@ -46,25 +44,18 @@ describe("a batch runner killed mid-batch", () => {
         abstracts.map((a) => a.title),
       ),
     );
-    const worker = spawn(process.execPath, [CLI, "worker"], {
-      env: {
-        ...process.env,
-        ...settings,
-        PGRAG_ENV_FILE: TEST_ENV_FILE,
-        PGRAG_INFERENCE_URL: app.inferenceUrl(),
-        PGRAG_WORKER_CONCURRENCY: "1",
-        PGRAG_BATCH_CONCURRENCY: "4",
-        PGRAG_LOG_LEVEL: "error",
-      },
-      stdio: "ignore",
+    const worker = spawnWorker({
+      ...settings,
+      PGRAG_INFERENCE_URL: app.inferenceUrl(),
+      PGRAG_WORKER_CONCURRENCY: "1",
+      PGRAG_BATCH_CONCURRENCY: "4",
     });
     const completed = async () => (await openai.batches.retrieve(batch.id)).request_counts?.completed ?? 0;
     try {
       await waitFor("a few lines answered", async () => (await completed()) >= 5, 30_000);
     } finally {
-      worker.kill("SIGKILL");
+      await killWorker(worker);
     }
-    await new Promise((resolve) => worker.once("exit", resolve));
     expect(await completed()).toBeLessThan(30);
 
     await startTestApp(

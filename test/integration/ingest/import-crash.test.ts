@@ -1,15 +1,13 @@
-import { spawn } from "node:child_process";
-import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { waitFor } from "../../../harness/wait-for.ts";
 import { readScifactCorpus } from "../../../src/evaluation/datasets.ts";
 import { api, newTenantKey } from "../../helpers/api.ts";
 import { startTestApp } from "../../helpers/app.ts";
-import { adminQuery, TEST_ENV_FILE } from "../../helpers/cluster.ts";
+import { killWorker, spawnWorker } from "../../helpers/worker-process.ts";
+import { adminQuery } from "../../helpers/cluster.ts";
 import { injectDevFaults } from "../../helpers/dev-faults.ts";
 import { createCollection, expectEveryDocumentWrittenOnce } from "../../helpers/ingest.ts";
 
-const CLI = fileURLToPath(new URL("../../../bin/pgrag.js", import.meta.url));
 // Jobs expire quickly so that a dead runner's import comes back within the test.
 const settings = {
   PGRAG_INGEST_JOB_EXPIRE_SECONDS: "3",
@@ -43,23 +41,16 @@ describe("an import whose runner is killed mid-way", () => {
     const importPath = `/v1/collections/resumed/imports/${started.body.import.id}`;
     const progress = async () => (await api<{ import: ImportJson }>(app, "GET", importPath, { key })).body.import;
 
-    const worker = spawn(process.execPath, [CLI, "worker"], {
-      env: {
-        ...process.env,
-        ...settings,
-        PGRAG_ENV_FILE: TEST_ENV_FILE,
-        PGRAG_INFERENCE_URL: app.inferenceUrl(),
-        PGRAG_WORKER_CONCURRENCY: "1",
-        PGRAG_LOG_LEVEL: "error",
-      },
-      stdio: "ignore",
+    const worker = spawnWorker({
+      ...settings,
+      PGRAG_INFERENCE_URL: app.inferenceUrl(),
+      PGRAG_WORKER_CONCURRENCY: "1",
     });
     try {
       await waitFor("a few documents staged", async () => (await progress()).progress.documents_staged >= 8, 30_000);
     } finally {
-      worker.kill("SIGKILL");
+      await killWorker(worker);
     }
-    await new Promise((resolve) => worker.once("exit", resolve));
 
     // Mid-import, as documented: the import reports its progress, and the collection is served as it
     // was before it (empty here) — nothing half-imported is searchable.

@@ -1,15 +1,13 @@
-import { spawn } from "node:child_process";
-import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { api, newTenantKey } from "../../helpers/api.ts";
 import { injectDevFaults } from "../../helpers/dev-faults.ts";
 import { startTestApp } from "../../helpers/app.ts";
+import { killWorker, spawnWorker } from "../../helpers/worker-process.ts";
 import { waitFor } from "../../../harness/wait-for.ts";
-import { adminQuery, TEST_ENV_FILE } from "../../helpers/cluster.ts";
+import { adminQuery } from "../../helpers/cluster.ts";
 import { createCollection, expectEveryDocumentWrittenOnce, waitForDocuments } from "../../helpers/ingest.ts";
 import { readScifactCorpus } from "../../../src/evaluation/datasets.ts";
 
-const CLI = fileURLToPath(new URL("../../../bin/pgrag.js", import.meta.url));
 // Jobs expire quickly so that a dead worker's jobs come back within the test.
 const queueSettings = { PGRAG_INGEST_JOB_EXPIRE_SECONDS: "3", PGRAG_QUEUE_MAINTENANCE_SECONDS: "1" };
 
@@ -28,17 +26,11 @@ describe("a worker killed mid-batch", () => {
       json: { documents: abstracts.map((a) => ({ external_id: a._id, content: `${a.title}\n\n${a.text}` })) },
     });
 
-    const worker = spawn(process.execPath, [CLI, "worker"], {
-      env: {
-        ...process.env,
-        ...queueSettings,
-        PGRAG_ENV_FILE: TEST_ENV_FILE,
-        PGRAG_INFERENCE_URL: api1.inferenceUrl(),
-        PGRAG_WORKER_CONCURRENCY: "2",
-        PGRAG_WORKER_BATCH_SIZE: "4",
-        PGRAG_LOG_LEVEL: "error",
-      },
-      stdio: "ignore",
+    const worker = spawnWorker({
+      ...queueSettings,
+      PGRAG_INFERENCE_URL: api1.inferenceUrl(),
+      PGRAG_WORKER_CONCURRENCY: "2",
+      PGRAG_WORKER_BATCH_SIZE: "4",
     });
     const readyCount = async () =>
       (
@@ -52,9 +44,8 @@ describe("a worker killed mid-batch", () => {
       await waitFor("the worker to finish a few documents", async () => (await readyCount()) >= 4, 30_000);
     } finally {
       // Injected: SIGKILL while batches are in flight (no graceful shutdown, jobs stay active).
-      worker.kill("SIGKILL");
+      await killWorker(worker);
     }
-    await new Promise((resolve) => worker.once("exit", resolve));
     expect(await readyCount()).toBeLessThan(abstracts.length);
 
     slowEmbeddings.clear();
