@@ -40,7 +40,7 @@ export class AdmissionControl {
   /** Waiters per class and tenant; each Map's order is the round robin (a served tenant moves to the end). */
   readonly #queues: Record<Priority, Map<string, Waiter[]>> = { interactive: new Map(), batch: new Map() };
   readonly #queuedByClass: Record<Priority, number> = { interactive: 0, batch: 0 };
-  readonly #waitSeconds: Histogram<"class">;
+  readonly #waitSeconds: Histogram<"class" | "tenant">;
   readonly #busySeconds: Counter;
   /** When `#active` last changed: the busy time since then is `#active / maxConcurrent` of it. */
   #busySince = performance.now();
@@ -98,8 +98,8 @@ export class AdmissionControl {
     });
     this.#waitSeconds = new Histogram({
       name: "pgrag_inference_wait_seconds",
-      help: "Time from asking for an inference slot to getting it, by class",
-      labelNames: ["class"],
+      help: "Time from asking for an inference slot to getting it, by class and tenant",
+      labelNames: ["class", "tenant"],
       buckets: [0.001, 0.01, 0.05, 0.1, 0.5, 1, 5, 30, 300],
       registers: [registry],
     });
@@ -122,7 +122,7 @@ export class AdmissionControl {
    */
   async acquire(tenantId: string, signal?: AbortSignal, priority: Priority = "interactive"): Promise<() => void> {
     if (this.#canStart(priority)) {
-      this.#start(priority, performance.now());
+      this.#start(priority, tenantId, performance.now());
       return this.#releaser(priority);
     }
     if (
@@ -167,11 +167,11 @@ export class AdmissionControl {
     return this.#active < this.#batchLimit && this.#queuedByClass.interactive === 0 && this.#queuedByClass.batch === 0;
   }
 
-  #start(priority: Priority, since: number): void {
+  #start(priority: Priority, tenantId: string, since: number): void {
     this.#accountBusy();
     this.#active++;
     this.#activeByClass[priority]++;
-    this.#waitSeconds.observe({ class: priority }, (performance.now() - since) / 1000);
+    this.#waitSeconds.observe({ class: priority, tenant: tenantId }, (performance.now() - since) / 1000);
   }
 
   #enqueue(entry: Waiter): void {
@@ -245,7 +245,7 @@ export class AdmissionControl {
             : undefined;
       const next = priority && this.#next(priority);
       if (!next) return;
-      this.#start(next.priority, next.since);
+      this.#start(next.priority, next.tenantId, next.since);
       next.admit();
     }
   }

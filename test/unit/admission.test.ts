@@ -140,4 +140,25 @@ describe("admission control", () => {
     await Promise.all(pending);
     expect(log).toEqual(["a", "b", "a", "b", "a", "b", "a", "a", "a", "a", "a", "a"]);
   });
+
+  it("reports queue depth by class and tenant, wait time by class and tenant, and busy time", async () => {
+    const registry = new Registry();
+    const admission = new AdmissionControl({ maxConcurrent: 1, maxQueued: 10, maxWaitMs: 60_000 }, registry);
+    const holder = await admission.acquire("a");
+    const waiting = admission.acquire("b", undefined, "batch");
+    const depth = await registry.getSingleMetric("pgrag_inference_queue_depth")?.get();
+    expect(depth?.values).toEqual([{ labels: { class: "batch", tenant: "b" }, value: 1 }]);
+    holder();
+    (await waiting)();
+    const waits = await registry.getSingleMetric("pgrag_inference_wait_seconds")?.get();
+    const counts = (
+      waits?.values as { metricName?: string; labels: Record<string, string | number>; value: number }[]
+    ).filter((v) => v.metricName === "pgrag_inference_wait_seconds_count");
+    expect(counts?.map((v) => [v.labels.class, v.labels.tenant, v.value])).toEqual([
+      ["interactive", "a", 1],
+      ["batch", "b", 1],
+    ]);
+    const busy = await registry.getSingleMetric("pgrag_inference_busy_seconds_total")?.get();
+    expect(busy?.values[0]?.value).toBeGreaterThanOrEqual(0);
+  });
 });
