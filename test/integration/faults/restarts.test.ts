@@ -4,7 +4,7 @@ import { injectDevFaults } from "../../helpers/dev-faults.ts";
 import { startTestApp } from "../../helpers/app.ts";
 import { waitFor } from "../../../harness/wait-for.ts";
 import { adminQuery, cluster, restoreTopology } from "../../helpers/cluster.ts";
-import { createCollection, waitForDocuments } from "../../helpers/ingest.ts";
+import { createCollection, expectEveryDocumentWrittenOnce, waitForDocuments } from "../../helpers/ingest.ts";
 import { readScifactCorpus } from "../../../src/evaluation/datasets.ts";
 
 afterEach(() => restoreTopology());
@@ -78,5 +78,51 @@ describe("restarts", () => {
       [tenantId],
     );
     expect(rows[0]).toEqual({ docs: abstracts.length, bad: 0, stats_ok: true });
+  });
+
+  it("primary restarted during an import: the import resumes and writes every document once", async () => {
+    const app = await startTestApp(
+      {
+        PGRAG_INGEST_JOB_EXPIRE_SECONDS: "3",
+        PGRAG_QUEUE_MAINTENANCE_SECONDS: "1",
+        PGRAG_IMPORT_PARTITION_MIN_CHUNKS: "20",
+        PGRAG_IMPORT_BATCH_DOCUMENTS: "4",
+      },
+      { workers: true },
+    );
+    const { key, tenantId } = await newTenantKey(app);
+    await createCollection(app, key, "imported");
+    const abstracts = await readScifactCorpus(40);
+    const slowEmbeddings = injectDevFaults(app.devInference(), { embeddingDelayMs: 300 });
+    const started = await api<{ import: { id: string } }>(app, "POST", "/v1/collections/imported/imports", {
+      key,
+      body: abstracts.map((a) => JSON.stringify({ _id: a._id, title: a.title, text: a.text })).join("\n"),
+      contentType: "application/x-ndjson",
+    });
+    expect(started.status).toBe(202);
+    const progress = async () =>
+      (
+        await api<{ import: { status: string; progress: { documents_staged: number } } }>(
+          app,
+          "GET",
+          `/v1/collections/imported/imports/${started.body.import.id}`,
+          { key },
+        )
+      ).body.import;
+    const midway = await waitFor("some documents staged", async () => {
+      const state = await progress();
+      return state.progress.documents_staged >= 8 ? state : undefined;
+    });
+    expect(midway.progress.documents_staged).toBeLessThan(abstracts.length);
+    // Injected: the primary stopped (fast shutdown, the batch in flight rolled back) and started.
+    await cluster("stop-node", "primary");
+    await cluster("start-node", "primary");
+    slowEmbeddings.clear();
+    await waitFor(
+      "the import to complete",
+      async () => (await progress().catch(() => undefined))?.status === "completed",
+      90_000,
+    );
+    await expectEveryDocumentWrittenOnce(tenantId, abstracts.length);
   });
 });
