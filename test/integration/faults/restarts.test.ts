@@ -96,7 +96,10 @@ describe("restarts", () => {
     const slowEmbeddings = injectDevFaults(app.devInference(), { embeddingDelayMs: 300 });
     const started = await api<{ import: { id: string } }>(app, "POST", "/v1/collections/imported/imports", {
       key,
-      body: abstracts.map((a) => JSON.stringify({ _id: a._id, title: a.title, text: a.text })).join("\n"),
+      // Text of this test's own (the tenant in it), so that no embedding is cached by an earlier test.
+      body: abstracts
+        .map((a) => JSON.stringify({ _id: a._id, title: a.title, text: `${a.text} (${tenantId})` }))
+        .join("\n"),
       contentType: "application/x-ndjson",
     });
     expect(started.status).toBe(202);

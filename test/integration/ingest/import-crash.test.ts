@@ -31,7 +31,10 @@ describe("an import whose runner is killed mid-way", () => {
     const { key, tenantId } = await newTenantKey(app);
     await createCollection(app, key, "resumed");
     const abstracts = await readScifactCorpus(40);
-    const body = abstracts.map((a) => JSON.stringify({ _id: a._id, title: a.title, text: a.text })).join("\n");
+    // Text of this test's own (the tenant in it), so that no embedding is cached by an earlier test.
+    const body = abstracts
+      .map((a) => JSON.stringify({ _id: a._id, title: a.title, text: `${a.text} (${tenantId})` }))
+      .join("\n");
     const started = await api<{ import: { id: string } }>(app, "POST", "/v1/collections/resumed/imports", {
       key,
       body,
