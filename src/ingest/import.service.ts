@@ -1,6 +1,6 @@
 import type { Kysely } from "kysely";
 import type { Database } from "../db/database.ts";
-import type { Lsn } from "../db/lsn.ts";
+import { formatLsn, type Lsn } from "../db/lsn.ts";
 import type { Router } from "../db/router.ts";
 import { AppError, InvalidRequestError, NotFoundError } from "../errors.ts";
 import type { Principal } from "../tenancy/principal.ts";
@@ -99,16 +99,25 @@ export class ImportService {
     }
   }
 
+  /**
+   * An import with its progress. A completed import's token is the commit that published it, recorded
+   * just after that commit; read in between, the position the serving node had reached stands in for
+   * it (that node saw the import completed, so it is at or past the commit).
+   */
   async getImport(principal: Principal, collectionName: string, importId: string, token: Lsn | null) {
-    const result = await this.#router.read({ token, tenantId: principal.tenantId }, async (db) => {
+    const result = await this.#router.read({ token, tenantId: principal.tenantId, observe: true }, async (db) => {
       const collection = await requireCollection(db, principal.tenantId, collectionName);
       const found = await findImport(db, importId);
       if (!found || found.collectionId !== collection.id) return undefined;
       const failures = await importFailures(db, importId, FAILURES_SHOWN);
       return { ...found, collection: collectionName, failures } satisfies ImportDetails;
     });
-    if (!result.value) throw new NotFoundError(`no import "${importId}" in collection "${collectionName}"`);
-    return { ...result, value: result.value };
+    const found = result.value;
+    if (!found) throw new NotFoundError(`no import "${importId}" in collection "${collectionName}"`);
+    const visibleLsn =
+      found.visibleLsn ??
+      (found.status === "completed" && result.observed !== undefined ? formatLsn(result.observed) : null);
+    return { ...result, value: { ...found, visibleLsn } };
   }
 
   listImports(principal: Principal, collectionName: string, limit: number, token: Lsn | null) {

@@ -80,7 +80,7 @@ describe("restarts", () => {
     expect(rows[0]).toEqual({ docs: abstracts.length, bad: 0, stats_ok: true });
   });
 
-  it("primary restarted during an import: the import resumes and writes every document once", async () => {
+  it("primary restarted while an import runs: the import completes and writes every document once", async () => {
     const app = await startTestApp(
       {
         PGRAG_INGEST_JOB_EXPIRE_SECONDS: "3",
@@ -112,11 +112,9 @@ describe("restarts", () => {
           { key },
         )
       ).body.import;
-    const midway = await waitFor("some documents staged", async () => {
-      const state = await progress();
-      return state.progress.documents_staged >= 8 ? state : undefined;
-    });
-    expect(midway.progress.documents_staged).toBeLessThan(abstracts.length);
+    // The restart lands while the import runs: in its staging, index build or publication, whichever
+    // it has reached (on a busy machine staging can be over by then).
+    await waitFor("some documents staged", async () => (await progress()).progress.documents_staged >= 8);
     // Injected: the primary stopped (fast shutdown, the batch in flight rolled back) and started.
     await cluster("stop-node", "primary");
     await cluster("start-node", "primary");
