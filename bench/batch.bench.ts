@@ -149,7 +149,8 @@ const busyFraction = (from: { at: number; ms: number }, to: { at: number; ms: nu
 
 console.log(
   `bench:batch — dev backend: ${CONCURRENCY} chats at once × ${SERVICE_MS} ms each = capacity ${CAPACITY.toFixed(1)}/s; ` +
-    `interactive at 50% (${(CAPACITY / 2).toFixed(1)}/s); batch of ${LINES} chat lines; ${config.chat.reservedForInteractive} slot(s) reserved for interactive`,
+    `interactive at 50% (${(CAPACITY / 2).toFixed(1)}/s); batch of ${LINES} chat lines; ${config.chat.reservedForInteractive} slot(s) reserved for interactive; ` +
+    `batch preemption ${config.chat.preemptBatch ? "on" : "off"}`,
 );
 
 // 1. Interactive alone; 2. the same load while the batch runs (compared with 1).
@@ -192,6 +193,7 @@ if (phases.has("alone") || phases.has("batch")) {
     ).json()) as { status: string; request_counts: { completed: number; failed: number } };
   let batchDone = false;
   const withFrom = busy();
+  const abortedBefore = dev.stats.abortedChats;
   const watcher = (async () => {
     while (!batchDone) {
       const state = await batchState();
@@ -210,10 +212,14 @@ if (phases.has("alone") || phases.has("batch")) {
       `→ p95 ${(p(withBatch, 95) / p(alone, 95)).toFixed(2)}× alone (target ≤ 1.2×); ${withBatch.filter((o) => o.status !== 200).length} refused`,
   );
   const leftOver = CAPACITY - withBatch.length / batchSeconds;
+  // Busy time spent on answers someone got: a preempted request's partial work is busy but lost.
+  const useful =
+    ((withBatch.length + finished.request_counts.completed) * SERVICE_MS) / (batchSeconds * 1000 * CONCURRENCY);
   console.log(
     `batch: ${finished.status}, ${finished.request_counts.completed} answered, ${finished.request_counts.failed} failed in ${batchSeconds.toFixed(1)} s → ` +
       `${(finished.request_counts.completed / batchSeconds).toFixed(1)} lines/s of the ${leftOver.toFixed(1)}/s interactive left ` +
-      `(${((100 * finished.request_counts.completed) / batchSeconds / leftOver).toFixed(0)}%); backend busy while lines were pending ${(100 * withBusy).toFixed(0)}% (target ≥ 90%)`,
+      `(${((100 * finished.request_counts.completed) / batchSeconds / leftOver).toFixed(0)}%); backend busy while lines were pending ${(100 * withBusy).toFixed(0)}% (target ≥ 90%), ` +
+      `of which answers delivered ${(100 * useful).toFixed(0)}%; ${dev.stats.abortedChats - abortedBefore} batch requests preempted`,
   );
 }
 

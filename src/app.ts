@@ -152,6 +152,7 @@ export function createApp(config: Config, options: { logger?: Logger } = {}): Ap
       maxQueued: config.chat.maxQueued,
       maxWaitMs: config.chat.queueWaitMs,
       reservedForInteractive: config.chat.reservedForInteractive,
+      preemptBatch: config.chat.preemptBatch,
     },
     registry,
   );

@@ -241,8 +241,16 @@ const schema = z.object({
     .int()
     .min(0)
     .max(1024)
-    .default(1)
-    .describe("admission control: slots batch work never takes, so a chat request starts without waiting for it"),
+    .default(0)
+    .describe(
+      "admission control: slots batch work never takes, so a chat request starts without waiting for it (needed only without preemption)",
+    ),
+  PGRAG_INFERENCE_PREEMPT_BATCH: z
+    .stringbool()
+    .default(true)
+    .describe(
+      "admission control: a chat request that finds no free slot stops the newest batch request and takes its slot (the batch line runs again)",
+    ),
   PGRAG_CHAT_CONTEXT_TOKENS: z.coerce
     .number()
     .int()
@@ -538,6 +546,7 @@ export interface Config {
     readonly maxQueued: number;
     readonly queueWaitMs: number;
     readonly reservedForInteractive: number;
+    readonly preemptBatch: boolean;
     readonly maxConversationsPerDay: number;
   };
   readonly analytics: {
@@ -707,6 +716,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       maxQueued: raw.PGRAG_INFERENCE_MAX_QUEUED,
       queueWaitMs: raw.PGRAG_INFERENCE_QUEUE_WAIT_MS,
       reservedForInteractive: raw.PGRAG_INFERENCE_RESERVED_INTERACTIVE,
+      preemptBatch: raw.PGRAG_INFERENCE_PREEMPT_BATCH,
       maxConversationsPerDay: raw.PGRAG_MAX_CONVERSATIONS_PER_DAY,
     },
     analytics: {

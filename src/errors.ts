@@ -12,6 +12,8 @@ export type ErrorCode =
   | "unprocessable"
   | "rate_limited"
   | "unavailable"
+  /** a batch request stopped so that an interactive one could use its inference slot; run it again */
+  | "preempted"
   | "bad_gateway"
   | "timeout";
 

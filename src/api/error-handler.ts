@@ -14,6 +14,7 @@ const STATUS_BY_CODE: Record<ErrorCode, ContentfulStatusCode> = {
   unprocessable: 422,
   rate_limited: 429,
   unavailable: 503,
+  preempted: 503,
   bad_gateway: 502,
   timeout: 504,
 };

@@ -75,7 +75,7 @@ export class BatchRunner {
     this.#options = options;
     this.#lines = new Counter({
       name: "pgrag_batch_lines_total",
-      help: "Batch lines answered, by outcome (succeeded, failed, retried, superseded)",
+      help: "Batch lines answered, by outcome (succeeded, failed, retried, superseded), and lines preempted (run again)",
       labelNames: ["outcome"],
       registers: [deps.registry],
     });
@@ -150,11 +150,19 @@ export class BatchRunner {
     return work;
   }
 
+  /**
+   * A chat line stopped for an interactive request runs again at once, still under its lease and at
+   * the same attempt: being preempted is the scheduler's doing, not a failure of the line.
+   */
   async #chat(line: ClaimedLine): Promise<LineResult> {
     const principal: Principal = { tenantId: line.tenantId, keyId: "batch", scopes: ["read", "write"] };
-    const { status, body } = await this.#dispatch(principal, line.body);
-    if (status >= 200 && status < 300) return { outcome: "succeeded", statusCode: status, response: body };
-    return this.#failure(line, status, errorOf(body, status));
+    for (;;) {
+      const { status, body } = await this.#dispatch(principal, line.body);
+      if (status >= 200 && status < 300) return { outcome: "succeeded", statusCode: status, response: body };
+      const error = errorOf(body, status);
+      if (error.code !== "preempted" || this.#stopping) return this.#failure(line, status, error);
+      this.#lines.inc({ outcome: "preempted" });
+    }
   }
 
   /** One embeddings request for a group of lines (inputs concatenated, answers split back). */
@@ -165,7 +173,7 @@ export class BatchRunner {
     if (!first) return [];
     let vectors: number[][] = [];
     if (texts.length > 0) {
-      const release = await this.#admission.acquire(first.tenantId, undefined, "batch");
+      const release = await this.#admission.acquire(first.tenantId, { priority: "batch" });
       try {
         vectors = await this.#embeddings.embed(texts);
       } catch (error) {

@@ -126,12 +126,26 @@ export function createDevInferenceApp(
     });
   });
 
-  // The chat slots (faults.chatConcurrency): waiters in arrival order.
+  // The chat slots (faults.chatConcurrency): waiters in arrival order. Like vLLM, a request whose
+  // client went away stops at once, waiting or running, and frees its slot.
   let chatsRunning = 0;
   const slotWaiters: (() => void)[] = [];
-  const takeSlot = async (): Promise<() => void> => {
+  const takeSlot = async (gone: AbortSignal): Promise<(() => void) | undefined> => {
     if (faults.chatConcurrency > 0 && chatsRunning >= faults.chatConcurrency) {
-      await new Promise<void>((resolve) => slotWaiters.push(resolve));
+      const admitted = await new Promise<boolean>((resolve) => {
+        const leave = () => {
+          slotWaiters.splice(slotWaiters.indexOf(admit), 1);
+          resolve(false);
+        };
+        const admit = () => {
+          gone.removeEventListener("abort", leave);
+          resolve(true);
+        };
+        if (gone.aborted) return resolve(false);
+        slotWaiters.push(admit);
+        gone.addEventListener("abort", leave, { once: true });
+      });
+      if (!admitted) return undefined;
     } else {
       chatsRunning++;
     }
@@ -159,9 +173,15 @@ export function createDevInferenceApp(
     const id = `chatcmpl-dev-${stats.chatRequests}`;
     const created = Math.floor(Date.now() / 1000);
     // A request holds its slot from its first token's wait to its last chunk.
-    const release = await takeSlot();
+    const gone = new AbortController();
+    c.req.raw.signal.addEventListener("abort", () => gone.abort(), { once: true });
+    const release = await takeSlot(gone.signal);
+    if (!release) {
+      stats.abortedChats++;
+      return new Response(null, { status: 499 }); // nginx's "client closed request": nobody reads it
+    }
     if (!request.stream) {
-      await sleep(faults.firstTokenDelayMs);
+      await sleep(faults.firstTokenDelayMs, gone.signal);
       release();
       return c.json({
         id,
@@ -187,10 +207,7 @@ export function createDevInferenceApp(
       }
     });
     async function streamAnswer(stream: SSEStreamingApi): Promise<void> {
-      let aborted = false;
-      stream.onAbort(() => {
-        aborted = true;
-      });
+      stream.onAbort(() => gone.abort());
       const chunk = (delta: object, finish: string | null, extra: object = {}) =>
         JSON.stringify({
           id,
@@ -200,14 +217,14 @@ export function createDevInferenceApp(
           choices: [{ index: 0, delta, finish_reason: finish, logprobs: null }],
           ...extra,
         });
-      await sleep(faults.firstTokenDelayMs);
-      await stream.writeSSE({ data: chunk({ role: "assistant", content: "" }, null) });
+      await sleep(faults.firstTokenDelayMs, gone.signal);
+      if (!gone.signal.aborted) await stream.writeSSE({ data: chunk({ role: "assistant", content: "" }, null) });
       for (const piece of answer.match(/\S+\s*/g) ?? []) {
-        if (aborted) break;
+        if (gone.signal.aborted) break;
         await stream.writeSSE({ data: chunk({ content: piece }, null) });
-        await sleep(faults.tokenDelayMs);
+        await sleep(faults.tokenDelayMs, gone.signal);
       }
-      if (aborted) {
+      if (gone.signal.aborted) {
         stats.abortedChats++;
         return;
       }
@@ -275,8 +292,18 @@ function words(text: string): string[] {
   return text.toLowerCase().match(/[\p{L}\p{N}]+/gu) ?? [];
 }
 
-function sleep(ms: number): Promise<void> {
-  return ms > 0 ? new Promise((resolve) => setTimeout(resolve, ms)) : Promise.resolve();
+/** Waits `ms`, or less if `cancelled` fires first. */
+function sleep(ms: number, cancelled?: AbortSignal): Promise<void> {
+  if (ms <= 0 || cancelled?.aborted) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      cancelled?.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    cancelled?.addEventListener("abort", done, { once: true });
+  });
 }
 
 /** The dev backend without a port: its HTTP app, and the faults and stats it shares with any listener. */

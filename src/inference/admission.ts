@@ -13,6 +13,27 @@ interface Waiter {
   timer: NodeJS.Timeout | undefined;
 }
 
+/** A slot held by one upstream request. */
+interface Grant {
+  priority: Priority;
+  /** Set for a batch request that may be stopped so that an interactive one takes its slot. */
+  readonly preempt: (() => void) | undefined;
+  /** Its slot went to an interactive request: releasing it frees nothing. */
+  handedOver: boolean;
+  released: boolean;
+}
+
+export interface AcquireOptions {
+  /** The caller went away: stop waiting. */
+  readonly signal?: AbortSignal | undefined;
+  readonly priority?: Priority | undefined;
+  /**
+   * For batch requests: stops the request when an interactive one needs its slot (the slot goes to
+   * that request at once; the stopped work is the caller's to run again).
+   */
+  readonly preempt?: (() => void) | undefined;
+}
+
 /**
  * The one scheduler of the inference backend, for interactive chat and batch work: at most
  * `maxConcurrent` upstream requests at once.
@@ -23,6 +44,11 @@ interface Waiter {
  * while no interactive request waits and fewer than `maxConcurrent - reservedForInteractive` slots
  * are taken — then they fill that capacity, so the backend is not idle while batch work waits, and
  * the reserved slots let a new interactive request start without waiting for a batch request.
+ *
+ * With preemption on, batch work may take every slot: an interactive request that finds none free
+ * takes the slot of the most recently started preemptible batch request (the one with the least work
+ * to lose), which is stopped and run again later. Interactive latency then does not depend on batch
+ * load at all, and the backend stays full; the price is the stopped requests' partial work.
  *
  * Fair between tenants within a class: each tenant waits in a queue of its own, and a freed slot goes
  * to the tenants in turn (round robin), so under saturation every waiting tenant is served at the
@@ -35,6 +61,9 @@ export class AdmissionControl {
   readonly #maxQueued: number;
   readonly #maxWaitMs: number;
   readonly #batchLimit: number;
+  readonly #preemptBatch: boolean;
+  /** Running preemptible batch grants in the order they started: the last is the youngest. */
+  readonly #preemptible = new Set<Grant>();
   #active = 0;
   readonly #activeByClass: Record<Priority, number> = { interactive: 0, batch: 0 };
   /** Waiters per class and tenant; each Map's order is the round robin (a served tenant moves to the end). */
@@ -42,12 +71,19 @@ export class AdmissionControl {
   readonly #queuedByClass: Record<Priority, number> = { interactive: 0, batch: 0 };
   readonly #waitSeconds: Histogram<"class" | "tenant">;
   readonly #busySeconds: Counter;
+  readonly #preemptions: Counter;
   /** When `#active` last changed: the busy time since then is `#active / maxConcurrent` of it. */
   #busySince = performance.now();
   #busyTotal = 0;
 
   constructor(
-    options: { maxConcurrent: number; maxQueued: number; maxWaitMs: number; reservedForInteractive?: number },
+    options: {
+      maxConcurrent: number;
+      maxQueued: number;
+      maxWaitMs: number;
+      reservedForInteractive?: number;
+      preemptBatch?: boolean;
+    },
     registry: Registry,
   ) {
     this.#maxConcurrent = options.maxConcurrent;
@@ -55,6 +91,7 @@ export class AdmissionControl {
     this.#maxWaitMs = options.maxWaitMs;
     // Batch work always gets at least one slot, however small the backend.
     this.#batchLimit = Math.max(1, options.maxConcurrent - (options.reservedForInteractive ?? 0));
+    this.#preemptBatch = options.preemptBatch ?? false;
     const counts = () => ({
       active: this.#active,
       queued: this.#queuedByClass.interactive,
@@ -108,6 +145,11 @@ export class AdmissionControl {
       help: "Backend busy time: seconds weighted by the share of slots taken (its rate is the busy fraction)",
       registers: [registry],
     });
+    this.#preemptions = new Counter({
+      name: "pgrag_inference_preemptions_total",
+      help: "Batch requests stopped so that an interactive request could take their slot",
+      registers: [registry],
+    });
   }
 
   /** The backend's busy time so far, in slot-seconds over maxConcurrent (the counter's value, for benches). */
@@ -117,14 +159,23 @@ export class AdmissionControl {
   }
 
   /**
-   * Resolves with a release function once a slot is free. Interactive: rejects with 429 when the
-   * queue is full or the wait too long. Batch: waits for capacity interactive work leaves free.
+   * Resolves with a release function once a slot is free. Interactive: takes a preemptible batch
+   * request's slot if none is free, and rejects with 429 when the queue is full or the wait too long.
+   * Batch: waits for capacity interactive work leaves free.
    */
-  async acquire(tenantId: string, signal?: AbortSignal, priority: Priority = "interactive"): Promise<() => void> {
+  async acquire(tenantId: string, options: AcquireOptions = {}): Promise<() => void> {
+    const { signal, priority = "interactive" } = options;
+    const grant: Grant = {
+      priority,
+      preempt: this.#preemptBatch && priority === "batch" ? options.preempt : undefined,
+      handedOver: false,
+      released: false,
+    };
     if (this.#canStart(priority)) {
-      this.#start(priority, tenantId, performance.now());
-      return this.#releaser(priority);
+      this.#start(grant, tenantId, performance.now());
+      return this.#releaser(grant);
     }
+    if (priority === "interactive" && this.#takeOverBatchSlot(tenantId)) return this.#releaser(grant);
     if (
       priority === "interactive" &&
       this.#queuedByClass.interactive >= this.#maxQueued &&
@@ -140,6 +191,7 @@ export class AdmissionControl {
         since,
         admit: () => {
           clearTimeout(entry.timer);
+          this.#start(grant, tenantId, since);
           resolve();
         },
         reject,
@@ -159,7 +211,21 @@ export class AdmissionControl {
         }
       });
     });
-    return this.#releaser(priority);
+    return this.#releaser(grant);
+  }
+
+  /** Stops the youngest preemptible batch request and gives its slot to an interactive one. */
+  #takeOverBatchSlot(tenantId: string): boolean {
+    const victim = [...this.#preemptible].at(-1);
+    if (!victim?.preempt) return false;
+    this.#preemptible.delete(victim);
+    victim.handedOver = true;
+    this.#activeByClass.batch--;
+    this.#activeByClass.interactive++;
+    this.#waitSeconds.observe({ class: "interactive", tenant: tenantId }, 0);
+    this.#preemptions.inc();
+    victim.preempt();
+    return true;
   }
 
   #canStart(priority: Priority): boolean {
@@ -167,11 +233,12 @@ export class AdmissionControl {
     return this.#active < this.#batchLimit && this.#queuedByClass.interactive === 0 && this.#queuedByClass.batch === 0;
   }
 
-  #start(priority: Priority, tenantId: string, since: number): void {
+  #start(grant: Grant, tenantId: string, since: number): void {
     this.#accountBusy();
     this.#active++;
-    this.#activeByClass[priority]++;
-    this.#waitSeconds.observe({ class: priority, tenant: tenantId }, (performance.now() - since) / 1000);
+    this.#activeByClass[grant.priority]++;
+    if (grant.preempt) this.#preemptible.add(grant);
+    this.#waitSeconds.observe({ class: grant.priority, tenant: tenantId }, (performance.now() - since) / 1000);
   }
 
   #enqueue(entry: Waiter): void {
@@ -222,14 +289,15 @@ export class AdmissionControl {
     return undefined;
   }
 
-  #releaser(priority: Priority): () => void {
-    let released = false;
+  #releaser(grant: Grant): () => void {
     return () => {
-      if (released) return;
-      released = true;
+      if (grant.released) return;
+      grant.released = true;
+      this.#preemptible.delete(grant);
+      if (grant.handedOver) return;
       this.#accountBusy();
       this.#active--;
-      this.#activeByClass[priority]--;
+      this.#activeByClass[grant.priority]--;
       this.#dispatch();
     };
   }
@@ -245,7 +313,6 @@ export class AdmissionControl {
             : undefined;
       const next = priority && this.#next(priority);
       if (!next) return;
-      this.#start(next.priority, next.tenantId, next.since);
       next.admit();
     }
   }

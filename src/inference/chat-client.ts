@@ -59,10 +59,18 @@ export class ChatClient {
       priority?: Priority;
     },
   ): AsyncGenerator<ChatDelta> {
-    const release = await this.#admission.acquire(options.tenantId, options.signal, options.priority);
+    const upstream = new AbortController();
+    let preempted = false;
+    const release = await this.#admission.acquire(options.tenantId, {
+      signal: options.signal,
+      priority: options.priority,
+      preempt: () => {
+        preempted = true;
+        upstream.abort();
+      },
+    });
     // The openai client's timeout covers the wait for response headers only; a streaming backend
     // sends those at once. This one bounds the wait for each chunk, the first token included.
-    const upstream = new AbortController();
     const cancel = () => upstream.abort();
     options.signal.addEventListener("abort", cancel);
     let idle: NodeJS.Timeout | undefined;
@@ -110,6 +118,11 @@ export class ChatClient {
       if (upstream.signal.aborted) throw new OpenAI.APIUserAbortError();
       endTotal?.();
     } catch (error) {
+      if (preempted)
+        throw new AppError("preempted", "an interactive request took this batch request's inference slot", {
+          cause: error,
+          retryAfterSeconds: 0,
+        });
       if (timedOut)
         throw new AppError("timeout", `the inference backend sent nothing for ${this.#timeoutMs} ms`, {
           cause: error,

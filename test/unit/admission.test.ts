@@ -79,7 +79,7 @@ describe("admission control", () => {
     const holder = await admission.acquire("t");
     const waiting = admission.acquire("t");
     const leaving = new AbortController();
-    const gone = admission.acquire("u", leaving.signal);
+    const gone = admission.acquire("u", { signal: leaving.signal });
     leaving.abort();
     await expect(gone).rejects.toMatchObject({ code: "timeout" });
     vi.advanceTimersByTime(1_001);
@@ -97,7 +97,7 @@ describe("admission control", () => {
     );
     const log: string[] = [];
     const batch = (tenant: string) =>
-      admission.acquire(tenant, undefined, "batch").then((release) => {
+      admission.acquire(tenant, { priority: "batch" }).then((release) => {
         log.push(`batch:${tenant}`);
         return release;
       });
@@ -125,12 +125,76 @@ describe("admission control", () => {
     expect(admission.busySeconds()).toBeGreaterThan(0);
   });
 
+  it("with preemption, batch work takes every slot and an interactive request takes the newest batch one's", async () => {
+    const registry = new Registry();
+    const admission = new AdmissionControl(
+      { maxConcurrent: 2, maxQueued: 10, maxWaitMs: 60_000, preemptBatch: true },
+      registry,
+    );
+    const stopped: string[] = [];
+    const batch = (name: string) => admission.acquire("x", { priority: "batch", preempt: () => stopped.push(name) });
+    const older = await batch("older");
+    const newer = await batch("newer");
+    // Full of batch work: the next batch request waits; an interactive one starts at once.
+    const log: string[] = [];
+    const waitingBatch = batch("waiting").then((release) => {
+      log.push("batch");
+      return release;
+    });
+    const chat = await request(admission, "chat", log);
+    expect(stopped).toEqual(["newer"]);
+    // The stopped request's release frees nothing: its slot is the chat's now.
+    newer();
+    await settle();
+    expect(log).toEqual(["chat"]);
+    // A second interactive request stops the other batch request; a third has none left to stop and waits.
+    const chat2 = await request(admission, "chat", log);
+    expect(stopped).toEqual(["newer", "older"]);
+    older();
+    const chat3 = request(admission, "chat", log);
+    await settle();
+    expect(log).toEqual(["chat", "chat"]);
+    // Slots freed go to the waiting interactive request first, then to batch work.
+    chat();
+    await settle();
+    expect(log).toEqual(["chat", "chat", "chat"]);
+    chat2();
+    await settle();
+    expect(log).toEqual(["chat", "chat", "chat", "batch"]);
+    (await chat3)();
+    (await waitingBatch)();
+    const preemptions = await registry.getSingleMetric("pgrag_inference_preemptions_total")?.get();
+    expect(preemptions?.values[0]?.value).toBe(2);
+  });
+
+  it("without preemption, or for requests that cannot be stopped, an interactive request waits", async () => {
+    for (const preemptBatch of [false, true]) {
+      const admission = new AdmissionControl(
+        { maxConcurrent: 1, maxQueued: 10, maxWaitMs: 60_000, preemptBatch },
+        new Registry(),
+      );
+      const stopped: string[] = [];
+      const holder = await admission.acquire("x", {
+        priority: "batch",
+        preempt: preemptBatch ? undefined : () => stopped.push("batch"),
+      });
+      const log: string[] = [];
+      const chat = request(admission, "chat", log);
+      await settle();
+      expect(log).toEqual([]);
+      expect(stopped).toEqual([]);
+      holder();
+      (await chat)();
+      expect(log).toEqual(["chat"]);
+    }
+  });
+
   it("shares batch capacity between tenants in turn, and never refuses batch work", async () => {
     const admission = new AdmissionControl({ maxConcurrent: 1, maxQueued: 0, maxWaitMs: 1 }, new Registry());
     const log: string[] = [];
-    const holder = await admission.acquire("first", undefined, "batch");
+    const holder = await admission.acquire("first", { priority: "batch" });
     const served = (tenant: string) =>
-      admission.acquire(tenant, undefined, "batch").then((release) => {
+      admission.acquire(tenant, { priority: "batch" }).then((release) => {
         log.push(tenant);
         release();
       });
@@ -145,7 +209,7 @@ describe("admission control", () => {
     const registry = new Registry();
     const admission = new AdmissionControl({ maxConcurrent: 1, maxQueued: 10, maxWaitMs: 60_000 }, registry);
     const holder = await admission.acquire("a");
-    const waiting = admission.acquire("b", undefined, "batch");
+    const waiting = admission.acquire("b", { priority: "batch" });
     const depth = await registry.getSingleMetric("pgrag_inference_queue_depth")?.get();
     expect(depth?.values).toEqual([{ labels: { class: "batch", tenant: "b" }, value: 1 }]);
     holder();

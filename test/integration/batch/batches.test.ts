@@ -11,7 +11,8 @@ import { seedScifact } from "../../helpers/ingest.ts";
 let app: App;
 beforeAll(async () => {
   app = await startTestApp(
-    { PGRAG_WORKER_POLL_SECONDS: "0.5", PGRAG_BATCH_CONCURRENCY: "4" },
+    // As many batch lines in flight as inference slots: a batch can fill the backend.
+    { PGRAG_WORKER_POLL_SECONDS: "0.5", PGRAG_BATCH_CONCURRENCY: "4", PGRAG_INFERENCE_MAX_CONCURRENT: "4" },
     { listen: true, workers: true },
   );
 });
@@ -179,6 +180,49 @@ describe("the Batch API, through the official openai package", () => {
     const errors = await contentLines(openai, done.error_file_id);
     expect(errors.every((l) => l.error?.code === "batch_cancelled")).toBe(true);
     expect(output.length + errors.length).toBe(40);
+  });
+
+  it("gives a chat request the slot of a running batch request, which runs again and is answered once", async () => {
+    const { key, tenantId, abstracts } = await seedScifact(app, 5);
+    const openai = client(key);
+    const dev = app.devInference();
+    injectDevFaults(dev, { firstTokenDelayMs: 400 });
+    const rows = Array.from({ length: 12 }, (_, i) => chatLine(`p${i}`, abstracts[i % 5]?.title ?? "x"));
+    const batch = await openai.batches.create({
+      input_file_id: (await upload(openai, rows)).id,
+      endpoint: "/v1/chat/completions",
+      completion_window: "24h",
+    });
+    const metric = async (name: string, labels = "") => {
+      const text = await (await app.http.request("/metrics")).text();
+      const line = text.split("\n").find((l) => l.startsWith(`${name}${labels} `));
+      return Number(line?.split(" ")[1] ?? 0);
+    };
+    await waitFor(
+      "batch work to take every slot",
+      async () => (await metric("pgrag_inference_active", '{class="batch"}')) === 4,
+    );
+    const preemptedBefore = await metric("pgrag_inference_preemptions_total");
+    const abortedBefore = dev?.stats.abortedChats ?? 0;
+    const answer = await openai.chat.completions.create({
+      model: "rag:sci",
+      messages: [{ role: "user", content: abstracts[0]?.title ?? "x" }],
+    });
+    expect(answer.choices[0]?.message.content).toBeTruthy();
+    // It did not wait for a batch request to finish: one was stopped, at the backend too.
+    expect(await metric("pgrag_inference_preemptions_total")).toBe(preemptedBefore + 1);
+    expect(dev?.stats.abortedChats ?? 0).toBeGreaterThan(abortedBefore);
+    const done = await finished(openai, batch.id);
+    expect(done.request_counts).toEqual({ total: 12, completed: 12, failed: 0 });
+    const output = await contentLines(openai, done.output_file_id);
+    expect(output.map((l) => l.custom_id).sort()).toEqual(rows.map((r) => r.custom_id).sort());
+    // Being preempted is not a failed attempt: every line was claimed once.
+    const attempts = await adminQuery<{ attempts: number }>(
+      "primary",
+      "SELECT attempts FROM batch_lines WHERE tenant_id = $1",
+      [tenantId],
+    );
+    expect(attempts.map((l) => l.attempts)).toEqual(Array(12).fill(1));
   });
 
   it("retries a line the backend fails with backoff, until it is answered", async () => {
