@@ -23,6 +23,7 @@ import { EmbeddingClient } from "../src/inference/embedding-client.ts";
 import { createLogger } from "../src/logger.ts";
 import type { Database } from "../src/db/database.ts";
 import { bm25Search } from "../src/retrieval/bm25.repository.ts";
+import { vectorIndexOf } from "../src/retrieval/search.service.ts";
 import {
   chunkDetails,
   hnswSettings,
@@ -110,11 +111,7 @@ for (const [i, query] of queries.entries()) {
     // The collection lookup and its chunk count are cached by the service after the first query, so a
     // steady-state query runs neither; the recorded script leaves them out too.
     if (outcome.vectorPath === "exact") await vectorSearchExact(tx, scope, embedding, candidates);
-    else
-      await vectorSearchIndexed(tx, scope, embedding, candidates, {
-        type: config.embedding.indexType,
-        dimension: config.embedding.dimension,
-      });
+    else await vectorSearchIndexed(tx, scope, embedding, candidates, vectorIndexOf(config));
     await bm25Search(tx, scope, query, candidates, config.retrieval.bm25);
     await chunkDetails(
       tx,

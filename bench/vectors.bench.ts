@@ -5,7 +5,10 @@
  * metadata filter (iterative index scans). The vectors are the dev embeddings (hashed words) of a
  * SciFact-derived corpus — chunks of 4–8 sentences recombined from the abstracts, seeded — and the
  * queries are SciFact's claims; or (`--data sift`) the repository's sift5k, centred (SIFT's values are
- * all positive, which would make every binary code alike) — real image descriptors, 128 dimensions.
+ * all positive, which would make every binary code alike) — real image descriptors, 128 dimensions;
+ * with `--project D`, sift5k mapped to D dimensions by a seeded Gaussian random projection: a
+ * stand-in for a large embedding model, whose binary codes have D bits (distances are kept up to a
+ * factor, so the exact neighbours are nearly those of the 128-d vectors).
  * Each type's search runs through the API's own vectorSearchIndexed in a scratch schema
  * (bench_vectors), dropped at the end.
  */
@@ -30,15 +33,20 @@ const { values: args } = parseArgs({
     dimension: { type: "string", default: "384" },
     queries: { type: "string", default: "100" },
     data: { type: "string", default: "scifact" },
+    project: { type: "string", default: "0" },
   },
 });
 const SIFT = args.data === "sift";
-const siftBase = SIFT ? centred(readVectors(`${SIFT5K_DIR}/sift5k_base.fvecs`, "f")) : [];
+const PROJECT = Number(args.project);
+const siftBase = SIFT ? projected(centred(readVectors(`${SIFT5K_DIR}/sift5k_base.fvecs`, "f"))) : [];
 const SIZES = SIFT ? [siftBase.length] : args.sizes.split(",").map(Number);
-const DIMENSION = SIFT ? 128 : Number(args.dimension);
+const DIMENSION = SIFT ? PROJECT || 128 : Number(args.dimension);
 const QUERIES = Number(args.queries);
 const K = 10;
-const TYPES: VectorIndexType[] = ["vector", "halfvec", "binary"];
+// pgvector indexes vector up to 2,000 dimensions and halfvec up to 4,000.
+const TYPES = (["vector", "halfvec", "binary"] as const satisfies VectorIndexType[]).filter(
+  (type) => DIMENSION <= { vector: 2_000, halfvec: 4_000, binary: 64_000 }[type],
+);
 const INDEX: Record<VectorIndexType, string> = {
   vector: "(embedding vector_cosine_ops)",
   halfvec: `((embedding::halfvec(${DIMENSION})) halfvec_cosine_ops)`,
@@ -69,11 +77,22 @@ for await (const d of jsonLines<{ text: string }>(`${SCIFACT_DIR}/corpus.jsonl`)
 const claims: string[] = [];
 for await (const q of jsonLines<{ text: string }>(`${SCIFACT_DIR}/queries.jsonl`)) claims.push(q.text);
 const queryVectors = SIFT
-  ? centred(
-      readVectors(`${SIFT5K_DIR}/sift5k_query.fvecs`, "f"),
-      siftMean(readVectors(`${SIFT5K_DIR}/sift5k_base.fvecs`, "f")),
-    ).slice(0, QUERIES)
+  ? projected(
+      centred(
+        readVectors(`${SIFT5K_DIR}/sift5k_query.fvecs`, "f"),
+        siftMean(readVectors(`${SIFT5K_DIR}/sift5k_base.fvecs`, "f")),
+      ).slice(0, QUERIES),
+    )
   : claims.slice(0, QUERIES).map((q) => hashEmbedding(q, DIMENSION));
+
+/** The seeded Gaussian projection to PROJECT dimensions (the same matrix for base and queries). */
+function projected(rows: number[][]): number[][] {
+  if (!PROJECT) return rows;
+  const random = seeded(11);
+  const gaussian = () => Math.sqrt(-2 * Math.log(1 - random())) * Math.cos(2 * Math.PI * random());
+  const matrix = Array.from({ length: PROJECT }, () => Array.from({ length: rows[0]?.length ?? 0 }, gaussian));
+  return rows.map((r) => matrix.map((m) => m.reduce((sum, w, d) => sum + w * (r[d] ?? 0), 0)));
+}
 
 function siftMean(rows: number[][]): number[] {
   return (rows[0] ?? []).map((_, d) => rows.reduce((s, r) => s + (r[d] ?? 0), 0) / rows.length);
@@ -93,7 +112,7 @@ try {
       metadata jsonb NOT NULL, embedding ${sql.raw(`vector(${DIMENSION})`)} NOT NULL
     )`.execute(db);
   console.log(
-    `bench:vectors — ${SIFT ? "sift5k, centred" : "dev embeddings of a SciFact-derived corpus"} (${DIMENSION} dimensions); ${queryVectors.length} queries; top ${K}; ef_search ${config.retrieval.efSearch}`,
+    `bench:vectors — ${SIFT ? `sift5k, centred${PROJECT ? ", randomly projected" : ""}` : "dev embeddings of a SciFact-derived corpus"} (${DIMENSION} dimensions); ${queryVectors.length} queries; top ${K}; ef_search ${config.retrieval.efSearch}`,
   );
   const random = seeded(7);
   let loaded = 0;
@@ -161,7 +180,12 @@ try {
         for (const [i, q] of queryVectors.entries()) {
           const start = performance.now();
           const hits = await inScratch(
-            (tx) => vectorSearchIndexed(tx, scope(f), q, K, { type, dimension: DIMENSION }),
+            (tx) =>
+              vectorSearchIndexed(tx, scope(f), q, K, {
+                type,
+                dimension: DIMENSION,
+                binaryOversampling: config.retrieval.binaryOversampling,
+              }),
             hnswSettings(config.retrieval.efSearch),
           );
           ms.push(performance.now() - start);
@@ -174,7 +198,7 @@ try {
       const filtered = await run(truthFiltered, filter);
       console.log(
         `${type.padEnd(8)} ${buildSeconds.toFixed(1).padStart(7)}   ${(bytes / 2 ** 20).toFixed(1).padStart(7)}` +
-          `${type === "vector" ? "" : ` (${(bytes / vectorIndexBytes).toFixed(2)}×)`}`.padEnd(9) +
+          `${type === "vector" || !vectorIndexBytes ? "" : ` (${(bytes / vectorIndexBytes).toFixed(2)}×)`}`.padEnd(9) +
           `${formatMs(percentile(plain.ms, 50))} / ${formatMs(percentile(plain.ms, 95))}`.padEnd(21) +
           `${plain.recall.toFixed(3).padStart(9)}   ` +
           `${formatMs(percentile(filtered.ms, 50))} / ${formatMs(percentile(filtered.ms, 95))}`.padEnd(28) +

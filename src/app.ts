@@ -45,7 +45,7 @@ import { TextPool } from "./ingest/text-pool.ts";
 import { Releasers, untilDeadline } from "./lifecycle.ts";
 import { createLogger, type Logger } from "./logger.ts";
 import { createMetricsRegistry, type Registry } from "./metrics.ts";
-import { SearchService } from "./retrieval/search.service.ts";
+import { SearchService, vectorIndexOf } from "./retrieval/search.service.ts";
 import { Authenticator } from "./tenancy/authenticator.ts";
 
 export interface App {
@@ -143,7 +143,7 @@ export function createApp(config: Config, options: { logger?: Logger } = {}): Ap
     router,
     (texts) => embeddings.embed(texts),
     config.retrieval,
-    { type: config.embedding.indexType, dimension: config.embedding.dimension },
+    vectorIndexOf(config),
     registry,
   );
   const admission = new AdmissionControl(

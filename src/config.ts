@@ -175,6 +175,13 @@ const schema = z.object({
     .max(1000)
     .default(100)
     .describe("vector leg: hnsw.ef_search per query (SET LOCAL)"),
+  PGRAG_BINARY_OVERSAMPLING: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(100)
+    .default(10)
+    .describe("vector leg, binary index: candidates per result taken by Hamming distance and re-ranked exactly"),
   PGRAG_EXACT_SCAN_THRESHOLD: z.coerce
     .number()
     .int()
@@ -523,6 +530,7 @@ export interface Config {
   };
   readonly retrieval: {
     readonly efSearch: number;
+    readonly binaryOversampling: number;
     /** Filters leaving at most this many chunks use an exact scan instead of the HNSW index. */
     readonly exactScanThreshold: number;
     readonly bm25: { readonly k1: number; readonly b: number };
@@ -696,6 +704,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     },
     retrieval: {
       efSearch: raw.PGRAG_HNSW_EF_SEARCH,
+      binaryOversampling: raw.PGRAG_BINARY_OVERSAMPLING,
       exactScanThreshold: raw.PGRAG_EXACT_SCAN_THRESHOLD,
       bm25: { k1: raw.PGRAG_BM25_K1, b: raw.PGRAG_BM25_B },
       rrfK: raw.PGRAG_RRF_K,

@@ -54,10 +54,12 @@ export function hnswSettings(efSearch: number): Record<string, string> {
 export interface VectorIndex {
   readonly type: VectorIndexType;
   readonly dimension: number;
+  /**
+   * Binary quantization keeps 1 bit per dimension: it takes this many candidates per result by
+   * Hamming distance, re-ranked exactly on the full vectors.
+   */
+  readonly binaryOversampling: number;
 }
-
-/** Binary quantization keeps 1 bit per dimension: the candidates it ranks by Hamming distance are re-ranked exactly. */
-const BINARY_OVERSAMPLING = 4;
 
 /**
  * Nearest chunks by cosine similarity through the HNSW index, in a read started with hnswSettings.
@@ -88,7 +90,7 @@ export async function vectorSearchIndexed(
         .select(["c.id", sql<number>`c.embedding <=> ${vector}::vector`.as("distance")])
         .where((eb) => chunkConditions(eb, scope, scope.filter))
         .orderBy(walk)
-        .limit(index.type === "binary" ? limit * BINARY_OVERSAMPLING : limit)}
+        .limit(index.type === "binary" ? limit * index.binaryOversampling : limit)}
     )
     SELECT id, distance FROM nearest ORDER BY distance, id LIMIT ${limit}
   `.execute(tx);

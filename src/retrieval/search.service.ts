@@ -24,6 +24,15 @@ import {
   vectorSearchIndexed,
 } from "./search.repository.ts";
 
+/** The vector index the platform was migrated with, and how the binary one is searched. */
+export function vectorIndexOf(config: Pick<Config, "embedding" | "retrieval">): VectorIndex {
+  return {
+    type: config.embedding.indexType,
+    dimension: config.embedding.dimension,
+    binaryOversampling: config.retrieval.binaryOversampling,
+  };
+}
+
 export type SearchMode = "hybrid" | "vector" | "bm25";
 
 export interface SearchRequest {

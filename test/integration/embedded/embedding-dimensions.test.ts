@@ -9,6 +9,7 @@ import { createApp } from "../../../src/app.ts";
 import { ConfigError, loadConfig } from "../../../src/config.ts";
 import { readScifactCorpus } from "../../../src/evaluation/datasets.ts";
 import { vectorSearchIndexed } from "../../../src/retrieval/search.repository.ts";
+import { vectorIndexOf } from "../../../src/retrieval/search.service.ts";
 import { offlineKysely } from "../../../harness/offline-kysely.ts";
 import { api } from "../../helpers/api.ts";
 import { waitForDocuments } from "../../helpers/ingest.ts";
@@ -83,7 +84,7 @@ describe("embedding dimensions beyond pgvector's 2,000 for vector indexes", () =
         scope,
         Array.from({ length: c.dimension }, (_, d) => (d % 7) - 3),
         10,
-        { type: c.index, dimension: c.dimension },
+        vectorIndexOf(app.config),
       );
       const [query] = compiled;
       const { value: plan } = await app.router.read(
