@@ -11,6 +11,13 @@
  * completed exactly (from their own lexemes) in order of that upper bound; when the k-th exact score
  * reaches both the unseen bound and the bound of the first candidate not completed, no other chunk
  * can enter the top k: the result is certified. Otherwise the next round reads deeper.
+ *
+ * The second round is MaxScore's (Turtle & Flood): the first round's k-th exact score θ is a floor
+ * for the final one. Terms whose heaviest unread bounds sum to less than θ are non-essential: a chunk
+ * holding only those (outside the blocks already read) cannot reach the top k. The round reads every
+ * block of the essential terms — the rare, heavy ones — plus the first round's blocks, and completes
+ * the candidates whose bound reaches θ from their own lexemes; the common terms' long postings are
+ * never read.
  */
 export interface Bm25Parameters {
   readonly k1: number;
@@ -100,6 +107,33 @@ export function planRound(blocks: readonly BlockHeader[], s: Scoring, budget: nu
   return { blockIds, unread, unseenBound, exhaustive: unread.size === 0 };
 }
 
+/**
+ * MaxScore's round after `read` left θ = `threshold` as the k-th exact score: `read`'s blocks and
+ * every block of the essential terms, the non-essential ones — the terms whose heaviest unread
+ * blocks sum to less than θ, lightest first — left unread.
+ */
+export function planEssentialRound(blocks: readonly BlockHeader[], s: Scoring, read: Round, threshold: number): Round {
+  const alreadyRead = new Set(read.blockIds);
+  const byTerm = new Map<string, BlockHeader[]>();
+  for (const block of blocks) byTerm.set(block.term, [...(byTerm.get(block.term) ?? []), block]);
+  const unreadBound = (term: string) =>
+    Math.max(0, ...(byTerm.get(term) ?? []).filter((b) => !alreadyRead.has(b.blockId)).map((b) => blockBound(b, s)));
+  const lightestFirst = [...byTerm.keys()]
+    .map((term) => ({ term, bound: unreadBound(term) }))
+    .sort((a, b) => a.bound - b.bound);
+  const unread = new Map<string, number>();
+  let unseenBound = 0;
+  for (const { term, bound } of lightestFirst) {
+    if (unseenBound + bound >= threshold) break;
+    unseenBound += bound;
+    if (bound > 0) unread.set(term, bound);
+  }
+  const blockIds = blocks
+    .filter((b) => alreadyRead.has(b.blockId) || (!unread.has(b.term) && blockBound(b, s) > 0))
+    .map((b) => b.blockId);
+  return { blockIds, unread, unseenBound, exhaustive: unread.size === 0 };
+}
+
 export interface Candidate {
   readonly chunkId: string;
   /** Exact partial sum + unread bounds of the terms it was not seen in. */
@@ -111,6 +145,8 @@ export interface Candidate {
 export interface RoundOutcome {
   readonly hits: { chunkId: string; score: number }[];
   readonly certified: boolean;
+  /** The k-th exact score among the completed candidates (0 with fewer than k): a floor for the final one. */
+  readonly threshold: number;
 }
 
 /**
@@ -128,7 +164,7 @@ export function judgeRound(candidates: readonly Candidate[], limit: number, k: n
   const nextUpper = candidates.length > limit ? (candidates[limit]?.upper ?? 0) : 0;
   const certified =
     (round.exhaustive || round.unseenBound <= threshold) && (candidates.length <= limit || nextUpper <= threshold);
-  return { hits, certified };
+  return { hits, certified, threshold };
 }
 
 /** Chunk ids are bigints in text: shorter is smaller, then lexical. */

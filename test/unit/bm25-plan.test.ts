@@ -1,5 +1,12 @@
 import { describe, expect, it } from "vitest";
-import { type BlockHeader, blockBound, judgeRound, planRound, scoring } from "../../src/retrieval/bm25-plan.ts";
+import {
+  type BlockHeader,
+  blockBound,
+  judgeRound,
+  planEssentialRound,
+  planRound,
+  scoring,
+} from "../../src/retrieval/bm25-plan.ts";
 
 const params = { k1: 1.2, b: 0.75 };
 const s = scoring(
@@ -62,10 +69,31 @@ describe("BM25 block bounds", () => {
         { chunkId: "3", score: unseen + 1 },
       ],
       certified: true,
+      threshold: unseen + 1,
     });
     // The k-th score below what an unseen chunk could score: read deeper.
     expect(judgeRound(candidates, 3, 3, round).certified).toBe(false);
     // An uncompleted candidate could still beat the k-th: complete more.
     expect(judgeRound(candidates, 1, 1, { ...round, unseenBound: 0 }).certified).toBe(false);
+  });
+
+  it("MaxScore's round leaves unread the common terms that together cannot reach the floor θ", () => {
+    const blocks = [block("rare", "r1", 2, 2, 5), block("common", "c1", 50, 5, 4), block("common", "c2", 40, 1, 20)];
+    const first = planRound(blocks, s, 2); // read r1 only
+    const commonBound = blockBound(blocks[1] as BlockHeader, s);
+    // θ above what "common" can add: it is non-essential, none of its blocks is read.
+    const high = planEssentialRound(blocks, s, first, commonBound * 1.01);
+    expect(high.blockIds).toEqual(["r1"]);
+    expect(high.unread.get("common")).toBeCloseTo(commonBound, 12);
+    expect(high).toMatchObject({ unseenBound: high.unread.get("common"), exhaustive: false });
+    // θ within reach of "common" alone: every term is essential, every block read.
+    const low = planEssentialRound(blocks, s, first, commonBound * 0.99);
+    expect(low).toMatchObject({ unseenBound: 0, exhaustive: true });
+    expect(low.blockIds.sort()).toEqual(["c1", "c2", "r1"]);
+    // What the first round read stays read, whatever θ: its partial sums are exact.
+    const afterCommon = planRound(blocks, s, 52); // r1 and c1
+    const rest = planEssentialRound(blocks, s, afterCommon, Number.POSITIVE_INFINITY);
+    expect(rest.blockIds.sort()).toEqual(["c1", "r1"]);
+    expect(rest.unread.get("common")).toBeCloseTo(blockBound(blocks[2] as BlockHeader, s), 12);
   });
 });

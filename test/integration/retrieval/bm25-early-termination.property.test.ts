@@ -16,7 +16,8 @@ import { adminQuery } from "../../helpers/cluster.ts";
  * (appended in several statements, compacted into tiny blocks, with deleted chunks before and after
  * compaction), BM25 with early termination returns the same top k as BM25 computed here, in
  * TypeScript, from the live documents alone. A first round of a few postings and blocks of 2–4
- * postings make the small corpora go through several rounds.
+ * postings make the small corpora go through several rounds (the heaviest blocks first, then
+ * MaxScore's essential terms, then every block).
  */
 const VOCABULARY = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa"];
 const PARAMS = { k1: 1.2, b: 0.75 };
@@ -194,10 +195,36 @@ describe("BM25 with early termination", () => {
               firstRound: 1,
             },
           ],
+          // One where the first round does not certify and MaxScore's round does (found by a random run).
+          [
+            {
+              documents: [
+                ["alpha", "gamma", "iota"],
+                ["zeta", "delta", "alpha", "epsilon", "eta", "gamma"],
+                ["delta", "kappa", "iota", "kappa", "kappa", "alpha", "beta", "epsilon", "iota", "zeta"],
+                ["eta", "delta", "gamma", "delta", "iota", "eta", "gamma", "beta", "zeta", "iota"],
+                ["eta", "epsilon", "delta", "gamma", "alpha", "epsilon", "iota", "beta", "eta", "beta"],
+                ["eta", "eta", "beta", "kappa", "theta", "beta", "kappa", "iota", "epsilon", "epsilon", "iota"],
+                ["eta", "iota", "eta", "alpha", "alpha", "iota", "alpha", "epsilon", "beta"],
+                ["kappa", "delta", "theta", "iota", "kappa", "delta", "zeta", "eta", "gamma"],
+                ["gamma", "iota"],
+                ["epsilon"],
+              ],
+              statements: 1,
+              compactBefore: false,
+              deleted: [],
+              compactAfter: "merge" as const,
+              blockSize: 2,
+              query: ["eta", "eta", "beta", "alpha", "epsilon"],
+              k: 2,
+              firstRound: 1,
+            },
+          ],
         ],
       },
     );
-    // The corpora did go through early termination, not only through the exhaustive fallback.
+    // The corpora did go through both early terminations, not only through the exhaustive fallback.
     expect(paths.get("early") ?? 0).toBeGreaterThan(0);
+    expect(paths.get("essential") ?? 0).toBeGreaterThan(0);
   });
 });
