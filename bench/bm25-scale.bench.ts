@@ -205,7 +205,17 @@ try {
 
     const run = async (query: string, firstRound?: number) => {
       const start = performance.now();
-      const outcome: Bm25Outcome = await inScratch((tx) => bm25Search(tx, scope, query, K, params, false, firstRound));
+      const outcome: Bm25Outcome = await inScratch((tx) =>
+        bm25Search(
+          tx,
+          scope,
+          query,
+          K,
+          params,
+          false,
+          firstRound === undefined ? {} : { firstRoundPostings: firstRound },
+        ),
+      );
       return { ms: performance.now() - start, outcome };
     };
     for (const q of claims.slice(0, 10)) await run(q); // warm the caches

@@ -17,15 +17,27 @@ import { chunkConditions } from "./filters.ts";
 import type { LegHit } from "./fusion.ts";
 import type { SearchScope } from "./search.repository.ts";
 
-/** Postings the first round reads: the heaviest blocks, for a first k-th score. */
-export const FIRST_ROUND_POSTINGS = 1_024;
+/** How far early termination goes before scoring every block; the defaults were measured on the scale corpus. */
+export interface Bm25Tuning {
+  /** Postings the first round reads: the heaviest blocks, for a first k-th score. */
+  readonly firstRoundPostings: number;
+  /** Candidates MaxScore's round completes exactly at most; past that, every block is scored. */
+  readonly essentialCompletions: number;
+  /**
+   * What completing a candidate from its lexemes costs, in postings scored (~150 µs against ~0.6 µs
+   * on the scale corpus, ~135 lexemes a chunk): MaxScore's round is tried only when the postings it
+   * leaves unread outweigh the completions it may need.
+   */
+  readonly completionCostInPostings: number;
+}
+
+export const BM25_TUNING: Bm25Tuning = {
+  firstRoundPostings: 1_024,
+  essentialCompletions: 1_024,
+  completionCostInPostings: 256,
+};
 /** Round 1 is tried only for queries with more postings than this many times what it reads. */
 const ROUND_ONE_WORTHWHILE = 8;
-/**
- * Candidates MaxScore's round completes exactly at most; past that, every block is scored. Tried at
- * 512 and 2,048 on a million chunks: 2,048 certifies 54% of the claims instead of 31%.
- */
-export const ESSENTIAL_ROUND_COMPLETIONS = 2_048;
 
 export interface Bm25Outcome {
   readonly hits: LegHit[];
@@ -50,8 +62,9 @@ export async function bm25Search(
   k: number,
   params: Bm25Parameters,
   selectiveFilter = false,
-  firstRoundPostings = FIRST_ROUND_POSTINGS,
+  tuning: Partial<Bm25Tuning> = {},
 ): Promise<Bm25Outcome> {
+  const { firstRoundPostings, essentialCompletions, completionCostInPostings } = { ...BM25_TUNING, ...tuning };
   const { terms, blocks, corpus } = await bm25Statistics(db, scope, query);
   const s = scoring(terms, corpus, params);
   if (s.weights.size === 0 || k <= 0) return { hits: [], path: "early" };
@@ -69,10 +82,12 @@ export async function bm25Search(
     if (one.certified) return { hits: one.hits, path: "early" };
     // Round 2, MaxScore's: the first round's k-th score is a floor; the common terms are not read.
     const essential = one.threshold > 0 ? planEssentialRound(blocks, s, first, one.threshold) : undefined;
-    // Worth it only when it leaves most postings unread: otherwise it costs nearly what scoring every
-    // block does, and may still not certify (measured on a million chunks).
-    if (essential && !essential.exhaustive && postingsOf(blocks, essential) * 2 < postings) {
-      const completions = Math.max(limit, ESSENTIAL_ROUND_COMPLETIONS);
+    const completions = Math.max(limit, essentialCompletions);
+    if (
+      essential &&
+      !essential.exhaustive &&
+      postings - postingsOf(blocks, essential) > completionCostInPostings * completions
+    ) {
       // A little below θ: the chunk that scored θ must not be lost to rounding in its upper bound.
       const candidates = await readRound(db, scope, s, essential, completions, one.threshold * (1 - 1e-9));
       const two = judgeRound(candidates, completions, k, essential);

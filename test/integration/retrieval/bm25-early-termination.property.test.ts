@@ -154,7 +154,11 @@ describe("BM25 with early termination", () => {
         if (s.compactAfter !== "no") await compact(s.compactAfter === "full" ? 1 : Number.MAX_SAFE_INTEGER);
 
         const { value } = await app.router.read({ tenantId, primary: true }, async (tx) => {
-          const outcome = await bm25Search(tx, scope, s.query.join(" "), s.k, PARAMS, false, s.firstRound);
+          const outcome = await bm25Search(tx, scope, s.query.join(" "), s.k, PARAMS, false, {
+            firstRoundPostings: s.firstRound,
+            // Small corpora: MaxScore's round whenever it leaves a posting unread.
+            completionCostInPostings: 0,
+          });
           const { rows } = await sql<{ id: string; external_id: string }>`
             SELECT c.id::text AS id, d.external_id FROM chunks c JOIN documents d ON d.id = c.document_id
             WHERE c.id = any(${outcome.hits.map((h) => h.chunkId)}::bigint[])
