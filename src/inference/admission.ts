@@ -15,7 +15,7 @@ interface Waiter {
 
 /** A slot held by one upstream request. */
 interface Grant {
-  priority: Priority;
+  readonly priority: Priority;
   /** Set for a batch request that may be stopped so that an interactive one takes its slot. */
   readonly preempt: (() => void) | undefined;
   /** Its slot went to an interactive request: releasing it frees nothing. */
