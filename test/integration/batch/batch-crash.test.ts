@@ -51,8 +51,22 @@ describe("a batch runner killed mid-batch", () => {
       PGRAG_BATCH_CONCURRENCY: "4",
     });
     const completed = async () => (await openai.batches.retrieve(batch.id)).request_counts?.completed ?? 0;
+    const running = async () =>
+      (
+        await adminQuery<{ n: number }>(
+          "primary",
+          "SELECT count(*)::int AS n FROM batch_lines WHERE tenant_id = $1 AND state = 'running'",
+          [tenantId],
+        )
+      )[0]?.n ?? 0;
     try {
-      await waitFor("a few lines answered", async () => (await completed()) >= 5, 30_000);
+      // Killed with lines in flight: the runner answers them in groups, and between a group's last
+      // answer and the next claim none is running.
+      await waitFor(
+        "a few lines answered and more running",
+        async () => (await completed()) >= 5 && (await running()) > 0,
+        30_000,
+      );
     } finally {
       await killWorker(worker);
     }

@@ -11,7 +11,12 @@ import { waitFor } from "../../../harness/wait-for.ts";
 
 let app: App;
 beforeAll(async () => {
-  app = await startTestApp({ PGRAG_WORKER_POLL_SECONDS: "0.5", PGRAG_MAX_DOCUMENT_BYTES: "200000" }, { workers: true });
+  app = await startTestApp(
+    // A read with a token waits up to 5 s for a replica (not the default 250 ms): on a loaded CI
+    // machine replay can lag that long, and these tests check that a replica serves the token.
+    { PGRAG_WORKER_POLL_SECONDS: "0.5", PGRAG_MAX_DOCUMENT_BYTES: "200000", PGRAG_CONSISTENCY_WAIT_MS: "5000" },
+    { workers: true },
+  );
 });
 const dev = () => {
   const server = app.devInference();
