@@ -71,6 +71,12 @@ export async function adminQuery<R extends pg.QueryResultRow = pg.QueryResultRow
   }
 }
 
+/** The `n` of a superuser `SELECT count(*)::int AS n …` on the primary: test set-ups and progress checks. */
+export async function adminCount(text: string, values: unknown[] = []): Promise<number> {
+  const [row] = await adminQuery<{ n: number }>("primary", text, values);
+  return row?.n ?? 0;
+}
+
 /** Starts any stopped node and waits until every node answers through PgBouncer again. */
 export async function restoreTopology(): Promise<void> {
   for (const node of ["primary", ...Array.from({ length: TEST_CLUSTER.replicas }, (_, i) => `replica${i + 1}`)]) {

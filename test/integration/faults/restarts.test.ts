@@ -3,7 +3,7 @@ import { api, newTenantKey } from "../../helpers/api.ts";
 import { injectDevFaults } from "../../helpers/dev-faults.ts";
 import { startTestApp } from "../../helpers/app.ts";
 import { waitFor } from "../../../harness/wait-for.ts";
-import { adminQuery, cluster, restoreTopology } from "../../helpers/cluster.ts";
+import { adminCount, adminQuery, cluster, restoreTopology } from "../../helpers/cluster.ts";
 import { createCollection, expectEveryDocumentWrittenOnce, waitForDocuments } from "../../helpers/ingest.ts";
 import { readScifactCorpus } from "../../../src/evaluation/datasets.ts";
 
@@ -48,14 +48,13 @@ describe("restarts", () => {
       key,
       json: { documents: abstracts.map((a) => ({ external_id: a._id, content: `${a.title}\n\n${a.text}` })) },
     });
-    await waitFor("some documents ready", async () => {
-      const rows = await adminQuery<{ n: number }>(
-        "primary",
-        "SELECT count(*)::int AS n FROM documents WHERE tenant_id = $1 AND status = 'ready'",
-        [tenantId],
-      );
-      return (rows[0]?.n ?? 0) >= 2;
-    });
+    await waitFor(
+      "some documents ready",
+      async () =>
+        (await adminCount("SELECT count(*)::int AS n FROM documents WHERE tenant_id = $1 AND status = 'ready'", [
+          tenantId,
+        ])) >= 2,
+    );
     // Injected: the primary stopped (fast shutdown, in-flight transactions rolled back) and started.
     await cluster("stop-node", "primary");
     await cluster("start-node", "primary");

@@ -4,7 +4,7 @@ import { injectDevFaults } from "../../helpers/dev-faults.ts";
 import { startTestApp } from "../../helpers/app.ts";
 import { killWorker, spawnWorker } from "../../helpers/worker-process.ts";
 import { waitFor } from "../../../harness/wait-for.ts";
-import { adminQuery } from "../../helpers/cluster.ts";
+import { adminCount } from "../../helpers/cluster.ts";
 import { createCollection, expectEveryDocumentWrittenOnce, waitForDocuments } from "../../helpers/ingest.ts";
 import { readScifactCorpus } from "../../../src/evaluation/datasets.ts";
 
@@ -32,14 +32,8 @@ describe("a worker killed mid-batch", () => {
       PGRAG_WORKER_CONCURRENCY: "2",
       PGRAG_WORKER_BATCH_SIZE: "4",
     });
-    const readyCount = async () =>
-      (
-        await adminQuery<{ n: number }>(
-          "primary",
-          "SELECT count(*)::int AS n FROM documents WHERE tenant_id = $1 AND status = 'ready'",
-          [tenantId],
-        )
-      )[0]?.n ?? 0;
+    const readyCount = () =>
+      adminCount("SELECT count(*)::int AS n FROM documents WHERE tenant_id = $1 AND status = 'ready'", [tenantId]);
     try {
       await waitFor("the worker to finish a few documents", async () => (await readyCount()) >= 4, 30_000);
     } finally {
