@@ -114,13 +114,14 @@ export function planRound(blocks: readonly BlockHeader[], s: Scoring, budget: nu
  */
 export function planEssentialRound(blocks: readonly BlockHeader[], s: Scoring, read: Round, threshold: number): Round {
   const alreadyRead = new Set(read.blockIds);
-  const byTerm = new Map<string, BlockHeader[]>();
-  for (const block of blocks) byTerm.set(block.term, [...(byTerm.get(block.term) ?? []), block]);
-  const unreadBound = (term: string) =>
-    Math.max(0, ...(byTerm.get(term) ?? []).filter((b) => !alreadyRead.has(b.blockId)).map((b) => blockBound(b, s)));
-  const lightestFirst = [...byTerm.keys()]
-    .map((term) => ({ term, bound: unreadBound(term) }))
-    .sort((a, b) => a.bound - b.bound);
+  // Per term, its heaviest unread block's bound (0 once every block was read): one pass over the
+  // headers, which at a million chunks are thousands per common term.
+  const heaviestUnread = new Map<string, number>();
+  for (const block of blocks) {
+    const bound = alreadyRead.has(block.blockId) ? 0 : blockBound(block, s);
+    heaviestUnread.set(block.term, Math.max(heaviestUnread.get(block.term) ?? 0, bound));
+  }
+  const lightestFirst = [...heaviestUnread].map(([term, bound]) => ({ term, bound })).sort((a, b) => a.bound - b.bound);
   const unread = new Map<string, number>();
   let unseenBound = 0;
   for (const { term, bound } of lightestFirst) {
