@@ -22,6 +22,7 @@ import type { Database } from "../src/db/database.ts";
 import { hashEmbedding } from "../src/dev/hash-embedding.ts";
 import { jsonLines, SCIFACT_DIR, SIFT5K_DIR } from "../src/evaluation/datasets.ts";
 import { hnswSettings, type SearchScope, vectorSearchIndexed } from "../src/retrieval/search.repository.ts";
+import { vectorIndexOf } from "../src/retrieval/search.service.ts";
 import { readVectors } from "./fvecs.ts";
 import { inScratchSchema, sentencesOf } from "./scratch-schema.ts";
 import { seeded } from "./seeded-random.ts";
@@ -180,12 +181,7 @@ try {
         for (const [i, q] of queryVectors.entries()) {
           const start = performance.now();
           const hits = await inScratch(
-            (tx) =>
-              vectorSearchIndexed(tx, scope(f), q, K, {
-                type,
-                dimension: DIMENSION,
-                binaryOversampling: config.retrieval.binaryOversampling,
-              }),
+            (tx) => vectorSearchIndexed(tx, scope(f), q, K, { ...vectorIndexOf(config), type, dimension: DIMENSION }),
             hnswSettings(config.retrieval.efSearch),
           );
           ms.push(performance.now() - start);
