@@ -46,12 +46,16 @@ export function nodePort(node: string): number {
   return node === "primary" ? TEST_CLUSTER.pgPort : TEST_CLUSTER.pgPort + Number(node.replace("replica", ""));
 }
 
-/** A superuser query on one node, bypassing PgBouncer (for fault injection and inspection). */
+/**
+ * A superuser query on one node, bypassing PgBouncer (for fault injection and inspection), on a
+ * connection of its own: `settings` (e.g. planner switches) hold for that connection only.
+ */
 export async function adminQuery<R extends pg.QueryResultRow = pg.QueryResultRow>(
   node: string,
   text: string,
   values: unknown[] = [],
   database = "pgrag",
+  settings: Record<string, string> = {},
 ): Promise<R[]> {
   const state = readTopologyState(TEST_CLUSTER);
   const client = new pg.Client({
@@ -61,6 +65,9 @@ export async function adminQuery<R extends pg.QueryResultRow = pg.QueryResultRow
     port: nodePort(node),
     user: "postgres",
     database,
+    options: Object.entries(settings)
+      .map(([name, value]) => `-c ${name}=${value}`)
+      .join(" "),
   });
   client.on("error", () => {}); // a node stopped by a fault test; the pending query reports it
   await client.connect();
