@@ -5,6 +5,7 @@ import { Readable } from "node:stream";
 import { parseArgs } from "node:util";
 import { type App, createApp } from "../app.ts";
 import { loadConfig } from "../config.ts";
+import type { Lsn } from "../db/lsn.ts";
 import { AppError } from "../errors.ts";
 import { importDocumentsOf } from "../ingest/import-lines.ts";
 import type { Principal } from "../tenancy/principal.ts";
@@ -44,8 +45,8 @@ export async function runImport(args: string[]): Promise<void> {
         maxDocumentBytes: config.ingest.maxDocumentBytes,
         what: "PGRAG_IMPORT_MAX_BYTES",
       });
-      const { value: started } = await app.imports.upload(principal, values.collection, lines);
-      const finished = await follow(app, principal, values.collection, started.id);
+      const started = await app.imports.upload(principal, values.collection, lines);
+      const finished = await follow(app, principal, values.collection, started.value.id, started.token);
       for (const failure of finished.failures) {
         process.stderr.write(`failed: line ${failure.line} (${failure.externalId}): ${failure.error}\n`);
       }
@@ -61,10 +62,16 @@ export async function runImport(args: string[]): Promise<void> {
   }
 }
 
-/** Polls the import until it ends, drawing its progress. */
-async function follow(app: App, principal: Principal, collection: string, importId: string) {
+/**
+ * Polls the import until it ends, drawing its progress. Each read carries a consistency token — the
+ * upload's, then the position the last read saw — so a replica behind the upload never answers that
+ * the import does not exist, nor shows progress going backwards.
+ */
+async function follow(app: App, principal: Principal, collection: string, importId: string, uploaded: Lsn) {
+  let token = uploaded;
   for (;;) {
-    const { value } = await app.imports.getImport(principal, collection, importId, null);
+    const { value, observed } = await app.imports.getImport(principal, collection, importId, token);
+    token = observed ?? token;
     const handled = value.documentsStaged + value.documentsUnchanged + value.documentsFailed;
     if (value.status === "completed" || value.status === "failed") {
       progressBar(value.status, handled, value.documentsSeen);
