@@ -12,12 +12,12 @@
  * reaches both the unseen bound and the bound of the first candidate not completed, no other chunk
  * can enter the top k: the result is certified. Otherwise the next round reads deeper.
  *
- * The second round is MaxScore's (Turtle & Flood): the first round's k-th exact score θ is a floor
- * for the final one. Terms whose heaviest unread bounds sum to less than θ are non-essential: a chunk
- * holding only those (outside the blocks already read) cannot reach the top k. The round reads every
- * block of the essential terms — the rare, heavy ones — plus the first round's blocks, and completes
- * the candidates whose bound reaches θ from their own lexemes; the common terms' long postings are
- * never read.
+ * Deeper rounds generalise MaxScore (Turtle & Flood): any k chunks' exact scores give a floor θ for
+ * the final k-th score. If each term is read down to where its unread bounds sum, over the terms, to
+ * less than θ, a chunk seen in no read block cannot reach the top k; the chunks seen are completed in
+ * order of their bounds until the next bound is below the k-th exact score. MaxScore reads a term whole
+ * or not at all; a cut round also stops part-way down a term whose bounds fall (tf 1 in long chunks),
+ * which is most of a mid-frequency term's postings.
  */
 export interface Bm25Parameters {
   readonly k1: number;
@@ -107,34 +107,6 @@ export function planRound(blocks: readonly BlockHeader[], s: Scoring, budget: nu
   return { blockIds, unread, unseenBound, exhaustive: unread.size === 0 };
 }
 
-/**
- * MaxScore's round after `read` left θ = `threshold` as the k-th exact score: `read`'s blocks and
- * every block of the essential terms, the non-essential ones — the terms whose heaviest unread
- * blocks sum to less than θ, lightest first — left unread.
- */
-export function planEssentialRound(blocks: readonly BlockHeader[], s: Scoring, read: Round, threshold: number): Round {
-  const alreadyRead = new Set(read.blockIds);
-  // Per term, its heaviest unread block's bound (0 once every block was read): one pass over the
-  // headers, which at a million chunks are thousands per common term.
-  const heaviestUnread = new Map<string, number>();
-  for (const block of blocks) {
-    const bound = alreadyRead.has(block.blockId) ? 0 : blockBound(block, s);
-    heaviestUnread.set(block.term, Math.max(heaviestUnread.get(block.term) ?? 0, bound));
-  }
-  const lightestFirst = [...heaviestUnread].map(([term, bound]) => ({ term, bound })).sort((a, b) => a.bound - b.bound);
-  const unread = new Map<string, number>();
-  let unseenBound = 0;
-  for (const { term, bound } of lightestFirst) {
-    if (unseenBound + bound >= threshold) break;
-    unseenBound += bound;
-    if (bound > 0) unread.set(term, bound);
-  }
-  const blockIds = blocks
-    .filter((b) => alreadyRead.has(b.blockId) || (!unread.has(b.term) && blockBound(b, s) > 0))
-    .map((b) => b.blockId);
-  return { blockIds, unread, unseenBound, exhaustive: unread.size === 0 };
-}
-
 export interface Candidate {
   readonly chunkId: string;
   /** Exact partial sum + unread bounds of the terms it was not seen in. */
@@ -171,4 +143,76 @@ export function judgeRound(candidates: readonly Candidate[], limit: number, k: n
 /** Chunk ids are bigints in text: shorter is smaller, then lexical. */
 function compareIds(a: string, b: string): number {
   return a.length - b.length || (a < b ? -1 : a > b ? 1 : 0);
+}
+
+/**
+ * The second round after `read` left θ = `threshold` as the k-th exact score: per term, how deep to
+ * read its blocks (heaviest first) so that the unread bounds sum to less than `target` (≤ θ) — any
+ * chunk seen in no read block then cannot reach the top k — reading as few postings as that takes.
+ * MaxScore is the case where every term is read whole or not at all; this also cuts a term part-way,
+ * where its bounds fall (tf 1, long chunks). Greedy on each term's lower convex hull of (postings
+ * read, bound left): the steepest fall of the unseen bound per posting first.
+ */
+export function planCutRound(blocks: readonly BlockHeader[], s: Scoring, read: Round, target: number): Round {
+  const alreadyRead = new Set(read.blockIds);
+  const unreadByTerm = new Map<string, { block: BlockHeader; bound: number }[]>();
+  for (const block of blocks) {
+    const bound = blockBound(block, s);
+    if (alreadyRead.has(block.blockId) || bound <= 0) continue;
+    const list = unreadByTerm.get(block.term) ?? [];
+    unreadByTerm.set(block.term, list);
+    list.push({ block, bound });
+  }
+  interface Step {
+    readonly term: string;
+    readonly depth: number;
+    readonly fall: number;
+    readonly postings: number;
+  }
+  const steps: Step[] = [];
+  const depth = new Map<string, number>();
+  let unseenBound = 0;
+  for (const [term, list] of unreadByTerm) {
+    list.sort((a, b) => b.bound - a.bound);
+    depth.set(term, 0);
+    unseenBound += list[0]?.bound ?? 0;
+    // Points (postings read, bound of the heaviest block left) after reading the first j blocks.
+    const hull: { postings: number; bound: number; depth: number }[] = [];
+    let postings = 0;
+    for (let j = 0; j <= list.length; j++) {
+      const point = { postings, bound: list[j]?.bound ?? 0, depth: j };
+      for (;;) {
+        const [o, a] = [hull.at(-2), hull.at(-1)];
+        if (!o || !a) break;
+        const turn =
+          (a.postings - o.postings) * (point.bound - o.bound) - (a.bound - o.bound) * (point.postings - o.postings);
+        if (turn > 0) break;
+        hull.pop();
+      }
+      hull.push(point);
+      postings += list[j]?.block.postings ?? 0;
+    }
+    for (let i = 1; i < hull.length; i++) {
+      const [from, to] = [hull[i - 1], hull[i]] as const;
+      if (from && to)
+        steps.push({ term, depth: to.depth, fall: from.bound - to.bound, postings: to.postings - from.postings });
+    }
+  }
+  // Steepest first; a term's own hull steps get less steep, so they come in their order.
+  steps.sort((a, b) => b.fall / Math.max(b.postings, 1) - a.fall / Math.max(a.postings, 1) || a.depth - b.depth);
+  for (const step of steps) {
+    if (unseenBound < target) break;
+    unseenBound -= step.fall;
+    depth.set(step.term, Math.max(depth.get(step.term) ?? 0, step.depth));
+  }
+  const blockIds = [...alreadyRead];
+  const unread = new Map<string, number>();
+  for (const [term, list] of unreadByTerm) {
+    const readTo = depth.get(term) ?? 0;
+    for (const { block } of list.slice(0, readTo)) blockIds.push(block.blockId);
+    const left = list[readTo]?.bound ?? 0;
+    if (left > 0) unread.set(term, left);
+  }
+  const exactUnseen = [...unread.values()].reduce((sum, v) => sum + v, 0);
+  return { blockIds, unread, unseenBound: exactUnseen, exhaustive: unread.size === 0 };
 }

@@ -6,7 +6,7 @@ import {
   type Candidate,
   type Corpus,
   judgeRound,
-  planEssentialRound,
+  planCutRound,
   planRound,
   type Round,
   type Scoring,
@@ -19,22 +19,33 @@ import type { SearchScope } from "./search.repository.ts";
 
 /** How far early termination goes before scoring every block; the defaults were measured on the scale corpus. */
 export interface Bm25Tuning {
-  /** Postings the first round reads: the heaviest blocks, for a first k-th score. */
+  /** Postings the first round reads: the heaviest blocks, for a first k-th score θ. */
   readonly firstRoundPostings: number;
-  /** Candidates MaxScore's round completes exactly at most; past that, every block is scored. */
-  readonly essentialCompletions: number;
   /**
-   * What completing a candidate from its lexemes costs, in postings scored (~20 µs against ~0.6 µs
-   * on the scale corpus, ~135 lexemes a chunk): MaxScore's round is tried only when the postings it
-   * leaves unread outweigh the completions it may need.
+   * The deeper rounds after it, as multiples of the best θ so far: the top k's k-th score is usually
+   * well above the first round's (×1.7 at the median on the 1M scale corpus), and a round planned for
+   * a higher score reads far fewer postings. A guess that proves too high still raises θ, and the next
+   * multiple (1: θ itself, always right) is read with it.
    */
-  readonly completionCostInPostings: number;
+  readonly floorGuesses: readonly number[];
+  /**
+   * Each deeper round reads until the unseen bound is this share of its target: lower reads more
+   * postings but leaves fewer candidates above the target to complete (~15 µs each against ~0.7 µs
+   * a posting).
+   */
+  readonly unseenShare: number;
+  /** Candidates a deeper round may complete at most; past that it cannot certify. */
+  readonly candidateLimit: number;
+  /** Postings a deeper round must leave unread to be tried: one that does not certify costs what it read. */
+  readonly worthwhileSkip: number;
 }
 
 export const BM25_TUNING: Bm25Tuning = {
   firstRoundPostings: 1_024,
-  essentialCompletions: 2_048,
-  completionCostInPostings: 32,
+  floorGuesses: [1.5, 1],
+  unseenShare: 0.7,
+  candidateLimit: 8_192,
+  worthwhileSkip: 65_536,
 };
 /** Round 1 is tried only for queries with more postings than this many times what it reads. */
 const ROUND_ONE_WORTHWHILE = 8;
@@ -42,16 +53,17 @@ const ROUND_ONE_WORTHWHILE = 8;
 export interface Bm25Outcome {
   readonly hits: LegHit[];
   /**
-   * Which path answered: certified by the first round (the heaviest blocks), by MaxScore's round (the
-   * essential terms), every block, or the filtered chunks themselves.
+   * Which path answered: certified by the first round (the heaviest blocks), by a deeper round (each
+   * term cut where its bounds fall below a floor), every block, or the filtered chunks themselves.
    */
-  readonly path: "early" | "essential" | "exhaustive" | "filtered";
+  readonly path: "early" | "cut" | "exhaustive" | "filtered";
 }
 
 /**
  * Okapi BM25 (Lucene's idf, ln(1 + (N − df + 0.5) / (df + 0.5))) over the query's lexemes, OR-ed,
  * exact: the same top k as scoring every posting. A first round reads only the heaviest blocks and
- * stops there when that certifies the top k (bm25-plan.ts); otherwise every block is scored.
+ * stops there when that certifies the top k; deeper rounds cut each term at a floor for the k-th
+ * score (bm25-plan.ts); otherwise every block is scored.
  * `selectiveFilter` (few chunks pass the filters) scores the filtered chunks themselves instead.
  * Read-only, no temporary objects: it runs on hot standbys inside the router's read transaction.
  */
@@ -64,7 +76,10 @@ export async function bm25Search(
   selectiveFilter = false,
   tuning: Partial<Bm25Tuning> = {},
 ): Promise<Bm25Outcome> {
-  const { firstRoundPostings, essentialCompletions, completionCostInPostings } = { ...BM25_TUNING, ...tuning };
+  const { firstRoundPostings, floorGuesses, unseenShare, candidateLimit, worthwhileSkip } = {
+    ...BM25_TUNING,
+    ...tuning,
+  };
   const { terms, blocks, corpus } = await bm25Statistics(db, scope, query);
   const s = scoring(terms, corpus, params);
   if (s.weights.size === 0 || k <= 0) return { hits: [], path: "early" };
@@ -80,18 +95,21 @@ export async function bm25Search(
     const first = planRound(blocks, s, firstRoundPostings);
     const one = judgeRound(await readRound(db, scope, s, first, limit), limit, k, first);
     if (one.certified) return { hits: one.hits, path: "early" };
-    // Round 2, MaxScore's: the first round's k-th score is a floor; the common terms are not read.
-    const essential = one.threshold > 0 ? planEssentialRound(blocks, s, first, one.threshold) : undefined;
-    const completions = Math.max(limit, essentialCompletions);
-    if (
-      essential &&
-      !essential.exhaustive &&
-      postings - postingsOf(blocks, essential) > completionCostInPostings * completions
-    ) {
-      // A little below θ: the chunk that scored θ must not be lost to rounding in its upper bound.
-      const candidates = await readRound(db, scope, s, essential, completions, one.threshold * (1 - 1e-9));
-      const two = judgeRound(candidates, completions, k, essential);
-      if (two.certified) return { hits: two.hits, path: "essential" };
+    // Deeper rounds: any k chunks' exact scores bound the final k-th score from below.
+    const best = new Map(one.hits.map((h) => [h.chunkId, h.score]));
+    let floor = one.threshold;
+    for (const guess of floorGuesses) {
+      if (floor <= 0) break;
+      // A little below the target: the chunk that scores it must not be lost to rounding in its bound.
+      const target = guess * floor * (1 - 1e-9);
+      const round = planCutRound(blocks, s, first, target * unseenShare);
+      if (round.exhaustive || postings - postingsOf(blocks, round) < worthwhileSkip) break;
+      const { candidates, completed } = await readRoundLazily(db, scope, s, round, k, candidateLimit, target);
+      const deeper = judgeRound(candidates, completed, k, round);
+      // Chunks below the target were not candidates: certified only if the k-th score reached it.
+      if (deeper.certified && deeper.threshold >= target) return { hits: deeper.hits, path: "cut" };
+      for (const h of deeper.hits) best.set(h.chunkId, h.score);
+      floor = Math.max(floor, kthLargest([...best.values()], k));
     }
   }
   // Not certified: every block, where every candidate's partial sum is already its exact score.
@@ -101,6 +119,11 @@ export async function bm25Search(
   // More deleted or filtered-out candidates than room: every candidate.
   const everything = await readRound(db, scope, s, all, null);
   return { hits: judgeRound(everything, everything.length, k, all).hits, path: "exhaustive" };
+}
+
+/** The k-th largest of `scores` (0 with fewer than k). */
+function kthLargest(scores: number[], k: number): number {
+  return scores.length >= k ? (scores.sort((a, b) => b - a)[k - 1] ?? 0) : 0;
 }
 
 /** Postings a round reads. */
@@ -198,24 +221,19 @@ function exactScore(s: Scoring, w: RawBuilder<unknown>, length: RawBuilder<unkno
 const countedLength = sql`(SELECT sum(coalesce(cardinality(u.positions), 1)) FROM unnest(c.tsv) AS u)`;
 
 /**
- * Reads a round's blocks; returns the candidates with the highest upper bounds (`limit` + 1 of them,
- * or all when `limit` is null; none below `floor`), each with its exact score when it is a live chunk
- * passing the filters: completed from its lexemes, or, when every block was read, its partial sum itself.
+ * The chunks seen in a round's blocks with their upper bounds (exact partial sum + what the terms
+ * they were not seen in may add) and lengths: the highest `limit` + 1 (all when `limit` is null),
+ * none below `floor`, in the order they are completed.
  */
-async function readRound(
-  db: Kysely<Database>,
+function candidateBounds(
   scope: SearchScope,
   s: Scoring,
   round: Round,
   limit: number | null,
-  floor = 0,
-): Promise<Candidate[]> {
+  floor: number,
+): RawBuilder<{ chunk_id: string; dl: number; upper: number }> {
   const w = weightsRelation(s, round.unread);
-  const live = db
-    .selectFrom("chunks as c")
-    .select((round.exhaustive ? sql<number>`cand.upper` : exactScore(s, w, sql`(SELECT cand.dl)`)).as("score"))
-    .where((eb) => eb.and([eb("c.id", "=", sql<string>`cand.chunk_id`), chunkConditions(eb, scope, scope.filter)]));
-  const { rows } = await sql<{ chunk_id: string; upper: number; score: number | null }>`
+  return sql`
     WITH postings AS (
       SELECT b.term, p.chunk_id, p.tf, p.dl
       FROM bm25_blocks b CROSS JOIN LATERAL unnest(b.chunk_ids, b.tfs, b.dls) AS p(chunk_id, tf, dl)
@@ -228,18 +246,86 @@ async function readRound(
                + ${round.unseenBound}::float8 - sum(w.unread) AS upper
       FROM postings p JOIN ${w} USING (term)
       GROUP BY p.chunk_id
-    ),
-    candidates AS (
-      SELECT chunk_id, dl, upper FROM bounded
-      WHERE upper >= ${floor}::float8
-      ORDER BY upper DESC, chunk_id
-      ${limit === null ? sql`` : sql`LIMIT ${limit + 1}`}
     )
+    SELECT chunk_id, dl, upper FROM bounded
+    WHERE upper >= ${floor}::float8
+    ORDER BY upper DESC, chunk_id
+    ${limit === null ? sql`` : sql`LIMIT ${limit + 1}`}
+  `;
+}
+
+/**
+ * A candidate's score: exact from its lexemes when it is a live chunk passing the filters (null
+ * otherwise), or, when every block was read (`partialIsExact`), its partial sum itself. `cand` is the
+ * FROM item with chunk_id, dl and upper.
+ */
+function liveScore(db: Kysely<Database>, scope: SearchScope, s: Scoring, partialIsExact: boolean) {
+  const w = weightsRelation(s, new Map());
+  return db
+    .selectFrom("chunks as c")
+    .select((partialIsExact ? sql<number>`cand.upper` : exactScore(s, w, sql`(SELECT cand.dl)`)).as("score"))
+    .where((eb) => eb.and([eb("c.id", "=", sql<string>`cand.chunk_id`), chunkConditions(eb, scope, scope.filter)]));
+}
+
+/**
+ * Reads a round's blocks; returns the candidates with the highest upper bounds (`limit` + 1 of them,
+ * or all when `limit` is null; none below `floor`), each with its exact score when it is a live chunk
+ * passing the filters: completed from its lexemes, or, when every block was read, its partial sum itself.
+ */
+async function readRound(
+  db: Kysely<Database>,
+  scope: SearchScope,
+  s: Scoring,
+  round: Round,
+  limit: number | null,
+  floor = 0,
+): Promise<Candidate[]> {
+  const { rows } = await sql<{ chunk_id: string; upper: number; score: number | null }>`
     SELECT cand.chunk_id, cand.upper, live.score
-    FROM candidates cand LEFT JOIN LATERAL (${live}) AS live ON true
+    FROM (${candidateBounds(scope, s, round, limit, floor)}) AS cand
+    LEFT JOIN LATERAL (${liveScore(db, scope, s, round.exhaustive)}) AS live ON true
     ORDER BY cand.upper DESC, cand.chunk_id
   `.execute(db);
   return rows.map((r) => ({ chunkId: String(r.chunk_id), upper: r.upper, score: r.score }));
+}
+
+/**
+ * Reads a round's blocks for the candidates' bounds only (at most `limit` + 1, none below `floor`),
+ * then completes them in bound order, in growing batches, and stops as soon as the next bound cannot
+ * reach the k-th exact score so far: with a floor far below the final k-th score, most candidates
+ * are never completed. Returns the candidates and how many were completed, for judgeRound.
+ */
+async function readRoundLazily(
+  db: Kysely<Database>,
+  scope: SearchScope,
+  s: Scoring,
+  round: Round,
+  k: number,
+  limit: number,
+  floor: number,
+): Promise<{ candidates: Candidate[]; completed: number }> {
+  const { rows } = await candidateBounds(scope, s, round, limit, floor).execute(db);
+  const candidates: Candidate[] = rows.map((r) => ({ chunkId: String(r.chunk_id), upper: r.upper, score: null }));
+  const scores: number[] = [];
+  let completed = 0;
+  for (let batch = 2 * k; completed < Math.min(limit, rows.length); batch *= 2) {
+    const next = rows.slice(completed, Math.min(limit, completed + batch));
+    const { rows: scored } = await sql<{ chunk_id: string; score: number | null }>`
+      SELECT cand.chunk_id, live.score
+      FROM unnest(${next.map((r) => r.chunk_id)}::bigint[], ${next.map((r) => r.dl)}::int[]) AS cand(chunk_id, dl)
+      LEFT JOIN LATERAL (${liveScore(db, scope, s, false)}) AS live ON true
+    `.execute(db);
+    const byId = new Map(scored.map((r) => [String(r.chunk_id), r.score]));
+    for (let i = completed; i < completed + next.length; i++) {
+      const c = candidates[i] as Candidate;
+      const score = byId.get(c.chunkId) ?? null;
+      candidates[i] = { ...c, score };
+      if (score !== null) scores.push(score);
+    }
+    completed += next.length;
+    if ((candidates[completed]?.upper ?? 0) <= kthLargest(scores, k)) break;
+  }
+  return { candidates, completed };
 }
 
 /** Exhaustive over the filtered set: every chunk passing the filters that holds a query term. */

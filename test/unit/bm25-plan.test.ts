@@ -3,7 +3,7 @@ import {
   type BlockHeader,
   blockBound,
   judgeRound,
-  planEssentialRound,
+  planCutRound,
   planRound,
   scoring,
 } from "../../src/retrieval/bm25-plan.ts";
@@ -77,23 +77,59 @@ describe("BM25 block bounds", () => {
     expect(judgeRound(candidates, 1, 1, { ...round, unseenBound: 0 }).certified).toBe(false);
   });
 
-  it("MaxScore's round leaves unread the common terms that together cannot reach the floor θ", () => {
+  it("a cut round leaves unread the common terms that together cannot reach its target, and keeps what was read", () => {
     const blocks = [block("rare", "r1", 2, 2, 5), block("common", "c1", 50, 5, 4), block("common", "c2", 40, 1, 20)];
     const first = planRound(blocks, s, 2); // read r1 only
     const commonBound = blockBound(blocks[1] as BlockHeader, s);
-    // θ above what "common" can add: it is non-essential, none of its blocks is read.
-    const high = planEssentialRound(blocks, s, first, commonBound * 1.01);
+    // A target above what "common" can add: none of its blocks is read (MaxScore's non-essential term).
+    const high = planCutRound(blocks, s, first, commonBound * 1.01);
     expect(high.blockIds).toEqual(["r1"]);
     expect(high.unread.get("common")).toBeCloseTo(commonBound, 12);
     expect(high).toMatchObject({ unseenBound: high.unread.get("common"), exhaustive: false });
-    // θ within reach of "common" alone: every term is essential, every block read.
-    const low = planEssentialRound(blocks, s, first, commonBound * 0.99);
+    // A target below the lightest block: every block read.
+    const low = planCutRound(blocks, s, first, blockBound(blocks[2] as BlockHeader, s) * 0.99);
     expect(low).toMatchObject({ unseenBound: 0, exhaustive: true });
     expect(low.blockIds.sort()).toEqual(["c1", "c2", "r1"]);
-    // What the first round read stays read, whatever θ: its partial sums are exact.
+    // What the first round read stays read, whatever the target: its partial sums are exact.
     const afterCommon = planRound(blocks, s, 52); // r1 and c1
-    const rest = planEssentialRound(blocks, s, afterCommon, Number.POSITIVE_INFINITY);
+    const rest = planCutRound(blocks, s, afterCommon, Number.POSITIVE_INFINITY);
     expect(rest.blockIds.sort()).toEqual(["c1", "r1"]);
     expect(rest.unread.get("common")).toBeCloseTo(blockBound(blocks[2] as BlockHeader, s), 12);
+  });
+
+  it("the cut round reads each term only as deep as the unseen bound needs, a mid-frequency term part-way", () => {
+    const three = scoring(
+      [
+        { term: "rare", qtf: 1, df: 2, dead: 0 },
+        { term: "mid", qtf: 1, df: 30, dead: 0 },
+        { term: "common", qtf: 1, df: 90, dead: 0 },
+      ],
+      { n: 100, avgdl: 10 },
+      params,
+    );
+    const blocks = [
+      block("rare", "r1", 2, 2, 5),
+      block("mid", "m1", 5, 4, 4),
+      block("mid", "m2", 25, 1, 30),
+      block("common", "c1", 90, 1, 20),
+    ];
+    const bound = (id: string) => blockBound(blocks.find((b) => b.blockId === id) as BlockHeader, three);
+    const first = planRound(blocks, three, 2); // r1
+    expect(first.blockIds).toEqual(["r1"]);
+    // θ between common + mid's light block and common + mid's heavy one: MaxScore would read "mid"
+    // whole (it is essential); the cut reads its heavy block only, and leaves an unseen bound under θ.
+    const theta = bound("c1") + (bound("m1") + bound("m2")) / 2;
+    const cut = planCutRound(blocks, three, first, theta);
+    expect(cut.blockIds.sort()).toEqual(["m1", "r1"]);
+    expect(cut.unread.get("mid")).toBeCloseTo(bound("m2"), 12);
+    expect(cut.unread.get("common")).toBeCloseTo(bound("c1"), 12);
+    expect(cut.unseenBound).toBeLessThan(theta);
+    expect(cut.exhaustive).toBe(false);
+    // θ out of reach of every unread block together: nothing more to read.
+    expect(planCutRound(blocks, three, first, bound("c1") + bound("m1") + 1e-9).blockIds).toEqual(["r1"]);
+    // θ below the lightest block: every block read, each chunk's partial sum is its score.
+    const all = planCutRound(blocks, three, first, Math.min(bound("m2"), bound("c1")) / 2);
+    expect(all).toMatchObject({ unseenBound: 0, exhaustive: true });
+    expect(all.blockIds.sort()).toEqual(["c1", "m1", "m2", "r1"]);
   });
 });

@@ -17,7 +17,7 @@ import { adminQuery } from "../../helpers/cluster.ts";
  * compaction), BM25 with early termination returns the same top k as BM25 computed here, in
  * TypeScript, from the live documents alone. A first round of a few postings and blocks of 2–4
  * postings make the small corpora go through several rounds (the heaviest blocks first, then
- * MaxScore's essential terms, then every block).
+ * each term cut at a floor, then every block).
  */
 const VOCABULARY = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa"];
 const PARAMS = { k1: 1.2, b: 0.75 };
@@ -156,8 +156,8 @@ describe("BM25 with early termination", () => {
         const { value } = await app.router.read({ tenantId, primary: true }, async (tx) => {
           const outcome = await bm25Search(tx, scope, s.query.join(" "), s.k, PARAMS, false, {
             firstRoundPostings: s.firstRound,
-            // Small corpora: MaxScore's round whenever it leaves a posting unread.
-            completionCostInPostings: 0,
+            // Small corpora: a cut round whenever it leaves a posting unread.
+            worthwhileSkip: 0,
           });
           const { rows } = await sql<{ id: string; external_id: string }>`
             SELECT c.id::text AS id, d.external_id FROM chunks c JOIN documents d ON d.id = c.document_id
@@ -199,7 +199,7 @@ describe("BM25 with early termination", () => {
               firstRound: 1,
             },
           ],
-          // One where the first round does not certify and MaxScore's round does (found by a random run).
+          // One where the first round does not certify and a cut round does (found by a random run).
           [
             {
               documents: [
@@ -229,6 +229,6 @@ describe("BM25 with early termination", () => {
     );
     // The corpora did go through both early terminations, not only through the exhaustive fallback.
     expect(paths.get("early") ?? 0).toBeGreaterThan(0);
-    expect(paths.get("essential") ?? 0).toBeGreaterThan(0);
+    expect(paths.get("cut") ?? 0).toBeGreaterThan(0);
   });
 });
