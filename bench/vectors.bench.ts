@@ -21,7 +21,12 @@ import { loadConfig, type VectorIndexType } from "../src/config.ts";
 import type { Database } from "../src/db/database.ts";
 import { hashEmbedding } from "../src/dev/hash-embedding.ts";
 import { jsonLines, SCIFACT_DIR, SIFT5K_DIR } from "../src/evaluation/datasets.ts";
-import { hnswSettings, type SearchScope, vectorSearchIndexed } from "../src/retrieval/search.repository.ts";
+import {
+  defaultBinaryOversampling,
+  hnswSettings,
+  type SearchScope,
+  vectorSearchIndexed,
+} from "../src/retrieval/search.repository.ts";
 import { vectorIndexOf } from "../src/retrieval/search.service.ts";
 import { readVectors } from "./fvecs.ts";
 import { inScratchSchema, sentencesOf } from "./scratch-schema.ts";
@@ -113,7 +118,8 @@ try {
       metadata jsonb NOT NULL, embedding ${sql.raw(`vector(${DIMENSION})`)} NOT NULL
     )`.execute(db);
   console.log(
-    `bench:vectors — ${SIFT ? `sift5k, centred${PROJECT ? ", randomly projected" : ""}` : "dev embeddings of a SciFact-derived corpus"} (${DIMENSION} dimensions); ${queryVectors.length} queries; top ${K}; ef_search ${config.retrieval.efSearch}`,
+    `bench:vectors — ${SIFT ? `sift5k, centred${PROJECT ? ", randomly projected" : ""}` : "dev embeddings of a SciFact-derived corpus"} (${DIMENSION} dimensions); ${queryVectors.length} queries; top ${K}; ef_search ${config.retrieval.efSearch}; ` +
+      `binary re-ranks ${config.retrieval.binaryOversampling ?? defaultBinaryOversampling(DIMENSION)}× its results`,
   );
   const random = seeded(7);
   let loaded = 0;

@@ -180,8 +180,10 @@ const schema = z.object({
     .int()
     .min(1)
     .max(100)
-    .default(10)
-    .describe("vector leg, binary index: candidates per result taken by Hamming distance and re-ranked exactly"),
+    .optional()
+    .describe(
+      "vector leg, binary index: candidates per result taken by Hamming distance and re-ranked exactly; by default ⌈6,400 ÷ dimension⌉ within 4–100 (fewer bits, more candidates: 50 at 128-d, 17 at 384-d, 5 at 1,536-d)",
+    ),
   PGRAG_EXACT_SCAN_THRESHOLD: z.coerce
     .number()
     .int()
@@ -530,7 +532,8 @@ export interface Config {
   };
   readonly retrieval: {
     readonly efSearch: number;
-    readonly binaryOversampling: number;
+    /** Unset: by the dimension (defaultBinaryOversampling). */
+    readonly binaryOversampling: number | undefined;
     /** Filters leaving at most this many chunks use an exact scan instead of the HNSW index. */
     readonly exactScanThreshold: number;
     readonly bm25: { readonly k1: number; readonly b: number };

@@ -4,6 +4,8 @@ import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { configTable } from "../../src/cli/config.command.ts";
 import { CONFIG_VARIABLES, ConfigError, configReference, loadConfig } from "../../src/config.ts";
+import { defaultBinaryOversampling } from "../../src/retrieval/search.repository.ts";
+import { vectorIndexOf } from "../../src/retrieval/search.service.ts";
 
 const minimal = { PGRAG_PRIMARY_URL: "postgres://app:secret@127.0.0.1:6432/primary" };
 
@@ -15,6 +17,13 @@ describe("loadConfig", () => {
     expect(config.database.migrationUrl).toBe(minimal.PGRAG_PRIMARY_URL);
     expect(config.embedding).toMatchObject({ model: "pgrag-dev-hash", dimension: 384 });
     expect(Object.isFrozen(config.routing)).toBe(true);
+  });
+
+  it("re-ranks more binary candidates the fewer bits the codes have, unless told how many", () => {
+    expect([128, 384, 1_536, 4_096, 32].map(defaultBinaryOversampling)).toEqual([50, 17, 5, 4, 100]);
+    const binary = { ...minimal, PGRAG_EMBEDDING_DIM: "128", PGRAG_VECTOR_INDEX: "binary" };
+    expect(vectorIndexOf(loadConfig(binary)).binaryOversampling).toBeUndefined();
+    expect(vectorIndexOf(loadConfig({ ...binary, PGRAG_BINARY_OVERSAMPLING: "7" })).binaryOversampling).toBe(7);
   });
 
   it("listens on PORT when given, and on PGRAG_PORT when both are", () => {
