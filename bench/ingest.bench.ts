@@ -27,7 +27,6 @@ const config = loadConfig({
   ...process.env,
   PGRAG_LOG_LEVEL: "warn",
   PGRAG_WORKER_CONCURRENCY: process.env.PGRAG_WORKER_CONCURRENCY ?? "2",
-  PGRAG_WORKER_BATCH_SIZE: process.env.PGRAG_WORKER_BATCH_SIZE ?? "32",
 });
 const app = createApp(config, { logger: createLogger({ logLevel: "warn" }) });
 await app.start({ listen: false });

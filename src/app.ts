@@ -252,7 +252,7 @@ export function createApp(config: Config, options: { logger?: Logger } = {}): Ap
       if (config.ingest.workerConcurrency > 0) {
         const compactor = new PostingsCompactor(
           { boss: queue.boss, router, logger: logger.child({ component: "postings-compactor" }), registry },
-          config.retrieval.bm25,
+          { bm25: config.retrieval.bm25, delaySeconds: config.ingest.compactionDelaySeconds },
         );
         await compactor.start();
         releasers.push("postings compaction", () => compactor.stop());
@@ -269,6 +269,7 @@ export function createApp(config: Config, options: { logger?: Logger } = {}): Ap
           {
             concurrency: config.ingest.workerConcurrency,
             batchSize: config.ingest.workerBatchSize,
+            batchBytes: config.ingest.workerBatchBytes,
             pollingIntervalSeconds: config.ingest.workerPollSeconds,
             maxChunksPerDocument: config.ingest.maxChunksPerDocument,
             leaseSeconds: config.ingest.jobExpireSeconds,

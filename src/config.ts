@@ -314,13 +314,36 @@ const schema = z.object({
     .max(64)
     .default(2)
     .describe("ingestion fetch loops in this process (0: none; run pgrag worker elsewhere)"),
-  PGRAG_WORKER_BATCH_SIZE: z.coerce.number().int().min(1).max(500).default(16).describe("jobs per ingestion batch"),
+  PGRAG_WORKER_BATCH_SIZE: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(500)
+    .default(64)
+    .describe("jobs per ingestion batch: their chunks share embedding requests and one write transaction"),
+  PGRAG_WORKER_BATCH_BYTES: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .default(32 * 2 ** 20)
+    .describe(
+      "document bytes an ingestion batch loads at once: a larger batch is processed in slices within it, one after another, so a batch's memory is bounded whatever its size",
+    ),
   PGRAG_WORKER_POLL_SECONDS: z.coerce
     .number()
     .min(0.5)
     .max(60)
     .default(0.5)
     .describe("idle poll interval of an ingestion loop"),
+  PGRAG_COMPACTION_DELAY_SECONDS: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .max(3_600)
+    .default(30)
+    .describe(
+      "BM25 postings compaction starts this long after the ingestion batch that asks for it: a burst of writes is compacted once, after it, not alongside (search is exact either way)",
+    ),
   PGRAG_INGEST_JOB_EXPIRE_SECONDS: z.coerce
     .number()
     .int()
@@ -573,7 +596,10 @@ export interface Config {
     /** Ingestion workers in this process; 0 leaves ingestion to `pgrag worker` processes. */
     readonly workerConcurrency: number;
     readonly workerBatchSize: number;
+    readonly workerBatchBytes: number;
     readonly workerPollSeconds: number;
+    /** Delay of the postings compaction an ingestion batch asks for. */
+    readonly compactionDelaySeconds: number;
     readonly jobExpireSeconds: number;
     readonly queueMaintenanceSeconds: number;
     readonly maxDocumentBytes: number;
@@ -741,7 +767,9 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     ingest: {
       workerConcurrency: raw.PGRAG_WORKER_CONCURRENCY,
       workerBatchSize: raw.PGRAG_WORKER_BATCH_SIZE,
+      workerBatchBytes: raw.PGRAG_WORKER_BATCH_BYTES,
       workerPollSeconds: raw.PGRAG_WORKER_POLL_SECONDS,
+      compactionDelaySeconds: raw.PGRAG_COMPACTION_DELAY_SECONDS,
       jobExpireSeconds: raw.PGRAG_INGEST_JOB_EXPIRE_SECONDS,
       queueMaintenanceSeconds: raw.PGRAG_QUEUE_MAINTENANCE_SECONDS,
       maxDocumentBytes: raw.PGRAG_MAX_DOCUMENT_BYTES,

@@ -248,6 +248,19 @@ export async function documentTenants(
   return new Map(rows.map((r) => [r.document_id, r.tenant_id]));
 }
 
+/** Each document's content size in bytes, from its stored length (the content is not read). */
+export async function documentSizes(
+  db: Kysely<Database>,
+  documentIds: readonly string[],
+): Promise<Map<string, number>> {
+  const rows = await db
+    .selectFrom("documents")
+    .select(["id", sql<string>`octet_length(content)`.as("bytes")])
+    .where("id", "in", documentIds)
+    .execute();
+  return new Map(rows.map((r) => [r.id, Number(r.bytes)]));
+}
+
 /** Documents to ingest, with their collection's settings. */
 export function documentsToIngest(db: Kysely<Database>, documentIds: readonly string[]) {
   return db

@@ -11,6 +11,7 @@ import { deleteChunksOf, type EmbeddedChunk, insertChunksWithPostings } from "./
 import { rowToCollection } from "./collections.repository.ts";
 import {
   adjustCollectionStats,
+  documentSizes,
   documentsToIngest,
   documentTenants,
   lockDocuments,
@@ -27,6 +28,8 @@ export interface IngestWorkerOptions {
   readonly concurrency: number;
   /** Jobs fetched together: their chunks share embedding batches. */
   readonly batchSize: number;
+  /** Document bytes loaded at once: a batch beyond it is processed in slices (slicesWithinBudget). */
+  readonly batchBytes: number;
   readonly pollingIntervalSeconds: number;
   readonly maxChunksPerDocument: number;
   /** The jobs' expiry (PGRAG_INGEST_JOB_EXPIRE_SECONDS): a running batch renews its leases three times per it. */
@@ -178,6 +181,17 @@ export class IngestWorker {
   }
 
   async #processTenantBatch(tenantId: string, jobs: PgBoss.JobWithMetadata<IngestJobData>[]): Promise<void> {
+    const { value: sizes } = await this.#router.read({ primary: true, tenantId }, (db) =>
+      documentSizes(
+        db,
+        jobs.map((j) => j.data.documentId),
+      ),
+    );
+    const slices = slicesWithinBudget(jobs, (job) => sizes.get(job.data.documentId) ?? 0, this.#options.batchBytes);
+    for (const slice of slices) await this.#processSlice(tenantId, slice);
+  }
+
+  async #processSlice(tenantId: string, jobs: PgBoss.JobWithMetadata<IngestJobData>[]): Promise<void> {
     const pending = await this.#timed("load", () => this.#load(tenantId, jobs));
     let embedded: Map<PendingDocument, EmbeddedChunk[]>;
     try {
@@ -339,4 +353,26 @@ export class IngestWorker {
       end();
     }
   }
+}
+
+/**
+ * `items` in order, cut where the next one would take a slice past `budget` bytes; an item larger
+ * than the budget is a slice of its own.
+ */
+export function slicesWithinBudget<T>(items: readonly T[], bytesOf: (item: T) => number, budget: number): T[][] {
+  const slices: T[][] = [];
+  let current: T[] = [];
+  let bytes = 0;
+  for (const item of items) {
+    const size = bytesOf(item);
+    if (current.length > 0 && bytes + size > budget) {
+      slices.push(current);
+      current = [];
+      bytes = 0;
+    }
+    current.push(item);
+    bytes += size;
+  }
+  if (current.length > 0) slices.push(current);
+  return slices;
 }

@@ -9,12 +9,21 @@ import { collectionStats, createCollection, waitForDocuments } from "../../helpe
 import { readScifactCorpus } from "../../../src/evaluation/datasets.ts";
 import { waitFor } from "../../../harness/wait-for.ts";
 
+const BATCH_BYTES = 8_000;
 let app: App;
 beforeAll(async () => {
   app = await startTestApp(
     // A read with a token waits up to 5 s for a replica (not the default 250 ms): on a loaded CI
     // machine replay can lag that long, and these tests check that a replica serves the token.
-    { PGRAG_WORKER_POLL_SECONDS: "0.5", PGRAG_MAX_DOCUMENT_BYTES: "200000", PGRAG_CONSISTENCY_WAIT_MS: "5000" },
+    // Compaction 2 s after the batch that asks for it (30 s by default), so the test sees it run.
+    {
+      PGRAG_WORKER_POLL_SECONDS: "0.5",
+      PGRAG_MAX_DOCUMENT_BYTES: "200000",
+      PGRAG_CONSISTENCY_WAIT_MS: "5000",
+      PGRAG_COMPACTION_DELAY_SECONDS: "2",
+      // A few SciFact abstracts per slice: every batch here is cut to its byte budget.
+      PGRAG_WORKER_BATCH_BYTES: String(BATCH_BYTES),
+    },
     { workers: true },
   );
 });
@@ -23,6 +32,15 @@ const dev = () => {
   if (!server) throw new Error("the test app runs the in-process dev inference server");
   return server;
 };
+
+/** Write transactions the workers ran so far (the write stage's count). */
+async function writeTransactions(): Promise<number> {
+  const metrics = await app.registry.getMetricsAsJSON();
+  const stages = metrics.find((m) => m.name === "pgrag_ingest_stage_seconds") as unknown as {
+    values: { metricName: string; labels: { stage: string }; value: number }[];
+  };
+  return stages.values.find((v) => v.metricName.endsWith("_count") && v.labels.stage === "write")?.value ?? 0;
+}
 
 async function chunkRows(documentId: string) {
   return adminQuery<{ ordinal: number; content: string; has_embedding: boolean; version: number }>(
@@ -37,6 +55,7 @@ describe("ingestion", () => {
     const { key, tenantId } = await newTenantKey(app);
     await createCollection(app, key, "scifact");
     const abstracts = await readScifactCorpus(25);
+    const writesBefore = await writeTransactions();
     const put = await api<{
       documents: { external_id: string; changed: boolean }[];
       consistency_token: string;
@@ -67,6 +86,10 @@ describe("ingestion", () => {
       expect(rows).toHaveLength(doc.chunk_count);
       expect(rows.every((r) => r.has_embedding)).toBe(true);
     }
+    // However the jobs were fetched (the batch size is 64), no slice loaded more than the byte
+    // budget unless it was one document: at least ⌈total ÷ budget⌉ write transactions.
+    const totalBytes = abstracts.reduce((sum, a) => sum + Buffer.byteLength(a.text), 0);
+    expect((await writeTransactions()) - writesBefore).toBeGreaterThanOrEqual(Math.ceil(totalBytes / BATCH_BYTES));
     // The token of the read that saw "ready" brings a replica to at least that state.
     const first = documents.get(abstracts[0]?._id ?? "");
     expect(parseLsn(token)).not.toBeNull();
@@ -162,6 +185,20 @@ describe("ingestion", () => {
       const [state] = await blocks();
       return state?.fresh_pairs === 0 && (state?.compacted ?? 0) > 0;
     });
+    // Deferred: each compaction job the batches asked for was to start 2 s after it was asked for,
+    // and none ran sooner.
+    const jobs = await adminQuery<{ delay: number; early: boolean }>(
+      "primary",
+      `SELECT extract(epoch FROM j.start_after - j.created_on)::float8 AS delay,
+              coalesce(j.started_on < j.start_after, false) AS early
+       FROM (SELECT name, data, start_after, created_on, started_on FROM pgboss.job
+             UNION ALL SELECT name, data, start_after, created_on, started_on FROM pgboss.archive) j
+       JOIN collections c ON c.id = (j.data ->> 'collectionId')::uuid
+       WHERE j.name = 'compact-postings' AND c.tenant_id = $1 AND c.name = 'compacted'`,
+      [tenantId],
+    );
+    expect(jobs.length).toBeGreaterThan(0);
+    for (const job of jobs) expect(job).toEqual({ delay: expect.closeTo(2, 1), early: false });
 
     // Deletes through the API leave their postings in the blocks; the delete itself asks for the
     // compaction that drops them (no ingestion batch follows a delete to ask for it).

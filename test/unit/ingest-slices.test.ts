@@ -1,0 +1,20 @@
+import { describe, expect, it } from "vitest";
+import { slicesWithinBudget } from "../../src/ingest/ingest.worker.ts";
+
+describe("ingestion batch slices", () => {
+  const slices = (sizes: number[], budget: number) => slicesWithinBudget(sizes, (size) => size, budget);
+
+  it("keep the batch's order and cut where the next document would pass the byte budget", () => {
+    expect(slices([3, 3, 3, 3, 3], 10)).toEqual([
+      [3, 3, 3],
+      [3, 3],
+    ]);
+    expect(slices([5, 5, 5], 10)).toEqual([[5, 5], [5]]);
+    expect(slices([1, 2, 3], 100)).toEqual([[1, 2, 3]]);
+    expect(slices([], 10)).toEqual([]);
+  });
+
+  it("give a document larger than the budget a slice of its own", () => {
+    expect(slices([2, 50, 2, 2], 10)).toEqual([[2], [50], [2, 2]]);
+  });
+});
