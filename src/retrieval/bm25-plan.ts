@@ -146,9 +146,9 @@ function compareIds(a: string, b: string): number {
 }
 
 /**
- * The second round after `read` left θ = `threshold` as the k-th exact score: per term, how deep to
- * read its blocks (heaviest first) so that the unread bounds sum to less than `target` (≤ θ) — any
- * chunk seen in no read block then cannot reach the top k — reading as few postings as that takes.
+ * A deeper round after `read`: per term, how deep to read its blocks (heaviest first) so that the
+ * unread bounds sum to less than `target` — a chunk seen in no read block then scores below it —
+ * reading as few postings as that takes.
  * MaxScore is the case where every term is read whole or not at all; this also cuts a term part-way,
  * where its bounds fall (tf 1, long chunks). Greedy on each term's lower convex hull of (postings
  * read, bound left): the steepest fall of the unseen bound per posting first.
