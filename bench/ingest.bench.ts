@@ -123,7 +123,7 @@ if (args["warm-embeddings"]) {
   );
   await replicasCaughtUp();
 }
-for (const metric of ["pgrag_ingest_stage_seconds"]) app.registry.getSingleMetric(metric)?.reset();
+app.registry.getSingleMetric("pgrag_ingest_stage_seconds")?.reset();
 const { tenantId, enqueuedMs, finishedMs } = await ingestCorpus(`bench-ingest-${Date.now()}`);
 const counts = await asTenant(tenantId, (tx) =>
   tx
@@ -134,11 +134,9 @@ const counts = await asTenant(tenantId, (tx) =>
     .executeTakeFirstOrThrow(),
 );
 const stageSums = new Map<string, number>();
-for (const metric of (await app.registry.getMetricsAsJSON()).filter((m) => m.name === "pgrag_ingest_stage_seconds")) {
-  for (const v of (metric as unknown as { values: { metricName: string; labels: { stage: string }; value: number }[] })
-    .values) {
-    if (v.metricName.endsWith("_sum")) stageSums.set(v.labels.stage, v.value);
-  }
+const stages = await app.registry.getSingleMetric("pgrag_ingest_stage_seconds")?.get();
+for (const v of (stages?.values ?? []) as { metricName?: string; labels: { stage?: string }; value: number }[]) {
+  if (v.metricName?.endsWith("_sum") && v.labels.stage) stageSums.set(v.labels.stage, v.value);
 }
 await app.stop();
 await closeDbNode(admin);

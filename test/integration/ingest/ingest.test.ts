@@ -35,11 +35,9 @@ const dev = () => {
 
 /** Write transactions the workers ran so far (the write stage's count). */
 async function writeTransactions(): Promise<number> {
-  const metrics = await app.registry.getMetricsAsJSON();
-  const stages = metrics.find((m) => m.name === "pgrag_ingest_stage_seconds") as unknown as {
-    values: { metricName: string; labels: { stage: string }; value: number }[];
-  };
-  return stages.values.find((v) => v.metricName.endsWith("_count") && v.labels.stage === "write")?.value ?? 0;
+  const stages = await app.registry.getSingleMetric("pgrag_ingest_stage_seconds")?.get();
+  const values = (stages?.values ?? []) as { metricName?: string; labels: { stage?: string }; value: number }[];
+  return values.find((v) => v.metricName?.endsWith("_count") && v.labels.stage === "write")?.value ?? 0;
 }
 
 async function chunkRows(documentId: string) {
