@@ -9,6 +9,7 @@
  * with `--project D`, sift5k mapped to D dimensions by a seeded Gaussian random projection: a
  * stand-in for a large embedding model, whose binary codes have D bits (distances are kept up to a
  * factor, so the exact neighbours are nearly those of the 128-d vectors).
+ * `--binary-m M` builds the binary index with another HNSW degree, to weigh its size against recall.
  * Each type's search runs through the API's own vectorSearchIndexed in a scratch schema
  * (bench_vectors), dropped at the end.
  */
@@ -40,6 +41,8 @@ const { values: args } = parseArgs({
     queries: { type: "string", default: "100" },
     data: { type: "string", default: "scifact" },
     project: { type: "string", default: "0" },
+    // The binary index's HNSW m, as migration 1732435200015 builds it (the others keep pgvector's 16).
+    "binary-m": { type: "string", default: "8" },
   },
 });
 const SIFT = args.data === "sift";
@@ -56,7 +59,7 @@ const TYPES = (["vector", "halfvec", "binary"] as const satisfies VectorIndexTyp
 const INDEX: Record<VectorIndexType, string> = {
   vector: "(embedding vector_cosine_ops)",
   halfvec: `((embedding::halfvec(${DIMENSION})) halfvec_cosine_ops)`,
-  binary: `((binary_quantize(embedding)::bit(${DIMENSION})) bit_hamming_ops)`,
+  binary: `((binary_quantize(embedding)::bit(${DIMENSION})) bit_hamming_ops) WITH (m = ${Number(args["binary-m"])})`,
 };
 
 const config = loadConfig({ ...process.env, PGRAG_LOG_LEVEL: "warn" });
