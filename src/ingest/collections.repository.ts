@@ -71,6 +71,22 @@ export async function textSearchConfigExists(db: Kysely<Database>, name: string)
   return rows[0]?.found === true;
 }
 
+/**
+ * Holds the collection's key for the transaction (FOR KEY SHARE): a delete of the collection, or of
+ * its tenant, waits for the transaction instead of deadlocking with it. A transaction that locks the
+ * collection's postings blocks and then inserts blocks (whose key check needs this same lock) takes
+ * it first. False when the collection is gone.
+ */
+export async function holdCollection(db: Kysely<Database>, collectionId: string): Promise<boolean> {
+  const row = await db
+    .selectFrom("collections")
+    .select("id")
+    .where("id", "=", collectionId)
+    .forKeyShare()
+    .executeTakeFirst();
+  return row !== undefined;
+}
+
 /** The tenant's collection of this name, or a 404 that says how to create it. */
 export async function requireCollection(db: Kysely<Database>, tenantId: string, name: string): Promise<Collection> {
   const collection = await findCollection(db, tenantId, name);

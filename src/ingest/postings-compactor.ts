@@ -3,6 +3,7 @@ import type { Logger } from "pino";
 import { Counter, type Registry } from "prom-client";
 import type { Router } from "../db/router.ts";
 import type { Bm25Parameters } from "../retrieval/bm25-plan.ts";
+import { holdCollection } from "./collections.repository.ts";
 import { SingleJobLoop } from "./job-loop.ts";
 import {
   averageLength,
@@ -118,6 +119,7 @@ export async function compactCollection(
   while (done < options.maxTerms) {
     const { value } = await router.write(
       async (tx) => {
+        if (!(await holdCollection(tx, job.collectionId))) return 0;
         const terms = await termsToCompact(
           tx,
           job.collectionId,

@@ -57,6 +57,20 @@ export async function adminQuery<R extends pg.QueryResultRow = pg.QueryResultRow
   database = "pgrag",
   settings: Record<string, string> = {},
 ): Promise<R[]> {
+  const client = await adminClient(node, database, settings);
+  try {
+    return (await client.query<R>(text, values)).rows;
+  } finally {
+    await client.end();
+  }
+}
+
+/** A connected superuser session on one node, for a test that holds a transaction open; end it. */
+export async function adminClient(
+  node: string,
+  database = "pgrag",
+  settings: Record<string, string> = {},
+): Promise<pg.Client> {
   const state = readTopologyState(TEST_CLUSTER);
   const client = new pg.Client({
     // A container's socket is not reachable from here: its published port, with a password.
@@ -71,11 +85,7 @@ export async function adminQuery<R extends pg.QueryResultRow = pg.QueryResultRow
   });
   client.on("error", () => {}); // a node stopped by a fault test; the pending query reports it
   await client.connect();
-  try {
-    return (await client.query<R>(text, values)).rows;
-  } finally {
-    await client.end();
-  }
+  return client;
 }
 
 /** The `n` of a superuser `SELECT count(*)::int AS n …` on the primary: test set-ups and progress checks. */
