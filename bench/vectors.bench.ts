@@ -9,6 +9,7 @@
  * with `--project D`, sift5k mapped to D dimensions by a seeded Gaussian random projection: a
  * stand-in for a large embedding model, whose binary codes have D bits (distances are kept up to a
  * factor, so the exact neighbours are nearly those of the 128-d vectors).
+ * `--types vector,binary` measures only those index types (sizes are relative to vector's when it is among them).
  * `--binary-m M` builds the binary index with another HNSW degree, to weigh its size against recall.
  * Each type's search runs through the API's own vectorSearchIndexed in a scratch schema
  * (bench_vectors), dropped at the end.
@@ -43,6 +44,7 @@ const { values: args } = parseArgs({
     project: { type: "string", default: "0" },
     // The binary index's HNSW m, as migration 1732435200015 builds it (the others keep pgvector's 16).
     "binary-m": { type: "string", default: "8" },
+    types: { type: "string", default: "vector,halfvec,binary" },
   },
 });
 const SIFT = args.data === "sift";
@@ -54,7 +56,8 @@ const QUERIES = Number(args.queries);
 const K = 10;
 // pgvector indexes vector up to 2,000 dimensions and halfvec up to 4,000.
 const TYPES = (["vector", "halfvec", "binary"] as const satisfies VectorIndexType[]).filter(
-  (type) => DIMENSION <= { vector: 2_000, halfvec: 4_000, binary: 64_000 }[type],
+  (type) =>
+    args.types.split(",").includes(type) && DIMENSION <= { vector: 2_000, halfvec: 4_000, binary: 64_000 }[type],
 );
 const INDEX: Record<VectorIndexType, string> = {
   vector: "(embedding vector_cosine_ops)",
