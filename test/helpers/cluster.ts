@@ -1,4 +1,5 @@
 import { execFile } from "node:child_process";
+import { randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { parseEnv, promisify } from "node:util";
@@ -86,6 +87,22 @@ export async function adminClient(
   client.on("error", () => {}); // a node stopped by a fault test; the pending query reports it
   await client.connect();
   return client;
+}
+
+/**
+ * A tenant of its own with one collection of 'simple' lexemes (the words themselves), made by the
+ * superuser: for tests that write chunks or postings directly. Delete the tenant to remove both.
+ */
+export async function adminTenantCollection(name: string): Promise<{ tenantId: string; collectionId: string }> {
+  const tenantId = randomUUID();
+  const collectionId = randomUUID();
+  await adminQuery("primary", "INSERT INTO tenants (id, name) VALUES ($1, $2)", [tenantId, `${name}-${tenantId}`]);
+  await adminQuery("primary", "INSERT INTO collections (id, tenant_id, name, language) VALUES ($1, $2, $3, 'simple')", [
+    collectionId,
+    tenantId,
+    name,
+  ]);
+  return { tenantId, collectionId };
 }
 
 /** The `n` of a superuser `SELECT count(*)::int AS n …` on the primary: test set-ups and progress checks. */

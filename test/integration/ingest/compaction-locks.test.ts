@@ -1,10 +1,9 @@
-import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { waitFor } from "../../../harness/wait-for.ts";
 import type { App } from "../../../src/app.ts";
 import { compactCollection } from "../../../src/ingest/postings-compactor.ts";
 import { startTestApp } from "../../helpers/app.ts";
-import { adminClient, adminQuery } from "../../helpers/cluster.ts";
+import { adminClient, adminQuery, adminTenantCollection } from "../../helpers/cluster.ts";
 
 /**
  * Compaction locks a collection's postings blocks and then inserts blocks, whose foreign key check
@@ -12,18 +11,13 @@ import { adminClient, adminQuery } from "../../helpers/cluster.ts";
  * first and then, by cascade, the blocks: in the other order the two deadlocked (one aborted, seen in
  * bench:ingest). Compaction now takes the collection's key lock before any block.
  */
-const tenantId = randomUUID();
-const collectionId = randomUUID();
+let tenantId = "";
+let collectionId = "";
 let app: App;
 
 beforeAll(async () => {
   app = await startTestApp();
-  await adminQuery("primary", "INSERT INTO tenants (id, name) VALUES ($1, $2)", [tenantId, `locks-${tenantId}`]);
-  await adminQuery(
-    "primary",
-    "INSERT INTO collections (id, tenant_id, name, language) VALUES ($1, $2, 'locks', 'simple')",
-    [collectionId, tenantId],
-  );
+  ({ tenantId, collectionId } = await adminTenantCollection("locks"));
   // Two appended blocks of one term: work for compaction (it merges fresh blocks).
   await adminQuery(
     "primary",

@@ -1,4 +1,3 @@
-import { randomUUID } from "node:crypto";
 import fc from "fast-check";
 import { type Kysely, sql } from "kysely";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -9,7 +8,7 @@ import { compactCollection } from "../../../src/ingest/postings-compactor.ts";
 import { bm25Search } from "../../../src/retrieval/bm25.repository.ts";
 import type { SearchScope } from "../../../src/retrieval/search.repository.ts";
 import { startTestApp } from "../../helpers/app.ts";
-import { adminQuery } from "../../helpers/cluster.ts";
+import { adminQuery, adminTenantCollection } from "../../helpers/cluster.ts";
 
 /**
  * Early termination is exact: on random small corpora, in every state the postings can be in
@@ -21,30 +20,19 @@ import { adminQuery } from "../../helpers/cluster.ts";
  */
 const VOCABULARY = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa"];
 const PARAMS = { k1: 1.2, b: 0.75 };
-const tenantId = randomUUID();
-const collectionId = randomUUID();
+let tenantId = "";
+let collectionId = "";
 let app: App;
+let scope: SearchScope;
 
 beforeAll(async () => {
   app = await startTestApp();
-  await adminQuery("primary", "INSERT INTO tenants (id, name) VALUES ($1, $2)", [tenantId, `bm25-et-${tenantId}`]);
-  await adminQuery(
-    "primary",
-    "INSERT INTO collections (id, tenant_id, name, language) VALUES ($1, $2, 'property', 'simple')",
-    [collectionId, tenantId],
-  );
+  ({ tenantId, collectionId } = await adminTenantCollection("bm25-et"));
+  scope = { tenantId, collectionIds: [collectionId], language: "simple", documentIds: null, filter: undefined };
 });
 afterAll(async () => {
   await adminQuery("primary", "DELETE FROM tenants WHERE id = $1", [tenantId]);
 });
-
-const scope: SearchScope = {
-  tenantId,
-  collectionIds: [collectionId],
-  language: "simple",
-  documentIds: null,
-  filter: undefined,
-};
 
 /** BM25 by hand over the live documents ('simple' lexemes are the lower-case words themselves). */
 function reference(documents: string[][], query: string[]): { index: number; score: number }[] {
