@@ -151,7 +151,7 @@ const schema = z.object({
     .enum(["auto", "vector", "halfvec", "binary"])
     .default("auto")
     .describe(
-      "HNSW index over the embeddings, recorded by the migrations: vector (≤ 2,000 dimensions), halfvec (≤ 4,000, half the memory), binary (binary_quantize, any size, re-ranked exactly); auto picks by dimension",
+      "HNSW index over the embeddings, recorded by the migrations: vector (≤ 2,000 dimensions), halfvec (≤ 4,000, half the memory), binary (binary_quantize, any size, re-ranked exactly; HNSW m = 8, the others 16); auto picks by dimension",
     ),
   PGRAG_EMBEDDING_BATCH_SIZE: z.coerce
     .number()
