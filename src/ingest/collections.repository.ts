@@ -73,9 +73,10 @@ export async function textSearchConfigExists(db: Kysely<Database>, name: string)
 
 /**
  * Holds the collection's key for the transaction (FOR KEY SHARE): a delete of the collection, or of
- * its tenant, waits for the transaction instead of deadlocking with it. A transaction that locks the
- * collection's postings blocks and then inserts blocks (whose key check needs this same lock) takes
- * it first. False when the collection is gone.
+ * its tenant, waits for the transaction instead of deadlocking with it. A delete takes the collection
+ * row, then (by cascade) its documents and postings blocks; a write that locks documents or blocks and
+ * then inserts blocks, whose key check needs this same row, takes it first: ingestion and compaction
+ * do. False when the collection is gone.
  */
 export async function holdCollection(db: Kysely<Database>, collectionId: string): Promise<boolean> {
   const row = await db

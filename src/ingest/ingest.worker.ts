@@ -8,7 +8,7 @@ import type { Chunk } from "./chunking.ts";
 import type { TextPool } from "./text-pool.ts";
 import { chunkWithinLimit, embedChunks } from "./chunk-embeddings.ts";
 import { deleteChunksOf, type EmbeddedChunk, insertChunksWithPostings } from "./chunks.repository.ts";
-import { rowToCollection } from "./collections.repository.ts";
+import { holdCollection, rowToCollection } from "./collections.repository.ts";
 import {
   adjustCollectionStats,
   documentSizes,
@@ -260,6 +260,9 @@ export class IngestWorker {
   async #write(docs: readonly PendingDocument[], embedded: Map<PendingDocument, EmbeddedChunk[]>): Promise<void> {
     const { value: outcomes } = await this.#router.write(
       async (tx) => {
+        // Before any document row (see holdCollection): a delete of the collection or its tenant
+        // waits for this write instead of deadlocking with it over the postings' key check.
+        for (const collectionId of new Set(docs.map((d) => d.collectionId))) await holdCollection(tx, collectionId);
         const current = new Map(
           (
             await lockDocuments(
