@@ -93,10 +93,14 @@ export async function bm25Search(
   const postings = blocks.reduce((sum, b) => sum + b.postings, 0);
   if (postings > ROUND_ONE_WORTHWHILE * firstRoundPostings) {
     const first = planRound(blocks, s, firstRoundPostings);
-    const one = judgeRound(await readRound(db, scope, s, first, limit), limit, k, first);
+    const firstCandidates = await readRound(db, scope, s, first, limit);
+    const one = judgeRound(firstCandidates, limit, k, first);
     if (one.certified) return { hits: one.hits, path: "early" };
     // Deeper rounds: any k chunks' exact scores bound the final k-th score from below.
     const best = new Map(one.hits.map((h) => [h.chunkId, h.score]));
+    // Every chunk completed so far, with its exact score (null: gone or filtered out): a deeper round
+    // meets the same chunks again at the top of its bounds and need not re-read them.
+    const completedScores = new Map(firstCandidates.map((c) => [c.chunkId, c.score]));
     let floor = one.threshold;
     for (const guess of floorGuesses) {
       if (floor <= 0) break;
@@ -104,7 +108,16 @@ export async function bm25Search(
       const target = guess * floor * (1 - 1e-9);
       const round = planCutRound(blocks, s, first, target * unseenShare);
       if (round.exhaustive || postings - postingsOf(blocks, round) < worthwhileSkip) break;
-      const { candidates, completed } = await readRoundLazily(db, scope, s, round, k, candidateLimit, target);
+      const { candidates, completed } = await readRoundLazily(
+        db,
+        scope,
+        s,
+        round,
+        k,
+        candidateLimit,
+        target,
+        completedScores,
+      );
       const deeper = judgeRound(candidates, completed, k, round);
       // Chunks below the target were not candidates: certified only if the k-th score reached it.
       if (deeper.certified && deeper.threshold >= target) return { hits: deeper.hits, path: "cut" };
@@ -293,7 +306,8 @@ async function readRound(
  * Reads a round's blocks for the candidates' bounds only (at most `limit` + 1, none below `floor`),
  * then completes them in bound order, in growing batches, and stops as soon as the next bound cannot
  * reach the k-th exact score so far: with a floor far below the final k-th score, most candidates
- * are never completed. Returns the candidates and how many were completed, for judgeRound.
+ * are never completed. `known` holds the chunks completed by earlier rounds (and takes this one's).
+ * Returns the candidates and how many were completed, for judgeRound.
  */
 async function readRoundLazily(
   db: Kysely<Database>,
@@ -303,6 +317,7 @@ async function readRoundLazily(
   k: number,
   limit: number,
   floor: number,
+  known: Map<string, number | null>,
 ): Promise<{ candidates: Candidate[]; completed: number }> {
   const { rows } = await candidateBounds(scope, s, round, limit, floor).execute(db);
   const candidates: Candidate[] = rows.map((r) => ({ chunkId: String(r.chunk_id), upper: r.upper, score: null }));
@@ -310,15 +325,18 @@ async function readRoundLazily(
   let completed = 0;
   for (let batch = 2 * k; completed < Math.min(limit, rows.length); batch *= 2) {
     const next = rows.slice(completed, Math.min(limit, completed + batch));
-    const { rows: scored } = await sql<{ chunk_id: string; score: number | null }>`
-      SELECT cand.chunk_id, live.score
-      FROM unnest(${next.map((r) => r.chunk_id)}::bigint[], ${next.map((r) => r.dl)}::int[]) AS cand(chunk_id, dl)
-      LEFT JOIN LATERAL (${liveScore(db, scope, s, false)}) AS live ON true
-    `.execute(db);
-    const byId = new Map(scored.map((r) => [String(r.chunk_id), r.score]));
+    const unknown = next.filter((r) => !known.has(String(r.chunk_id)));
+    if (unknown.length > 0) {
+      const { rows: scored } = await sql<{ chunk_id: string; score: number | null }>`
+        SELECT cand.chunk_id, live.score
+        FROM unnest(${unknown.map((r) => r.chunk_id)}::bigint[], ${unknown.map((r) => r.dl)}::int[]) AS cand(chunk_id, dl)
+        LEFT JOIN LATERAL (${liveScore(db, scope, s, false)}) AS live ON true
+      `.execute(db);
+      for (const r of scored) known.set(String(r.chunk_id), r.score);
+    }
     for (let i = completed; i < completed + next.length; i++) {
       const c = candidates[i] as Candidate;
-      const score = byId.get(c.chunkId) ?? null;
+      const score = known.get(c.chunkId) ?? null;
       candidates[i] = { ...c, score };
       if (score !== null) scores.push(score);
     }
