@@ -128,9 +128,12 @@ describe("index use on a replica", () => {
 
   it("reads BM25 block headers with an index-only scan, and blocks by their key, under row-level security", async () => {
     const terms = ["mitochondri", "apoptosi"];
+    // As bm25Statistics reads them: a term's headers aggregated into arrays.
     const headers = await explainAsTenant(
-      `SELECT term, block_id, postings, max_tf, min_dl FROM bm25_blocks
-       WHERE collection_id = any($1::uuid[]) AND tenant_id = $2::uuid AND term = any($3::text[])`,
+      `SELECT q.term, b.* FROM unnest($3::text[]) AS q(term) CROSS JOIN LATERAL (
+         SELECT array_agg(block_id), array_agg(postings), array_agg(max_tf), array_agg(min_dl) FROM bm25_blocks
+         WHERE term = q.term AND collection_id = any($1::uuid[]) AND tenant_id = $2::uuid
+       ) AS b`,
       [[collectionId], tenantId, terms],
     );
     expect(headers).toMatch(/Index Only Scan using bm25_blocks_pkey on bm25_blocks/);
