@@ -37,8 +37,10 @@ export default tseslint.config(
     rules: { "no-console": "error" },
   },
   {
+    // CommonJS files import with require(): that is what makes them CommonJS.
     files: ["**/*.cjs"],
     languageOptions: { sourceType: "commonjs", globals: { module: "writable", require: "readonly" } },
+    rules: { "@typescript-eslint/no-require-imports": "off" },
   },
   {
     // k6 provides these globals to its scripts.

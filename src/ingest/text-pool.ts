@@ -37,7 +37,7 @@ export class TextPool {
   constructor(options: TextPoolOptions) {
     this.#options = options;
     this.#pool = new Piscina({
-      filename: new URL("./text-worker.mjs", import.meta.url).href,
+      filename: new URL("./text-worker.cjs", import.meta.url).href,
       // Threads stay warm (and one cut off is replaced at once): starting one costs the loader's start-up.
       minThreads: options.threads,
       maxThreads: options.threads,
