@@ -191,18 +191,18 @@ async function bm25Statistics(
   `.execute(db);
   const n = Number(rows[0]?.n ?? 0);
   const corpus = { n, avgdl: n > 0 ? Number(rows[0]?.total_length ?? 0) / n : 1 };
-  const perTerm = new Map<string, { qtf: number; postings: number; dead: number }>();
+  const terms: TermStatistics[] = [];
   const blocks: BlockHeader[] = [];
   for (const r of rows) {
-    const term = { qtf: r.qtf, postings: 0, dead: Number(r.deleted ?? 0) };
-    perTerm.set(r.term, term);
+    let postings = 0;
     (r.block_ids ?? []).forEach((blockId, i) => {
-      const postings = r.postings?.[i] ?? 0;
-      term.postings += postings;
-      blocks.push({ term: r.term, blockId, postings, maxTf: r.max_tfs?.[i] ?? 0, minDl: r.min_dls?.[i] ?? 0 });
+      const inBlock = r.postings?.[i] ?? 0;
+      postings += inBlock;
+      blocks.push({ term: r.term, blockId, postings: inBlock, maxTf: r.max_tfs?.[i] ?? 0, minDl: r.min_dls?.[i] ?? 0 });
     });
+    const dead = Number(r.deleted ?? 0);
+    terms.push({ term: r.term, qtf: r.qtf, df: postings - dead, dead });
   }
-  const terms = [...perTerm].map(([term, t]) => ({ term, qtf: t.qtf, df: t.postings - t.dead, dead: t.dead }));
   return { terms, blocks, corpus };
 }
 
