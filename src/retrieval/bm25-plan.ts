@@ -78,7 +78,7 @@ export function blockBound(block: BlockHeader, s: Scoring): number {
 
 export interface Round {
   /** Blocks to read, across the query's terms. */
-  readonly blockIds: string[];
+  readonly blocks: readonly BlockHeader[];
   /** Per term, the largest bound among its unread blocks (0 when all are read). */
   readonly unread: ReadonlyMap<string, number>;
   /** Σ of unread: the most a chunk seen in no read block can score. */
@@ -92,19 +92,19 @@ export function planRound(blocks: readonly BlockHeader[], s: Scoring, budget: nu
     .map((block) => ({ block, bound: blockBound(block, s) }))
     .filter((b) => b.bound > 0)
     .sort((a, b) => b.bound - a.bound);
-  const blockIds: string[] = [];
+  const read: BlockHeader[] = [];
   const unread = new Map<string, number>();
   let postings = 0;
   for (const { block, bound } of ranked) {
     if (postings < budget) {
-      blockIds.push(block.blockId);
+      read.push(block);
       postings += block.postings;
     } else if (!unread.has(block.term)) {
       unread.set(block.term, bound); // ranked: the first unread block of a term is its heaviest
     }
   }
   const unseenBound = [...unread.values()].reduce((sum, v) => sum + v, 0);
-  return { blockIds, unread, unseenBound, exhaustive: unread.size === 0 };
+  return { blocks: read, unread, unseenBound, exhaustive: unread.size === 0 };
 }
 
 export interface Candidate {
@@ -154,7 +154,7 @@ function compareIds(a: string, b: string): number {
  * read, bound left): the steepest fall of the unseen bound per posting first.
  */
 export function planCutRound(blocks: readonly BlockHeader[], s: Scoring, read: Round, target: number): Round {
-  const alreadyRead = new Set(read.blockIds);
+  const alreadyRead = new Set(read.blocks.map((b) => b.blockId));
   const unreadByTerm = new Map<string, { block: BlockHeader; bound: number }[]>();
   for (const block of blocks) {
     const bound = blockBound(block, s);
@@ -205,14 +205,14 @@ export function planCutRound(blocks: readonly BlockHeader[], s: Scoring, read: R
     unseenBound -= step.fall;
     depth.set(step.term, Math.max(depth.get(step.term) ?? 0, step.depth));
   }
-  const blockIds = [...alreadyRead];
+  const toRead = [...read.blocks];
   const unread = new Map<string, number>();
   for (const [term, list] of unreadByTerm) {
     const readTo = depth.get(term) ?? 0;
-    for (const { block } of list.slice(0, readTo)) blockIds.push(block.blockId);
+    for (const { block } of list.slice(0, readTo)) toRead.push(block);
     const left = list[readTo]?.bound ?? 0;
     if (left > 0) unread.set(term, left);
   }
   const exactUnseen = [...unread.values()].reduce((sum, v) => sum + v, 0);
-  return { blockIds, unread, unseenBound: exactUnseen, exhaustive: unread.size === 0 };
+  return { blocks: toRead, unread, unseenBound: exactUnseen, exhaustive: unread.size === 0 };
 }

@@ -107,7 +107,7 @@ export async function bm25Search(
       // A little below the target: the chunk that scores it must not be lost to rounding in its bound.
       const target = guess * floor * (1 - 1e-9);
       const round = planCutRound(blocks, s, first, target * unseenShare);
-      if (round.exhaustive || postings - postingsOf(blocks, round) < worthwhileSkip) break;
+      if (round.exhaustive || postings - postingsOf(round) < worthwhileSkip) break;
       const { candidates, completed } = await readRoundLazily(
         db,
         scope,
@@ -140,9 +140,8 @@ function kthLargest(scores: number[], k: number): number {
 }
 
 /** Postings a round reads. */
-function postingsOf(blocks: readonly BlockHeader[], round: Round): number {
-  const read = new Set(round.blockIds);
-  return blocks.reduce((sum, b) => sum + (read.has(b.blockId) ? b.postings : 0), 0);
+function postingsOf(round: Round): number {
+  return round.blocks.reduce((sum, b) => sum + b.postings, 0);
 }
 
 async function bm25Statistics(
@@ -206,11 +205,10 @@ async function bm25Statistics(
   return { terms, blocks, corpus };
 }
 
-/** The query's weights as a relation w(term, weight, unread) for the SQL below. */
-function weightsRelation(s: Scoring, unread: ReadonlyMap<string, number>): RawBuilder<unknown> {
+/** The query's weights as a relation w(term, weight) for the SQL below. */
+function weightsRelation(s: Scoring): RawBuilder<unknown> {
   const terms = [...s.weights.keys()];
-  return sql`unnest(${terms}::text[], ${terms.map((t) => s.weights.get(t) ?? 0)}::float8[],
-                    ${terms.map((t) => unread.get(t) ?? 0)}::float8[]) AS w(term, weight, unread)`;
+  return sql`unnest(${terms}::text[], ${terms.map((t) => s.weights.get(t) ?? 0)}::float8[]) AS w(term, weight)`;
 }
 
 /**
@@ -246,20 +244,25 @@ function candidateBounds(
   limit: number | null,
   floor: number,
 ): RawBuilder<{ chunk_id: string; dl: number; upper: number }> {
-  const w = weightsRelation(s, round.unread);
+  const read = round.blocks;
   return sql`
     WITH postings AS (
-      SELECT b.term, p.chunk_id, p.tf, p.dl
-      FROM bm25_blocks b CROSS JOIN LATERAL unnest(b.chunk_ids, b.tfs, b.dls) AS p(chunk_id, tf, dl)
+      -- Each block by its whole key, with its term's weight and unread bound: block_id = any(ids) under
+      -- term = any(terms) descends the index once per id and term. Unnested in the select list, a
+      -- block's arrays stream through (ProjectSet); unnest in FROM would copy them into a tuplestore.
+      SELECT unnest(b.chunk_ids) AS chunk_id, unnest(b.tfs) AS tf, unnest(b.dls) AS dl, r.weight, r.unread
+      FROM unnest(${read.map((b) => b.term)}::text[], ${read.map((b) => b.blockId)}::bigint[],
+                  ${read.map((b) => s.weights.get(b.term) ?? 0)}::float8[],
+                  ${read.map((b) => round.unread.get(b.term) ?? 0)}::float8[]) AS r(term, block_id, weight, unread)
+      JOIN bm25_blocks b ON b.term = r.term AND b.block_id = r.block_id
       WHERE b.collection_id = any(${[...scope.collectionIds]}::uuid[]) AND b.tenant_id = ${scope.tenantId}::uuid
-        AND b.term = any(${[...s.weights.keys()]}::text[]) AND b.block_id = any(${round.blockIds}::bigint[])
     ),
     bounded AS (
-      SELECT p.chunk_id, max(p.dl) AS dl,
-             sum(w.weight * p.tf / (p.tf + ${s.fixed}::float8 + ${s.perLength}::float8 * p.dl))
-               + ${round.unseenBound}::float8 - sum(w.unread) AS upper
-      FROM postings p JOIN ${w} USING (term)
-      GROUP BY p.chunk_id
+      SELECT chunk_id, max(dl) AS dl,
+             sum(weight * tf / (tf + ${s.fixed}::float8 + ${s.perLength}::float8 * dl))
+               + ${round.unseenBound}::float8 - sum(unread) AS upper
+      FROM postings
+      GROUP BY chunk_id
     )
     SELECT chunk_id, dl, upper FROM bounded
     WHERE upper >= ${floor}::float8
@@ -274,7 +277,7 @@ function candidateBounds(
  * FROM item with chunk_id, dl and upper.
  */
 function liveScore(db: Kysely<Database>, scope: SearchScope, s: Scoring, partialIsExact: boolean) {
-  const w = weightsRelation(s, new Map());
+  const w = weightsRelation(s);
   return db
     .selectFrom("chunks as c")
     .select((partialIsExact ? sql<number>`cand.upper` : exactScore(s, w, sql`(SELECT cand.dl)`)).as("score"))
@@ -349,7 +352,7 @@ async function readRoundLazily(
 
 /** Exhaustive over the filtered set: every chunk passing the filters that holds a query term. */
 async function scoreFilteredChunks(db: Kysely<Database>, scope: SearchScope, s: Scoring, k: number): Promise<LegHit[]> {
-  const w = weightsRelation(s, new Map());
+  const w = weightsRelation(s);
   const terms = [...s.weights.keys()];
   const { rows } = await sql<{ chunk_id: string; score: number }>`
     SELECT id AS chunk_id, score FROM (

@@ -44,14 +44,14 @@ describe("BM25 block bounds", () => {
   it("plan rounds heaviest blocks first, and bound what they leave unread per term", () => {
     const blocks = [block("common", "c1", 50, 5, 4), block("common", "c2", 40, 1, 20), block("rare", "r1", 2, 2, 5)];
     const first = planRound(blocks, s, 1);
-    expect(first.blockIds).toEqual(["r1"]);
+    expect(first.blocks.map((b) => b.blockId)).toEqual(["r1"]);
     expect(first.unread.get("common")).toBeCloseTo(blockBound(blocks[0] as BlockHeader, s), 12);
     expect(first.unread.has("rare")).toBe(false);
     expect(first.unseenBound).toBeCloseTo(first.unread.get("common") ?? 0, 12);
     expect(first.exhaustive).toBe(false);
     const all = planRound(blocks, s, Number.POSITIVE_INFINITY);
     expect(all).toMatchObject({ unseenBound: 0, exhaustive: true });
-    expect(all.blockIds).toHaveLength(3);
+    expect(all.blocks).toHaveLength(3);
   });
 
   it("certify a round only when neither an unseen chunk nor an uncompleted candidate can reach the k-th score", () => {
@@ -83,17 +83,17 @@ describe("BM25 block bounds", () => {
     const commonBound = blockBound(blocks[1] as BlockHeader, s);
     // A target above what "common" can add: none of its blocks is read (MaxScore's non-essential term).
     const high = planCutRound(blocks, s, first, commonBound * 1.01);
-    expect(high.blockIds).toEqual(["r1"]);
+    expect(high.blocks.map((b) => b.blockId)).toEqual(["r1"]);
     expect(high.unread.get("common")).toBeCloseTo(commonBound, 12);
     expect(high).toMatchObject({ unseenBound: high.unread.get("common"), exhaustive: false });
     // A target below the lightest block: every block read.
     const low = planCutRound(blocks, s, first, blockBound(blocks[2] as BlockHeader, s) * 0.99);
     expect(low).toMatchObject({ unseenBound: 0, exhaustive: true });
-    expect(low.blockIds.sort()).toEqual(["c1", "c2", "r1"]);
+    expect(low.blocks.map((b) => b.blockId).sort()).toEqual(["c1", "c2", "r1"]);
     // What the first round read stays read, whatever the target: its partial sums are exact.
     const afterCommon = planRound(blocks, s, 52); // r1 and c1
     const rest = planCutRound(blocks, s, afterCommon, Number.POSITIVE_INFINITY);
-    expect(rest.blockIds.sort()).toEqual(["c1", "r1"]);
+    expect(rest.blocks.map((b) => b.blockId).sort()).toEqual(["c1", "r1"]);
     expect(rest.unread.get("common")).toBeCloseTo(blockBound(blocks[2] as BlockHeader, s), 12);
   });
 
@@ -115,21 +115,23 @@ describe("BM25 block bounds", () => {
     ];
     const bound = (id: string) => blockBound(blocks.find((b) => b.blockId === id) as BlockHeader, three);
     const first = planRound(blocks, three, 2); // r1
-    expect(first.blockIds).toEqual(["r1"]);
+    expect(first.blocks.map((b) => b.blockId)).toEqual(["r1"]);
     // θ between common + mid's light block and common + mid's heavy one: MaxScore would read "mid"
     // whole (it is essential); the cut reads its heavy block only, and leaves an unseen bound under θ.
     const theta = bound("c1") + (bound("m1") + bound("m2")) / 2;
     const cut = planCutRound(blocks, three, first, theta);
-    expect(cut.blockIds.sort()).toEqual(["m1", "r1"]);
+    expect(cut.blocks.map((b) => b.blockId).sort()).toEqual(["m1", "r1"]);
     expect(cut.unread.get("mid")).toBeCloseTo(bound("m2"), 12);
     expect(cut.unread.get("common")).toBeCloseTo(bound("c1"), 12);
     expect(cut.unseenBound).toBeLessThan(theta);
     expect(cut.exhaustive).toBe(false);
     // θ out of reach of every unread block together: nothing more to read.
-    expect(planCutRound(blocks, three, first, bound("c1") + bound("m1") + 1e-9).blockIds).toEqual(["r1"]);
+    expect(planCutRound(blocks, three, first, bound("c1") + bound("m1") + 1e-9).blocks.map((b) => b.blockId)).toEqual([
+      "r1",
+    ]);
     // θ below the lightest block: every block read, each chunk's partial sum is its score.
     const all = planCutRound(blocks, three, first, Math.min(bound("m2"), bound("c1")) / 2);
     expect(all).toMatchObject({ unseenBound: 0, exhaustive: true });
-    expect(all.blockIds.sort()).toEqual(["c1", "m1", "m2", "r1"]);
+    expect(all.blocks.map((b) => b.blockId).sort()).toEqual(["c1", "m1", "m2", "r1"]);
   });
 });
