@@ -128,10 +128,11 @@ describe("index use on a replica", () => {
 
   it("reads BM25 block headers with an index-only scan, and blocks by their key, under row-level security", async () => {
     const terms = ["mitochondri", "apoptosi"];
-    // As bm25Statistics reads them: a term's headers aggregated into arrays.
+    // As bm25Statistics reads them: a term's headers aggregated into lists.
     const headers = await explainAsTenant(
       `SELECT q.term, b.* FROM unnest($3::text[]) AS q(term) CROSS JOIN LATERAL (
-         SELECT array_agg(block_id), array_agg(postings), array_agg(max_tf), array_agg(min_dl) FROM bm25_blocks
+         SELECT string_agg(block_id::text, ','), string_agg(postings::text, ','), string_agg(max_tf::text, ','),
+                string_agg(min_dl::text, ',') FROM bm25_blocks
          WHERE term = q.term AND collection_id = any($1::uuid[]) AND tenant_id = $2::uuid
        ) AS b`,
       [[collectionId], tenantId, terms],
