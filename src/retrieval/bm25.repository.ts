@@ -90,7 +90,7 @@ export async function bm25Search(
   const limit = (filtered ? 8 : 2) * k + dead;
   // Round 1: the heaviest blocks of all terms — only where the query's postings are many times what
   // it reads: below that, scoring every block costs less than a round that may not certify (measured).
-  const postings = blocks.reduce((sum, b) => sum + b.postings, 0);
+  const postings = postingsOf(blocks);
   if (postings > ROUND_ONE_WORTHWHILE * firstRoundPostings) {
     const first = planRound(blocks, s, firstRoundPostings);
     const firstCandidates = await readRound(db, scope, s, first, limit);
@@ -107,7 +107,7 @@ export async function bm25Search(
       // A little below the target: the chunk that scores it must not be lost to rounding in its bound.
       const target = guess * floor * (1 - 1e-9);
       const round = planCutRound(blocks, s, first, target * unseenShare);
-      if (round.exhaustive || postings - postingsOf(round) < worthwhileSkip) break;
+      if (round.exhaustive || postings - postingsOf(round.blocks) < worthwhileSkip) break;
       const { candidates, completed } = await readRoundLazily(
         db,
         scope,
@@ -139,9 +139,9 @@ function kthLargest(scores: number[], k: number): number {
   return scores.length >= k ? (scores.sort((a, b) => b - a)[k - 1] ?? 0) : 0;
 }
 
-/** Postings a round reads. */
-function postingsOf(round: Round): number {
-  return round.blocks.reduce((sum, b) => sum + b.postings, 0);
+/** Postings in these blocks. */
+function postingsOf(blocks: readonly BlockHeader[]): number {
+  return blocks.reduce((sum, b) => sum + b.postings, 0);
 }
 
 async function bm25Statistics(
