@@ -20,8 +20,6 @@ export interface DocumentSummary {
 }
 
 export interface DocumentInput {
-  readonly tenantId: string;
-  readonly collectionId: string;
   readonly externalId: string;
   readonly title: string | null;
   readonly source: string | null;
@@ -81,57 +79,92 @@ function rowToSummary(row: SummaryRow): DocumentSummary {
 }
 
 /**
- * Inserts or replaces a document by (collection, external id). Replacing bumps the version and
- * sets it pending; identical content, metadata, title and source leave it untouched (a no-op),
- * unless its last ingestion failed. Returns the version to process, or null when nothing changed.
+ * Rows per upsert statement: each row takes nine parameters, and a statement may have at most 65,535.
+ * A batch larger than this goes in several statements of the caller's transaction.
  */
-export async function upsertDocument(
+const UPSERT_ROWS_PER_STATEMENT = 1_000;
+
+/**
+ * Inserts or replaces documents by (collection, external id), one statement per slice of the batch
+ * instead of a round trip per document. Replacing bumps the version and sets it pending; identical
+ * content, metadata, title and source leave a document untouched (a no-op), unless its last
+ * ingestion failed. Returns, by external id, the version to process of each document that changed;
+ * unchanged ones are absent. External ids must be distinct (a row cannot be upserted twice in one
+ * statement). Rows go in external-id order, so that two batches sharing documents lock them in the
+ * same order and cannot deadlock.
+ */
+export async function upsertDocuments(
   db: Kysely<Database>,
-  input: DocumentInput,
-): Promise<{ id: string; version: number } | null> {
-  const row = await db
-    .insertInto("documents")
-    .values({
-      tenant_id: input.tenantId,
-      collection_id: input.collectionId,
-      external_id: input.externalId,
-      title: input.title,
-      source: input.source,
-      content_type: input.contentType,
-      metadata: JSON.stringify(input.metadata),
-      content: input.text,
-      content_hash: input.hash,
-      status: "pending",
-    })
-    .onConflict((oc) =>
-      oc
-        .columns(["collection_id", "external_id"])
-        .doUpdateSet({
-          title: (eb) => eb.ref("excluded.title"),
-          source: (eb) => eb.ref("excluded.source"),
-          content_type: (eb) => eb.ref("excluded.content_type"),
-          metadata: (eb) => eb.ref("excluded.metadata"),
-          content: (eb) => eb.ref("excluded.content"),
-          content_hash: (eb) => eb.ref("excluded.content_hash"),
-          version: sql`documents.version + 1`,
-          status: "pending",
-          error: null,
-          updated_at: sql`now()`,
-        })
-        .where(({ or, eb, ref }) =>
-          or([
-            eb(ref("documents.status"), "=", "failed"),
-            eb(
-              sql`(documents.content_hash, documents.metadata, documents.title, documents.source)`,
-              "is distinct from",
-              sql`(excluded.content_hash, excluded.metadata, excluded.title, excluded.source)`,
-            ),
-          ]),
-        ),
-    )
-    .returning(["id", "version"])
-    .executeTakeFirst();
-  return row ?? null;
+  owner: { tenantId: string; collectionId: string },
+  inputs: readonly DocumentInput[],
+): Promise<Map<string, { id: string; version: number }>> {
+  const sorted = [...inputs].sort((a, b) => (a.externalId < b.externalId ? -1 : a.externalId > b.externalId ? 1 : 0));
+  const written = new Map<string, { id: string; version: number }>();
+  for (let start = 0; start < sorted.length; start += UPSERT_ROWS_PER_STATEMENT) {
+    const rows = await db
+      .insertInto("documents")
+      .values(
+        sorted.slice(start, start + UPSERT_ROWS_PER_STATEMENT).map((input) => ({
+          tenant_id: owner.tenantId,
+          collection_id: owner.collectionId,
+          external_id: input.externalId,
+          title: input.title,
+          source: input.source,
+          content_type: input.contentType,
+          metadata: JSON.stringify(input.metadata),
+          content: input.text,
+          content_hash: input.hash,
+          status: "pending" as const,
+        })),
+      )
+      .onConflict((oc) =>
+        oc
+          .columns(["collection_id", "external_id"])
+          .doUpdateSet({
+            title: (eb) => eb.ref("excluded.title"),
+            source: (eb) => eb.ref("excluded.source"),
+            content_type: (eb) => eb.ref("excluded.content_type"),
+            metadata: (eb) => eb.ref("excluded.metadata"),
+            content: (eb) => eb.ref("excluded.content"),
+            content_hash: (eb) => eb.ref("excluded.content_hash"),
+            version: sql`documents.version + 1`,
+            status: "pending",
+            error: null,
+            updated_at: sql`now()`,
+          })
+          .where(({ or, eb, ref }) =>
+            or([
+              eb(ref("documents.status"), "=", "failed"),
+              eb(
+                sql`(documents.content_hash, documents.metadata, documents.title, documents.source)`,
+                "is distinct from",
+                sql`(excluded.content_hash, excluded.metadata, excluded.title, excluded.source)`,
+              ),
+            ]),
+          ),
+      )
+      .returning(["id", "version", "external_id"])
+      .execute();
+    for (const row of rows) written.set(row.external_id, { id: row.id, version: row.version });
+  }
+  return written;
+}
+
+/** The stored id and version of documents of a collection, by external id. */
+export async function documentVersions(
+  db: Kysely<Database>,
+  owner: { tenantId: string; collectionId: string },
+  externalIds: readonly string[],
+): Promise<Map<string, { id: string; version: number }>> {
+  if (externalIds.length === 0) return new Map();
+  const rows = await db
+    .selectFrom("documents")
+    .select(["id", "version", "external_id"])
+    .where("tenant_id", "=", owner.tenantId)
+    .where("collection_id", "=", owner.collectionId)
+    .where("external_id", "=", sql<string>`any(${[...externalIds]}::text[])`)
+    .execute();
+  return new Map(rows.map((r) => [r.external_id, { id: r.id, version: r.version }]));
 }
 
 export async function findDocumentSummary(

@@ -16,9 +16,10 @@ import {
   type DocumentStatus,
   type DocumentSummary,
   deleteDocument,
+  documentVersions,
   findDocumentSummary,
   listDocumentSummaries,
-  upsertDocument,
+  upsertDocuments,
 } from "./documents.repository.ts";
 import type { CompactionJob } from "./postings-compactor.ts";
 import type { IngestJobData } from "./queue.ts";
@@ -85,6 +86,16 @@ export class IngestService {
 
   /** Stores the documents and queues their ingestion in one transaction: all or nothing. */
   async putDocuments(principal: Principal, collectionName: string, uploads: readonly DocumentUpload[]) {
+    const firstIndex = new Map<string, number>();
+    for (const [index, upload] of uploads.entries()) {
+      const earlier = firstIndex.get(upload.externalId);
+      if (earlier !== undefined) {
+        throw new InvalidRequestError(
+          `documents[${index}] repeats the external_id "${upload.externalId}" of documents[${earlier}]: send each document once per request`,
+        );
+      }
+      firstIndex.set(upload.externalId, index);
+    }
     // One document at a time: HTML goes through the bounded text pool, and a batch must not fill its queue.
     const prepared: { upload: DocumentUpload; normalized: NormalizedContent }[] = [];
     for (const [index, upload] of uploads.entries()) {
@@ -104,12 +115,11 @@ export class IngestService {
     }
     return this.#write(principal, async (tx) => {
       const collection = await requireCollection(tx, principal.tenantId, collectionName);
-      const results: DocumentWriteResult[] = [];
-      const jobs: IngestJobData[] = [];
-      for (const { upload, normalized } of prepared) {
-        const written = await upsertDocument(tx, {
-          tenantId: principal.tenantId,
-          collectionId: collection.id,
+      const owner = { tenantId: principal.tenantId, collectionId: collection.id };
+      const written = await upsertDocuments(
+        tx,
+        owner,
+        prepared.map(({ upload, normalized }) => ({
           externalId: upload.externalId,
           title: upload.title ?? null,
           source: upload.source ?? null,
@@ -117,31 +127,25 @@ export class IngestService {
           metadata: upload.metadata ?? {},
           text: normalized.text,
           hash: normalized.hash,
-        });
-        if (written) {
-          jobs.push({ documentId: written.id, version: written.version });
-          results.push({
-            id: written.id,
-            externalId: upload.externalId,
-            version: written.version,
-            changed: true,
-          });
-        } else {
-          const existing = await findDocumentSummary(tx, {
-            tenantId: principal.tenantId,
-            collectionId: collection.id,
-            externalId: upload.externalId,
-          });
-          results.push({
-            id: existing?.id ?? "",
-            externalId: upload.externalId,
-            version: existing?.version ?? null,
-            changed: false,
-          });
-        }
-      }
-      await this.#jobs.enqueue(tx, jobs);
-      return results;
+        })),
+      );
+      const unchanged = await documentVersions(
+        tx,
+        owner,
+        uploads.filter((u) => !written.has(u.externalId)).map((u) => u.externalId),
+      );
+      await this.#jobs.enqueue(
+        tx,
+        uploads.flatMap((u) => {
+          const job = written.get(u.externalId);
+          return job ? [{ documentId: job.id, version: job.version }] : [];
+        }),
+      );
+      return uploads.map((u): DocumentWriteResult => {
+        const changed = written.get(u.externalId);
+        const stored = changed ?? unchanged.get(u.externalId);
+        return { id: stored?.id ?? "", externalId: u.externalId, version: stored?.version ?? null, changed: !!changed };
+      });
     });
   }
 

@@ -153,6 +153,37 @@ describe("ingestion", () => {
     ).toBe(404);
   });
 
+  it("upserts a batch in one go: new, changed and unchanged documents each get their own answer, in order", async () => {
+    const { key } = await newTenantKey(app);
+    await createCollection(app, key, "mixed");
+    type Written = { documents: { external_id: string; version: number | null; changed: boolean; id: string }[] };
+    const post = (documents: { external_id: string; content: string }[]) =>
+      api<Written>(app, "POST", "/v1/collections/mixed/documents", { key, json: { documents } });
+    const first = await post([
+      { external_id: "b", content: "Bravo text about replicas." },
+      { external_id: "a", content: "Alpha text about PgBouncer." },
+    ]);
+    expect(first.status).toBe(202);
+    const ids = new Map(first.body.documents.map((d) => [d.external_id, d.id]));
+    await waitForDocuments(app, key, "mixed", ["a", "b"], ["ready"]);
+    const second = await post([
+      { external_id: "b", content: "Bravo text about replicas." },
+      { external_id: "c", content: "Charlie text about HNSW." },
+      { external_id: "a", content: "Alpha text, rewritten." },
+    ]);
+    expect(second.body.documents).toEqual([
+      { external_id: "b", id: ids.get("b"), version: 1, changed: false },
+      { external_id: "c", id: expect.any(String), version: 1, changed: true },
+      { external_id: "a", id: ids.get("a"), version: 2, changed: true },
+    ]);
+    const { documents } = await waitForDocuments(app, key, "mixed", ["a", "b", "c"], ["ready"]);
+    expect([...documents.values()].map((d) => [d.external_id, d.version]).sort()).toEqual([
+      ["a", 2],
+      ["b", 1],
+      ["c", 1],
+    ]);
+  });
+
   it("compacts the postings blocks that batches append, in the background (pg-boss job)", async () => {
     const { key, tenantId } = await newTenantKey(app);
     await createCollection(app, key, "compacted");
@@ -346,6 +377,18 @@ describe("bad input", () => {
     });
     expect(batch.status).toBe(400);
     expect(batch.body.error.message).toMatch(/documents\[1\] \(bad\): the document is empty/);
+    const repeated = await api<{ error: { message: string } }>(app, "POST", "/v1/collections/strict/documents", {
+      key,
+      json: {
+        documents: [
+          { external_id: "x", content: "first" },
+          { external_id: "y", content: "other" },
+          { external_id: "x", content: "second" },
+        ],
+      },
+    });
+    expect(repeated.status).toBe(400);
+    expect(repeated.body.error.message).toMatch(/documents\[2\] repeats the external_id "x" of documents\[0\]/);
     const stored = await adminQuery("primary", "SELECT count(*)::int AS n FROM documents WHERE tenant_id = $1", [
       tenantId,
     ]);
