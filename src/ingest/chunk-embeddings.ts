@@ -2,7 +2,7 @@ import type { Router } from "../db/router.ts";
 import { AppError } from "../errors.ts";
 import type { EmbeddingClient } from "../inference/embedding-client.ts";
 import type { Chunk, ChunkingOptions } from "./chunking.ts";
-import { cachedEmbeddings, type EmbeddedChunk, storeEmbeddings } from "./chunks.repository.ts";
+import { cachedHashes, type EmbeddedChunk, storeEmbeddings } from "./chunks.repository.ts";
 import { contentHash } from "./content.ts";
 import type { TextPool } from "./text-pool.ts";
 
@@ -25,42 +25,36 @@ export async function chunkWithinLimit(
 
 /**
  * Embeds the chunks of many documents: each distinct text once, and only texts not in the embedding
- * cache (which this fills). Returns each document's chunks with their vectors.
+ * cache, which this fills (committed before the chunks are written, so a failed write never costs
+ * the backend's work again). Returns each document's chunks with the cache key of their vectors.
  */
 export async function embedChunks<K>(
   router: Router,
   embeddings: EmbeddingClient,
   documents: ReadonlyMap<K, readonly Chunk[]>,
 ): Promise<Map<K, EmbeddedChunk[]>> {
-  // Each distinct text is hashed once; the hex form keys both the cache and the mapping back.
-  const hashes = new Map<string, { hash: Buffer; text: string }>();
-  const keyOfText = new Map<string, string>();
+  // Each distinct text is hashed once; the hex form keys the look-up.
+  const hashOfText = new Map<string, Buffer>();
   for (const chunks of documents.values()) {
     for (const chunk of chunks) {
-      if (keyOfText.has(chunk.content)) continue;
-      const hash = contentHash(chunk.content);
-      const key = hash.toString("hex");
-      keyOfText.set(chunk.content, key);
-      hashes.set(key, { hash, text: chunk.content });
+      if (!hashOfText.has(chunk.content)) hashOfText.set(chunk.content, contentHash(chunk.content));
     }
   }
-  const { value: cached } = await router.read({ primary: true }, (db) =>
-    cachedEmbeddings(
-      db,
-      [...hashes.values()].map((h) => h.hash),
-    ),
-  );
-  const missing = [...hashes.entries()].filter(([key]) => !cached.has(key));
+  const { value: cached } = await router.read({ primary: true }, (db) => cachedHashes(db, [...hashOfText.values()]));
+  const missing = [...hashOfText].filter(([, hash]) => !cached.has(hash.toString("hex")));
   if (missing.length > 0) {
-    const vectors = await embeddings.embed(missing.map(([, h]) => h.text));
-    const fresh = missing.map(([key, h], i) => ({ key, hash: h.hash, embedding: vectors[i] as number[] }));
-    await router.write((tx) => storeEmbeddings(tx, fresh));
-    for (const entry of fresh) cached.set(entry.key, entry.embedding);
+    const vectors = await embeddings.embed(missing.map(([text]) => text));
+    await router.write((tx) =>
+      storeEmbeddings(
+        tx,
+        missing.map(([, hash], i) => ({ hash, embedding: vectors[i] as number[] })),
+      ),
+    );
   }
   return new Map(
     [...documents].map(([owner, chunks]) => [
       owner,
-      chunks.map((chunk) => ({ ...chunk, embedding: cached.get(keyOfText.get(chunk.content) ?? "") as number[] })),
+      chunks.map((chunk) => ({ ...chunk, contentHash: hashOfText.get(chunk.content) as Buffer })),
     ]),
   );
 }

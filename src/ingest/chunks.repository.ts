@@ -3,8 +3,12 @@ import pgvector from "pgvector";
 import type { Database } from "../db/database.ts";
 import type { Chunk } from "./chunking.ts";
 
+/**
+ * A chunk whose embedding is in embedding_cache under `contentHash`: the write reads it there, so a
+ * vector crosses the wire once (to the cache), not again with its chunk.
+ */
 export interface EmbeddedChunk extends Chunk {
-  readonly embedding: readonly number[];
+  readonly contentHash: Buffer;
 }
 
 export interface ChunkOwner {
@@ -74,7 +78,15 @@ async function inSlices(
   const rows = documents.flatMap((doc, docIndex) => doc.chunks.map((chunk, ordinal) => ({ docIndex, ordinal, chunk })));
   const totals = new Map<string, AddedChunks>();
   for (let start = 0; start < rows.length; start += ROWS_PER_STATEMENT) {
-    const slice = await writeSlice(rows.slice(start, start + ROWS_PER_STATEMENT));
+    const sliceRows = rows.slice(start, start + ROWS_PER_STATEMENT);
+    const slice = await writeSlice(sliceRows);
+    const written = [...slice.values()].reduce((sum, added) => sum + added.chunkCount, 0);
+    if (written !== sliceRows.length) {
+      // Rolls the caller's transaction back; a retry embeds the missing texts again.
+      throw new Error(
+        `${sliceRows.length - written} of ${sliceRows.length} chunks have no embedding in embedding_cache any more`,
+      );
+    }
     for (const [documentId, added] of slice) {
       const before = totals.get(documentId) ?? { chunkCount: 0, lexemeTotal: 0 };
       totals.set(documentId, {
@@ -109,14 +121,16 @@ function chunkRowsOf(documents: readonly DocumentChunks[], rows: readonly ChunkR
       SELECT * FROM unnest(${rows.map((r) => r.docIndex + 1)}::int[], ${rows.map((r) => r.ordinal)}::int[],
                            ${rows.map((r) => r.chunk.content)}::text[], ${rows.map((r) => JSON.stringify(r.chunk.headingPath))}::text[],
                            ${rows.map((r) => r.chunk.charStart)}::int[], ${rows.map((r) => r.chunk.charEnd)}::int[],
-                           ${rows.map((r) => r.chunk.tokenCount)}::int[], ${rows.map((r) => pgvector.toSql(r.chunk.embedding))}::text[])
-        AS t(doc_index, ordinal, content, heading_json, char_start, char_end, token_count, embedding)
+                           ${rows.map((r) => r.chunk.tokenCount)}::int[], ${rows.map((r) => r.chunk.contentHash)}::bytea[])
+        AS t(doc_index, ordinal, content, heading_json, char_start, char_end, token_count, content_hash)
     )`;
+  // An inner join: a chunk whose embedding is not in the cache makes no row, which the caller
+  // detects by counting (see checkedSlice) rather than writing the chunk without its vector.
   const chunkRows = sql`
     SELECT d.tenant_id, d.collection_id, d.document_id, d.version,
            t.ordinal, t.content, ARRAY(SELECT jsonb_array_elements_text(t.heading_json::jsonb)),
-           t.char_start, t.char_end, t.token_count, d.metadata, d.language, t.embedding::vector
-    FROM input t JOIN docs d USING (doc_index)`;
+           t.char_start, t.char_end, t.token_count, d.metadata, d.language, e.embedding
+    FROM input t JOIN docs d USING (doc_index) JOIN embedding_cache e USING (content_hash)`;
   return { ctes, chunkRows };
 }
 
@@ -185,17 +199,15 @@ export async function insertStagedChunks(
   });
 }
 
-export async function cachedEmbeddings(
-  db: Kysely<Database>,
-  hashes: readonly Buffer[],
-): Promise<Map<string, number[]>> {
-  if (hashes.length === 0) return new Map();
+/** Which of these content hashes have an embedding in the cache (hex). */
+export async function cachedHashes(db: Kysely<Database>, hashes: readonly Buffer[]): Promise<Set<string>> {
+  if (hashes.length === 0) return new Set();
   const rows = await db
     .selectFrom("embedding_cache")
-    .select(["content_hash", sql<string>`embedding::text`.as("embedding")])
+    .select("content_hash")
     .where("content_hash", "=", sql<Buffer>`any(${[...hashes]}::bytea[])`)
     .execute();
-  return new Map(rows.map((r) => [r.content_hash.toString("hex"), pgvector.fromSql(r.embedding) as number[]]));
+  return new Set(rows.map((r) => r.content_hash.toString("hex")));
 }
 
 export async function storeEmbeddings(

@@ -7,6 +7,8 @@ import { startTestApp } from "../../helpers/app.ts";
 import { adminQuery } from "../../helpers/cluster.ts";
 import { collectionStats, createCollection, waitForDocuments } from "../../helpers/ingest.ts";
 import { readScifactCorpus } from "../../../src/evaluation/datasets.ts";
+import { deleteChunksOf, insertChunksWithPostings } from "../../../src/ingest/chunks.repository.ts";
+import { contentHash } from "../../../src/ingest/content.ts";
 import { waitFor } from "../../../harness/wait-for.ts";
 
 const BATCH_BYTES = 8_000;
@@ -182,6 +184,54 @@ describe("ingestion", () => {
       ["b", 1],
       ["c", 1],
     ]);
+  });
+
+  it("refuses to write chunks whose embedding is not in the cache, rather than write them without vectors", async () => {
+    const { key, tenantId } = await newTenantKey(app);
+    await createCollection(app, key, "uncached");
+    const put = await api<{ document: { id: string } }>(app, "PUT", "/v1/collections/uncached/documents/u1", {
+      key,
+      json: { content: "A text whose chunks get written by hand below." },
+    });
+    await waitForDocuments(app, key, "uncached", ["u1"]);
+    const [collection] = await adminQuery<{ id: string }>(
+      "primary",
+      "SELECT id FROM collections WHERE tenant_id = $1 AND name = 'uncached'",
+      [tenantId],
+    );
+    const chunk = (content: string) => ({ content, headingPath: [], charStart: 0, charEnd: 1, tokenCount: 3 });
+    const owner = {
+      tenantId,
+      collectionId: collection?.id ?? "",
+      documentId: put.body.document.id,
+      version: 2,
+      language: "english",
+      metadata: {},
+    };
+    const cachedText = "A text whose chunks get written by hand below.";
+    // As the worker replaces a document: its old chunks go first, in the same transaction.
+    const write = app.router.write(
+      async (tx) => {
+        await deleteChunksOf(tx, [put.body.document.id]);
+        return insertChunksWithPostings(tx, [
+          {
+            owner,
+            chunks: [
+              { ...chunk(cachedText), contentHash: contentHash(cachedText) },
+              { ...chunk("never embedded"), contentHash: contentHash(`never embedded ${crypto.randomUUID()}`) },
+            ],
+          },
+        ]);
+      },
+      { tenantId },
+    );
+    await expect(write).rejects.toThrow(/1 of 2 chunks have no embedding in embedding_cache/);
+    const versions = await adminQuery<{ document_version: number }>(
+      "primary",
+      "SELECT DISTINCT document_version FROM chunks WHERE document_id = $1",
+      [put.body.document.id],
+    );
+    expect(versions).toEqual([{ document_version: 1 }]);
   });
 
   it("compacts the postings blocks that batches append, in the background (pg-boss job)", async () => {

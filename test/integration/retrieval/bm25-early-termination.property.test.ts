@@ -3,7 +3,8 @@ import { type Kysely, sql } from "kysely";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { App } from "../../../src/app.ts";
 import type { Database } from "../../../src/db/database.ts";
-import { deleteChunksOf, insertChunksWithPostings } from "../../../src/ingest/chunks.repository.ts";
+import { deleteChunksOf, insertChunksWithPostings, storeEmbeddings } from "../../../src/ingest/chunks.repository.ts";
+import { contentHash } from "../../../src/ingest/content.ts";
 import { compactCollection } from "../../../src/ingest/postings-compactor.ts";
 import { bm25Search } from "../../../src/retrieval/bm25.repository.ts";
 import type { SearchScope } from "../../../src/retrieval/search.repository.ts";
@@ -24,11 +25,16 @@ let tenantId = "";
 let collectionId = "";
 let app: App;
 let scope: SearchScope;
+/** Every chunk shares one cached vector: this test is about the BM25 leg. */
+const VECTOR_HASH = contentHash("bm25 early termination property test vector");
 
 beforeAll(async () => {
   app = await startTestApp();
   ({ tenantId, collectionId } = await adminTenantCollection("bm25-et"));
   scope = { tenantId, collectionIds: [collectionId], language: "simple", documentIds: null, filter: undefined };
+  await app.router.write((tx) =>
+    storeEmbeddings(tx, [{ hash: VECTOR_HASH, embedding: [1, ...Array.from({ length: 383 }, () => 0)] }]),
+  );
 });
 afterAll(async () => {
   await adminQuery("primary", "DELETE FROM tenants WHERE id = $1", [tenantId]);
@@ -113,7 +119,7 @@ describe("BM25 with early termination", () => {
                       charStart: 0,
                       charEnd: 1,
                       tokenCount: words.length,
-                      embedding: [1, ...Array.from({ length: 383 }, () => 0)],
+                      contentHash: VECTOR_HASH,
                     },
                   ],
                 })),
