@@ -1,5 +1,4 @@
 import { type Kysely, sql } from "kysely";
-import pgvector from "pgvector";
 import type { Database } from "../db/database.ts";
 import type { Chunk } from "./chunking.ts";
 
@@ -210,14 +209,34 @@ export async function cachedHashes(db: Kysely<Database>, hashes: readonly Buffer
   return new Set(rows.map((r) => r.content_hash.toString("hex")));
 }
 
+/** Rows per cache insert: two parameters each, within PostgreSQL's 65,535. */
+const CACHE_ROWS_PER_STATEMENT = 10_000;
+
+/**
+ * Stores embeddings under their content hashes. Vectors go in pgvector's binary form: a Buffer
+ * parameter is sent as binary by pg, so a vector costs 4 bytes a dimension on the wire and no
+ * number formatting or parsing on either side (its text form is ~20 characters a dimension).
+ */
 export async function storeEmbeddings(
   db: Kysely<Database>,
   entries: readonly { hash: Buffer; embedding: readonly number[] }[],
 ): Promise<void> {
-  if (entries.length === 0) return;
-  await sql`
-    INSERT INTO embedding_cache (content_hash, embedding)
-    SELECT * FROM unnest(${entries.map((e) => e.hash)}::bytea[], ${entries.map((e) => pgvector.toSql(e.embedding))}::vector[])
-    ON CONFLICT (content_hash) DO NOTHING
-  `.execute(db);
+  for (let start = 0; start < entries.length; start += CACHE_ROWS_PER_STATEMENT) {
+    const rows = entries
+      .slice(start, start + CACHE_ROWS_PER_STATEMENT)
+      .map((e) => sql`(${e.hash}::bytea, ${vectorBinary(e.embedding)}::vector)`);
+    await sql`
+      INSERT INTO embedding_cache (content_hash, embedding) VALUES ${sql.join(rows)}
+      ON CONFLICT (content_hash) DO NOTHING
+    `.execute(db);
+  }
+}
+
+/** pgvector's binary input (vector_recv): dimensions and a reserved field as int16, then float4s, big-endian. */
+function vectorBinary(embedding: readonly number[]): Buffer {
+  const buffer = Buffer.allocUnsafe(4 + 4 * embedding.length);
+  buffer.writeUInt16BE(embedding.length, 0);
+  buffer.writeUInt16BE(0, 2);
+  embedding.forEach((value, i) => buffer.writeFloatBE(value, 4 + 4 * i));
+  return buffer;
 }

@@ -7,7 +7,7 @@ import { startTestApp } from "../../helpers/app.ts";
 import { adminQuery } from "../../helpers/cluster.ts";
 import { collectionStats, createCollection, waitForDocuments } from "../../helpers/ingest.ts";
 import { readScifactCorpus } from "../../../src/evaluation/datasets.ts";
-import { deleteChunksOf, insertChunksWithPostings } from "../../../src/ingest/chunks.repository.ts";
+import { deleteChunksOf, insertChunksWithPostings, storeEmbeddings } from "../../../src/ingest/chunks.repository.ts";
 import { contentHash } from "../../../src/ingest/content.ts";
 import { waitFor } from "../../../harness/wait-for.ts";
 
@@ -184,6 +184,20 @@ describe("ingestion", () => {
       ["b", 1],
       ["c", 1],
     ]);
+  });
+
+  it("caches vectors exactly as float4s (they travel in pgvector's binary form)", async () => {
+    const values = [0.1, -2.5, 3e-8, 123456.789, -0, 1 / 3, ...Array.from({ length: 378 }, (_, i) => Math.sin(i))];
+    const hash = contentHash(`binary vector ${crypto.randomUUID()}`);
+    await app.router.write((tx) => storeEmbeddings(tx, [{ hash, embedding: values }]));
+    const [row] = await adminQuery<{ embedding: string }>(
+      "primary",
+      "SELECT embedding::text FROM embedding_cache WHERE content_hash = $1",
+      [hash],
+    );
+    // The text form prints each float4 in its shortest form, which rounds back to the same float4.
+    const stored = (JSON.parse(row?.embedding ?? "[]") as number[]).map((v) => Math.fround(v));
+    expect(stored).toEqual(values.map((v) => Math.fround(v)));
   });
 
   it("refuses to write chunks whose embedding is not in the cache, rather than write them without vectors", async () => {
