@@ -42,7 +42,6 @@ const BATCH = 500;
 const config = loadConfig({
   ...process.env,
   PGRAG_LOG_LEVEL: "warn",
-  PGRAG_WORKER_CONCURRENCY: process.env.PGRAG_WORKER_CONCURRENCY ?? "2",
   PGRAG_WORKER_BATCH_SIZE: process.env.PGRAG_WORKER_BATCH_SIZE ?? "32",
   PGRAG_IMPORT_BATCH_DOCUMENTS: process.env.PGRAG_IMPORT_BATCH_DOCUMENTS ?? "256",
 });
@@ -98,7 +97,7 @@ const corpus: ImportLine[] = Array.from({ length: DOCUMENTS }, (_, i) => {
 const textBytes = corpus.reduce((n, d) => n + Buffer.byteLength(d.content), 0);
 console.log(
   `bench:import — ${DOCUMENTS} documents of 4–8 SciFact sentences (${(textBytes / 1e6).toFixed(0)} MB of text), ` +
-    `${config.ingest.workerConcurrency} workers, import batches of ${config.imports.batchDocuments}, maintenance_work_mem ${config.imports.maintenanceWorkMem}`,
+    `${config.ingest.workerConcurrency} fetch loops / ${config.ingest.workerWriters} writers, import batches of ${config.imports.batchDocuments}, maintenance_work_mem ${config.imports.maintenanceWorkMem}`,
 );
 
 const app = createApp(config, { logger: createLogger({ logLevel: "warn" }) });
@@ -199,7 +198,7 @@ console.log(
     `index build + publish ${seconds(importStart + importMs - indexingAt)}`,
 );
 console.log(
-  `incremental (POST …/documents, ${config.ingest.workerConcurrency} workers): ${seconds(incrementalMs)} → ${rate(incrementalMs)}`,
+  `incremental (POST …/documents, ${config.ingest.workerConcurrency} fetch loops / ${config.ingest.workerWriters} writers): ${seconds(incrementalMs)} → ${rate(incrementalMs)}`,
 );
 console.log(
   `limit (raw COPY ${seconds(copiedMs)} + CREATE INDEX × ${indexes.length} ${seconds(limitMs - copiedMs)}): ${seconds(limitMs)} → ${rate(limitMs)}`,

@@ -5,6 +5,8 @@
  * to a raw COPY of the same chunk rows into a table with the same indexes, in the same run.
  * `-- --warm-embeddings`: the embedding backend's work is done beforehand (an untimed first ingestion
  * fills the embedding cache), as when the backend runs on its own machine instead of these two cores.
+ * `-- --embedding-delay-ms N`: the dev backend waits N ms before each embeddings answer, as a GPU
+ * host over the network does (a cold cache: what a worker waits for while it could be writing).
  */
 import { execFile } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -22,12 +24,17 @@ import { createApiKey, ensureTenant } from "../src/tenancy/api-keys.ts";
 import { waitFor } from "../harness/wait-for.ts";
 import { readScifactCorpus } from "../src/evaluation/datasets.ts";
 
-const { values: args } = parseArgs({ options: { "warm-embeddings": { type: "boolean", default: false } } });
-const config = loadConfig({
-  ...process.env,
-  PGRAG_LOG_LEVEL: "warn",
-  PGRAG_WORKER_CONCURRENCY: process.env.PGRAG_WORKER_CONCURRENCY ?? "2",
+const { values: args } = parseArgs({
+  options: {
+    "warm-embeddings": { type: "boolean", default: false },
+    "embedding-delay-ms": { type: "string", default: "0" },
+  },
 });
+const embeddingDelayMs = Number(args["embedding-delay-ms"]);
+if (!Number.isInteger(embeddingDelayMs) || embeddingDelayMs < 0) {
+  throw new Error(`--embedding-delay-ms takes a whole number of milliseconds, not "${args["embedding-delay-ms"]}"`);
+}
+const config = loadConfig({ ...process.env, PGRAG_LOG_LEVEL: "warn" });
 const app = createApp(config, { logger: createLogger({ logLevel: "warn" }) });
 await app.start({ listen: false });
 // Tenants, keys and progress across the tenant are the owner's business (row-level security).
@@ -123,6 +130,11 @@ if (args["warm-embeddings"]) {
   );
   await replicasCaughtUp();
 }
+const devBackend = app.devInference();
+if (embeddingDelayMs > 0) {
+  if (!devBackend) throw new Error("--embedding-delay-ms needs the in-process dev backend (no PGRAG_INFERENCE_URL)");
+  devBackend.faults.embeddingDelayMs = embeddingDelayMs;
+}
 app.registry.getSingleMetric("pgrag_ingest_stage_seconds")?.reset();
 const { tenantId, enqueuedMs, finishedMs } = await ingestCorpus(`bench-ingest-${Date.now()}`);
 const counts = await asTenant(tenantId, (tx) =>
@@ -180,11 +192,12 @@ rmSync(dir, { recursive: true, force: true });
 const chunks = Number(counts.chunks);
 const totalS = finishedMs / 1000;
 const writeS = stageSums.get("write") ?? 0;
-const workerConcurrency = config.ingest.workerConcurrency;
+const writers = Math.min(config.ingest.workerWriters, config.ingest.workerConcurrency);
 const endToEnd = chunks / totalS;
 console.log(
-  `bench:ingest — SciFact ${counts.docs}/${corpus.length} documents ready, ${chunks} chunks, ${workerConcurrency} workers, ` +
-    `${config.ingest.workerBatchSize} jobs per batch, ${args["warm-embeddings"] ? "warm embedding cache (the backend's work done beforehand)" : "cold embedding cache"}`,
+  `bench:ingest — SciFact ${counts.docs}/${corpus.length} documents ready, ${chunks} chunks, ${config.ingest.workerConcurrency} fetch loops, ${writers} writers, ` +
+    `${config.ingest.workerBatchSize} jobs per batch, ${args["warm-embeddings"] ? "warm embedding cache (the backend's work done beforehand)" : "cold embedding cache"}` +
+    (embeddingDelayMs > 0 ? `, the backend answering after ${embeddingDelayMs} ms` : ""),
 );
 console.log(
   `end to end: ${totalS.toFixed(1)} s (API accepted all in ${(enqueuedMs / 1000).toFixed(1)} s) → ${endToEnd.toFixed(0)} chunks/s (target ≥ 1000)`,
@@ -200,14 +213,14 @@ const oursPerWriterSecond = chunks / writeS;
 const serialPerWriterSecond = chunks / (serialMs / 1000);
 const parallelPerSecond = chunks / (parallelMs / 1000);
 const parallelPerWriterSecond = parallelPerSecond / halves.length;
-const copyAtOurConcurrency = workerConcurrency === 1 ? serialPerWriterSecond : parallelPerWriterSecond;
+const copyAtOurConcurrency = writers === 1 ? serialPerWriterSecond : parallelPerWriterSecond;
 console.log(
   `raw COPY of the same ${chunks} chunk rows + their postings (same indexes): one writer ${(serialMs / 1000).toFixed(2)} s → ${serialPerWriterSecond.toFixed(0)} chunks/s; ` +
     `two writers at once ${(parallelMs / 1000).toFixed(2)} s → ${parallelPerSecond.toFixed(0)} chunks/s (${parallelPerWriterSecond.toFixed(0)} per writer-second)`,
 );
 console.log(
-  `our write path: ${oursPerWriterSecond.toFixed(0)} chunks per writer-second (${workerConcurrency} workers writing concurrently) → ` +
-    `${((100 * oursPerWriterSecond) / copyAtOurConcurrency).toFixed(0)}% of raw COPY at ${Math.min(workerConcurrency, 2)} writer(s) (target ≥ 50%)`,
+  `our write path: ${oursPerWriterSecond.toFixed(0)} chunks per writer-second (${writers} writing concurrently) → ` +
+    `${((100 * oursPerWriterSecond) / copyAtOurConcurrency).toFixed(0)}% of raw COPY at ${Math.min(writers, 2)} writer(s) (target ≥ 50%)`,
 );
 console.log(
   `end to end is ${((100 * endToEnd) / parallelPerSecond).toFixed(0)}% of two-writer raw COPY, the most this machine's database takes with these indexes`,

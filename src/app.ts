@@ -268,6 +268,7 @@ export function createApp(config: Config, options: { logger?: Logger } = {}): Ap
           },
           {
             concurrency: config.ingest.workerConcurrency,
+            writers: config.ingest.workerWriters,
             batchSize: config.ingest.workerBatchSize,
             batchBytes: config.ingest.workerBatchBytes,
             pollingIntervalSeconds: config.ingest.workerPollSeconds,
@@ -291,7 +292,7 @@ export function createApp(config: Config, options: { logger?: Logger } = {}): Ap
             maxDocumentBytes: config.ingest.maxDocumentBytes,
             maxChunksPerDocument: config.ingest.maxChunksPerDocument,
             leaseSeconds: config.ingest.jobExpireSeconds,
-            stagingLoops: config.ingest.workerConcurrency,
+            stagingLoops: Math.min(config.ingest.workerConcurrency, config.ingest.workerWriters),
             bm25: config.retrieval.bm25,
           },
         );

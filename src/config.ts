@@ -312,8 +312,19 @@ const schema = z.object({
     .int()
     .min(0)
     .max(64)
+    .default(4)
+    .describe(
+      "ingestion fetch loops in this process (0: none; run pgrag worker elsewhere); each loads, chunks and embeds its batch, then writes it in one of the PGRAG_WORKER_WRITERS write slots",
+    ),
+  PGRAG_WORKER_WRITERS: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(64)
     .default(2)
-    .describe("ingestion fetch loops in this process (0: none; run pgrag worker elsewhere)"),
+    .describe(
+      "ingestion write transactions at once in this process (and import batches staged at once): fetch loops beyond it prepare their next batch meanwhile",
+    ),
   PGRAG_WORKER_BATCH_SIZE: z.coerce
     .number()
     .int()
@@ -595,6 +606,8 @@ export interface Config {
   readonly ingest: {
     /** Ingestion workers in this process; 0 leaves ingestion to `pgrag worker` processes. */
     readonly workerConcurrency: number;
+    /** Write transactions at once; the other fetch loops prepare their batches meanwhile. */
+    readonly workerWriters: number;
     readonly workerBatchSize: number;
     readonly workerBatchBytes: number;
     readonly workerPollSeconds: number;
@@ -766,6 +779,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     },
     ingest: {
       workerConcurrency: raw.PGRAG_WORKER_CONCURRENCY,
+      workerWriters: raw.PGRAG_WORKER_WRITERS,
       workerBatchSize: raw.PGRAG_WORKER_BATCH_SIZE,
       workerBatchBytes: raw.PGRAG_WORKER_BATCH_BYTES,
       workerPollSeconds: raw.PGRAG_WORKER_POLL_SECONDS,

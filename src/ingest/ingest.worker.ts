@@ -1,5 +1,6 @@
+import pLimit from "p-limit";
 import type PgBoss from "pg-boss";
-import { Counter, Histogram, type Registry } from "prom-client";
+import { Counter, Gauge, Histogram, type Registry } from "prom-client";
 import type { Router } from "../db/router.ts";
 import { type EmbeddingClient, EmbeddingDimensionError } from "../inference/embedding-client.ts";
 import { AppError } from "../errors.ts";
@@ -26,6 +27,11 @@ import { INGEST_QUEUE, type IngestJobData } from "./queue.ts";
 export interface IngestWorkerOptions {
   /** Concurrent fetch loops in this process. */
   readonly concurrency: number;
+  /**
+   * Write transactions at once (at most `concurrency`): the loops beyond it load, chunk and embed
+   * their next batch while these write, so the database always has this many writers busy.
+   */
+  readonly writers: number;
   /** Jobs fetched together: their chunks share embedding batches. */
   readonly batchSize: number;
   /** Document bytes loaded at once: a batch beyond it is processed in slices (slicesWithinBudget). */
@@ -67,6 +73,8 @@ export class IngestWorker {
   #stopping = false;
   readonly #processed: Counter<"outcome">;
   readonly #stageSeconds: Histogram<"stage">;
+  readonly #writeSlots: ReturnType<typeof pLimit>;
+  readonly #writesInProgress: Gauge;
 
   constructor(
     deps: {
@@ -87,10 +95,16 @@ export class IngestWorker {
     this.#textPool = deps.textPool;
     this.#logger = deps.logger;
     this.#options = options;
+    this.#writeSlots = pLimit(Math.max(1, Math.min(options.writers, options.concurrency)));
     this.#processed = new Counter({
       name: "pgrag_ingest_documents_total",
       help: "Ingestion jobs by outcome (ready, failed, retried, skipped)",
       labelNames: ["outcome"],
+      registers: [deps.registry],
+    });
+    this.#writesInProgress = new Gauge({
+      name: "pgrag_ingest_writes_in_progress",
+      help: "Ingestion write transactions running now (at most PGRAG_WORKER_WRITERS)",
       registers: [deps.registry],
     });
     this.#stageSeconds = new Histogram({
@@ -203,12 +217,12 @@ export class IngestWorker {
     // One transaction for the whole batch saves a commit (a WAL flush) per document; if it fails,
     // each document is written on its own so that one bad document cannot hold back the others.
     try {
-      await this.#timed("write", () => this.#write(pending, embedded));
+      await this.#write(pending, embedded);
     } catch (batchError) {
       if (pending.length === 1 && pending[0]) return this.#fail(pending[0], batchError);
       for (const doc of pending) {
         try {
-          await this.#timed("write", () => this.#write([doc], embedded));
+          await this.#write([doc], embedded);
         } catch (error) {
           await this.#fail(doc, error);
         }
@@ -257,7 +271,22 @@ export class IngestWorker {
     return embedChunks(this.#router, this.#embeddings, new Map(pending.map((doc) => [doc, doc.chunks])));
   }
 
-  async #write(docs: readonly PendingDocument[], embedded: Map<PendingDocument, EmbeddedChunk[]>): Promise<void> {
+  /** Waits for a write slot, then writes; the write stage's time starts with the slot. */
+  #write(docs: readonly PendingDocument[], embedded: Map<PendingDocument, EmbeddedChunk[]>): Promise<void> {
+    return this.#writeSlots(async () => {
+      this.#writesInProgress.inc();
+      try {
+        return await this.#timed("write", () => this.#writeTransaction(docs, embedded));
+      } finally {
+        this.#writesInProgress.dec();
+      }
+    });
+  }
+
+  async #writeTransaction(
+    docs: readonly PendingDocument[],
+    embedded: Map<PendingDocument, EmbeddedChunk[]>,
+  ): Promise<void> {
     const { value: outcomes } = await this.#router.write(
       async (tx) => {
         // Before any document row (see holdCollection): a delete of the collection or its tenant
