@@ -124,7 +124,7 @@ function chunkRowsOf(documents: readonly DocumentChunks[], rows: readonly ChunkR
         AS t(doc_index, ordinal, content, heading_json, char_start, char_end, token_count, content_hash)
     )`;
   // An inner join: a chunk whose embedding is not in the cache makes no row, which the caller
-  // detects by counting (see checkedSlice) rather than writing the chunk without its vector.
+  // detects by counting (see inSlices) rather than writing the chunk without its vector.
   const chunkRows = sql`
     SELECT d.tenant_id, d.collection_id, d.document_id, d.version,
            t.ordinal, t.content, ARRAY(SELECT jsonb_array_elements_text(t.heading_json::jsonb)),

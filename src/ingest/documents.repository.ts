@@ -79,7 +79,7 @@ function rowToSummary(row: SummaryRow): DocumentSummary {
 }
 
 /**
- * Rows per upsert statement: each row takes nine parameters, and a statement may have at most 65,535.
+ * Rows per upsert statement: each row takes ten parameters, and a statement may have at most 65,535.
  * A batch larger than this goes in several statements of the caller's transaction.
  */
 const UPSERT_ROWS_PER_STATEMENT = 1_000;
