@@ -430,29 +430,31 @@ describe("bad input", () => {
       expect(response.status, `${path} ${JSON.stringify(options).slice(0, 80)}`).toBe(status);
       expect(response.body.error.message).toMatch(message);
     }
-    const batch = await api<{ error: { message: string } }>(app, "POST", "/v1/collections/strict/documents", {
-      key,
-      json: {
-        documents: [
+    const batches: [{ external_id: string; content: string }[], RegExp][] = [
+      [
+        [
           { external_id: "good", content: "fine text" },
           { external_id: "bad", content: "" },
         ],
-      },
-    });
-    expect(batch.status).toBe(400);
-    expect(batch.body.error.message).toMatch(/documents\[1\] \(bad\): the document is empty/);
-    const repeated = await api<{ error: { message: string } }>(app, "POST", "/v1/collections/strict/documents", {
-      key,
-      json: {
-        documents: [
+        /documents\[1\] \(bad\): the document is empty/,
+      ],
+      [
+        [
           { external_id: "x", content: "first" },
           { external_id: "y", content: "other" },
           { external_id: "x", content: "second" },
         ],
-      },
-    });
-    expect(repeated.status).toBe(400);
-    expect(repeated.body.error.message).toMatch(/documents\[2\] repeats the external_id "x" of documents\[0\]/);
+        /documents\[2\] repeats the external_id "x" of documents\[0\]/,
+      ],
+    ];
+    for (const [documents, message] of batches) {
+      const batch = await api<{ error: { message: string } }>(app, "POST", "/v1/collections/strict/documents", {
+        key,
+        json: { documents },
+      });
+      expect(batch.status).toBe(400);
+      expect(batch.body.error.message).toMatch(message);
+    }
     const stored = await adminQuery("primary", "SELECT count(*)::int AS n FROM documents WHERE tenant_id = $1", [
       tenantId,
     ]);
