@@ -200,6 +200,23 @@ describe("ingestion", () => {
     expect(stored).toEqual(values.map((v) => Math.fround(v)));
   });
 
+  it("takes two uploads of the same documents in opposite orders at once without a deadlock", async () => {
+    const { key } = await newTenantKey(app);
+    await createCollection(app, key, "crossed");
+    const ids = Array.from({ length: 1000 }, (_, i) => `doc-${String(i).padStart(4, "0")}`);
+    const upload = (order: string[], run: string) =>
+      api(app, "POST", "/v1/collections/crossed/documents", {
+        key,
+        json: { documents: order.map((id) => ({ external_id: id, content: `${id} written by upload ${run}` })) },
+      });
+    // Both uploads change every stored document, locking each row until they commit: in request
+    // order they would meet in the middle, each waiting for the other (a deadlock, a 500 for one of
+    // them: measured so); in external-id order the second waits for the first, then updates.
+    expect((await upload(ids, "zero")).status).toBe(202);
+    const [forward, backward] = await Promise.all([upload(ids, "one"), upload([...ids].reverse(), "two")]);
+    expect([forward.status, backward.status]).toEqual([202, 202]);
+  });
+
   it("refuses to write chunks whose embedding is not in the cache, rather than write them without vectors", async () => {
     const { key, tenantId } = await newTenantKey(app);
     await createCollection(app, key, "uncached");
