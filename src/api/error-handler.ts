@@ -23,8 +23,8 @@ const STATUS_BY_CODE: Record<ErrorCode, ContentfulStatusCode> = {
 export function statusOf(error: unknown): number {
   if (error instanceof AppError) return STATUS_BY_CODE[error.code];
   if (error instanceof HTTPException) return error.status;
-  const code = (error as { code?: unknown } | null)?.code;
-  return typeof code === "string" && code.startsWith("22") ? 400 : 500;
+  if (isDataException(error)) return 400;
+  return isTransactionRollback(error) ? 409 : 500;
 }
 
 export interface ErrorBody {
@@ -62,6 +62,22 @@ export function handleError(error: Error, c: Context<AppEnv>): Response {
       400,
     );
   }
+  if (isTransactionRollback(error)) {
+    // A deadlock or serialization failure with a concurrent request: PostgreSQL rolled this one
+    // back whole, so nothing of it was written and sending it again is safe.
+    c.header("Retry-After", "1");
+    return c.json<ErrorBody>(
+      {
+        error: {
+          code: "conflict",
+          message:
+            "the request collided with a concurrent one and was rolled back whole; nothing was written: send it again",
+          request_id: requestId,
+        },
+      },
+      409,
+    );
+  }
   c.get("logger").error({ err: error }, "unhandled error");
   return c.json<ErrorBody>(
     {
@@ -89,7 +105,16 @@ export function handleNotFound(c: Context<AppEnv>): Response {
 }
 
 /** SQLSTATE class 22, data exception: invalid characters, out-of-range numbers, bad casts of input. */
-function isDataException(error: Error): boolean {
-  const code = (error as { code?: unknown }).code;
-  return typeof code === "string" && code.startsWith("22");
+function isDataException(error: unknown): boolean {
+  return sqlStateClass(error) === "22";
+}
+
+/** SQLSTATE class 40, transaction rollback: a deadlock or serialization failure. */
+function isTransactionRollback(error: unknown): boolean {
+  return sqlStateClass(error) === "40";
+}
+
+function sqlStateClass(error: unknown): string | undefined {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === "string" && code.length === 5 ? code.slice(0, 2) : undefined;
 }

@@ -33,6 +33,9 @@ const app = new Hono<AppEnv>()
   .get("/postgres", () => {
     throw Object.assign(new Error('invalid byte sequence for encoding "UTF8": 0x00'), { code: "22021" });
   })
+  .get("/deadlock", () => {
+    throw Object.assign(new Error("deadlock detected"), { code: "40P01" });
+  })
   .get("/bug", () => {
     throw new Error("secret internal detail at /srv/app.ts:12");
   })
@@ -57,6 +60,7 @@ describe("errors to HTTP", () => {
       ["/too-complex", 422, "unprocessable"],
       ["/hono", 400, "invalid_request"],
       ["/postgres", 400, "invalid_request"],
+      ["/deadlock", 409, "conflict"],
       ["/bug", 500, "internal"],
       ["/nowhere", 404, "not_found"],
     ];
@@ -77,6 +81,9 @@ describe("errors to HTTP", () => {
       /a value in the request cannot be stored or searched: invalid byte/,
     );
     expect((await call("/nowhere")).body.error.message).toBe("no route for GET /nowhere");
+    const deadlock = await call("/deadlock");
+    expect(deadlock.headers.get("Retry-After")).toBe("1");
+    expect(deadlock.body.error.message).toMatch(/rolled back whole; nothing was written: send it again/);
   });
 
   it("never shows an unexpected error's message or stack, and logs it instead", async () => {
