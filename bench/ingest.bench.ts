@@ -192,7 +192,7 @@ rmSync(dir, { recursive: true, force: true });
 const chunks = Number(counts.chunks);
 const totalS = finishedMs / 1000;
 const writeS = stageSums.get("write") ?? 0;
-const writers = Math.min(config.ingest.workerWriters, config.ingest.workerConcurrency);
+const writers = config.ingest.workerWriters;
 const endToEnd = chunks / totalS;
 console.log(
   `bench:ingest — SciFact ${counts.docs}/${corpus.length} documents ready, ${chunks} chunks, ${config.ingest.workerConcurrency} fetch loops, ${writers} writers, ` +

@@ -292,7 +292,7 @@ export function createApp(config: Config, options: { logger?: Logger } = {}): Ap
             maxDocumentBytes: config.ingest.maxDocumentBytes,
             maxChunksPerDocument: config.ingest.maxChunksPerDocument,
             leaseSeconds: config.ingest.jobExpireSeconds,
-            stagingLoops: Math.min(config.ingest.workerConcurrency, config.ingest.workerWriters),
+            stagingLoops: config.ingest.workerWriters,
             bm25: config.retrieval.bm25,
           },
         );

@@ -323,7 +323,7 @@ const schema = z.object({
     .max(64)
     .default(2)
     .describe(
-      "ingestion write transactions at once in this process (and import batches staged at once): fetch loops beyond it prepare their next batch meanwhile",
+      "ingestion write transactions at once in this process (and import batches staged at once), at most PGRAG_WORKER_CONCURRENCY: fetch loops beyond it prepare their next batch meanwhile",
     ),
   PGRAG_WORKER_BATCH_SIZE: z.coerce
     .number()
@@ -606,7 +606,7 @@ export interface Config {
   readonly ingest: {
     /** Ingestion workers in this process; 0 leaves ingestion to `pgrag worker` processes. */
     readonly workerConcurrency: number;
-    /** Write transactions at once; the other fetch loops prepare their batches meanwhile. */
+    /** Write transactions at once, never more than the fetch loops; the other loops prepare their batches meanwhile. */
     readonly workerWriters: number;
     readonly workerBatchSize: number;
     readonly workerBatchBytes: number;
@@ -779,7 +779,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     },
     ingest: {
       workerConcurrency: raw.PGRAG_WORKER_CONCURRENCY,
-      workerWriters: raw.PGRAG_WORKER_WRITERS,
+      workerWriters: Math.min(raw.PGRAG_WORKER_WRITERS, raw.PGRAG_WORKER_CONCURRENCY),
       workerBatchSize: raw.PGRAG_WORKER_BATCH_SIZE,
       workerBatchBytes: raw.PGRAG_WORKER_BATCH_BYTES,
       workerPollSeconds: raw.PGRAG_WORKER_POLL_SECONDS,

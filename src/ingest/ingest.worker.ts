@@ -95,7 +95,7 @@ export class IngestWorker {
     this.#textPool = deps.textPool;
     this.#logger = deps.logger;
     this.#options = options;
-    this.#writeSlots = pLimit(Math.max(1, Math.min(options.writers, options.concurrency)));
+    this.#writeSlots = pLimit(options.writers);
     this.#processed = new Counter({
       name: "pgrag_ingest_documents_total",
       help: "Ingestion jobs by outcome (ready, failed, retried, skipped)",

@@ -26,6 +26,14 @@ describe("loadConfig", () => {
     expect(vectorIndexOf(loadConfig({ ...binary, PGRAG_BINARY_OVERSAMPLING: "7" })).binaryOversampling).toBe(7);
   });
 
+  it("never has more ingestion writers than fetch loops", () => {
+    expect(loadConfig(minimal).ingest).toMatchObject({ workerConcurrency: 4, workerWriters: 2 });
+    expect(loadConfig({ ...minimal, PGRAG_WORKER_CONCURRENCY: "1" }).ingest.workerWriters).toBe(1);
+    expect(
+      loadConfig({ ...minimal, PGRAG_WORKER_CONCURRENCY: "8", PGRAG_WORKER_WRITERS: "3" }).ingest.workerWriters,
+    ).toBe(3);
+  });
+
   it("listens on PORT when given, and on PGRAG_PORT when both are", () => {
     expect(loadConfig({ ...minimal, PORT: "3000" }).http.port).toBe(3000);
     expect(loadConfig({ ...minimal, PORT: "3000", PGRAG_PORT: "4000" }).http.port).toBe(4000);
