@@ -19,6 +19,8 @@ export const COMPACTION_QUEUE = "compact-postings";
 export interface CompactionJob {
   readonly collectionId: string;
   readonly tenantId: string;
+  /** A job continuing an earlier one's pass starts after the last term that one rewrote. */
+  readonly afterTerm?: string;
 }
 
 /** Terms rewritten per statement (one transaction each, so locks are short). */
@@ -87,13 +89,17 @@ export class PostingsCompactor {
     await this.#loop.stop();
   }
 
-  /** Compacts one collection, up to TERMS_PER_JOB terms; asks for another job if more remain. */
+  /**
+   * Compacts one collection, up to TERMS_PER_JOB terms; asks for another job, continuing after the
+   * last term rewritten, if more remain. (A job already waiting for the collection, asked for by a
+   * later write, takes the continuation's place and makes a whole pass.)
+   */
   async compact(job: CompactionJob): Promise<number> {
-    const { terms, finished } = await compactCollection(this.#router, this.#bm25, job, { maxTerms: TERMS_PER_JOB });
+    const { terms, resumeAfter } = await compactCollection(this.#router, this.#bm25, job, { maxTerms: TERMS_PER_JOB });
     this.#rewritten.inc(terms);
-    if (!finished) {
+    if (resumeAfter !== null) {
       this.#logger.info({ collectionId: job.collectionId, terms }, "postings compaction continues in a new job");
-      await this.request([job], 0);
+      await this.request([{ collectionId: job.collectionId, tenantId: job.tenantId, afterTerm: resumeAfter }], 0);
     }
     return terms;
   }
@@ -106,35 +112,42 @@ export interface CompactionOptions {
 }
 
 /**
- * Rewrites the collection's terms that need it, TERMS_PER_STATEMENT at a time (each its own short
- * transaction), until none is left or `maxTerms` were rewritten.
+ * Rewrites the collection's terms that need it in one pass in term order (from after `afterTerm`),
+ * TERMS_PER_STATEMENT at a time (each its own short transaction), until none is left or `maxTerms`
+ * were rewritten. Terms before the cursor that writes append to meanwhile are left to the next job,
+ * which each write asks for. Returns the terms rewritten, and where a next job resumes when
+ * `maxTerms` stopped the pass (the last term rewritten; null when the pass was finished).
  */
 export async function compactCollection(
   router: Router,
   bm25: Bm25Parameters,
   job: CompactionJob,
   options: CompactionOptions,
-): Promise<{ terms: number; finished: boolean }> {
+): Promise<{ terms: number; resumeAfter: string | null }> {
   let done = 0;
+  let after = job.afterTerm ?? "";
   while (done < options.maxTerms) {
-    const { value } = await router.write(
+    const { value: rewritten } = await router.write(
       async (tx) => {
-        if (!(await holdCollection(tx, job.collectionId))) return 0;
+        if (!(await holdCollection(tx, job.collectionId))) return [];
         const terms = await termsToCompact(
           tx,
           job.collectionId,
-          TERMS_PER_STATEMENT,
+          Math.min(TERMS_PER_STATEMENT, options.maxTerms - done),
+          after,
           options.dead ?? DEAD_POSTINGS_THRESHOLD,
         );
-        if (terms.length === 0) return 0;
+        if (terms.length === 0) return [];
         const avgdl = await averageLength(tx, job.collectionId);
         await compactTerms(tx, { ...job, avgdl, ...bm25 }, terms, options.blockSize ?? BLOCK_SIZE);
-        return terms.length;
+        return terms;
       },
       { tenantId: job.tenantId },
     );
-    if (value === 0) return { terms: done, finished: true };
-    done += value;
+    const last = rewritten.at(-1);
+    if (last === undefined) return { terms: done, resumeAfter: null };
+    done += rewritten.length;
+    after = last.term;
   }
-  return { terms: done, finished: false };
+  return { terms: done, resumeAfter: after };
 }

@@ -18,33 +18,34 @@ export interface DeadPostingsThreshold {
 export const DEAD_POSTINGS_THRESHOLD: DeadPostingsThreshold = { count: 16, share: 0.05 };
 
 /**
- * Terms of a collection whose postings are worth rewriting: two or more fresh (appended) blocks, a
- * fresh block larger than a compacted one, or enough deleted postings that dropping them pays for
- * reading the whole term.
+ * The first `limit` terms after `after`, in term order, whose postings are worth rewriting: two or
+ * more fresh (appended) blocks, a fresh block larger than a compacted one, or enough deleted postings
+ * that dropping them pays for reading the whole term. The block headers are read in key order and
+ * grouped as they stream by, so a call reads only up to its last term: a pass over a collection,
+ * batch after batch from the previous batch's last term, reads each header once (a call that grouped
+ * every term of the collection to keep the first `limit` made a pass quadratic in its terms).
  */
 export async function termsToCompact(
   db: Kysely<Database>,
   collectionId: string,
   limit: number,
+  after = "",
   dead: DeadPostingsThreshold = DEAD_POSTINGS_THRESHOLD,
 ): Promise<TermToCompact[]> {
   const { rows } = await sql<{ term: string; full: boolean }>`
-    WITH blocks AS (
+    SELECT b.term, coalesce(d.dead > 0 AND d.dead >= greatest(${dead.count}, ${dead.share}::float8 * b.postings), false) AS "full"
+    FROM (
       SELECT term, count(*) FILTER (WHERE NOT compacted) AS fresh,
              coalesce(max(postings) FILTER (WHERE NOT compacted), 0) AS largest_fresh, sum(postings) AS postings
-      FROM bm25_blocks WHERE collection_id = ${collectionId}::uuid GROUP BY term
-    ),
-    deletions AS (
-      SELECT term, sum(postings) AS dead FROM bm25_deletions WHERE collection_id = ${collectionId}::uuid GROUP BY term
-    ),
-    judged AS (
-      SELECT b.term, b.fresh, b.largest_fresh,
-             coalesce(d.dead, 0) > 0 AND d.dead >= greatest(${dead.count}, ${dead.share}::float8 * b.postings) AS "full"
-      FROM blocks b LEFT JOIN deletions d USING (term)
-    )
-    SELECT term, "full" FROM judged
-    WHERE fresh >= 2 OR largest_fresh > ${BLOCK_SIZE} OR "full"
-    ORDER BY term
+      FROM bm25_blocks WHERE collection_id = ${collectionId}::uuid AND term > ${after}
+      GROUP BY term
+    ) AS b
+    LEFT JOIN LATERAL (
+      SELECT sum(postings) AS dead FROM bm25_deletions WHERE collection_id = ${collectionId}::uuid AND term = b.term
+    ) AS d ON true
+    WHERE b.fresh >= 2 OR b.largest_fresh > ${BLOCK_SIZE}
+       OR (d.dead > 0 AND d.dead >= greatest(${dead.count}, ${dead.share}::float8 * b.postings))
+    ORDER BY b.term
     LIMIT ${limit}
   `.execute(db);
   return rows;

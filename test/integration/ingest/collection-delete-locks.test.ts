@@ -71,7 +71,7 @@ describe("writers of a collection's postings beside its delete", () => {
       expect(blocks.rowCount).toBe(2);
       await deleting.query("DELETE FROM collections WHERE id = $1", [collectionId]);
       await deleting.query("COMMIT");
-      expect(await compaction).toEqual({ terms: 0, finished: true });
+      expect(await compaction).toEqual({ terms: 0, resumeAfter: null });
     } finally {
       await deleting.end();
     }
