@@ -13,7 +13,8 @@ import { hashEmbedding, toBase64Floats } from "./hash-embedding.ts";
  * backend (vLLM, TGI, Ollama, OpenAI) replaces it through PGRAG_INFERENCE_URL.
  *
  * `faults` lets tests make it misbehave the way real backends do (errors, a wrong dimension, slow
- * tokens); `stats` lets them observe what it was asked.
+ * tokens); `stats` lets them observe what it was asked; `embeddingRecord` lets a benchmark keep the
+ * backend's own work off the machine it measures.
  */
 export interface DevInferenceOptions {
   readonly host?: string;
@@ -50,10 +51,23 @@ export interface DevInferenceStats {
   chatBusyMs: number;
 }
 
+/**
+ * Vectors kept by input text: while `recording`, each one computed is kept, and a kept one is answered
+ * without computing it again. A GPU host does the embedding work on another machine; a benchmark that
+ * records a first pass and replays it measures the platform's own work on these cores, every request
+ * to the backend still made (bench:ingest --backend-elsewhere). Full-dimension vectors only: the
+ * wrongDimension fault bypasses it.
+ */
+export interface DevEmbeddingRecord {
+  recording: boolean;
+  readonly vectors: Map<string, number[]>;
+}
+
 export interface DevInferenceServer {
   readonly url: string;
   readonly faults: DevInferenceFaults;
   readonly stats: DevInferenceStats;
+  readonly embeddingRecord: DevEmbeddingRecord;
   close(): Promise<void>;
 }
 
@@ -75,6 +89,7 @@ export function createDevInferenceApp(
   options: DevInferenceOptions,
   faults: DevInferenceFaults,
   stats: DevInferenceStats,
+  record: DevEmbeddingRecord,
 ): Hono {
   const app = new Hono();
   const openAiError = (message: string, type: string) => ({
@@ -110,7 +125,8 @@ export function createDevInferenceApp(
     await sleep(faults.embeddingDelayMs);
     const dimension = faults.wrongDimension ? options.dimension - 1 : options.dimension;
     const data = inputs.map((text, index) => {
-      const vector = hashEmbedding(text, dimension);
+      const vector = (faults.wrongDimension ? undefined : record.vectors.get(text)) ?? hashEmbedding(text, dimension);
+      if (record.recording && !faults.wrongDimension) record.vectors.set(text, vector);
       return {
         object: "embedding",
         index,
@@ -306,11 +322,12 @@ function sleep(ms: number, cancelled?: AbortSignal): Promise<void> {
   });
 }
 
-/** The dev backend without a port: its HTTP app, and the faults and stats it shares with any listener. */
+/** The dev backend without a port: its HTTP app, and the faults, stats and record it shares with any listener. */
 export interface DevInference {
   readonly app: Hono;
   readonly faults: DevInferenceFaults;
   readonly stats: DevInferenceStats;
+  readonly embeddingRecord: DevEmbeddingRecord;
 }
 
 export function createDevInference(options: DevInferenceOptions): DevInference {
@@ -331,7 +348,8 @@ export function createDevInference(options: DevInferenceOptions): DevInference {
     lastChatMessages: [],
     chatBusyMs: 0,
   };
-  return { app: createDevInferenceApp(options, faults, stats), faults, stats };
+  const embeddingRecord: DevEmbeddingRecord = { recording: false, vectors: new Map() };
+  return { app: createDevInferenceApp(options, faults, stats, embeddingRecord), faults, stats, embeddingRecord };
 }
 
 /**
@@ -363,6 +381,7 @@ export async function startDevInferenceServer(
     url: `http://${host}:${port}/v1`,
     faults: inference.faults,
     stats: inference.stats,
+    embeddingRecord: inference.embeddingRecord,
     close: () =>
       new Promise<void>((resolve) => {
         server.close(() => resolve());
