@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { App } from "../../../src/app.ts";
 import type { Database } from "../../../src/db/database.ts";
 import { compactCollection } from "../../../src/ingest/postings-compactor.ts";
-import { termsToCompact } from "../../../src/ingest/postings.repository.ts";
+import { compactTerms, termsToCompact } from "../../../src/ingest/postings.repository.ts";
 import { startTestApp } from "../../helpers/app.ts";
 import { adminQuery, adminTenantCollection, clusterUrls } from "../../helpers/cluster.ts";
 
@@ -47,6 +47,48 @@ async function collectionToCompact(name: string): Promise<{ tenantId: string; co
     [collectionId, tenantId],
   );
   return { tenantId, collectionId };
+}
+
+/**
+ * The plan of the last statement `run` sends, as the application role sends it (captured from
+ * Kysely's log), with these planner settings, in a transaction rolled back.
+ */
+async function planOf(
+  tenantId: string,
+  settings: Record<string, string>,
+  run: (tx: Kysely<Database>) => Promise<unknown>,
+): Promise<string> {
+  const sent: CompiledQuery[] = [];
+  const pool = new pg.Pool({ connectionString: clusterUrls().PGRAG_PRIMARY_URL, max: 1 });
+  const db = new Kysely<Database>({
+    dialect: new PostgresDialect({ pool }),
+    log: (event) => {
+      if (event.level === "query") sent.push(event.query);
+    },
+  });
+  const rolledBack = new Error("rolled back");
+  let plan = "";
+  try {
+    await db.transaction().execute(async (tx) => {
+      await sql`SELECT set_config('pgrag.tenant_id', ${tenantId}, true)`.execute(tx);
+      for (const [name, value] of Object.entries(settings)) {
+        await sql`SELECT set_config(${name}, ${value}, true)`.execute(tx);
+      }
+      await run(tx);
+      const query = sent.at(-1) as CompiledQuery;
+      const { rows } = await tx.executeQuery<{ "QUERY PLAN": string }>({
+        ...query,
+        sql: `EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) ${query.sql}`,
+      });
+      plan = rows.map((r) => r["QUERY PLAN"]).join("\n");
+      throw rolledBack;
+    });
+  } catch (error) {
+    if (error !== rolledBack) throw error;
+  } finally {
+    await db.destroy();
+  }
+  return plan;
 }
 
 /** Per term of the collection: its fresh blocks and its compacted ones. */
@@ -99,47 +141,66 @@ describe("a postings compaction pass", () => {
 
   it("finds a batch's terms by reading the block headers in key order from the cursor, grouped as they stream", async () => {
     const { tenantId, collectionId } = await collectionToCompact("compaction-plan");
-    // The very statement termsToCompact sends, captured as the application role sends it.
-    const sent: CompiledQuery[] = [];
-    const pool = new pg.Pool({ connectionString: clusterUrls().PGRAG_PRIMARY_URL, max: 1 });
-    const db = new Kysely<Database>({
-      dialect: new PostgresDialect({ pool }),
-      log: (event) => {
-        if (event.level === "query") sent.push(event.query);
-      },
-    });
-    try {
-      const plan = await db.transaction().execute(async (tx) => {
-        // On a large collection the planner streams on its own (measured at 226k blocks: a batch in 7 ms);
-        // on this small table a scan and a sort of everything after the cursor cost it less. With both
-        // made prohibitive, what is asserted is that the statement's shape admits the streaming plan.
-        await sql`SELECT set_config('pgrag.tenant_id', ${tenantId}, true), set_config('enable_seqscan', 'off', true),
-                         set_config('enable_bitmapscan', 'off', true), set_config('enable_sort', 'off', true)`.execute(
-          tx,
-        );
+    // On a large collection the planner streams on its own (measured at 226k blocks: a batch in 7 ms);
+    // on this small table a scan and a sort of everything after the cursor cost it less. With both
+    // made prohibitive, what is asserted is that the statement's shape admits the streaming plan.
+    const plan = await planOf(
+      tenantId,
+      { enable_seqscan: "off", enable_bitmapscan: "off", enable_sort: "off" },
+      async (tx) => {
         const terms = await termsToCompact(tx, collectionId, 200, term(99));
         expect(terms.map((t) => t.term)).toEqual(Array.from({ length: 200 }, (_, i) => term(100 + i)));
-        const query = sent.at(-1) as CompiledQuery;
-        const { rows } = await tx.executeQuery<{ "QUERY PLAN": string }>({
-          ...query,
-          sql: `EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) ${query.sql}`,
-        });
-        return rows.map((r) => r["QUERY PLAN"]).join("\n");
-      });
-      expect(plan).toMatch(/^Limit/);
-      expect(plan).toMatch(/GroupAggregate/);
-      expect(plan).toMatch(/Index (Only )?Scan using bm25_blocks_pkey on bm25_blocks/);
-      expect(plan).toMatch(/term > /);
-      // No step that needs every header before the first row: a sort or a hash of all the terms.
-      expect(plan).not.toMatch(/Sort|HashAggregate/);
-      // It read the batch's headers (200 terms × 2 blocks) and the next one, which ends the last group:
-      // nothing before the cursor, nothing past the batch.
-      const read = /Index (?:Only )?Scan using bm25_blocks_pkey on bm25_blocks \(actual rows=(\d+) loops=1\)/.exec(
-        plan,
-      );
-      expect(Number(read?.[1])).toBe(401);
-    } finally {
-      await db.destroy();
+      },
+    );
+    expect(plan).toMatch(/^Limit/);
+    expect(plan).toMatch(/GroupAggregate/);
+    expect(plan).toMatch(/Index (Only )?Scan using bm25_blocks_pkey on bm25_blocks/);
+    expect(plan).toMatch(/term > /);
+    // No step that needs every header before the first row: a sort or a hash of all the terms.
+    expect(plan).not.toMatch(/Sort|HashAggregate/);
+    // It read the batch's headers (200 terms × 2 blocks) and the next one, which ends the last group:
+    // nothing before the cursor, nothing past the batch.
+    const read = /Index (?:Only )?Scan using bm25_blocks_pkey on bm25_blocks \(actual rows=(\d+) loops=1\)/.exec(plan);
+    expect(Number(read?.[1])).toBe(401);
+  });
+
+  it("rewrites a batch's terms reading their rows alone: by key term by term, deleted by the row ids read", async () => {
+    const { tenantId, collectionId } = await collectionToCompact("compaction-rewrite-plan");
+    const batch = Array.from({ length: 10 }, (_, i) => ({ term: term(i), full: i % 2 === 0 }));
+    // Deletions recorded for a term rewritten in full (cleared with it) and for one merged (kept).
+    await adminQuery(
+      "primary",
+      `INSERT INTO bm25_deletions (collection_id, term, tenant_id, postings) VALUES ($1, $3, $2, 1), ($1, $4, $2, 1)`,
+      [collectionId, tenantId, term(0), term(1)],
+    );
+    // Hash and merge joins made prohibitive: they could read every block of the collection, which
+    // the planner chooses when its statistics predate the blocks (a new collection's first burst).
+    const plan = await planOf(tenantId, { enable_hashjoin: "off", enable_mergejoin: "off" }, (tx) =>
+      compactTerms(tx, { collectionId, tenantId, avgdl: 4, ...PARAMS }, batch),
+    );
+    const blockScans = plan.split("\n").filter((line) => /Scan .*on bm25_blocks\b/.test(line));
+    expect(blockScans.length).toBeGreaterThanOrEqual(2);
+    // Every read of the blocks is a lookup: by (collection, term) per term, or by row id.
+    for (const scan of blockScans) expect(scan).toMatch(/Index Scan using bm25_blocks_pkey|Tid Scan/);
+    expect(plan).toMatch(/Index Cond: \(\(collection_id = .*\) AND \(term = t\.term\)\)/);
+    expect(plan).toMatch(/Tid Scan on bm25_blocks/);
+    expect(plan).toMatch(/Tid Scan on bm25_deletions/);
+    expect(plan).not.toMatch(/Seq Scan on bm25_(blocks|deletions)/);
+    // And the rewrite itself, run: the batch compacted, the rest as it was.
+    await app.router.write((tx) => compactTerms(tx, { collectionId, tenantId, avgdl: 4, ...PARAMS }, batch), {
+      tenantId,
+    });
+    const blocks = await blocksByTerm(collectionId);
+    for (let i = 0; i < 10; i++) {
+      // In full, postings of chunks that do not exist are dropped: these blocks' chunks never did.
+      expect(blocks.get(term(i))).toEqual(i % 2 === 0 ? undefined : { fresh: 0, compacted: 1 });
     }
+    expect(blocks.get(term(10))).toEqual({ fresh: 2, compacted: 0 });
+    const deletions = await adminQuery<{ term: string }>(
+      "primary",
+      "SELECT term FROM bm25_deletions WHERE collection_id = $1",
+      [collectionId],
+    );
+    expect(deletions.map((d) => d.term)).toEqual([term(1)]);
   });
 });
