@@ -20,13 +20,13 @@ import { Kysely, PostgresDialect, sql } from "kysely";
 import pg from "pg";
 import { loadConfig } from "../src/config.ts";
 import type { Database } from "../src/db/database.ts";
-import { waitFor } from "../harness/wait-for.ts";
 import { readBeirQueries } from "../src/evaluation/beir.ts";
 import { jsonLines, SCIFACT_DIR } from "../src/evaluation/datasets.ts";
 import { mean, ndcgAt } from "../src/evaluation/metrics.ts";
 import { rebuildPostings } from "../src/ingest/postings.repository.ts";
 import { type Bm25Outcome, bm25Search } from "../src/retrieval/bm25.repository.ts";
 import type { SearchScope } from "../src/retrieval/search.repository.ts";
+import { replicasReleaseDeletedRows } from "./replica-slots.ts";
 import { inScratchSchema, sentencesOf } from "./scratch-schema.ts";
 import { seeded } from "./seeded-random.ts";
 import { formatMs, percentile } from "./stats.ts";
@@ -150,28 +150,6 @@ async function baselineSearch(tx: Kysely<Database>, query: string): Promise<void
   `.execute(tx);
 }
 
-/**
- * Waits until no replica can still see rows deleted before now. With hot_standby_feedback a replica's
- * oldest snapshot holds its slot's xmin back, and VACUUM FULL keeps every row such a snapshot may
- * see: while a replica replays the rebuild, the blocks it replaced stay in the table and were counted
- * in the postings size (2.46× the text at 300k after a 100k scale, against 1.86× built alone).
- */
-async function replicasReleaseDeletedRows(): Promise<void> {
-  const { rows } = await sql<{ xid: string }>`SELECT pg_current_xact_id()::text AS xid`.execute(db);
-  const now = rows[0]?.xid ?? "0";
-  await waitFor(
-    "every replication slot's xmin to pass the postings rebuild (is a replica down?)",
-    async () => {
-      const { rows: slots } = await sql<{ released: boolean }>`
-        SELECT coalesce(bool_and(xmin IS NULL OR age(xmin) <= age(xid(${now}::xid8))), true) AS released
-        FROM pg_replication_slots
-      `.execute(db);
-      return slots[0]?.released;
-    },
-    15 * 60_000,
-  );
-}
-
 const relationBytes = async (name: string) =>
   Number(
     (
@@ -221,7 +199,7 @@ try {
     const generated = performance.now();
     await inScratch((tx) => rebuildPostings(tx, { collectionId, tenantId, ...params }), { work_mem: "512MB" });
     // FULL: the previous scale's blocks, replaced by the rebuild, would otherwise count in the size.
-    await replicasReleaseDeletedRows();
+    await replicasReleaseDeletedRows(db);
     await sql`VACUUM (FULL, ANALYZE) bench_bm25.bm25_blocks`.execute(db);
     await sql`VACUUM ANALYZE bench_bm25.chunks`.execute(db);
     const built = performance.now();
