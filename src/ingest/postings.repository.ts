@@ -99,6 +99,7 @@ export async function compactTerms(
         SELECT d.ctid FROM unnest(${full}::text[]) AS f(term)
         CROSS JOIN LATERAL (
           SELECT ctid FROM bm25_deletions WHERE collection_id = ${target.collectionId}::uuid AND term = f.term
+          OFFSET 0 -- a lookup per term: flattened into a join, the planner could hash all the collection's rows
         ) AS d
       ))
     ),

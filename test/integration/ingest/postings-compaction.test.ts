@@ -185,6 +185,7 @@ describe("a postings compaction pass", () => {
     expect(plan).toMatch(/Index Cond: \(\(collection_id = .*\) AND \(term = t\.term\)\)/);
     expect(plan).toMatch(/Tid Scan on bm25_blocks/);
     expect(plan).toMatch(/Tid Scan on bm25_deletions/);
+    expect(plan).toMatch(/Index Cond: \(\(collection_id = .*\) AND \(term = f\.term\)\)/);
     expect(plan).not.toMatch(/Seq Scan on bm25_(blocks|deletions)/);
     // And the rewrite itself, run: the batch compacted, the rest as it was.
     await app.router.write((tx) => compactTerms(tx, { collectionId, tenantId, avgdl: 4, ...PARAMS }, batch), {
