@@ -192,12 +192,15 @@ if (args["warm-embeddings"] || args["backend-elsewhere"]) {
 }
 if (devBackend) devBackend.faults.embeddingDelayMs = embeddingDelayMs;
 
-interface Ingestion {
-  chunks: number;
-  documents: number;
+interface Phase {
   seconds: number;
   /** CPU-seconds the machine's cores were busy meanwhile (every process: API, workers, database nodes). */
   cpuSeconds: number;
+}
+
+interface Ingestion extends Phase {
+  chunks: number;
+  documents: number;
   acceptSeconds: number;
   /** Worker seconds per stage, summed over the workers. */
   stages: Map<string, number>;
@@ -264,11 +267,6 @@ const resetTables =
   "CREATE TABLE bench_copy_chunks (LIKE chunks INCLUDING DEFAULTS INCLUDING GENERATED INCLUDING IDENTITY INCLUDING INDEXES); " +
   "CREATE TABLE bench_copy_terms (LIKE bm25_blocks INCLUDING ALL)";
 const writers = config.ingest.workerWriters;
-
-interface Phase {
-  seconds: number;
-  cpuSeconds: number;
-}
 
 /** A raw COPY of the exported rows into fresh tables, by one writer or two at once. */
 async function timedCopy(concurrent: boolean): Promise<Phase> {
@@ -346,7 +344,7 @@ const ratios = measured.map((r, i) => {
   const busy = (phase: Phase) =>
     `${phase.cpuSeconds.toFixed(1)} CPU-s, ${percent(phase.cpuSeconds / (cores * phase.seconds))} busy`;
   console.log(
-    `round ${i + 1}: end to end ${seconds.toFixed(1)} s (API accepted all in ${acceptSeconds.toFixed(1)} s; ${busy({ seconds, cpuSeconds })}) → ${endToEnd.toFixed(0)} chunks/s; ` +
+    `round ${i + 1}: end to end ${seconds.toFixed(1)} s (API accepted all in ${acceptSeconds.toFixed(1)} s; ${busy(r.ingestion)}) → ${endToEnd.toFixed(0)} chunks/s; ` +
       `raw COPY by two writers ${r.twoWriterCopy.seconds.toFixed(2)} s (${busy(r.twoWriterCopy)}) → ${twoWriterCopy.toFixed(0)} chunks/s` +
       (r.oneWriterCopy === null ? "" : `, by one ${r.oneWriterCopy.seconds.toFixed(2)} s`) +
       ` → end to end ${percent(ratio.endToEnd)} of two-writer COPY (CPU work: COPY's ${percent(ratio.cpu)} of ours); write path ${oursPerWriterSecond.toFixed(0)} chunks per writer-second, ${percent(ratio.writePath)} of COPY's`,

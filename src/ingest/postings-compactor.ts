@@ -99,7 +99,7 @@ export class PostingsCompactor {
     this.#rewritten.inc(terms);
     if (resumeAfter !== null) {
       this.#logger.info({ collectionId: job.collectionId, terms }, "postings compaction continues in a new job");
-      await this.request([{ collectionId: job.collectionId, tenantId: job.tenantId, afterTerm: resumeAfter }], 0);
+      await this.request([{ ...job, afterTerm: resumeAfter }], 0);
     }
     return terms;
   }

@@ -33,19 +33,21 @@ export async function termsToCompact(
   dead: DeadPostingsThreshold = DEAD_POSTINGS_THRESHOLD,
 ): Promise<TermToCompact[]> {
   const { rows } = await sql<{ term: string; full: boolean }>`
-    SELECT b.term, coalesce(d.dead > 0 AND d.dead >= greatest(${dead.count}, ${dead.share}::float8 * b.postings), false) AS "full"
-    FROM (
-      SELECT term, count(*) FILTER (WHERE NOT compacted) AS fresh,
-             coalesce(max(postings) FILTER (WHERE NOT compacted), 0) AS largest_fresh, sum(postings) AS postings
-      FROM bm25_blocks WHERE collection_id = ${collectionId}::uuid AND term > ${after}
-      GROUP BY term
-    ) AS b
-    LEFT JOIN LATERAL (
-      SELECT sum(postings) AS dead FROM bm25_deletions WHERE collection_id = ${collectionId}::uuid AND term = b.term
-    ) AS d ON true
-    WHERE b.fresh >= 2 OR b.largest_fresh > ${BLOCK_SIZE}
-       OR (d.dead > 0 AND d.dead >= greatest(${dead.count}, ${dead.share}::float8 * b.postings))
-    ORDER BY b.term
+    SELECT term, "full" FROM (
+      SELECT b.term, b.fresh, b.largest_fresh,
+             coalesce(d.dead > 0 AND d.dead >= greatest(${dead.count}, ${dead.share}::float8 * b.postings), false) AS "full"
+      FROM (
+        SELECT term, count(*) FILTER (WHERE NOT compacted) AS fresh,
+               coalesce(max(postings) FILTER (WHERE NOT compacted), 0) AS largest_fresh, sum(postings) AS postings
+        FROM bm25_blocks WHERE collection_id = ${collectionId}::uuid AND term > ${after}
+        GROUP BY term
+      ) AS b
+      LEFT JOIN LATERAL (
+        SELECT sum(postings) AS dead FROM bm25_deletions WHERE collection_id = ${collectionId}::uuid AND term = b.term
+      ) AS d ON true
+    ) AS judged
+    WHERE fresh >= 2 OR largest_fresh > ${BLOCK_SIZE} OR "full"
+    ORDER BY term
     LIMIT ${limit}
   `.execute(db);
   return rows;
@@ -74,7 +76,8 @@ export async function compactTerms(
   // collection instead (one index condition, or a hash of them all), which it does when its
   // statistics predate the blocks — a new collection's first burst, before autovacuum analyzes it:
   // a statement then took 0.4 s instead of 40 ms at SciFact's size, and past the role's 30 s
-  // statement timeout at a few times that, so compaction never finished.
+  // statement timeout at a few times that, so compaction never finished. FOR UPDATE keeps the blocks'
+  // lateral subquery a subquery; the deletions' needs OFFSET 0 not to be flattened into a join.
   const { rows } = await sql<{ blocks: number }>`
     WITH old AS (
       SELECT b.block_row, b.term, b.chunk_ids, b.tfs, b.dls
