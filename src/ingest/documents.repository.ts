@@ -85,20 +85,30 @@ function rowToSummary(row: SummaryRow): DocumentSummary {
 const UPSERT_ROWS_PER_STATEMENT = 1_000;
 
 /**
+ * The one order in which every writer locks document rows: by collection, then external id compared
+ * byte by byte (PostgreSQL's "C" collation on UTF-8). An upload upserts its rows in it, and a worker
+ * locks its batch in it (lockDocuments): two writers sharing documents then wait for each other
+ * instead of deadlocking (a worker locking in id order deadlocked with an upload, seen in CI).
+ */
+export function compareExternalIds(a: string, b: string): number {
+  return Buffer.compare(Buffer.from(a), Buffer.from(b));
+}
+
+/**
  * Inserts or replaces documents by (collection, external id), one statement per slice of the batch
  * instead of a round trip per document. Replacing bumps the version and sets it pending; identical
  * content, metadata, title and source leave a document untouched (a no-op), unless its last
  * ingestion failed. Returns, by external id, the version to process of each document that changed;
  * unchanged ones are absent. External ids must be distinct (a row cannot be upserted twice in one
- * statement). Rows go in external-id order, so that two batches sharing documents lock them in the
- * same order and cannot deadlock.
+ * statement). Rows go in external-id order (compareExternalIds), the order every writer locks
+ * documents in.
  */
 export async function upsertDocuments(
   db: Kysely<Database>,
   owner: { tenantId: string; collectionId: string },
   inputs: readonly DocumentInput[],
 ): Promise<Map<string, { id: string; version: number }>> {
-  const sorted = [...inputs].sort((a, b) => (a.externalId < b.externalId ? -1 : a.externalId > b.externalId ? 1 : 0));
+  const sorted = [...inputs].sort((a, b) => compareExternalIds(a.externalId, b.externalId));
   const written = new Map<string, { id: string; version: number }>();
   for (let start = 0; start < sorted.length; start += UPSERT_ROWS_PER_STATEMENT) {
     const rows = await db
@@ -317,15 +327,18 @@ export function documentsToIngest(db: Kysely<Database>, documentIds: readonly st
 }
 
 /**
- * Locks document rows for the write, in id order so that two workers' batches cannot deadlock: a
- * concurrent replace or delete waits for this transaction, or has made a job stale.
+ * Locks document rows for the write, in the order uploads lock them too (compareExternalIds: a sort
+ * under FOR UPDATE locks rows as they leave it), so that neither two workers' batches nor a batch and
+ * an upload can deadlock: a concurrent replace or delete waits for this transaction, or has made a
+ * job stale.
  */
 export function lockDocuments(tx: Kysely<Database>, documentIds: readonly string[]) {
   return tx
     .selectFrom("documents")
     .select(["id", "version", "chunk_count", "lexeme_total"])
     .where("id", "in", documentIds)
-    .orderBy("id")
+    .orderBy("collection_id")
+    .orderBy(sql`external_id COLLATE "C"`)
     .forUpdate()
     .execute();
 }

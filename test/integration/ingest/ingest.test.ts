@@ -9,6 +9,7 @@ import { collectionStats, createCollection, waitForDocuments } from "../../helpe
 import { readScifactCorpus } from "../../../src/evaluation/datasets.ts";
 import { deleteChunksOf, insertChunksWithPostings, storeEmbeddings } from "../../../src/ingest/chunks.repository.ts";
 import { contentHash } from "../../../src/ingest/content.ts";
+import { compareExternalIds } from "../../../src/ingest/documents.repository.ts";
 import { waitFor } from "../../../harness/wait-for.ts";
 
 const BATCH_BYTES = 8_000;
@@ -198,6 +199,18 @@ describe("ingestion", () => {
     // The text form prints each float4 in its shortest form, which rounds back to the same float4.
     const stored = (JSON.parse(row?.embedding ?? "[]") as number[]).map((v) => Math.fround(v));
     expect(stored).toEqual(values.map((v) => Math.fround(v)));
+  });
+
+  it("orders external ids as PostgreSQL's C collation does: uploads and workers lock documents in one order", async () => {
+    // Case, digits, accents, a character past U+FFFF (a surrogate pair in JavaScript) and U+FFFD,
+    // which JavaScript's < puts after it and UTF-8 bytes before it.
+    const ids = ["doc-10", "doc-9", "Doc-1", "doc-é", "doc-e", "doc-😀", "doc-\uFFFD", "doc-Z", "doc-_", ""];
+    const rows = await adminQuery<{ id: string }>(
+      "primary",
+      `SELECT id FROM unnest($1::text[]) AS id ORDER BY id COLLATE "C"`,
+      [ids],
+    );
+    expect([...ids].sort(compareExternalIds)).toEqual(rows.map((r) => r.id));
   });
 
   it("takes two uploads of the same documents in opposite orders at once without a deadlock", async () => {
