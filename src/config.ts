@@ -330,7 +330,9 @@ const schema = z.object({
     .int()
     .min(1)
     .max(500)
-    .default(64)
+    // Each write statement adds one postings block per distinct term of its chunks: with 64 jobs a
+    // batch those blocks held ~3.5 postings each and were most of the write's WAL (bench:ingest).
+    .default(256)
     .describe("jobs per ingestion batch: their chunks share embedding requests and one write transaction"),
   PGRAG_WORKER_BATCH_BYTES: z.coerce
     .number()
