@@ -10,6 +10,7 @@ import type { Logger } from "../logger.ts";
 import type { AppEnv } from "./context.ts";
 import { handleError, handleNotFound } from "./error-handler.ts";
 import { healthRoutes } from "./health.routes.ts";
+import { limitJsonDepth } from "./validation.ts";
 
 export interface HttpDependencies {
   readonly logger: Logger;
@@ -54,10 +55,15 @@ export function createHttpApp(deps: HttpDependencies): Hono<AppEnv> {
       );
     },
   });
-  // Before authentication: an oversized body is refused without reading it, whoever sends it.
+  const limitDepth = limitJsonDepth();
+  // Before authentication: an oversized body is refused without reading it, whoever sends it; a body
+  // within the limit and nested too deep, before anything parses it. Routes with their own limit
+  // check depth after it.
   app.use(async function limitRequestBody(c, next) {
     if (deps.bodyLimit.ownLimit.test(c.req.path)) return next();
-    return limitBody(c, next);
+    return limitBody(c, async () => {
+      await limitDepth(c, next);
+    });
   });
   app.onError(handleError);
   app.notFound(handleNotFound);

@@ -14,7 +14,7 @@ import type { Scope } from "../tenancy/principal.ts";
 import { readConsistencyToken, setConsistencyToken } from "./consistency.ts";
 import type { AppEnv } from "./context.ts";
 import { collectionName } from "./request-fields.ts";
-import { validate } from "./validation.ts";
+import { limitJsonDepth, validate } from "./validation.ts";
 
 export const collectionBody = z.object({
   name: collectionName,
@@ -121,6 +121,7 @@ export function ingestRoutes(
       );
     },
   });
+  const limitDepth = limitJsonDepth();
   return new Hono<AppEnv>()
     .post("/v1/collections", auth("write"), validate("json", collectionBody), async (c) => {
       const body = c.req.valid("json");
@@ -143,6 +144,7 @@ export function ingestRoutes(
       "/v1/collections/:collection/documents",
       auth("write"),
       limitBody,
+      limitDepth,
       validate("param", params),
       validate("json", batchBody(limits.maxBatchDocuments)),
       async (c) => {
@@ -159,6 +161,7 @@ export function ingestRoutes(
       "/v1/collections/:collection/documents/:externalId",
       auth("write"),
       limitBody,
+      limitDepth,
       validate("param", params),
       async (c) => {
         const { collection, externalId: id = "" } = c.req.valid("param");

@@ -19,12 +19,18 @@ export async function* multipartLines(
   const delimiter = `--${boundary?.[1] ?? boundary?.[2]?.trim() ?? ""}`;
   if (delimiter === "--") throw new InvalidRequestError("send the file as multipart/form-data (no boundary given)");
   let part: { name: string; filename: string | null; headers: boolean; value: string[]; line: number } | null = null;
+  // The body line where the current part's content starts: errors name lines of the file, not of the form.
+  let contentStart = 0;
+  const nameLine = (n: number) =>
+    part && !part.headers
+      ? `line ${n - contentStart} of ${part.filename === null ? `the field "${part.name}"` : `"${part.filename}"`}`
+      : `line ${n} of the form`;
   const ended = function* (): Generator<FormEvent> {
     if (part && !part.headers && part.filename === null) {
       yield { kind: "field", name: part.name, value: part.value.join("\n") };
     }
   };
-  for await (const { text } of bodyLines(body, limits)) {
+  for await (const { number, text } of bodyLines(body, { ...limits, nameLine })) {
     if (text === delimiter || text === `${delimiter}--`) {
       yield* ended();
       part = text === delimiter ? { name: "", filename: null, headers: true, value: [], line: 0 } : null;
@@ -34,6 +40,7 @@ export async function* multipartLines(
     if (part.headers) {
       if (text === "") {
         part.headers = false;
+        contentStart = number;
         continue;
       }
       const disposition = /^content-disposition:(.*)$/i.exec(text)?.[1];

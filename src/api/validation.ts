@@ -1,7 +1,8 @@
 import { zValidator } from "@hono/zod-validator";
-import type { ValidationTargets } from "hono";
+import type { MiddlewareHandler, ValidationTargets } from "hono";
 import type { z } from "zod";
 import { describeIssues, InvalidRequestError } from "../errors.ts";
+import { refuseDeepJson } from "../text/json-depth.ts";
 
 /** zod validation of a request part, failing with our error format. */
 export function validate<Target extends keyof ValidationTargets, Schema extends z.ZodType>(
@@ -19,3 +20,16 @@ export function validate<Target extends keyof ValidationTargets, Schema extends 
 /** PostgreSQL text cannot hold NUL characters: refuse them where a person can be told why. */
 export const noNul = (s: string) => !s.includes("\u0000");
 export const NO_NUL_MESSAGE = "must not contain NUL characters";
+
+const JSON_TYPE = /^application\/([\w.+-]+\+)?json\b/i;
+
+/**
+ * Refuses a JSON body nested deeper than MAX_JSON_DEPTH before anything parses it. Runs after the
+ * body's size limit: the text it reads is bounded already (Hono keeps it for the validator's parse).
+ */
+export function limitJsonDepth(): MiddlewareHandler {
+  return async function limitJsonDepth(c, next) {
+    if (JSON_TYPE.test(c.req.header("Content-Type") ?? "")) refuseDeepJson(await c.req.text(), "the request body");
+    await next();
+  };
+}

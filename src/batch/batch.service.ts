@@ -4,6 +4,7 @@ import type { Database } from "../db/database.ts";
 import type { Router } from "../db/router.ts";
 import { AppError, InvalidRequestError, NotFoundError } from "../errors.ts";
 import type { Principal } from "../tenancy/principal.ts";
+import { jsonDepthWithin, MAX_JSON_DEPTH } from "../text/json-depth.ts";
 import {
   appendFileLines,
   type Batch,
@@ -68,14 +69,15 @@ export class BatchService {
     let purpose: string | null = null;
     let pending: string[] = [];
     let stored = 0;
+    let lines = 0;
     const errors: { line: number; message: string }[] = [];
     const seen = new Map<string, number>();
     const flush = async () => {
-      if (pending.length === 0 || errors.length > 0) return;
-      const lines = pending;
+      if (pending.length === 0) return;
+      const written = pending;
       pending = [];
-      await this.#write(principal, (tx) => appendFileLines(tx, file, stored + 1, lines));
-      stored += lines.length;
+      await this.#write(principal, (tx) => appendFileLines(tx, file, stored + 1, written));
+      stored += written.length;
     };
     try {
       for await (const event of form) {
@@ -85,29 +87,32 @@ export class BatchService {
         }
         const text = event.text.trim();
         if (text === "") continue;
-        if (!created) {
-          await this.#write(principal, (tx) => insertFile(tx, { ...file, filename: event.filename || "batch.jsonl" }));
-          created = true;
-        }
-        const problem = lineProblem(text, seen, event.number);
-        if (problem) errors.push({ line: event.number, message: problem });
-        else pending.push(text);
-        if (stored + pending.length > this.#limits.maxLines) {
+        // Bad lines count too: a file of nothing but bad lines is as long as its good twin.
+        lines += 1;
+        if (lines > this.#limits.maxLines) {
           throw new AppError(
             "payload_too_large",
             `more than ${this.#limits.maxLines} requests in one file (PGRAG_BATCH_MAX_LINES)`,
           );
         }
-        if (pending.length >= LINES_PER_WRITE) await flush();
+        if (!created) {
+          await this.#write(principal, (tx) => insertFile(tx, { ...file, filename: event.filename || "batch.jsonl" }));
+          created = true;
+        }
+        const problem = lineProblem(text, seen, event.number);
+        if (problem) {
+          // The file is refused once it has a bad line: nothing more is kept of it, and the report
+          // stops at ERRORS_SHOWN lines instead of growing with the upload.
+          pending = [];
+          errors.push({ line: event.number, message: problem });
+          if (errors.length >= ERRORS_SHOWN) break;
+        } else if (errors.length === 0) {
+          pending.push(text);
+          if (pending.length >= LINES_PER_WRITE) await flush();
+        }
       }
+      if (errors.length > 0) throw badLines(errors);
       await flush();
-      if (errors.length > 0) {
-        const shown = errors.slice(0, 5).map((e) => `line ${e.line}: ${e.message}`);
-        throw new InvalidRequestError(
-          `the batch file has ${errors.length} bad line(s): ${shown.join("; ")}${errors.length > 5 ? "; …" : ""}`,
-          { details: errors.slice(0, ERRORS_SHOWN) },
-        );
-      }
       if (purpose !== "batch") {
         throw new InvalidRequestError(
           `purpose must be "batch" (files here are inputs of batches), got "${purpose ?? "none"}"`,
@@ -214,8 +219,23 @@ export class BatchService {
   }
 }
 
+/** The refusal of a file with bad lines: the first few in the message, up to ERRORS_SHOWN in the details. */
+function badLines(errors: readonly { line: number; message: string }[]): InvalidRequestError {
+  const shown = errors.slice(0, 5).map((e) => `line ${e.line}: ${e.message}`);
+  const more =
+    errors.length >= ERRORS_SHOWN
+      ? `; … (reading stopped at ${ERRORS_SHOWN} bad lines)`
+      : errors.length > 5
+        ? "; …"
+        : "";
+  return new InvalidRequestError(`the batch file has ${errors.length} bad line(s): ${shown.join("; ")}${more}`, {
+    details: errors,
+  });
+}
+
 /** What is wrong with one line of an input file, if anything (and notes its custom_id). */
 function lineProblem(text: string, seen: Map<string, number>, number: number): string | null {
+  if (!jsonDepthWithin(text)) return `nests objects or arrays more than ${MAX_JSON_DEPTH} levels deep`;
   let value: unknown;
   try {
     value = JSON.parse(text);

@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { AppError, describeIssues, InvalidRequestError } from "../errors.ts";
+import { refuseDeepJson } from "../text/json-depth.ts";
 import { documentFields, externalId } from "./document-fields.ts";
 import type { ImportLine } from "./imports.repository.ts";
 
@@ -16,31 +17,39 @@ export interface BodyLine {
  */
 export async function* bodyLines(
   body: ReadableStream<Uint8Array>,
-  limits: { maxBytes: number; maxLineBytes: number; what: string },
+  limits: {
+    maxBytes: number;
+    maxLineBytes: number;
+    what: string;
+    /** How an error names a line of the body (a form names it by its place in the file it is part of). */
+    nameLine?: (number: number) => string;
+  },
 ): AsyncGenerator<BodyLine> {
+  const nameLine = limits.nameLine ?? ((n: number) => `line ${n}`);
+  // Lines are cut at the newline byte (never part of another UTF-8 character) and decoded one by one,
+  // so an error names the line it is in.
   const decoder = new TextDecoder("utf-8", { fatal: true });
-  let parts: string[] = [];
-  let partLength = 0;
+  let parts: Uint8Array[] = [];
+  let partBytes = 0;
   let received = 0;
   let number = 0;
-  const decode = (chunk?: Uint8Array) => {
-    try {
-      return chunk ? decoder.decode(chunk, { stream: true }) : decoder.decode();
-    } catch {
-      throw new InvalidRequestError(`line ${number + 1} is not valid UTF-8`);
-    }
-  };
   const tooLong = () =>
     new AppError(
       "payload_too_large",
-      `line ${number + 1} is longer than ${limits.maxLineBytes} bytes; each line holds one document or request`,
+      `${nameLine(number + 1)} is longer than ${limits.maxLineBytes} bytes; each line holds one document or request`,
     );
-  const lineOf = (tail: string): BodyLine => {
-    if (partLength + tail.length > limits.maxLineBytes) throw tooLong();
-    const text = parts.join("") + tail;
+  const lineOf = (tail: Uint8Array): BodyLine => {
+    if (partBytes + tail.byteLength > limits.maxLineBytes) throw tooLong();
+    const bytes = parts.length === 0 ? tail : Buffer.concat([...parts, tail]);
     parts = [];
-    partLength = 0;
+    partBytes = 0;
     number += 1;
+    let text: string;
+    try {
+      text = decoder.decode(bytes);
+    } catch {
+      throw new InvalidRequestError(`${nameLine(number)} is not valid UTF-8`);
+    }
     return { number, text: text.endsWith("\r") ? text.slice(0, -1) : text };
   };
   const reader = body.getReader();
@@ -51,23 +60,22 @@ export async function* bodyLines(
       if (received > limits.maxBytes) {
         throw new AppError("payload_too_large", `the upload is larger than ${limits.maxBytes} bytes (${limits.what})`);
       }
-      const text = decode(chunk);
       let start = 0;
-      for (let end = text.indexOf("\n"); end >= 0; end = text.indexOf("\n", start)) {
-        yield lineOf(text.slice(start, end));
+      for (let end = chunk.indexOf(0x0a); end >= 0; end = chunk.indexOf(0x0a, start)) {
+        yield lineOf(chunk.subarray(start, end));
         start = end + 1;
       }
-      const rest = text.slice(start);
-      parts.push(rest);
-      partLength += rest.length;
-      if (partLength > limits.maxLineBytes) throw tooLong();
+      if (start < chunk.byteLength) {
+        parts.push(chunk.slice(start));
+        partBytes += chunk.byteLength - start;
+        if (partBytes > limits.maxLineBytes) throw tooLong();
+      }
     }
   } finally {
     // Stops reading what is left of a refused upload; a no-op once it was read to the end.
     await reader.cancel().catch(() => undefined);
   }
-  const last = decode();
-  if (partLength + last.length > 0) yield lineOf(last);
+  if (partBytes > 0) yield lineOf(new Uint8Array(0));
 }
 
 /** A line: a document as the batch upload takes it; BEIR's `_id` and `text` are read as external_id and content. */
@@ -100,6 +108,7 @@ export async function* importDocumentsOf(
     what: limits.what,
   })) {
     if (text.trim() === "") continue;
+    refuseDeepJson(text, `line ${number}`);
     let value: unknown;
     try {
       value = JSON.parse(text);

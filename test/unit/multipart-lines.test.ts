@@ -15,6 +15,16 @@ async function events(form: FormData, limits = { maxBytes: 1 << 20, maxLineBytes
 }
 
 describe("multipart lines", () => {
+  it("names a line that is not UTF-8 by its number in the file, not in the form", async () => {
+    const form = new FormData();
+    form.append("purpose", "batch");
+    form.append("file", new File([new Uint8Array([0x7b, 0x7d, 0x0a, 0xff, 0xfe, 0x0a])], "in.jsonl"));
+    await expect(events(form)).rejects.toMatchObject({
+      code: "invalid_request",
+      message: 'line 2 of "in.jsonl" is not valid UTF-8',
+    });
+  });
+
   it("reads text fields whole and a file line by line, in the order they were sent", async () => {
     const form = new FormData();
     form.append("file", new File(['{"a":1}\n{"b":2}\r\n{"c":3}'], "in.jsonl"));
@@ -27,12 +37,13 @@ describe("multipart lines", () => {
     ]);
   });
 
-  it("refuses a line longer than its limit with its number, and a body without a boundary", async () => {
+  it("refuses a line longer than its limit with its number in the file, and a body without a boundary", async () => {
     const form = new FormData();
+    form.append("purpose", "batch");
     form.append("file", new File([`ok\n${"x".repeat(2000)}\n`], "in.jsonl"));
     await expect(events(form)).rejects.toMatchObject({
       code: "payload_too_large",
-      message: expect.stringMatching(/line/),
+      message: expect.stringMatching(/^line 2 of "in\.jsonl" is longer than 1024 bytes/),
     });
     const { body } = await encoded(new FormData());
     await expect(

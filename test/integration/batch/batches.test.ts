@@ -157,6 +157,42 @@ describe("the Batch API, through the official openai package", () => {
     ).rejects.toThrow(/line 1 is for \/v1\/embeddings/);
   });
 
+  it("stops reading a file at 20 bad lines, and counts bad lines toward the line limit", async () => {
+    const { key, tenantId } = await newTenantKey(app);
+    const openai = client(key);
+    const filesKept = async () =>
+      Number(
+        (await adminQuery("primary", "SELECT count(*) AS n FROM batch_files WHERE tenant_id = $1", [tenantId]))[0]?.n,
+      );
+    // A good line first, then 5,000 bad ones: the report holds the first 20, in order.
+    const manyBad = [chatLine("ok", "fine"), ...Array.from({ length: 5_000 }, (_, i) => ({ custom_id: `b${i}` }))];
+    const refused = await upload(openai, manyBad).catch((error: unknown) => error);
+    expect(refused).toBeInstanceOf(OpenAI.BadRequestError);
+    const body = (refused as InstanceType<typeof OpenAI.BadRequestError>).error as { details: { line: number }[] };
+    expect(body.details.map((d) => d.line)).toEqual(Array.from({ length: 20 }, (_, i) => i + 2));
+    expect((refused as Error).message).toMatch(/reading stopped at 20 bad lines/);
+    // A 200,000-deep line is one bad line, refused by its depth before it is parsed.
+    const deep = `${"[".repeat(200_000)}${"]".repeat(200_000)}`;
+    const tooDeep = await openai.files
+      .create({ file: await toFile(Buffer.from(`${deep}\n`), "deep.jsonl"), purpose: "batch" })
+      .catch((error: unknown) => error);
+    expect((tooDeep as Error).message).toMatch(/line 1: nests objects or arrays more than 64 levels deep/);
+    expect(await filesKept()).toBe(0);
+  });
+
+  it("counts bad lines toward PGRAG_BATCH_MAX_LINES", async () => {
+    const small = await startTestApp({ PGRAG_BATCH_MAX_LINES: "3" }, { listen: true });
+    const { key } = await newTenantKey(small);
+    const openai = new OpenAI({ apiKey: key, baseURL: `http://127.0.0.1:${small.port()}/v1`, maxRetries: 0 });
+    const lines = `${Array.from({ length: 4 }, () => "not json").join("\n")}\n`;
+    const refused = await openai.files
+      .create({ file: await toFile(Buffer.from(lines), "bad.jsonl"), purpose: "batch" })
+      .catch((error: unknown) => error);
+    expect(refused).toBeInstanceOf(OpenAI.APIError);
+    expect((refused as InstanceType<typeof OpenAI.APIError>).status).toBe(413);
+    expect((refused as Error).message).toMatch(/more than 3 requests in one file \(PGRAG_BATCH_MAX_LINES\)/);
+  });
+
   it("cancels mid-way: no new line starts, answered ones are kept", async () => {
     const { key, abstracts } = await seedScifact(app, 5);
     const openai = client(key);

@@ -81,6 +81,42 @@ describe("request body limits", () => {
     expect(upload.status).toBe(404);
   });
 
+  it("refuse JSON nested more than 64 deep on every JSON route and import line with a 400 naming the limit", async () => {
+    const app = await startTestApp();
+    const { key } = await newTenantKey(app);
+    const deep = (depth: number) => `${"[".repeat(depth)}${"]".repeat(depth)}`;
+    const body = `{"collection":"c","query":"q","filters":${deep(20_000)}}`;
+    for (const [method, path] of [
+      ["POST", "/v1/search"],
+      ["POST", "/v1/chat"],
+      ["POST", "/v1/chat/completions"],
+      ["POST", "/v1/feedback"],
+      ["POST", "/v1/collections"],
+      ["POST", "/v1/batches"],
+      ["POST", "/v1/collections/c/documents"],
+      ["PUT", "/v1/collections/c/documents/a"],
+    ] as const) {
+      const response = await api<{ error: { code: string; message: string } }>(app, method, path, {
+        key,
+        body,
+        contentType: "application/json",
+      });
+      expect(response.status, path).toBe(400);
+      expect(response.body.error.message, path).toBe(
+        "the request body nests objects or arrays more than 64 levels deep; flatten it",
+      );
+    }
+    await api(app, "POST", "/v1/collections", { key, json: { name: "deep" } });
+    const metadata = `{"external_id":"a","content":"x","metadata":{"m":${deep(20_000)}}}\n`;
+    const imported = await api<{ error: { message: string } }>(app, "POST", "/v1/collections/deep/imports", {
+      key,
+      body: metadata,
+      contentType: "application/x-ndjson",
+    });
+    expect(imported.status).toBe(400);
+    expect(imported.body.error.message).toMatch(/^line 1 nests objects or arrays more than 64 levels deep/);
+  });
+
   it("bound the OpenAI facade's question as /v1/chat bounds its own", async () => {
     const app = await startTestApp();
     const { key } = await newTenantKey(app);
