@@ -15,6 +15,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { type CompiledQuery, Kysely, PostgresDialect, sql } from "kysely";
 import pg from "pg";
+import { Registry } from "prom-client";
 import { createApp } from "../src/app.ts";
 import { loadConfig } from "../src/config.ts";
 import { beginStatement } from "../src/db/router.ts";
@@ -79,7 +80,7 @@ const literal = (value: unknown): string => {
 };
 const inline = (q: CompiledQuery) => q.sql.replace(/\$(\d+)/g, (_, n: string) => literal(q.parameters[Number(n) - 1]));
 
-const embeddings = new EmbeddingClient({ baseURL: app.inferenceUrl() }, config);
+const embeddings = new EmbeddingClient({ baseURL: app.inferenceUrl() }, config, new Registry());
 const { value: collectionRow } = await app.router.read({ tenantId: principal.tenantId }, (db) =>
   db
     .selectFrom("collections")
@@ -99,7 +100,7 @@ const dir = mkdtempSync(join(tmpdir(), "pgrag-bench-search-"));
 const scripts: string[] = [];
 const candidates = Math.max(4 * K, 40);
 for (const [i, query] of queries.entries()) {
-  const [embedding] = await embeddings.embed([query]);
+  const [embedding] = await embeddings.embed([query], { tenantId: principal.tenantId, priority: "interactive" });
   if (!embedding) throw new Error("no query embedding");
   const outcome = await app.search.search(principal, { query, collections: [collection], mode: "hybrid", k: K }, token);
   const settings = { "pgrag.tenant_id": principal.tenantId, ...hnswSettings(config.retrieval.efSearch) };

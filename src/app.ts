@@ -138,10 +138,10 @@ export function createApp(config: Config, options: { logger?: Logger } = {}): Ap
       }
     : { baseURL: config.inference.url ?? "" };
   const inferenceSeconds = createInferenceHistogram(registry);
-  const embeddings = new EmbeddingClient(target, config, inferenceSeconds);
+  const embeddings = new EmbeddingClient(target, config, registry, inferenceSeconds);
   const search = new SearchService(
     router,
-    (texts) => embeddings.embed(texts),
+    (texts, tenantId) => embeddings.embed(texts, { tenantId, priority: "interactive" }),
     config.retrieval,
     vectorIndexOf(config),
     registry,

@@ -175,7 +175,7 @@ export class BatchRunner {
     if (texts.length > 0) {
       const release = await this.#admission.acquire(first.tenantId, { priority: "batch" });
       try {
-        vectors = await this.#embeddings.embed(texts);
+        vectors = await this.#embeddings.embed(texts, { tenantId: first.tenantId, priority: "batch" });
       } catch (error) {
         const message = error instanceof Error ? error.message : String(error);
         return lines.map((line) => this.#failure(line, 502, { code: "upstream_error", message }));

@@ -83,9 +83,12 @@ export class AdmissionControl {
       maxWaitMs: number;
       reservedForInteractive?: number;
       preemptBatch?: boolean;
+      /** Its metrics' names start with this: one scheduler per kind of upstream request (chat, embeddings). */
+      metricPrefix?: string;
     },
     registry: Registry,
   ) {
+    const prefix = options.metricPrefix ?? "pgrag_inference";
     this.#maxConcurrent = options.maxConcurrent;
     this.#maxQueued = options.maxQueued;
     this.#maxWaitMs = options.maxWaitMs;
@@ -98,7 +101,7 @@ export class AdmissionControl {
       tenants: this.#queues.interactive.size,
     });
     new Gauge({
-      name: "pgrag_inference_admission",
+      name: `${prefix}_admission`,
       help: "Upstream inference requests running and interactive ones waiting for a slot, and tenants waiting",
       labelNames: ["state"],
       registers: [registry],
@@ -112,7 +115,7 @@ export class AdmissionControl {
     const queues = this.#queues;
     const activeByClass = this.#activeByClass;
     new Gauge({
-      name: "pgrag_inference_queue_depth",
+      name: `${prefix}_queue_depth`,
       help: "Upstream inference requests waiting for a slot, by class (interactive, batch) and tenant",
       labelNames: ["class", "tenant"],
       registers: [registry],
@@ -124,7 +127,7 @@ export class AdmissionControl {
       },
     });
     new Gauge({
-      name: "pgrag_inference_active",
+      name: `${prefix}_active`,
       help: "Upstream inference requests running, by class",
       labelNames: ["class"],
       registers: [registry],
@@ -134,19 +137,19 @@ export class AdmissionControl {
       },
     });
     this.#waitSeconds = new Histogram({
-      name: "pgrag_inference_wait_seconds",
+      name: `${prefix}_wait_seconds`,
       help: "Time from asking for an inference slot to getting it, by class and tenant",
       labelNames: ["class", "tenant"],
       buckets: [0.001, 0.01, 0.05, 0.1, 0.5, 1, 5, 30, 300],
       registers: [registry],
     });
     this.#busySeconds = new Counter({
-      name: "pgrag_inference_busy_seconds_total",
+      name: `${prefix}_busy_seconds_total`,
       help: "Backend busy time: seconds weighted by the share of slots taken (its rate is the busy fraction)",
       registers: [registry],
     });
     this.#preemptions = new Counter({
-      name: "pgrag_inference_preemptions_total",
+      name: `${prefix}_preemptions_total`,
       help: "Batch requests stopped so that an interactive request could take their slot",
       registers: [registry],
     });

@@ -1,6 +1,7 @@
 import type OpenAI from "openai";
-import pLimit from "p-limit";
+import type { Registry } from "prom-client";
 import type { Config } from "../config.ts";
+import { AdmissionControl, type Priority } from "./admission.ts";
 import type { InferenceHistogram } from "./inference-metrics.ts";
 import { createOpenAiClient, type InferenceTarget } from "./openai-client.ts";
 import { upstreamError } from "./upstream-error.ts";
@@ -10,34 +11,70 @@ export class EmbeddingDimensionError extends Error {
   override readonly name = "EmbeddingDimensionError";
 }
 
+const QUERIES_QUEUED = 1_000;
+
+/** Who asks for embeddings: a query being answered now (interactive), or ingestion, imports and batch lines. */
+export interface EmbeddingRequester {
+  readonly tenantId: string;
+  readonly priority: Priority;
+}
+
 /**
- * Embeds texts through any OpenAI-compatible /v1/embeddings endpoint: batched, with bounded
- * concurrency across batches. Transient failures (connection errors, 408/409/429/5xx) are retried by
- * the openai client with exponential backoff and jitter, `maxRetries` times.
+ * Embeds texts through any OpenAI-compatible /v1/embeddings endpoint: batched, at most
+ * `embedding.concurrency` requests at once. A query's embedding goes ahead of background work
+ * (ingestion, imports, batch lines), which may take all but one of the slots, and tenants take turns
+ * within each class: a large ingestion or batch of one tenant cannot make another's searches wait
+ * behind it. Transient failures (connection errors, 408/409/429/5xx) are retried by the openai
+ * client with exponential backoff and jitter, `maxRetries` times.
  */
 export class EmbeddingClient {
   readonly #client: OpenAI;
   readonly #model: string;
   readonly #dimension: number;
   readonly #batchSize: number;
-  readonly #limit: ReturnType<typeof pLimit>;
-
+  readonly #slots: AdmissionControl;
   readonly #seconds: InferenceHistogram | undefined;
 
-  constructor(target: InferenceTarget, config: Pick<Config, "embedding" | "inference">, seconds?: InferenceHistogram) {
+  constructor(
+    target: InferenceTarget,
+    config: Pick<Config, "embedding" | "inference" | "chat">,
+    registry: Registry,
+    seconds?: InferenceHistogram,
+  ) {
     this.#seconds = seconds;
     this.#client = createOpenAiClient(target, config);
     this.#model = config.embedding.model;
     this.#dimension = config.embedding.dimension;
     this.#batchSize = config.embedding.batchSize;
-    this.#limit = pLimit(config.embedding.concurrency);
+    const { concurrency } = config.embedding;
+    this.#slots = new AdmissionControl(
+      {
+        maxConcurrent: concurrency,
+        // A query's embedding is far cheaper than a chat answer: many may wait, each as long as a chat
+        // request may (PGRAG_INFERENCE_QUEUE_WAIT_MS), then 429 rather than piling up.
+        maxQueued: QUERIES_QUEUED,
+        maxWaitMs: config.chat.queueWaitMs,
+        reservedForInteractive: concurrency > 1 ? 1 : 0,
+        metricPrefix: "pgrag_embedding",
+      },
+      registry,
+    );
   }
 
-  async embed(texts: readonly string[]): Promise<number[][]> {
+  async embed(texts: readonly string[], requester: EmbeddingRequester): Promise<number[][]> {
     const batches: string[][] = [];
     for (let i = 0; i < texts.length; i += this.#batchSize) batches.push(texts.slice(i, i + this.#batchSize));
     try {
-      const results = await Promise.all(batches.map((batch) => this.#limit(() => this.#embedBatch(batch))));
+      const results = await Promise.all(
+        batches.map(async (batch) => {
+          const release = await this.#slots.acquire(requester.tenantId, { priority: requester.priority });
+          try {
+            return await this.#embedBatch(batch);
+          } finally {
+            release();
+          }
+        }),
+      );
       return results.flat();
     } catch (error) {
       throw error instanceof EmbeddingDimensionError ? error : upstreamError(error);

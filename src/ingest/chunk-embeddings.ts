@@ -27,11 +27,14 @@ export async function chunkWithinLimit(
  * Embeds the chunks of many documents: each distinct text once, and only texts not in the embedding
  * cache, which this fills (committed before the chunks are written, so a failed write never costs
  * the backend's work again). Returns each document's chunks with the cache key of their vectors.
+ * Ingestion is background work for the embedding backend: `tenantId` takes its turn among the tenants
+ * whose ingestion, imports or batches wait, after every query being answered.
  */
 export async function embedChunks<K>(
   router: Router,
   embeddings: EmbeddingClient,
   documents: ReadonlyMap<K, readonly Chunk[]>,
+  tenantId: string,
 ): Promise<Map<K, EmbeddedChunk[]>> {
   // Each distinct text is hashed once; the hex form keys the look-up.
   const hashOfText = new Map<string, Buffer>();
@@ -43,7 +46,10 @@ export async function embedChunks<K>(
   const { value: cached } = await router.read({ primary: true }, (db) => cachedHashes(db, [...hashOfText.values()]));
   const missing = [...hashOfText].filter(([, hash]) => !cached.has(hash.toString("hex")));
   if (missing.length > 0) {
-    const vectors = await embeddings.embed(missing.map(([text]) => text));
+    const vectors = await embeddings.embed(
+      missing.map(([text]) => text),
+      { tenantId, priority: "batch" },
+    );
     await router.write((tx) =>
       storeEmbeddings(
         tx,

@@ -241,7 +241,7 @@ export class ImportRunner {
         outcomes.push({ line: line.line, state: "failed", error: error.message });
       }
     }
-    const embedded = await embedChunks(this.#router, this.#embeddings, chunked);
+    const embedded = await embedChunks(this.#router, this.#embeddings, chunked, job.tenantId);
     await this.#write(job, async (tx) => {
       const added = await insertStagedChunks(
         tx,

@@ -268,7 +268,9 @@ export class IngestWorker {
   }
 
   #embed(pending: readonly PendingDocument[]): Promise<Map<PendingDocument, EmbeddedChunk[]>> {
-    return embedChunks(this.#router, this.#embeddings, new Map(pending.map((doc) => [doc, doc.chunks])));
+    // A batch's documents are in the order their jobs were queued: its turn is its first tenant's.
+    const tenantId = pending[0]?.tenantId ?? "";
+    return embedChunks(this.#router, this.#embeddings, new Map(pending.map((doc) => [doc, doc.chunks])), tenantId);
   }
 
   /** Waits for a write slot, then writes; the write stage's time starts with the slot. */

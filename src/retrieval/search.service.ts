@@ -60,7 +60,8 @@ export interface SearchOutcome {
   readonly timings: Record<"embed" | "vector" | "bm25" | "fetch" | "total", number>;
 }
 
-type Embed = (texts: readonly string[]) => Promise<number[][]>;
+/** Embeds a query of this tenant now (the interactive lane of the embedding backend). */
+type Embed = (texts: readonly string[], tenantId: string) => Promise<number[][]>;
 
 /** Hybrid retrieval: the vector and BM25 legs on one replica, fused, with each hit's chunk. */
 export class SearchService {
@@ -102,7 +103,9 @@ export class SearchService {
     const timings = { embed: 0, vector: 0, bm25: 0, fetch: 0, total: 0 };
     const useVector = request.mode !== "bm25";
     const useBm25 = request.mode !== "vector";
-    const embedding = useVector ? await this.#timed(timings, "embed", () => this.#queryEmbedding(request.query)) : null;
+    const embedding = useVector
+      ? await this.#timed(timings, "embed", () => this.#queryEmbedding(request.query, principal.tenantId))
+      : null;
     const candidates = request.candidates ?? Math.max(4 * request.k, 40);
     const legLimit = request.mode === "hybrid" ? candidates : request.k;
     let vectorPath: SearchOutcome["vectorPath"] = null;
@@ -216,10 +219,10 @@ export class SearchService {
     return (await countFilteredChunks(tx, scope, threshold)) <= threshold;
   }
 
-  async #queryEmbedding(query: string): Promise<number[]> {
+  async #queryEmbedding(query: string, tenantId: string): Promise<number[]> {
     const cached = this.#queryEmbeddings.get(query);
     if (cached) return cached;
-    const [embedding] = await this.#embed([query]);
+    const [embedding] = await this.#embed([query], tenantId);
     if (!embedding) throw new Error("the embedding backend returned no vector for the query");
     this.#queryEmbeddings.set(query, embedding);
     return embedding;
