@@ -362,8 +362,10 @@ const schema = z.object({
     .int()
     .min(1)
     .max(86_400)
-    .default(300)
-    .describe("a dead worker's job runs again after this (a running batch renews its leases)"),
+    .default(30)
+    .describe(
+      "a job's lease: a live worker renews it every third of it, so only a dead worker's job (ingestion, import, batch line) waits this long to run again",
+    ),
   PGRAG_QUEUE_MAINTENANCE_SECONDS: z.coerce
     .number()
     .int()

@@ -20,6 +20,6 @@ export async function runDevInference(args: string[]): Promise<void> {
   process.stdout.write(
     `dev inference server at ${server.url} (embeddings: ${config.embedding.model}/${config.embedding.dimension}, chat: ${config.inference.chatModel})\n`,
   );
-  await untilSignal({ info: () => {} });
+  await untilSignal({ info: () => {}, error: () => {} }, 5_000);
   await server.close();
 }

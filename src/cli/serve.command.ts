@@ -19,6 +19,7 @@ export async function serve(listen: boolean): Promise<void> {
       `\npgrag is running on an embedded PostgreSQL.\n  chat page: http://${app.config.http.host}:${app.port()}/\n  API key:   ${key}\n\n`,
     );
   }
-  await untilSignal(app.logger);
+  // Past graceful shutdown's own deadline, a few seconds for the pools and the log to close.
+  await untilSignal(app.logger, app.config.shutdownTimeoutMs + 5_000);
   await app.stop();
 }
