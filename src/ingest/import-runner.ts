@@ -18,6 +18,7 @@ import {
   buildStagingIndexes,
   chunksToPlace,
   discardStaged,
+  excludeFromShared,
   findImport,
   hasOwnPartition,
   type ImportTarget,
@@ -176,6 +177,7 @@ export class ImportRunner {
     await this.#write(job, (tx) => setImportStatus(tx, job.importId, "indexing", { target: placement }));
     if (placement === "own_partition") {
       await this.#write(job, (tx) => buildStagingIndexes(tx, job.importId, this.#options.maintenanceWorkMem));
+      await this.#write(job, (tx) => excludeFromShared(tx, { importId: job.importId, collectionId: collection.id }));
     }
     const { token } = await this.#router.write(
       (tx) =>

@@ -3,6 +3,7 @@ import type { Database } from "../db/database.ts";
 import type { Bm25Parameters } from "../retrieval/bm25-plan.ts";
 import { CHUNK_COLUMNS, deleteChunksOf } from "./chunks.repository.ts";
 import type { ContentType } from "./content.ts";
+import { withShortLockWait } from "../db/strong-lock.ts";
 import { adjustCollectionStats } from "./documents.repository.ts";
 import { writePostingsOf } from "./postings.repository.ts";
 
@@ -331,8 +332,20 @@ export async function buildStagingIndexes(
   await sql`SELECT pgrag_import_build_indexes(${importId}::uuid)`.execute(db);
 }
 
+/**
+ * Keeps the import's collection out of the shared partition from now on (see migration 16), so that
+ * attaching its own partition need not scan the shared one. Waits for the collection's writes in
+ * progress first; a write that comes after and finds no partition yet fails and is retried.
+ */
+export async function excludeFromShared(db: Kysely<Database>, target: { importId: string; collectionId: string }) {
+  await sql`SELECT 1 FROM collections WHERE id = ${target.collectionId}::uuid FOR UPDATE`.execute(db);
+  await withShortLockWait(db, () => sql`SELECT pgrag_import_exclude_from_shared(${target.importId}::uuid)`.execute(db));
+}
+
 /** Drops what a failed import staged; its uploaded lines go, its record and reason stay. */
 export async function discardStaged(db: Kysely<Database>, importId: string): Promise<void> {
+  // Its collection, if the import kept it out of the shared partition, may be written there again.
+  await withShortLockWait(db, () => sql`SELECT pgrag_import_include_in_shared(${importId}::uuid)`.execute(db));
   await sql`SELECT pgrag_import_drop_staging(${importId}::uuid)`.execute(db);
   await sql`DELETE FROM import_documents WHERE import_id = ${importId}::uuid AND state <> 'failed'`.execute(db);
 }
@@ -352,6 +365,9 @@ export async function publishImport(
   const { importId, collectionId } = target;
   const staging = sql.table(target.staging);
   await withoutStatementTimeout(db);
+  // Writes to the collection wait for the import instead of finding it half placed (they hold a key
+  // share lock on it while they write).
+  await sql`SELECT 1 FROM collections WHERE id = ${collectionId}::uuid FOR UPDATE`.execute(db);
   const { rows: replaced } = await sql<{ id: string; chunk_count: number; lexeme_total: string }>`
     SELECT d.id, d.chunk_count, d.lexeme_total
     FROM documents d JOIN import_documents l ON l.external_id = d.external_id
@@ -401,7 +417,11 @@ export async function publishImport(
       INSERT INTO ${staging} (id, ${CHUNK_COLUMNS}) SELECT id, ${CHUNK_COLUMNS} FROM chunks WHERE collection_id = ${collectionId}::uuid
     `.execute(db);
     await sql`DELETE FROM chunks WHERE collection_id = ${collectionId}::uuid`.execute(db);
-    await sql`SELECT pgrag_import_attach(${importId}::uuid)`.execute(db);
+    // The shared partition is scanned here under a lock that lets reads and writes go on, so that
+    // attaching (which must lock it exclusively) finds it proven free of the collection's rows and
+    // holds that lock only to the commit.
+    await sql`SELECT pgrag_import_validate_exclusion(${importId}::uuid)`.execute(db);
+    await withShortLockWait(db, () => sql`SELECT pgrag_import_attach(${importId}::uuid)`.execute(db));
   } else {
     await sql`
       INSERT INTO chunks (id, ${CHUNK_COLUMNS}) OVERRIDING SYSTEM VALUE SELECT id, ${CHUNK_COLUMNS} FROM ${staging}

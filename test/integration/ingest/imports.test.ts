@@ -7,7 +7,7 @@ import { hashEmbedding } from "../../../src/dev/hash-embedding.ts";
 import { waitFor } from "../../../harness/wait-for.ts";
 import { api, newTenantKey } from "../../helpers/api.ts";
 import { startTestApp } from "../../helpers/app.ts";
-import { adminQuery, clusterUrls } from "../../helpers/cluster.ts";
+import { adminClient, adminQuery, clusterUrls } from "../../helpers/cluster.ts";
 import { injectDevFaults } from "../../helpers/dev-faults.ts";
 import { collectionStats, createCollection, waitForDocuments } from "../../helpers/ingest.ts";
 
@@ -188,6 +188,66 @@ describe("bulk imports", () => {
     const after = await collectionStats("bulk", tenantId);
     expect(after?.chunk_count).toBe(after?.actual_chunks);
     expect((await partitionOf(tenantId, "bulk"))?.in_shared).toBe(0);
+  });
+
+  it("attach a partition without making others wait behind its lock or scanning the shared partition under it", async () => {
+    const { key, tenantId } = await newTenantKey(app);
+    await createCollection(app, key, "beside");
+    // Another session reads the shared partition and keeps its transaction open, so nothing can lock
+    // the shared partition exclusively until it ends.
+    const reader = await adminClient("primary");
+    const newcomer = await adminClient("primary", "pgrag", { lock_timeout: "20s" });
+    try {
+      await reader.query("BEGIN");
+      await reader.query("SELECT count(*) FROM chunk_partitions.shared");
+      const started = await upload(
+        key,
+        "beside",
+        jsonl((await readScifactCorpus(60)).map((a) => ({ _id: a._id, title: a.title, text: a.text }))),
+      );
+      expect(started.status).toBe(202);
+      const id = started.body.import.id;
+      // The import comes to its lock-taking steps and keeps asking, 100 ms at a time.
+      await waitFor(
+        "the import to wait for the shared partition's lock",
+        async () =>
+          (
+            await adminQuery<{ n: number }>(
+              "primary",
+              `SELECT count(*)::int AS n FROM pg_locks
+               WHERE relation = 'chunk_partitions.shared'::regclass AND mode = 'AccessExclusiveLock' AND NOT granted`,
+            )
+          )[0]?.n === 1 || undefined,
+        60_000,
+      );
+      // Meanwhile other sessions read and write the shared partition: none is queued behind the import
+      // for good (with a lock request that never gave up, each would wait for the reader to end).
+      for (let i = 0; i < 5; i++) {
+        await newcomer.query("BEGIN");
+        await newcomer.query("SELECT count(*) FROM chunk_partitions.shared");
+        await newcomer.query("UPDATE chunk_partitions.shared SET ordinal = ordinal WHERE false");
+        await newcomer.query("COMMIT");
+      }
+      const waiting = await waitForImport(key, "beside", id, ["indexing", "completed", "failed"]);
+      expect(waiting.status).toBe("indexing");
+      await reader.query("COMMIT");
+      const done = await waitForImport(key, "beside", id);
+      expect(done).toMatchObject({ status: "completed", placement: "own_partition" });
+      // The attach found the shared partition proven free of the collection's rows by a validated
+      // constraint (checked beforehand under a lock that let reads and writes go on), not by a scan.
+      const [constraint] = await adminQuery<{ convalidated: boolean }>(
+        "primary",
+        `SELECT c.convalidated FROM pg_constraint c JOIN collections k ON c.conname = 'not_collection_' || replace(k.id::text, '-', '')
+         WHERE c.conrelid = 'chunk_partitions.shared'::regclass AND k.tenant_id = $1 AND k.name = 'beside'`,
+        [tenantId],
+      );
+      expect(constraint?.convalidated).toBe(true);
+      expect((await partitionOf(tenantId, "beside"))?.in_own).toBeGreaterThan(50);
+    } finally {
+      await reader.query("ROLLBACK").catch(() => undefined);
+      await reader.end();
+      await newcomer.end();
+    }
   });
 
   it("append a small import to the shared partition, listing the documents refused alone with their reasons", async () => {

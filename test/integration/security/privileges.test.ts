@@ -75,6 +75,12 @@ const EXPECTED: Record<string, Record<Role, string>> = {
   "function pgrag_import_build_indexes(uuid)": app("EXECUTE"),
   "function pgrag_import_drop_staging(uuid)": app("EXECUTE"),
   "function pgrag_import_staging(uuid)": app("EXECUTE"),
+  // Keeping an importing collection's rows out of the shared partition (migration 16); the helpers only for them.
+  "function pgrag_import_exclude_from_shared(uuid)": app("EXECUTE"),
+  "function pgrag_import_include_in_shared(uuid)": app("EXECUTE"),
+  "function pgrag_import_validate_exclusion(uuid)": app("EXECUTE"),
+  "function pgrag_import_collection(uuid)": none,
+  "function pgrag_shared_exclusion_name(uuid)": none,
   // Identity sequences need no grants.
   "sequence analytics.events_id_seq": none,
   "sequence public.bm25_blocks_block_id_seq": none,
