@@ -1,12 +1,11 @@
 import { Hono } from "hono";
 import { prometheus } from "@hono/prometheus";
-import { bodyLimit } from "hono/body-limit";
 import { requestId } from "hono/request-id";
 import { secureHeaders } from "hono/secure-headers";
 import type { Registry } from "prom-client";
 import type { NodeMonitor } from "../db/node-monitor.ts";
-import { AppError } from "../errors.ts";
 import type { Logger } from "../logger.ts";
+import { limitBodySize } from "./body-limit.ts";
 import type { AppEnv } from "./context.ts";
 import { handleError, handleNotFound } from "./error-handler.ts";
 import { healthRoutes } from "./health.routes.ts";
@@ -46,15 +45,7 @@ export function createHttpApp(deps: HttpDependencies): Hono<AppEnv> {
     else if (c.res.status >= 500) logger.error(fields, "request failed");
     else logger.info(fields, "request");
   });
-  const limitBody = bodyLimit({
-    maxSize: deps.bodyLimit.maxBytes,
-    onError: () => {
-      throw new AppError(
-        "payload_too_large",
-        `the request body is larger than ${deps.bodyLimit.maxBytes} bytes (PGRAG_MAX_JSON_BODY_BYTES)`,
-      );
-    },
-  });
+  const limitBody = limitBodySize(deps.bodyLimit.maxBytes, "PGRAG_MAX_JSON_BODY_BYTES");
   const limitDepth = limitJsonDepth();
   // Before authentication: an oversized body is refused without reading it, whoever sends it; a body
   // within the limit and nested too deep, before anything parses it. Routes with their own limit

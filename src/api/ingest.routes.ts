@@ -1,6 +1,5 @@
 import type { MiddlewareHandler } from "hono";
 import { type Context, Hono } from "hono";
-import { bodyLimit } from "hono/body-limit";
 import { z } from "zod";
 import type { Lsn } from "../db/lsn.ts";
 import { AppError, describeIssues } from "../errors.ts";
@@ -12,6 +11,7 @@ import type { DocumentSummary } from "../ingest/documents.repository.ts";
 import type { DocumentWriteResult, IngestService } from "../ingest/ingest.service.ts";
 import type { Scope } from "../tenancy/principal.ts";
 import { readConsistencyToken, setConsistencyToken } from "./consistency.ts";
+import { limitBodySize } from "./body-limit.ts";
 import type { AppEnv } from "./context.ts";
 import { collectionName } from "./request-fields.ts";
 import { limitJsonDepth, validate } from "./validation.ts";
@@ -112,15 +112,7 @@ export function ingestRoutes(
   auth: (scope: Scope) => MiddlewareHandler<AppEnv>,
   limits: { maxBodyBytes: number; maxBatchDocuments: number },
 ): Hono<AppEnv> {
-  const limitBody = bodyLimit({
-    maxSize: limits.maxBodyBytes,
-    onError: () => {
-      throw new AppError(
-        "payload_too_large",
-        `the request body is larger than ${limits.maxBodyBytes} bytes (PGRAG_MAX_BODY_BYTES)`,
-      );
-    },
-  });
+  const limitBody = limitBodySize(limits.maxBodyBytes, "PGRAG_MAX_BODY_BYTES");
   const limitDepth = limitJsonDepth();
   return new Hono<AppEnv>()
     .post("/v1/collections", auth("write"), validate("json", collectionBody), async (c) => {

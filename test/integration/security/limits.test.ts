@@ -1,3 +1,4 @@
+import http from "node:http";
 import { describe, expect, it, vi } from "vitest";
 import { adminTransaction } from "../../../src/tenancy/admin-transaction.ts";
 import { createApiKey } from "../../../src/tenancy/api-keys.ts";
@@ -115,6 +116,46 @@ describe("request body limits", () => {
     });
     expect(imported.status).toBe(400);
     expect(imported.body.error.message).toMatch(/^line 1 nests objects or arrays more than 64 levels deep/);
+  });
+
+  it("answer 413, not a reset, to a client that sends a 20 MB body whole before it reads", async () => {
+    const app = await startTestApp({}, { listen: true });
+    const { key } = await newTenantKey(app);
+    const body = Buffer.alloc(20 * 1024 * 1024, "x");
+    const errors: string[] = [];
+    const answer = await new Promise<{ status: number; text: string }>((resolve) => {
+      let status = 0;
+      let text = "";
+      const request = http.request(
+        {
+          host: "127.0.0.1",
+          port: app.port(),
+          path: "/v1/search",
+          method: "POST",
+          headers: {
+            "Content-Type": "application/json",
+            "Content-Length": body.length,
+            Authorization: `Bearer ${key}`,
+          },
+        },
+        (response) => {
+          status = response.statusCode ?? 0;
+          response.on("data", (chunk: Buffer) => (text += chunk.toString()));
+        },
+      );
+      // A reset while the body is still being written shows on the socket (EPIPE, ECONNRESET).
+      const failed = (error: NodeJS.ErrnoException) => errors.push(error.code ?? error.message);
+      request.on("error", failed);
+      request.on("socket", (socket) => {
+        socket.on("error", failed);
+        socket.on("close", () => resolve({ status, text }));
+      });
+      // All of it, as clients that do not ask for 100-continue send it.
+      request.end(body);
+    });
+    expect(errors).toEqual([]);
+    expect(answer.status).toBe(413);
+    expect(answer.text).toMatch(/larger than \d+ bytes \(PGRAG_MAX_JSON_BODY_BYTES\)/);
   });
 
   it("bound the OpenAI facade's question as /v1/chat bounds its own", async () => {
