@@ -488,6 +488,22 @@ const schema = z.object({
     .max(1_000)
     .default(64)
     .describe("import documents chunked, embedded and staged per transaction"),
+  PGRAG_IMPORT_RUNNERS: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(16)
+    .default(2)
+    .describe("imports run at once by each worker process; one import's index build does not hold up the others"),
+  PGRAG_IMPORT_TURN_DOCUMENTS: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(1_000_000)
+    .default(1_000)
+    .describe(
+      "documents an import stages in one turn before it goes behind the imports waiting: a large import cannot hold up a small one for longer than a turn",
+    ),
   PGRAG_IMPORT_MAINTENANCE_WORK_MEM: z
     .string()
     .regex(/^\d+\s*(kB|MB|GB)$/, "a size such as 512MB or 2GB")
@@ -636,6 +652,8 @@ export interface Config {
     readonly maxDocuments: number;
     readonly partitionMinChunks: number;
     readonly batchDocuments: number;
+    readonly runners: number;
+    readonly turnDocuments: number;
     readonly maintenanceWorkMem: string;
   };
 }
@@ -811,6 +829,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       maxDocuments: raw.PGRAG_IMPORT_MAX_DOCUMENTS,
       partitionMinChunks: raw.PGRAG_IMPORT_PARTITION_MIN_CHUNKS,
       batchDocuments: raw.PGRAG_IMPORT_BATCH_DOCUMENTS,
+      runners: raw.PGRAG_IMPORT_RUNNERS,
+      turnDocuments: raw.PGRAG_IMPORT_TURN_DOCUMENTS,
       maintenanceWorkMem: raw.PGRAG_IMPORT_MAINTENANCE_WORK_MEM,
     },
   });

@@ -44,6 +44,10 @@ export interface ImportJob {
 
 export interface ImportRunnerOptions {
   readonly batchDocuments: number;
+  /** Imports run at once (PGRAG_IMPORT_RUNNERS). */
+  readonly runners: number;
+  /** Documents staged in one turn, after which the import goes behind those waiting (PGRAG_IMPORT_TURN_DOCUMENTS). */
+  readonly turnDocuments: number;
   /** Batches of one import staged at the same time (PGRAG_WORKER_CONCURRENCY). */
   readonly stagingLoops: number;
   readonly partitionMinChunks: number;
@@ -59,9 +63,11 @@ export interface ImportRunnerOptions {
 const POLL_MS = 1_000;
 
 /**
- * Runs bulk imports (see migration 13) to their end: stage every uploaded document's chunks (chunked,
- * embedded, in transactions of a batch each, recording progress in the same transaction), build the
- * staging table's indexes once, then publish it all in one transaction. Every step resumes from what
+ * Runs bulk imports (see migration 13), `runners` at once: stage every uploaded document's chunks
+ * (chunked, embedded, in transactions of a batch each, recording progress in the same transaction),
+ * build the staging table's indexes once, then publish it all in one transaction. Staging goes in
+ * turns of `turnDocuments`; after each the import's job goes behind the imports queued meanwhile, so
+ * that a tenant's small import does not wait for another's large one to end. Every step resumes from what
  * the database says, so a restart or a crash at any point continues the import without duplicates;
  * a failure the retries cannot cure fails the import and leaves the collection as it was.
  */
@@ -73,7 +79,9 @@ export class ImportRunner {
   readonly #logger: Logger;
   readonly #options: ImportRunnerOptions;
   readonly #finished: Counter<"outcome">;
-  readonly #loop: SingleJobLoop<ImportJob>;
+  /** One loop per import run at once; all take jobs from the same queue. */
+  readonly #loops: SingleJobLoop<ImportJob>[];
+  #stopping = false;
 
   constructor(
     deps: {
@@ -92,11 +100,15 @@ export class ImportRunner {
     this.#textPool = deps.textPool;
     this.#logger = deps.logger;
     this.#options = options;
-    this.#loop = new SingleJobLoop<ImportJob>(this.#boss, IMPORT_QUEUE, POLL_MS, {
-      run: (job) => this.#runJob(job),
-      onError: (error, job) =>
-        this.#logger.error({ err: error, jobId: job?.id }, "import runner: a job failed to run or to be recorded"),
-    });
+    this.#loops = Array.from(
+      { length: Math.max(1, options.runners) },
+      () =>
+        new SingleJobLoop<ImportJob>(this.#boss, IMPORT_QUEUE, POLL_MS, {
+          run: (job) => this.#runJob(job),
+          onError: (error, job) =>
+            this.#logger.error({ err: error, jobId: job?.id }, "import runner: a job failed to run or to be recorded"),
+        }),
+    );
     this.#finished = new Counter({
       name: "pgrag_imports_total",
       help: "Bulk imports finished, by outcome (completed, failed)",
@@ -106,12 +118,14 @@ export class ImportRunner {
   }
 
   async start(): Promise<void> {
-    this.#loop.start();
+    this.#stopping = false;
+    for (const loop of this.#loops) loop.start();
   }
 
   /** Stops between two batches; the import goes on in the next process (its job is sent again). */
   async stop(): Promise<void> {
-    await this.#loop.stop();
+    this.#stopping = true;
+    await Promise.all(this.#loops.map((loop) => loop.stop()));
   }
 
   async #runJob(job: PgBoss.JobWithMetadata<ImportJob>): Promise<void> {
@@ -137,7 +151,7 @@ export class ImportRunner {
     }
   }
 
-  /** Runs the import as far as it goes: true when it is finished (or gone), false when stopped between batches. */
+  /** Runs the import as far as its turn goes: true when it is finished (or gone), false when its turn ended or the runner stopped between batches. */
   async run(job: ImportJob): Promise<boolean> {
     const found = await this.#read(job, async (db) => {
       const summary = await findImport(db, job.importId);
@@ -157,10 +171,12 @@ export class ImportRunner {
     });
     // Chunking, embedding and writing overlap across loops; each loop stages its own share of the lines.
     const loops = Math.max(1, this.#options.stagingLoops);
+    // A turn ends after turnDocuments: the job is sent again, behind the imports waiting meanwhile.
+    let turn = 0;
     const staged = await Promise.all(
       Array.from({ length: loops }, async (_, index) => {
         for (;;) {
-          if (this.#loop.stopping) return false;
+          if (this.#stopping || turn >= this.#options.turnDocuments) return false;
           const lines = await this.#read(job, (db) =>
             pendingLines(db, { importId: job.importId, collectionId: collection.id }, this.#options.batchDocuments, {
               of: loops,
@@ -168,6 +184,7 @@ export class ImportRunner {
             }),
           );
           if (lines.length === 0) return true;
+          turn += lines.length;
           await this.#stageBatch(job, collection, staging, lines);
         }
       }),
