@@ -118,13 +118,8 @@ function resultLines(batchId: string, kind: RawBuilder<unknown>, after: number):
              'response', CASE WHEN l.status_code IS NULL THEN NULL ELSE jsonb_build_object(
                'status_code', l.status_code, 'request_id', l.batch_id || '-' || l.line,
                'body', coalesce(l.response, jsonb_build_object('error', l.error))) END,
-             'error', CASE WHEN l.state = 'succeeded' THEN NULL
-                           WHEN l.state = 'failed' THEN l.error
-                           WHEN b.status = 'expired' THEN jsonb_build_object('code', 'batch_expired',
-                             'message', 'the batch expired before this request ran')
-                           ELSE jsonb_build_object('code', 'batch_cancelled',
-                             'message', 'the batch was cancelled before this request ran') END)::text AS text
-    FROM batch_lines l JOIN batches b ON b.id = l.batch_id
+             'error', CASE WHEN l.state = 'succeeded' THEN NULL ELSE l.error END)::text AS text
+    FROM batch_lines l
     WHERE l.batch_id = ${batchId} AND l.line > ${after}
       AND CASE WHEN ${kind} = 'output' THEN l.state = 'succeeded' ELSE l.state <> 'succeeded' END`;
 }
@@ -212,10 +207,17 @@ const toBatch = (r: BatchRow): Batch => ({
   counts: { total: r.total, completed: r.completed, failed: r.failed },
 });
 
+/** Why lines a cancel or expiry left unrun have no answer: not failures of the requests themselves. */
+const NEVER_RAN = {
+  expired: { code: "batch_expired", message: "the batch expired before this request ran" },
+  cancelled: { code: "batch_cancelled", message: "the batch was cancelled before this request ran" },
+} as const;
+
 const batchColumns = sql`
   b.*, (SELECT count(*)::int FROM batch_lines l WHERE l.batch_id = b.id) AS total,
        (SELECT count(*)::int FROM batch_lines l WHERE l.batch_id = b.id AND l.state = 'succeeded') AS completed,
-       (SELECT count(*)::int FROM batch_lines l WHERE l.batch_id = b.id AND l.state = 'failed') AS failed`;
+       (SELECT count(*)::int FROM batch_lines l WHERE l.batch_id = b.id AND l.state = 'failed'
+          AND l.error->>'code' NOT IN (${sql.join(Object.values(NEVER_RAN).map((r) => sql`${r.code}`))})) AS failed`;
 
 export async function findBatch(db: Kysely<Database>, id: string): Promise<Batch | undefined> {
   const { rows } = await sql<BatchRow>`SELECT ${batchColumns} FROM batches b WHERE b.id = ${id}`.execute(db);
@@ -346,6 +348,14 @@ export async function finalizeBatch(
   const found = rows[0];
   if (!found) return null;
   const status: BatchStatus = found.status === "cancelling" ? "cancelled" : found.expired ? "expired" : "completed";
+  if (status !== "completed") {
+    // Lines that will never run leave the claimable set (and its index) with the reason the error file gives.
+    await sql`
+      UPDATE batch_lines SET state = 'failed', error = ${JSON.stringify(NEVER_RAN[status])}::jsonb, lease_until = NULL,
+                             finished_at = now()
+      WHERE batch_id = ${batchId} AND state IN ('pending', 'running')
+    `.execute(db);
+  }
   const file = async (kind: "output" | "error") => {
     const id = `file-${crypto.randomUUID().replaceAll("-", "")}`;
     await sql`

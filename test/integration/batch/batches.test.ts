@@ -216,6 +216,14 @@ describe("the Batch API, through the official openai package", () => {
     const errors = await contentLines(openai, done.error_file_id);
     expect(errors.every((l) => l.error?.code === "batch_cancelled")).toBe(true);
     expect(output.length + errors.length).toBe(40);
+    expect(done.request_counts?.failed).toBe(0);
+    // None of its lines is left for a runner to claim.
+    const [claimable] = await adminQuery<{ n: number }>(
+      "primary",
+      "SELECT count(*)::int AS n FROM batch_lines WHERE batch_id = $1 AND state IN ('pending', 'running')",
+      [batch.id],
+    );
+    expect(claimable?.n).toBe(0);
   });
 
   it("gives a chat request the slot of a running batch request, which runs again and is answered once", async () => {
