@@ -8,6 +8,7 @@ import { openAiRoutes } from "./api/openai.routes.ts";
 import type { AppEnv } from "./api/context.ts";
 import { createHttpApp } from "./api/http-app.ts";
 import { batchRoutes, FILE_UPLOAD_PATH } from "./api/batch.routes.ts";
+import { usageRoutes } from "./api/usage.routes.ts";
 import { IMPORT_UPLOAD_PATH, importRoutes } from "./api/import.routes.ts";
 import { BatchRunner } from "./batch/batch-runner.ts";
 import { BatchService } from "./batch/batch.service.ts";
@@ -34,6 +35,7 @@ import {
   startDevInferenceServer,
 } from "./dev/dev-server.ts";
 import { EmbeddingClient } from "./inference/embedding-client.ts";
+import { Quotas } from "./tenancy/quotas.ts";
 import type { InferenceTarget } from "./inference/openai-client.ts";
 import { IngestService } from "./ingest/ingest.service.ts";
 import { IngestWorker } from "./ingest/ingest.worker.ts";
@@ -117,11 +119,16 @@ export function createApp(config: Config, options: { logger?: Logger } = {}): Ap
     registry,
   );
   const textPool = new TextPool(config.ingest.text);
-  const ingest = new IngestService(router, queue, textPool, {
+  const quotas = new Quotas(router, config.quotas);
+  const ingest = new IngestService(router, queue, textPool, quotas, {
     maxDocumentBytes: config.ingest.maxDocumentBytes,
   });
-  const imports = new ImportService(router, queue.startImport);
-  const batches = new BatchService(router, { maxLines: config.batches.maxLines, maxWindowSeconds: 24 * 3600 });
+  const imports = new ImportService(router, queue.startImport, quotas);
+  const batches = new BatchService(router, quotas, {
+    maxLines: config.batches.maxLines,
+    maxWindowSeconds: 24 * 3600,
+    fileExpireSeconds: config.batches.fileExpireSeconds,
+  });
   // The inference backend is known before any client is built: the configured URL, or else the dev
   // backend in this process, reached without a network hop (start() also opens it on a port, for
   // other processes such as `pgrag worker`).
@@ -179,6 +186,7 @@ export function createApp(config: Config, options: { logger?: Logger } = {}): Ap
       chatRoutes(chat, auth, usageEvents),
       openAiRoutes(chat, auth, usageEvents),
       // A line is one request: its body is a chat request, bounded like the JSON routes' bodies.
+      usageRoutes(quotas, auth),
       batchRoutes(batches, auth, {
         maxFileBytes: config.batches.maxFileBytes,
         maxLineBytes: config.http.maxJsonBodyBytes,
@@ -321,6 +329,7 @@ export function createApp(config: Config, options: { logger?: Logger } = {}): Ap
             concurrency: config.batches.concurrency,
             maxAttempts: config.batches.maxAttempts,
             leaseSeconds: config.ingest.jobExpireSeconds,
+            fileExpireSeconds: config.batches.fileExpireSeconds,
             pollMs: config.ingest.workerPollSeconds * 1000,
             embeddingModel: config.embedding.model,
           },

@@ -10,6 +10,7 @@ import { runImport } from "./cli/import.command.ts";
 import { runIngest } from "./cli/ingest.command.ts";
 import { runKeys } from "./cli/keys.command.ts";
 import { runMigrate } from "./cli/migrate.command.ts";
+import { runQuotas } from "./cli/quotas.command.ts";
 import { serve } from "./cli/serve.command.ts";
 import { USAGE, UsageError } from "./cli/usage.ts";
 
@@ -30,6 +31,8 @@ async function main(argv: string[]): Promise<void> {
       return serve(false);
     case "keys":
       return runKeys(rest);
+    case "quotas":
+      return runQuotas(rest);
     case "ingest":
       return runIngest(rest);
     case "import":

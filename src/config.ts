@@ -24,6 +24,16 @@ const postgresUrl = z
   .regex(/^postgres(ql)?:\/\//, "must be a postgres:// URL")
   .refine((s) => URL.canParse(s), "is not a valid URL");
 
+/** A per-tenant quota's default (a tenant's own, in tenant_quotas, wins). */
+const quota = (fallback: number, what: string) =>
+  z.coerce
+    .number()
+    .int()
+    .min(0)
+    .max(1_000_000)
+    .default(fallback)
+    .describe(`quota: ${what}, unless the tenant has its own (pgrag quotas)`);
+
 const milliseconds = (fallback: number) => z.coerce.number().int().min(0).max(3_600_000).default(fallback);
 
 const schema = z.object({
@@ -438,6 +448,19 @@ const schema = z.object({
     .max(1024 * 1024 * 1024)
     .default(100 * 1024 * 1024)
     .describe("largest batch input file (413)"),
+  PGRAG_FILE_EXPIRE_SECONDS: z.coerce
+    .number()
+    .int()
+    .min(60)
+    .max(366 * 86_400)
+    .default(30 * 86_400)
+    .describe(
+      "uploaded batch files and batch outputs are deleted this long after they are made, unless the upload sets expires_after",
+    ),
+  PGRAG_QUOTA_COLLECTIONS: quota(1_000, "collections a tenant may have"),
+  PGRAG_QUOTA_RUNNING_IMPORTS: quota(8, "imports of a tenant not finished at once"),
+  PGRAG_QUOTA_FILES: quota(1_000, "uploaded batch files a tenant may keep"),
+  PGRAG_QUOTA_RUNNING_BATCHES: quota(32, "batches of a tenant not finished at once"),
   PGRAG_BATCH_MAX_LINES: z.coerce
     .number()
     .int()
@@ -641,7 +664,15 @@ export interface Config {
     readonly text: { readonly threads: number; readonly timeoutMs: number; readonly maxQueued: number };
     readonly maxChunksPerDocument: number;
   };
+  /** Each quota's default: how many a tenant may hold at once (a tenant's own, in tenant_quotas, wins). */
+  readonly quotas: {
+    readonly collections: number;
+    readonly running_imports: number;
+    readonly files: number;
+    readonly running_batches: number;
+  };
   readonly batches: {
+    readonly fileExpireSeconds: number;
     readonly maxFileBytes: number;
     readonly maxLines: number;
     readonly concurrency: number;
@@ -818,7 +849,14 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       },
       maxChunksPerDocument: raw.PGRAG_MAX_CHUNKS_PER_DOCUMENT,
     },
+    quotas: {
+      collections: raw.PGRAG_QUOTA_COLLECTIONS,
+      running_imports: raw.PGRAG_QUOTA_RUNNING_IMPORTS,
+      files: raw.PGRAG_QUOTA_FILES,
+      running_batches: raw.PGRAG_QUOTA_RUNNING_BATCHES,
+    },
     batches: {
+      fileExpireSeconds: raw.PGRAG_FILE_EXPIRE_SECONDS,
       maxFileBytes: raw.PGRAG_BATCH_MAX_FILE_BYTES,
       maxLines: raw.PGRAG_BATCH_MAX_LINES,
       concurrency: raw.PGRAG_BATCH_CONCURRENCY,

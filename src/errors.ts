@@ -11,6 +11,8 @@ export type ErrorCode =
   | "payload_too_large"
   | "unprocessable"
   | "rate_limited"
+  /** a per-tenant quota is reached: free something or ask for a larger quota */
+  | "quota_exceeded"
   | "unavailable"
   /** a batch request stopped so that an interactive one could use its inference slot; run it again */
   | "preempted"

@@ -22,6 +22,7 @@ function fileJson(f: BatchFile) {
     object: "file",
     bytes: f.bytes,
     created_at: seconds(f.createdAt),
+    expires_at: seconds(f.expiresAt),
     filename: f.filename,
     purpose: f.purpose,
     status: "processed",
@@ -67,6 +68,23 @@ const listQuery = z.object({
   after: z.string().max(100).optional(),
   limit: z.coerce.number().int().min(1).max(100).default(20),
 });
+const fileListQuery = listQuery.extend({
+  limit: z.coerce.number().int().min(1).max(10_000).default(10_000),
+  purpose: z.enum(["batch", "batch_output"]).optional(),
+  order: z.enum(["desc"]).default("desc"),
+});
+
+/** OpenAI's list envelope over one more item than the page, which tells whether there is a next page. */
+function page<T extends { id: string }>(items: readonly T[], limit: number) {
+  const data = items.slice(0, limit);
+  return {
+    object: "list",
+    data,
+    first_id: data[0]?.id ?? null,
+    last_id: data.at(-1)?.id ?? null,
+    has_more: items.length > limit,
+  };
+}
 
 /** The OpenAI Batch API: the official SDKs' files.create, batches.create/retrieve/list/cancel, files.content. */
 export function batchRoutes(
@@ -89,9 +107,23 @@ export function batchRoutes(
       });
       return c.json(fileJson(await service.uploadFile(c.get("principal"), form)));
     })
+    .get("/v1/files", auth("read"), validate("query", fileListQuery), async (c) => {
+      const { after, limit, purpose } = c.req.valid("query");
+      const files = await service.listFiles(c.get("principal"), {
+        after: after ?? null,
+        limit: limit + 1,
+        purpose: purpose ?? null,
+      });
+      return c.json(page(files.map(fileJson), limit));
+    })
     .get("/v1/files/:id", auth("read"), validate("param", fileParams), async (c) =>
       c.json(fileJson(await service.getFile(c.get("principal"), c.req.valid("param").id))),
     )
+    .delete("/v1/files/:id", auth("write"), validate("param", fileParams), async (c) => {
+      const { id } = c.req.valid("param");
+      await service.deleteFile(c.get("principal"), id);
+      return c.json({ id, object: "file", deleted: true });
+    })
     .get("/v1/files/:id/content", auth("read"), validate("param", fileParams), async (c) => {
       const principal = c.get("principal");
       const file = await service.getFile(principal, c.req.valid("param").id);
@@ -112,16 +144,8 @@ export function batchRoutes(
     })
     .get("/v1/batches", auth("read"), validate("query", listQuery), async (c) => {
       const { after, limit } = c.req.valid("query");
-      // One more than asked tells whether there is a next page.
       const batches = await service.listBatches(c.get("principal"), after ?? null, limit + 1);
-      const page = batches.slice(0, limit).map(batchJson);
-      return c.json({
-        object: "list",
-        data: page,
-        first_id: page[0]?.id ?? null,
-        last_id: page.at(-1)?.id ?? null,
-        has_more: batches.length > limit,
-      });
+      return c.json(page(batches.map(batchJson), limit));
     })
     .get("/v1/batches/:id", auth("read"), validate("param", fileParams), async (c) =>
       c.json(batchJson(await service.getBatch(c.get("principal"), c.req.valid("param").id))),

@@ -13,6 +13,7 @@ const STATUS_BY_CODE: Record<ErrorCode, ContentfulStatusCode> = {
   payload_too_large: 413,
   unprocessable: 422,
   rate_limited: 429,
+  quota_exceeded: 429,
   unavailable: 503,
   preempted: 503,
   bad_gateway: 502,

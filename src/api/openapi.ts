@@ -34,8 +34,11 @@ const errorResponse = {
                   "not_found",
                   "conflict",
                   "payload_too_large",
+                  "unprocessable",
                   "rate_limited",
+                  "quota_exceeded",
                   "unavailable",
+                  "preempted",
                   "bad_gateway",
                   "timeout",
                   "internal",
@@ -213,6 +216,8 @@ export function openApiDocument(limits: { maxBatchDocuments: number }) {
                   properties: {
                     file: { type: "string", format: "binary" },
                     purpose: { type: "string", const: "batch" },
+                    "expires_after[anchor]": { type: "string", const: "created_at" },
+                    "expires_after[seconds]": { type: "integer", minimum: 60 },
                   },
                   required: ["file", "purpose"],
                 },
@@ -221,9 +226,24 @@ export function openApiDocument(limits: { maxBatchDocuments: number }) {
           },
           responses: { 200: ok("The file"), 413: errorResponse, ...errors },
         },
+        get: {
+          summary: "The tenant's files, newest first (after, limit, purpose)",
+          responses: { 200: ok("A list"), ...errors },
+        },
       },
       "/v1/files/{id}": {
         get: { summary: "A file", parameters: [idParam], responses: { 200: ok("The file"), ...errors } },
+        delete: {
+          summary: "Delete a file (batches made from an input file keep their requests)",
+          parameters: [idParam],
+          responses: { 200: ok("The file, deleted: true"), ...errors },
+        },
+      },
+      "/v1/usage": {
+        get: {
+          summary: "The tenant's quotas (collections, running imports, files, running batches), each with what it uses",
+          responses: { 200: ok("Each quota's used and limit"), ...errors },
+        },
       },
       "/v1/files/{id}/content": {
         get: {

@@ -11,6 +11,7 @@ import {
   batchesToFinalize,
   type ClaimedLine,
   claimLines,
+  deleteExpiredFiles,
   finalizeBatch,
   type LineResult,
   renewLeases,
@@ -27,6 +28,8 @@ export interface BatchRunnerOptions {
   readonly maxAttempts: number;
   /** A line's lease; a running one is renewed three times per lease. */
   readonly leaseSeconds: number;
+  /** Output and error files are deleted this long after a batch ends (PGRAG_FILE_EXPIRE_SECONDS). */
+  readonly fileExpireSeconds: number;
   readonly pollMs: number;
   readonly embeddingModel: string;
 }
@@ -34,6 +37,8 @@ export interface BatchRunnerOptions {
 /** Inputs per embeddings request: a batch's embedding lines go to the backend in groups this large. */
 const EMBEDDINGS_PER_REQUEST = 256;
 const RETRYABLE = new Set([408, 429, 500, 502, 503, 504]);
+/** Expired files deleted per poll: a backlog goes in short statements, not one long one. */
+const EXPIRED_FILES_PER_TURN = 500;
 
 /**
  * Runs the lines of every tenant's batches: claims runnable lines (tenants in turn) up to its
@@ -230,12 +235,18 @@ export class BatchRunner {
     }
   }
 
+  /** Ends the batches with nothing left to run, and deletes expired files (every tenant's, a bounded number a turn). */
   async #finalize(): Promise<void> {
     const { value: ready } = await this.#router.read({ primary: true }, (db) => batchesToFinalize(db));
+    const { fileExpireSeconds } = this.#options;
     for (const { batchId, tenantId } of ready) {
-      const status = await this.#asTenant(tenantId, (tx) => finalizeBatch(tx, batchId, tenantId));
+      const status = await this.#asTenant(tenantId, (tx) =>
+        finalizeBatch(tx, { batchId, tenantId, fileExpireSeconds }),
+      );
       if (status) this.#logger.info({ batchId, status }, "batch finished");
     }
+    const { value: deleted } = await this.#router.write((tx) => deleteExpiredFiles(tx, EXPIRED_FILES_PER_TURN));
+    if (deleted > 0) this.#logger.info({ files: deleted }, "expired files deleted");
   }
 
   async #renewLeases(): Promise<void> {

@@ -4,6 +4,7 @@ import type { Database } from "../db/database.ts";
 import type { Router } from "../db/router.ts";
 import { AppError, InvalidRequestError, NotFoundError } from "../errors.ts";
 import type { Principal } from "../tenancy/principal.ts";
+import type { Quotas } from "../tenancy/quotas.ts";
 import { jsonDepthWithin, MAX_JSON_DEPTH } from "../text/json-depth.ts";
 import {
   appendFileLines,
@@ -19,6 +20,8 @@ import {
   insertFile,
   linesForOtherEndpoints,
   listBatches,
+  listFiles,
+  setFileExpiry,
 } from "./batches.repository.ts";
 
 /** An uploaded form as it arrives: text fields whole, the file line by line. */
@@ -45,6 +48,8 @@ const LINES_PER_WRITE = 1_000;
 
 export interface BatchLimits {
   readonly maxLines: number;
+  /** A file's life when its upload sets none (PGRAG_FILE_EXPIRE_SECONDS). */
+  readonly fileExpireSeconds: number;
   /** Longest completion window accepted, in seconds (OpenAI's is 24 h). */
   readonly maxWindowSeconds: number;
 }
@@ -52,10 +57,12 @@ export interface BatchLimits {
 /** OpenAI-compatible files and batches, tenant by tenant (row-level security scopes every statement). */
 export class BatchService {
   readonly #router: Router;
+  readonly #quotas: Quotas;
   readonly #limits: BatchLimits;
 
-  constructor(router: Router, limits: BatchLimits) {
+  constructor(router: Router, quotas: Quotas, limits: BatchLimits) {
     this.#router = router;
+    this.#quotas = quotas;
     this.#limits = limits;
   }
 
@@ -67,6 +74,7 @@ export class BatchService {
     const file = { id: `file-${crypto.randomUUID().replaceAll("-", "")}`, tenantId: principal.tenantId };
     let created = false;
     let purpose: string | null = null;
+    const expiresAfter: { anchor?: string; seconds?: string } = {};
     let pending: string[] = [];
     let stored = 0;
     let lines = 0;
@@ -83,6 +91,9 @@ export class BatchService {
       for await (const event of form) {
         if (event.kind === "field") {
           if (event.name === "purpose") purpose = event.value;
+          // OpenAI's files.create sends expires_after as these two fields.
+          if (event.name === "expires_after[anchor]") expiresAfter.anchor = event.value;
+          if (event.name === "expires_after[seconds]") expiresAfter.seconds = event.value;
           continue;
         }
         const text = event.text.trim();
@@ -96,7 +107,11 @@ export class BatchService {
           );
         }
         if (!created) {
-          await this.#write(principal, (tx) => insertFile(tx, { ...file, filename: event.filename || "batch.jsonl" }));
+          const filename = event.filename || "batch.jsonl";
+          await this.#write(principal, async (tx) => {
+            await this.#quotas.reserve(tx, principal.tenantId, "files");
+            await insertFile(tx, { ...file, filename, expireSeconds: this.#limits.fileExpireSeconds });
+          });
           created = true;
         }
         const problem = lineProblem(text, seen, event.number);
@@ -119,11 +134,31 @@ export class BatchService {
         );
       }
       if (!created) throw new InvalidRequestError("the batch file holds no requests: one JSON request per line");
-      return (await this.#write(principal, (tx) => this.#requireFile(tx, file.id))).value;
+      const lifetime = expirySeconds(expiresAfter);
+      return (
+        await this.#write(principal, async (tx) => {
+          if (lifetime !== null) await setFileExpiry(tx, file.id, lifetime);
+          return this.#requireFile(tx, file.id);
+        })
+      ).value;
     } catch (error) {
       if (created) await this.#write(principal, (tx) => deleteFile(tx, file.id));
       throw error;
     }
+  }
+
+  /** Deletes a file: an upload (batches made from it keep their requests) or a batch's output. */
+  async deleteFile(principal: Principal, id: string): Promise<void> {
+    const { value: deleted } = await this.#write(principal, (tx) => deleteFile(tx, id));
+    if (!deleted) throw new NotFoundError(`no file "${id}"`);
+  }
+
+  async listFiles(
+    principal: Principal,
+    page: { after: string | null; limit: number; purpose: string | null },
+  ): Promise<BatchFile[]> {
+    return (await this.#router.read({ primary: true, tenantId: principal.tenantId }, (db) => listFiles(db, page)))
+      .value;
   }
 
   async getFile(principal: Principal, id: string): Promise<BatchFile> {
@@ -171,6 +206,7 @@ export class BatchService {
             `every request of the file must be for ${input.endpoint}: ${other.map((o) => `line ${o.line} is for ${o.url}`).join("; ")}`,
           );
         }
+        await this.#quotas.reserve(tx, principal.tenantId, "running_batches");
         await insertBatch(tx, { ...input, id, tenantId: principal.tenantId, windowSeconds });
         return this.#requireBatch(tx, id);
       })
@@ -250,6 +286,24 @@ function lineProblem(text: string, seen: Map<string, number>, number: number): s
   if (earlier !== undefined) return `custom_id "${parsed.data.custom_id}" repeats line ${earlier}`;
   seen.set(parsed.data.custom_id, number);
   return null;
+}
+
+/** Longest life an upload may ask for (OpenAI's is 30 days). */
+const MAX_EXPIRY_SECONDS = 366 * 86_400;
+
+/** The life an upload's `expires_after` asks for, in seconds (null: none asked, the default applies). */
+function expirySeconds(expiresAfter: { anchor?: string; seconds?: string }): number | null {
+  if (expiresAfter.anchor === undefined && expiresAfter.seconds === undefined) return null;
+  if (expiresAfter.anchor !== "created_at") {
+    throw new InvalidRequestError(`expires_after[anchor] must be "created_at", got "${expiresAfter.anchor ?? "none"}"`);
+  }
+  const seconds = Number(expiresAfter.seconds);
+  if (!Number.isInteger(seconds) || seconds < 60 || seconds > MAX_EXPIRY_SECONDS) {
+    throw new InvalidRequestError(
+      `expires_after[seconds] must be a whole number of seconds from 60 to ${MAX_EXPIRY_SECONDS}, got "${expiresAfter.seconds ?? "none"}"`,
+    );
+  }
+  return seconds;
 }
 
 /** "24h", "30m", "90s" in seconds; null when it is not such a duration. */

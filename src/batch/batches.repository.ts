@@ -13,6 +13,8 @@ export interface BatchFile {
   readonly batchId: string | null;
   readonly kind: "upload" | "output" | "error";
   readonly createdAt: Date;
+  /** When it is deleted (null: never). */
+  readonly expiresAt: Date | null;
 }
 
 export interface Batch {
@@ -33,11 +35,12 @@ export interface Batch {
 
 export async function insertFile(
   db: Kysely<Database>,
-  file: { id: string; tenantId: string; filename: string },
+  file: { id: string; tenantId: string; filename: string; expireSeconds: number },
 ): Promise<void> {
   await sql`
-    INSERT INTO batch_files (id, tenant_id, purpose, filename, bytes, kind)
-    VALUES (${file.id}, ${file.tenantId}::uuid, 'batch', ${file.filename}, 0, 'upload')
+    INSERT INTO batch_files (id, tenant_id, purpose, filename, bytes, kind, expires_at)
+    VALUES (${file.id}, ${file.tenantId}::uuid, 'batch', ${file.filename}, 0, 'upload',
+            now() + make_interval(secs => ${file.expireSeconds}))
   `.execute(db);
 }
 
@@ -58,8 +61,38 @@ export async function appendFileLines(
   `.execute(db);
 }
 
-export async function deleteFile(db: Kysely<Database>, id: string): Promise<void> {
-  await sql`DELETE FROM batch_files WHERE id = ${id}`.execute(db);
+/** Sets when a file is deleted: `seconds` after it was made. */
+export async function setFileExpiry(db: Kysely<Database>, id: string, seconds: number): Promise<void> {
+  await sql`UPDATE batch_files SET expires_at = created_at + make_interval(secs => ${seconds}) WHERE id = ${id}`.execute(
+    db,
+  );
+}
+
+/** Deletes a file and its lines; false when there is none. */
+export async function deleteFile(db: Kysely<Database>, id: string): Promise<boolean> {
+  const { rows } = await sql`DELETE FROM batch_files WHERE id = ${id} RETURNING id`.execute(db);
+  return rows.length > 0;
+}
+
+/** Deletes up to `limit` expired files of every tenant (a cross-tenant door, migration 17); how many went. */
+export async function deleteExpiredFiles(db: Kysely<Database>, limit: number): Promise<number> {
+  const { rows } = await sql<{ n: number }>`SELECT pgrag_delete_expired_files(${limit}::int) AS n`.execute(db);
+  return rows[0]?.n ?? 0;
+}
+
+/** The tenant's files, newest first, `limit` after the file `after` (OpenAI's list order and cursor). */
+export async function listFiles(
+  db: Kysely<Database>,
+  page: { after: string | null; limit: number; purpose: string | null },
+): Promise<BatchFile[]> {
+  const { rows } = await sql<FileRow>`
+    SELECT * FROM batch_files f
+    WHERE (${page.purpose}::text IS NULL OR f.purpose = ${page.purpose})
+      AND (${page.after}::text IS NULL OR (f.created_at, f.id) < (SELECT a.created_at, a.id FROM batch_files a WHERE a.id = ${page.after}))
+    ORDER BY f.created_at DESC, f.id DESC
+    LIMIT ${page.limit}
+  `.execute(db);
+  return rows.map(toFile);
 }
 
 interface FileRow {
@@ -70,6 +103,7 @@ interface FileRow {
   batch_id: string | null;
   kind: "upload" | "output" | "error";
   created_at: Date;
+  expires_at: Date | null;
 }
 const toFile = (r: FileRow): BatchFile => ({
   id: r.id,
@@ -79,6 +113,7 @@ const toFile = (r: FileRow): BatchFile => ({
   batchId: r.batch_id,
   kind: r.kind,
   createdAt: r.created_at,
+  expiresAt: r.expires_at,
 });
 
 export async function findFile(db: Kysely<Database>, id: string): Promise<BatchFile | undefined> {
@@ -336,9 +371,9 @@ export async function batchesToFinalize(db: Kysely<Database>): Promise<{ batchId
  */
 export async function finalizeBatch(
   db: Kysely<Database>,
-  batchId: string,
-  tenantId: string,
+  batch: { batchId: string; tenantId: string; fileExpireSeconds: number },
 ): Promise<BatchStatus | null> {
+  const { batchId, tenantId } = batch;
   const { rows } = await sql<{ status: BatchStatus; expired: boolean; succeeded: number; other: number }>`
     SELECT b.status, b.expires_at <= now() AS expired,
            (SELECT count(*)::int FROM batch_lines l WHERE l.batch_id = b.id AND l.state = 'succeeded') AS succeeded,
@@ -359,8 +394,9 @@ export async function finalizeBatch(
   const file = async (kind: "output" | "error") => {
     const id = `file-${crypto.randomUUID().replaceAll("-", "")}`;
     await sql`
-      INSERT INTO batch_files (id, tenant_id, purpose, filename, bytes, batch_id, kind)
-      VALUES (${id}, ${tenantId}::uuid, 'batch_output', ${`${batchId}_${kind}.jsonl`}, 0, ${batchId}, ${kind})
+      INSERT INTO batch_files (id, tenant_id, purpose, filename, bytes, batch_id, kind, expires_at)
+      VALUES (${id}, ${tenantId}::uuid, 'batch_output', ${`${batchId}_${kind}.jsonl`}, 0, ${batchId}, ${kind},
+              now() + make_interval(secs => ${batch.fileExpireSeconds}))
     `.execute(db);
     return id;
   };

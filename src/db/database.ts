@@ -29,6 +29,15 @@ export interface TenantTable {
   created_at: Timestamp;
 }
 
+/** A tenant's own quotas (migration 17); NULL: the configured default. */
+export interface TenantQuotaTable {
+  tenant_id: string;
+  collections: number | null;
+  running_imports: number | null;
+  files: number | null;
+  running_batches: number | null;
+}
+
 export interface ApiKeyTable {
   id: Generated<string>;
   tenant_id: string;
@@ -165,6 +174,7 @@ export interface EmbeddingCacheTable {
 export interface Database {
   embedding_settings: EmbeddingSettingsTable;
   tenants: TenantTable;
+  tenant_quotas: TenantQuotaTable;
   api_keys: ApiKeyTable;
   collections: CollectionTable;
   documents: DocumentTable;

@@ -4,6 +4,7 @@ import { formatLsn, type Lsn } from "../db/lsn.ts";
 import type { Router } from "../db/router.ts";
 import { AppError, InvalidRequestError, NotFoundError } from "../errors.ts";
 import type { Principal } from "../tenancy/principal.ts";
+import type { Quotas } from "../tenancy/quotas.ts";
 import { requireCollection } from "./collections.repository.ts";
 import type { ImportJob } from "./import-runner.ts";
 import {
@@ -36,10 +37,12 @@ export interface ImportDetails extends ImportSummary {
 export class ImportService {
   readonly #router: Router;
   readonly #startImport: (tx: Kysely<Database>, job: ImportJob) => Promise<void>;
+  readonly #quotas: Quotas;
 
-  constructor(router: Router, startImport: (tx: Kysely<Database>, job: ImportJob) => Promise<void>) {
+  constructor(router: Router, startImport: (tx: Kysely<Database>, job: ImportJob) => Promise<void>, quotas: Quotas) {
     this.#router = router;
     this.#startImport = startImport;
+    this.#quotas = quotas;
   }
 
   /**
@@ -51,6 +54,7 @@ export class ImportService {
     const { tenantId } = principal;
     const { value: importId } = await this.#write(principal, async (tx) => {
       const collection = await requireCollection(tx, tenantId, collectionName);
+      await this.#quotas.reserve(tx, tenantId, "running_imports");
       const created = await insertImport(tx, { tenantId, collectionId: collection.id });
       if (created) return created;
       const running = await runningImportOf(tx, collection.id);

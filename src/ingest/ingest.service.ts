@@ -4,6 +4,7 @@ import type { Lsn } from "../db/lsn.ts";
 import type { ReadResult, Router } from "../db/router.ts";
 import { AppError, InvalidRequestError, NotFoundError } from "../errors.ts";
 import type { Principal } from "../tenancy/principal.ts";
+import type { Quotas } from "../tenancy/quotas.ts";
 import type { ChunkingOptions } from "./chunking.ts";
 import {
   requireCollection,
@@ -54,11 +55,13 @@ export class IngestService {
   readonly #jobs: IngestJobs;
   readonly #maxDocumentBytes: number;
   readonly #text: TextPool;
+  readonly #quotas: Quotas;
 
-  constructor(router: Router, jobs: IngestJobs, text: TextPool, options: { maxDocumentBytes: number }) {
+  constructor(router: Router, jobs: IngestJobs, text: TextPool, quotas: Quotas, options: { maxDocumentBytes: number }) {
     this.#router = router;
     this.#jobs = jobs;
     this.#text = text;
+    this.#quotas = quotas;
     this.#maxDocumentBytes = options.maxDocumentBytes;
   }
 
@@ -74,6 +77,7 @@ export class IngestService {
           `unknown text-search language "${input.language}" (e.g. english, simple, german, french)`,
         );
       }
+      await this.#quotas.reserve(tx, principal.tenantId, "collections");
       const created = await insertCollection(tx, { tenantId: principal.tenantId, ...input });
       if (!created) throw new AppError("conflict", `collection "${input.name}" already exists`);
       return created;

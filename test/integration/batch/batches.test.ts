@@ -193,6 +193,44 @@ describe("the Batch API, through the official openai package", () => {
     expect((refused as Error).message).toMatch(/more than 3 requests in one file \(PGRAG_BATCH_MAX_LINES\)/);
   });
 
+  it("keeps a file until its expiry, then deletes it; files list newest first", async () => {
+    const { key, tenantId } = await newTenantKey(app);
+    const openai = client(key);
+    const lines = jsonl([{ custom_id: "e", method: "POST", url: "/v1/embeddings", body: { input: "x" } }]);
+    const kept = await openai.files.create({ file: await toFile(Buffer.from(lines), "kept.jsonl"), purpose: "batch" });
+    const brief = await openai.files.create({
+      file: await toFile(Buffer.from(lines), "brief.jsonl"),
+      purpose: "batch",
+      expires_after: { anchor: "created_at", seconds: 3600 },
+    });
+    expect((brief.expires_at ?? 0) - brief.created_at).toBe(3600);
+    // Without expires_after, the default: 30 days.
+    expect((kept.expires_at ?? 0) - kept.created_at).toBe(30 * 86_400);
+    expect((await openai.files.list()).data.map((f) => f.id)).toEqual([brief.id, kept.id]);
+    // Its hour passes: the runner deletes it, and only it.
+    await adminQuery("primary", "UPDATE batch_files SET expires_at = now() - interval '1 second' WHERE id = $1", [
+      brief.id,
+    ]);
+    await waitFor("the expired file to be deleted", async () => {
+      const left = await adminQuery<{ n: number }>(
+        "primary",
+        "SELECT count(*)::int AS n FROM batch_files WHERE tenant_id = $1",
+        [tenantId],
+      );
+      return left[0]?.n === 1 || undefined;
+    });
+    await expect(openai.files.retrieve(brief.id)).rejects.toBeInstanceOf(OpenAI.NotFoundError);
+    expect((await openai.files.retrieve(kept.id)).id).toBe(kept.id);
+    const refused = await openai.files
+      .create({
+        file: await toFile(Buffer.from(lines), "odd.jsonl"),
+        purpose: "batch",
+        expires_after: { anchor: "created_at", seconds: 5 },
+      })
+      .catch((error: unknown) => error);
+    expect((refused as Error).message).toMatch(/expires_after\[seconds\] must be a whole number of seconds from 60/);
+  });
+
   it("cancels mid-way: no new line starts, answered ones are kept", async () => {
     const { key, abstracts } = await seedScifact(app, 5);
     const openai = client(key);

@@ -67,6 +67,7 @@ const EXPECTED: Record<string, Record<Role, string>> = {
   // The batch runner's doors (migration 14): claiming lines of every tenant, finding finished batches.
   "function pgrag_batches_to_finalize()": door,
   "function pgrag_claim_batch_lines(integer,integer)": door,
+  "function pgrag_delete_expired_files(integer)": door,
   "function pgrag_current_tenant()": { ...app("EXECUTE"), pgrag_cross_tenant: "EXECUTE" },
   "function pgrag_document_tenants(uuid[])": door,
   // An import's DDL (migration 13), as the owner, for the caller's tenant's import only.
@@ -100,8 +101,11 @@ const EXPECTED: Record<string, Record<Role, string>> = {
   // Keys only through pgrag_authenticate; tenants and keys are written by the owner (admin CLI).
   "table public.api_keys": { ...none, pgrag_cross_tenant: "SELECT" },
   "table public.tenants": app("SELECT"),
+  // A tenant's own quotas (migration 17): operators set them; the app reads its tenant's row.
+  "table public.tenant_quotas": app("SELECT"),
   "table public.batch_file_lines": app(DML),
-  "table public.batch_files": app(DML),
+  // The expiry door deletes every tenant's expired files (migration 17).
+  "table public.batch_files": { ...app(DML), pgrag_cross_tenant: "SELECT,DELETE" },
   "table public.batch_lines": { ...app(DML), pgrag_cross_tenant: "SELECT,UPDATE" },
   "table public.batches": { ...app(DML), pgrag_cross_tenant: "SELECT" },
   "table public.bm25_blocks": app(DML),
@@ -186,7 +190,7 @@ describe("row-level security coverage", () => {
       "analytics.events": `cross_tenant_insert a pgrag_cross_tenant, cross_tenant_select r pgrag_cross_tenant, ${tenantOnly}`,
       api_keys: `cross_tenant_select r pgrag_cross_tenant, owner_administration * pgrag, ${tenantOnly}`,
       batch_file_lines: tenantOnly,
-      batch_files: tenantOnly,
+      batch_files: `cross_tenant_delete d pgrag_cross_tenant, cross_tenant_expiry r pgrag_cross_tenant, ${tenantOnly}`,
       batch_lines: `cross_tenant_select r pgrag_cross_tenant, cross_tenant_update w pgrag_cross_tenant, ${tenantOnly}`,
       batches: `cross_tenant_select r pgrag_cross_tenant, ${tenantOnly}`,
       bm25_blocks: tenantOnly,
@@ -199,6 +203,7 @@ describe("row-level security coverage", () => {
       import_documents: tenantOnly,
       imports: tenantOnly,
       messages: tenantOnly,
+      tenant_quotas: `owner_administration * pgrag, ${tenantOnly}`,
       tenants: `owner_administration * pgrag, ${tenantOnly}`,
     });
     for (const table of tables) {

@@ -1,0 +1,114 @@
+import { type Kysely, type RawBuilder, sql } from "kysely";
+import type { Config } from "../config.ts";
+import type { Database, TenantQuotaTable } from "../db/database.ts";
+import type { Router } from "../db/router.ts";
+import { AppError } from "../errors.ts";
+import type { Principal } from "./principal.ts";
+
+/** What a tenant may hold at once; each is a PGRAG_QUOTA_* default and a column of tenant_quotas. */
+export type QuotaLimits = Config["quotas"];
+export type QuotaName = keyof QuotaLimits & Exclude<keyof TenantQuotaTable, "tenant_id">;
+
+export interface QuotaUsage {
+  readonly used: number;
+  readonly limit: number;
+}
+
+/** How each quota is counted, under row-level security (so, for the transaction's tenant), and its setting. */
+const QUOTAS: Record<
+  QuotaName,
+  { readonly setting: string; readonly what: string; readonly used: RawBuilder<number> }
+> = {
+  collections: {
+    setting: "PGRAG_QUOTA_COLLECTIONS",
+    what: "collections",
+    used: sql`(SELECT count(*)::int FROM collections)`,
+  },
+  running_imports: {
+    setting: "PGRAG_QUOTA_RUNNING_IMPORTS",
+    what: "imports not finished",
+    used: sql`(SELECT count(*)::int FROM imports WHERE status NOT IN ('completed', 'failed'))`,
+  },
+  files: {
+    setting: "PGRAG_QUOTA_FILES",
+    what: "uploaded files",
+    used: sql`(SELECT count(*)::int FROM batch_files WHERE kind = 'upload')`,
+  },
+  running_batches: {
+    setting: "PGRAG_QUOTA_RUNNING_BATCHES",
+    what: "batches not finished",
+    used: sql`(SELECT count(*)::int FROM batches WHERE status IN ('in_progress', 'finalizing', 'cancelling'))`,
+  },
+};
+
+const NAMES = Object.keys(QUOTAS) as QuotaName[];
+
+/**
+ * Per-tenant quotas: the configured defaults, or a tenant's own from tenant_quotas. A write that
+ * adds to a quota calls `reserve` in its transaction: the tenant's writes of that kind take turns
+ * (a transaction-scoped advisory lock, safe under transaction pooling), so two at once cannot both
+ * take the last unit.
+ */
+export class Quotas {
+  readonly #router: Router;
+  readonly #defaults: QuotaLimits;
+
+  constructor(router: Router, defaults: QuotaLimits) {
+    this.#router = router;
+    this.#defaults = defaults;
+  }
+
+  /** Refuses (429, naming the quota) when the tenant's transaction `tx` may not add one more of `name`. */
+  async reserve(tx: Kysely<Database>, tenantId: string, name: QuotaName): Promise<void> {
+    await sql`SELECT pg_advisory_xact_lock(hashtextextended(${`pgrag.quota.${name}:${tenantId}`}, 0))`.execute(tx);
+    const { used, limit } = (await this.#usage(tx, tenantId, [name]))[name];
+    if (used >= limit) {
+      const quota = QUOTAS[name];
+      throw new AppError(
+        "quota_exceeded",
+        `the tenant has ${used} ${quota.what}, its quota "${name}" (${limit}; default ${quota.setting}): finish or delete some, or ask an operator for a larger quota`,
+      );
+    }
+  }
+
+  /** Every quota of the principal's tenant with what it uses now (read on the primary: exact). */
+  async usage(principal: Principal): Promise<Record<QuotaName, QuotaUsage>> {
+    const { value } = await this.#router.read({ primary: true, tenantId: principal.tenantId }, (db) =>
+      this.#usage(db, principal.tenantId, NAMES),
+    );
+    return value;
+  }
+
+  async #usage<N extends QuotaName>(db: Kysely<Database>, tenantId: string, names: readonly N[]) {
+    const own = await db.selectFrom("tenant_quotas").selectAll().where("tenant_id", "=", tenantId).executeTakeFirst();
+    const { rows } = await sql<Record<N, number>>`
+      SELECT ${sql.join(names.map((name) => sql`${QUOTAS[name].used} AS ${sql.ref(name)}`))}
+    `.execute(db);
+    const used = rows[0];
+    return Object.fromEntries(
+      names.map((name) => [name, { used: used?.[name] ?? 0, limit: own?.[name] ?? this.#defaults[name] }]),
+    ) as Record<N, QuotaUsage>;
+  }
+}
+
+/** The quotas a tenant has of its own (null: the default), as an operator sees them. */
+export async function tenantQuotas(db: Kysely<Database>, tenantId: string): Promise<Record<QuotaName, number | null>> {
+  const own = await db.selectFrom("tenant_quotas").selectAll().where("tenant_id", "=", tenantId).executeTakeFirst();
+  return Object.fromEntries(NAMES.map((name) => [name, own?.[name] ?? null])) as Record<QuotaName, number | null>;
+}
+
+/** Sets some of a tenant's own quotas (null: back to the default), keeping the others. */
+export async function setTenantQuotas(
+  db: Kysely<Database>,
+  tenantId: string,
+  quotas: Partial<Record<QuotaName, number | null>>,
+): Promise<void> {
+  await db
+    .insertInto("tenant_quotas")
+    .values({ tenant_id: tenantId, ...quotas })
+    .onConflict((oc) => oc.column("tenant_id").doUpdateSet(quotas))
+    .execute();
+}
+
+/** The quota names, as the command line spells them (running_imports: --running-imports). */
+export const QUOTA_NAMES: readonly QuotaName[] = NAMES;
