@@ -1,5 +1,6 @@
 import http from "node:http";
 import { describe, expect, it, vi } from "vitest";
+import { waitFor } from "../../../harness/wait-for.ts";
 import { adminTransaction } from "../../../src/tenancy/admin-transaction.ts";
 import { createApiKey } from "../../../src/tenancy/api-keys.ts";
 import { api, newTenantKey } from "../../helpers/api.ts";
@@ -26,7 +27,12 @@ describe("per-key rate limits", () => {
 
     const metrics = await (await app.http.request("/metrics")).text();
     expect(metrics).toMatch(/pgrag_http_request_duration_seconds_count\{[^}]*route="\/v1\/collections"[^}]*\} \d+/);
-    expect(metrics).toMatch(/pgrag_db_node_state\{node="replica1",role="replica"\} 2/);
+    // A replica may still be catching up on an earlier file's writes (lagging, 1): read again until it is in rotation.
+    await waitFor("replica1 up in the metrics", async () =>
+      /pgrag_db_node_state\{node="replica1",role="replica"\} 2/.test(await (await app.http.request("/metrics")).text())
+        ? true
+        : undefined,
+    );
     expect(metrics).toMatch(/pgrag_inference_admission\{state="active"\} 0/);
   });
 });
