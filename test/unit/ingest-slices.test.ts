@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { slicesWithinBudget } from "../../src/ingest/ingest.worker.ts";
+import { writePriority } from "../../src/ingest/queue.ts";
 
 describe("ingestion batch slices", () => {
   const slices = (sizes: number[], budget: number) => slicesWithinBudget(sizes, (size) => size, budget);
@@ -16,5 +17,11 @@ describe("ingestion batch slices", () => {
 
   it("give a document larger than the budget a slice of its own", () => {
     expect(slices([2, 50, 2, 2], 10)).toEqual([[2], [50], [2, 2]]);
+  });
+});
+
+describe("write priority", () => {
+  it("puts a single document ahead of bulk writes, and larger writes after smaller ones", () => {
+    expect([1, 2, 3, 64, 1_000].map(writePriority)).toEqual([0, -1, -2, -6, -10]);
   });
 });
