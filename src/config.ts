@@ -461,6 +461,15 @@ const schema = z.object({
   PGRAG_QUOTA_RUNNING_IMPORTS: quota(8, "imports of a tenant not finished at once"),
   PGRAG_QUOTA_FILES: quota(1_000, "uploaded batch files a tenant may keep"),
   PGRAG_QUOTA_RUNNING_BATCHES: quota(32, "batches of a tenant not finished at once"),
+  PGRAG_QUOTA_STORED_BYTES: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .max(2 ** 50)
+    .default(10 * 1024 ** 3)
+    .describe(
+      "quota: bytes a tenant may store (documents' text, import uploads not yet published, batch files), unless the tenant has its own (pgrag quotas)",
+    ),
   PGRAG_BATCH_MAX_LINES: z.coerce
     .number()
     .int()
@@ -670,6 +679,7 @@ export interface Config {
     readonly running_imports: number;
     readonly files: number;
     readonly running_batches: number;
+    readonly stored_bytes: number;
   };
   readonly batches: {
     readonly fileExpireSeconds: number;
@@ -854,6 +864,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       running_imports: raw.PGRAG_QUOTA_RUNNING_IMPORTS,
       files: raw.PGRAG_QUOTA_FILES,
       running_batches: raw.PGRAG_QUOTA_RUNNING_BATCHES,
+      stored_bytes: raw.PGRAG_QUOTA_STORED_BYTES,
     },
     batches: {
       fileExpireSeconds: raw.PGRAG_FILE_EXPIRE_SECONDS,

@@ -150,6 +150,11 @@ export function batchRoutes(
     .get("/v1/batches/:id", auth("read"), validate("param", fileParams), async (c) =>
       c.json(batchJson(await service.getBatch(c.get("principal"), c.req.valid("param").id))),
     )
+    .delete("/v1/batches/:id", auth("write"), validate("param", fileParams), async (c) => {
+      const { id } = c.req.valid("param");
+      await service.deleteBatch(c.get("principal"), id);
+      return c.json({ id, object: "batch", deleted: true });
+    })
     .post("/v1/batches/:id/cancel", auth("write"), validate("param", fileParams), async (c) =>
       c.json(batchJson(await service.cancelBatch(c.get("principal"), c.req.valid("param").id))),
     );

@@ -270,6 +270,11 @@ export function openApiDocument(limits: { maxBatchDocuments: number }) {
           parameters: [idParam],
           responses: { 200: ok("The batch"), ...errors },
         },
+        delete: {
+          summary: "Delete a finished batch with its output and error files (409 while it runs: cancel it first)",
+          parameters: [idParam],
+          responses: { 200: ok("The batch, deleted: true"), ...errors },
+        },
       },
       "/v1/batches/{id}/cancel": {
         post: {

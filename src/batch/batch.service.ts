@@ -12,7 +12,9 @@ import {
   type BatchEndpoint,
   type BatchFile,
   cancelBatch,
+  batchesReading,
   deleteFile,
+  deleteFinishedBatch,
   fileLines,
   findBatch,
   findFile,
@@ -21,6 +23,7 @@ import {
   linesForOtherEndpoints,
   listBatches,
   listFiles,
+  lockFile,
   setFileExpiry,
 } from "./batches.repository.ts";
 
@@ -84,7 +87,10 @@ export class BatchService {
       if (pending.length === 0) return;
       const written = pending;
       pending = [];
-      await this.#write(principal, (tx) => appendFileLines(tx, file, stored + 1, written));
+      await this.#write(principal, async (tx) => {
+        await appendFileLines(tx, file, stored + 1, written);
+        await this.#quotas.refuseIfOverStorage(tx, principal.tenantId);
+      });
       stored += written.length;
     };
     try {
@@ -147,10 +153,19 @@ export class BatchService {
     }
   }
 
-  /** Deletes a file: an upload (batches made from it keep their requests) or a batch's output. */
+  /** Deletes a file: a batch's output, or an upload no unfinished batch reads its requests from. */
   async deleteFile(principal: Principal, id: string): Promise<void> {
-    const { value: deleted } = await this.#write(principal, (tx) => deleteFile(tx, id));
-    if (!deleted) throw new NotFoundError(`no file "${id}"`);
+    await this.#write(principal, async (tx) => {
+      if (!(await lockFile(tx, id, "update"))) throw new NotFoundError(`no file "${id}"`);
+      const readers = await batchesReading(tx, id);
+      if (readers.length > 0) {
+        throw new AppError(
+          "conflict",
+          `file ${id} holds the requests of batch ${readers.join(", ")}, which has not ended; cancel it or wait for it first`,
+        );
+      }
+      await deleteFile(tx, id);
+    });
   }
 
   async listFiles(
@@ -197,6 +212,8 @@ export class BatchService {
     const id = `batch_${crypto.randomUUID().replaceAll("-", "")}`;
     return (
       await this.#write(principal, async (tx) => {
+        // Held until the batch is in: a delete of the file waits, then sees the batch that reads it.
+        await lockFile(tx, input.inputFileId, "share");
         const file = await this.#requireFile(tx, input.inputFileId);
         if (file.kind !== "upload")
           throw new InvalidRequestError(`file ${file.id} is a batch's output, not an input file`);
@@ -223,6 +240,16 @@ export class BatchService {
     return (
       await this.#router.read({ primary: true, tenantId: principal.tenantId }, (db) => listBatches(db, after, limit))
     ).value;
+  }
+
+  /** Deletes a finished batch, its lines and its output and error files (its input file stays). */
+  async deleteBatch(principal: Principal, id: string): Promise<void> {
+    await this.#write(principal, async (tx) => {
+      const batch = await this.#requireBatch(tx, id);
+      if (!(await deleteFinishedBatch(tx, id))) {
+        throw new AppError("conflict", `batch ${id} is ${batch.status}; cancel it and wait for it to end first`);
+      }
+    });
   }
 
   /** Stops a batch: no new line starts, answered ones are kept; it ends as "cancelled". */

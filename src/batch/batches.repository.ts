@@ -68,6 +68,26 @@ export async function setFileExpiry(db: Kysely<Database>, id: string, seconds: n
   );
 }
 
+/**
+ * Locks a file row against deletion (shared: a batch being made over it) or for it (exclusive: a
+ * delete that checks no unfinished batch reads it). False when there is no such file.
+ */
+export async function lockFile(db: Kysely<Database>, id: string, mode: "share" | "update"): Promise<boolean> {
+  const { rows } = await sql`
+    SELECT 1 FROM batch_files WHERE id = ${id} ${mode === "share" ? sql`FOR SHARE` : sql`FOR UPDATE`}
+  `.execute(db);
+  return rows.length > 0;
+}
+
+/** The unfinished batches whose lines are read from this file (at most 5). */
+export async function batchesReading(db: Kysely<Database>, fileId: string): Promise<string[]> {
+  const { rows } = await sql<{ id: string }>`
+    SELECT id FROM batches WHERE input_file_id = ${fileId} AND status IN ('in_progress', 'finalizing', 'cancelling')
+    ORDER BY created_at LIMIT 5
+  `.execute(db);
+  return rows.map((r) => r.id);
+}
+
 /** Deletes a file and its lines; false when there is none. */
 export async function deleteFile(db: Kysely<Database>, id: string): Promise<boolean> {
   const { rows } = await sql`DELETE FROM batch_files WHERE id = ${id} RETURNING id`.execute(db);
@@ -159,7 +179,10 @@ function resultLines(batchId: string, kind: RawBuilder<unknown>, after: number):
       AND CASE WHEN ${kind} = 'output' THEN l.state = 'succeeded' ELSE l.state <> 'succeeded' END`;
 }
 
-/** A batch over an uploaded file: one line per request, all pending. */
+/**
+ * A batch over an uploaded file: one line per request, all pending; each line's body stays in the
+ * file, read when the line is claimed (migration 18). The caller holds the file (lockFile, shared).
+ */
 export async function insertBatch(
   db: Kysely<Database>,
   batch: {
@@ -179,8 +202,8 @@ export async function insertBatch(
             now() + make_interval(secs => ${batch.windowSeconds}))
   `.execute(db);
   await sql`
-    INSERT INTO batch_lines (batch_id, line, tenant_id, custom_id, body)
-    SELECT ${batch.id}, f.line, f.tenant_id, f.text::jsonb ->> 'custom_id', f.text::jsonb -> 'body'
+    INSERT INTO batch_lines (batch_id, line, tenant_id, custom_id)
+    SELECT ${batch.id}, f.line, f.tenant_id, f.text::jsonb ->> 'custom_id'
     FROM batch_file_lines f WHERE f.file_id = ${batch.inputFileId}
   `.execute(db);
 }
@@ -270,6 +293,22 @@ export async function listBatches(db: Kysely<Database>, after: string | null, li
 }
 
 /** Cancels a running batch: no line starts any more; the runner ends it once none is running. */
+/**
+ * Deletes a finished batch with its lines and its output and error files; false when there is no
+ * such batch, or it has not finished (its lines may still be running).
+ */
+export async function deleteFinishedBatch(db: Kysely<Database>, id: string): Promise<boolean> {
+  const { rows } = await sql<{ id: string }>`
+    WITH gone AS (
+      DELETE FROM batches WHERE id = ${id} AND status IN ('completed', 'failed', 'expired', 'cancelled')
+      RETURNING id, output_file_id, error_file_id
+    ),
+    files AS (DELETE FROM batch_files f USING gone g WHERE f.id IN (g.output_file_id, g.error_file_id))
+    SELECT id FROM gone
+  `.execute(db);
+  return rows.length > 0;
+}
+
 export async function cancelBatch(db: Kysely<Database>, id: string): Promise<boolean> {
   const { rows } = await sql<{ id: string }>`
     UPDATE batches SET status = 'cancelling', cancelling_at = now()

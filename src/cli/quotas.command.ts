@@ -17,6 +17,7 @@ export async function runQuotas(args: string[]): Promise<void> {
       "running-imports": { type: "string" },
       files: { type: "string" },
       "running-batches": { type: "string" },
+      "stored-bytes": { type: "string" },
     },
   });
   const given: Record<string, string | undefined> = values;

@@ -19,7 +19,7 @@ Commands:
                         create an API key (and the tenant if new); the key is shown once
   keys list --tenant NAME
   keys revoke KEY_ID
-  quotas show|set --tenant NAME [--collections N] [--running-imports N] [--files N] [--running-batches N]
+  quotas show|set --tenant NAME [--collections N] [--running-imports N] [--files N] [--running-batches N] [--stored-bytes N]
                         a tenant's own quotas (N or "default"; unset ones follow PGRAG_QUOTA_*)
   eval [--dataset DIR (default: the vendored SciFact)] [--split train] [--modes hybrid,vector,bm25] [--limit N]
                         ingest a BEIR-format folder and print nDCG@10, Recall@100 and latency per mode

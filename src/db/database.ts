@@ -36,6 +36,14 @@ export interface TenantQuotaTable {
   running_imports: number | null;
   files: number | null;
   running_batches: number | null;
+  /** bigint: arrives as a string. */
+  stored_bytes: ColumnType<string | null, number | null | undefined, number | null>;
+}
+
+/** What a tenant stores, in bytes, kept by triggers (migration 19). */
+export interface TenantStorageTable {
+  tenant_id: string;
+  bytes: ColumnType<string, never, never>;
 }
 
 export interface ApiKeyTable {
@@ -175,6 +183,7 @@ export interface Database {
   embedding_settings: EmbeddingSettingsTable;
   tenants: TenantTable;
   tenant_quotas: TenantQuotaTable;
+  tenant_storage: TenantStorageTable;
   api_keys: ApiKeyTable;
   collections: CollectionTable;
   documents: DocumentTable;

@@ -70,9 +70,11 @@ export class ImportService {
         const lines = batch;
         batch = [];
         characters = 0;
-        const { value: repeats } = await this.#write(principal, (tx) =>
-          appendImportLines(tx, { importId, tenantId }, lines),
-        );
+        const { value: repeats } = await this.#write(principal, async (tx) => {
+          const found = await appendImportLines(tx, { importId, tenantId }, lines);
+          await this.#quotas.refuseIfOverStorage(tx, tenantId);
+          return found;
+        });
         const [first] = repeats;
         if (first) {
           throw new InvalidRequestError(

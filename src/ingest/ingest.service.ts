@@ -133,6 +133,7 @@ export class IngestService {
           hash: normalized.hash,
         })),
       );
+      await this.#quotas.refuseIfOverStorage(tx, principal.tenantId);
       const unchanged = await documentVersions(
         tx,
         owner,

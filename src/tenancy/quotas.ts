@@ -39,6 +39,13 @@ const QUOTAS: Record<
     what: "batches not finished",
     used: sql`(SELECT count(*)::int FROM batches WHERE status IN ('in_progress', 'finalizing', 'cancelling'))`,
   },
+  // Documents' text, import uploads waiting to be published and batch files (migration 19); checked
+  // after a write (refuseIfOverStorage), not reserved before it.
+  stored_bytes: {
+    setting: "PGRAG_QUOTA_STORED_BYTES",
+    what: "bytes stored",
+    used: sql`(SELECT coalesce((SELECT bytes FROM tenant_storage), 0))`,
+  },
 };
 
 const NAMES = Object.keys(QUOTAS) as QuotaName[];
@@ -59,7 +66,7 @@ export class Quotas {
   }
 
   /** Refuses (429, naming the quota) when the tenant's transaction `tx` may not add one more of `name`. */
-  async reserve(tx: Kysely<Database>, tenantId: string, name: QuotaName): Promise<void> {
+  async reserve(tx: Kysely<Database>, tenantId: string, name: Exclude<QuotaName, "stored_bytes">): Promise<void> {
     await sql`SELECT pg_advisory_xact_lock(hashtextextended(${`pgrag.quota.${name}:${tenantId}`}, 0))`.execute(tx);
     const { used, limit } = (await this.#usage(tx, tenantId, [name]))[name];
     if (used >= limit) {
@@ -67,6 +74,22 @@ export class Quotas {
       throw new AppError(
         "quota_exceeded",
         `the tenant has ${used} ${quota.what}, its quota "${name}" (${limit}; default ${quota.setting}): finish or delete some, or ask an operator for a larger quota`,
+      );
+    }
+  }
+
+  /**
+   * Refuses (naming the quota) a write that brought the tenant past its `stored_bytes` quota, after
+   * the write, in its transaction (which the refusal rolls back). Exact without a lock of its own: the
+   * triggers that count bytes lock the tenant's row to the commit, so writers of one tenant add up
+   * one after the other and each sees the others' committed bytes.
+   */
+  async refuseIfOverStorage(tx: Kysely<Database>, tenantId: string): Promise<void> {
+    const { used, limit } = (await this.#usage(tx, tenantId, ["stored_bytes"])).stored_bytes;
+    if (used > limit) {
+      throw new AppError(
+        "payload_too_large",
+        `this would bring the tenant to ${used} bytes stored, past its quota "stored_bytes" (${limit}; default PGRAG_QUOTA_STORED_BYTES): delete documents or files, or ask an operator for a larger quota`,
       );
     }
   }
@@ -85,8 +108,12 @@ export class Quotas {
       SELECT ${sql.join(names.map((name) => sql`${QUOTAS[name].used} AS ${sql.ref(name)}`))}
     `.execute(db);
     const used = rows[0];
+    // Bytes are bigints, which arrive as strings.
     return Object.fromEntries(
-      names.map((name) => [name, { used: used?.[name] ?? 0, limit: own?.[name] ?? this.#defaults[name] }]),
+      names.map((name) => [
+        name,
+        { used: Number(used?.[name] ?? 0), limit: Number(own?.[name] ?? this.#defaults[name]) },
+      ]),
     ) as Record<N, QuotaUsage>;
   }
 }
@@ -94,7 +121,9 @@ export class Quotas {
 /** The quotas a tenant has of its own (null: the default), as an operator sees them. */
 export async function tenantQuotas(db: Kysely<Database>, tenantId: string): Promise<Record<QuotaName, number | null>> {
   const own = await db.selectFrom("tenant_quotas").selectAll().where("tenant_id", "=", tenantId).executeTakeFirst();
-  return Object.fromEntries(NAMES.map((name) => [name, own?.[name] ?? null])) as Record<QuotaName, number | null>;
+  return Object.fromEntries(
+    NAMES.map((name) => [name, own?.[name] === null || own?.[name] === undefined ? null : Number(own[name])]),
+  ) as Record<QuotaName, number | null>;
 }
 
 /** Sets some of a tenant's own quotas (null: back to the default), keeping the others. */

@@ -17,6 +17,7 @@ const VIEWS = [
   "token_usage",
   "ingestion_backlog",
   "ingestion_failures",
+  "tenant_usage",
   "model_prices",
 ];
 
@@ -187,6 +188,14 @@ describe("the analyst role", () => {
     expect(zero.rows.map((r) => r.query)).toContain("qqqzzz xxyyzz");
     const top = await analyst.query("SELECT external_id FROM analytics.top_documents WHERE tenant_id = $1", [tenantId]);
     expect(top.rows.length).toBeGreaterThan(0);
+    // Each quota's use, and the tenant's own limit where it has one (none here: the defaults apply).
+    const usage = await analyst.query("SELECT * FROM analytics.tenant_usage WHERE tenant_id = $1", [tenantId]);
+    expect(usage.rows[0]).toMatchObject({
+      collections: "1",
+      collections_quota: null,
+      files: "0",
+      running_batches: "0",
+    });
   });
 
   it("cannot write, change the schema, or read raw tables and keys", async () => {

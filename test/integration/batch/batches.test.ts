@@ -262,6 +262,14 @@ describe("the Batch API, through the official openai package", () => {
       [batch.id],
     );
     expect(claimable?.n).toBe(0);
+    // Ended, it may be deleted, with its output and error files.
+    const response = await fetch(`http://127.0.0.1:${app.port()}/v1/batches/${batch.id}`, {
+      method: "DELETE",
+      headers: { Authorization: `Bearer ${key}` },
+    });
+    expect(await response.json()).toEqual({ id: batch.id, object: "batch", deleted: true });
+    await expect(openai.batches.retrieve(batch.id)).rejects.toBeInstanceOf(OpenAI.NotFoundError);
+    await expect(openai.files.retrieve(done.output_file_id ?? "")).rejects.toBeInstanceOf(OpenAI.NotFoundError);
   });
 
   it("gives a chat request the slot of a running batch request, which runs again and is answered once", async () => {

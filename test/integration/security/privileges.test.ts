@@ -102,8 +102,12 @@ const EXPECTED: Record<string, Record<Role, string>> = {
   "table public.api_keys": { ...none, pgrag_cross_tenant: "SELECT" },
   "table public.tenants": app("SELECT"),
   // A tenant's own quotas (migration 17): operators set them; the app reads its tenant's row.
-  "table public.tenant_quotas": app("SELECT"),
-  "table public.batch_file_lines": app(DML),
+  "table public.tenant_quotas": { ...app("SELECT"), pgrag_cross_tenant: "SELECT" },
+  // What each tenant stores, kept by triggers as the owner (migration 19).
+  "table public.tenant_storage": { ...app("SELECT"), pgrag_cross_tenant: "SELECT" },
+  "function pgrag_count_stored_bytes()": none,
+  // The claim door reads a line's body from its batch's input file (migration 18).
+  "table public.batch_file_lines": { ...app(DML), pgrag_cross_tenant: "SELECT" },
   // The expiry door deletes every tenant's expired files (migration 17).
   "table public.batch_files": { ...app(DML), pgrag_cross_tenant: "SELECT,DELETE" },
   "table public.batch_lines": { ...app(DML), pgrag_cross_tenant: "SELECT,UPDATE" },
@@ -118,7 +122,7 @@ const EXPECTED: Record<string, Record<Role, string>> = {
   "table public.messages": app(DML),
   "table public.embedding_cache": app("SELECT,INSERT"),
   "table public.import_documents": app(DML),
-  "table public.imports": app(DML),
+  "table public.imports": { ...app(DML), pgrag_cross_tenant: "SELECT" },
   "table public.embedding_settings": app("SELECT"),
   "table public.pgmigrations": none,
   // The analyst: curated views only.
@@ -126,6 +130,8 @@ const EXPECTED: Record<string, Record<Role, string>> = {
   "view analytics.feedback_rate": analystView,
   "view analytics.ingestion_backlog": analystView,
   "view analytics.ingestion_failures": analystView,
+  // Per tenant, each quota's use and own limit (migration 20).
+  "view analytics.tenant_usage": analystView,
   "view analytics.stage_latency": analystView,
   "view analytics.token_usage": analystView,
   "view analytics.top_documents": analystView,
@@ -189,7 +195,7 @@ describe("row-level security coverage", () => {
     expect(Object.fromEntries(tables.map((t) => [t.name, t.policies]))).toEqual({
       "analytics.events": `cross_tenant_insert a pgrag_cross_tenant, cross_tenant_select r pgrag_cross_tenant, ${tenantOnly}`,
       api_keys: `cross_tenant_select r pgrag_cross_tenant, owner_administration * pgrag, ${tenantOnly}`,
-      batch_file_lines: tenantOnly,
+      batch_file_lines: `cross_tenant_select r pgrag_cross_tenant, ${tenantOnly}`,
       batch_files: `cross_tenant_delete d pgrag_cross_tenant, cross_tenant_expiry r pgrag_cross_tenant, ${tenantOnly}`,
       batch_lines: `cross_tenant_select r pgrag_cross_tenant, cross_tenant_update w pgrag_cross_tenant, ${tenantOnly}`,
       batches: `cross_tenant_select r pgrag_cross_tenant, ${tenantOnly}`,
@@ -201,10 +207,11 @@ describe("row-level security coverage", () => {
       conversations: tenantOnly,
       documents: `cross_tenant_select r pgrag_cross_tenant, ${tenantOnly}`,
       import_documents: tenantOnly,
-      imports: tenantOnly,
+      imports: `cross_tenant_select r pgrag_cross_tenant, ${tenantOnly}`,
       messages: tenantOnly,
-      tenant_quotas: `owner_administration * pgrag, ${tenantOnly}`,
-      tenants: `owner_administration * pgrag, ${tenantOnly}`,
+      tenant_quotas: `cross_tenant_select r pgrag_cross_tenant, owner_administration * pgrag, ${tenantOnly}`,
+      tenant_storage: `cross_tenant_select r pgrag_cross_tenant, owner_administration * pgrag, ${tenantOnly}`,
+      tenants: `cross_tenant_select r pgrag_cross_tenant, owner_administration * pgrag, ${tenantOnly}`,
     });
     for (const table of tables) {
       expect(table, table.name).toMatchObject({ rls: true, forced: true, owner: "pgrag" });

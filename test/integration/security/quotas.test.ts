@@ -45,6 +45,41 @@ describe("per-tenant quotas", () => {
     });
   });
 
+  it("bound the bytes a tenant stores, counted as documents, imports and files come and go", async () => {
+    const app = await startTestApp({ PGRAG_QUOTA_STORED_BYTES: "3000" });
+    const { key } = await newTenantKey(app);
+    await api(app, "POST", "/v1/collections", { key, json: { name: "c" } });
+    const put = (id: string, bytes: number) =>
+      api<ErrorJson>(app, "PUT", `/v1/collections/c/documents/${id}`, {
+        key,
+        body: "x".repeat(bytes),
+        contentType: "text/plain",
+      });
+    const stored = async () =>
+      (await api<{ quotas: Usage }>(app, "GET", "/v1/usage", { key })).body.quotas.stored_bytes;
+    expect((await put("a", 2000)).status).toBe(202);
+    expect(await stored()).toEqual({ used: 2000, limit: 3000 });
+    const refused = await put("b", 2000);
+    expect(refused.status).toBe(413);
+    expect(refused.body.error.message).toMatch(
+      /bring the tenant to 4000 bytes stored, past its quota "stored_bytes" \(3000/,
+    );
+    // Refused whole: nothing of it is stored or counted.
+    expect(await stored()).toEqual({ used: 2000, limit: 3000 });
+    // A replacement counts the difference.
+    expect((await put("a", 2900)).status).toBe(202);
+    expect((await stored())?.used).toBe(2900);
+    expect((await api(app, "DELETE", "/v1/collections/c/documents/a", { key })).status).toBeLessThan(300);
+    expect((await stored())?.used).toBe(0);
+    const imported = await api<ErrorJson>(app, "POST", "/v1/collections/c/imports", {
+      key,
+      body: `${JSON.stringify({ external_id: "i", content: "y".repeat(3500) })}\n`,
+      contentType: "application/x-ndjson",
+    });
+    expect(imported.status).toBe(413);
+    expect((await stored())?.used).toBe(0);
+  });
+
   it("let only as many concurrent creations through as the quota allows", async () => {
     const app = await startTestApp({ PGRAG_QUOTA_COLLECTIONS: "2" });
     const { key } = await newTenantKey(app);
@@ -71,18 +106,24 @@ describe("per-tenant quotas", () => {
     const second = await upload("b").catch((error: unknown) => error);
     expect(second).toBeInstanceOf(OpenAI.RateLimitError);
     expect((second as Error).message).toMatch(/its quota "files" \(1; default PGRAG_QUOTA_FILES\)/);
-
-    // With no batch runner here, a batch stays in progress: the second is refused.
-    const batch = () =>
-      openai.batches.create({ input_file_id: first.id, endpoint: "/v1/embeddings", completion_window: "24h" });
-    await batch();
-    await expect(batch()).rejects.toThrow(/its quota "running_batches" \(1/);
-
-    // The input file may go: the batch keeps its requests, and the file's place is free again.
+    // A deleted file frees its place.
     expect(await openai.files.delete(first.id)).toMatchObject({ id: first.id, deleted: true });
     await expect(openai.files.retrieve(first.id)).rejects.toBeInstanceOf(OpenAI.NotFoundError);
     const third = await upload("c");
     expect((await openai.files.list()).data.map((f) => f.id)).toEqual([third.id]);
+
+    // With no batch runner here, a batch stays in progress: the second is refused.
+    const batch = () =>
+      openai.batches.create({ input_file_id: third.id, endpoint: "/v1/embeddings", completion_window: "24h" });
+    const running = await batch();
+    await expect(batch()).rejects.toThrow(/its quota "running_batches" \(1/);
+    // Neither the running batch nor the file it reads its requests from can be deleted to make room.
+    const refusedDelete = await api<ErrorJson>(app, "DELETE", `/v1/batches/${running.id}`, { key });
+    expect(refusedDelete.status).toBe(409);
+    expect(refusedDelete.body.error.message).toMatch(/is in_progress; cancel it and wait for it to end first/);
+    const fileInUse = await api<ErrorJson>(app, "DELETE", `/v1/files/${third.id}`, { key });
+    expect(fileInUse.status).toBe(409);
+    expect(fileInUse.body.error.message).toContain(`holds the requests of batch ${running.id}, which has not ended`);
 
     for (const name of ["x", "y"]) await api(app, "POST", "/v1/collections", { key, json: { name } });
     const importInto = (collection: string) =>
