@@ -1,7 +1,7 @@
 /**
  * `npm run bench:hostile`: how long the API's event loop is blocked while hostile documents are
- * uploaded and ingested — a 5 MB HTML page (deep nesting and a huge table) and a 5 MB run of
- * punctuation. The uploads come from curl, in processes of their own, so the loop measured is the
+ * uploaded and ingested — a 5 MB HTML page (deep nesting and a huge table), a 5 MB run of
+ * punctuation and 2 MB with no white space. The uploads come from curl, in processes of their own, so the loop measured is the
  * API's alone (its HTTP handling, the ingestion worker in the same process, the text pool's hand-offs).
  * Printed: event-loop delay p50/p99/max (perf_hooks histogram, 10 ms resolution) while idle and
  * while each document is uploaded and processed to `ready`, and how long that took.
@@ -46,6 +46,7 @@ const documents = [
     body: `${"<div>".repeat(Math.floor(half / 11))}<h1>Deep</h1>${"</div>".repeat(Math.floor(half / 11))}<table>${"<tr><td>cell</td><td>value</td></tr>".repeat(Math.floor(half / 36))}</table>`,
   },
   { id: "bang", type: "text/plain", label: "5 MB punctuation run (a!!!…!!!a)", body: `a${"!".repeat(5 * MB - 3)}a` },
+  { id: "word", type: "text/plain", label: "2 MB with no white space (one 2 MB word)", body: "x".repeat(2 * MB) },
 ];
 
 function loopDelay() {
