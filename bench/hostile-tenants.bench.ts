@@ -13,7 +13,8 @@
  * in every scenario, memory growth ≤ 256 MB, the small import within 2 s of its time alone.
  */
 import { execFile } from "node:child_process";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { once } from "node:events";
+import { createWriteStream, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs, promisify } from "node:util";
@@ -230,9 +231,28 @@ await scenario(
   },
 );
 
+// The attack files are written before the scenarios, line by line or by another process: the API
+// runs in this process, whose memory is measured, and must not be charged for the bench's own strings.
+const badLines = join(dir, "bad.jsonl");
+await run("sh", ["-c", `yes '{"bad": true}' | head -c ${100 * MB} > ${badLines}`]);
+const embeddingLines = join(dir, "embeddings.jsonl");
+{
+  const inputs = Array.from({ length: 2048 }, (_, i) => abstracts[i % abstracts.length]?.text.slice(0, 400) ?? "x");
+  const out = createWriteStream(embeddingLines);
+  for (let i = 0; i < 32; i++) {
+    const line = {
+      custom_id: `e${i}`,
+      method: "POST",
+      url: "/v1/embeddings",
+      body: { model: config.embedding.model, input: inputs },
+    };
+    if (!out.write(`${JSON.stringify(line)}\n`)) await once(out, "drain");
+  }
+  await new Promise((resolve) => out.end(resolve));
+}
+
 await scenario("2. 100 MB of bad lines to /v1/files", async () => {
-  const file = join(dir, "bad.jsonl");
-  writeFileSync(file, '{"bad": true}\n'.repeat(Math.floor((100 * MB) / 14)));
+  const file = badLines;
   const { stdout } = await curl(
     attacker.key,
     "-F",
@@ -263,19 +283,7 @@ await scenario("3. a batch line nested 200,000 deep", async () => {
 });
 
 await scenario("4. an embeddings batch of 32 lines × 2,048 inputs", async () => {
-  const file = join(dir, "embeddings.jsonl");
-  const inputs = Array.from({ length: 2048 }, (_, i) => abstracts[i % abstracts.length]?.text.slice(0, 400) ?? "x");
-  writeFileSync(
-    file,
-    jsonl(
-      Array.from({ length: 32 }, (_, i) => ({
-        custom_id: `e${i}`,
-        method: "POST",
-        url: "/v1/embeddings",
-        body: { model: config.embedding.model, input: inputs },
-      })),
-    ),
-  );
+  const file = embeddingLines;
   const { stdout } = await curl(attacker.key, "-F", `file=@${file}`, "-F", "purpose=batch", `${base}/v1/files`);
   const fileId = (JSON.parse(stdout) as { id: string }).id;
   const batch = (await (

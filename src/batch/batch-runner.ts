@@ -34,8 +34,32 @@ export interface BatchRunnerOptions {
   readonly embeddingModel: string;
 }
 
-/** Inputs per embeddings request: a batch's embedding lines go to the backend in groups this large. */
+/**
+ * Inputs per group of embedding lines: small lines go to the backend together, and a group's vectors
+ * (held until its lines are stored) stay this many, or one line's when it has more.
+ */
 const EMBEDDINGS_PER_REQUEST = 256;
+
+/** Embedding lines in groups of at most EMBEDDINGS_PER_REQUEST inputs (a larger line alone). */
+export function byInputs(lines: readonly ClaimedLine[]): ClaimedLine[][] {
+  const groups: ClaimedLine[][] = [];
+  let group: ClaimedLine[] = [];
+  let inGroup = 0;
+  for (const line of lines) {
+    const inputs = embeddingInputs(line.body);
+    // A line refused for its input costs nothing to embed.
+    const count = typeof inputs === "string" ? 0 : inputs.length;
+    if (group.length > 0 && inGroup + count > EMBEDDINGS_PER_REQUEST) {
+      groups.push(group);
+      group = [];
+      inGroup = 0;
+    }
+    group.push(line);
+    inGroup += count;
+  }
+  if (group.length > 0) groups.push(group);
+  return groups;
+}
 const RETRYABLE = new Set([408, 429, 500, 502, 503, 504]);
 /** Expired files deleted per poll: a backlog goes in short statements, not one long one. */
 const EXPIRED_FILES_PER_TURN = 500;
@@ -147,10 +171,7 @@ export class BatchRunner {
       else work.push(this.#settle([line], () => this.#chat(line).then((result) => [result])));
     }
     for (const group of embeddings.values()) {
-      for (let i = 0; i < group.length; i += EMBEDDINGS_PER_REQUEST) {
-        const slice = group.slice(i, i + EMBEDDINGS_PER_REQUEST);
-        work.push(this.#settle(slice, () => this.#embed(slice)));
-      }
+      for (const slice of byInputs(group)) work.push(this.#settle(slice, () => this.#embed(slice)));
     }
     return work;
   }
