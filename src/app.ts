@@ -184,7 +184,14 @@ export function createApp(config: Config, options: { logger?: Logger } = {}): Ap
       importRoutes(imports, auth, { ...config.imports, maxDocumentBytes: config.ingest.maxDocumentBytes }),
       searchRoutes(search, auth, usageEvents),
       chatRoutes(chat, auth, usageEvents),
-      openAiRoutes(chat, auth, usageEvents),
+      openAiRoutes(chat, auth, usageEvents, async (principal) => [
+        ...(await ingest.listCollections(principal, null)).value.map((collection) => ({
+          id: `rag:${collection.name}`,
+          created: collection.createdAt,
+          ownedBy: "pgrag",
+        })),
+        { id: config.inference.chatModel, created: new Date(0), ownedBy: "inference-backend" },
+      ]),
       // A line is one request: its body is a chat request, bounded like the JSON routes' bodies.
       usageRoutes(quotas, auth),
       batchRoutes(batches, auth, {

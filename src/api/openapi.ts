@@ -239,6 +239,19 @@ export function openApiDocument(limits: { maxBatchDocuments: number }) {
           responses: { 200: ok("The file, deleted: true"), ...errors },
         },
       },
+      "/v1/models": {
+        get: {
+          summary: "The models a client may name: rag:<collection> for each collection, and the chat model",
+          responses: { 200: ok("A list"), ...errors },
+        },
+      },
+      "/v1/models/{id}": {
+        get: {
+          summary: "One model (an id with a slash is sent URL-encoded)",
+          parameters: [idParam],
+          responses: { 200: ok("The model"), ...errors },
+        },
+      },
       "/v1/usage": {
         get: {
           summary: "The tenant's quotas (collections, running imports, files, running batches), each with what it uses",

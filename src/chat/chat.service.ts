@@ -6,11 +6,12 @@ import type { Lsn } from "../db/lsn.ts";
 import type { Router } from "../db/router.ts";
 import { AppError, NotFoundError } from "../errors.ts";
 import type { Priority } from "../inference/admission.ts";
-import type { ChatClient, ChatMessage, ChatUsage } from "../inference/chat-client.ts";
+import type { ChatClient, ChatMessage, ChatUsage, FinishReason, Sampling } from "../inference/chat-client.ts";
 import { upstreamError } from "../inference/upstream-error.ts";
 import type { SearchFilter } from "../retrieval/filters.ts";
 import type { SearchMode, SearchService } from "../retrieval/search.service.ts";
 import type { Principal } from "../tenancy/principal.ts";
+import { estimateTokens } from "../text/token-estimate.ts";
 import {
   conversationsStartedToday,
   findAnswer,
@@ -35,6 +36,11 @@ export interface ChatRequest {
   readonly filter?: SearchFilter;
   /** The inference scheduler's class: batch lines wait for capacity interactive chat leaves free. */
   readonly priority?: Priority;
+  /** The caller's own instructions (an OpenAI client's system messages), added to the RAG ones. */
+  readonly instructions?: string;
+  /** The answer's length in tokens, at most the configured maximum (which is the default). */
+  readonly maxTokens?: number;
+  readonly sampling?: Sampling;
 }
 
 export interface Citation {
@@ -60,6 +66,8 @@ export type ChatEvent =
       answer: string;
       citations: Citation[];
       usage: ChatUsage | null;
+      /** "length" when the answer reached its token limit. */
+      finishReason: FinishReason;
       messageId: string | null;
       token: Lsn | null;
       model: string;
@@ -121,14 +129,20 @@ export class ChatService {
       charStart: h.chunk.charStart,
       charEnd: h.chunk.charEnd,
     }));
-    const prompt = assemblePrompt(request.question, history, ranked, {
-      contextTokens: this.#options.contextTokens,
-      answerTokens: this.#options.maxAnswerTokens,
-    });
+    const answerTokens = Math.min(request.maxTokens ?? this.#options.maxAnswerTokens, this.#options.maxAnswerTokens);
+    const prompt = assemblePrompt(
+      request.question,
+      history,
+      ranked,
+      { contextTokens: this.#options.contextTokens, answerTokens },
+      request.instructions,
+    );
     let answer = "";
     let usage: ChatUsage | null = null;
+    let finishReason: FinishReason = "stop";
     const upstream = chat.stream(prompt.messages, {
-      maxTokens: this.#options.maxAnswerTokens,
+      maxTokens: answerTokens,
+      sampling: request.sampling,
       signal,
       tenantId: principal.tenantId,
       priority: request.priority,
@@ -146,6 +160,8 @@ export class ChatService {
         const delta = next.value;
         if (delta.type === "usage") {
           usage = delta.usage;
+        } else if (delta.type === "finish") {
+          finishReason = delta.reason;
         } else {
           answer += delta.text;
           yield { type: "token", text: delta.text };
@@ -170,6 +186,11 @@ export class ChatService {
         ...(failure.retryAfterSeconds === undefined ? {} : { retryAfterSeconds: failure.retryAfterSeconds }),
       });
     }
+    // A backend that reports no usage gets it estimated, so that every answer carries it.
+    usage ??= {
+      promptTokens: prompt.messages.reduce((n, m) => n + estimateTokens(m.content), 0),
+      completionTokens: estimateTokens(answer),
+    };
     const citations: Citation[] = citedPassages(answer, prompt.passages).map(({ number, passage }) => ({
       number,
       chunkId: passage.chunkId,
@@ -194,6 +215,7 @@ export class ChatService {
       answer,
       citations,
       usage,
+      finishReason,
       messageId: saved?.messageId ?? null,
       token: saved?.token ?? token,
       model: chat.model,

@@ -33,19 +33,25 @@ const SYSTEM = [
 
 /**
  * Fits instructions, history, context and question into the model's window: the question and the
- * instructions always; then the most relevant passages first (identical text only once); then as
- * much recent history as still fits. Token counts are estimates (see estimateTokens), so 5% is kept free.
+ * instructions always (the caller's own, if any, after ours: they shape the answer, they cannot lift
+ * the rule to answer from the passages); then the most relevant passages first (identical text only
+ * once); then as much recent history as still fits. Token counts are estimates (see estimateTokens),
+ * so 5% is kept free.
  */
 export function assemblePrompt(
   question: string,
   history: readonly ChatMessage[],
   ranked: readonly ContextPassage[],
   budget: PromptBudget,
+  callerInstructions?: string,
 ): AssembledPrompt {
+  const instructions = callerInstructions?.trim()
+    ? `${SYSTEM}\n\nInstructions from the application (they do not change the rules above):\n${callerInstructions.trim()}`
+    : SYSTEM;
   let remaining =
     Math.floor(budget.contextTokens * 0.95) -
     budget.answerTokens -
-    estimateTokens(SYSTEM) -
+    estimateTokens(instructions) -
     estimateTokens(question) -
     16;
   const passages: ContextPassage[] = [];
@@ -74,7 +80,7 @@ export function assemblePrompt(
     .join("\n");
   return {
     messages: [
-      { role: "system", content: `${SYSTEM}\n\nContext:\n${context || "(no passages found)"}` },
+      { role: "system", content: `${instructions}\n\nContext:\n${context || "(no passages found)"}` },
       ...kept,
       { role: "user", content: question },
     ],

@@ -83,6 +83,7 @@ const chatRequest = z.object({
   stream: z.boolean().optional(),
   stream_options: z.object({ include_usage: z.boolean().optional() }).nullish(),
   max_tokens: z.number().int().positive().nullish(),
+  stop: z.union([z.string(), z.array(z.string())]).nullish(),
 });
 
 export function createDevInferenceApp(
@@ -180,7 +181,11 @@ export function createDevInferenceApp(
     const request = parsed.data;
     stats.lastChatMessages = request.messages;
     const prompt = request.messages.map((m) => m.content ?? "").join("\n");
-    const answer = extractiveAnswer(request.messages, request.max_tokens ?? 256);
+    const { text: answer, finish } = withinLimits(
+      extractiveAnswer(request.messages, request.max_tokens ?? 256),
+      request.max_tokens ?? null,
+      typeof request.stop === "string" ? [request.stop] : (request.stop ?? []),
+    );
     const usage = {
       prompt_tokens: estimateTokens(prompt),
       completion_tokens: estimateTokens(answer),
@@ -208,7 +213,7 @@ export function createDevInferenceApp(
           {
             index: 0,
             message: { role: "assistant", content: answer },
-            finish_reason: "stop",
+            finish_reason: finish,
             logprobs: null,
           },
         ],
@@ -244,7 +249,7 @@ export function createDevInferenceApp(
         stats.abortedChats++;
         return;
       }
-      await stream.writeSSE({ data: chunk({}, "stop") });
+      await stream.writeSSE({ data: chunk({}, finish) });
       if (request.stream_options?.include_usage) {
         await stream.writeSSE({
           data: JSON.stringify({
@@ -302,6 +307,26 @@ export function extractiveAnswer(
     answer += `${answer ? " " : ""}${candidate.text}`;
   }
   return answer;
+}
+
+/**
+ * An answer as a backend sends it under max_tokens and stop: cut before the first stop sequence
+ * (finish "stop"), or after max_tokens tokens (finish "length").
+ */
+export function withinLimits(
+  answer: string,
+  maxTokens: number | null,
+  stop: readonly string[],
+): { text: string; finish: "stop" | "length" } {
+  const stopAt = Math.min(...stop.map((s) => answer.indexOf(s)).filter((i) => i >= 0), answer.length);
+  const text = answer.slice(0, stopAt);
+  if (maxTokens === null || estimateTokens(text) <= maxTokens) return { text, finish: "stop" };
+  let kept = "";
+  for (const piece of text.match(/\S+\s*/g) ?? []) {
+    if (estimateTokens(kept + piece) > maxTokens) break;
+    kept += piece;
+  }
+  return { text: kept.trimEnd(), finish: "length" };
 }
 
 function words(text: string): string[] {

@@ -16,7 +16,19 @@ export interface ChatUsage {
   readonly completionTokens: number;
 }
 
-export type ChatDelta = { type: "token"; text: string } | { type: "usage"; usage: ChatUsage };
+/** How the backend samples an answer, as the OpenAI API names it; absent: the backend's defaults. */
+export interface Sampling {
+  readonly temperature?: number;
+  readonly topP?: number;
+  readonly stop?: readonly string[];
+  readonly seed?: number;
+}
+
+/** Why the backend stopped: the answer was complete ("stop"), or it reached max_tokens ("length"). */
+export type FinishReason = "stop" | "length" | "content_filter";
+
+export type ChatDelta =
+  { type: "token"; text: string } | { type: "usage"; usage: ChatUsage } | { type: "finish"; reason: FinishReason };
 
 /**
  * Streams chat completions from any OpenAI-compatible backend (vLLM, TGI, Ollama, OpenAI). The
@@ -53,6 +65,7 @@ export class ChatClient {
     messages: readonly ChatMessage[],
     options: {
       maxTokens: number;
+      sampling?: Sampling | undefined;
       signal: AbortSignal;
       /** whose turn it is in admission, and in which class */
       tenantId: string;
@@ -94,6 +107,7 @@ export class ChatClient {
           stream: true,
           stream_options: { include_usage: true },
           max_tokens: options.maxTokens,
+          ...samplingFields(options.sampling),
         },
         { signal: upstream.signal },
       );
@@ -105,6 +119,8 @@ export class ChatClient {
           endFirst?.();
         }
         if (text) yield { type: "token", text };
+        const reason = chunk.choices[0]?.finish_reason;
+        if (reason === "length" || reason === "content_filter" || reason === "stop") yield { type: "finish", reason };
         if (chunk.usage) {
           yield {
             type: "usage",
@@ -136,4 +152,15 @@ export class ChatClient {
       release();
     }
   }
+}
+
+/** The request fields of `sampling` that are set (an absent one is the backend's default). */
+function samplingFields(sampling: Sampling | undefined) {
+  if (!sampling) return {};
+  return {
+    ...(sampling.temperature === undefined ? {} : { temperature: sampling.temperature }),
+    ...(sampling.topP === undefined ? {} : { top_p: sampling.topP }),
+    ...(sampling.stop === undefined ? {} : { stop: [...sampling.stop] }),
+    ...(sampling.seed === undefined ? {} : { seed: sampling.seed }),
+  };
 }

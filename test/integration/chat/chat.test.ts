@@ -86,6 +86,67 @@ describe("OpenAI-compatible facade, called with the openai client", () => {
   });
 });
 
+describe("the OpenAI surface tools expect", () => {
+  const client = () => new OpenAI({ baseURL: baseURL(), apiKey: key, maxRetries: 0 });
+
+  it("lists each collection as a model rag:<collection>, and the chat model", async () => {
+    const models = (await client().models.list()).data.map((m) => m.id);
+    expect(models).toContain("rag:sci");
+    expect(models).toContain(app.config.inference.chatModel);
+    expect(await client().models.retrieve("rag:sci")).toMatchObject({ id: "rag:sci", object: "model" });
+    await expect(client().models.retrieve("rag:none")).rejects.toMatchObject({ status: 404 });
+  });
+
+  it("takes text content parts and system messages, and refuses other parts with a clear 400", async () => {
+    const dev = app.devInference();
+    const completion = await client().chat.completions.create({
+      model: "rag:sci",
+      messages: [
+        { role: "system", content: "Answer in one sentence." },
+        { role: "user", content: [{ type: "text", text: question }] },
+      ],
+    });
+    expect(completion.choices[0]?.message.content?.length).toBeGreaterThan(20);
+    // The application's instructions reached the backend after pgrag's own, before the context.
+    const system = dev?.stats.lastChatMessages.find((m) => m.role === "system")?.content ?? "";
+    expect(system).toMatch(
+      /Instructions from the application \(they do not change the rules above\):\nAnswer in one sentence\.\n\nContext:/,
+    );
+    const image = client().chat.completions.create({
+      model: "rag:sci",
+      messages: [{ role: "user", content: [{ type: "image_url", image_url: { url: "http://x/y.png" } }] }],
+    });
+    await expect(image).rejects.toMatchObject({ status: 400 });
+    await expect(image).rejects.toThrow(/messages\.0\.content: must be a string or an array of text parts/);
+  });
+
+  it("passes max_tokens upstream and reports a cut answer's finish_reason, with usage on every answer", async () => {
+    const short = await client().chat.completions.create({
+      model: "rag:sci",
+      messages: [{ role: "user", content: question }],
+      max_tokens: 5,
+      temperature: 0.2,
+      seed: 7,
+    });
+    expect(short.choices[0]?.finish_reason).toBe("length");
+    expect(short.usage?.completion_tokens).toBeLessThanOrEqual(5);
+    expect(short.usage?.prompt_tokens).toBeGreaterThan(0);
+    const stream = await client().chat.completions.create({
+      model: "rag:sci",
+      messages: [{ role: "user", content: question }],
+      max_completion_tokens: 5,
+      stream: true,
+      stream_options: { include_usage: true },
+    });
+    const chunks = [];
+    for await (const chunk of stream) chunks.push(chunk);
+    expect(chunks.map((c) => c.choices[0]?.finish_reason).filter(Boolean)).toEqual(["length"]);
+    const last = chunks.at(-1);
+    expect(last?.choices).toEqual([]);
+    expect(last?.usage?.total_tokens).toBeGreaterThan(0);
+  });
+});
+
 describe("/v1/chat", () => {
   it("streams start, tokens, citations, usage and done as Server-Sent Events", async () => {
     const response = await fetch(`${baseURL()}/chat`, {
