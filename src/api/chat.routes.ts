@@ -136,6 +136,34 @@ export function chatRoutes(
       });
     })
     .get(
+      "/v1/conversations",
+      auth("read"),
+      validate(
+        "query",
+        z.object({
+          after: z.uuid("not a conversation id").optional(),
+          limit: z.coerce.number().int().min(1).max(100).default(20),
+        }),
+      ),
+      async (c) => {
+        const { after, limit } = c.req.valid("query");
+        // One more than asked tells whether there is a next page.
+        const found = await service.conversations(
+          c.get("principal"),
+          { after: after ?? null, limit: limit + 1 },
+          readConsistencyToken(c),
+        );
+        const data = found.slice(0, limit).map((conversation) => ({
+          id: conversation.id,
+          title: conversation.title,
+          messages: conversation.messages,
+          created_at: conversation.createdAt,
+          updated_at: conversation.updatedAt,
+        }));
+        return c.json({ data, has_more: found.length > limit, last_id: data.at(-1)?.id ?? null });
+      },
+    )
+    .get(
       "/v1/conversations/:id",
       auth("read"),
       validate("param", z.object({ id: z.uuid("not a conversation id") })),

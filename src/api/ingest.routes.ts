@@ -5,7 +5,7 @@ import type { Lsn } from "../db/lsn.ts";
 import { AppError, describeIssues } from "../errors.ts";
 import { DEFAULT_CHUNKING, MIN_CHUNK_TOKENS } from "../ingest/chunking.ts";
 import type { Collection } from "../ingest/collections.repository.ts";
-import { decodeUtf8, parseContentType } from "../ingest/content.ts";
+import { charsetOf, decodeText, parseContentType } from "../ingest/content.ts";
 import { documentFields, externalId } from "../ingest/document-fields.ts";
 import type { DocumentSummary } from "../ingest/documents.repository.ts";
 import type { DocumentWriteResult, IngestService } from "../ingest/ingest.service.ts";
@@ -173,7 +173,7 @@ export function ingestRoutes(
         } else {
           // A raw upload: Markdown, HTML or plain text as the body, title and source in the query.
           const type = parseContentType(contentType);
-          const text = decodeUtf8(new Uint8Array(await c.req.arrayBuffer()));
+          const text = decodeText(new Uint8Array(await c.req.arrayBuffer()), charsetOf(contentType));
           upload = {
             externalId: id,
             content: text,
@@ -222,6 +222,16 @@ export function ingestRoutes(
       );
       c.header("X-Served-By", node);
       return c.json({ document: documentJson(value), consistency_token: observedToken(c, observed) });
+    })
+    .delete("/v1/collections/:collection", auth("write"), validate("param", params), async (c) => {
+      const { collection } = c.req.valid("param");
+      const { value, token } = await service.deleteCollection(c.get("principal"), collection);
+      return c.json({
+        deleted: true,
+        collection,
+        documents: value.documents,
+        consistency_token: setConsistencyToken(c, token),
+      });
     })
     .delete(
       "/v1/collections/:collection/documents/:externalId",

@@ -136,6 +136,14 @@ export function openApiDocument(limits: { maxBatchDocuments: number }) {
           responses: { 200: ok("Collections"), ...errors },
         },
       },
+      "/v1/collections/{collection}": {
+        delete: {
+          summary:
+            "Delete a collection with its documents, chunks, postings and conversations (409 while an import into it runs)",
+          parameters: [collectionParam],
+          responses: { 200: ok("Deleted, with the number of documents"), 409: errorResponse, ...errors },
+        },
+      },
       "/v1/collections/{collection}/documents": {
         post: {
           summary: "Create or replace many documents",
@@ -335,6 +343,13 @@ export function openApiDocument(limits: { maxBatchDocuments: number }) {
           summary: "Thumbs up or down (and a comment) on an answer",
           requestBody: json(feedbackBody),
           responses: { 202: ok("Recorded"), ...errors },
+        },
+      },
+      "/v1/conversations": {
+        get: {
+          summary: "The tenant's conversations, most recently active first (after, limit)",
+          parameters: [consistencyHeader],
+          responses: { 200: ok("A page of conversations"), ...errors },
         },
       },
       "/v1/conversations/{id}": {

@@ -4,24 +4,31 @@ import type { z } from "zod";
 import { describeIssues, InvalidRequestError } from "../errors.ts";
 import { refuseDeepJson } from "../text/json-depth.ts";
 
+const JSON_TYPE = /^application\/([\w.+-]+\+)?json\b/i;
+
 /** zod validation of a request part, failing with our error format. */
 export function validate<Target extends keyof ValidationTargets, Schema extends z.ZodType>(
   target: Target,
   schema: Schema,
 ) {
-  return zValidator(target, schema, (result) => {
-    if (!result.success) {
-      const { message, details } = describeIssues(result.error);
-      throw new InvalidRequestError(message, { details });
+  return zValidator(target, schema, (result, c) => {
+    if (result.success) return;
+    // Without a JSON content type the body is not read at all (curl -d sends a form type): say so,
+    // rather than that every field is missing.
+    const type = c.req.header("Content-Type") ?? "";
+    if (target === "json" && !JSON_TYPE.test(type)) {
+      throw new InvalidRequestError(
+        `send the body as JSON with Content-Type: application/json (got ${type ? `"${type}"` : "no Content-Type"})`,
+      );
     }
+    const { message, details } = describeIssues(result.error);
+    throw new InvalidRequestError(message, { details });
   });
 }
 
 /** PostgreSQL text cannot hold NUL characters: refuse them where a person can be told why. */
 export const noNul = (s: string) => !s.includes("\u0000");
 export const NO_NUL_MESSAGE = "must not contain NUL characters";
-
-const JSON_TYPE = /^application\/([\w.+-]+\+)?json\b/i;
 
 /**
  * Refuses a JSON body nested deeper than MAX_JSON_DEPTH before anything parses it. Runs after the

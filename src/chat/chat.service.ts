@@ -18,6 +18,7 @@ import {
   findConversation,
   insertConversation,
   insertMessage,
+  listConversations,
   listMessages,
 } from "./conversations.repository.ts";
 import { assemblePrompt, type ContextPassage, citedPassages } from "./prompt.ts";
@@ -220,6 +221,15 @@ export class ChatService {
       token: saved?.token ?? token,
       model: chat.model,
     };
+  }
+
+  /** The principal's tenant's conversations, most recently active first. */
+  async conversations(principal: Principal, page: { after: string | null; limit: number }, clientToken: Lsn | null) {
+    return (
+      await this.#router.read({ token: clientToken, tenantId: principal.tenantId }, (db) =>
+        listConversations(db, principal.tenantId, page),
+      )
+    ).value;
   }
 
   async conversation(principal: Principal, conversationId: string, clientToken: Lsn | null) {

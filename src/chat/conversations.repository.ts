@@ -34,6 +34,47 @@ export async function findConversation(
   return row && { id: row.id, collectionId: row.collection_id, title: row.title, createdAt: row.created_at };
 }
 
+export interface ConversationSummary extends Conversation {
+  readonly updatedAt: Date;
+  readonly messages: number;
+}
+
+/**
+ * The tenant's conversations, most recently active first, `limit` after the conversation `after`
+ * (keyset on (updated_at, id): a page costs the same however deep it is).
+ */
+export async function listConversations(
+  db: Kysely<Database>,
+  tenantId: string,
+  page: { after: string | null; limit: number },
+): Promise<ConversationSummary[]> {
+  const { rows } = await sql<{
+    id: string;
+    collection_id: string | null;
+    title: string | null;
+    created_at: Date;
+    updated_at: Date;
+    messages: number;
+  }>`
+    SELECT c.id, c.collection_id, c.title, c.created_at, c.updated_at,
+           (SELECT count(*)::int FROM messages m WHERE m.tenant_id = c.tenant_id AND m.conversation_id = c.id) AS messages
+    FROM conversations c
+    WHERE c.tenant_id = ${tenantId}::uuid
+      AND (${page.after}::uuid IS NULL
+           OR (c.updated_at, c.id) < (SELECT a.updated_at, a.id FROM conversations a WHERE a.id = ${page.after}::uuid))
+    ORDER BY c.updated_at DESC, c.id DESC
+    LIMIT ${page.limit}
+  `.execute(db);
+  return rows.map((r) => ({
+    id: r.id,
+    collectionId: r.collection_id,
+    title: r.title,
+    createdAt: r.created_at,
+    updatedAt: r.updated_at,
+    messages: r.messages,
+  }));
+}
+
 export async function listMessages(
   db: Kysely<Database>,
   tenantId: string,

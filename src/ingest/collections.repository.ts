@@ -22,6 +22,20 @@ export function rowToCollection(row: CollectionRow): Collection {
   };
 }
 
+/**
+ * Deletes a collection with everything in it — documents, chunks, postings, statistics, imports by
+ * cascade, and its conversations — in the caller's transaction. Returns how many documents went.
+ * A partition of its own stays, empty: dropping it would lock the parent table of every tenant.
+ */
+export async function deleteCollection(db: Kysely<Database>, collectionId: string): Promise<number> {
+  await sql`DELETE FROM conversations WHERE collection_id = ${collectionId}::uuid`.execute(db);
+  const { rows } = await sql<{ documents: number }>`
+    WITH gone AS (DELETE FROM collections WHERE id = ${collectionId}::uuid RETURNING id)
+    SELECT (SELECT count(*)::int FROM documents d WHERE d.collection_id = ${collectionId}::uuid) AS documents FROM gone
+  `.execute(db);
+  return rows[0]?.documents ?? 0;
+}
+
 export async function insertCollection(
   db: Kysely<Database>,
   input: { tenantId: string; name: string; language: string; chunking: ChunkingOptions },

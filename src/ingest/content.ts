@@ -24,10 +24,36 @@ export function parseContentType(header: string | undefined): ContentType {
 
 /** Decodes an uploaded body, refusing invalid UTF-8 rather than storing replacement characters. */
 export function decodeUtf8(bytes: Uint8Array): string {
+  return decodeText(bytes, "utf-8");
+}
+
+/** The charset a Content-Type header names (`text/plain; charset=iso-8859-1`); UTF-8 when none. */
+export function charsetOf(header: string | undefined): string {
+  return /;\s*charset\s*=\s*"?([^";\s]+)"?/i.exec(header ?? "")?.[1] ?? "utf-8";
+}
+
+/**
+ * Decodes an uploaded body in its charset, with the WHATWG Encoding standard's decoders (Node's
+ * TextDecoder, on ICU: the Latin and Windows code pages, the CJK encodings, UTF-16…); an unknown
+ * charset or bytes that are not valid in it are refused rather than stored as replacement characters.
+ */
+export function decodeText(bytes: Uint8Array, charset: string): string {
+  let decoder: TextDecoder;
   try {
-    return new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+    decoder = new TextDecoder(charset, { fatal: true });
   } catch {
-    throw new InvalidRequestError("the document is not valid UTF-8 text");
+    throw new InvalidRequestError(
+      `unknown charset "${charset}": send UTF-8, or name a charset of the WHATWG Encoding standard (iso-8859-1, windows-1252, shift_jis, utf-16le…)`,
+    );
+  }
+  try {
+    return decoder.decode(bytes);
+  } catch {
+    throw new InvalidRequestError(
+      charset.toLowerCase() === "utf-8" || charset.toLowerCase() === "utf8"
+        ? "the document is not valid UTF-8 text: name its charset in the Content-Type (e.g. text/plain; charset=iso-8859-1)"
+        : `the document is not valid ${charset} text`,
+    );
   }
 }
 

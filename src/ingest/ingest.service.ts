@@ -1,4 +1,4 @@
-import type { Kysely } from "kysely";
+import { type Kysely, sql } from "kysely";
 import type { Database } from "../db/database.ts";
 import type { Lsn } from "../db/lsn.ts";
 import type { ReadResult, Router } from "../db/router.ts";
@@ -7,6 +7,7 @@ import type { Principal } from "../tenancy/principal.ts";
 import type { Quotas } from "../tenancy/quotas.ts";
 import type { ChunkingOptions } from "./chunking.ts";
 import {
+  deleteCollection,
   requireCollection,
   insertCollection,
   listCollections,
@@ -22,6 +23,7 @@ import {
   listDocumentSummaries,
   upsertDocuments,
 } from "./documents.repository.ts";
+import { runningImportOf } from "./imports.repository.ts";
 import type { CompactionJob } from "./postings-compactor.ts";
 import type { IngestJobData } from "./queue.ts";
 import type { TextPool } from "./text-pool.ts";
@@ -180,6 +182,25 @@ export class IngestService {
         collectionId: collection.id,
         ...filter,
       });
+    });
+  }
+
+  /**
+   * Deletes a collection and everything in it; refused while an import into it runs (its staged
+   * partition would be left behind). A large collection takes as long as its rows take to delete.
+   */
+  async deleteCollection(principal: Principal, collectionName: string) {
+    return this.#write(principal, async (tx) => {
+      const collection = await requireCollection(tx, principal.tenantId, collectionName);
+      const running = await runningImportOf(tx, collection.id);
+      if (running) {
+        throw new AppError(
+          "conflict",
+          `an import into collection "${collectionName}" is still running (${running}); wait for it to finish`,
+        );
+      }
+      await sql`SELECT set_config('statement_timeout', '0', true)`.execute(tx);
+      return { documents: await deleteCollection(tx, collection.id) };
     });
   }
 

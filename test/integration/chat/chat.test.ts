@@ -202,6 +202,34 @@ describe("/v1/chat", () => {
     expect(history.body.messages.every((m) => m.status === "complete")).toBe(true);
   });
 
+  it("lists the tenant's conversations, most recently active first, a page at a time", async () => {
+    const { key: own } = await newTenantKey(app);
+    await createCollection(app, own, "sci");
+    const ids: string[] = [];
+    for (const question of ["first?", "second?", "third?"]) {
+      const events = await readSse(
+        await fetch(`${baseURL()}/chat`, {
+          method: "POST",
+          headers: { Authorization: `Bearer ${own}`, "Content-Type": "application/json" },
+          body: JSON.stringify({ collection: "sci", question }),
+        }),
+      );
+      const start = events.find((e) => e.event === "start");
+      ids.push((JSON.parse(start?.data ?? "{}") as { conversation_id: string }).conversation_id);
+    }
+    type Page = { data: { id: string; messages: number }[]; has_more: boolean; last_id: string | null };
+    const first = await api<Page>(app, "GET", "/v1/conversations?limit=2", { key: own });
+    expect(first.body.data.map((c) => c.id)).toEqual([ids[2], ids[1]]);
+    expect(first.body.data[0]?.messages).toBe(2);
+    expect(first.body.has_more).toBe(true);
+    const second = await api<Page>(app, "GET", `/v1/conversations?limit=2&after=${first.body.last_id}`, { key: own });
+    expect(second.body.data.map((c) => c.id)).toEqual([ids[0]]);
+    expect(second.body.has_more).toBe(false);
+    // Another tenant sees none of them.
+    const { key: other } = await newTenantKey(app);
+    expect((await api<Page>(app, "GET", "/v1/conversations", { key: other })).body.data).toEqual([]);
+  });
+
   it("rejects an empty question and an unknown conversation clearly", async () => {
     const empty = await api<{ error: { message: string } }>(app, "POST", "/v1/chat", {
       key,
