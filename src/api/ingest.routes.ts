@@ -12,6 +12,7 @@ import type { DocumentWriteResult, IngestService } from "../ingest/ingest.servic
 import type { Scope } from "../tenancy/principal.ts";
 import { readConsistencyToken, setConsistencyToken } from "./consistency.ts";
 import { limitBodySize } from "./body-limit.ts";
+import { requestedWait } from "./wait-preference.ts";
 import type { AppEnv } from "./context.ts";
 import { collectionName } from "./request-fields.ts";
 import { limitJsonDepth, validate } from "./validation.ts";
@@ -84,8 +85,16 @@ function documentJson(d: DocumentSummary) {
   };
 }
 
-function writeResultJson(r: DocumentWriteResult) {
-  return { id: r.id, external_id: r.externalId, version: r.version, changed: r.changed };
+function writeResultJson(r: DocumentWriteResult, state?: { status: string; error: string | null }) {
+  return {
+    id: r.id,
+    external_id: r.externalId,
+    version: r.version,
+    changed: r.changed,
+    // An unchanged document is as it was (ready, unless its earlier version is still being processed).
+    status: state?.status ?? (r.changed ? "pending" : "unchanged"),
+    ...(state?.error ? { error: state.error } : {}),
+  };
 }
 
 /** Reads hand back a token covering what they saw; see the Router's `observe`. */
@@ -106,6 +115,31 @@ function toUpload(d: z.infer<typeof documentBody>, id: string) {
 
 /** Document uploads, whose bodies are bounded by PGRAG_MAX_BODY_BYTES rather than the JSON routes' limit. */
 export const DOCUMENT_UPLOAD_PATH = /^\/v1\/collections\/[^/]+\/documents(\/[^/]+)?$/;
+
+/**
+ * After a write, waits up to `wait` seconds for its changed documents to be searchable (or failed).
+ * 200 when all are, with a token that finds them; 202 at the deadline, or with no wait, with the
+ * write's token and the documents' states as they are.
+ */
+async function settled(
+  c: Context<AppEnv>,
+  service: IngestService,
+  written: readonly DocumentWriteResult[],
+  token: Lsn,
+  wait: number,
+) {
+  const changed = written.filter((r) => r.changed).map((r) => r.id);
+  if (wait === 0 || changed.length === 0) {
+    return { states: new Map(), status: 202 as const, json: { consistency_token: setConsistencyToken(c, token) } };
+  }
+  const { value: states, observed } = await service.awaitDocuments(c.get("principal"), changed, token, wait * 1000);
+  const done = [...states.values()].every((s) => s.status === "ready" || s.status === "failed");
+  return {
+    states,
+    status: done ? (200 as const) : (202 as const),
+    json: { consistency_token: setConsistencyToken(c, done && observed ? observed : token) },
+  };
+}
 
 export function ingestRoutes(
   service: IngestService,
@@ -141,12 +175,19 @@ export function ingestRoutes(
       validate("json", batchBody(limits.maxBatchDocuments)),
       async (c) => {
         const { documents } = c.req.valid("json");
+        const { collection } = c.req.valid("param");
+        const wait = requestedWait(c);
         const { value, token } = await service.putDocuments(
           c.get("principal"),
-          c.req.valid("param").collection,
+          collection,
           documents.map((d) => toUpload(d, d.external_id)),
         );
-        return c.json({ documents: value.map(writeResultJson), consistency_token: setConsistencyToken(c, token) }, 202);
+        c.header("Location", `/v1/collections/${encodeURIComponent(collection)}/documents`);
+        const outcome = await settled(c, service, value, token, wait);
+        return c.json(
+          { documents: value.map((r) => writeResultJson(r, outcome.states.get(r.id))), ...outcome.json },
+          outcome.status,
+        );
       },
     )
     .put(
@@ -183,12 +224,12 @@ export function ingestRoutes(
             metadata: {},
           };
         }
+        const wait = requestedWait(c);
         const { value, token } = await service.putDocuments(c.get("principal"), collection, [upload]);
-        const [result] = value.map(writeResultJson);
-        return c.json(
-          { document: result, consistency_token: setConsistencyToken(c, token) },
-          result?.changed ? 202 : 200,
-        );
+        c.header("Location", `/v1/collections/${encodeURIComponent(collection)}/documents/${encodeURIComponent(id)}`);
+        const outcome = await settled(c, service, value, token, wait);
+        const [result] = value.map((r) => writeResultJson(r, outcome.states.get(r.id)));
+        return c.json({ document: result, ...outcome.json }, result?.changed ? outcome.status : 200);
       },
     )
     .get(

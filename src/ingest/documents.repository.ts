@@ -196,6 +196,19 @@ export async function findDocumentSummary(
   return row && rowToSummary(row);
 }
 
+/** Where documents stand now: their status (and error) at their current version. */
+export async function documentStates(
+  db: Kysely<Database>,
+  ids: readonly string[],
+): Promise<Map<string, { status: DocumentStatus; error: string | null }>> {
+  const rows = await db
+    .selectFrom("documents")
+    .select(["id", "status", "error"])
+    .where("id", "=", sql<string>`any(${[...ids]}::uuid[])`)
+    .execute();
+  return new Map(rows.map((r) => [r.id, { status: r.status as DocumentStatus, error: r.error }]));
+}
+
 export async function listDocumentSummaries(
   db: Kysely<Database>,
   filter: { tenantId: string; collectionId: string; status?: DocumentStatus; after?: string; limit: number },

@@ -1,3 +1,4 @@
+import { setTimeout as delay } from "node:timers/promises";
 import { type Kysely, sql } from "kysely";
 import type { Database } from "../db/database.ts";
 import type { Lsn } from "../db/lsn.ts";
@@ -18,6 +19,7 @@ import {
   type DocumentStatus,
   type DocumentSummary,
   deleteDocument,
+  documentStates,
   documentVersions,
   findDocumentSummary,
   listDocumentSummaries,
@@ -154,6 +156,23 @@ export class IngestService {
         return { id: stored?.id ?? "", externalId: u.externalId, version: stored?.version ?? null, changed: !!changed };
       });
     });
+  }
+
+  /**
+   * Waits, at most `waitMs`, until these documents are searchable (ready) or failed, re-reading them
+   * (with the write's token, so a replica that serves the read has the write) at growing intervals.
+   * Returns each one's state at the end, and a token at or past what that read saw: a search with
+   * it finds the documents that were ready.
+   */
+  async awaitDocuments(principal: Principal, ids: readonly string[], token: Lsn, waitMs: number) {
+    const deadline = performance.now() + waitMs;
+    for (let pause = 50; ; pause = Math.min(pause * 2, 500)) {
+      const result = await this.#read(principal, { token, observe: true }, (db) => documentStates(db, ids));
+      const settled = [...result.value.values()].every((d) => d.status === "ready" || d.status === "failed");
+      const left = deadline - performance.now();
+      if (settled || left <= 0) return result;
+      await delay(Math.min(pause, left));
+    }
   }
 
   async getDocument(principal: Principal, collectionName: string, externalId: string, token: Lsn | null) {

@@ -71,6 +71,59 @@ describe("collections and uploads", () => {
     expect(again.status).toBe(404);
   });
 
+  it("wait, when asked, until written documents are searchable, and say where to follow them", async () => {
+    const app = await startTestApp({}, { workers: true });
+    const { key } = await newTenantKey(app);
+    await createCollection(app, key, "waiting");
+    const put = await app.http.request("/v1/collections/waiting/documents/zebra", {
+      method: "PUT",
+      headers: { Authorization: `Bearer ${key}`, "Content-Type": "application/json", Prefer: "wait=30" },
+      body: JSON.stringify({ content: "Zebrafish regenerate their hearts after injury." }),
+    });
+    expect(put.status).toBe(200);
+    expect(put.headers.get("Preference-Applied")).toBe("wait=30");
+    expect(put.headers.get("Location")).toBe("/v1/collections/waiting/documents/zebra");
+    const written = (await put.json()) as { document: { status: string }; consistency_token: string };
+    expect(written.document.status).toBe("ready");
+    // The token covers the ingestion: a search with it finds the document at once, on any node.
+    const found = await api<{ results: { external_id: string }[] }>(app, "POST", "/v1/search", {
+      key,
+      token: written.consistency_token,
+      json: { collection: "waiting", query: "zebrafish hearts", mode: "bm25" },
+    });
+    expect(found.body.results.map((r) => r.external_id)).toEqual(["zebra"]);
+
+    const batch = await api<{ documents: { external_id: string; status: string }[] }>(
+      app,
+      "POST",
+      "/v1/collections/waiting/documents?wait=30",
+      {
+        key,
+        json: {
+          documents: [
+            { external_id: "b1", content: "One." },
+            { external_id: "b2", content: "Two." },
+          ],
+        },
+      },
+    );
+    expect(batch.status).toBe(200);
+    expect(batch.body.documents.map((d) => d.status)).toEqual(["ready", "ready"]);
+    // Without a wait: 202 at once, with each document's state and where to follow them.
+    const queued = await api<{ document: { status: string } }>(app, "PUT", "/v1/collections/waiting/documents/q", {
+      key,
+      json: { content: "Queued." },
+    });
+    expect(queued.status).toBe(202);
+    expect(queued.body.document.status).toBe("pending");
+    expect(queued.headers.get("Location")).toBe("/v1/collections/waiting/documents/q");
+    const bad = await api<ErrorJson>(app, "PUT", "/v1/collections/waiting/documents/q?wait=soon", {
+      key,
+      json: { content: "Queued." },
+    });
+    expect(bad.status).toBe(400);
+  });
+
   it("decode a text upload in the charset its Content-Type names, and refuse an unknown one", async () => {
     const app = await startTestApp();
     const { key } = await newTenantKey(app);
