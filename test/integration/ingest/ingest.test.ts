@@ -118,7 +118,7 @@ describe("ingestion", () => {
         json: { content, content_type: "text/markdown", title: "Note" },
       });
     expect((await put("# Note\n\nPgBouncer pools connections in transaction mode.")).status).toBe(202);
-    let { documents } = await waitForDocuments(app, key, "notes", ["n1"]);
+    const { documents } = await waitForDocuments(app, key, "notes", ["n1"]);
     const id = documents.get("n1")?.id ?? "";
     expect((await chunkRows(id)).map((r) => r.content).join(" ")).toContain("PgBouncer");
 
@@ -130,9 +130,9 @@ describe("ingestion", () => {
     const changed = await put("# Note\n\nStreaming replicas replay the primary's WAL.");
     expect(changed.body.document).toMatchObject({ changed: true, version: 2 });
     // Ready at version 2: version 1 is ready too until the worker has the change, so read again until then.
-    documents = await waitFor("n1 ready at version 2", async () => {
+    await waitFor("n1 ready at version 2", async () => {
       const current = (await waitForDocuments(app, key, "notes", ["n1"], ["ready"])).documents;
-      return current.get("n1")?.version === 2 ? current : undefined;
+      return current.get("n1")?.version === 2 || undefined;
     });
     const rows = await chunkRows(id);
     expect(rows.every((r) => r.version === 2)).toBe(true);
