@@ -79,12 +79,13 @@ describe("loadConfig", () => {
     expect(() => loadConfig({ PGRAG_ENV_FILE: "/nonexistent/pgrag.env" })).toThrow(/PGRAG_ENV_FILE: file not found/);
   });
 
-  it("is documented: the README's configuration table is the one generated from the schema", () => {
-    const readme = readFileSync(fileURLToPath(new URL("../../README.md", import.meta.url)), "utf8");
-    const block = readme.slice(
-      readme.indexOf("<!-- config-table:start (npm run docs:config) -->"),
-      readme.indexOf("<!-- config-table:end -->"),
-    );
+  it("is documented: docs/configuration.md's table is the one generated from the schema", () => {
+    const page = readFileSync(fileURLToPath(new URL("../../docs/configuration.md", import.meta.url)), "utf8");
+    const start = page.indexOf("<!-- config-table:start (npm run docs:config) -->");
+    const end = page.indexOf("<!-- config-table:end -->");
+    expect(start, "docs/configuration.md needs the config-table markers").toBeGreaterThanOrEqual(0);
+    expect(end, "docs/configuration.md needs the config-table markers").toBeGreaterThan(start);
+    const block = page.slice(start, end);
     expect(block.split("\n").slice(1).join("\n").trim(), "run npm run docs:config").toBe(configTable());
     const reference = configReference();
     expect(reference.map((v) => v.name)).toEqual(CONFIG_VARIABLES);
