@@ -3,6 +3,7 @@ import { join } from "node:path";
 import { PGlite } from "@electric-sql/pglite";
 import { vector } from "@electric-sql/pglite-pgvector";
 import { PGLiteSocketServer } from "@electric-sql/pglite-socket";
+import { lockEmbeddedFolder } from "./embedded-lock.ts";
 
 export interface EmbeddedDatabase {
   stop(): Promise<void>;
@@ -24,16 +25,24 @@ export async function startEmbeddedDatabase(options: {
   // in. A Unix socket in a directory only this OS user may enter is the authentication.
   mkdirSync(options.socketDir, { recursive: true, mode: 0o700 });
   chmodSync(options.socketDir, 0o700);
-  const socket = join(options.socketDir, `.s.PGSQL.${options.port}`);
-  rmSync(socket, { force: true }); // left behind by a process that was killed
-  const db = await PGlite.create({ dataDir: options.dataDir, extensions: { vector } });
-  // A few connections may be open (the app's pool, migrations, admin); statements are queued one at a time.
-  const server = new PGLiteSocketServer({ db, path: socket, maxConnections: 8 });
-  await server.start();
-  return {
-    async stop() {
-      await server.stop();
-      await db.close();
-    },
-  };
+  const unlock = lockEmbeddedFolder(join(options.socketDir, "owner.lock"));
+  try {
+    const socket = join(options.socketDir, `.s.PGSQL.${options.port}`);
+    // Ours now: a socket here was left behind by an owner that died.
+    rmSync(socket, { force: true });
+    const db = await PGlite.create({ dataDir: options.dataDir, extensions: { vector } });
+    // A few connections may be open (the app's pool, migrations, admin); statements are queued one at a time.
+    const server = new PGLiteSocketServer({ db, path: socket, maxConnections: 8 });
+    await server.start();
+    return {
+      async stop() {
+        await server.stop();
+        await db.close();
+        unlock();
+      },
+    };
+  } catch (error) {
+    unlock();
+    throw error;
+  }
 }

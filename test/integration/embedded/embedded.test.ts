@@ -1,10 +1,12 @@
-import { existsSync, mkdtempSync, statSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { createApp } from "../../../src/app.ts";
 import { loadConfig } from "../../../src/config.ts";
+import { startEmbeddedDatabase } from "../../../src/db/embedded.ts";
 import { pino } from "pino";
 import { api } from "../../helpers/api.ts";
 import { waitForDocuments } from "../../helpers/ingest.ts";
@@ -83,5 +85,38 @@ describe("the embedded default (PGlite)", () => {
       json: { collection: "sci", query: target?.title, mode: "bm25" },
     });
     expect(after.body.results.map((r) => r.external_id)).not.toContain(target?._id);
+  });
+
+  it("has one owner: a second process is refused with the owner's pid, and a dead owner's lock is taken over", async () => {
+    const embedded = config.database.embedded;
+    if (!embedded) throw new Error("embedded expected");
+    const socket = join(embedded.socketDir, ".s.PGSQL.55997");
+    // The app started above owns the folder: the command line is refused, and the socket stays.
+    const cli = spawnSync(process.execPath, ["bin/pgrag.js", "ingest", "README.md", "--collection", "x"], {
+      env: {
+        ...process.env,
+        PGRAG_EMBEDDED_DATA_DIR: dataDir,
+        PGRAG_EMBEDDED_PORT: "55997",
+        PGRAG_LOG_LEVEL: "silent",
+      },
+      encoding: "utf8",
+    });
+    expect(cli.status).toBe(1);
+    expect(cli.stderr).toContain(`the embedded database is in use by pgrag process ${process.pid}`);
+    expect(existsSync(socket)).toBe(true);
+    await expect(startEmbeddedDatabase(embedded)).rejects.toThrow(/in use by pgrag process/);
+    expect(existsSync(socket)).toBe(true);
+
+    // A folder whose owner died (kill -9: lock and socket left behind) is taken over.
+    const other = join(mkdtempSync(join(tmpdir(), "pgrag-embedded-")), "data");
+    const otherSockets = join(other, "..", "socket");
+    mkdirSync(otherSockets, { recursive: true, mode: 0o700 });
+    const dead = spawnSync("true").pid;
+    writeFileSync(join(otherSockets, "owner.lock"), JSON.stringify({ pid: dead, started: "earlier" }));
+    writeFileSync(join(otherSockets, ".s.PGSQL.55998"), "");
+    const started = await startEmbeddedDatabase({ dataDir: other, port: 55998, socketDir: otherSockets });
+    expect(JSON.parse(readFileSync(join(otherSockets, "owner.lock"), "utf8"))).toMatchObject({ pid: process.pid });
+    await started.stop();
+    expect(existsSync(join(otherSockets, "owner.lock"))).toBe(false);
   });
 });

@@ -1,0 +1,52 @@
+import { closeSync, openSync, readFileSync, rmSync, writeSync } from "node:fs";
+import { AppError } from "../errors.ts";
+
+/**
+ * One process owns an embedded data folder at a time. Two PGlite instances on one folder corrupt
+ * it, and a second process used to take the first one's socket away: writes went to a database the
+ * server never saw. The owner writes its pid into the lock file; a later process refuses while that
+ * process lives, and takes over the lock (and the socket) of one that died without removing them.
+ */
+export function lockEmbeddedFolder(lockPath: string): () => void {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      const fd = openSync(lockPath, "wx", 0o600);
+      writeSync(fd, JSON.stringify({ pid: process.pid, started: new Date().toISOString() }));
+      closeSync(fd);
+      return () => {
+        if (ownerOf(lockPath)?.pid === process.pid) rmSync(lockPath, { force: true });
+      };
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== "EEXIST" || attempt > 0) throw error;
+      const owner = ownerOf(lockPath);
+      if (owner && alive(owner.pid)) {
+        throw new AppError(
+          "conflict",
+          `the embedded database is in use by pgrag process ${owner.pid} (started ${owner.started}): ` +
+            `use that server's API (its URL and key were printed at its start), or stop it (kill ${owner.pid}) and run this again`,
+        );
+      }
+      // Its owner is gone (killed, or the machine restarted): the lock is stale.
+      rmSync(lockPath, { force: true });
+    }
+  }
+}
+
+function ownerOf(lockPath: string): { pid: number; started: string } | null {
+  try {
+    const parsed = JSON.parse(readFileSync(lockPath, "utf8")) as { pid?: unknown; started?: unknown };
+    return typeof parsed.pid === "number" ? { pid: parsed.pid, started: String(parsed.started ?? "?") } : null;
+  } catch {
+    return null;
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    // EPERM: it exists, as another user's process.
+    return (error as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
