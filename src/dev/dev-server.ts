@@ -269,8 +269,10 @@ export function createDevInferenceApp(
 }
 
 /**
- * Picks the context sentences sharing most words with the question, keeping any "[n]" source
- * marker of the passage they come from, so that citations survive into the answer.
+ * Picks the context's prose sentences sharing most words with the question (for their length: a
+ * long sentence shares more words by chance), keeping the "[n]" source marker of the passage they
+ * come from, so that citations survive into the answer. Code, tables, diagrams and configuration
+ * listings are not sentences a person would quote, and are passed over.
  */
 export function extractiveAnswer(
   messages: readonly { role: string; content?: string | null }[],
@@ -294,9 +296,15 @@ export function extractiveAnswer(
     }
     if (!marker) continue;
     for (const sentence of line.split(/(?<=[.!?])\s+/)) {
-      const overlap = words(sentence).filter((w) => questionWords.has(w)).length;
-      if (overlap > 0 && sentence.trim().length > 20)
-        candidates.push({ text: `${sentence.trim()} ${marker}`, score: overlap, order: order++ });
+      if (!isProse(sentence)) continue;
+      const sentenceWords = words(sentence);
+      const overlap = sentenceWords.filter((w) => questionWords.has(w)).length;
+      if (overlap > 0)
+        candidates.push({
+          text: `${sentence.trim()} ${marker}`,
+          score: overlap / Math.sqrt(sentenceWords.length),
+          order: order++,
+        });
     }
   }
   if (candidates.length === 0) return "I could not find an answer to that in the provided context.";
@@ -327,6 +335,21 @@ export function withinLimits(
     kept += piece;
   }
   return { text: kept.trimEnd(), finish: "length" };
+}
+
+/** Longest sentence the dev answerer quotes: longer runs are listings or flattened blocks, not prose. */
+const MAX_SENTENCE_CHARS = 400;
+
+/** Whether a sentence reads as prose: mostly letters, and none of the marks of code, tables or listings. */
+export function isProse(sentence: string): boolean {
+  const text = sentence.trim();
+  if (text.length < 20 || text.length > MAX_SENTENCE_CHARS) return false;
+  const marks = ["```", "-->", "{", "}", "$ ", "curl ", "://"];
+  if (marks.some((mark) => text.includes(mark))) return false;
+  // A table row has cells between bars; a configuration listing, NAME=value pairs.
+  if (text.split("|").length > 2 || /\w=\S/.test(text)) return false;
+  const letters = text.match(/\p{L}/gu)?.length ?? 0;
+  return letters / text.length > 0.6;
 }
 
 function words(text: string): string[] {
