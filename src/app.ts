@@ -83,7 +83,11 @@ export interface App {
 export function createApp(config: Config, options: { logger?: Logger } = {}): App {
   const logger = options.logger ?? createLogger(config);
   const registry = createMetricsRegistry();
-  const poolOptions = { size: config.database.poolSize, applicationName: "pgrag" };
+  const poolOptions = {
+    size: config.database.poolSize,
+    applicationName: "pgrag",
+    ...(config.database.embedded ? { connectionWaitMs: config.routing.probeTimeoutMs } : {}),
+  };
   const primary = createDbNode("primary", "primary", config.database.primaryUrl, poolOptions);
   const replicas = config.database.replicaUrls.map((url, i) =>
     createDbNode(replicaName(url, i), "replica", url, poolOptions),

@@ -34,6 +34,11 @@ const quota = (fallback: number, what: string) =>
     .default(fallback)
     .describe(`quota: ${what}, unless the tenant has its own (pgrag quotas)`);
 
+/** In embedded mode: how long a health probe may wait for the one session before the node counts as down. */
+const EMBEDDED_PROBE_TIMEOUT_MS = 60_000;
+/** In embedded mode: documents per ingestion write transaction at most. */
+const EMBEDDED_WORKER_BATCH_SIZE = 8;
+
 const milliseconds = (fallback: number) => z.coerce.number().int().min(0).max(3_600_000).default(fallback);
 
 const schema = z.object({
@@ -791,7 +796,11 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       consistencyWaitMs: raw.PGRAG_CONSISTENCY_WAIT_MS,
       readFallbackToPrimary: raw.PGRAG_READ_FALLBACK_TO_PRIMARY,
       breakerMaxBackoffMs: raw.PGRAG_BREAKER_MAX_BACKOFF_MS,
-      probeTimeoutMs: raw.PGRAG_PROBE_TIMEOUT_MS,
+      // The embedded database is one session that runs one transaction at a time: a probe waits its
+      // turn behind an ingestion write, and a slow one means busy, not down (it has no failover).
+      probeTimeoutMs: embedded
+        ? Math.max(raw.PGRAG_PROBE_TIMEOUT_MS, EMBEDDED_PROBE_TIMEOUT_MS)
+        : raw.PGRAG_PROBE_TIMEOUT_MS,
     },
     authCacheTtlMs: raw.PGRAG_AUTH_CACHE_TTL_MS,
     rateLimit: {
@@ -843,7 +852,10 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     ingest: {
       workerConcurrency: raw.PGRAG_WORKER_CONCURRENCY,
       workerWriters: Math.min(raw.PGRAG_WORKER_WRITERS, raw.PGRAG_WORKER_CONCURRENCY),
-      workerBatchSize: raw.PGRAG_WORKER_BATCH_SIZE,
+      // Embedded: short write transactions, so that reads waiting for the one session get their turns.
+      workerBatchSize: embedded
+        ? Math.min(raw.PGRAG_WORKER_BATCH_SIZE, EMBEDDED_WORKER_BATCH_SIZE)
+        : raw.PGRAG_WORKER_BATCH_SIZE,
       workerBatchBytes: raw.PGRAG_WORKER_BATCH_BYTES,
       workerPollSeconds: raw.PGRAG_WORKER_POLL_SECONDS,
       compactionDelaySeconds: raw.PGRAG_COMPACTION_DELAY_SECONDS,

@@ -15,6 +15,12 @@ export interface DbNode {
 export interface PoolOptions {
   readonly size: number;
   readonly applicationName: string;
+  /**
+   * How long a query waits for a connection before that counts as the node being unreachable
+   * (3 s by default: a node behind PgBouncer that is down surfaces quickly, so the router goes
+   * elsewhere). The embedded database's one connection is busy, not down, while a write holds it.
+   */
+  readonly connectionWaitMs?: number;
 }
 
 // bigint (int8) and numeric stay strings by default in pg; ids are bigint and must not lose precision,
@@ -26,9 +32,8 @@ export function createDbNode(name: string, role: NodeRole, url: string, options:
     connectionString: url,
     max: options.size,
     application_name: `${options.applicationName}:${name}`,
-    // A node behind PgBouncer that is down must surface as an error quickly, so the router can go
-    // elsewhere; PgBouncer itself fails queued clients after its query_wait_timeout.
-    connectionTimeoutMillis: 3_000,
+    // PgBouncer itself fails queued clients after its query_wait_timeout.
+    connectionTimeoutMillis: options.connectionWaitMs ?? 3_000,
     idleTimeoutMillis: 30_000,
     keepAlive: true,
   });

@@ -51,6 +51,15 @@ describe("loadConfig", () => {
     expect(loadConfig(minimal).database.embedded).toBeNull();
   });
 
+  it("treats the embedded database as one busy node, not a failing one: patient probes, short writes", () => {
+    const embedded = loadConfig({});
+    expect(embedded.routing.probeTimeoutMs).toBe(60_000);
+    expect(embedded.ingest.workerBatchSize).toBe(8);
+    const cluster = loadConfig(minimal);
+    expect(cluster.routing.probeTimeoutMs).toBe(1_000);
+    expect(cluster.ingest.workerBatchSize).toBe(256);
+  });
+
   it("refuses replicas without a primary, naming the variable", () => {
     expect(() => loadConfig({ PGRAG_REPLICA_URLS: "postgres://a@127.0.0.1:6432/replica1" })).toThrow(ConfigError);
     expect(() => loadConfig({ PGRAG_REPLICA_URLS: "postgres://a@127.0.0.1:6432/replica1" })).toThrow(
