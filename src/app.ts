@@ -122,7 +122,7 @@ export function createApp(config: Config, options: { logger?: Logger } = {}): Ap
     },
     registry,
   );
-  const textPool = new TextPool(config.ingest.text);
+  const textPool = new TextPool(config.ingest.text, registry);
   const quotas = new Quotas(router, config.quotas);
   const ingest = new IngestService(router, queue, textPool, quotas, {
     maxDocumentBytes: config.ingest.maxDocumentBytes,

@@ -1,5 +1,6 @@
 import { MessageChannel } from "node:worker_threads";
 import { Piscina } from "piscina";
+import { Counter, type Registry } from "prom-client";
 import { AppError, UnavailableError } from "../errors.ts";
 import type { Chunk, ChunkingOptions } from "./chunking.ts";
 import type { TextTask } from "./text-tasks.ts";
@@ -33,9 +34,16 @@ export class TextTooComplexError extends AppError {
 export class TextPool {
   readonly #pool: Piscina;
   readonly #options: TextPoolOptions;
+  readonly #tasks: Counter<"kind" | "outcome">;
 
-  constructor(options: TextPoolOptions) {
+  constructor(options: TextPoolOptions, registry: Registry) {
     this.#options = options;
+    this.#tasks = new Counter({
+      name: "pgrag_text_tasks_total",
+      help: "Text tasks run in the worker threads, by kind (chunk, html-to-markdown) and outcome (done, over_budget, failed)",
+      labelNames: ["kind", "outcome"],
+      registers: [registry],
+    });
     this.#pool = new Piscina({
       filename: new URL("./text-worker.cjs", import.meta.url).href,
       // Threads stay warm (and one cut off is replaced at once): starting one costs the loader's start-up.
@@ -67,8 +75,14 @@ export class TextPool {
       timer = setTimeout(() => budget.abort(), this.#options.timeoutMs);
     });
     try {
-      return await this.#pool.run({ task, started }, { signal: budget.signal, transferList: [started] });
+      const result: unknown = await this.#pool.run(
+        { task, started },
+        { signal: budget.signal, transferList: [started] },
+      );
+      this.#tasks.inc({ kind: task.kind, outcome: "done" });
+      return result;
     } catch (error) {
+      this.#tasks.inc({ kind: task.kind, outcome: budget.signal.aborted ? "over_budget" : "failed" });
       if (budget.signal.aborted) throw new TextTooComplexError(what, this.#options.timeoutMs, { cause: error });
       throw error;
     } finally {
