@@ -4,13 +4,14 @@ import type { Config } from "./config.ts";
 export type { Logger };
 
 /**
- * Structured JSON logs for machines; in a terminal (`logFormat: "auto"` and stdout a TTY) the same
- * records as readable lines through pino-pretty.
+ * Structured JSON logs for machines; in a terminal (`logFormat: "auto"` and stderr a TTY) the same
+ * records as readable lines through pino-pretty. Logs go to stderr: stdout carries what a command
+ * prints as its result (an answer, a key, a list), so `2>/dev/null` leaves just that.
  */
 export function createLogger(config: Pick<Config, "logLevel"> & { logFormat?: Config["logFormat"] }): Logger {
   const format = config.logFormat ?? "json";
-  const pretty = format === "pretty" || (format === "auto" && process.stdout.isTTY === true);
-  return pino({
+  const pretty = format === "pretty" || (format === "auto" && process.stderr.isTTY === true);
+  const options = {
     level: config.logLevel,
     base: { service: "pgrag" },
     // Connection URLs carry passwords; never let one reach a log line.
@@ -19,9 +20,15 @@ export function createLogger(config: Pick<Config, "logLevel"> & { logFormat?: Co
       ? {
           transport: {
             target: "pino-pretty",
-            options: { colorize: true, translateTime: "SYS:HH:MM:ss", ignore: "pid,hostname,service" },
+            options: {
+              colorize: true,
+              translateTime: "SYS:HH:MM:ss",
+              ignore: "pid,hostname,service",
+              destination: 2,
+            },
           },
         }
       : {}),
-  });
+  };
+  return pretty ? pino(options) : pino(options, pino.destination(2));
 }

@@ -39,9 +39,7 @@ export async function runAsk(args: string[]): Promise<void> {
       if (event.type === "end") {
         process.stdout.write("\n\n");
         for (const c of event.citations)
-          process.stdout.write(
-            `[${c.number}] ${c.title ?? c.externalId} — ${c.externalId}, characters ${c.charStart}–${c.charEnd}\n`,
-          );
+          process.stdout.write(`[${c.number}] ${citedName(c)}, characters ${c.charStart}–${c.charEnd}\n`);
         if (!config.inference.url)
           process.stdout.write("\n(extractive answer: no model is configured; set PGRAG_INFERENCE_URL)\n");
       }
@@ -49,4 +47,9 @@ export async function runAsk(args: string[]): Promise<void> {
   } finally {
     await app.stop();
   }
+}
+
+/** A cited document's name: its title, and its id when that says something more. */
+function citedName(c: { title: string | null; externalId: string }): string {
+  return c.title && c.title !== c.externalId ? `${c.title} — ${c.externalId}` : c.externalId;
 }

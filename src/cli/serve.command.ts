@@ -8,8 +8,16 @@ export async function serve(listen: boolean): Promise<void> {
   try {
     await app.start({ listen });
   } catch (error) {
-    app.logger.fatal({ err: error }, `start-up failed: ${(error as Error).message}`);
     await app.stop();
+    if ((error as NodeJS.ErrnoException).code === "EADDRINUSE") {
+      // A person's mistake, not a crash: one line saying what to do, no stack.
+      const { host, port } = app.config.http;
+      process.stderr.write(
+        `pgrag: ${host}:${port} is in use (another pgrag, or another server); stop it, or choose another port with PGRAG_PORT\n`,
+      );
+    } else {
+      app.logger.fatal({ err: error }, `start-up failed: ${(error as Error).message}`);
+    }
     process.exitCode = 1;
     return;
   }

@@ -343,7 +343,8 @@ const MAX_SENTENCE_CHARS = 400;
 /** Whether a sentence reads as prose: mostly letters, and none of the marks of code, tables or listings. */
 export function isProse(sentence: string): boolean {
   const text = sentence.trim();
-  if (text.length < 20 || text.length > MAX_SENTENCE_CHARS) return false;
+  // A heading (the chunk's first line, flattened into its text) names the passage; it answers nothing.
+  if (text.length < 20 || text.length > MAX_SENTENCE_CHARS || text.startsWith("#")) return false;
   const marks = ["```", "-->", "{", "}", "$ ", "curl ", "://"];
   if (marks.some((mark) => text.includes(mark))) return false;
   // A table row has cells between bars; a configuration listing, NAME=value pairs.

@@ -37,6 +37,7 @@ describe("the dev answerer", () => {
     expect(isProse("PGRAG_PORT=8080 PGRAG_HOST=127.0.0.1 PGRAG_LOG_LEVEL=info")).toBe(false);
     expect(isProse("flowchart LR client --> api api --> pgb")).toBe(false);
     expect(isProse("x".repeat(500))).toBe(false);
+    expect(isProse("# Microstructural development of human newborn cerebral white matter.")).toBe(false);
   });
 
   it("cuts an answer at max_tokens (finish length) or before a stop sequence (finish stop)", () => {

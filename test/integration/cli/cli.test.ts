@@ -1,5 +1,6 @@
 import { execFile } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { createServer, type AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -31,7 +32,8 @@ describe("the pgrag CLI", () => {
     expect(ingested.stderr).toContain(`skipped: ${join(dir, "image.png")} (not Markdown, text or HTML)`);
 
     const asked = await pgrag("ask", a?.title ?? "", "--tenant", tenant, "--collection", "notes");
-    expect(asked.stdout).toMatch(/\[1\] .+ — a\.md, characters \d+–\d+/);
+    // A document named by its file: the name once, not "a.md — a.md".
+    expect(asked.stdout).toMatch(/^\[1\] a\.md, characters \d+–\d+$/m);
     expect(asked.stdout).toContain("extractive answer");
   });
 
@@ -134,5 +136,29 @@ describe("the pgrag CLI", () => {
     }
     // With the relevant abstracts among 60-odd documents, full text finds most of them.
     expect(rows.bm25?.[2]).toBeGreaterThan(0.8);
+  });
+
+  it("keeps stdout for results: logs go to stderr, and a port in use is one line saying what to do", async () => {
+    const talkative = { ...env, PGRAG_LOG_LEVEL: "info", PGRAG_LOG_FORMAT: "json" };
+    const listed = await run(process.execPath, [CLI, "keys", "list", "--tenant", tenant], { env: talkative });
+    expect(listed.stdout).not.toMatch(/"level":/);
+    // A port already taken by another server.
+    const taken = createServer();
+    await new Promise<void>((resolve) => taken.listen(0, "127.0.0.1", resolve));
+    const port = (taken.address() as AddressInfo).port;
+    try {
+      const refused = await run(process.execPath, [CLI, "serve"], {
+        env: { ...talkative, PGRAG_PORT: String(port), PGRAG_WORKER_CONCURRENCY: "0" },
+        timeout: 120_000,
+      }).catch((error: unknown) => error as { code: number; stdout: string; stderr: string });
+      expect(refused).toMatchObject({ code: 1 });
+      const { stderr } = refused as { stderr: string };
+      expect(stderr).toContain(
+        `pgrag: 127.0.0.1:${port} is in use (another pgrag, or another server); stop it, or choose another port with PGRAG_PORT`,
+      );
+      expect(stderr).not.toMatch(/at .*\.ts:\d+/);
+    } finally {
+      taken.close();
+    }
   });
 });
