@@ -251,8 +251,8 @@ const embeddingLines = join(dir, "embeddings.jsonl");
   await new Promise((resolve) => out.end(resolve));
 }
 
-await scenario("2. 100 MB of bad lines to /v1/files", async () => {
-  const file = badLines;
+/** The attacker's upload of a batch file, by curl; the HTTP status it got ("reset" when there was none). */
+async function uploadBatchFile(file: string): Promise<string> {
   const { stdout } = await curl(
     attacker.key,
     "-F",
@@ -264,23 +264,13 @@ await scenario("2. 100 MB of bad lines to /v1/files", async () => {
     `${base}/v1/files`,
   ).catch((error: { stdout?: string }) => ({ stdout: error.stdout ?? "reset" }));
   return `answered ${stdout.trim().split("\n").at(-1)}`;
-});
+}
 
-await scenario("3. a batch line nested 200,000 deep", async () => {
-  const file = join(dir, "deep.jsonl");
-  writeFileSync(file, `${"[".repeat(200_000)}${"]".repeat(200_000)}\n`);
-  const { stdout } = await curl(
-    attacker.key,
-    "-F",
-    `file=@${file}`,
-    "-F",
-    "purpose=batch",
-    "-w",
-    "\n%{http_code}",
-    `${base}/v1/files`,
-  );
-  return `answered ${stdout.trim().split("\n").at(-1)}`;
-});
+await scenario("2. 100 MB of bad lines to /v1/files", () => uploadBatchFile(badLines));
+
+const deepLine = join(dir, "deep.jsonl");
+writeFileSync(deepLine, `${"[".repeat(200_000)}${"]".repeat(200_000)}\n`);
+await scenario("3. a batch line nested 200,000 deep", () => uploadBatchFile(deepLine));
 
 await scenario("4. an embeddings batch of 32 lines × 2,048 inputs", async () => {
   const file = embeddingLines;

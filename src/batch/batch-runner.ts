@@ -6,6 +6,7 @@ import type { AdmissionControl } from "../inference/admission.ts";
 import type { EmbeddingClient } from "../inference/embedding-client.ts";
 import type { Logger } from "../logger.ts";
 import type { Principal } from "../tenancy/principal.ts";
+import { slicesWithinBudget } from "../jobs/slices.ts";
 import { estimateTokens } from "../text/token-estimate.ts";
 import {
   batchesToFinalize,
@@ -42,23 +43,15 @@ const EMBEDDINGS_PER_REQUEST = 256;
 
 /** Embedding lines in groups of at most EMBEDDINGS_PER_REQUEST inputs (a larger line alone). */
 export function byInputs(lines: readonly ClaimedLine[]): ClaimedLine[][] {
-  const groups: ClaimedLine[][] = [];
-  let group: ClaimedLine[] = [];
-  let inGroup = 0;
-  for (const line of lines) {
-    const inputs = embeddingInputs(line.body);
-    // A line refused for its input costs nothing to embed.
-    const count = typeof inputs === "string" ? 0 : inputs.length;
-    if (group.length > 0 && inGroup + count > EMBEDDINGS_PER_REQUEST) {
-      groups.push(group);
-      group = [];
-      inGroup = 0;
-    }
-    group.push(line);
-    inGroup += count;
-  }
-  if (group.length > 0) groups.push(group);
-  return groups;
+  return slicesWithinBudget(
+    lines,
+    (line) => {
+      const inputs = embeddingInputs(line.body);
+      // A line refused for its input costs nothing to embed.
+      return typeof inputs === "string" ? 0 : inputs.length;
+    },
+    EMBEDDINGS_PER_REQUEST,
+  );
 }
 const RETRYABLE = new Set([408, 429, 500, 502, 503, 504]);
 /** Expired files deleted per poll: a backlog goes in short statements, not one long one. */

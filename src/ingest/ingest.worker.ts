@@ -22,6 +22,7 @@ import {
 import { PollSleep } from "./poll-sleep.ts";
 import type { PostingsCompactor } from "./postings-compactor.ts";
 import { withRenewedLeases } from "./job-leases.ts";
+import { slicesWithinBudget } from "../jobs/slices.ts";
 import { INGEST_QUEUE, type IngestJobData } from "./queue.ts";
 
 export interface IngestWorkerOptions {
@@ -387,26 +388,4 @@ export class IngestWorker {
       end();
     }
   }
-}
-
-/**
- * `items` in order, cut where the next one would take a slice past `budget` bytes; an item larger
- * than the budget is a slice of its own.
- */
-export function slicesWithinBudget<T>(items: readonly T[], bytesOf: (item: T) => number, budget: number): T[][] {
-  const slices: T[][] = [];
-  let current: T[] = [];
-  let bytes = 0;
-  for (const item of items) {
-    const size = bytesOf(item);
-    if (current.length > 0 && bytes + size > budget) {
-      slices.push(current);
-      current = [];
-      bytes = 0;
-    }
-    current.push(item);
-    bytes += size;
-  }
-  if (current.length > 0) slices.push(current);
-  return slices;
 }

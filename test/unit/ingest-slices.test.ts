@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { slicesWithinBudget } from "../../src/ingest/ingest.worker.ts";
+import { slicesWithinBudget } from "../../src/jobs/slices.ts";
 import { writePriority } from "../../src/ingest/queue.ts";
 
 describe("ingestion batch slices", () => {
