@@ -2,6 +2,8 @@
 import { ConfigError } from "./config.ts";
 import { AppError } from "./errors.ts";
 import { runAsk } from "./cli/ask.command.ts";
+import { runCollections } from "./cli/collections.command.ts";
+import { runConversations } from "./cli/conversations.command.ts";
 import { runComposeSecrets } from "./cli/compose-secrets.command.ts";
 import { runConfig } from "./cli/config.command.ts";
 import { runDevInference } from "./cli/dev-inference.command.ts";
@@ -11,6 +13,7 @@ import { runIngest } from "./cli/ingest.command.ts";
 import { runKeys } from "./cli/keys.command.ts";
 import { runMigrate } from "./cli/migrate.command.ts";
 import { runQuotas } from "./cli/quotas.command.ts";
+import { runSearch } from "./cli/search.command.ts";
 import { serve } from "./cli/serve.command.ts";
 import { USAGE, UsageError } from "./cli/usage.ts";
 
@@ -39,6 +42,12 @@ async function main(argv: string[]): Promise<void> {
       return runImport(rest);
     case "ask":
       return runAsk(rest);
+    case "search":
+      return runSearch(rest);
+    case "collections":
+      return runCollections(rest);
+    case "conversations":
+      return runConversations(rest);
     case "eval":
       return runEval(rest);
     case "dev-inference":

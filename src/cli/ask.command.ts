@@ -1,9 +1,8 @@
 import { parseArgs } from "node:util";
-import { createApp } from "../app.ts";
-import { loadConfig } from "../config.ts";
 import { AppError } from "../errors.ts";
 import { PRIMARY_ONLY_TOKEN } from "../db/router.ts";
-import { common, principalFor } from "./tenant-principal.ts";
+import { withCliApp } from "./cli-app.ts";
+import { common } from "./tenant-principal.ts";
 
 /** `pgrag ask "<question>"`: the answer streamed to the terminal, then its citations. */
 export async function runAsk(args: string[]): Promise<void> {
@@ -16,15 +15,7 @@ export async function runAsk(args: string[]): Promise<void> {
   if (!question) throw new AppError("invalid_request", 'ask needs a question: pgrag ask "How do replicas work?"');
   if (!["hybrid", "vector", "bm25"].includes(values.mode))
     throw new AppError("invalid_request", "--mode takes hybrid, vector or bm25");
-  const config = loadConfig({
-    ...process.env,
-    PGRAG_WORKER_CONCURRENCY: "0",
-    PGRAG_LOG_LEVEL: process.env.PGRAG_LOG_LEVEL ?? "warn",
-  });
-  const app = createApp(config);
-  await app.start({ listen: false });
-  try {
-    const principal = await principalFor(app, values.tenant);
+  await withCliApp(values.tenant, async (app, principal, config) => {
     // A one-off command has no token of earlier writes (an `ingest` a moment ago, say): it reads
     // from the primary, which has them all.
     const abort = new AbortController();
@@ -44,9 +35,7 @@ export async function runAsk(args: string[]): Promise<void> {
           process.stdout.write("\n(extractive answer: no model is configured; set PGRAG_INFERENCE_URL)\n");
       }
     }
-  } finally {
-    await app.stop();
-  }
+  });
 }
 
 /** A cited document's name: its title, and its id when that says something more. */

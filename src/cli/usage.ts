@@ -15,6 +15,12 @@ Commands:
                         title, source, metadata, content_type; a folder: each .jsonl in it), with progress
   ask "<question>" [--tenant T] [--collection C] [--mode hybrid|vector|bm25]
                         stream an answer with citations to the terminal
+  search "<query>" [--tenant T] [--collection C] [--mode hybrid|vector|bm25] [--k N]
+                        the best chunks: rank, score, document, start of the text
+  collections [list] | create NAME [--language L] | delete NAME [--tenant T]
+                        a tenant's collections (delete takes its documents with it)
+  conversations [--tenant T] [--limit N]
+                        a tenant's conversations, most recently active first
   keys create --tenant NAME [--name LABEL] [--scopes read,write,admin]
                         create an API key (and the tenant if new); the key is shown once
   keys list --tenant NAME

@@ -105,6 +105,23 @@ export async function holdCollection(db: Kysely<Database>, collectionId: string)
 /** The tenant's collection of this name, or a 404 that says how to create it. */
 export async function requireCollection(db: Kysely<Database>, tenantId: string, name: string): Promise<Collection> {
   const collection = await findCollection(db, tenantId, name);
-  if (!collection) throw new NotFoundError(`no collection "${name}"; create it with POST /v1/collections`);
+  if (!collection) {
+    // A typo is the likeliest cause: name the ones there are.
+    const names = await db
+      .selectFrom("collections")
+      .select("name")
+      .where("tenant_id", "=", tenantId)
+      .orderBy("name")
+      .limit(11)
+      .execute();
+    const known =
+      names.length === 0
+        ? "none yet"
+        : `${names
+            .slice(0, 10)
+            .map((n) => `"${n.name}"`)
+            .join(", ")}${names.length > 10 ? ", …" : ""}`;
+    throw new NotFoundError(`no collection "${name}" (this tenant has ${known}); create it with POST /v1/collections`);
+  }
   return collection;
 }

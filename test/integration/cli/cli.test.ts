@@ -35,6 +35,18 @@ describe("the pgrag CLI", () => {
     // A document named by its file: the name once, not "a.md — a.md".
     expect(asked.stdout).toMatch(/^\[1\] a\.md, characters \d+–\d+$/m);
     expect(asked.stdout).toContain("extractive answer");
+
+    // The same collection from the other commands: search, list, delete.
+    const found = await pgrag("search", a?.title ?? "", "--tenant", tenant, "--collection", "notes", "--k", "2");
+    expect(found.stdout.split("\n")[0]).toMatch(/^1\t\d+\.\d{4}\ta\.md\t/);
+    expect((await pgrag("collections", "--tenant", tenant)).stdout).toMatch(/^notes\tenglish\t/m);
+    expect((await pgrag("collections", "create", "spare", "--tenant", tenant)).stdout).toBe(
+      'created collection "spare" (english)\n',
+    );
+    expect((await pgrag("collections", "delete", "spare", "--tenant", tenant)).stdout).toBe(
+      'deleted collection "spare" and its 0 document(s)\n',
+    );
+    expect((await pgrag("conversations", "--tenant", tenant)).stderr).toContain("has no conversations yet");
   });
 
   it("imports a folder of JSON Lines files, one import each, and names a bad line", async () => {
