@@ -38,13 +38,18 @@ export const up = (pgm) => {
     CREATE POLICY cross_tenant_expiry ON batch_files FOR SELECT TO pgrag_cross_tenant USING (true);
     CREATE POLICY cross_tenant_delete ON batch_files FOR DELETE TO pgrag_cross_tenant USING (true);
 
-    -- Deletes up to max_files files of any tenant whose expiry has passed (their lines go with them).
+    -- Deletes up to max_files files of any tenant whose expiry has passed (their lines go with them),
+    -- but not the input of a batch that has not ended: its lines' requests are read from it.
     CREATE FUNCTION pgrag_delete_expired_files(max_files integer) RETURNS integer
       LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = public, pg_temp
       AS $$
         WITH gone AS (
           DELETE FROM batch_files WHERE id IN (
-            SELECT f.id FROM batch_files f WHERE f.expires_at <= now() ORDER BY f.expires_at LIMIT max_files
+            SELECT f.id FROM batch_files f
+            WHERE f.expires_at <= now()
+              AND NOT EXISTS (SELECT 1 FROM batches b WHERE b.input_file_id = f.id
+                                AND b.status IN ('in_progress', 'finalizing', 'cancelling'))
+            ORDER BY f.expires_at LIMIT max_files
           )
           RETURNING 1
         )

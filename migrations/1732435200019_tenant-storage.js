@@ -26,6 +26,8 @@ export const up = (pgm) => {
       EXECUTE format('CREATE POLICY owner_administration ON tenant_storage TO %I USING (true) WITH CHECK (true)', current_user);
     END $$;
 
+    -- Writers wait until the triggers exist: a write between the count and them would be lost.
+    LOCK TABLE documents, import_documents, batch_files IN SHARE MODE;
     INSERT INTO tenant_storage (tenant_id, bytes)
     SELECT tenant_id, sum(bytes) FROM (
       SELECT tenant_id, octet_length(content)::bigint AS bytes FROM documents

@@ -108,6 +108,7 @@ export async function listFiles(
   const { rows } = await sql<FileRow>`
     SELECT * FROM batch_files f
     WHERE (${page.purpose}::text IS NULL OR f.purpose = ${page.purpose})
+      AND (f.expires_at IS NULL OR f.expires_at > now())
       AND (${page.after}::text IS NULL OR (f.created_at, f.id) < (SELECT a.created_at, a.id FROM batch_files a WHERE a.id = ${page.after}))
     ORDER BY f.created_at DESC, f.id DESC
     LIMIT ${page.limit}
@@ -136,8 +137,11 @@ const toFile = (r: FileRow): BatchFile => ({
   expiresAt: r.expires_at,
 });
 
+/** A file, unless it is gone: deleted, or past its expiry (the batch runner deletes it soon after). */
 export async function findFile(db: Kysely<Database>, id: string): Promise<BatchFile | undefined> {
-  const { rows } = await sql<FileRow>`SELECT * FROM batch_files WHERE id = ${id}`.execute(db);
+  const { rows } = await sql<FileRow>`
+    SELECT * FROM batch_files WHERE id = ${id} AND (expires_at IS NULL OR expires_at > now())
+  `.execute(db);
   return rows[0] && toFile(rows[0]);
 }
 

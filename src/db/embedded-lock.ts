@@ -1,4 +1,4 @@
-import { closeSync, openSync, readFileSync, rmSync, writeSync } from "node:fs";
+import { closeSync, openSync, readFileSync, rmSync, statSync, writeSync } from "node:fs";
 import { AppError } from "../errors.ts";
 
 /**
@@ -19,6 +19,10 @@ export function lockEmbeddedFolder(lockPath: string): () => void {
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== "EEXIST" || attempt > 0) throw error;
       const owner = ownerOf(lockPath);
+      // An empty or half-written lock is another process between creating and filling it.
+      if (!owner && ageMs(lockPath) < FRESH_LOCK_MS) {
+        throw new AppError("conflict", "another pgrag process is starting on this embedded database; try again");
+      }
       if (owner && alive(owner.pid)) {
         throw new AppError(
           "conflict",
@@ -29,6 +33,17 @@ export function lockEmbeddedFolder(lockPath: string): () => void {
       // Its owner is gone (killed, or the machine restarted): the lock is stale.
       rmSync(lockPath, { force: true });
     }
+  }
+}
+
+/** How long a lock file may stay unreadable before it counts as left behind. */
+const FRESH_LOCK_MS = 10_000;
+
+function ageMs(path: string): number {
+  try {
+    return Date.now() - statSync(path).mtimeMs;
+  } catch {
+    return Number.POSITIVE_INFINITY;
   }
 }
 

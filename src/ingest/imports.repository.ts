@@ -413,6 +413,8 @@ export async function publishImport(
     Number(added[0]?.length ?? 0) - sum((r) => Number(r.lexeme_total)),
   );
   if (target.placement === "own_partition") {
+    // One such publish at a time: two would each hold what the other's VALIDATE and ATTACH wait for.
+    await sql`SELECT pg_advisory_xact_lock(hashtextextended('pgrag.attach-partition', 0))`.execute(db);
     await sql`
       INSERT INTO ${staging} (id, ${CHUNK_COLUMNS}) SELECT id, ${CHUNK_COLUMNS} FROM chunks WHERE collection_id = ${collectionId}::uuid
     `.execute(db);

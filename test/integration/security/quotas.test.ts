@@ -4,6 +4,7 @@ import { adminTransaction } from "../../../src/tenancy/admin-transaction.ts";
 import { setTenantQuotas } from "../../../src/tenancy/quotas.ts";
 import { api, newTenantKey } from "../../helpers/api.ts";
 import { startTestApp } from "../../helpers/app.ts";
+import { adminQuery } from "../../helpers/cluster.ts";
 
 type Usage = Record<string, { used: number; limit: number }>;
 interface ErrorJson {
@@ -124,6 +125,19 @@ describe("per-tenant quotas", () => {
     const fileInUse = await api<ErrorJson>(app, "DELETE", `/v1/files/${third.id}`, { key });
     expect(fileInUse.status).toBe(409);
     expect(fileInUse.body.error.message).toContain(`holds the requests of batch ${running.id}, which has not ended`);
+    // Past its expiry it is gone for the tenant, but kept while the batch reads its requests from it.
+    await adminQuery("primary", "UPDATE batch_files SET expires_at = now() - interval '1 second' WHERE id = $1", [
+      third.id,
+    ]);
+    await adminQuery("primary", "SELECT pgrag_delete_expired_files(100)");
+    expect(
+      (
+        await adminQuery<{ n: number }>("primary", "SELECT count(*)::int AS n FROM batch_files WHERE id = $1", [
+          third.id,
+        ])
+      )[0]?.n,
+    ).toBe(1);
+    await expect(openai.files.retrieve(third.id)).rejects.toBeInstanceOf(OpenAI.NotFoundError);
 
     for (const name of ["x", "y"]) await api(app, "POST", "/v1/collections", { key, json: { name } });
     const importInto = (collection: string) =>
