@@ -5,7 +5,7 @@ import type { Router } from "../db/router.ts";
 import { AppError, InvalidRequestError, NotFoundError } from "../errors.ts";
 import type { Principal } from "../tenancy/principal.ts";
 import type { Quotas } from "../tenancy/quotas.ts";
-import { jsonDepthWithin, MAX_JSON_DEPTH } from "../text/json-depth.ts";
+import { deepJsonProblem } from "../text/json-depth.ts";
 import {
   appendFileLines,
   type Batch,
@@ -298,7 +298,8 @@ function badLines(errors: readonly { line: number; message: string }[]): Invalid
 
 /** What is wrong with one line of an input file, if anything (and notes its custom_id). */
 function lineProblem(text: string, seen: Map<string, number>, number: number): string | null {
-  if (!jsonDepthWithin(text)) return `nests objects or arrays more than ${MAX_JSON_DEPTH} levels deep`;
+  const deep = deepJsonProblem(text);
+  if (deep) return deep;
   let value: unknown;
   try {
     value = JSON.parse(text);

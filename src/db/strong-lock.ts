@@ -35,6 +35,6 @@ export async function withShortLockWait<T>(tx: Kysely<Database>, statement: () =
 }
 
 /** SQLSTATE 55P03, lock_not_available: what lock_timeout raises. */
-export function isLockTimeout(error: unknown): boolean {
+function isLockTimeout(error: unknown): boolean {
   return (error as { code?: unknown } | null)?.code === "55P03";
 }

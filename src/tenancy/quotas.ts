@@ -48,7 +48,8 @@ const QUOTAS: Record<
   },
 };
 
-const NAMES = Object.keys(QUOTAS) as QuotaName[];
+/** Every quota, in the order they are reported. */
+export const QUOTA_NAMES = Object.keys(QUOTAS) as QuotaName[];
 
 /**
  * Per-tenant quotas: the configured defaults, or a tenant's own from tenant_quotas. A write that
@@ -97,23 +98,20 @@ export class Quotas {
   /** Every quota of the principal's tenant with what it uses now (read on the primary: exact). */
   async usage(principal: Principal): Promise<Record<QuotaName, QuotaUsage>> {
     const { value } = await this.#router.read({ primary: true, tenantId: principal.tenantId }, (db) =>
-      this.#usage(db, principal.tenantId, NAMES),
+      this.#usage(db, principal.tenantId, QUOTA_NAMES),
     );
     return value;
   }
 
   async #usage<N extends QuotaName>(db: Kysely<Database>, tenantId: string, names: readonly N[]) {
-    const own = await db.selectFrom("tenant_quotas").selectAll().where("tenant_id", "=", tenantId).executeTakeFirst();
+    const own = await tenantQuotas(db, tenantId);
     const { rows } = await sql<Record<N, number>>`
       SELECT ${sql.join(names.map((name) => sql`${QUOTAS[name].used} AS ${sql.ref(name)}`))}
     `.execute(db);
     const used = rows[0];
     // Bytes are bigints, which arrive as strings.
     return Object.fromEntries(
-      names.map((name) => [
-        name,
-        { used: Number(used?.[name] ?? 0), limit: Number(own?.[name] ?? this.#defaults[name]) },
-      ]),
+      names.map((name) => [name, { used: Number(used?.[name] ?? 0), limit: own[name] ?? this.#defaults[name] }]),
     ) as Record<N, QuotaUsage>;
   }
 }
@@ -122,7 +120,7 @@ export class Quotas {
 export async function tenantQuotas(db: Kysely<Database>, tenantId: string): Promise<Record<QuotaName, number | null>> {
   const own = await db.selectFrom("tenant_quotas").selectAll().where("tenant_id", "=", tenantId).executeTakeFirst();
   return Object.fromEntries(
-    NAMES.map((name) => [name, own?.[name] === null || own?.[name] === undefined ? null : Number(own[name])]),
+    QUOTA_NAMES.map((name) => [name, own?.[name] === null || own?.[name] === undefined ? null : Number(own[name])]),
   ) as Record<QuotaName, number | null>;
 }
 
@@ -138,6 +136,3 @@ export async function setTenantQuotas(
     .onConflict((oc) => oc.column("tenant_id").doUpdateSet(quotas))
     .execute();
 }
-
-/** The quota names, as the command line spells them (running_imports: --running-imports). */
-export const QUOTA_NAMES: readonly QuotaName[] = NAMES;

@@ -32,17 +32,13 @@ export function jsonDepthWithin(text: string, maxDepth: number = MAX_JSON_DEPTH)
   return true;
 }
 
-/** Parses JSON that nests at most MAX_JSON_DEPTH deep; deeper is a 400 naming `what` and the limit. */
-export function parseJsonWithinDepth(text: string, what: string): unknown {
-  refuseDeepJson(text, what);
-  return JSON.parse(text) as unknown;
+/** What is wrong with `text`'s nesting, said of whatever holds it (null: nothing). */
+export function deepJsonProblem(text: string): string | null {
+  return jsonDepthWithin(text) ? null : `nests objects or arrays more than ${MAX_JSON_DEPTH} levels deep`;
 }
 
 /** Throws a 400 naming `what` and the limit when `text` nests deeper than MAX_JSON_DEPTH. */
 export function refuseDeepJson(text: string, what: string): void {
-  if (!jsonDepthWithin(text)) {
-    throw new InvalidRequestError(
-      `${what} nests objects or arrays more than ${MAX_JSON_DEPTH} levels deep; flatten it`,
-    );
-  }
+  const problem = deepJsonProblem(text);
+  if (problem) throw new InvalidRequestError(`${what} ${problem}; flatten it`);
 }
