@@ -19,7 +19,7 @@ const app = createApp(config, { logger: createLogger({ logLevel: "warn" }) });
 await app.start();
 const { apiKey, collection } = await loadBeirCollection(app, SCIFACT_DIR, (line) => console.log(line));
 const { queries } = await readBeirQueries(SCIFACT_DIR, "train");
-const backend = new OpenAI({ baseURL: app.inferenceUrl(), apiKey: config.inference.apiKey, maxRetries: 0 });
+const backend = new OpenAI({ ...app.inferenceBackend(), maxRetries: 0 });
 const dev = app.devInference();
 
 const ours: number[] = [];

@@ -1,5 +1,5 @@
 /**
- * `npm run bench:tenants [-- --other-chunks N]`: what one hostile tenant's work does to another
+ * `npm run bench:tenants [-- --other-chunks N] [--scenarios 1,4]`: what one hostile tenant's work does to another
  * tenant. While each scenario's attack runs, the other tenant searches every 100 ms and writes a
  * document every 500 ms through the API's port; printed per scenario: that tenant's search and write
  * p50 / p99 / max, and the API process's resident memory before and at its peak. Scenarios:
@@ -28,8 +28,14 @@ import { adminTransaction } from "../src/tenancy/admin-transaction.ts";
 import { createApiKey, ensureTenant } from "../src/tenancy/api-keys.ts";
 import { percentile } from "./stats.ts";
 
-const { values: options } = parseArgs({ options: { "other-chunks": { type: "string", default: "200000" } } });
+const { values: options } = parseArgs({
+  options: {
+    "other-chunks": { type: "string", default: "200000" },
+    scenarios: { type: "string", default: "1,2,3,4,5" },
+  },
+});
 const otherChunks = Number(options["other-chunks"]);
+const chosen = new Set(options.scenarios.split(",").map(Number));
 const run = promisify(execFile);
 const MB = 1024 * 1024;
 const prefix = `bench-tenants-${Date.now()}`;
@@ -137,6 +143,7 @@ const fmt = (values: number[]) =>
     : `p50 ${percentile(values, 50).toFixed(0)} / p99 ${percentile(values, 99).toFixed(0)} / max ${Math.max(...values).toFixed(0)} ms`;
 
 async function scenario(label: string, attack: () => Promise<string>) {
+  if (!chosen.has(Number.parseInt(label, 10))) return;
   const before = process.memoryUsage().rss;
   const stop = probe();
   const started = performance.now();
@@ -212,11 +219,13 @@ async function seedOtherChunks(count: number) {
 }
 
 console.log(`bench:tenants — another tenant's latency and the API's memory while one tenant attacks`);
-const seedStarted = performance.now();
-await seedOtherChunks(otherChunks);
-console.log(
-  `seeded ${otherChunks} chunks of a third tenant in the shared partition in ${((performance.now() - seedStarted) / 1000).toFixed(0)} s`,
-);
+if (chosen.has(1)) {
+  const seedStarted = performance.now();
+  await seedOtherChunks(otherChunks);
+  console.log(
+    `seeded ${otherChunks} chunks of a third tenant in the shared partition in ${((performance.now() - seedStarted) / 1000).toFixed(0)} s`,
+  );
+}
 
 await scenario(
   `1. an import of ${abstracts.length} documents published into its own partition beside them`,

@@ -80,7 +80,7 @@ const literal = (value: unknown): string => {
 };
 const inline = (q: CompiledQuery) => q.sql.replace(/\$(\d+)/g, (_, n: string) => literal(q.parameters[Number(n) - 1]));
 
-const embeddings = new EmbeddingClient({ baseURL: app.inferenceUrl() }, config, new Registry());
+const embeddings = new EmbeddingClient(app.inferenceBackend(), config, new Registry());
 const { value: collectionRow } = await app.router.read({ tenantId: principal.tenantId }, (db) =>
   db
     .selectFrom("collections")

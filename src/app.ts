@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import type { AddressInfo } from "node:net";
 import { type ServerType, serve } from "@hono/node-server";
 import type { Hono } from "hono";
@@ -66,8 +67,8 @@ export interface App {
   start(options?: { listen?: boolean }): Promise<void>;
   /** The bound port after `start()`, for tests that listen on port 0. */
   port(): number;
-  /** The inference backend's base URL (the in-process dev server when none is configured). */
-  inferenceUrl(): string;
+  /** How another process reaches the inference backend (the dev server's port and key when none is configured). */
+  inferenceBackend(): InferenceTarget;
   /** The embedded mode's API key for tenant "default" (undefined with a real database). */
   devApiKey(): string | undefined;
   /** The in-process dev inference server, when no backend is configured. */
@@ -145,9 +146,10 @@ export function createApp(config: Config, options: { logger?: Logger } = {}): Ap
   const target: InferenceTarget = devBackend
     ? {
         baseURL: "http://dev-inference.invalid/v1",
+        apiKey: "in-process",
         fetch: inProcessFetch(devBackend),
       }
-    : { baseURL: config.inference.url ?? "" };
+    : { baseURL: config.inference.url ?? "", apiKey: config.inference.apiKey };
   const inferenceSeconds = createInferenceHistogram(registry);
   const embeddings = new EmbeddingClient(target, config, registry, inferenceSeconds);
   const search = new SearchService(
@@ -207,19 +209,20 @@ export function createApp(config: Config, options: { logger?: Logger } = {}): Ap
     ],
   });
 
-  // Created now, so released even if start() never runs: the pools (last) and the text pool's threads.
+  // Created now, so released even if start() never runs: the pools (last), the text pool's threads and the dev backend's.
   const releasers = new Releasers(logger);
   releasers.push("database pools", () => Promise.all(nodes.map(closeDbNode)), { always: true });
   releasers.push("text pool", () => textPool.close(), { always: true });
+  if (devBackend) releasers.push("dev inference backend", () => devBackend.close(), { always: true });
   let server: ServerType | undefined;
   let devServer: DevInferenceServer | undefined;
   let devKey: string | undefined;
   let stopping: Promise<void> | undefined;
 
-  const inferenceUrl = () => {
-    const url = config.inference.url ?? devServer?.url;
-    if (!url) throw new Error("the inference backend is not started yet");
-    return url;
+  const inferenceBackend = (): InferenceTarget => {
+    if (!devBackend) return target;
+    if (!devServer) throw new Error("the dev inference server is not started yet");
+    return { baseURL: devServer.url, apiKey: devServer.apiKey };
   };
 
   return {
@@ -260,7 +263,10 @@ export function createApp(config: Config, options: { logger?: Logger } = {}): Ap
         return queue.boss.stop({ graceful: remaining > 0, wait: true, close: false, timeout: remaining * 1000 });
       });
       if (devBackend) {
-        const dev = await startDevInferenceServer(devOptions, devBackend);
+        const dev = await startDevInferenceServer(
+          { ...devOptions, apiKey: randomBytes(24).toString("base64url") },
+          devBackend,
+        );
         devServer = dev;
         releasers.push("dev inference server", () => dev.close());
         logger.info(
@@ -364,7 +370,7 @@ export function createApp(config: Config, options: { logger?: Logger } = {}): Ap
       if (!address) throw new Error("the HTTP server is not listening");
       return address.port;
     },
-    inferenceUrl,
+    inferenceBackend,
     devInference: () => devServer,
     devApiKey: () => devKey,
     stop() {

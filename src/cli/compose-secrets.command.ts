@@ -8,7 +8,8 @@ const ROLES = ["POSTGRES", "REPLICATOR", "PGRAG_OWNER", "PGRAG_APP", "PGRAG_ANAL
 
 /**
  * The variables docker-compose.yml requires: a password per role (for the services that log in) and
- * its SCRAM verifier (for the primary, which creates the roles with it, and PgBouncer's auth file).
+ * its SCRAM verifier (for the primary, which creates the roles with it, and PgBouncer's auth file),
+ * and the key the dev inference server asks for.
  */
 export function composeSecrets(): Record<string, string> {
   const secrets: Record<string, string> = {};
@@ -17,6 +18,7 @@ export function composeSecrets(): Record<string, string> {
     secrets[`${prefix}_PASSWORD`] = password;
     secrets[`${prefix}_SCRAM`] = scramVerifier(password);
   }
+  secrets.PGRAG_INFERENCE_API_KEY = randomBytes(24).toString("hex");
   return secrets;
 }
 

@@ -1,10 +1,12 @@
+import { timingSafeEqual } from "node:crypto";
 import type { AddressInfo } from "node:net";
 import { type ServerType, serve } from "@hono/node-server";
 import { Hono } from "hono";
 import { type SSEStreamingApi, streamSSE } from "hono/streaming";
 import { z } from "zod";
 import { estimateTokens } from "../text/token-estimate.ts";
-import { hashEmbedding, toBase64Floats } from "./hash-embedding.ts";
+import { EmbeddingThreads } from "./embedding-threads.ts";
+import { toBase64Floats } from "./hash-embedding.ts";
 
 /**
  * A small, deterministic OpenAI-compatible inference server: /v1/models, /v1/embeddings and
@@ -65,6 +67,8 @@ export interface DevEmbeddingRecord {
 
 export interface DevInferenceServer {
   readonly url: string;
+  /** The bearer token it asks of every request. */
+  readonly apiKey: string;
   readonly faults: DevInferenceFaults;
   readonly stats: DevInferenceStats;
   readonly embeddingRecord: DevEmbeddingRecord;
@@ -86,11 +90,12 @@ const chatRequest = z.object({
   stop: z.union([z.string(), z.array(z.string())]).nullish(),
 });
 
-export function createDevInferenceApp(
+function createDevInferenceApp(
   options: DevInferenceOptions,
   faults: DevInferenceFaults,
   stats: DevInferenceStats,
   record: DevEmbeddingRecord,
+  threads: EmbeddingThreads,
 ): Hono {
   const app = new Hono();
   const openAiError = (message: string, type: string) => ({
@@ -125,13 +130,21 @@ export function createDevInferenceApp(
     stats.embeddedInputs += inputs.length;
     await sleep(faults.embeddingDelayMs);
     const dimension = faults.wrongDimension ? options.dimension - 1 : options.dimension;
+    const recorded = (text: string) => (faults.wrongDimension ? undefined : record.vectors.get(text));
+    const toCompute = [...new Set(inputs.filter((text) => !recorded(text)))];
+    const computed = await threads.embed(toCompute, dimension);
+    const computedAt = new Map(toCompute.map((text, index) => [text, index]));
     const data = inputs.map((text, index) => {
-      const vector = (faults.wrongDimension ? undefined : record.vectors.get(text)) ?? hashEmbedding(text, dimension);
-      if (record.recording && !faults.wrongDimension) record.vectors.set(text, vector);
+      const at = computedAt.get(text);
+      const vector =
+        at === undefined
+          ? new Float32Array(recorded(text) ?? [])
+          : computed.subarray(at * dimension, (at + 1) * dimension);
+      if (record.recording && !faults.wrongDimension && at !== undefined) record.vectors.set(text, Array.from(vector));
       return {
         object: "embedding",
         index,
-        embedding: parsed.data.encoding_format === "base64" ? toBase64Floats(vector) : vector,
+        embedding: parsed.data.encoding_format === "base64" ? toBase64Floats(vector) : Array.from(vector),
       };
     });
     const tokens = inputs.reduce((sum, text) => sum + estimateTokens(text), 0);
@@ -308,7 +321,15 @@ export function extractiveAnswer(
     }
   }
   if (candidates.length === 0) return "I could not find an answer to that in the provided context.";
-  const best = candidates.sort((a, b) => b.score - a.score || a.order - b.order).slice(0, 3);
+  // Overlapping chunks repeat sentences: each is quoted once, under its first source.
+  const seen = new Set<string>();
+  const best = candidates
+    .sort((a, b) => b.score - a.score || a.order - b.order)
+    .filter((c) => {
+      const sentence = c.text.replace(/ \[\d+\]$/, "");
+      return !seen.has(sentence) && seen.add(sentence);
+    })
+    .slice(0, 3);
   let answer = "";
   for (const candidate of best.sort((a, b) => a.order - b.order)) {
     if (answer && estimateTokens(answer + candidate.text) > maxTokens) break;
@@ -377,6 +398,8 @@ export interface DevInference {
   readonly faults: DevInferenceFaults;
   readonly stats: DevInferenceStats;
   readonly embeddingRecord: DevEmbeddingRecord;
+  /** Stops its embedding thread. */
+  close(): Promise<void>;
 }
 
 export function createDevInference(options: DevInferenceOptions): DevInference {
@@ -398,7 +421,14 @@ export function createDevInference(options: DevInferenceOptions): DevInference {
     chatBusyMs: 0,
   };
   const embeddingRecord: DevEmbeddingRecord = { recording: false, vectors: new Map() };
-  return { app: createDevInferenceApp(options, faults, stats, embeddingRecord), faults, stats, embeddingRecord };
+  const threads = new EmbeddingThreads();
+  return {
+    app: createDevInferenceApp(options, faults, stats, embeddingRecord, threads),
+    faults,
+    stats,
+    embeddingRecord,
+    close: () => threads.close(),
+  };
 }
 
 /**
@@ -415,26 +445,53 @@ export function inProcessFetch(inference: DevInference) {
   };
 }
 
-/** The dev backend on a port of its own (`inference` when the same backend is also used in-process). */
+/**
+ * The dev backend on a port of its own, answering only requests that carry `apiKey` as their bearer
+ * token: any local user can reach a TCP port. `inference`, when the same backend is also used
+ * in-process, stays open when the server closes (its owner closes it).
+ */
 export async function startDevInferenceServer(
-  options: DevInferenceOptions,
-  inference: DevInference = createDevInference(options),
+  options: DevInferenceOptions & { readonly apiKey: string },
+  inference?: DevInference,
 ): Promise<DevInferenceServer> {
+  const backend = inference ?? createDevInference(options);
   const host = options.host ?? "127.0.0.1";
+  const expected = Buffer.from(`Bearer ${options.apiKey}`);
+  const authorized = (request: Request) => {
+    const given = Buffer.from(request.headers.get("authorization") ?? "");
+    return given.length === expected.length && timingSafeEqual(given, expected);
+  };
+  const fetch = (request: Request) =>
+    authorized(request)
+      ? backend.app.fetch(request)
+      : Response.json(
+          {
+            error: {
+              message: "a wrong or missing API key",
+              type: "invalid_request_error",
+              param: null,
+              code: "invalid_api_key",
+            },
+          },
+          { status: 401 },
+        );
   const server = await new Promise<ServerType>((resolve, reject) => {
-    const s = serve({ fetch: inference.app.fetch, hostname: host, port: options.port ?? 0 }, () => resolve(s));
+    const s = serve({ fetch, hostname: host, port: options.port ?? 0 }, () => resolve(s));
     s.once("error", reject);
   });
   const { port } = server.address() as AddressInfo;
   return {
     url: `http://${host}:${port}/v1`,
-    faults: inference.faults,
-    stats: inference.stats,
-    embeddingRecord: inference.embeddingRecord,
-    close: () =>
-      new Promise<void>((resolve) => {
+    apiKey: options.apiKey,
+    faults: backend.faults,
+    stats: backend.stats,
+    embeddingRecord: backend.embeddingRecord,
+    close: async () => {
+      await new Promise<void>((resolve) => {
         server.close(() => resolve());
         (server as { closeAllConnections?: () => void }).closeAllConnections?.();
-      }),
+      });
+      if (!inference) await backend.close();
+    },
   };
 }

@@ -15,7 +15,21 @@ function fnv1a(text: string, seed = 0x811c9dc5): number {
 
 const WORD = /[\p{L}\p{N}]+/gu;
 
+/** One text's vector, as the backend answers it (float32 values). */
 export function hashEmbedding(text: string, dimension: number): number[] {
+  return Array.from(hashEmbeddings([text], dimension));
+}
+
+/** The texts' vectors one after another: `dimension` float32s each. */
+export function hashEmbeddings(texts: readonly string[], dimension: number): Float32Array {
+  const out = new Float32Array(texts.length * dimension);
+  for (const [index, text] of texts.entries())
+    embedInto(text, out.subarray(index * dimension, (index + 1) * dimension));
+  return out;
+}
+
+function embedInto(text: string, out: Float32Array): void {
+  const dimension = out.length;
   const counts = new Float64Array(dimension);
   const add = (feature: string, weight: number) => {
     const hash = fnv1a(feature);
@@ -42,12 +56,10 @@ export function hashEmbedding(text: string, dimension: number): number[] {
     norm += scaled * scaled;
   }
   norm = Math.sqrt(norm);
-  const out = new Array<number>(dimension);
   for (let i = 0; i < dimension; i++) out[i] = norm > 0 ? (counts[i] as number) / norm : i === 0 ? 1 : 0;
-  return out;
 }
 
 /** OpenAI's `encoding_format: "base64"`: little-endian float32s, base64-encoded. */
-export function toBase64Floats(vector: readonly number[]): string {
-  return Buffer.from(new Float32Array(vector).buffer).toString("base64");
+export function toBase64Floats(vector: Float32Array): string {
+  return Buffer.from(vector.buffer, vector.byteOffset, vector.byteLength).toString("base64");
 }

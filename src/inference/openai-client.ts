@@ -1,9 +1,10 @@
 import OpenAI from "openai";
 import type { Config } from "../config.ts";
 
-/** Where inference requests go: a URL, and for a backend in this process, the fetch that reaches it. */
+/** Where inference requests go: a URL and its key, and for a backend in this process, the fetch that reaches it. */
 export interface InferenceTarget {
   readonly baseURL: string;
+  readonly apiKey: string;
   readonly fetch?: (input: string | URL | Request, init?: RequestInit) => Promise<Response>;
 }
 
@@ -15,7 +16,7 @@ export function createOpenAiClient(target: InferenceTarget, config: Pick<Config,
   return new OpenAI({
     baseURL: target.baseURL,
     ...(target.fetch ? { fetch: target.fetch } : {}),
-    apiKey: config.inference.apiKey,
+    apiKey: target.apiKey,
     maxRetries: config.inference.maxRetries,
     timeout: config.inference.timeoutMs,
   });

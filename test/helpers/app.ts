@@ -30,3 +30,9 @@ export async function startTestApp(
   await app.start({ listen: options.listen ?? false });
   return app;
 }
+
+/** The settings with which another process uses `app`'s inference backend (its dev server's port and key). */
+export function inferenceSettings(app: App): Record<string, string> {
+  const backend = app.inferenceBackend();
+  return { PGRAG_INFERENCE_URL: backend.baseURL, PGRAG_INFERENCE_API_KEY: backend.apiKey };
+}

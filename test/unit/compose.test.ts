@@ -142,8 +142,9 @@ describe("docker-compose.yml", () => {
     ]);
     expect(secretNames("pgbouncer")).toEqual(["PGRAG_ANALYST_SCRAM", "PGRAG_APP_SCRAM"]);
     expect(secretNames("replica1")).toEqual(["REPLICATOR_PASSWORD"]);
-    expect(secretNames("api")).toEqual(["PGRAG_PRIMARY_URL", "PGRAG_REPLICA_URLS"]);
-    expect(secretNames("worker")).toEqual(["PGRAG_PRIMARY_URL", "PGRAG_REPLICA_URLS"]);
+    expect(secretNames("api")).toEqual(["PGRAG_INFERENCE_API_KEY", "PGRAG_PRIMARY_URL", "PGRAG_REPLICA_URLS"]);
+    expect(secretNames("worker")).toEqual(["PGRAG_INFERENCE_API_KEY", "PGRAG_PRIMARY_URL", "PGRAG_REPLICA_URLS"]);
+    expect(secretNames("dev-inference")).toEqual(["PGRAG_INFERENCE_API_KEY"]);
     expect(secretNames("migrate")).toEqual(["PGRAG_MIGRATION_URL", "PGRAG_PRIMARY_URL", "PGRAG_REPLICA_URLS"]);
     expect(services.pgbouncer?.entrypoint).toEqual(["/pgbouncer-entrypoint.sh"]);
     expect(bouncerIni).toMatch(/^auth_file = \/tmp\/pgbouncer\/userlist.txt$/m);

@@ -31,6 +31,20 @@ describe("the dev answerer", () => {
     expect(ask("What is a consistency token?")).toMatch(/return a consistency token\. \[3\]/);
   });
 
+  it("quotes a sentence once when overlapping chunks both hold it", () => {
+    const sentence = "A read that carries the token is served only by a node that has replayed that far.";
+    const context = ["Context:", "[1] Reads", `Writes return a token. ${sentence}`, "[2] Reads", sentence].join("\n");
+    const answer = extractiveAnswer(
+      [
+        { role: "system", content: context },
+        { role: "user", content: "Which node serves a read that carries the token?" },
+      ],
+      256,
+    );
+    expect(answer.split(sentence)).toHaveLength(2);
+    expect(answer).toContain(`${sentence} [1]`);
+  });
+
   it("tells prose from listings", () => {
     expect(isProse("Writes run in a transaction on the primary and return a consistency token.")).toBe(true);
     expect(isProse("| PGRAG_PORT | 8080 | the port |")).toBe(false);

@@ -30,7 +30,7 @@ describe("embedding lanes", () => {
     const config = loadConfig({ PGRAG_EMBEDDING_CONCURRENCY: "3", PGRAG_EMBEDDING_BATCH_SIZE: "1" });
     const backend = heldBackend(config.embedding.dimension);
     const client = new EmbeddingClient(
-      { baseURL: "http://backend.invalid/v1", fetch: backend.fetch },
+      { baseURL: "http://backend.invalid/v1", apiKey: "test", fetch: backend.fetch },
       config,
       new Registry(),
     );
@@ -62,7 +62,7 @@ describe("embedding lanes", () => {
     const config = loadConfig({ PGRAG_EMBEDDING_CONCURRENCY: "2", PGRAG_EMBEDDING_BATCH_SIZE: "1" });
     const backend = heldBackend(config.embedding.dimension);
     const client = new EmbeddingClient(
-      { baseURL: "http://backend.invalid/v1", fetch: backend.fetch },
+      { baseURL: "http://backend.invalid/v1", apiKey: "test", fetch: backend.fetch },
       config,
       new Registry(),
     );

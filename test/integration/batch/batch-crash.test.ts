@@ -3,7 +3,7 @@ import { describe, expect, it } from "vitest";
 import { waitFor } from "../../../harness/wait-for.ts";
 import { claimLines } from "../../../src/batch/batches.repository.ts";
 import { newTenantKey } from "../../helpers/api.ts";
-import { startTestApp } from "../../helpers/app.ts";
+import { inferenceSettings, startTestApp } from "../../helpers/app.ts";
 import { killWorker, spawnWorker } from "../../helpers/worker-process.ts";
 import { adminCount } from "../../helpers/cluster.ts";
 import { injectDevFaults } from "../../helpers/dev-faults.ts";
@@ -46,7 +46,7 @@ describe("a batch runner killed mid-batch", () => {
     );
     const worker = spawnWorker({
       ...settings,
-      PGRAG_INFERENCE_URL: app.inferenceUrl(),
+      ...inferenceSettings(app),
       PGRAG_WORKER_CONCURRENCY: "1",
       PGRAG_BATCH_CONCURRENCY: "4",
     });
@@ -66,10 +66,7 @@ describe("a batch runner killed mid-batch", () => {
     }
     expect(await completed()).toBeLessThan(30);
 
-    await startTestApp(
-      { ...settings, PGRAG_INFERENCE_URL: app.inferenceUrl(), PGRAG_BATCH_CONCURRENCY: "4" },
-      { workers: true },
-    );
+    await startTestApp({ ...settings, ...inferenceSettings(app), PGRAG_BATCH_CONCURRENCY: "4" }, { workers: true });
     const done = await waitFor(
       "the batch to complete",
       async () => {

@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import { waitFor } from "../../../harness/wait-for.ts";
 import { readScifactCorpus } from "../../../src/evaluation/datasets.ts";
 import { api, newTenantKey } from "../../helpers/api.ts";
-import { startTestApp } from "../../helpers/app.ts";
+import { inferenceSettings, startTestApp } from "../../helpers/app.ts";
 import { killWorker, spawnWorker } from "../../helpers/worker-process.ts";
 import { adminQuery } from "../../helpers/cluster.ts";
 import { injectDevFaults } from "../../helpers/dev-faults.ts";
@@ -46,7 +46,7 @@ describe("an import whose runner is killed mid-way", () => {
 
     const worker = spawnWorker({
       ...settings,
-      PGRAG_INFERENCE_URL: app.inferenceUrl(),
+      ...inferenceSettings(app),
       PGRAG_WORKER_CONCURRENCY: "1",
     });
     try {
@@ -67,7 +67,7 @@ describe("an import whose runner is killed mid-way", () => {
     expect(searched.body.results).toEqual([]);
 
     slow.clear();
-    await startTestApp({ ...settings, PGRAG_INFERENCE_URL: app.inferenceUrl(), PGRAG_WORKER_CONCURRENCY: "1" });
+    await startTestApp({ ...settings, ...inferenceSettings(app), PGRAG_WORKER_CONCURRENCY: "1" });
     const done = await waitFor(
       "the import resumed and completed",
       async () => {

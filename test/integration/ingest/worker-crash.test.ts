@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { api, newTenantKey } from "../../helpers/api.ts";
 import { injectDevFaults } from "../../helpers/dev-faults.ts";
-import { startTestApp } from "../../helpers/app.ts";
+import { inferenceSettings, startTestApp } from "../../helpers/app.ts";
 import { killWorker, spawnWorker } from "../../helpers/worker-process.ts";
 import { waitFor } from "../../../harness/wait-for.ts";
 import { adminCount } from "../../helpers/cluster.ts";
@@ -28,7 +28,7 @@ describe("a worker killed mid-batch", () => {
 
     const worker = spawnWorker({
       ...queueSettings,
-      PGRAG_INFERENCE_URL: api1.inferenceUrl(),
+      ...inferenceSettings(api1),
       PGRAG_WORKER_CONCURRENCY: "2",
       PGRAG_WORKER_BATCH_SIZE: "4",
     });
@@ -45,7 +45,7 @@ describe("a worker killed mid-batch", () => {
     slowEmbeddings.clear();
     await startTestApp({
       ...queueSettings,
-      PGRAG_INFERENCE_URL: api1.inferenceUrl(),
+      ...inferenceSettings(api1),
       PGRAG_WORKER_CONCURRENCY: "2",
     });
     const { documents } = await waitForDocuments(
