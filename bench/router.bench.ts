@@ -29,9 +29,8 @@ const direct = new pg.Pool({ connectionString: replicaUrl, max: config.database.
 // A tenant (created by the owner, as the admin CLI does), and a write of the app's (a collection
 // row under row-level security) for a real token.
 const tenantId = await adminTransaction(app, (tx) => ensureTenant(tx, `bench-router-${randomUUID()}`));
-const { token } = await app.router.write(
-  (tx) => tx.insertInto("collections").values({ tenant_id: tenantId, name: "bench-router" }).execute(),
-  { tenantId },
+const { token } = await app.router.write({ tenantId }, (tx) =>
+  tx.insertInto("collections").values({ tenant_id: tenantId, name: "bench-router" }).execute(),
 );
 await app.router.read({ token }, async () => undefined);
 

@@ -122,6 +122,7 @@ export function createApp(config: Config, options: { logger?: Logger } = {}): Ap
       maintenanceIntervalSeconds: config.ingest.queueMaintenanceSeconds,
     },
     registry,
+    logger.child({ component: "job-queue" }),
   );
   const textPool = new TextPool(config.ingest.text, registry);
   const quotas = new Quotas(router, config.quotas);
@@ -330,15 +331,8 @@ export function createApp(config: Config, options: { logger?: Logger } = {}): Ap
             router,
             admission,
             embeddings,
-            // A chat line is a request to this API itself, as its tenant, in the scheduler's batch class.
-            dispatch: async (principal, body) => {
-              const response = await http.request(
-                "/v1/chat/completions",
-                { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) },
-                { internal: { principal, priority: "batch" } },
-              );
-              return { status: response.status, body: await response.json().catch(() => null) };
-            },
+            chat,
+            usage: usageEvents,
             logger: logger.child({ component: "batch-runner" }),
             registry,
           },

@@ -1,6 +1,6 @@
 /**
- * The one error vocabulary. Capabilities throw these; `src/api/error-handler.ts` maps each code to an
- * HTTP status, and anything else becomes a logged, generic 500.
+ * The one error vocabulary. Capabilities throw these; each code has its HTTP status (httpStatusOf),
+ * and `src/api/error-handler.ts` answers anything else with a logged, generic 500.
  */
 export type ErrorCode =
   | "invalid_request"
@@ -70,4 +70,46 @@ export function describeIssues(error: { issues: readonly { path: readonly Proper
     message: `invalid request: ${shown.join("; ")}${details.length > 5 ? ` (+${details.length - 5} more)` : ""}`,
     details,
   };
+}
+
+/** The HTTP status of each code: the API answers with it, and batch lines and usage events record it. */
+const STATUS_BY_CODE: Record<ErrorCode, number> = {
+  invalid_request: 400,
+  unauthorized: 401,
+  forbidden: 403,
+  not_found: 404,
+  conflict: 409,
+  payload_too_large: 413,
+  unprocessable: 422,
+  rate_limited: 429,
+  quota_exceeded: 429,
+  unavailable: 503,
+  preempted: 503,
+  bad_gateway: 502,
+  timeout: 504,
+};
+
+/**
+ * The HTTP status of an error: its code's for ours, 400 for a value PostgreSQL refused, 409 for a
+ * transaction it rolled back (sending it again is safe), else 500.
+ */
+export function httpStatusOf(error: unknown): number {
+  if (error instanceof AppError) return STATUS_BY_CODE[error.code];
+  if (isDataException(error)) return 400;
+  return isTransactionRollback(error) ? 409 : 500;
+}
+
+/** SQLSTATE class 22, data exception: invalid characters, out-of-range numbers, bad casts of input. */
+export function isDataException(error: unknown): boolean {
+  return sqlStateClass(error) === "22";
+}
+
+/** SQLSTATE class 40, transaction rollback: a deadlock or serialization failure. */
+export function isTransactionRollback(error: unknown): boolean {
+  return sqlStateClass(error) === "40";
+}
+
+function sqlStateClass(error: unknown): string | undefined {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === "string" && code.length === 5 ? code.slice(0, 2) : undefined;
 }

@@ -153,7 +153,7 @@ export class EventRecorder {
    */
   async #writeIsolatingBadEvents(batch: readonly BufferedEvent[]): Promise<void> {
     try {
-      await this.#router.write((tx) =>
+      await this.#router.write({}, (tx) =>
         sql`SELECT analytics.record_events(${JSON.stringify(batch.map(eventRow))}::jsonb)`.execute(tx),
       );
       this.#written.inc(batch.length);
@@ -178,7 +178,7 @@ export class EventRecorder {
   async #maintainPartitions(): Promise<void> {
     if (Date.now() - this.#lastMaintenance < MAINTENANCE_EVERY_MS) return;
     try {
-      await this.#router.write(async (tx) => {
+      await this.#router.write({}, async (tx) => {
         await sql`SELECT analytics.ensure_partitions()`.execute(tx);
         await sql`SELECT analytics.drop_partitions_before(${this.#options.retentionDays}::int)`.execute(tx);
       });

@@ -34,12 +34,6 @@ export function requireApiKey(
   };
   return (scope) =>
     async function authenticate(c, next) {
-      const internal = c.env?.internal;
-      if (internal) {
-        c.set("principal", internal.principal);
-        c.set("priority", internal.priority);
-        return next();
-      }
       const header = c.req.header("Authorization") ?? "";
       const match = /^Bearer\s+(\S+)$/i.exec(header);
       if (!match?.[1]) {

@@ -6,18 +6,12 @@ import type { ChatService } from "../chat/chat.service.ts";
 import { formatLsn } from "../db/lsn.ts";
 import { searchFilterSchema } from "../retrieval/filters.ts";
 import type { Scope } from "../tenancy/principal.ts";
-import {
-  citationJson,
-  clientSignal,
-  collectAnswer,
-  nextEvent,
-  recordedAnswers,
-  writeStreamError,
-} from "./chat-stream.ts";
+import { citationJson, collectAnswer, nextEvent } from "../chat/answer-events.ts";
+import { clientSignal, recordedAnswers, writeStreamError } from "./chat-stream.ts";
 import { CONSISTENCY_HEADER, readConsistencyToken } from "./consistency.ts";
 import type { AppEnv } from "./context.ts";
-import { collectionName, question, searchMode } from "./request-fields.ts";
-import { NO_NUL_MESSAGE, noNul, validate } from "./validation.ts";
+import { collectionName, NO_NUL_MESSAGE, noNul, question, searchMode } from "../request-fields.ts";
+import { validate } from "./validation.ts";
 
 export const chatBody = z
   .object({

@@ -1,31 +1,12 @@
 import type { Context } from "hono";
 import { HTTPException } from "hono/http-exception";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
-import { AppError, type ErrorCode } from "../errors.ts";
+import { AppError, type ErrorCode, httpStatusOf, isDataException, isTransactionRollback } from "../errors.ts";
 import type { AppEnv } from "./context.ts";
-
-const STATUS_BY_CODE: Record<ErrorCode, ContentfulStatusCode> = {
-  invalid_request: 400,
-  unauthorized: 401,
-  forbidden: 403,
-  not_found: 404,
-  conflict: 409,
-  payload_too_large: 413,
-  unprocessable: 422,
-  rate_limited: 429,
-  quota_exceeded: 429,
-  unavailable: 503,
-  preempted: 503,
-  bad_gateway: 502,
-  timeout: 504,
-};
 
 /** The HTTP status an error is answered with (for usage events recorded before the handler runs). */
 export function statusOf(error: unknown): number {
-  if (error instanceof AppError) return STATUS_BY_CODE[error.code];
-  if (error instanceof HTTPException) return error.status;
-  if (isDataException(error)) return 400;
-  return isTransactionRollback(error) ? 409 : 500;
+  return error instanceof HTTPException ? error.status : httpStatusOf(error);
 }
 
 export interface ErrorBody {
@@ -39,7 +20,7 @@ export function handleError(error: Error, c: Context<AppEnv>): Response {
     if (error.retryAfterSeconds !== undefined) c.header("Retry-After", String(error.retryAfterSeconds));
     const body: ErrorBody = { error: { code: error.code, message: error.message, request_id: requestId } };
     if (error.details !== undefined) body.error.details = error.details;
-    return c.json(body, STATUS_BY_CODE[error.code]);
+    return c.json(body, httpStatusOf(error) as ContentfulStatusCode);
   }
   if (error instanceof HTTPException && error.status < 500) {
     // Hono's own 4xx (e.g. an unparsable body): keep its message, in our format.
@@ -103,19 +84,4 @@ export function handleNotFound(c: Context<AppEnv>): Response {
     },
     404,
   );
-}
-
-/** SQLSTATE class 22, data exception: invalid characters, out-of-range numbers, bad casts of input. */
-function isDataException(error: unknown): boolean {
-  return sqlStateClass(error) === "22";
-}
-
-/** SQLSTATE class 40, transaction rollback: a deadlock or serialization failure. */
-function isTransactionRollback(error: unknown): boolean {
-  return sqlStateClass(error) === "40";
-}
-
-function sqlStateClass(error: unknown): string | undefined {
-  const code = (error as { code?: unknown } | null)?.code;
-  return typeof code === "string" && code.length === 5 ? code.slice(0, 2) : undefined;
 }

@@ -39,10 +39,7 @@ export function createHttpApp(deps: HttpDependencies): Hono<AppEnv> {
       status: c.res.status,
       ms: Math.round(performance.now() - started),
     };
-    // A batch line's request (dispatched in-process) fails or is preempted routinely; the batch
-    // runner retries it and keeps its error, so it is not an error of the service.
-    if (c.env?.internal) logger.debug(fields, "batch line request");
-    else if (c.res.status >= 500) logger.error(fields, "request failed");
+    if (c.res.status >= 500) logger.error(fields, "request failed");
     else logger.info(fields, "request");
   });
   const limitBody = limitBodySize(deps.bodyLimit.maxBytes, "PGRAG_MAX_JSON_BODY_BYTES");

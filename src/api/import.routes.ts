@@ -9,7 +9,7 @@ import type { ImportSummary } from "../ingest/imports.repository.ts";
 import type { Scope } from "../tenancy/principal.ts";
 import { readConsistencyToken, setConsistencyToken } from "./consistency.ts";
 import type { AppEnv } from "./context.ts";
-import { collectionName } from "./request-fields.ts";
+import { collectionName } from "../request-fields.ts";
 import { validate } from "./validation.ts";
 
 /** Import uploads stream in under their own limit (PGRAG_IMPORT_MAX_BYTES), not the JSON routes'. */

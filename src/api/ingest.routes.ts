@@ -14,7 +14,7 @@ import { readConsistencyToken, setConsistencyToken } from "./consistency.ts";
 import { limitBodySize } from "./body-limit.ts";
 import { requestedWait } from "./wait-preference.ts";
 import type { AppEnv } from "./context.ts";
-import { collectionName } from "./request-fields.ts";
+import { collectionName } from "../request-fields.ts";
 import { limitJsonDepth, validate } from "./validation.ts";
 
 export const collectionBody = z.object({

@@ -1,75 +1,14 @@
 import { Hono, type MiddlewareHandler } from "hono";
 import { streamSSE } from "hono/streaming";
-import { z } from "zod";
 import type { EventRecorder } from "../analytics/event-recorder.ts";
+import { citationJson, collectAnswer, nextEvent, usageJson } from "../chat/answer-events.ts";
 import type { ChatService } from "../chat/chat.service.ts";
-import type { ChatUsage } from "../inference/chat-client.ts";
-import { InvalidRequestError, NotFoundError } from "../errors.ts";
-import { searchFilterSchema } from "../retrieval/filters.ts";
+import { chatRequestOf, completionJson, newCompletionMeta, openAiChatBody } from "../chat/openai-chat.ts";
+import { NotFoundError } from "../errors.ts";
 import type { Principal, Scope } from "../tenancy/principal.ts";
-import {
-  citationJson,
-  clientSignal,
-  collectAnswer,
-  nextEvent,
-  recordedAnswers,
-  writeStreamError,
-} from "./chat-stream.ts";
+import { clientSignal, recordedAnswers, writeStreamError } from "./chat-stream.ts";
 import type { AppEnv } from "./context.ts";
-import { collectionName, MAX_QUESTION_CHARS } from "./request-fields.ts";
-import { NO_NUL_MESSAGE, noNul, validate } from "./validation.ts";
-
-/** An OpenAI-style history message (a previous answer may be long); the prompt keeps what fits its budget. */
-const MAX_MESSAGE_CHARS = 32_000;
-/** The caller's system (and developer) messages together: instructions, not a second context. */
-const MAX_INSTRUCTIONS_CHARS = 4_000;
-
-const messageText = z
-  .string()
-  .max(MAX_MESSAGE_CHARS, `at most ${MAX_MESSAGE_CHARS} characters`)
-  .refine(noNul, NO_NUL_MESSAGE);
-
-/** A message's content: a string, or OpenAI's content parts, of which text parts are taken. */
-const messageContent = z.union(
-  [
-    messageText,
-    z.null(),
-    z
-      .array(z.object({ type: z.literal("text"), text: messageText }).loose())
-      .max(100)
-      .transform((parts) => parts.map((p) => p.text).join("\n")),
-  ],
-  {
-    error:
-      'must be a string or an array of text parts ({"type": "text", "text": "…"}): images, audio and files are not taken',
-  },
-);
-
-export const openAiBody = z.object({
-  model: z.string().max(200).optional(),
-  messages: z
-    .array(
-      z
-        .object({
-          role: z.enum(["system", "user", "assistant", "developer"]),
-          content: messageContent,
-        })
-        .loose(),
-    )
-    .min(1, "messages must not be empty")
-    .max(200),
-  stream: z.boolean().default(false),
-  stream_options: z.object({ include_usage: z.boolean().optional() }).loose().nullish(),
-  max_tokens: z.number().int().positive().nullish(),
-  max_completion_tokens: z.number().int().positive().nullish(),
-  temperature: z.number().min(0).max(2).nullish(),
-  top_p: z.number().min(0).max(1).nullish(),
-  stop: z.union([z.string().min(1).max(200), z.array(z.string().min(1).max(200)).max(4)]).nullish(),
-  seed: z.number().int().nullish(),
-  /** pgrag's extra: the collection to retrieve from (or use model "rag:<collection>"). */
-  collection: collectionName.optional(),
-  filter: searchFilterSchema.optional(),
-});
+import { validate } from "./validation.ts";
 
 /** A model a client may name: `rag:<collection>` (answers from that collection), or the backend's chat model. */
 export interface ModelEntry {
@@ -107,86 +46,25 @@ export function openAiRoutes(
         throw new NotFoundError(`no model "${id}": GET /v1/models lists them (rag:<collection> for each collection)`);
       return c.json(modelJson(found));
     })
-    .post("/v1/chat/completions", auth("read"), validate("json", openAiBody), async (c) => {
+    .post("/v1/chat/completions", auth("read"), validate("json", openAiChatBody), async (c) => {
       const body = c.req.valid("json");
-      const collection = body.collection ?? /^rag:(.+)$/.exec(body.model ?? "")?.[1];
-      if (!collection)
-        throw new InvalidRequestError('name the collection: "collection" in the body, or model "rag:<collection>"');
-      const turns = body.messages.filter((m) => m.role === "user" || m.role === "assistant");
-      const instructions = body.messages
-        .filter((m) => m.role === "system" || m.role === "developer")
-        .map((m) => m.content?.trim() ?? "")
-        .filter(Boolean)
-        .join("\n");
-      if (instructions.length > MAX_INSTRUCTIONS_CHARS) {
-        throw new InvalidRequestError(
-          `system messages are instructions added to the retrieval prompt: at most ${MAX_INSTRUCTIONS_CHARS} characters together, got ${instructions.length}`,
-        );
-      }
-      const last = turns[turns.length - 1];
-      if (last?.role !== "user" || !last.content?.trim()) {
-        throw new InvalidRequestError("the last message must be a non-empty user message: it is the question");
-      }
-      // The same bound as /v1/chat's question: the question always goes to the backend whole.
-      if (last.content.trim().length > MAX_QUESTION_CHARS) {
-        throw new InvalidRequestError(
-          `the last user message is the question: at most ${MAX_QUESTION_CHARS} characters, got ${last.content.trim().length}`,
-        );
-      }
-      const maxTokens = body.max_completion_tokens ?? body.max_tokens;
+      const { request, model } = chatRequestOf(body, "interactive");
       const abort = clientSignal(c);
-      const events = ask(
-        c,
-        c.get("principal"),
-        {
-          question: last.content,
-          collection,
-          history: turns.slice(0, -1).map((m) => ({ role: m.role as "user" | "assistant", content: m.content ?? "" })),
-          persist: false,
-          priority: c.get("priority") ?? "interactive",
-          ...(body.filter ? { filter: body.filter } : {}),
-          ...(instructions ? { instructions } : {}),
-          ...(maxTokens ? { maxTokens } : {}),
-          sampling: {
-            ...(body.temperature == null ? {} : { temperature: body.temperature }),
-            ...(body.top_p == null ? {} : { topP: body.top_p }),
-            ...(body.stop == null ? {} : { stop: typeof body.stop === "string" ? [body.stop] : body.stop }),
-            ...(body.seed == null ? {} : { seed: body.seed }),
-          },
-        },
-        abort,
-      );
+      const events = ask(c, c.get("principal"), request, abort);
       const first = await nextEvent(events);
-      const id = `chatcmpl-${crypto.randomUUID()}`;
-      const created = Math.floor(Date.now() / 1000);
-      const model = body.model ?? `rag:${collection}`;
+      const meta = newCompletionMeta(model);
       if (!body.stream) {
         const { end } = await collectAnswer(first, events);
-        return c.json({
-          id,
-          object: "chat.completion",
-          created,
-          model,
-          choices: [
-            {
-              index: 0,
-              message: { role: "assistant", content: end?.answer ?? "" },
-              finish_reason: end?.finishReason ?? "stop",
-              logprobs: null,
-            },
-          ],
-          usage: usageJson(end?.usage ?? null),
-          citations: (end?.citations ?? []).map(citationJson),
-        });
+        return c.json(completionJson(meta, end));
       }
       return streamSSE(c, async (stream) => {
         stream.onAbort(() => abort.abort());
         const chunk = (delta: object, finish: string | null, extra: object = {}) =>
           JSON.stringify({
-            id,
+            id: meta.id,
             object: "chat.completion.chunk",
-            created,
-            model,
+            created: meta.created,
+            model: meta.model,
             choices: [{ index: 0, delta, finish_reason: finish }],
             ...extra,
           });
@@ -203,10 +81,10 @@ export function openAiRoutes(
               if (body.stream_options?.include_usage) {
                 await stream.writeSSE({
                   data: JSON.stringify({
-                    id,
+                    id: meta.id,
                     object: "chat.completion.chunk",
-                    created,
-                    model,
+                    created: meta.created,
+                    model: meta.model,
                     choices: [],
                     usage: usageJson(event.usage),
                   }),
@@ -220,14 +98,4 @@ export function openAiRoutes(
         }
       });
     });
-}
-
-function usageJson(usage: ChatUsage | null) {
-  return usage
-    ? {
-        prompt_tokens: usage.promptTokens,
-        completion_tokens: usage.completionTokens,
-        total_tokens: usage.promptTokens + usage.completionTokens,
-      }
-    : null;
 }

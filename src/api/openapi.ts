@@ -5,7 +5,7 @@ import { Hono } from "hono";
 import { z } from "zod";
 import { batchBody as batchCreateBody } from "./batch.routes.ts";
 import { chatBody, feedbackBody } from "./chat.routes.ts";
-import { openAiBody } from "./openai.routes.ts";
+import { openAiChatBody } from "../chat/openai-chat.ts";
 import type { AppEnv } from "./context.ts";
 import { DOCS_POLICY } from "./page-security.ts";
 import { batchBody, collectionBody, documentBody, listQuery } from "./ingest.routes.ts";
@@ -329,7 +329,7 @@ export function openApiDocument(limits: { maxBatchDocuments: number }) {
       "/v1/chat/completions": {
         post: {
           summary: "OpenAI-compatible chat completions with retrieval; citations in an extra `citations` field",
-          requestBody: json(openAiBody),
+          requestBody: json(openAiChatBody),
           responses: {
             200: { description: "An OpenAI chat completion, or its SSE stream" },
             502: errorResponse,

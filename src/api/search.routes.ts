@@ -7,8 +7,9 @@ import type { EventRecorder } from "../analytics/event-recorder.ts";
 import { readConsistencyToken } from "./consistency.ts";
 import { statusOf } from "./error-handler.ts";
 import type { AppEnv } from "./context.ts";
-import { collectionName, searchMode } from "./request-fields.ts";
-import { NO_NUL_MESSAGE, noNul, validate } from "./validation.ts";
+import { collectionName, searchMode } from "../request-fields.ts";
+import { validate } from "./validation.ts";
+import { NO_NUL_MESSAGE, noNul } from "../request-fields.ts";
 
 const MAX_QUERY_CHARS = 10_000;
 

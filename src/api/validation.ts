@@ -26,10 +26,6 @@ export function validate<Target extends keyof ValidationTargets, Schema extends 
   });
 }
 
-/** PostgreSQL text cannot hold NUL characters: refuse them where a person can be told why. */
-export const noNul = (s: string) => !s.includes("\u0000");
-export const NO_NUL_MESSAGE = "must not contain NUL characters";
-
 /**
  * Refuses a JSON body nested deeper than MAX_JSON_DEPTH before anything parses it. Runs after the
  * body's size limit: the text it reads is bounded already (Hono keeps it for the validator's parse).

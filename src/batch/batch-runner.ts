@@ -1,5 +1,11 @@
 import type { Kysely } from "kysely";
 import { Counter, type Registry } from "prom-client";
+import { withChatUsage } from "../analytics/chat-usage.ts";
+import type { EventRecorder } from "../analytics/event-recorder.ts";
+import { collectAnswer, nextEvent } from "../chat/answer-events.ts";
+import type { ChatService } from "../chat/chat.service.ts";
+import { chatRequestOf, completionJson, newCompletionMeta, openAiChatBody } from "../chat/openai-chat.ts";
+import { AppError, describeIssues, httpStatusOf } from "../errors.ts";
 import type { Database } from "../db/database.ts";
 import type { Router } from "../db/router.ts";
 import type { AdmissionControl } from "../inference/admission.ts";
@@ -18,9 +24,6 @@ import {
   renewLeases,
   storeLineResult,
 } from "./batches.repository.ts";
-
-/** Runs one chat line as a request to the API itself, for `principal`, in the batch class. */
-export type DispatchChat = (principal: Principal, body: unknown) => Promise<{ status: number; body: unknown }>;
 
 export interface BatchRunnerOptions {
   /** Lines in flight at once (each then waits for a batch slot of the inference scheduler). */
@@ -59,8 +62,8 @@ const EXPIRED_FILES_PER_TURN = 500;
 
 /**
  * Runs the lines of every tenant's batches: claims runnable lines (tenants in turn) up to its
- * concurrency, answers each — chat through the API's own /v1/chat/completions in the batch class of
- * the inference scheduler, embeddings grouped into large requests — and stores each answer only if it
+ * concurrency, answers each — chat as /v1/chat/completions answers, in the batch class of the
+ * inference scheduler, embeddings grouped into large requests — and stores each answer only if it
  * still holds the line. Retryable failures go back with exponential backoff. Batches with nothing left
  * to run are finalized with their output and error files.
  */
@@ -68,7 +71,8 @@ export class BatchRunner {
   readonly #router: Router;
   readonly #admission: AdmissionControl;
   readonly #embeddings: EmbeddingClient;
-  readonly #dispatch: DispatchChat;
+  readonly #chat: ChatService;
+  readonly #usage: EventRecorder;
   readonly #logger: Logger;
   readonly #options: BatchRunnerOptions;
   readonly #lines: Counter<"outcome">;
@@ -83,7 +87,8 @@ export class BatchRunner {
       router: Router;
       admission: AdmissionControl;
       embeddings: EmbeddingClient;
-      dispatch: DispatchChat;
+      chat: ChatService;
+      usage: EventRecorder;
       logger: Logger;
       registry: Registry;
     },
@@ -92,7 +97,8 @@ export class BatchRunner {
     this.#router = deps.router;
     this.#admission = deps.admission;
     this.#embeddings = deps.embeddings;
-    this.#dispatch = deps.dispatch;
+    this.#chat = deps.chat;
+    this.#usage = deps.usage;
     this.#logger = deps.logger;
     this.#options = options;
     this.#lines = new Counter({
@@ -131,7 +137,7 @@ export class BatchRunner {
         }
         const free = this.#options.concurrency - this.#inFlight.size;
         if (free > 0) {
-          claimed = (await this.#router.write((tx) => claimLines(tx, free, this.#options.leaseSeconds))).value;
+          claimed = (await this.#router.write({}, (tx) => claimLines(tx, free, this.#options.leaseSeconds))).value;
         }
       } catch (error) {
         this.#logger.warn({ err: error }, "batch runner: claiming or finalizing failed; trying again");
@@ -161,7 +167,7 @@ export class BatchRunner {
     for (const line of lines) {
       if (line.endpoint === "/v1/embeddings")
         embeddings.set(line.tenantId, [...(embeddings.get(line.tenantId) ?? []), line]);
-      else work.push(this.#settle([line], () => this.#chat(line).then((result) => [result])));
+      else work.push(this.#settle([line], () => this.#answerChat(line).then((result) => [result])));
     }
     for (const group of embeddings.values()) {
       for (const slice of byInputs(group)) work.push(this.#settle(slice, () => this.#embed(slice)));
@@ -173,14 +179,32 @@ export class BatchRunner {
    * A chat line stopped for an interactive request runs again at once, still under its lease and at
    * the same attempt: being preempted is the scheduler's doing, not a failure of the line.
    */
-  async #chat(line: ClaimedLine): Promise<LineResult> {
+  async #answerChat(line: ClaimedLine): Promise<LineResult> {
     const principal: Principal = { tenantId: line.tenantId, keyId: "batch", scopes: ["read", "write"] };
+    const body = openAiChatBody.safeParse(line.body);
+    if (!body.success) {
+      const { message } = describeIssues(body.error);
+      return { outcome: "failed", statusCode: 400, error: { code: "invalid_request", message } };
+    }
     for (;;) {
-      const { status, body } = await this.#dispatch(principal, line.body);
-      if (status >= 200 && status < 300) return { outcome: "succeeded", statusCode: status, response: body };
-      const error = errorOf(body, status);
-      if (error.code !== "preempted" || this.#stopping) return this.#failure(line, status, error);
-      this.#lines.inc({ outcome: "preempted" });
+      try {
+        const { request, model } = chatRequestOf(body.data, "batch");
+        // A batch has no token of earlier writes: any replica may answer, as for a request without one.
+        const events = withChatUsage(
+          this.#usage,
+          { principal, request, requestId: `${line.batchId}-${line.line}` },
+          this.#chat.ask(principal, request, null, new AbortController().signal),
+        );
+        const { end } = await collectAnswer(await nextEvent(events), events);
+        return { outcome: "succeeded", statusCode: 200, response: completionJson(newCompletionMeta(model), end) };
+      } catch (error) {
+        const code = error instanceof AppError ? error.code : "internal";
+        if (code !== "preempted" || this.#stopping) {
+          const message = error instanceof AppError ? error.message : "the request failed";
+          return this.#failure(line, httpStatusOf(error), { code, message });
+        }
+        this.#lines.inc({ outcome: "preempted" });
+      }
     }
   }
 
@@ -259,7 +283,7 @@ export class BatchRunner {
       );
       if (status) this.#logger.info({ batchId, status }, "batch finished");
     }
-    const { value: deleted } = await this.#router.write((tx) => deleteExpiredFiles(tx, EXPIRED_FILES_PER_TURN));
+    const { value: deleted } = await this.#router.write({}, (tx) => deleteExpiredFiles(tx, EXPIRED_FILES_PER_TURN));
     if (deleted > 0) this.#logger.info({ files: deleted }, "expired files deleted");
   }
 
@@ -275,7 +299,7 @@ export class BatchRunner {
   }
 
   async #asTenant<T>(tenantId: string, work: (tx: Kysely<Database>) => Promise<T>): Promise<T> {
-    return (await this.#router.write(work, { tenantId })).value;
+    return (await this.#router.write({ tenantId }, work)).value;
   }
 }
 
@@ -294,13 +318,4 @@ function embeddingInputs(body: unknown): string[] | string {
     return input as string[];
   }
   return "body.input must be a non-empty string or an array of 1 to 2048 non-empty strings";
-}
-
-/** The API's error body ({error: {code, message}}) as a batch line's error. */
-function errorOf(body: unknown, status: number): { code: string; message: string } {
-  const error = (body as { error?: { code?: unknown; message?: unknown } } | null)?.error;
-  return {
-    code: typeof error?.code === "string" ? error.code : `http_${status}`,
-    message: typeof error?.message === "string" ? error.message : `the request failed with status ${status}`,
-  };
 }

@@ -278,7 +278,7 @@ export class BatchService {
   }
 
   async #write<T>(principal: Principal, work: (tx: Kysely<Database>) => Promise<T>) {
-    return this.#router.write(work, { tenantId: principal.tenantId });
+    return this.#router.write({ tenantId: principal.tenantId }, work);
   }
 }
 

@@ -259,27 +259,24 @@ export class ChatService {
         .map((m) => ({ role: m.role, content: m.content }));
     }
     if (!request.persist) return { conversationId: null, history, token: clientToken };
-    const { value: conversationId, token } = await this.#router.write(
-      async (tx) => {
-        if (!request.conversationId) await this.#assertConversationQuota(tx, principal.tenantId);
-        const id =
-          request.conversationId ??
-          (await insertConversation(tx, {
-            tenantId: principal.tenantId,
-            collectionName: request.collection,
-            title: request.question,
-          }));
-        if (!id) throw new NotFoundError(`no collection "${request.collection}"`);
-        await insertMessage(tx, {
+    const { value: conversationId, token } = await this.#router.write({ tenantId: principal.tenantId }, async (tx) => {
+      if (!request.conversationId) await this.#assertConversationQuota(tx, principal.tenantId);
+      const id =
+        request.conversationId ??
+        (await insertConversation(tx, {
           tenantId: principal.tenantId,
-          conversationId: id,
-          role: "user",
-          content: request.question,
-        });
-        return id;
-      },
-      { tenantId: principal.tenantId },
-    );
+          collectionName: request.collection,
+          title: request.question,
+        }));
+      if (!id) throw new NotFoundError(`no collection "${request.collection}"`);
+      await insertMessage(tx, {
+        tenantId: principal.tenantId,
+        conversationId: id,
+        role: "user",
+        content: request.question,
+      });
+      return id;
+    });
     this.#conversationTokens.set(conversationId, token);
     return { conversationId, history, token };
   }
@@ -306,20 +303,18 @@ export class ChatService {
       model: string;
     },
   ) {
-    const { value: messageId, token } = await this.#router.write(
-      (tx) =>
-        insertMessage(tx, {
-          tenantId: principal.tenantId,
-          conversationId,
-          role: "assistant",
-          content: answer.content,
-          status: answer.status,
-          citations: answer.citations,
-          promptTokens: answer.usage?.promptTokens ?? null,
-          completionTokens: answer.usage?.completionTokens ?? null,
-          model: answer.model,
-        }),
-      { tenantId: principal.tenantId },
+    const { value: messageId, token } = await this.#router.write({ tenantId: principal.tenantId }, (tx) =>
+      insertMessage(tx, {
+        tenantId: principal.tenantId,
+        conversationId,
+        role: "assistant",
+        content: answer.content,
+        status: answer.status,
+        citations: answer.citations,
+        promptTokens: answer.usage?.promptTokens ?? null,
+        completionTokens: answer.usage?.completionTokens ?? null,
+        model: answer.model,
+      }),
     );
     this.#conversationTokens.set(conversationId, token);
     return { messageId, token };

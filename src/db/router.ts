@@ -122,7 +122,7 @@ export class Router {
    * Never retried: a connection error may hide a commit, so the caller decides (and idempotent
    * writes make a retry by the client safe).
    */
-  async write<T>(work: (tx: Executor) => Promise<T>, options: { tenantId?: string } = {}): Promise<WriteResult<T>> {
+  async write<T>(options: { tenantId?: string }, work: (tx: Executor) => Promise<T>): Promise<WriteResult<T>> {
     const primary = this.#primary;
     if (this.#monitor.health(primary.name).state === "down") {
       throw new UnavailableError("the primary database is unreachable; writes are refused until it is back", {

@@ -44,6 +44,8 @@ export interface DevInferenceFaults {
 export interface DevInferenceStats {
   embeddingRequests: number;
   embeddedInputs: number;
+  /** How often each input text was embedded, kept only once a test sets a map here: benchmarks embed millions. */
+  inputCounts?: Map<string, number>;
   chatRequests: number;
   /** Streams whose client went away before the answer was complete. */
   abortedChats: number;
@@ -128,6 +130,7 @@ function createDevInferenceApp(
     const inputs = typeof parsed.data.input === "string" ? [parsed.data.input] : parsed.data.input;
     stats.embeddingRequests++;
     stats.embeddedInputs += inputs.length;
+    for (const text of inputs) stats.inputCounts?.set(text, (stats.inputCounts.get(text) ?? 0) + 1);
     await sleep(faults.embeddingDelayMs);
     const dimension = faults.wrongDimension ? options.dimension - 1 : options.dimension;
     const recorded = (text: string) => (faults.wrongDimension ? undefined : record.vectors.get(text));

@@ -50,7 +50,7 @@ export async function embedChunks<K>(
       missing.map(([text]) => text),
       { tenantId, priority: "batch" },
     );
-    await router.write((tx) =>
+    await router.write({}, (tx) =>
       storeEmbeddings(
         tx,
         missing.map(([, hash], i) => ({ hash, embedding: vectors[i] as number[] })),

@@ -196,14 +196,12 @@ export class ImportRunner {
       await this.#write(job, (tx) => buildStagingIndexes(tx, job.importId, this.#options.maintenanceWorkMem));
       await this.#write(job, (tx) => excludeFromShared(tx, { importId: job.importId, collectionId: collection.id }));
     }
-    const { token } = await this.#router.write(
-      (tx) =>
-        publishImport(
-          tx,
-          { importId: job.importId, tenantId: job.tenantId, collectionId: collection.id, placement, staging },
-          this.#options.bm25,
-        ),
-      { tenantId: job.tenantId },
+    const { token } = await this.#router.write({ tenantId: job.tenantId }, (tx) =>
+      publishImport(
+        tx,
+        { importId: job.importId, tenantId: job.tenantId, collectionId: collection.id, placement, staging },
+        this.#options.bm25,
+      ),
     );
     await this.#write(job, (tx) => recordVisibleLsn(tx, job.importId, formatLsn(token)));
     this.#finished.inc({ outcome: "completed" });
@@ -298,7 +296,7 @@ export class ImportRunner {
   }
 
   async #write<T>(job: ImportJob, work: (tx: Kysely<Database>) => Promise<T>): Promise<T> {
-    return (await this.#router.write(work, { tenantId: job.tenantId })).value;
+    return (await this.#router.write({ tenantId: job.tenantId }, work)).value;
   }
 }
 

@@ -134,6 +134,6 @@ export class ImportService {
   }
 
   #write<T>(principal: Principal, work: (tx: Kysely<Database>) => Promise<T>) {
-    return this.#router.write(work, { tenantId: principal.tenantId });
+    return this.#router.write({ tenantId: principal.tenantId }, work);
   }
 }

@@ -238,7 +238,7 @@ export class IngestService {
 
   /** Every statement of a tenant's request runs with that tenant set, for row-level security. */
   #write<T>(principal: Principal, work: (tx: Kysely<Database>) => Promise<T>) {
-    return this.#router.write(work, { tenantId: principal.tenantId });
+    return this.#router.write({ tenantId: principal.tenantId }, work);
   }
 
   #read<T>(

@@ -290,55 +290,52 @@ export class IngestWorker {
     docs: readonly PendingDocument[],
     embedded: Map<PendingDocument, EmbeddedChunk[]>,
   ): Promise<void> {
-    const { value: outcomes } = await this.#router.write(
-      async (tx) => {
-        // Before any document row (see holdCollection): a delete of the collection or its tenant
-        // waits for this write instead of deadlocking with it over the postings' key check.
-        for (const collectionId of new Set(docs.map((d) => d.collectionId))) await holdCollection(tx, collectionId);
-        const current = new Map(
-          (
-            await lockDocuments(
-              tx,
-              docs.map((d) => d.documentId),
-            )
-          ).map((row) => [row.id, row]),
-        );
-        const fresh = docs.flatMap((doc) => {
-          const before = current.get(doc.documentId);
-          return before?.version === doc.version ? [{ doc, before }] : [];
-        });
-        if (fresh.length === 0) return { ready: 0, skipped: docs.length };
-        await deleteChunksOf(
-          tx,
-          fresh.map(({ doc }) => doc.documentId),
-        );
-        const added = await insertChunksWithPostings(
-          tx,
-          fresh.map(({ doc }) => ({ owner: doc, chunks: embedded.get(doc) ?? [] })),
-        );
-        const written = fresh.map(({ doc, before }) => ({
-          doc,
-          before,
-          after: added.get(doc.documentId) ?? { chunkCount: 0, lexemeTotal: 0 },
-        }));
-        await markDocumentsReady(
-          tx,
-          written.map(({ doc, after }) => ({ id: doc.documentId, ...after })),
-        );
-        const deltas = new Map<string, { tenantId: string; chunks: number; length: number }>();
-        for (const { doc, before, after } of written) {
-          const delta = deltas.get(doc.collectionId) ?? { tenantId: doc.tenantId, chunks: 0, length: 0 };
-          delta.chunks += after.chunkCount - before.chunk_count;
-          delta.length += after.lexemeTotal - Number(before.lexeme_total);
-          deltas.set(doc.collectionId, delta);
-        }
-        for (const [collectionId, delta] of [...deltas.entries()].sort(([a], [b]) => a.localeCompare(b))) {
-          await adjustCollectionStats(tx, collectionId, delta.tenantId, delta.chunks, delta.length);
-        }
-        return { ready: fresh.length, skipped: docs.length - fresh.length };
-      },
-      { tenantId: docs[0]?.tenantId },
-    );
+    const { value: outcomes } = await this.#router.write({ tenantId: docs[0]?.tenantId }, async (tx) => {
+      // Before any document row (see holdCollection): a delete of the collection or its tenant
+      // waits for this write instead of deadlocking with it over the postings' key check.
+      for (const collectionId of new Set(docs.map((d) => d.collectionId))) await holdCollection(tx, collectionId);
+      const current = new Map(
+        (
+          await lockDocuments(
+            tx,
+            docs.map((d) => d.documentId),
+          )
+        ).map((row) => [row.id, row]),
+      );
+      const fresh = docs.flatMap((doc) => {
+        const before = current.get(doc.documentId);
+        return before?.version === doc.version ? [{ doc, before }] : [];
+      });
+      if (fresh.length === 0) return { ready: 0, skipped: docs.length };
+      await deleteChunksOf(
+        tx,
+        fresh.map(({ doc }) => doc.documentId),
+      );
+      const added = await insertChunksWithPostings(
+        tx,
+        fresh.map(({ doc }) => ({ owner: doc, chunks: embedded.get(doc) ?? [] })),
+      );
+      const written = fresh.map(({ doc, before }) => ({
+        doc,
+        before,
+        after: added.get(doc.documentId) ?? { chunkCount: 0, lexemeTotal: 0 },
+      }));
+      await markDocumentsReady(
+        tx,
+        written.map(({ doc, after }) => ({ id: doc.documentId, ...after })),
+      );
+      const deltas = new Map<string, { tenantId: string; chunks: number; length: number }>();
+      for (const { doc, before, after } of written) {
+        const delta = deltas.get(doc.collectionId) ?? { tenantId: doc.tenantId, chunks: 0, length: 0 };
+        delta.chunks += after.chunkCount - before.chunk_count;
+        delta.length += after.lexemeTotal - Number(before.lexeme_total);
+        deltas.set(doc.collectionId, delta);
+      }
+      for (const [collectionId, delta] of [...deltas.entries()].sort(([a], [b]) => a.localeCompare(b))) {
+        await adjustCollectionStats(tx, collectionId, delta.tenantId, delta.chunks, delta.length);
+      }
+      return { ready: fresh.length, skipped: docs.length - fresh.length };
+    });
     this.#processed.inc({ outcome: "ready" }, outcomes.ready);
     this.#processed.inc({ outcome: "skipped" }, outcomes.skipped);
     if (outcomes.ready > 0) {
@@ -365,11 +362,8 @@ export class IngestWorker {
       "ingestion job failed",
     );
     if (lastAttempt) {
-      await this.#router.write(
-        (tx) => markDocumentFailed(tx, { id: doc.documentId, version: doc.version, error: message }),
-        {
-          tenantId: doc.tenantId,
-        },
+      await this.#router.write({ tenantId: doc.tenantId }, (tx) =>
+        markDocumentFailed(tx, { id: doc.documentId, version: doc.version, error: message }),
       );
       this.#processed.inc({ outcome: "failed" });
       // Completed: the failure is recorded on the document, and a retry could not help.

@@ -127,23 +127,20 @@ export async function compactCollection(
   let done = 0;
   let after = job.afterTerm ?? "";
   while (done < options.maxTerms) {
-    const { value: rewritten } = await router.write(
-      async (tx) => {
-        if (!(await holdCollection(tx, job.collectionId))) return [];
-        const terms = await termsToCompact(
-          tx,
-          job.collectionId,
-          Math.min(TERMS_PER_STATEMENT, options.maxTerms - done),
-          after,
-          options.dead ?? DEAD_POSTINGS_THRESHOLD,
-        );
-        if (terms.length === 0) return [];
-        const avgdl = await averageLength(tx, job.collectionId);
-        await compactTerms(tx, { ...job, avgdl, ...bm25 }, terms, options.blockSize ?? BLOCK_SIZE);
-        return terms;
-      },
-      { tenantId: job.tenantId },
-    );
+    const { value: rewritten } = await router.write({ tenantId: job.tenantId }, async (tx) => {
+      if (!(await holdCollection(tx, job.collectionId))) return [];
+      const terms = await termsToCompact(
+        tx,
+        job.collectionId,
+        Math.min(TERMS_PER_STATEMENT, options.maxTerms - done),
+        after,
+        options.dead ?? DEAD_POSTINGS_THRESHOLD,
+      );
+      if (terms.length === 0) return [];
+      const avgdl = await averageLength(tx, job.collectionId);
+      await compactTerms(tx, { ...job, avgdl, ...bm25 }, terms, options.blockSize ?? BLOCK_SIZE);
+      return terms;
+    });
     const last = rewritten.at(-1);
     if (last === undefined) return { terms: done, resumeAfter: null };
     done += rewritten.length;

@@ -3,6 +3,7 @@ import PgBoss from "pg-boss";
 import { Gauge, type Registry } from "prom-client";
 import type { Database } from "../db/database.ts";
 import type { Router } from "../db/router.ts";
+import type { Logger } from "../logger.ts";
 import { IMPORT_QUEUE, type ImportJob } from "./import-runner.ts";
 import { COMPACTION_QUEUE, type CompactionJob } from "./postings-compactor.ts";
 
@@ -28,6 +29,7 @@ export function createJobQueue(
   router: Router,
   options: QueueOptions,
   registry: Registry,
+  logger: Logger,
 ): {
   boss: PgBoss;
   enqueue: typeof enqueue;
@@ -42,8 +44,9 @@ export function createJobQueue(
     supervise: true,
     maintenanceIntervalSeconds: options.maintenanceIntervalSeconds,
   });
-  // pg-boss reports background errors (a maintenance run during a failover) as events.
-  boss.on("error", () => {});
+  // pg-boss reports background errors (a maintenance run during a failover) as events; it goes on
+  // by itself, so they are warnings, not crashes.
+  boss.on("error", (error) => logger.warn({ err: error }, "job queue background error; pg-boss goes on"));
   new Gauge({
     name: "pgrag_ingest_queue_depth",
     help: "Ingestion jobs waiting to run (created or waiting for a retry)",

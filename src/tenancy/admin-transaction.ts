@@ -13,7 +13,7 @@ export async function adminTransaction<T>(
   platform: { readonly config: Config; readonly router: Router },
   work: (tx: Kysely<Database>) => Promise<T>,
 ): Promise<T> {
-  if (platform.config.database.embedded) return (await platform.router.write(work)).value;
+  if (platform.config.database.embedded) return (await platform.router.write({}, work)).value;
   return ownerTransaction(platform.config, work);
 }
 

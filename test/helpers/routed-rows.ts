@@ -6,14 +6,12 @@ import type { App } from "../../src/app.ts";
  * row-level security (with the write's consistency token), and read back through the router.
  */
 export async function writeCollectionRow(app: App, tenantId: string): Promise<{ id: string; token: bigint }> {
-  const { value, token } = await app.router.write(
-    (tx) =>
-      tx
-        .insertInto("collections")
-        .values({ tenant_id: tenantId, name: `c-${randomUUID()}` })
-        .returning("id")
-        .executeTakeFirstOrThrow(),
-    { tenantId },
+  const { value, token } = await app.router.write({ tenantId }, (tx) =>
+    tx
+      .insertInto("collections")
+      .values({ tenant_id: tenantId, name: `c-${randomUUID()}` })
+      .returning("id")
+      .executeTakeFirstOrThrow(),
   );
   return { id: value.id, token };
 }

@@ -100,13 +100,13 @@ describe("claiming batch lines", () => {
     if (!big || !small) throw new Error("two clients");
     await createBatch(big, chatLines(20, ["q"]));
     await createBatch(small, chatLines(3, ["q"]));
-    const { value: claimed } = await app.router.write((tx) => claimLines(tx, 6, 60));
+    const { value: claimed } = await app.router.write({}, (tx) => claimLines(tx, 6, 60));
     const counts = new Map<string, number>();
     for (const line of claimed) counts.set(line.tenantId, (counts.get(line.tenantId) ?? 0) + 1);
     expect(counts.get(tenants[0]?.tenantId ?? "")).toBe(3);
     expect(counts.get(tenants[1]?.tenantId ?? "")).toBe(3);
     // Claimed lines are leased: a second claim takes others.
-    const { value: again } = await app.router.write((tx) => claimLines(tx, 100, 60));
+    const { value: again } = await app.router.write({}, (tx) => claimLines(tx, 100, 60));
     expect(again).toHaveLength(23 - 6);
   });
 });

@@ -193,7 +193,7 @@ describe("ingestion", () => {
   it("caches vectors exactly as float4s (they travel in pgvector's binary form)", async () => {
     const values = [0.1, -2.5, 3e-8, 123456.789, -0, 1 / 3, ...Array.from({ length: 378 }, (_, i) => Math.sin(i))];
     const hash = contentHash(`binary vector ${crypto.randomUUID()}`);
-    await app.router.write((tx) => storeEmbeddings(tx, [{ hash, embedding: values }]));
+    await app.router.write({}, (tx) => storeEmbeddings(tx, [{ hash, embedding: values }]));
     const [row] = await adminQuery<{ embedding: string }>(
       "primary",
       "SELECT embedding::text FROM embedding_cache WHERE content_hash = $1",
@@ -257,21 +257,18 @@ describe("ingestion", () => {
     };
     const cachedText = "A text whose chunks get written by hand below.";
     // As the worker replaces a document: its old chunks go first, in the same transaction.
-    const write = app.router.write(
-      async (tx) => {
-        await deleteChunksOf(tx, [put.body.document.id]);
-        return insertChunksWithPostings(tx, [
-          {
-            owner,
-            chunks: [
-              { ...chunk(cachedText), contentHash: contentHash(cachedText) },
-              { ...chunk("never embedded"), contentHash: contentHash(`never embedded ${crypto.randomUUID()}`) },
-            ],
-          },
-        ]);
-      },
-      { tenantId },
-    );
+    const write = app.router.write({ tenantId }, async (tx) => {
+      await deleteChunksOf(tx, [put.body.document.id]);
+      return insertChunksWithPostings(tx, [
+        {
+          owner,
+          chunks: [
+            { ...chunk(cachedText), contentHash: contentHash(cachedText) },
+            { ...chunk("never embedded"), contentHash: contentHash(`never embedded ${crypto.randomUUID()}`) },
+          ],
+        },
+      ]);
+    });
     await expect(write).rejects.toThrow(/1 of 2 chunks have no embedding in embedding_cache/);
     const versions = await adminQuery<{ document_version: number }>(
       "primary",

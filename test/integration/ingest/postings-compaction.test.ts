@@ -188,9 +188,9 @@ describe("a postings compaction pass", () => {
     expect(plan).toMatch(/Index Cond: \(\(collection_id = .*\) AND \(term = f\.term\)\)/);
     expect(plan).not.toMatch(/Seq Scan on bm25_(blocks|deletions)/);
     // And the rewrite itself, run: the batch compacted, the rest as it was.
-    await app.router.write((tx) => compactTerms(tx, { collectionId, tenantId, avgdl: 4, ...PARAMS }, batch), {
-      tenantId,
-    });
+    await app.router.write({ tenantId }, (tx) =>
+      compactTerms(tx, { collectionId, tenantId, avgdl: 4, ...PARAMS }, batch),
+    );
     const blocks = await blocksByTerm(collectionId);
     for (let i = 0; i < 10; i++) {
       // In full, postings of chunks that do not exist are dropped: these blocks' chunks never did.

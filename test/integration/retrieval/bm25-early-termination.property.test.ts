@@ -32,7 +32,7 @@ beforeAll(async () => {
   app = await startTestApp();
   ({ tenantId, collectionId } = await adminTenantCollection("bm25-et"));
   scope = { tenantId, collectionIds: [collectionId], language: "simple", documentIds: null, filter: undefined };
-  await app.router.write((tx) =>
+  await app.router.write({}, (tx) =>
     storeEmbeddings(tx, [{ hash: VECTOR_HASH, embedding: [1, ...Array.from({ length: 383 }, () => 0)] }]),
   );
 });
@@ -93,48 +93,45 @@ describe("BM25 with early termination", () => {
     await fc.assert(
       fc.asyncProperty(scenario, async (s) => {
         const live = s.documents.map((_, i) => i).filter((i) => !s.deleted.includes(i % s.documents.length));
-        const { value: ids } = await app.router.write(
-          async (tx) => {
-            await sql`DELETE FROM documents WHERE collection_id = ${collectionId}::uuid`.execute(tx);
-            await sql`DELETE FROM bm25_blocks WHERE collection_id = ${collectionId}::uuid`.execute(tx);
-            await sql`DELETE FROM bm25_deletions WHERE collection_id = ${collectionId}::uuid`.execute(tx);
-            const ids = await writeDocuments(tx, s.documents);
-            const per = Math.ceil(s.documents.length / s.statements);
-            for (let from = 0; from < s.documents.length; from += per) {
-              await insertChunksWithPostings(
-                tx,
-                s.documents.slice(from, from + per).map((words, i) => ({
-                  owner: {
-                    tenantId,
-                    collectionId,
-                    documentId: ids[from + i] ?? "",
-                    version: 1,
-                    language: "simple",
-                    metadata: {},
+        const { value: ids } = await app.router.write({ tenantId }, async (tx) => {
+          await sql`DELETE FROM documents WHERE collection_id = ${collectionId}::uuid`.execute(tx);
+          await sql`DELETE FROM bm25_blocks WHERE collection_id = ${collectionId}::uuid`.execute(tx);
+          await sql`DELETE FROM bm25_deletions WHERE collection_id = ${collectionId}::uuid`.execute(tx);
+          const ids = await writeDocuments(tx, s.documents);
+          const per = Math.ceil(s.documents.length / s.statements);
+          for (let from = 0; from < s.documents.length; from += per) {
+            await insertChunksWithPostings(
+              tx,
+              s.documents.slice(from, from + per).map((words, i) => ({
+                owner: {
+                  tenantId,
+                  collectionId,
+                  documentId: ids[from + i] ?? "",
+                  version: 1,
+                  language: "simple",
+                  metadata: {},
+                },
+                chunks: [
+                  {
+                    content: words.join(" "),
+                    headingPath: [],
+                    charStart: 0,
+                    charEnd: 1,
+                    tokenCount: words.length,
+                    contentHash: VECTOR_HASH,
                   },
-                  chunks: [
-                    {
-                      content: words.join(" "),
-                      headingPath: [],
-                      charStart: 0,
-                      charEnd: 1,
-                      tokenCount: words.length,
-                      contentHash: VECTOR_HASH,
-                    },
-                  ],
-                })),
-              );
-            }
-            const liveWords = live.map((i) => s.documents[i] ?? []);
-            await sql`
+                ],
+              })),
+            );
+          }
+          const liveWords = live.map((i) => s.documents[i] ?? []);
+          await sql`
               INSERT INTO collection_stats (collection_id, tenant_id, chunk_count, total_length)
               VALUES (${collectionId}::uuid, ${tenantId}::uuid, ${liveWords.length}, ${liveWords.reduce((t, d) => t + d.length, 0)})
               ON CONFLICT (collection_id) DO UPDATE SET chunk_count = excluded.chunk_count, total_length = excluded.total_length
             `.execute(tx);
-            return ids;
-          },
-          { tenantId },
-        );
+          return ids;
+        });
         const compact = (dead: number) =>
           compactCollection(
             app.router,
@@ -144,7 +141,7 @@ describe("BM25 with early termination", () => {
           );
         if (s.compactBefore) await compact(Number.MAX_SAFE_INTEGER);
         const gone = ids.filter((_, i) => !live.includes(i));
-        if (gone.length > 0) await app.router.write((tx) => deleteChunksOf(tx, gone), { tenantId });
+        if (gone.length > 0) await app.router.write({ tenantId }, (tx) => deleteChunksOf(tx, gone));
         if (s.compactAfter !== "no") await compact(s.compactAfter === "full" ? 1 : Number.MAX_SAFE_INTEGER);
 
         const { value } = await app.router.read({ tenantId, primary: true }, async (tx) => {

@@ -90,16 +90,19 @@ describe("tenant A's key never reaches tenant B's data", () => {
     expect(nobody.value.rows[0]?.n).toBe(0);
     // Writing a row for B while acting as A is refused by the policy's WITH CHECK.
     await expect(
-      app.router.write((tx) => sql`UPDATE documents SET title = 'pwned' WHERE tenant_id = ${b.tenantId}`.execute(tx), {
-        tenantId: a.tenantId,
-      }),
-    ).resolves.toMatchObject({ value: { numAffectedRows: 0n } });
-    await expect(
       app.router.write(
-        (tx) => sql`INSERT INTO collections (tenant_id, name) VALUES (${b.tenantId}, 'intruder')`.execute(tx),
         {
           tenantId: a.tenantId,
         },
+        (tx) => sql`UPDATE documents SET title = 'pwned' WHERE tenant_id = ${b.tenantId}`.execute(tx),
+      ),
+    ).resolves.toMatchObject({ value: { numAffectedRows: 0n } });
+    await expect(
+      app.router.write(
+        {
+          tenantId: a.tenantId,
+        },
+        (tx) => sql`INSERT INTO collections (tenant_id, name) VALUES (${b.tenantId}, 'intruder')`.execute(tx),
       ),
     ).rejects.toThrow(/row-level security/);
   });

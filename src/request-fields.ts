@@ -1,7 +1,10 @@
 import { z } from "zod";
-import { NO_NUL_MESSAGE, noNul } from "./validation.ts";
 
-/** Request fields that several routes take, defined once (the OpenAPI document is generated from them). */
+/** Request fields that several routes and the capabilities behind them take, defined once. */
+
+/** PostgreSQL text cannot hold NUL characters: refuse them where a person can be told why. */
+export const noNul = (s: string) => !s.includes("\u0000");
+export const NO_NUL_MESSAGE = "must not contain NUL characters";
 
 export const collectionName = z
   .string()
