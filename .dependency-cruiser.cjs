@@ -3,7 +3,21 @@
  * one composition root that only the entry points import, and no folder using another's data
  * access (`*.repository.ts`) directly.
  */
-const capabilities = "(analytics|chat|evaluation|inference|ingest|retrieval|tenancy|text)";
+const capabilityFolders = [
+  "analytics",
+  "batch",
+  "chat",
+  "collections",
+  "evaluation",
+  "inference",
+  "ingest",
+  "jobs",
+  "postings",
+  "retrieval",
+  "tenancy",
+  "text",
+];
+const capabilities = `(${capabilityFolders.join("|")})`;
 
 module.exports = {
   forbidden: [
@@ -50,10 +64,30 @@ module.exports = {
     },
     {
       name: "no-reaching-into-data-access",
-      comment: "A folder's SQL is its own: other folders go through its services or exported types.",
+      comment:
+        "A folder's SQL is its own: other folders go through its services or exported types. Collections " +
+        "and postings are the exception: stores whose statements run inside the writers' own transactions.",
       severity: "error",
       from: { path: "^src/([^/]+)/" },
-      to: { path: "^src/[^/]+/[^/]+\\.repository\\.ts$", pathNot: "^src/$1/", dependencyTypesNot: ["type-only"] },
+      to: {
+        path: "^src/.+\\.repository\\.ts$",
+        pathNot: ["^src/$1/", "^src/(collections|postings)/"],
+        dependencyTypesNot: ["type-only"],
+      },
+    },
+    {
+      name: "shared-stores-are-leaves",
+      comment: "Collections and postings are written by ingestion and imports, and know neither.",
+      severity: "error",
+      from: { path: "^src/(collections|postings)/" },
+      to: { path: "^src/(ingest|batch|chat|api)/" },
+    },
+    {
+      name: "text-is-pure",
+      comment: "Text processing (chunking, HTML, decoding) knows no database and no capability.",
+      severity: "error",
+      from: { path: "^src/text/" },
+      to: { path: `^src/(db|api|${capabilityFolders.filter((folder) => folder !== "text").join("|")})/` },
     },
     {
       name: "sql-lives-in-repositories",

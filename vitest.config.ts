@@ -12,6 +12,7 @@ export default defineConfig({
           name: "integration",
           include: ["test/integration/**/*.test.ts"],
           globalSetup: ["test/helpers/global-setup.ts"],
+          setupFiles: ["test/helpers/leak-check.ts"],
           // One real topology is shared by every file, and fault tests stop its nodes: files run one at a time.
           fileParallelism: false,
           pool: "forks",

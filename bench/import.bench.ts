@@ -25,7 +25,7 @@ import { createApp } from "../src/app.ts";
 import { loadConfig } from "../src/config.ts";
 import { closeDbNode } from "../src/db/pools.ts";
 import { readScifactCorpus } from "../src/evaluation/datasets.ts";
-import type { ImportLine } from "../src/ingest/imports.repository.ts";
+import type { ImportLine } from "../src/ingest/imports/imports.repository.ts";
 import { createLogger } from "../src/logger.ts";
 import { createAdminDbNode } from "../src/tenancy/admin-db.ts";
 import { ensureTenant } from "../src/tenancy/api-keys.ts";

@@ -4,8 +4,8 @@
  * whose times are measurable (≥ 5 ms), how much faster than the input the time grew. Linear growth
  * is ~1×; quadratic growth from 1 MB to 5 MB would be ~5×. Flagged past 4×.
  */
-import { chunkText, DEFAULT_CHUNKING } from "../src/ingest/chunking.ts";
-import { htmlToMarkdown } from "../src/ingest/html-to-markdown.ts";
+import { chunkText, DEFAULT_CHUNKING } from "../src/text/chunking.ts";
+import { htmlToMarkdown } from "../src/text/html-to-markdown.ts";
 import { PARSER_INPUTS } from "../harness/parser-inputs.ts";
 
 const SIZES = [1_024, 64 * 1_024, 1_024 * 1_024, 5 * 1_024 * 1_024];

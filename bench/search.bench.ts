@@ -23,7 +23,7 @@ import { loadBeirCollection, readBeirQueries } from "../src/evaluation/beir.ts";
 import { EmbeddingClient } from "../src/inference/embedding-client.ts";
 import { createLogger } from "../src/logger.ts";
 import type { Database } from "../src/db/database.ts";
-import { bm25Search } from "../src/retrieval/bm25.repository.ts";
+import { bm25Search } from "../src/retrieval/bm25-search.ts";
 import { vectorIndexOf } from "../src/retrieval/search.service.ts";
 import {
   chunkDetails,

@@ -1,6 +1,6 @@
 import type { FormEvent } from "../batch/batch.service.ts";
 import { InvalidRequestError } from "../errors.ts";
-import { bodyLines } from "../ingest/import-lines.ts";
+import { bodyLines } from "../ingest/imports/import-lines.ts";
 
 /** Form fields other than files are short; more than this is refused. */
 const MAX_FIELD_CHARS = 64 * 1024;

@@ -1,6 +1,6 @@
 import { parseArgs } from "node:util";
 import { PRIMARY_ONLY_TOKEN } from "../db/router.ts";
-import { DEFAULT_CHUNKING } from "../ingest/chunking.ts";
+import { DEFAULT_CHUNKING } from "../text/chunking.ts";
 import { withCliApp } from "./cli-app.ts";
 import { UsageError } from "./usage.ts";
 

@@ -1,6 +1,6 @@
 import { readdir, readFile, realpath, stat } from "node:fs/promises";
 import { basename, dirname, extname, join, relative, sep } from "node:path";
-import type { ContentType } from "../ingest/content.ts";
+import type { ContentType } from "../text/content.ts";
 
 const TYPES: Record<string, ContentType> = {
   ".md": "text/markdown",

@@ -7,7 +7,7 @@ import { type App, createApp } from "../app.ts";
 import { loadConfig } from "../config.ts";
 import type { Lsn } from "../db/lsn.ts";
 import { AppError } from "../errors.ts";
-import { importDocumentsOf } from "../ingest/import-lines.ts";
+import { importDocumentsOf } from "../ingest/imports/import-lines.ts";
 import type { Principal } from "../tenancy/principal.ts";
 import { progressBar } from "./progress.ts";
 import { common, principalFor } from "./tenant-principal.ts";

@@ -3,7 +3,7 @@ import { createApp } from "../app.ts";
 import { loadConfig } from "../config.ts";
 import { AppError } from "../errors.ts";
 import type { Lsn } from "../db/lsn.ts";
-import { decodeUtf8 } from "../ingest/content.ts";
+import { decodeUtf8 } from "../text/content.ts";
 import { collectFiles } from "./files.ts";
 import { progressBar } from "./progress.ts";
 import { common, principalFor } from "./tenant-principal.ts";

@@ -1,10 +1,10 @@
 import type { Router } from "../db/router.ts";
 import { AppError } from "../errors.ts";
 import type { EmbeddingClient } from "../inference/embedding-client.ts";
-import type { Chunk, ChunkingOptions } from "./chunking.ts";
+import type { Chunk, ChunkingOptions } from "../text/chunking.ts";
 import { cachedHashes, type EmbeddedChunk, storeEmbeddings } from "./chunks.repository.ts";
-import { contentHash } from "./content.ts";
-import type { TextPool } from "./text-pool.ts";
+import { contentHash } from "../text/content.ts";
+import type { TextPool } from "../text/text-pool.ts";
 
 /** Chunks a document's text off the event loop, refusing (for good) one that makes too many chunks. */
 export async function chunkWithinLimit(

@@ -1,6 +1,7 @@
 import { type Kysely, sql } from "kysely";
+import { lexemeCount } from "../postings/bm25-weight.ts";
 import type { Database } from "../db/database.ts";
-import type { Chunk } from "./chunking.ts";
+import type { Chunk } from "../text/chunking.ts";
 
 /**
  * A chunk whose embedding is in embedding_cache under `contentHash`: the write reads it there, so a
@@ -151,7 +152,7 @@ async function insertSlice(
       RETURNING id, document_id, collection_id, tenant_id, tsv
     ),
     postings AS (
-      SELECT i.id, i.collection_id, i.tenant_id, u.lexeme, coalesce(cardinality(u.positions), 1) AS tf
+      SELECT i.id, i.collection_id, i.tenant_id, u.lexeme, ${lexemeCount("u")} AS tf
       FROM inserted i CROSS JOIN LATERAL unnest(i.tsv) AS u
     ),
     lengths AS (
@@ -188,7 +189,7 @@ export async function insertStagedChunks(
       WITH ${ctes},
       inserted AS (
         INSERT INTO ${sql.table(staging)} (${CHUNK_COLUMNS}) ${chunkRows}
-        RETURNING document_id, (SELECT coalesce(sum(coalesce(cardinality(u.positions), 1)), 0) FROM unnest(tsv) AS u) AS dl
+        RETURNING document_id, (SELECT coalesce(sum(${lexemeCount("u")}), 0) FROM unnest(tsv) AS u) AS dl
       )
       SELECT document_id, count(*)::int AS chunk_count, sum(dl)::bigint AS lexeme_total FROM inserted GROUP BY document_id
     `.execute(db);

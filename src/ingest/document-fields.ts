@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { CONTENT_TYPES } from "./content.ts";
+import { CONTENT_TYPES } from "../text/content.ts";
 
 /** The fields of an uploaded document, validated the same way in a batch, a PUT and an import line. */
 export const externalId = z.string().min(1, "must not be empty").max(512, "at most 512 characters");

@@ -1,5 +1,6 @@
 import { type Kysely, sql } from "kysely";
 import type { Database, DocumentRow } from "../db/database.ts";
+import { adjustCollectionStats } from "../collections/collections.repository.ts";
 import { deleteChunksOf } from "./chunks.repository.ts";
 
 export type DocumentStatus = DocumentRow["status"];
@@ -272,24 +273,6 @@ export async function markDocumentsReady(
     FROM unnest(${documents.map((doc) => doc.id)}::uuid[], ${documents.map((doc) => doc.chunkCount)}::int[],
                 ${documents.map((doc) => doc.lexemeTotal)}::bigint[]) AS w(id, chunk_count, lexeme_total)
     WHERE d.id = w.id
-  `.execute(db);
-}
-
-/** Last statement of a write transaction: the stats row is the one hot row ingestion shares. */
-export async function adjustCollectionStats(
-  db: Kysely<Database>,
-  collectionId: string,
-  tenantId: string,
-  chunkDelta: number,
-  lengthDelta: number,
-): Promise<void> {
-  if (chunkDelta === 0 && lengthDelta === 0) return;
-  await sql`
-    INSERT INTO collection_stats AS s (collection_id, tenant_id, chunk_count, total_length)
-    VALUES (${collectionId}, ${tenantId}, greatest(${chunkDelta}::bigint, 0), greatest(${lengthDelta}::bigint, 0))
-    ON CONFLICT (collection_id) DO UPDATE
-      SET chunk_count = s.chunk_count + ${chunkDelta}::bigint,
-          total_length = s.total_length + ${lengthDelta}::bigint
   `.execute(db);
 }
 

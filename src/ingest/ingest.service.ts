@@ -6,15 +6,15 @@ import type { ReadResult, Router } from "../db/router.ts";
 import { AppError, InvalidRequestError, NotFoundError } from "../errors.ts";
 import type { Principal } from "../tenancy/principal.ts";
 import type { Quotas } from "../tenancy/quotas.ts";
-import type { ChunkingOptions } from "./chunking.ts";
+import type { ChunkingOptions } from "../text/chunking.ts";
 import {
   deleteCollection,
   requireCollection,
   insertCollection,
   listCollections,
   textSearchConfigExists,
-} from "./collections.repository.ts";
-import { type ContentType, type NormalizedContent, normalizeContent } from "./content.ts";
+} from "../collections/collections.repository.ts";
+import { type ContentType, type NormalizedContent, normalizeContent } from "../text/content.ts";
 import {
   type DocumentStatus,
   type DocumentSummary,
@@ -25,10 +25,10 @@ import {
   listDocumentSummaries,
   upsertDocuments,
 } from "./documents.repository.ts";
-import { runningImportOf } from "./imports.repository.ts";
-import type { CompactionJob } from "./postings-compactor.ts";
-import type { IngestJobData } from "./queue.ts";
-import type { TextPool } from "./text-pool.ts";
+import { runningImportOf } from "./imports/imports.repository.ts";
+import type { CompactionJob } from "../postings/postings-compactor.ts";
+import type { IngestJobData } from "../jobs/queue.ts";
+import type { TextPool } from "../text/text-pool.ts";
 
 export interface DocumentUpload {
   readonly externalId: string;

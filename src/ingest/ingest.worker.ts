@@ -5,13 +5,12 @@ import type { Router } from "../db/router.ts";
 import { type EmbeddingClient, EmbeddingDimensionError } from "../inference/embedding-client.ts";
 import { AppError } from "../errors.ts";
 import type { Logger } from "../logger.ts";
-import type { Chunk } from "./chunking.ts";
-import type { TextPool } from "./text-pool.ts";
+import type { Chunk } from "../text/chunking.ts";
+import type { TextPool } from "../text/text-pool.ts";
 import { chunkWithinLimit, embedChunks } from "./chunk-embeddings.ts";
 import { deleteChunksOf, type EmbeddedChunk, insertChunksWithPostings } from "./chunks.repository.ts";
-import { holdCollection, rowToCollection } from "./collections.repository.ts";
+import { adjustCollectionStats, holdCollection, rowToCollection } from "../collections/collections.repository.ts";
 import {
-  adjustCollectionStats,
   documentSizes,
   documentsToIngest,
   documentTenants,
@@ -19,11 +18,11 @@ import {
   markDocumentFailed,
   markDocumentsReady,
 } from "./documents.repository.ts";
-import { PollSleep } from "./poll-sleep.ts";
-import type { PostingsCompactor } from "./postings-compactor.ts";
-import { withRenewedLeases } from "./job-leases.ts";
+import { PollSleep } from "../jobs/poll-sleep.ts";
+import type { PostingsCompactor } from "../postings/postings-compactor.ts";
+import { withRenewedLeases } from "../jobs/job-leases.ts";
 import { slicesWithinBudget } from "../jobs/slices.ts";
-import { INGEST_QUEUE, type IngestJobData } from "./queue.ts";
+import { INGEST_QUEUE, type IngestJobData } from "../jobs/queue.ts";
 
 export interface IngestWorkerOptions {
   /** Concurrent fetch loops in this process. */

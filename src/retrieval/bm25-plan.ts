@@ -1,6 +1,13 @@
+import {
+  type Bm25Parameters,
+  type LengthNormalisation,
+  lengthNormalisation,
+  termWeight,
+} from "../postings/bm25-weight.ts";
+
 /**
  * Exact BM25 top-k with early termination over blocked postings: the arithmetic and the decisions,
- * apart from the SQL that reads the blocks (search.repository.ts).
+ * apart from the SQL that reads the blocks (bm25.repository.ts).
  *
  * Every block carries the largest tf and the smallest chunk length among its postings. BM25's term
  * weight grows with tf and shrinks with length, so weight(max_tf, min_dl) at the current average
@@ -19,11 +26,6 @@
  * or not at all; a cut round also stops part-way down a term whose bounds fall (tf 1 in long chunks),
  * which is most of a mid-frequency term's postings.
  */
-export interface Bm25Parameters {
-  readonly k1: number;
-  readonly b: number;
-}
-
 export interface BlockHeader {
   readonly term: string;
   readonly blockId: string;
@@ -48,12 +50,10 @@ export interface Corpus {
   readonly avgdl: number;
 }
 
-/** The per-query constants of BM25: weight_t · tf / (tf + fixed + perLength · dl). */
-export interface Scoring {
+/** The per-query constants of BM25: weight_t · termWeight(tf, dl). */
+export interface Scoring extends LengthNormalisation {
   /** qtf · idf · (k1 + 1) per term. */
   readonly weights: ReadonlyMap<string, number>;
-  readonly fixed: number;
-  readonly perLength: number;
 }
 
 export function scoring(terms: readonly TermStatistics[], corpus: Corpus, params: Bm25Parameters): Scoring {
@@ -63,17 +63,13 @@ export function scoring(terms: readonly TermStatistics[], corpus: Corpus, params
     const idf = Math.log(1 + (corpus.n - t.df + 0.5) / (t.df + 0.5));
     weights.set(t.term, t.qtf * idf * (params.k1 + 1));
   }
-  return {
-    weights,
-    fixed: params.k1 * (1 - params.b),
-    perLength: (params.k1 * params.b) / Math.max(corpus.avgdl, 1e-9),
-  };
+  return { weights, ...lengthNormalisation(params, corpus.avgdl) };
 }
 
 /** The most a posting of this block can add to a chunk's score. */
 export function blockBound(block: BlockHeader, s: Scoring): number {
   const weight = s.weights.get(block.term) ?? 0;
-  return (weight * block.maxTf) / (block.maxTf + s.fixed + s.perLength * block.minDl);
+  return weight * termWeight(block.maxTf, block.minDl, s);
 }
 
 export interface Round {

@@ -1,150 +1,17 @@
+/**
+ * The SQL of BM25 search over blocked postings (bm25-search.ts runs the rounds, bm25-plan.ts decides them):
+ * read-only, no temporary objects, so it runs on hot standbys inside the router's read transaction.
+ */
 import { type Kysely, type RawBuilder, sql } from "kysely";
 import type { Database } from "../db/database.ts";
-import {
-  type BlockHeader,
-  type Bm25Parameters,
-  type Candidate,
-  type Corpus,
-  judgeRound,
-  planCutRound,
-  planRound,
-  type Round,
-  type Scoring,
-  scoring,
-  type TermStatistics,
-} from "./bm25-plan.ts";
+import { lexemeCount, termWeightSql } from "../postings/bm25-weight.ts";
+import type { BlockHeader, Candidate, Corpus, Round, Scoring, TermStatistics } from "./bm25-plan.ts";
 import { chunkConditions } from "./filters.ts";
 import type { LegHit } from "./fusion.ts";
 import type { SearchScope } from "./search.repository.ts";
 
-/** How far early termination goes before scoring every block; the defaults were measured on the scale corpus. */
-export interface Bm25Tuning {
-  /** Postings the first round reads: the heaviest blocks, for a first k-th score θ. */
-  readonly firstRoundPostings: number;
-  /**
-   * The deeper rounds after it, as multiples of the best θ so far: the top k's k-th score is usually
-   * well above the first round's (×1.7 at the median on the 1M scale corpus), and a round planned for
-   * a higher score reads far fewer postings. A guess that proves too high still raises θ, and the next
-   * multiple (1: θ itself, always right) is read with it.
-   */
-  readonly floorGuesses: readonly number[];
-  /**
-   * Each deeper round reads until the unseen bound is this share of its target: lower reads more
-   * postings but leaves fewer candidates above the target to complete (~15 µs each against ~0.7 µs
-   * a posting).
-   */
-  readonly unseenShare: number;
-  /** Candidates a deeper round may complete at most; past that it cannot certify. */
-  readonly candidateLimit: number;
-  /** Postings a deeper round must leave unread to be tried: one that does not certify costs what it read. */
-  readonly worthwhileSkip: number;
-}
-
-export const BM25_TUNING: Bm25Tuning = {
-  firstRoundPostings: 1_024,
-  floorGuesses: [1.5, 1],
-  unseenShare: 0.7,
-  candidateLimit: 8_192,
-  worthwhileSkip: 65_536,
-};
-/** Round 1 is tried only for queries with more postings than this many times what it reads. */
-const ROUND_ONE_WORTHWHILE = 8;
-
-export interface Bm25Outcome {
-  readonly hits: LegHit[];
-  /**
-   * Which path answered: certified by the first round (the heaviest blocks), by a deeper round (each
-   * term cut where its bounds fall below a floor), every block, or the filtered chunks themselves.
-   */
-  readonly path: "early" | "cut" | "exhaustive" | "filtered";
-}
-
-/**
- * Okapi BM25 (Lucene's idf, ln(1 + (N − df + 0.5) / (df + 0.5))) over the query's lexemes, OR-ed,
- * exact: the same top k as scoring every posting. A first round reads only the heaviest blocks and
- * stops there when that certifies the top k; deeper rounds cut each term at a floor for the k-th
- * score (bm25-plan.ts); otherwise every block is scored.
- * `selectiveFilter` (few chunks pass the filters) scores the filtered chunks themselves instead.
- * Read-only, no temporary objects: it runs on hot standbys inside the router's read transaction.
- */
-export async function bm25Search(
-  db: Kysely<Database>,
-  scope: SearchScope,
-  query: string,
-  k: number,
-  params: Bm25Parameters,
-  selectiveFilter = false,
-  tuning: Partial<Bm25Tuning> = {},
-): Promise<Bm25Outcome> {
-  const { firstRoundPostings, floorGuesses, unseenShare, candidateLimit, worthwhileSkip } = {
-    ...BM25_TUNING,
-    ...tuning,
-  };
-  const { terms, blocks, corpus } = await bm25Statistics(db, scope, query);
-  const s = scoring(terms, corpus, params);
-  if (s.weights.size === 0 || k <= 0) return { hits: [], path: "early" };
-  if (selectiveFilter) return { hits: await scoreFilteredChunks(db, scope, s, k), path: "filtered" };
-  const filtered = scope.filter !== undefined || scope.documentIds !== null;
-  // Completed candidates in the first round: k, and room for deleted chunks (and, filtered, for failures).
-  const dead = terms.reduce((sum, t) => sum + t.dead, 0);
-  const limit = (filtered ? 8 : 2) * k + dead;
-  // Round 1: the heaviest blocks of all terms — only where the query's postings are many times what
-  // it reads: below that, scoring every block costs less than a round that may not certify (measured).
-  const postings = postingsOf(blocks);
-  if (postings > ROUND_ONE_WORTHWHILE * firstRoundPostings) {
-    const first = planRound(blocks, s, firstRoundPostings);
-    const firstCandidates = await readRound(db, scope, s, first, limit);
-    const one = judgeRound(firstCandidates, limit, k, first);
-    if (one.certified) return { hits: one.hits, path: "early" };
-    // Deeper rounds: any k chunks' exact scores bound the final k-th score from below.
-    const best = new Map(one.hits.map((h) => [h.chunkId, h.score]));
-    // Every chunk completed so far, with its exact score (null: gone or filtered out): a deeper round
-    // meets the same chunks again at the top of its bounds and need not re-read them.
-    const completedScores = new Map(firstCandidates.map((c) => [c.chunkId, c.score]));
-    let floor = one.threshold;
-    for (const guess of floorGuesses) {
-      if (floor <= 0) break;
-      // A little below the target: the chunk that scores it must not be lost to rounding in its bound.
-      const target = guess * floor * (1 - 1e-9);
-      const round = planCutRound(blocks, s, first, target * unseenShare);
-      if (round.exhaustive || postings - postingsOf(round.blocks) < worthwhileSkip) break;
-      const { candidates, completed } = await readRoundLazily(
-        db,
-        scope,
-        s,
-        round,
-        k,
-        candidateLimit,
-        target,
-        completedScores,
-      );
-      const deeper = judgeRound(candidates, completed, k, round);
-      // Chunks below the target were not candidates: certified only if the k-th score reached it.
-      if (deeper.certified && deeper.threshold >= target) return { hits: deeper.hits, path: "cut" };
-      for (const h of deeper.hits) best.set(h.chunkId, h.score);
-      floor = Math.max(floor, kthLargest([...best.values()], k));
-    }
-  }
-  // Not certified: every block, where every candidate's partial sum is already its exact score.
-  const all = planRound(blocks, s, Number.POSITIVE_INFINITY);
-  const two = judgeRound(await readRound(db, scope, s, all, limit), limit, k, all);
-  if (two.certified) return { hits: two.hits, path: "exhaustive" };
-  // More deleted or filtered-out candidates than room: every candidate.
-  const everything = await readRound(db, scope, s, all, null);
-  return { hits: judgeRound(everything, everything.length, k, all).hits, path: "exhaustive" };
-}
-
-/** The k-th largest of `scores` (0 with fewer than k). */
-function kthLargest(scores: number[], k: number): number {
-  return scores.length >= k ? (scores.sort((a, b) => b - a)[k - 1] ?? 0) : 0;
-}
-
-/** Postings in these blocks. */
-function postingsOf(blocks: readonly BlockHeader[]): number {
-  return blocks.reduce((sum, b) => sum + b.postings, 0);
-}
-
-async function bm25Statistics(
+/** The query's terms with their statistics, their blocks' headers, and the collections' size. */
+export async function bm25Statistics(
   db: Kysely<Database>,
   scope: SearchScope,
   query: string,
@@ -166,8 +33,8 @@ async function bm25Statistics(
     total_length: string | null;
   }>`
     WITH query_terms AS (
-      SELECT lexeme AS term, coalesce(cardinality(positions), 1) AS qtf
-      FROM unnest(to_tsvector(${scope.language}::regconfig, ${query}))
+      SELECT u.lexeme AS term, ${lexemeCount("u")} AS qtf
+      FROM unnest(to_tsvector(${scope.language}::regconfig, ${query})) AS u
     ),
     deletions AS (
       SELECT d.term, sum(d.postings) AS deleted
@@ -222,9 +89,9 @@ function weightsRelation(s: Scoring): RawBuilder<unknown> {
 function exactScore(s: Scoring, w: RawBuilder<unknown>, length: RawBuilder<unknown>): RawBuilder<number | null> {
   const terms = [...s.weights.keys()];
   return sql<number | null>`(
-    SELECT sum(w.weight * x.tf / (x.tf + ${s.fixed}::float8 + ${s.perLength}::float8 * len.dl))
+    SELECT sum(w.weight * ${termWeightSql(sql`x.tf`, sql`len.dl`, s)})
     FROM (
-      SELECT u.lexeme AS term, coalesce(cardinality(u.positions), 1) AS tf
+      SELECT u.lexeme AS term, ${lexemeCount("u")} AS tf
       FROM unnest(ts_filter(setweight(setweight(c.tsv, 'D'), 'A', ${terms}::text[]), '{a}')) AS u
     ) AS x
     JOIN ${w} USING (term) CROSS JOIN ${length} AS len(dl)
@@ -232,14 +99,14 @@ function exactScore(s: Scoring, w: RawBuilder<unknown>, length: RawBuilder<unkno
 }
 
 /** A chunk's length in lexemes, counted from its tsvector (the same sum its postings were written with). */
-const countedLength = sql`(SELECT sum(coalesce(cardinality(u.positions), 1)) FROM unnest(c.tsv) AS u)`;
+const countedLength = sql`(SELECT sum(${lexemeCount("u")}) FROM unnest(c.tsv) AS u)`;
 
 /**
  * The chunks seen in a round's blocks with their upper bounds (exact partial sum + what the terms
  * they were not seen in may add) and lengths: the highest `limit` + 1 (all when `limit` is null),
  * none below `floor`, in the order they are completed.
  */
-function candidateBounds(
+function candidateBoundsSql(
   scope: SearchScope,
   s: Scoring,
   round: Round,
@@ -268,7 +135,7 @@ function candidateBounds(
     ),
     bounded AS (
       SELECT chunk_id, max(dl) AS dl,
-             sum(weight * tf / (tf + ${s.fixed}::float8 + ${s.perLength}::float8 * dl))
+             sum(weight * ${termWeightSql(sql`tf`, sql`dl`, s)})
                + ${round.unseenBound}::float8 - sum(unread) AS upper
       FROM postings
       GROUP BY chunk_id
@@ -298,7 +165,7 @@ function liveScore(db: Kysely<Database>, scope: SearchScope, s: Scoring, partial
  * or all when `limit` is null; none below `floor`), each with its exact score when it is a live chunk
  * passing the filters: completed from its lexemes, or, when every block was read, its partial sum itself.
  */
-async function readRound(
+export async function readRound(
   db: Kysely<Database>,
   scope: SearchScope,
   s: Scoring,
@@ -308,59 +175,20 @@ async function readRound(
 ): Promise<Candidate[]> {
   const { rows } = await sql<{ chunk_id: string; upper: number; score: number | null }>`
     SELECT cand.chunk_id, cand.upper, live.score
-    FROM (${candidateBounds(scope, s, round, limit, floor)}) AS cand
+    FROM (${candidateBoundsSql(scope, s, round, limit, floor)}) AS cand
     LEFT JOIN LATERAL (${liveScore(db, scope, s, round.exhaustive)}) AS live ON true
     ORDER BY cand.upper DESC, cand.chunk_id
   `.execute(db);
   return rows.map((r) => ({ chunkId: String(r.chunk_id), upper: r.upper, score: r.score }));
 }
 
-/**
- * Reads a round's blocks for the candidates' bounds only (at most `limit` + 1, none below `floor`),
- * then completes them in bound order, in growing batches, and stops as soon as the next bound cannot
- * reach the k-th exact score so far: with a floor far below the final k-th score, most candidates
- * are never completed. `known` holds the chunks completed by earlier rounds (and takes this one's).
- * Returns the candidates and how many were completed, for judgeRound.
- */
-async function readRoundLazily(
+/** Exhaustive over the filtered set: every chunk passing the filters that holds a query term. */
+export async function scoreFilteredChunks(
   db: Kysely<Database>,
   scope: SearchScope,
   s: Scoring,
-  round: Round,
   k: number,
-  limit: number,
-  floor: number,
-  known: Map<string, number | null>,
-): Promise<{ candidates: Candidate[]; completed: number }> {
-  const { rows } = await candidateBounds(scope, s, round, limit, floor).execute(db);
-  const candidates: Candidate[] = rows.map((r) => ({ chunkId: String(r.chunk_id), upper: r.upper, score: null }));
-  const scores: number[] = [];
-  let completed = 0;
-  for (let batch = 2 * k; completed < Math.min(limit, rows.length); batch *= 2) {
-    const next = rows.slice(completed, Math.min(limit, completed + batch));
-    const unknown = next.filter((r) => !known.has(String(r.chunk_id)));
-    if (unknown.length > 0) {
-      const { rows: scored } = await sql<{ chunk_id: string; score: number | null }>`
-        SELECT cand.chunk_id, live.score
-        FROM unnest(${unknown.map((r) => r.chunk_id)}::bigint[], ${unknown.map((r) => r.dl)}::int[]) AS cand(chunk_id, dl)
-        LEFT JOIN LATERAL (${liveScore(db, scope, s, false)}) AS live ON true
-      `.execute(db);
-      for (const r of scored) known.set(String(r.chunk_id), r.score);
-    }
-    for (let i = completed; i < completed + next.length; i++) {
-      const c = candidates[i] as Candidate;
-      const score = known.get(c.chunkId) ?? null;
-      candidates[i] = { ...c, score };
-      if (score !== null) scores.push(score);
-    }
-    completed += next.length;
-    if ((candidates[completed]?.upper ?? 0) <= kthLargest(scores, k)) break;
-  }
-  return { candidates, completed };
-}
-
-/** Exhaustive over the filtered set: every chunk passing the filters that holds a query term. */
-async function scoreFilteredChunks(db: Kysely<Database>, scope: SearchScope, s: Scoring, k: number): Promise<LegHit[]> {
+): Promise<LegHit[]> {
   const w = weightsRelation(s);
   const terms = [...s.weights.keys()];
   const { rows } = await sql<{ chunk_id: string; score: number }>`
@@ -380,4 +208,32 @@ async function scoreFilteredChunks(db: Kysely<Database>, scope: SearchScope, s: 
     LIMIT ${k}
   `.execute(db);
   return rows.map((r) => ({ chunkId: String(r.chunk_id), score: r.score }));
+}
+
+/** A round's candidates with their upper bounds and lengths, none completed (see candidateBoundsSql). */
+export async function candidateBounds(
+  db: Kysely<Database>,
+  scope: SearchScope,
+  s: Scoring,
+  round: Round,
+  limit: number,
+  floor: number,
+): Promise<{ chunkId: string; dl: number; upper: number }[]> {
+  const { rows } = await candidateBoundsSql(scope, s, round, limit, floor).execute(db);
+  return rows.map((r) => ({ chunkId: String(r.chunk_id), dl: r.dl, upper: r.upper }));
+}
+
+/** These candidates' exact scores (null: gone, or filtered out). */
+export async function completeCandidates(
+  db: Kysely<Database>,
+  scope: SearchScope,
+  s: Scoring,
+  candidates: readonly { chunkId: string; dl: number }[],
+): Promise<Map<string, number | null>> {
+  const { rows } = await sql<{ chunk_id: string; score: number | null }>`
+    SELECT cand.chunk_id, live.score
+    FROM unnest(${candidates.map((c) => c.chunkId)}::bigint[], ${candidates.map((c) => c.dl)}::int[]) AS cand(chunk_id, dl)
+    LEFT JOIN LATERAL (${liveScore(db, scope, s, false)}) AS live ON true
+  `.execute(db);
+  return new Map(rows.map((r) => [String(r.chunk_id), r.score]));
 }

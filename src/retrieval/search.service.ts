@@ -9,7 +9,7 @@ import { InvalidRequestError, NotFoundError } from "../errors.ts";
 import type { Principal } from "../tenancy/principal.ts";
 import type { SearchFilter } from "./filters.ts";
 import { type FusedHit, type FusionMethod, fuse, type Leg, type LegHit } from "./fusion.ts";
-import { bm25Search } from "./bm25.repository.ts";
+import { bm25Search } from "./bm25-search.ts";
 import {
   type ChunkDetails,
   chunkDetails,

@@ -8,6 +8,9 @@ export function testConfig(overrides: Record<string, string> = {}): Config {
   return loadConfig({ PGRAG_ENV_FILE: TEST_ENV_FILE, PGRAG_LOG_LEVEL: "silent", ...overrides });
 }
 
+/** Apps started by startTestApp and not yet stopped (the leak check reads them). */
+export const runningApps = new Set<App>();
+
 /**
  * An app on the test topology. Started inside a test, it is stopped when that test finishes (so its
  * workers cannot take the next test's jobs); started at file level, after the file. It runs no
@@ -25,8 +28,13 @@ export async function startTestApp(
   const app = createApp(config, {
     logger: createLogger({ logLevel: (process.env.PGRAG_TEST_LOG_LEVEL as Config["logLevel"]) ?? "silent" }),
   });
-  if (expect.getState().currentTestName === undefined) afterAll(() => app.stop());
-  else onTestFinished(() => app.stop());
+  const stop = async () => {
+    await app.stop();
+    runningApps.delete(app);
+  };
+  if (expect.getState().currentTestName === undefined) afterAll(stop);
+  else onTestFinished(stop);
+  runningApps.add(app);
   await app.start({ listen: options.listen ?? false });
   return app;
 }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { chunkText, parseHeading } from "../../src/ingest/chunking.ts";
+import { chunkText, parseHeading } from "../../src/text/chunking.ts";
 import { estimateTokens } from "../../src/text/token-estimate.ts";
 import { readScifactCorpus } from "../../src/evaluation/datasets.ts";
 

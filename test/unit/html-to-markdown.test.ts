@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { chunkText } from "../../src/ingest/chunking.ts";
-import { htmlToMarkdown } from "../../src/ingest/html-to-markdown.ts";
+import { chunkText } from "../../src/text/chunking.ts";
+import { htmlToMarkdown } from "../../src/text/html-to-markdown.ts";
 
 describe("htmlToMarkdown", () => {
   it("keeps headings, paragraphs, lists, tables and code, and drops scripts and styles", () => {

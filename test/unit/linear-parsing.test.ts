@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { chunkText, DEFAULT_CHUNKING } from "../../src/ingest/chunking.ts";
-import { htmlToMarkdown } from "../../src/ingest/html-to-markdown.ts";
+import { chunkText, DEFAULT_CHUNKING } from "../../src/text/chunking.ts";
+import { htmlToMarkdown } from "../../src/text/html-to-markdown.ts";
 import { PARSER_INPUTS } from "../../harness/parser-inputs.ts";
 
 /**

@@ -7,7 +7,7 @@ import { waitFor } from "../../../harness/wait-for.ts";
 import { adminQuery, clusterUrls } from "../../helpers/cluster.ts";
 import { readScifactCorpus } from "../../../src/evaluation/datasets.ts";
 import type { Database } from "../../../src/db/database.ts";
-import { rebuildPostings } from "../../../src/ingest/postings.repository.ts";
+import { rebuildPostings } from "../../../src/postings/postings.repository.ts";
 import { testConfig } from "../../helpers/app.ts";
 
 const DIM = 384;

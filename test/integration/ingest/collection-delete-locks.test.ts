@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { waitFor } from "../../../harness/wait-for.ts";
 import type { App } from "../../../src/app.ts";
-import { compactCollection } from "../../../src/ingest/postings-compactor.ts";
+import { compactCollection } from "../../../src/postings/postings-compactor.ts";
 import { startTestApp } from "../../helpers/app.ts";
 import { api, newTenantKey } from "../../helpers/api.ts";
 import { adminClient, adminQuery, adminTenantCollection } from "../../helpers/cluster.ts";

@@ -8,7 +8,7 @@ import { adminQuery } from "../../helpers/cluster.ts";
 import { collectionStats, createCollection, waitForDocuments } from "../../helpers/ingest.ts";
 import { readScifactCorpus } from "../../../src/evaluation/datasets.ts";
 import { deleteChunksOf, insertChunksWithPostings, storeEmbeddings } from "../../../src/ingest/chunks.repository.ts";
-import { contentHash } from "../../../src/ingest/content.ts";
+import { contentHash } from "../../../src/text/content.ts";
 import { compareExternalIds } from "../../../src/ingest/documents.repository.ts";
 import { waitFor } from "../../../harness/wait-for.ts";
 

@@ -3,8 +3,8 @@ import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { App } from "../../../src/app.ts";
 import type { Database } from "../../../src/db/database.ts";
-import { compactCollection } from "../../../src/ingest/postings-compactor.ts";
-import { compactTerms, termsToCompact } from "../../../src/ingest/postings.repository.ts";
+import { compactCollection } from "../../../src/postings/postings-compactor.ts";
+import { compactTerms, termsToCompact } from "../../../src/postings/postings.repository.ts";
 import { startTestApp } from "../../helpers/app.ts";
 import { adminQuery, adminTenantCollection, clusterUrls } from "../../helpers/cluster.ts";
 

@@ -1,11 +1,11 @@
 import type { Kysely } from "kysely";
-import type { Database } from "../db/database.ts";
-import { formatLsn, type Lsn } from "../db/lsn.ts";
-import type { Router } from "../db/router.ts";
-import { AppError, InvalidRequestError, NotFoundError } from "../errors.ts";
-import type { Principal } from "../tenancy/principal.ts";
-import type { Quotas } from "../tenancy/quotas.ts";
-import { requireCollection } from "./collections.repository.ts";
+import type { Database } from "../../db/database.ts";
+import { formatLsn, type Lsn } from "../../db/lsn.ts";
+import type { Router } from "../../db/router.ts";
+import { AppError, InvalidRequestError, NotFoundError } from "../../errors.ts";
+import type { Principal } from "../../tenancy/principal.ts";
+import type { Quotas } from "../../tenancy/quotas.ts";
+import { requireCollection } from "../../collections/collections.repository.ts";
 import type { ImportJob } from "./import-runner.ts";
 import {
   appendImportLines,

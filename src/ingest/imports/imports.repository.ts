@@ -1,11 +1,11 @@
 import { type Kysely, sql } from "kysely";
-import type { Database } from "../db/database.ts";
-import type { Bm25Parameters } from "../retrieval/bm25-plan.ts";
-import { CHUNK_COLUMNS, deleteChunksOf } from "./chunks.repository.ts";
-import type { ContentType } from "./content.ts";
-import { withShortLockWait } from "../db/strong-lock.ts";
-import { adjustCollectionStats } from "./documents.repository.ts";
-import { writePostingsOf } from "./postings.repository.ts";
+import type { Database } from "../../db/database.ts";
+import type { Bm25Parameters } from "../../postings/bm25-weight.ts";
+import { CHUNK_COLUMNS, deleteChunksOf } from "../chunks.repository.ts";
+import type { ContentType } from "../../text/content.ts";
+import { withShortLockWait } from "../../db/strong-lock.ts";
+import { adjustCollectionStats } from "../../collections/collections.repository.ts";
+import { writePostingsOf } from "../../postings/postings.repository.ts";
 
 export type ImportStatus = "uploading" | "queued" | "embedding" | "indexing" | "completed" | "failed";
 export type ImportTarget = "own_partition" | "append";

@@ -4,8 +4,8 @@ import { Gauge, type Registry } from "prom-client";
 import type { Database } from "../db/database.ts";
 import type { Router } from "../db/router.ts";
 import type { Logger } from "../logger.ts";
-import { IMPORT_QUEUE, type ImportJob } from "./import-runner.ts";
-import { COMPACTION_QUEUE, type CompactionJob } from "./postings-compactor.ts";
+import { IMPORT_QUEUE, type ImportJob } from "../ingest/imports/import-runner.ts";
+import { COMPACTION_QUEUE, type CompactionJob } from "../postings/postings-compactor.ts";
 
 export const INGEST_QUEUE = "ingest-document";
 

@@ -2,18 +2,18 @@ import { randomUUID } from "node:crypto";
 import type { Kysely } from "kysely";
 import type PgBoss from "pg-boss";
 import { Counter, type Registry } from "prom-client";
-import type { Database } from "../db/database.ts";
-import { formatLsn } from "../db/lsn.ts";
-import type { Router } from "../db/router.ts";
-import { AppError } from "../errors.ts";
-import { type EmbeddingClient, EmbeddingDimensionError } from "../inference/embedding-client.ts";
-import type { Logger } from "../logger.ts";
-import type { Bm25Parameters } from "../retrieval/bm25-plan.ts";
-import { chunkWithinLimit, embedChunks } from "./chunk-embeddings.ts";
-import type { Chunk } from "./chunking.ts";
-import { insertStagedChunks } from "./chunks.repository.ts";
-import { type Collection, rowToCollection } from "./collections.repository.ts";
-import { normalizeContent } from "./content.ts";
+import type { Database } from "../../db/database.ts";
+import { formatLsn } from "../../db/lsn.ts";
+import type { Router } from "../../db/router.ts";
+import { AppError } from "../../errors.ts";
+import { type EmbeddingClient, EmbeddingDimensionError } from "../../inference/embedding-client.ts";
+import type { Logger } from "../../logger.ts";
+import type { Bm25Parameters } from "../../postings/bm25-weight.ts";
+import { chunkWithinLimit, embedChunks } from "../chunk-embeddings.ts";
+import type { Chunk } from "../../text/chunking.ts";
+import { insertStagedChunks } from "../chunks.repository.ts";
+import { type Collection, rowToCollection } from "../../collections/collections.repository.ts";
+import { normalizeContent } from "../../text/content.ts";
 import {
   buildStagingIndexes,
   chunksToPlace,
@@ -31,9 +31,9 @@ import {
   setImportStatus,
   stagingTable,
 } from "./imports.repository.ts";
-import { SingleJobLoop } from "./job-loop.ts";
-import { withRenewedLeases } from "./job-leases.ts";
-import type { TextPool } from "./text-pool.ts";
+import { SingleJobLoop } from "../../jobs/job-loop.ts";
+import { withRenewedLeases } from "../../jobs/job-leases.ts";
+import type { TextPool } from "../../text/text-pool.ts";
 
 export const IMPORT_QUEUE = "run-import";
 

@@ -2,11 +2,10 @@ import type PgBoss from "pg-boss";
 import type { Logger } from "pino";
 import { Counter, type Registry } from "prom-client";
 import type { Router } from "../db/router.ts";
-import type { Bm25Parameters } from "../retrieval/bm25-plan.ts";
-import { holdCollection } from "./collections.repository.ts";
-import { SingleJobLoop } from "./job-loop.ts";
+import type { Bm25Parameters } from "./bm25-weight.ts";
+import { averageLength, holdCollection } from "../collections/collections.repository.ts";
+import { SingleJobLoop } from "../jobs/job-loop.ts";
 import {
-  averageLength,
   BLOCK_SIZE,
   compactTerms,
   DEAD_POSTINGS_THRESHOLD,

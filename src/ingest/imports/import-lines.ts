@@ -1,7 +1,7 @@
 import { z } from "zod";
-import { AppError, describeIssues, InvalidRequestError } from "../errors.ts";
-import { refuseDeepJson } from "../text/json-depth.ts";
-import { documentFields, externalId } from "./document-fields.ts";
+import { AppError, describeIssues, InvalidRequestError } from "../../errors.ts";
+import { refuseDeepJson } from "../../text/json-depth.ts";
+import { documentFields, externalId } from "../document-fields.ts";
 import type { ImportLine } from "./imports.repository.ts";
 
 export interface BodyLine {

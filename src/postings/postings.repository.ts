@@ -1,5 +1,6 @@
 import { type Kysely, type RawBuilder, sql } from "kysely";
 import type { Database } from "../db/database.ts";
+import { type Bm25Parameters, lengthNormalisation, lexemeCount, termWeightSql } from "./bm25-weight.ts";
 
 /** Postings per compacted block. */
 export const BLOCK_SIZE = 128;
@@ -62,15 +63,13 @@ export async function termsToCompact(
  */
 export async function compactTerms(
   db: Kysely<Database>,
-  target: { collectionId: string; tenantId: string; avgdl: number; k1: number; b: number },
+  target: { collectionId: string; tenantId: string; avgdl: number } & Bm25Parameters,
   terms: readonly TermToCompact[],
   blockSize = BLOCK_SIZE,
 ): Promise<number> {
   const all = terms.map((t) => t.term);
   const full = terms.filter((t) => t.full).map((t) => t.term);
-  const fixed = target.k1 * (1 - target.b);
-  const perLength = (target.k1 * target.b) / Math.max(target.avgdl, 1e-9);
-  const weight = sql`tf::float8 / (tf + ${fixed}::float8 + ${perLength}::float8 * dl)`;
+  const weight = termWeightSql(sql`tf`, sql`dl`, lengthNormalisation(target, target.avgdl));
   // Rows are found by key, term by term, and deleted by the row ids read (locked, so they stay put):
   // given `term = any(terms)`, or a join to the rows read, the planner may read every block of the
   // collection instead (one index condition, or a hash of them all), which it does when its
@@ -129,24 +128,13 @@ function insertRankedBlocks(target: { collectionId: string; tenantId: string }):
     RETURNING 1`;
 }
 
-/** The collection's average chunk length in lexemes (compaction sorts postings by weight with it). */
-export async function averageLength(db: Kysely<Database>, collectionId: string): Promise<number> {
-  const row = await db
-    .selectFrom("collection_stats")
-    .select(["chunk_count", "total_length"])
-    .where("collection_id", "=", collectionId)
-    .executeTakeFirst();
-  const n = Number(row?.chunk_count ?? 0);
-  return n > 0 ? Number(row?.total_length ?? 0) / n : 1;
-}
-
 /**
  * Rebuilds a collection's postings from its chunks in one pass: compacted, weight-sorted blocks of
  * `blockSize`, with no deletions left over. To repair, or to compare layouts (the benches).
  */
 export async function rebuildPostings(
   db: Kysely<Database>,
-  target: { collectionId: string; tenantId: string; k1: number; b: number },
+  target: { collectionId: string; tenantId: string } & Bm25Parameters,
   blockSize = BLOCK_SIZE,
 ): Promise<number> {
   await sql`DELETE FROM bm25_blocks WHERE collection_id = ${target.collectionId}::uuid`.execute(db);
@@ -166,20 +154,22 @@ export async function rebuildPostings(
  */
 export async function writePostingsOf(
   db: Kysely<Database>,
-  target: { collectionId: string; tenantId: string; k1: number; b: number },
+  target: { collectionId: string; tenantId: string } & Bm25Parameters,
   source: RawBuilder<unknown>,
   blockSize = BLOCK_SIZE,
 ): Promise<number> {
+  // The average length is the statement's own: at an average of 1, perLength divided by it.
+  const unit = lengthNormalisation(target, 1);
   const { rows } = await sql<{ blocks: number }>`
     WITH postings AS (
-      SELECT c.id AS chunk_id, u.lexeme AS term, coalesce(cardinality(u.positions), 1) AS tf
+      SELECT c.id AS chunk_id, u.lexeme AS term, ${lexemeCount("u")} AS tf
       FROM ${source} CROSS JOIN LATERAL unnest(c.tsv) AS u
     ),
     lengths AS (SELECT chunk_id, sum(tf)::int AS dl FROM postings GROUP BY chunk_id),
     corpus AS (SELECT greatest(avg(dl), 1) AS avgdl FROM lengths),
     weighted AS (
       SELECT p.term, p.chunk_id, p.tf, l.dl,
-             p.tf::float8 / (p.tf + ${target.k1 * (1 - target.b)}::float8 + ${target.k1 * target.b}::float8 / corpus.avgdl * l.dl) AS weight
+             ${termWeightSql(sql`p.tf`, sql`l.dl`, { fixed: unit.fixed, perLength: sql`${unit.perLength}::float8 / corpus.avgdl` })} AS weight
       FROM postings p JOIN lengths l USING (chunk_id) CROSS JOIN corpus
     ),
     ranked AS (${rankInBlocks(blockSize)}),

@@ -8,7 +8,7 @@
  * Every chunk is exactly `text.slice(charStart, charEnd)`, so citations can point into the document.
  */
 
-import { estimateTokens } from "../text/token-estimate.ts";
+import { estimateTokens } from "./token-estimate.ts";
 
 export interface ChunkingOptions {
   readonly maxTokens: number;

@@ -1,7 +1,7 @@
 import { type Kysely, sql } from "kysely";
 import type { CollectionRow, Database } from "../db/database.ts";
 import { NotFoundError } from "../errors.ts";
-import { type ChunkingOptions, DEFAULT_CHUNKING } from "./chunking.ts";
+import { type ChunkingOptions, DEFAULT_CHUNKING } from "../text/chunking.ts";
 
 export interface Collection {
   readonly id: string;
@@ -124,4 +124,33 @@ export async function requireCollection(db: Kysely<Database>, tenantId: string, 
     throw new NotFoundError(`no collection "${name}" (this tenant has ${known}); create it with POST /v1/collections`);
   }
   return collection;
+}
+
+/** Last statement of a write transaction: the stats row is the one hot row ingestion shares. */
+export async function adjustCollectionStats(
+  db: Kysely<Database>,
+  collectionId: string,
+  tenantId: string,
+  chunkDelta: number,
+  lengthDelta: number,
+): Promise<void> {
+  if (chunkDelta === 0 && lengthDelta === 0) return;
+  await sql`
+    INSERT INTO collection_stats AS s (collection_id, tenant_id, chunk_count, total_length)
+    VALUES (${collectionId}, ${tenantId}, greatest(${chunkDelta}::bigint, 0), greatest(${lengthDelta}::bigint, 0))
+    ON CONFLICT (collection_id) DO UPDATE
+      SET chunk_count = s.chunk_count + ${chunkDelta}::bigint,
+          total_length = s.total_length + ${lengthDelta}::bigint
+  `.execute(db);
+}
+
+/** The collection's average chunk length in lexemes (compaction sorts postings by weight with it). */
+export async function averageLength(db: Kysely<Database>, collectionId: string): Promise<number> {
+  const row = await db
+    .selectFrom("collection_stats")
+    .select(["chunk_count", "total_length"])
+    .where("collection_id", "=", collectionId)
+    .executeTakeFirst();
+  const n = Number(row?.chunk_count ?? 0);
+  return n > 0 ? Number(row?.total_length ?? 0) / n : 1;
 }
