@@ -34,7 +34,7 @@ import { createLogger } from "../src/logger.ts";
 import { createApiKey, ensureTenant } from "../src/tenancy/api-keys.ts";
 import { waitFor } from "../harness/wait-for.ts";
 import { readScifactCorpus } from "../src/evaluation/datasets.ts";
-import { COMPACTION_QUEUE } from "../src/postings/postings-compactor.ts";
+import { COMPACTION_QUEUE } from "../src/postings/compact-postings.job.ts";
 import { replicasReleaseDeletedRows } from "./replica-slots.ts";
 import { machineBusySeconds, percentile } from "./stats.ts";
 

@@ -43,7 +43,7 @@ import { IngestWorker } from "./ingest/ingest.worker.ts";
 import { ImportRunner } from "./ingest/imports/import-runner.ts";
 import { ImportService } from "./ingest/imports/import.service.ts";
 import { PostingsCompactor } from "./postings/postings-compactor.ts";
-import { createJobQueue } from "./jobs/queue.ts";
+import { JobQueue } from "./jobs/queue.ts";
 import { TextPool } from "./text/text-pool.ts";
 import { Releasers, untilDeadline } from "./lifecycle.ts";
 import { createLogger, type Logger } from "./logger.ts";
@@ -115,7 +115,7 @@ export function createApp(config: Config, options: { logger?: Logger } = {}): Ap
     logger.child({ component: "router" }),
     registry,
   );
-  const queue = createJobQueue(
+  const queue = new JobQueue(
     router,
     {
       jobExpireSeconds: config.ingest.jobExpireSeconds,
@@ -129,7 +129,7 @@ export function createApp(config: Config, options: { logger?: Logger } = {}): Ap
   const ingest = new IngestService(router, queue, textPool, quotas, {
     maxDocumentBytes: config.ingest.maxDocumentBytes,
   });
-  const imports = new ImportService(router, queue.startImport, quotas);
+  const imports = new ImportService(router, queue, quotas);
   const batches = new BatchService(router, quotas, {
     maxLines: config.batches.maxLines,
     maxWindowSeconds: 24 * 3600,
@@ -277,14 +277,14 @@ export function createApp(config: Config, options: { logger?: Logger } = {}): Ap
       }
       if (config.ingest.workerConcurrency > 0) {
         const compactor = new PostingsCompactor(
-          { boss: queue.boss, router, logger: logger.child({ component: "postings-compactor" }), registry },
+          { queue, router, logger: logger.child({ component: "postings-compactor" }), registry },
           { bm25: config.retrieval.bm25, delaySeconds: config.ingest.compactionDelaySeconds },
         );
         await compactor.start();
         releasers.push("postings compaction", () => compactor.stop());
         const worker = new IngestWorker(
           {
-            boss: queue.boss,
+            queue,
             router,
             embeddings,
             textPool,
@@ -306,7 +306,7 @@ export function createApp(config: Config, options: { logger?: Logger } = {}): Ap
         releasers.push("ingestion workers", () => worker.stop());
         const importRunner = new ImportRunner(
           {
-            boss: queue.boss,
+            queue,
             router,
             embeddings,
             textPool,

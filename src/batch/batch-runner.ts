@@ -12,6 +12,8 @@ import type { AdmissionControl } from "../inference/admission.ts";
 import type { EmbeddingClient } from "../inference/embedding-client.ts";
 import type { Logger } from "../logger.ts";
 import type { Principal } from "../tenancy/principal.ts";
+import { startLeaseRenewal } from "../jobs/job-leases.ts";
+import { PollLoop } from "../jobs/poll-loop.ts";
 import { slicesWithinBudget } from "../jobs/slices.ts";
 import { estimateTokens } from "../text/token-estimate.ts";
 import {
@@ -77,10 +79,12 @@ export class BatchRunner {
   readonly #options: BatchRunnerOptions;
   readonly #lines: Counter<"outcome">;
   readonly #inFlight = new Map<string, ClaimedLine>();
-  #stopping = false;
-  #loop: Promise<void> | undefined;
-  #wake: (() => void) | undefined;
-  #renew: NodeJS.Timeout | undefined;
+  /** The answers under way: stop() waits for them. */
+  readonly #running = new Set<Promise<void>>();
+  readonly #loop: PollLoop<ClaimedLine>;
+  #stopRenewal: (() => void) | undefined;
+  /** The loop turns once per finished line under load; finished batches are looked for once per poll interval. */
+  #finalizedAt = Number.NEGATIVE_INFINITY;
 
   constructor(
     deps: {
@@ -107,56 +111,53 @@ export class BatchRunner {
       labelNames: ["outcome"],
       registers: [deps.registry],
     });
+    // A claim that found lines claims again at once (fullBatch 1); an empty one waits for the poll
+    // interval or for a line to finish, whichever comes first.
+    this.#loop = new PollLoop<ClaimedLine>({
+      name: "batch runner",
+      intervalMs: options.pollMs,
+      fullBatch: 1,
+      logger: this.#logger,
+      fetch: () => this.#claim(),
+      run: async (claimed) => {
+        for (const work of this.#answer(claimed)) {
+          const tracked: Promise<void> = work.finally(() => {
+            this.#running.delete(tracked);
+            this.#loop.wake();
+          });
+          this.#running.add(tracked);
+        }
+      },
+      idsOf: (lines) => lines.map(key),
+    });
   }
 
   async start(): Promise<void> {
-    this.#stopping = false;
-    this.#renew = setInterval(() => void this.#renewLeases(), (this.#options.leaseSeconds * 1000) / 3);
-    this.#loop = this.#run();
+    this.#stopRenewal = startLeaseRenewal({
+      seconds: this.#options.leaseSeconds,
+      renew: () => this.#renewLeases(),
+      what: "batch line leases",
+      logger: this.#logger,
+    });
+    this.#loop.start();
   }
 
   /** Stops claiming and waits for the lines in flight (a line cut off runs again after its lease). */
   async stop(): Promise<void> {
-    this.#stopping = true;
-    this.#wake?.();
-    await this.#loop;
-    clearInterval(this.#renew);
+    await this.#loop.stop();
+    await Promise.all(this.#running);
+    this.#stopRenewal?.();
   }
 
-  async #run(): Promise<void> {
-    const running = new Set<Promise<void>>();
-    // The loop turns once per finished line under load; looking for finished batches (a query over
-    // every tenant's batches) once per poll interval is enough.
-    let finalizedAt = Number.NEGATIVE_INFINITY;
-    while (!this.#stopping) {
-      let claimed: ClaimedLine[] = [];
-      try {
-        if (performance.now() - finalizedAt >= this.#options.pollMs) {
-          finalizedAt = performance.now();
-          await this.#finalize();
-        }
-        const free = this.#options.concurrency - this.#inFlight.size;
-        if (free > 0) {
-          claimed = (await this.#router.write({}, (tx) => claimLines(tx, free, this.#options.leaseSeconds))).value;
-        }
-      } catch (error) {
-        this.#logger.warn({ err: error }, "batch runner: claiming or finalizing failed; trying again");
-      }
-      for (const work of this.#answer(claimed)) {
-        const tracked: Promise<void> = work.finally(() => running.delete(tracked));
-        running.add(tracked);
-      }
-      // Wait for a line to finish or the next poll, whichever comes first.
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, claimed.length > 0 ? 0 : this.#options.pollMs);
-        this.#wake = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-        if (running.size >= this.#options.concurrency) void Promise.race(running).then(this.#wake);
-      });
+  /** Lines up to the free concurrency, after finalizing finished batches once per poll interval. */
+  async #claim(): Promise<ClaimedLine[]> {
+    if (performance.now() - this.#finalizedAt >= this.#options.pollMs) {
+      this.#finalizedAt = performance.now();
+      await this.#finalize();
     }
-    await Promise.all(running);
+    const free = this.#options.concurrency - this.#inFlight.size;
+    if (free <= 0) return [];
+    return (await this.#router.write({}, (tx) => claimLines(tx, free, this.#options.leaseSeconds))).value;
   }
 
   /** Chat lines each on their own; embedding lines in groups of one tenant. */
@@ -199,7 +200,7 @@ export class BatchRunner {
         return { outcome: "succeeded", statusCode: 200, response: completionJson(newCompletionMeta(model), end) };
       } catch (error) {
         const code = error instanceof AppError ? error.code : "internal";
-        if (code !== "preempted" || this.#stopping) {
+        if (code !== "preempted" || this.#loop.stopping) {
           const message = error instanceof AppError ? error.message : "the request failed";
           return this.#failure(line, httpStatusOf(error), { code, message });
         }

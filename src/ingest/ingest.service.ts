@@ -26,8 +26,9 @@ import {
   upsertDocuments,
 } from "./documents.repository.ts";
 import { runningImportOf } from "./imports/imports.repository.ts";
-import type { CompactionJob } from "../postings/postings-compactor.ts";
-import type { IngestJobData } from "../jobs/queue.ts";
+import { requestCompaction } from "../postings/compact-postings.job.ts";
+import type { JobQueue } from "../jobs/queue.ts";
+import { sendIngestJobs } from "./ingest-document.job.ts";
 import type { TextPool } from "../text/text-pool.ts";
 
 export interface DocumentUpload {
@@ -47,23 +48,17 @@ export interface DocumentWriteResult {
   readonly changed: boolean;
 }
 
-/** The job queue, written to in the caller's transaction. */
-export interface IngestJobs {
-  enqueue(tx: Kysely<Database>, jobs: readonly IngestJobData[]): Promise<void>;
-  requestCompaction(tx: Kysely<Database>, job: CompactionJob): Promise<void>;
-}
-
 /** Collections and documents: writes on the primary (with their jobs), reads routed with tokens. */
 export class IngestService {
   readonly #router: Router;
-  readonly #jobs: IngestJobs;
+  readonly #queue: JobQueue;
   readonly #maxDocumentBytes: number;
   readonly #text: TextPool;
   readonly #quotas: Quotas;
 
-  constructor(router: Router, jobs: IngestJobs, text: TextPool, quotas: Quotas, options: { maxDocumentBytes: number }) {
+  constructor(router: Router, queue: JobQueue, text: TextPool, quotas: Quotas, options: { maxDocumentBytes: number }) {
     this.#router = router;
-    this.#jobs = jobs;
+    this.#queue = queue;
     this.#text = text;
     this.#quotas = quotas;
     this.#maxDocumentBytes = options.maxDocumentBytes;
@@ -143,7 +138,8 @@ export class IngestService {
         owner,
         uploads.filter((u) => !written.has(u.externalId)).map((u) => u.externalId),
       );
-      await this.#jobs.enqueue(
+      await sendIngestJobs(
+        this.#queue,
         tx,
         uploads.flatMap((u) => {
           const job = written.get(u.externalId);
@@ -232,7 +228,7 @@ export class IngestService {
         externalId,
       });
       if (!deleted) throw new NotFoundError(`no document "${externalId}" in collection "${collectionName}"`);
-      await this.#jobs.requestCompaction(tx, { collectionId: collection.id, tenantId: principal.tenantId });
+      await requestCompaction(this.#queue, tx, { collectionId: collection.id, tenantId: principal.tenantId });
     });
   }
 

@@ -18,11 +18,13 @@ import {
   markDocumentFailed,
   markDocumentsReady,
 } from "./documents.repository.ts";
-import { PollSleep } from "../jobs/poll-sleep.ts";
+import type { PollLoop } from "../jobs/poll-loop.ts";
+import { queueLoop } from "../jobs/poll-loop.ts";
 import type { PostingsCompactor } from "../postings/postings-compactor.ts";
 import { withRenewedLeases } from "../jobs/job-leases.ts";
 import { slicesWithinBudget } from "../jobs/slices.ts";
-import { INGEST_QUEUE, type IngestJobData } from "../jobs/queue.ts";
+import type { JobQueue } from "../jobs/queue.ts";
+import { INGEST_QUEUE, type IngestJobData } from "./ingest-document.job.ts";
 
 export interface IngestWorkerOptions {
   /** Concurrent fetch loops in this process. */
@@ -67,10 +69,13 @@ export class IngestWorker {
   readonly #logger: Logger;
   readonly #compactor: PostingsCompactor;
   readonly #options: IngestWorkerOptions;
-  /** One fetch loop per unit of concurrency; stop() awaits them. */
-  readonly #loops: Promise<void>[] = [];
-  readonly #pollSleep = new PollSleep();
-  #stopping = false;
+  /**
+   * One fetch loop per unit of concurrency. pg-boss's own work() is not used: it fails a job whose
+   * handler outlasts the job's expiry while the handler goes on, so a long batch would run twice.
+   * Here a running batch renews its jobs' leases instead, and only a worker that died stops renewing
+   * (its jobs then expire and run again).
+   */
+  readonly #loops: PollLoop<PgBoss.JobWithMetadata<IngestJobData>>[];
   readonly #processed: Counter<"outcome">;
   readonly #stageSeconds: Histogram<"stage">;
   readonly #writeSlots: ReturnType<typeof pLimit>;
@@ -78,7 +83,7 @@ export class IngestWorker {
 
   constructor(
     deps: {
-      boss: PgBoss;
+      queue: JobQueue;
       router: Router;
       embeddings: EmbeddingClient;
       textPool: TextPool;
@@ -89,7 +94,7 @@ export class IngestWorker {
     options: IngestWorkerOptions,
   ) {
     this.#compactor = deps.compactor;
-    this.#boss = deps.boss;
+    this.#boss = deps.queue.boss;
     this.#router = deps.router;
     this.#embeddings = deps.embeddings;
     this.#textPool = deps.textPool;
@@ -114,45 +119,29 @@ export class IngestWorker {
       buckets: [0.001, 0.005, 0.02, 0.1, 0.5, 2, 10],
       registers: [deps.registry],
     });
+    this.#loops = Array.from({ length: options.concurrency }, () =>
+      queueLoop<IngestJobData>(this.#boss, {
+        name: "ingestion",
+        queue: INGEST_QUEUE,
+        batchSize: options.batchSize,
+        intervalMs: options.pollingIntervalSeconds * 1000,
+        logger: this.#logger,
+        run: (jobs) => this.#runBatch(jobs),
+      }),
+    );
   }
 
   async start(): Promise<void> {
-    this.#stopping = false;
-    for (let i = 0; i < this.#options.concurrency; i++) this.#loops.push(this.#fetchLoop());
+    for (const loop of this.#loops) loop.start();
   }
 
   /** Stops fetching and waits for the batches in progress (the app's shutdown deadline bounds the wait). */
   async stop(): Promise<void> {
-    this.#stopping = true;
-    this.#pollSleep.wakeAll();
-    await Promise.all(this.#loops.splice(0));
+    await Promise.all(this.#loops.map((loop) => loop.stop()));
   }
 
-  /**
-   * Fetches a batch, processes it, completes it; sleeps when the queue is empty, and fetches again at
-   * once after a full batch (more jobs are probably waiting). pg-boss's own work() is not used: it
-   * fails a job whose handler outlasts the job's expiry while the handler goes on, so a long batch
-   * would run twice. Here a running batch renews its jobs' leases instead, and only a worker that
-   * died stops renewing (its jobs then expire and run again).
-   */
-  async #fetchLoop(): Promise<void> {
-    while (!this.#stopping) {
-      let fetched = 0;
-      try {
-        const jobs = await this.#boss.fetch<IngestJobData>(INGEST_QUEUE, {
-          batchSize: this.#options.batchSize,
-          includeMetadata: true,
-        });
-        fetched = jobs.length;
-        if (fetched > 0) await this.#runBatch(jobs);
-      } catch (error) {
-        this.#logger.error({ err: error }, "ingestion fetch loop: batch failed; its jobs will run again");
-      }
-      if (fetched < this.#options.batchSize) await this.#sleep(this.#options.pollingIntervalSeconds * 1000);
-    }
-  }
-
-  async #runBatch(jobs: PgBoss.JobWithMetadata<IngestJobData>[]): Promise<void> {
+  /** Processes a batch and completes it; a batch that fails goes back to the queue, for a retry with backoff. */
+  async #runBatch(jobs: readonly PgBoss.JobWithMetadata<IngestJobData>[]): Promise<void> {
     const ids = jobs.map((job) => job.id);
     try {
       await withRenewedLeases(
@@ -161,7 +150,6 @@ export class IngestWorker {
         () => this.processBatch(jobs),
       );
     } catch (error) {
-      // Back to the queue, for a retry with backoff.
       await this.#boss.fail(INGEST_QUEUE, ids);
       throw error;
     }
@@ -169,11 +157,7 @@ export class IngestWorker {
     await this.#boss.complete(INGEST_QUEUE, ids);
   }
 
-  #sleep(ms: number): Promise<void> {
-    return this.#stopping ? Promise.resolve() : this.#pollSleep.sleep(ms);
-  }
-
-  async processBatch(jobs: PgBoss.JobWithMetadata<IngestJobData>[]): Promise<void> {
+  async processBatch(jobs: readonly PgBoss.JobWithMetadata<IngestJobData>[]): Promise<void> {
     // Row-level security scopes every statement to one tenant: a batch is processed tenant by
     // tenant. The tenant of each document comes from the database, not from the job's data.
     const { value: owners } = await this.#router.read({ primary: true }, (db) =>

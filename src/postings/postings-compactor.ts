@@ -4,7 +4,8 @@ import { Counter, type Registry } from "prom-client";
 import type { Router } from "../db/router.ts";
 import type { Bm25Parameters } from "./bm25-weight.ts";
 import { averageLength, holdCollection } from "../collections/collections.repository.ts";
-import { SingleJobLoop } from "../jobs/job-loop.ts";
+import type { PollLoop } from "../jobs/poll-loop.ts";
+import { queueLoop } from "../jobs/poll-loop.ts";
 import {
   BLOCK_SIZE,
   compactTerms,
@@ -12,15 +13,8 @@ import {
   type DeadPostingsThreshold,
   termsToCompact,
 } from "./postings.repository.ts";
-
-export const COMPACTION_QUEUE = "compact-postings";
-
-export interface CompactionJob {
-  readonly collectionId: string;
-  readonly tenantId: string;
-  /** A job continuing an earlier one's pass starts after the last term that one rewrote. */
-  readonly afterTerm?: string;
-}
+import { COMPACTION_QUEUE, type CompactionJob, requestCompaction } from "./compact-postings.job.ts";
+import type { JobQueue } from "../jobs/queue.ts";
 
 /** Terms rewritten per statement (one transaction each, so locks are short). */
 const TERMS_PER_STATEMENT = 200;
@@ -40,30 +34,40 @@ const TERMS_PER_JOB = 20_000;
  */
 export class PostingsCompactor {
   readonly #boss: PgBoss;
+  readonly #queue: JobQueue;
   readonly #router: Router;
   readonly #logger: Logger;
   readonly #bm25: Bm25Parameters;
   readonly #delaySeconds: number;
   readonly #rewritten: Counter;
-  readonly #loop: SingleJobLoop<CompactionJob>;
+  readonly #loop: PollLoop<PgBoss.JobWithMetadata<CompactionJob>>;
 
   constructor(
-    deps: { boss: PgBoss; router: Router; logger: Logger; registry: Registry },
+    deps: { queue: JobQueue; router: Router; logger: Logger; registry: Registry },
     options: { bm25: Bm25Parameters; delaySeconds: number },
   ) {
-    this.#boss = deps.boss;
+    this.#queue = deps.queue;
+    this.#boss = deps.queue.boss;
     this.#router = deps.router;
     this.#logger = deps.logger;
     this.#bm25 = options.bm25;
     this.#delaySeconds = options.delaySeconds;
-    this.#loop = new SingleJobLoop<CompactionJob>(this.#boss, COMPACTION_QUEUE, POLL_MS, {
-      run: async (job) => {
-        await this.compact(job.data);
+    this.#loop = queueLoop<CompactionJob>(this.#boss, {
+      name: "postings compaction",
+      queue: COMPACTION_QUEUE,
+      batchSize: 1,
+      intervalMs: POLL_MS,
+      logger: this.#logger,
+      run: async ([job]) => {
+        if (!job) return;
+        try {
+          await this.compact(job.data);
+        } catch (error) {
+          // Back to the queue, for a retry with backoff.
+          await this.#boss.fail(COMPACTION_QUEUE, job.id).catch(() => undefined);
+          throw error;
+        }
         await this.#boss.complete(COMPACTION_QUEUE, job.id);
-      },
-      onError: async (error, job) => {
-        this.#logger.warn({ err: error, jobId: job?.id }, "postings compaction failed; the job will run again");
-        if (job) await this.#boss.fail(COMPACTION_QUEUE, job.id).catch(() => undefined);
       },
     });
     this.#rewritten = new Counter({
@@ -76,7 +80,7 @@ export class PostingsCompactor {
   /** Asks for a compaction of these collections, after the delay; a no-op for one already waiting. */
   async request(jobs: readonly CompactionJob[], startAfterSeconds = this.#delaySeconds): Promise<void> {
     for (const job of jobs) {
-      await this.#boss.send(COMPACTION_QUEUE, job, { singletonKey: job.collectionId, startAfter: startAfterSeconds });
+      await requestCompaction(this.#queue, null, job, startAfterSeconds);
     }
   }
 

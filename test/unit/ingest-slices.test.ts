@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { slicesWithinBudget } from "../../src/jobs/slices.ts";
-import { writePriority } from "../../src/jobs/queue.ts";
+import { writePriority } from "../../src/ingest/ingest-document.job.ts";
 
 describe("ingestion batch slices", () => {
   const slices = (sizes: number[], budget: number) => slicesWithinBudget(sizes, (size) => size, budget);

@@ -31,16 +31,12 @@ import {
   setImportStatus,
   stagingTable,
 } from "./imports.repository.ts";
-import { SingleJobLoop } from "../../jobs/job-loop.ts";
+import type { PollLoop } from "../../jobs/poll-loop.ts";
+import { queueLoop } from "../../jobs/poll-loop.ts";
 import { withRenewedLeases } from "../../jobs/job-leases.ts";
+import type { JobQueue } from "../../jobs/queue.ts";
+import { IMPORT_QUEUE, type ImportJob, sendImportJob } from "./run-import.job.ts";
 import type { TextPool } from "../../text/text-pool.ts";
-
-export const IMPORT_QUEUE = "run-import";
-
-export interface ImportJob {
-  readonly importId: string;
-  readonly tenantId: string;
-}
 
 export interface ImportRunnerOptions {
   readonly batchDocuments: number;
@@ -73,6 +69,7 @@ const POLL_MS = 1_000;
  */
 export class ImportRunner {
   readonly #boss: PgBoss;
+  readonly #queue: JobQueue;
   readonly #router: Router;
   readonly #embeddings: EmbeddingClient;
   readonly #textPool: TextPool;
@@ -80,12 +77,12 @@ export class ImportRunner {
   readonly #options: ImportRunnerOptions;
   readonly #finished: Counter<"outcome">;
   /** One loop per import run at once; all take jobs from the same queue. */
-  readonly #loops: SingleJobLoop<ImportJob>[];
+  readonly #loops: PollLoop<PgBoss.JobWithMetadata<ImportJob>>[];
   #stopping = false;
 
   constructor(
     deps: {
-      boss: PgBoss;
+      queue: JobQueue;
       router: Router;
       embeddings: EmbeddingClient;
       textPool: TextPool;
@@ -94,20 +91,22 @@ export class ImportRunner {
     },
     options: ImportRunnerOptions,
   ) {
-    this.#boss = deps.boss;
+    this.#queue = deps.queue;
+    this.#boss = deps.queue.boss;
     this.#router = deps.router;
     this.#embeddings = deps.embeddings;
     this.#textPool = deps.textPool;
     this.#logger = deps.logger;
     this.#options = options;
-    this.#loops = Array.from(
-      { length: Math.max(1, options.runners) },
-      () =>
-        new SingleJobLoop<ImportJob>(this.#boss, IMPORT_QUEUE, POLL_MS, {
-          run: (job) => this.#runJob(job),
-          onError: (error, job) =>
-            this.#logger.error({ err: error, jobId: job?.id }, "import runner: a job failed to run or to be recorded"),
-        }),
+    this.#loops = Array.from({ length: Math.max(1, options.runners) }, () =>
+      queueLoop<ImportJob>(this.#boss, {
+        name: "import runner",
+        queue: IMPORT_QUEUE,
+        batchSize: 1,
+        intervalMs: POLL_MS,
+        logger: this.#logger,
+        run: ([job]) => (job ? this.#runJob(job) : Promise.resolve()),
+      }),
     );
     this.#finished = new Counter({
       name: "pgrag_imports_total",
@@ -135,7 +134,7 @@ export class ImportRunner {
         { queue: IMPORT_QUEUE, jobIds: [job.id], seconds: this.#options.leaseSeconds },
         () => this.run(job.data),
       );
-      if (!done) await this.#boss.send(IMPORT_QUEUE, job.data, { expireInSeconds: this.#options.leaseSeconds });
+      if (!done) await sendImportJob(this.#queue, null, job.data);
       await this.#boss.complete(IMPORT_QUEUE, job.id);
     } catch (error) {
       const message = error instanceof Error ? error.message : String(error);

@@ -6,7 +6,8 @@ import { AppError, InvalidRequestError, NotFoundError } from "../../errors.ts";
 import type { Principal } from "../../tenancy/principal.ts";
 import type { Quotas } from "../../tenancy/quotas.ts";
 import { requireCollection } from "../../collections/collections.repository.ts";
-import type { ImportJob } from "./import-runner.ts";
+import type { JobQueue } from "../../jobs/queue.ts";
+import { sendImportJob } from "./run-import.job.ts";
 import {
   appendImportLines,
   discardStaged,
@@ -36,12 +37,12 @@ export interface ImportDetails extends ImportSummary {
 /** Bulk imports: the upload (streamed into the database as it arrives) and reading their progress. */
 export class ImportService {
   readonly #router: Router;
-  readonly #startImport: (tx: Kysely<Database>, job: ImportJob) => Promise<void>;
+  readonly #queue: JobQueue;
   readonly #quotas: Quotas;
 
-  constructor(router: Router, startImport: (tx: Kysely<Database>, job: ImportJob) => Promise<void>, quotas: Quotas) {
+  constructor(router: Router, queue: JobQueue, quotas: Quotas) {
     this.#router = router;
-    this.#startImport = startImport;
+    this.#queue = queue;
     this.#quotas = quotas;
   }
 
@@ -90,7 +91,7 @@ export class ImportService {
       if (batch.length > 0) await flush();
       return await this.#write(principal, async (tx) => {
         await setImportStatus(tx, importId, "queued");
-        await this.#startImport(tx, { importId, tenantId });
+        await sendImportJob(this.#queue, tx, { importId, tenantId });
         const queued = await findImport(tx, importId);
         if (!queued) throw new Error(`import ${importId} vanished while it was being queued`);
         return { ...queued, collection: collectionName, failures: [] } satisfies ImportDetails;

@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, statSync, writeFileSy
 import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createApp } from "../../../src/app.ts";
 import { loadConfig } from "../../../src/config.ts";
 import { startEmbeddedDatabase } from "../../../src/db/embedded.ts";
@@ -25,13 +25,14 @@ const logLines: string[] = [];
 const app = createApp(config, {
   logger: pino({ level: "info" }, { write: (line: string) => void logLines.push(line) }),
 });
+// Started once for the file (migrating itself is the first test's subject): stopped after it.
+beforeAll(() => app.start({ listen: false }));
 afterAll(() => app.stop());
 
 describe("the embedded default (PGlite)", () => {
   it("migrates itself, hands out a key, and runs ingestion, search, chat and deletion", async () => {
     const socketDir = join(dataDir, "..", "socket");
     expect(config.database.embedded).toEqual({ dataDir, port: 55997, socketDir });
-    await app.start({ listen: false });
     // Reachable only through a socket in a directory of this OS user's: no TCP port at all.
     expect(statSync(socketDir).mode & 0o777).toBe(0o700);
     expect(existsSync(join(socketDir, ".s.PGSQL.55997"))).toBe(true);

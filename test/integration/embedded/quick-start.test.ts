@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { afterAll, describe, expect, it } from "vitest";
+import { describe, expect, it, onTestFinished } from "vitest";
 import { waitFor } from "../../../harness/wait-for.ts";
 
 /**
@@ -38,7 +38,6 @@ async function stopServer(): Promise<void> {
   process.kill(-(server.pid ?? 0), "SIGTERM");
   await exited;
 }
-afterAll(stopServer);
 
 describe("the README's quick start", () => {
   it("serves with npm start; the README's curl commands create, add, search and answer", async () => {
@@ -46,6 +45,7 @@ describe("the README's quick start", () => {
     expect(start).toMatch(/^npm start\s/);
     // Its own process group, so that stopping it stops npm, the script and node together.
     server = spawn("npm", ["start"], { env, detached: true, stdio: ["ignore", "pipe", "pipe"] });
+    onTestFinished(stopServer);
     let output = "";
     server.stdout?.on("data", (chunk: Buffer) => void (output += chunk.toString()));
     server.stderr?.on("data", (chunk: Buffer) => void (output += chunk.toString()));

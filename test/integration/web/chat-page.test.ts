@@ -1,19 +1,16 @@
 import { mkdirSync } from "node:fs";
-import { type Browser, chromium } from "playwright-core";
-import { afterAll, describe, expect, it } from "vitest";
+import { chromium } from "playwright-core";
+import { describe, expect, it, onTestFinished } from "vitest";
 import { startTestApp } from "../../helpers/app.ts";
 import { seedScifact } from "../../helpers/ingest.ts";
-
-// Debian's Chromium, installed by scripts/ensure-deps.sh; the flags keep it off the network.
-let browser: Browser | undefined;
-afterAll(() => browser?.close());
 
 describe("the chat page", () => {
   it("streams an answer to a typed question, with a citation that opens its source passage", async () => {
     const app = await startTestApp({}, { listen: true, workers: true });
     const { key, abstracts } = await seedScifact(app, 20);
 
-    browser = await chromium.launch({
+    // Debian's Chromium, installed by scripts/ensure-deps.sh; the flags keep it off the network.
+    const browser = await chromium.launch({
       executablePath: "/usr/bin/chromium",
       args: [
         "--no-sandbox",
@@ -25,6 +22,7 @@ describe("the chat page", () => {
         "--disable-sync",
       ],
     });
+    onTestFinished(() => browser.close());
     const page = await browser.newPage();
     await page.goto(`http://127.0.0.1:${app.port()}/`);
     await page.getByLabel("API key").fill(key);
