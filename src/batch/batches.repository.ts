@@ -1,9 +1,8 @@
-import { type Kysely, type RawBuilder, sql } from "kysely";
-import type { Database } from "../db/database.ts";
+import { type Kysely, type RawBuilder, type Selectable, sql } from "kysely";
+import type { BatchFileTable, BatchTable, Database } from "../db/database.ts";
 
-export type BatchEndpoint = "/v1/chat/completions" | "/v1/embeddings";
-export type BatchStatus =
-  "in_progress" | "finalizing" | "completed" | "failed" | "expired" | "cancelling" | "cancelled";
+export type BatchEndpoint = BatchTable["endpoint"];
+export type BatchStatus = BatchTable["status"];
 
 export interface BatchFile {
   readonly id: string;
@@ -55,10 +54,12 @@ export async function appendFileLines(
     INSERT INTO batch_file_lines (file_id, tenant_id, line, text)
     SELECT ${file.id}, ${file.tenantId}::uuid, ${first}::int + n - 1, t FROM unnest(${lines}::text[]) WITH ORDINALITY AS u(t, n)
   `.execute(db);
-  await sql`
-    UPDATE batch_files SET bytes = bytes + ${lines.reduce((n, l) => n + Buffer.byteLength(l) + 1, 0)}
-    WHERE id = ${file.id}
-  `.execute(db);
+  const bytes = lines.reduce((n, l) => n + Buffer.byteLength(l) + 1, 0);
+  await db
+    .updateTable("batch_files")
+    .set({ bytes: sql<number>`bytes + ${bytes}` })
+    .where("id", "=", file.id)
+    .execute();
 }
 
 /** Sets when a file is deleted: `seconds` after it was made. */
@@ -81,17 +82,21 @@ export async function lockFile(db: Kysely<Database>, id: string, mode: "share" |
 
 /** The unfinished batches whose lines are read from this file (at most 5). */
 export async function batchesReading(db: Kysely<Database>, fileId: string): Promise<string[]> {
-  const { rows } = await sql<{ id: string }>`
-    SELECT id FROM batches WHERE input_file_id = ${fileId} AND status IN ('in_progress', 'finalizing', 'cancelling')
-    ORDER BY created_at LIMIT 5
-  `.execute(db);
+  const rows = await db
+    .selectFrom("batches")
+    .select("id")
+    .where("input_file_id", "=", fileId)
+    .where("status", "in", ["in_progress", "finalizing", "cancelling"])
+    .orderBy("created_at")
+    .limit(5)
+    .execute();
   return rows.map((r) => r.id);
 }
 
 /** Deletes a file and its lines; false when there is none. */
 export async function deleteFile(db: Kysely<Database>, id: string): Promise<boolean> {
-  const { rows } = await sql`DELETE FROM batch_files WHERE id = ${id} RETURNING id`.execute(db);
-  return rows.length > 0;
+  const deleted = await db.deleteFrom("batch_files").where("id", "=", id).returning("id").execute();
+  return deleted.length > 0;
 }
 
 /** Deletes up to `limit` expired files of every tenant (a cross-tenant door, migration 17); how many went. */
@@ -116,16 +121,7 @@ export async function listFiles(
   return rows.map(toFile);
 }
 
-interface FileRow {
-  id: string;
-  purpose: "batch" | "batch_output";
-  filename: string;
-  bytes: string;
-  batch_id: string | null;
-  kind: "upload" | "output" | "error";
-  created_at: Date;
-  expires_at: Date | null;
-}
+type FileRow = Selectable<BatchFileTable>;
 const toFile = (r: FileRow): BatchFile => ({
   id: r.id,
   purpose: r.purpose,
@@ -139,10 +135,13 @@ const toFile = (r: FileRow): BatchFile => ({
 
 /** A file, unless it is gone: deleted, or past its expiry (the batch runner deletes it soon after). */
 export async function findFile(db: Kysely<Database>, id: string): Promise<BatchFile | undefined> {
-  const { rows } = await sql<FileRow>`
-    SELECT * FROM batch_files WHERE id = ${id} AND (expires_at IS NULL OR expires_at > now())
-  `.execute(db);
-  return rows[0] && toFile(rows[0]);
+  const row = await db
+    .selectFrom("batch_files")
+    .selectAll()
+    .where("id", "=", id)
+    .where((eb) => eb.or([eb("expires_at", "is", null), eb("expires_at", ">", sql<Date>`now()`)]))
+    .executeTakeFirst();
+  return row && toFile(row);
 }
 
 /**

@@ -179,6 +179,106 @@ export interface EmbeddingCacheTable {
   created_at: Timestamp;
 }
 
+/** A bulk import (migration 13): uploading → queued → embedding → indexing → completed | failed. */
+export interface ImportTable {
+  id: Generated<string>;
+  tenant_id: string;
+  collection_id: string;
+  status: Generated<"uploading" | "queued" | "embedding" | "indexing" | "completed" | "failed">;
+  /** Chosen when the index phase starts. */
+  target: "own_partition" | "append" | null;
+  documents_seen: Generated<number>;
+  documents_staged: Generated<number>;
+  documents_unchanged: Generated<number>;
+  documents_failed: Generated<number>;
+  chunks_staged: Generated<number>;
+  error: string | null;
+  /** pg_lsn: the commit that made the import visible. */
+  visible_lsn: string | null;
+  created_at: Timestamp;
+  updated_at: Timestamp;
+  finished_at: Timestamp | null;
+}
+
+/** An import's uploaded lines, until the import makes documents of them. */
+export interface ImportDocumentTable {
+  import_id: string;
+  line: number;
+  tenant_id: string;
+  external_id: string;
+  title: string | null;
+  source: string | null;
+  content_type: string;
+  metadata: Json;
+  content: string;
+  state: Generated<"pending" | "staged" | "unchanged" | "failed">;
+  error: string | null;
+  document_id: string | null;
+  version: number | null;
+  hash: Buffer | null;
+  chunk_count: number | null;
+  /** bigint: arrives as a string. */
+  lexeme_total: ColumnType<string | null, number | null | undefined, number | null>;
+}
+
+/** A file of the OpenAI files API (migrations 14, 17): an upload, or a batch's output or errors. */
+export interface BatchFileTable {
+  id: string;
+  tenant_id: string;
+  purpose: "batch" | "batch_output";
+  filename: string;
+  /** bigint: arrives as a string. */
+  bytes: ColumnType<string, number, number>;
+  batch_id: string | null;
+  kind: "upload" | "output" | "error";
+  created_at: Timestamp;
+  expires_at: Timestamp | null;
+}
+
+/** An uploaded file's lines. */
+export interface BatchFileLineTable {
+  file_id: string;
+  line: number;
+  tenant_id: string;
+  text: string;
+}
+
+export interface BatchTable {
+  id: string;
+  tenant_id: string;
+  input_file_id: string;
+  endpoint: "/v1/chat/completions" | "/v1/embeddings";
+  completion_window: string;
+  status: "in_progress" | "finalizing" | "completed" | "failed" | "expired" | "cancelling" | "cancelled";
+  metadata: Json | null;
+  output_file_id: string | null;
+  error_file_id: string | null;
+  created_at: Timestamp;
+  in_progress_at: Timestamp;
+  expires_at: Timestamp;
+  finalizing_at: Timestamp | null;
+  completed_at: Timestamp | null;
+  expired_at: Timestamp | null;
+  cancelling_at: Timestamp | null;
+  cancelled_at: Timestamp | null;
+}
+
+/** A batch's requests (their bodies stay in the input file, migration 18): pending → running → succeeded | failed. */
+export interface BatchLineTable {
+  batch_id: string;
+  line: number;
+  tenant_id: string;
+  custom_id: string;
+  state: Generated<"pending" | "running" | "succeeded" | "failed">;
+  attempts: Generated<number>;
+  not_before: Timestamp;
+  lease_until: Timestamp | null;
+  status_code: number | null;
+  response: Json | null;
+  error: Json | null;
+  finished_at: Timestamp | null;
+}
+
 export interface Database {
   embedding_settings: EmbeddingSettingsTable;
   tenants: TenantTable;
@@ -194,6 +294,12 @@ export interface Database {
   bm25_deletions: Bm25DeletionTable;
   collection_stats: CollectionStatsTable;
   embedding_cache: EmbeddingCacheTable;
+  imports: ImportTable;
+  import_documents: ImportDocumentTable;
+  batch_files: BatchFileTable;
+  batch_file_lines: BatchFileLineTable;
+  batches: BatchTable;
+  batch_lines: BatchLineTable;
   "analytics.events": EventTable;
 }
 

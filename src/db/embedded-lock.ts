@@ -2,9 +2,9 @@ import { closeSync, openSync, readFileSync, rmSync, statSync, writeSync } from "
 import { AppError } from "../errors.ts";
 
 /**
- * One process owns an embedded data folder at a time. Two PGlite instances on one folder corrupt
- * it, and a second process used to take the first one's socket away: writes went to a database the
- * server never saw. The owner writes its pid into the lock file; a later process refuses while that
+ * One process owns an embedded data folder at a time: two PGlite instances on one folder corrupt
+ * it, and a second one's socket would send writes to a database the first never sees. The owner
+ * writes its pid into the lock file; a later process refuses while that
  * process lives, and takes over the lock (and the socket) of one that died without removing them.
  */
 export function lockEmbeddedFolder(lockPath: string): () => void {

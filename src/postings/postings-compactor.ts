@@ -28,8 +28,8 @@ const TERMS_PER_JOB = 20_000;
  * this job merges them into weight-sorted blocks of BLOCK_SIZE, and drops deleted chunks' postings
  * once there are enough of them. Requested after each ingestion batch, to start `delaySeconds` later;
  * pg-boss keeps at most one job waiting and one running per collection, so a burst of batches is
- * compacted once, after the burst, instead of alongside it (compaction beside ingestion took the write
- * path from 63% to 44% of raw COPY in bench:ingest). Search is exact whatever the state of
+ * compacted once, after the burst, instead of competing with its writes for the same cores. Search is
+ * exact whatever the state of
  * compaction; only its speed and the postings' size depend on it.
  */
 export class PostingsCompactor {

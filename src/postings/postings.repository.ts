@@ -23,8 +23,8 @@ export const DEAD_POSTINGS_THRESHOLD: DeadPostingsThreshold = { count: 16, share
  * more fresh (appended) blocks, a fresh block larger than a compacted one, or enough deleted postings
  * that dropping them pays for reading the whole term. The block headers are read in key order and
  * grouped as they stream by, so a call reads only up to its last term: a pass over a collection,
- * batch after batch from the previous batch's last term, reads each header once (a call that grouped
- * every term of the collection to keep the first `limit` made a pass quadratic in its terms).
+ * batch after batch from the previous batch's last term, reads each header once (grouping every term
+ * of the collection to keep the first `limit` would make a pass quadratic in its terms).
  */
 export async function termsToCompact(
   db: Kysely<Database>,
@@ -73,10 +73,9 @@ export async function compactTerms(
   // Rows are found by key, term by term, and deleted by the row ids read (locked, so they stay put):
   // given `term = any(terms)`, or a join to the rows read, the planner may read every block of the
   // collection instead (one index condition, or a hash of them all), which it does when its
-  // statistics predate the blocks — a new collection's first burst, before autovacuum analyzes it:
-  // a statement then took 0.4 s instead of 40 ms at SciFact's size, and past the role's 30 s
-  // statement timeout at a few times that, so compaction never finished. FOR UPDATE keeps the blocks'
-  // lateral subquery a subquery; the deletions' needs OFFSET 0 not to be flattened into a join.
+  // statistics predate the blocks (a new collection's first burst, before autovacuum analyzes it),
+  // and a pass over a larger collection then outlasts the role's statement timeout. FOR UPDATE keeps
+  // the blocks' lateral subquery a subquery; the deletions' needs OFFSET 0 not to be flattened into a join.
   const { rows } = await sql<{ blocks: number }>`
     WITH old AS (
       SELECT b.block_row, b.term, b.chunk_ids, b.tfs, b.dls

@@ -121,7 +121,7 @@ function candidateBoundsSql(
       -- block's arrays stream through (ProjectSet); unnest in FROM would copy them into a tuplestore.
       -- OFFSET 0 keeps the lookup a lookup: as a plain join the planner may hash every block of the
       -- collection instead, which it does while its statistics predate the blocks (a new collection,
-      -- before autovacuum analyzes it: 385 ms a round at SciFact's size instead of 15).
+      -- before autovacuum analyzes it).
       SELECT unnest(b.chunk_ids) AS chunk_id, unnest(b.tfs) AS tf, unnest(b.dls) AS dl, r.weight, r.unread
       FROM unnest(${read.map((b) => b.term)}::text[], ${read.map((b) => b.blockId)}::bigint[],
                   ${read.map((b) => s.weights.get(b.term) ?? 0)}::float8[],

@@ -7,9 +7,8 @@ import { Tokenizer } from "htmlparser2";
  * text; scripts, styles and other non-content elements are dropped.
  *
  * Driven by htmlparser2's tokenizer with a flat state machine of counters, not an element stack:
- * time is linear in the input and nesting depth costs neither stack nor time (the converter it
- * replaces was quadratic on large tables and overflowed the stack on deep nesting; htmlparser2's
- * own Parser keeps its open elements with Array.unshift, quadratic in depth).
+ * time is linear in the input and nesting depth costs neither stack nor time (htmlparser2's own
+ * Parser keeps its open elements with Array.unshift, quadratic in depth).
  */
 export function htmlToMarkdown(html: string): string {
   const out = new MarkdownWriter();

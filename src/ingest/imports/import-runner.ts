@@ -25,7 +25,6 @@ import {
   type LineOutcome,
   type PendingLine,
   pendingLines,
-  publishImport,
   recordLineOutcomes,
   recordVisibleLsn,
   setImportStatus,
@@ -36,6 +35,7 @@ import { queueLoop } from "../../jobs/poll-loop.ts";
 import { withRenewedLeases } from "../../jobs/job-leases.ts";
 import type { JobQueue } from "../../jobs/queue.ts";
 import { IMPORT_QUEUE, type ImportJob, sendImportJob } from "./run-import.job.ts";
+import { publishImport } from "./import-publication.ts";
 import type { TextPool } from "../../text/text-pool.ts";
 
 export interface ImportRunnerOptions {

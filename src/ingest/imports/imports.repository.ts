@@ -1,14 +1,12 @@
-import { type Kysely, sql } from "kysely";
-import type { Database } from "../../db/database.ts";
-import type { Bm25Parameters } from "../../postings/bm25-weight.ts";
-import { CHUNK_COLUMNS, deleteChunksOf } from "../chunks.repository.ts";
+import { type Kysely, type RawBuilder, type Selectable, sql } from "kysely";
+import type { Database, ImportTable } from "../../db/database.ts";
+import { CHUNK_COLUMNS } from "../chunks.repository.ts";
 import type { ContentType } from "../../text/content.ts";
 import { withShortLockWait } from "../../db/strong-lock.ts";
-import { adjustCollectionStats } from "../../collections/collections.repository.ts";
-import { writePostingsOf } from "../../postings/postings.repository.ts";
 
-export type ImportStatus = "uploading" | "queued" | "embedding" | "indexing" | "completed" | "failed";
-export type ImportTarget = "own_partition" | "append";
+type ImportRow = Selectable<ImportTable>;
+export type ImportStatus = ImportRow["status"];
+export type ImportTarget = NonNullable<ImportRow["target"]>;
 
 export interface ImportSummary {
   readonly id: string;
@@ -35,22 +33,6 @@ export interface ImportLine {
   readonly contentType: ContentType;
   readonly metadata: Record<string, unknown>;
   readonly content: string;
-}
-
-interface ImportRow {
-  id: string;
-  collection_id: string;
-  status: ImportStatus;
-  target: ImportTarget | null;
-  documents_seen: number;
-  documents_staged: number;
-  documents_unchanged: number;
-  documents_failed: number;
-  chunks_staged: number;
-  error: string | null;
-  visible_lsn: string | null;
-  created_at: Date;
-  finished_at: Date | null;
 }
 
 const toSummary = (r: ImportRow): ImportSummary => ({
@@ -91,10 +73,13 @@ export async function insertImport(
 }
 
 export async function runningImportOf(db: Kysely<Database>, collectionId: string): Promise<string | null> {
-  const { rows } = await sql<{ id: string }>`
-    SELECT id FROM imports WHERE collection_id = ${collectionId}::uuid AND status NOT IN ('completed', 'failed')
-  `.execute(db);
-  return rows[0]?.id ?? null;
+  const row = await db
+    .selectFrom("imports")
+    .select("id")
+    .where("collection_id", "=", collectionId)
+    .where("status", "not in", ["completed", "failed"])
+    .executeTakeFirst();
+  return row?.id ?? null;
 }
 
 /**
@@ -124,10 +109,11 @@ export async function appendImportLines(
                 ${lines.map((l) => l.contentType)}::text[], ${lines.map((l) => JSON.stringify(l.metadata))}::jsonb[],
                 ${lines.map((l) => l.content)}::text[]) AS t
   `.execute(db);
-  await sql`
-    UPDATE imports SET documents_seen = documents_seen + ${lines.length}::int, updated_at = now()
-    WHERE id = ${target.importId}::uuid
-  `.execute(db);
+  await db
+    .updateTable("imports")
+    .set((eb) => ({ documents_seen: eb("documents_seen", "+", lines.length), updated_at: sql`now()` }))
+    .where("id", "=", target.importId)
+    .execute();
   return [];
 }
 
@@ -137,23 +123,33 @@ export async function setImportStatus(
   status: ImportStatus,
   extra: { target?: ImportTarget; error?: string } = {},
 ): Promise<void> {
-  await sql`
-    UPDATE imports SET status = ${status}, target = coalesce(${extra.target ?? null}, target),
-                       error = coalesce(${extra.error ?? null}, error), updated_at = now(),
-                       finished_at = CASE WHEN ${status} IN ('completed', 'failed') THEN now() END
-    WHERE id = ${importId}::uuid
-  `.execute(db);
+  const finished = status === "completed" || status === "failed";
+  await db
+    .updateTable("imports")
+    .set({
+      status,
+      ...(extra.target ? { target: extra.target } : {}),
+      ...(extra.error ? { error: extra.error } : {}),
+      updated_at: sql`now()`,
+      finished_at: finished ? sql`now()` : null,
+    })
+    .where("id", "=", importId)
+    .execute();
 }
 
 export async function findImport(db: Kysely<Database>, importId: string): Promise<ImportSummary | undefined> {
-  const { rows } = await sql<ImportRow>`SELECT * FROM imports WHERE id = ${importId}::uuid`.execute(db);
-  return rows[0] && toSummary(rows[0]);
+  const row = await db.selectFrom("imports").selectAll().where("id", "=", importId).executeTakeFirst();
+  return row && toSummary(row);
 }
 
 export async function listImports(db: Kysely<Database>, collectionId: string, limit: number): Promise<ImportSummary[]> {
-  const { rows } = await sql<ImportRow>`
-    SELECT * FROM imports WHERE collection_id = ${collectionId}::uuid ORDER BY created_at DESC LIMIT ${limit}
-  `.execute(db);
+  const rows = await db
+    .selectFrom("imports")
+    .selectAll()
+    .where("collection_id", "=", collectionId)
+    .orderBy("created_at", "desc")
+    .limit(limit)
+    .execute();
   return rows.map(toSummary);
 }
 
@@ -164,15 +160,19 @@ export interface LineFailure {
 }
 
 export async function importFailures(db: Kysely<Database>, importId: string, limit: number): Promise<LineFailure[]> {
-  const { rows } = await sql<{ line: number; external_id: string; error: string }>`
-    SELECT line, external_id, error FROM import_documents
-    WHERE import_id = ${importId}::uuid AND state = 'failed' ORDER BY line LIMIT ${limit}
-  `.execute(db);
-  return rows.map((r) => ({ line: r.line, externalId: r.external_id, error: r.error }));
+  const rows = await db
+    .selectFrom("import_documents")
+    .select(["line", "external_id", "error"])
+    .where("import_id", "=", importId)
+    .where("state", "=", "failed")
+    .orderBy("line")
+    .limit(limit)
+    .execute();
+  return rows.map((r) => ({ line: r.line, externalId: r.external_id, error: r.error ?? "" }));
 }
 
 export async function recordVisibleLsn(db: Kysely<Database>, importId: string, lsn: string): Promise<void> {
-  await sql`UPDATE imports SET visible_lsn = ${lsn}::pg_lsn WHERE id = ${importId}::uuid`.execute(db);
+  await db.updateTable("imports").set({ visible_lsn: lsn }).where("id", "=", importId).execute();
 }
 
 export interface PendingLine extends ImportLine {
@@ -338,7 +338,7 @@ export async function buildStagingIndexes(
  * progress first; a write that comes after and finds no partition yet fails and is retried.
  */
 export async function excludeFromShared(db: Kysely<Database>, target: { importId: string; collectionId: string }) {
-  await sql`SELECT 1 FROM collections WHERE id = ${target.collectionId}::uuid FOR UPDATE`.execute(db);
+  await lockCollectionForPlacement(db, target.collectionId);
   await withShortLockWait(db, () => sql`SELECT pgrag_import_exclude_from_shared(${target.importId}::uuid)`.execute(db));
 }
 
@@ -347,46 +347,43 @@ export async function discardStaged(db: Kysely<Database>, importId: string): Pro
   // Its collection, if the import kept it out of the shared partition, may be written there again.
   await withShortLockWait(db, () => sql`SELECT pgrag_import_include_in_shared(${importId}::uuid)`.execute(db));
   await sql`SELECT pgrag_import_drop_staging(${importId}::uuid)`.execute(db);
-  await sql`DELETE FROM import_documents WHERE import_id = ${importId}::uuid AND state <> 'failed'`.execute(db);
+  await dropUploadedLines(db, importId);
 }
 
 /**
- * Makes an import visible, all at once, in the caller's transaction: the staged documents replace or
- * join the stored ones (replaced documents' chunks deleted as a delete does), the staged chunks' postings
- * are written as compacted blocks, the statistics move by the difference, and the staged chunks join
- * the collection — as its own partition, with the collection's chunks from the shared partition moved
- * in, or appended to the partition it has. Returns the chunks the collection gained.
+ * Locks the collection's row exclusively: its writes (which hold a key share lock on it while they
+ * write) wait for the import instead of finding it half placed.
  */
-export async function publishImport(
-  db: Kysely<Database>,
-  target: { importId: string; tenantId: string; collectionId: string; placement: ImportTarget; staging: string },
-  bm25: Bm25Parameters,
-): Promise<void> {
-  const { importId, collectionId } = target;
-  const staging = sql.table(target.staging);
-  await withoutStatementTimeout(db);
-  // Writes to the collection wait for the import instead of finding it half placed (they hold a key
-  // share lock on it while they write).
+export async function lockCollectionForPlacement(db: Kysely<Database>, collectionId: string): Promise<void> {
   await sql`SELECT 1 FROM collections WHERE id = ${collectionId}::uuid FOR UPDATE`.execute(db);
-  const { rows: replaced } = await sql<{ id: string; chunk_count: number; lexeme_total: string }>`
+}
+
+/** The stored documents the import's staged ones replace, locked, with what they counted in the statistics. */
+export async function lockReplacedDocuments(
+  db: Kysely<Database>,
+  target: { importId: string; collectionId: string },
+): Promise<{ id: string; chunkCount: number; lexemeTotal: number }[]> {
+  const { rows } = await sql<{ id: string; chunk_count: number; lexeme_total: string }>`
     SELECT d.id, d.chunk_count, d.lexeme_total
     FROM documents d JOIN import_documents l ON l.external_id = d.external_id
-    WHERE l.import_id = ${importId}::uuid AND l.state = 'staged' AND d.collection_id = ${collectionId}::uuid
+    WHERE l.import_id = ${target.importId}::uuid AND l.state = 'staged' AND d.collection_id = ${target.collectionId}::uuid
     ORDER BY d.id FOR UPDATE OF d
   `.execute(db);
-  if (replaced.length > 0) {
-    await deleteChunksOf(
-      db,
-      replaced.map((r) => r.id),
-    );
-  }
-  const { rows: added } = await sql<{ chunks: string; length: string }>`
+  return rows.map((r) => ({ id: r.id, chunkCount: r.chunk_count, lexemeTotal: Number(r.lexeme_total) }));
+}
+
+/** Writes the staged documents, ready, replacing stored ones of the same external id; what they count. */
+export async function writeStagedDocuments(
+  db: Kysely<Database>,
+  target: { importId: string; collectionId: string },
+): Promise<{ chunks: number; length: number }> {
+  const { rows } = await sql<{ chunks: string; length: string }>`
     WITH written AS (
       INSERT INTO documents (id, tenant_id, collection_id, external_id, title, source, content_type, metadata, content,
                              content_hash, version, status, chunk_count, lexeme_total)
-      SELECT l.document_id, l.tenant_id, ${collectionId}::uuid, l.external_id, l.title, l.source, l.content_type, l.metadata,
-             l.content, l.hash, l.version, 'ready', l.chunk_count, l.lexeme_total
-      FROM import_documents l WHERE l.import_id = ${importId}::uuid AND l.state = 'staged'
+      SELECT l.document_id, l.tenant_id, ${target.collectionId}::uuid, l.external_id, l.title, l.source, l.content_type,
+             l.metadata, l.content, l.hash, l.version, 'ready', l.chunk_count, l.lexeme_total
+      FROM import_documents l WHERE l.import_id = ${target.importId}::uuid AND l.state = 'staged'
       ON CONFLICT (collection_id, external_id) DO UPDATE
         SET title = excluded.title, source = excluded.source, content_type = excluded.content_type,
             metadata = excluded.metadata, content = excluded.content, content_hash = excluded.content_hash,
@@ -396,42 +393,58 @@ export async function publishImport(
     )
     SELECT coalesce(sum(chunk_count), 0) AS chunks, coalesce(sum(lexeme_total), 0) AS length FROM written
   `.execute(db);
-  // A document written or deleted by other means since it was staged has another id or version now.
+  return { chunks: Number(rows[0]?.chunks ?? 0), length: Number(rows[0]?.length ?? 0) };
+}
+
+/** Points staged chunks at their document's current id and version: it may have been written or deleted meanwhile. */
+export async function repointStagedChunks(
+  db: Kysely<Database>,
+  target: { importId: string; collectionId: string; staging: string },
+): Promise<void> {
   await sql`
-    UPDATE ${staging} s SET document_id = d.id, document_version = d.version
-    FROM import_documents l JOIN documents d ON d.collection_id = ${collectionId}::uuid AND d.external_id = l.external_id
-    WHERE l.import_id = ${importId}::uuid AND l.state = 'staged' AND s.document_id = l.document_id
+    UPDATE ${sql.table(target.staging)} s SET document_id = d.id, document_version = d.version
+    FROM import_documents l JOIN documents d ON d.collection_id = ${target.collectionId}::uuid AND d.external_id = l.external_id
+    WHERE l.import_id = ${target.importId}::uuid AND l.state = 'staged' AND s.document_id = l.document_id
       AND (s.document_id, s.document_version) IS DISTINCT FROM (d.id, d.version)
   `.execute(db);
-  await writePostingsOf(db, { collectionId, tenantId: target.tenantId, ...bm25 }, sql`${staging} c`);
-  const sum = (pick: (r: (typeof replaced)[number]) => number) => replaced.reduce((n, r) => n + pick(r), 0);
-  await adjustCollectionStats(
-    db,
-    collectionId,
-    target.tenantId,
-    Number(added[0]?.chunks ?? 0) - sum((r) => r.chunk_count),
-    Number(added[0]?.length ?? 0) - sum((r) => Number(r.lexeme_total)),
-  );
-  if (target.placement === "own_partition") {
-    // One such publish at a time: two would each hold what the other's VALIDATE and ATTACH wait for.
-    await sql`SELECT pg_advisory_xact_lock(hashtextextended('pgrag.attach-partition', 0))`.execute(db);
-    await sql`
-      INSERT INTO ${staging} (id, ${CHUNK_COLUMNS}) SELECT id, ${CHUNK_COLUMNS} FROM chunks WHERE collection_id = ${collectionId}::uuid
-    `.execute(db);
-    await sql`DELETE FROM chunks WHERE collection_id = ${collectionId}::uuid`.execute(db);
-    // The shared partition is scanned here under a lock that lets reads and writes go on, so that
-    // attaching (which must lock it exclusively) finds it proven free of the collection's rows and
-    // holds that lock only to the commit.
-    await sql`SELECT pgrag_import_validate_exclusion(${importId}::uuid)`.execute(db);
-    await withShortLockWait(db, () => sql`SELECT pgrag_import_attach(${importId}::uuid)`.execute(db));
-  } else {
-    await sql`
-      INSERT INTO chunks (id, ${CHUNK_COLUMNS}) OVERRIDING SYSTEM VALUE SELECT id, ${CHUNK_COLUMNS} FROM ${staging}
-    `.execute(db);
-    await sql`SELECT pgrag_import_drop_staging(${importId}::uuid)`.execute(db);
-  }
-  await sql`DELETE FROM import_documents WHERE import_id = ${importId}::uuid AND state <> 'failed'`.execute(db);
-  await setImportStatus(db, importId, "completed");
+}
+
+/**
+ * Makes the staging table the collection's own partition: the collection's chunks move into it from
+ * the shared partition, which is then proven free of them under a lock that lets reads and writes go
+ * on, so that attaching (which must lock it exclusively) holds that lock only to the commit.
+ */
+export async function attachAsOwnPartition(
+  db: Kysely<Database>,
+  target: { importId: string; collectionId: string; staging: string },
+): Promise<void> {
+  // One such publish at a time: two would each hold what the other's VALIDATE and ATTACH wait for.
+  await sql`SELECT pg_advisory_xact_lock(hashtextextended('pgrag.attach-partition', 0))`.execute(db);
+  await sql`
+    INSERT INTO ${sql.table(target.staging)} (id, ${CHUNK_COLUMNS})
+    SELECT id, ${CHUNK_COLUMNS} FROM chunks WHERE collection_id = ${target.collectionId}::uuid
+  `.execute(db);
+  await sql`DELETE FROM chunks WHERE collection_id = ${target.collectionId}::uuid`.execute(db);
+  await sql`SELECT pgrag_import_validate_exclusion(${target.importId}::uuid)`.execute(db);
+  await withShortLockWait(db, () => sql`SELECT pgrag_import_attach(${target.importId}::uuid)`.execute(db));
+}
+
+/** Appends the staged chunks to the collection's partition and drops the staging table. */
+export async function appendStagedChunks(db: Kysely<Database>, target: { importId: string; staging: string }) {
+  await sql`
+    INSERT INTO chunks (id, ${CHUNK_COLUMNS}) OVERRIDING SYSTEM VALUE SELECT id, ${CHUNK_COLUMNS} FROM ${sql.table(target.staging)}
+  `.execute(db);
+  await sql`SELECT pgrag_import_drop_staging(${target.importId}::uuid)`.execute(db);
+}
+
+/** The staging table as a FROM item aliased `c`, for writePostingsOf. */
+export function stagedChunks(staging: string): RawBuilder<unknown> {
+  return sql`${sql.table(staging)} c`;
+}
+
+/** Drops the uploaded lines an import has made documents of (or given up on); the failed ones stay, as its report. */
+export async function dropUploadedLines(db: Kysely<Database>, importId: string): Promise<void> {
+  await db.deleteFrom("import_documents").where("import_id", "=", importId).where("state", "<>", "failed").execute();
 }
 
 /**
@@ -439,6 +452,6 @@ export async function publishImport(
  * index build and publication grow with its size (minutes at a million chunks) and are lifted from it,
  * for their own transaction only.
  */
-async function withoutStatementTimeout(db: Kysely<Database>): Promise<void> {
+export async function withoutStatementTimeout(db: Kysely<Database>): Promise<void> {
   await sql`SELECT set_config('statement_timeout', '0', true)`.execute(db);
 }
