@@ -1,8 +1,7 @@
 import { chmodSync, mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { PGlite } from "@electric-sql/pglite";
-import { vector } from "@electric-sql/pglite-pgvector";
-import { PGLiteSocketServer } from "@electric-sql/pglite-socket";
+import { once } from "node:events";
+import { Worker } from "node:worker_threads";
 import { lockEmbeddedFolder } from "./embedded-lock.ts";
 
 export interface EmbeddedDatabase {
@@ -11,7 +10,8 @@ export interface EmbeddedDatabase {
 
 /**
  * PGlite (PostgreSQL in WASM) with pgvector, its data in a local folder, served over the PostgreSQL
- * protocol on a local port, so the same pg / Kysely / node-pg-migrate code runs against it. For trying
+ * protocol from a thread of its own (embedded-worker.mjs), so the same pg / Kysely / node-pg-migrate
+ * code runs against it and its SQL never holds the API's event loop. For trying
  * and developing only: one session, no replicas, and its single user is a superuser, which row-level
  * security does not bind (the application's own tenant filters still apply).
  */
@@ -30,14 +30,21 @@ export async function startEmbeddedDatabase(options: {
     const socket = join(options.socketDir, `.s.PGSQL.${options.port}`);
     // Ours now: a socket here was left behind by an owner that died.
     rmSync(socket, { force: true });
-    const db = await PGlite.create({ dataDir: options.dataDir, extensions: { vector } });
-    // A few connections may be open (the app's pool, migrations, admin); statements are queued one at a time.
-    const server = new PGLiteSocketServer({ db, path: socket, maxConnections: 8 });
-    await server.start();
+    const worker = new Worker(new URL("./embedded-worker.mjs", import.meta.url), {
+      // A few connections may be open (the app's pool, migrations, admin); statements are queued one at a time.
+      workerData: { dataDir: options.dataDir, socketPath: socket, maxConnections: 8 },
+    });
+    await new Promise<void>((resolve, reject) => {
+      worker.once("message", () => resolve());
+      worker.once("error", reject);
+      worker.once("exit", (code) => reject(new Error(`the embedded database stopped while starting (exit ${code})`)));
+    });
+    worker.removeAllListeners();
     return {
       async stop() {
-        await server.stop();
-        await db.close();
+        const exited = once(worker, "exit");
+        worker.postMessage("stop");
+        await exited;
         unlock();
       },
     };
