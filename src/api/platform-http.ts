@@ -1,0 +1,80 @@
+import type { Hono } from "hono";
+import type { EventRecorder } from "../analytics/event-recorder.ts";
+import type { BatchService } from "../batch/batch.service.ts";
+import type { ChatService } from "../chat/chat.service.ts";
+import type { Config } from "../config.ts";
+import type { NodeMonitor } from "../db/node-monitor.ts";
+import type { Router } from "../db/router.ts";
+import type { IngestService } from "../ingest/ingest.service.ts";
+import type { ImportService } from "../ingest/imports/import.service.ts";
+import type { Logger } from "../logger.ts";
+import type { Registry } from "../metrics.ts";
+import type { SearchService } from "../retrieval/search.service.ts";
+import { Authenticator } from "../tenancy/authenticator.ts";
+import type { Quotas } from "../tenancy/quotas.ts";
+import { requireApiKey } from "./auth.middleware.ts";
+import { batchRoutes, FILE_UPLOAD_PATH } from "./batch.routes.ts";
+import { chatRoutes } from "./chat.routes.ts";
+import type { AppEnv } from "./context.ts";
+import { createHttpApp } from "./http-app.ts";
+import { IMPORT_UPLOAD_PATH, importRoutes } from "./import.routes.ts";
+import { DOCUMENT_UPLOAD_PATH, ingestRoutes } from "./ingest.routes.ts";
+import { openAiRoutes } from "./openai.routes.ts";
+import { openApiRoutes } from "./openapi.ts";
+import { searchRoutes } from "./search.routes.ts";
+import { usageRoutes } from "./usage.routes.ts";
+import { webRoutes } from "./web.routes.ts";
+
+export interface PlatformServices {
+  readonly router: Router;
+  readonly monitor: NodeMonitor;
+  readonly ingest: IngestService;
+  readonly imports: ImportService;
+  readonly search: SearchService;
+  readonly chat: ChatService;
+  readonly batches: BatchService;
+  readonly quotas: Quotas;
+  readonly usageEvents: EventRecorder;
+  readonly logger: Logger;
+  readonly registry: Registry;
+}
+
+/** Every route of the platform's API and pages, behind one API-key check. */
+export function createPlatformHttp(config: Config, services: PlatformServices): Hono<AppEnv> {
+  const { ingest, chat, usageEvents } = services;
+  const auth = requireApiKey(
+    new Authenticator(services.router, { cacheTtlMs: config.authCacheTtlMs }),
+    config.rateLimit,
+  );
+  return createHttpApp({
+    logger: services.logger,
+    monitor: services.monitor,
+    registry: services.registry,
+    bodyLimit: {
+      maxBytes: config.http.maxJsonBodyBytes,
+      ownLimit: new RegExp([DOCUMENT_UPLOAD_PATH, IMPORT_UPLOAD_PATH, FILE_UPLOAD_PATH].map((p) => p.source).join("|")),
+    },
+    routes: [
+      ingestRoutes(ingest, auth, config.ingest),
+      importRoutes(services.imports, auth, { ...config.imports, maxDocumentBytes: config.ingest.maxDocumentBytes }),
+      searchRoutes(services.search, auth, usageEvents),
+      chatRoutes(chat, auth, usageEvents),
+      openAiRoutes(chat, auth, usageEvents, async (principal) => [
+        ...(await ingest.listCollections(principal, null)).value.map((collection) => ({
+          id: `rag:${collection.name}`,
+          created: collection.createdAt,
+          ownedBy: "pgrag",
+        })),
+        { id: config.inference.chatModel, created: new Date(0), ownedBy: "inference-backend" },
+      ]),
+      usageRoutes(services.quotas, auth),
+      // A line is one request: its body is a chat request, bounded like the JSON routes' bodies.
+      batchRoutes(services.batches, auth, {
+        maxFileBytes: config.batches.maxFileBytes,
+        maxLineBytes: config.http.maxJsonBodyBytes,
+      }),
+      openApiRoutes(config.ingest),
+      webRoutes(config),
+    ],
+  });
+}
