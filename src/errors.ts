@@ -89,6 +89,9 @@ const STATUS_BY_CODE: Record<ErrorCode, number> = {
   timeout: 504,
 };
 
+/** Every code the API answers with (`internal`: anything unforeseen, 500). */
+export const ERROR_CODES = [...Object.keys(STATUS_BY_CODE), "internal"] as const;
+
 /**
  * The HTTP status of an error: its code's for ours, 400 for a value PostgreSQL refused, 409 for a
  * transaction it rolled back (sending it again is safe), else 500.

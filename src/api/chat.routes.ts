@@ -12,8 +12,9 @@ import { CONSISTENCY_HEADER, readConsistencyToken } from "./consistency.ts";
 import type { AppEnv } from "./context.ts";
 import { collectionName, NO_NUL_MESSAGE, noNul, question, searchMode } from "../request-fields.ts";
 import { validate } from "./validation.ts";
+import { documented } from "./route-docs.ts";
 
-export const chatBody = z
+const chatBody = z
   .object({
     question,
     collection: collectionName,
@@ -25,7 +26,7 @@ export const chatBody = z
   })
   .strict();
 
-export const feedbackBody = z
+const feedbackBody = z
   .object({
     message_id: z.string().regex(/^\d{1,18}$/, "a message id from a chat answer"),
     rating: z.enum(["up", "down"]),
@@ -41,96 +42,122 @@ export function chatRoutes(
 ): Hono<AppEnv> {
   const ask = recordedAnswers(service, usage);
   return new Hono<AppEnv>()
-    .post("/v1/feedback", auth("read"), validate("json", feedbackBody), async (c) => {
-      const body = c.req.valid("json");
-      const principal = c.get("principal");
-      await service.assertAnswerExists(principal, body.message_id, readConsistencyToken(c));
-      usage.record({
-        tenantId: principal.tenantId,
-        kind: "feedback",
-        requestId: c.get("requestId"),
-        httpStatus: 202,
-        payload: { message_id: body.message_id, rating: body.rating, comment: body.comment ?? null },
-      });
-      return c.json({ accepted: true }, 202);
-    })
-    .post("/v1/chat", auth("read"), validate("json", chatBody), async (c) => {
-      const body = c.req.valid("json");
-      const abort = clientSignal(c);
-      const events = ask(
-        c,
-        c.get("principal"),
-        {
-          question: body.question,
-          collection: body.collection,
-          conversationId: body.conversation_id ?? null,
-          persist: true,
-          ...(body.mode ? { mode: body.mode } : {}),
-          ...(body.k ? { k: body.k } : {}),
-          ...(body.filter ? { filter: body.filter } : {}),
-        },
-        abort,
-      );
-      const first = await nextEvent(events);
-      if (!body.stream) {
-        const { start, text: answer, end } = await collectAnswer(first, events);
-        if (end?.token != null) c.header(CONSISTENCY_HEADER, formatLsn(end.token));
-        return c.json({
-          conversation_id: start?.conversationId ?? null,
-          message_id: end?.messageId ?? null,
-          answer: end?.answer ?? answer,
-          citations: (end?.citations ?? []).map(citationJson),
-          usage: end?.usage
-            ? { prompt_tokens: end.usage.promptTokens, completion_tokens: end.usage.completionTokens }
-            : null,
-          model: end?.model ?? null,
-          retrieval: start?.retrieval ?? null,
-          consistency_token: end?.token != null ? formatLsn(end.token) : null,
+    .post(
+      "/v1/feedback",
+      documented("Thumbs up or down (and a comment) on an answer", { responses: { 202: "Recorded" } }),
+      auth("read"),
+      validate("json", feedbackBody),
+      async (c) => {
+        const body = c.req.valid("json");
+        const principal = c.get("principal");
+        await service.assertAnswerExists(principal, body.message_id, readConsistencyToken(c));
+        usage.record({
+          tenantId: principal.tenantId,
+          kind: "feedback",
+          requestId: c.get("requestId"),
+          httpStatus: 202,
+          payload: { message_id: body.message_id, rating: body.rating, comment: body.comment ?? null },
         });
-      }
-      return streamSSE(c, async (stream) => {
-        stream.onAbort(() => abort.abort());
-        try {
-          for (let event = first; event; event = await nextEvent(events)) {
-            if (event.type === "start") {
-              await stream.writeSSE({
-                event: "start",
-                data: JSON.stringify({ conversation_id: event.conversationId, retrieval: event.retrieval }),
-              });
-            } else if (event.type === "token") {
-              await stream.writeSSE({ event: "token", data: JSON.stringify({ text: event.text }) });
-            } else {
-              await stream.writeSSE({
-                event: "citations",
-                data: JSON.stringify(event.citations.map(citationJson)),
-              });
-              await stream.writeSSE({
-                event: "usage",
-                data: JSON.stringify(
-                  event.usage
-                    ? {
-                        prompt_tokens: event.usage.promptTokens,
-                        completion_tokens: event.usage.completionTokens,
-                      }
-                    : null,
-                ),
-              });
-              await stream.writeSSE({
-                event: "done",
-                data: JSON.stringify({
-                  message_id: event.messageId,
-                  consistency_token: event.token != null ? formatLsn(event.token) : null,
-                }),
-              });
-            }
-          }
-        } catch (error) {
-          if (!abort.signal.aborted) await writeStreamError(stream, error);
+        return c.json({ accepted: true }, 202);
+      },
+    )
+    .post(
+      "/v1/chat",
+      documented(
+        "Ask a question: an answer with citations, streamed as Server-Sent Events (start, token, citations, usage, done) or as JSON",
+        {
+          consistent: true,
+          responses: {
+            200: "text/event-stream, or JSON when stream is false",
+            502: "The inference backend failed",
+            504: "The inference backend was too slow",
+          },
+        },
+      ),
+      auth("read"),
+      validate("json", chatBody),
+      async (c) => {
+        const body = c.req.valid("json");
+        const abort = clientSignal(c);
+        const events = ask(
+          c,
+          c.get("principal"),
+          {
+            question: body.question,
+            collection: body.collection,
+            conversationId: body.conversation_id ?? null,
+            persist: true,
+            ...(body.mode ? { mode: body.mode } : {}),
+            ...(body.k ? { k: body.k } : {}),
+            ...(body.filter ? { filter: body.filter } : {}),
+          },
+          abort,
+        );
+        const first = await nextEvent(events);
+        if (!body.stream) {
+          const { start, text: answer, end } = await collectAnswer(first, events);
+          if (end?.token != null) c.header(CONSISTENCY_HEADER, formatLsn(end.token));
+          return c.json({
+            conversation_id: start?.conversationId ?? null,
+            message_id: end?.messageId ?? null,
+            answer: end?.answer ?? answer,
+            citations: (end?.citations ?? []).map(citationJson),
+            usage: end?.usage
+              ? { prompt_tokens: end.usage.promptTokens, completion_tokens: end.usage.completionTokens }
+              : null,
+            model: end?.model ?? null,
+            retrieval: start?.retrieval ?? null,
+            consistency_token: end?.token != null ? formatLsn(end.token) : null,
+          });
         }
-      });
-    })
+        return streamSSE(c, async (stream) => {
+          stream.onAbort(() => abort.abort());
+          try {
+            for (let event = first; event; event = await nextEvent(events)) {
+              if (event.type === "start") {
+                await stream.writeSSE({
+                  event: "start",
+                  data: JSON.stringify({ conversation_id: event.conversationId, retrieval: event.retrieval }),
+                });
+              } else if (event.type === "token") {
+                await stream.writeSSE({ event: "token", data: JSON.stringify({ text: event.text }) });
+              } else {
+                await stream.writeSSE({
+                  event: "citations",
+                  data: JSON.stringify(event.citations.map(citationJson)),
+                });
+                await stream.writeSSE({
+                  event: "usage",
+                  data: JSON.stringify(
+                    event.usage
+                      ? {
+                          prompt_tokens: event.usage.promptTokens,
+                          completion_tokens: event.usage.completionTokens,
+                        }
+                      : null,
+                  ),
+                });
+                await stream.writeSSE({
+                  event: "done",
+                  data: JSON.stringify({
+                    message_id: event.messageId,
+                    consistency_token: event.token != null ? formatLsn(event.token) : null,
+                  }),
+                });
+              }
+            }
+          } catch (error) {
+            if (!abort.signal.aborted) await writeStreamError(stream, error);
+          }
+        });
+      },
+    )
     .get(
       "/v1/conversations",
+      documented("The tenant's conversations, most recently active first", {
+        consistent: true,
+        responses: { 200: "A page of conversations" },
+      }),
       auth("read"),
       validate(
         "query",
@@ -159,6 +186,7 @@ export function chatRoutes(
     )
     .get(
       "/v1/conversations/:id",
+      documented("A conversation's messages", { consistent: true, responses: { 200: "Messages" } }),
       auth("read"),
       validate("param", z.object({ id: z.uuid("not a conversation id") })),
       async (c) => {

@@ -1,6 +1,7 @@
 import { Hono } from "hono";
 import type { NodeMonitor } from "../db/node-monitor.ts";
 import type { AppEnv } from "./context.ts";
+import { documented } from "./route-docs.ts";
 
 /**
  * A readiness probe fresher than this is reused: /readyz needs no key, so without the bound anyone
@@ -23,17 +24,26 @@ export function healthRoutes(monitor: NodeMonitor): Hono<AppEnv> {
     return probing;
   };
   return new Hono<AppEnv>()
-    .get("/healthz", (c) => c.json({ status: "ok" }))
-    .get("/readyz", async (c) => {
-      await freshProbe();
-      const nodes = monitor.snapshot().map((h) => ({
-        name: h.name,
-        role: h.role,
-        state: h.state,
-        lag_ms: h.lagMs === null || Number.isFinite(h.lagMs) ? h.lagMs : null,
-        error: h.lastError,
-      }));
-      const ready = nodes.every((n) => n.state !== "down");
-      return c.json({ ready, nodes }, ready ? 200 : 503);
-    });
+    .get("/healthz", documented("Liveness", { public: true, responses: { 200: "The process is up" } }), (c) =>
+      c.json({ status: "ok" }),
+    )
+    .get(
+      "/readyz",
+      documented("Readiness: every database node reachable, with replica lag", {
+        public: true,
+        responses: { 200: "Ready", 503: "A node is down" },
+      }),
+      async (c) => {
+        await freshProbe();
+        const nodes = monitor.snapshot().map((h) => ({
+          name: h.name,
+          role: h.role,
+          state: h.state,
+          lag_ms: h.lagMs === null || Number.isFinite(h.lagMs) ? h.lagMs : null,
+          error: h.lastError,
+        }));
+        const ready = nodes.every((n) => n.state !== "down");
+        return c.json({ ready, nodes }, ready ? 200 : 503);
+      },
+    );
 }

@@ -10,6 +10,7 @@ import type { AppEnv } from "./context.ts";
 import { handleError, handleNotFound } from "./error-handler.ts";
 import { healthRoutes } from "./health.routes.ts";
 import { limitJsonDepth } from "./validation.ts";
+import { documented } from "./route-docs.ts";
 
 export interface HttpDependencies {
   readonly logger: Logger;
@@ -57,10 +58,14 @@ export function createHttpApp(deps: HttpDependencies): Hono<AppEnv> {
   app.notFound(handleNotFound);
 
   app.route("/", healthRoutes(deps.monitor));
-  app.get("/metrics", async (c) => {
-    c.header("Content-Type", deps.registry.contentType);
-    return c.body(await deps.registry.metrics());
-  });
+  app.get(
+    "/metrics",
+    documented("Prometheus metrics", { public: true, responses: { 200: "Prometheus text format" } }),
+    async (c) => {
+      c.header("Content-Type", deps.registry.contentType);
+      return c.body(await deps.registry.metrics());
+    },
+  );
   for (const routes of deps.routes) app.route("/", routes);
   return app;
 }

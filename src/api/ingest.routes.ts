@@ -5,7 +5,7 @@ import type { Lsn } from "../db/lsn.ts";
 import { AppError, describeIssues } from "../errors.ts";
 import { DEFAULT_CHUNKING, MIN_CHUNK_TOKENS } from "../text/chunking.ts";
 import type { Collection } from "../collections/collections.repository.ts";
-import { charsetOf, decodeText, parseContentType } from "../text/content.ts";
+import { CONTENT_TYPES, charsetOf, decodeText, parseContentType } from "../text/content.ts";
 import { documentFields, externalId } from "../ingest/document-fields.ts";
 import type { DocumentSummary } from "../ingest/documents.repository.ts";
 import type { DocumentWriteResult, IngestService } from "../ingest/ingest.service.ts";
@@ -16,8 +16,9 @@ import { requestedWait } from "./wait-preference.ts";
 import type { AppEnv } from "./context.ts";
 import { collectionName } from "../request-fields.ts";
 import { limitJsonDepth, validate } from "./validation.ts";
+import { documented } from "./route-docs.ts";
 
-export const collectionBody = z.object({
+const collectionBody = z.object({
   name: collectionName,
   language: z
     .string()
@@ -36,8 +37,8 @@ export const collectionBody = z.object({
     }),
 });
 
-export const documentBody = z.object(documentFields);
-export const batchBody = (max: number) =>
+const documentBody = z.object(documentFields);
+const batchBody = (max: number) =>
   z.object({
     documents: z
       .array(z.object({ external_id: externalId, ...documentFields }))
@@ -45,7 +46,7 @@ export const batchBody = (max: number) =>
       .max(max, `at most ${max} documents per batch`),
   });
 
-export const listQuery = z.object({
+const listQuery = z.object({
   status: z.enum(["pending", "processing", "ready", "failed"]).optional(),
   after: z.string().max(512).optional(),
   limit: z.coerce.number().int().min(1).max(1000).default(100),
@@ -113,6 +114,27 @@ function toUpload(d: z.infer<typeof documentBody>, id: string) {
   };
 }
 
+/** The wait a write may ask for, as a query parameter (or `Prefer: wait=N`). */
+const WAIT = [
+  {
+    name: "wait",
+    in: "query",
+    required: false,
+    description:
+      "Seconds (at most 60) to wait until the written documents are searchable; or the header Prefer: wait=N",
+    schema: { type: "integer", minimum: 0, maximum: 60 },
+  },
+];
+
+/** One document's body: JSON with its fields, or the raw text. */
+const TEXT_BODIES = {
+  required: true,
+  content: {
+    "application/json": { schema: { type: "object" } },
+    ...Object.fromEntries(CONTENT_TYPES.map((type) => [type, { schema: { type: "string" } }])),
+  },
+};
+
 /** Document uploads, whose bodies are bounded by PGRAG_MAX_BODY_BYTES rather than the JSON routes' limit. */
 export const DOCUMENT_UPLOAD_PATH = /^\/v1\/collections\/[^/]+\/documents(\/[^/]+)?$/;
 
@@ -149,25 +171,44 @@ export function ingestRoutes(
   const limitBody = limitBodySize(limits.maxBodyBytes, "PGRAG_MAX_BODY_BYTES");
   const limitDepth = limitJsonDepth();
   return new Hono<AppEnv>()
-    .post("/v1/collections", auth("write"), validate("json", collectionBody), async (c) => {
-      const body = c.req.valid("json");
-      const { value, token } = await service.createCollection(c.get("principal"), {
-        name: body.name,
-        language: body.language,
-        chunking: {
-          maxTokens: body.chunking.max_tokens,
-          overlapTokens: body.chunking.overlap_tokens,
-          minTokens: body.chunking.min_tokens,
-        },
-      });
-      return c.json({ collection: collectionJson(value), consistency_token: setConsistencyToken(c, token) }, 201);
-    })
-    .get("/v1/collections", auth("read"), async (c) => {
-      const { value } = await service.listCollections(c.get("principal"), readConsistencyToken(c));
-      return c.json({ collections: value.map(collectionJson) });
-    })
+    .post(
+      "/v1/collections",
+      documented("Create a collection", { responses: { 201: "Created", 409: "A collection of that name exists" } }),
+      auth("write"),
+      validate("json", collectionBody),
+      async (c) => {
+        const body = c.req.valid("json");
+        const { value, token } = await service.createCollection(c.get("principal"), {
+          name: body.name,
+          language: body.language,
+          chunking: {
+            maxTokens: body.chunking.max_tokens,
+            overlapTokens: body.chunking.overlap_tokens,
+            minTokens: body.chunking.min_tokens,
+          },
+        });
+        return c.json({ collection: collectionJson(value), consistency_token: setConsistencyToken(c, token) }, 201);
+      },
+    )
+    .get(
+      "/v1/collections",
+      documented("List collections", { consistent: true, responses: { 200: "Collections" } }),
+      auth("read"),
+      async (c) => {
+        const { value } = await service.listCollections(c.get("principal"), readConsistencyToken(c));
+        return c.json({ collections: value.map(collectionJson) });
+      },
+    )
     .post(
       "/v1/collections/:collection/documents",
+      documented("Create or replace many documents", {
+        parameters: WAIT,
+        responses: {
+          200: "Written and searchable (with wait)",
+          202: "Queued for ingestion",
+          413: "The body is over PGRAG_MAX_BODY_BYTES",
+        },
+      }),
       auth("write"),
       limitBody,
       limitDepth,
@@ -192,6 +233,15 @@ export function ingestRoutes(
     )
     .put(
       "/v1/collections/:collection/documents/:externalId",
+      documented("Create or replace one document: JSON, or a raw text/markdown, text/html or text/plain body", {
+        parameters: WAIT,
+        requestBody: TEXT_BODIES,
+        responses: {
+          200: "Unchanged, or written and searchable (with wait)",
+          202: "Queued for ingestion",
+          413: "The body is over PGRAG_MAX_BODY_BYTES",
+        },
+      }),
       auth("write"),
       limitBody,
       limitDepth,
@@ -234,6 +284,7 @@ export function ingestRoutes(
     )
     .get(
       "/v1/collections/:collection/documents",
+      documented("List documents with their ingestion status", { consistent: true, responses: { 200: "Documents" } }),
       auth("read"),
       validate("param", params),
       validate("query", listQuery),
@@ -253,29 +304,44 @@ export function ingestRoutes(
         });
       },
     )
-    .get("/v1/collections/:collection/documents/:externalId", auth("read"), validate("param", params), async (c) => {
-      const { collection, externalId: id = "" } = c.req.valid("param");
-      const { value, node, observed } = await service.getDocument(
-        c.get("principal"),
-        collection,
-        id,
-        readConsistencyToken(c),
-      );
-      c.header("X-Served-By", node);
-      return c.json({ document: documentJson(value), consistency_token: observedToken(c, observed) });
-    })
-    .delete("/v1/collections/:collection", auth("write"), validate("param", params), async (c) => {
-      const { collection } = c.req.valid("param");
-      const { value, token } = await service.deleteCollection(c.get("principal"), collection);
-      return c.json({
-        deleted: true,
-        collection,
-        documents: value.documents,
-        consistency_token: setConsistencyToken(c, token),
-      });
-    })
+    .get(
+      "/v1/collections/:collection/documents/:externalId",
+      documented("A document's status", { consistent: true, responses: { 200: "The document" } }),
+      auth("read"),
+      validate("param", params),
+      async (c) => {
+        const { collection, externalId: id = "" } = c.req.valid("param");
+        const { value, node, observed } = await service.getDocument(
+          c.get("principal"),
+          collection,
+          id,
+          readConsistencyToken(c),
+        );
+        c.header("X-Served-By", node);
+        return c.json({ document: documentJson(value), consistency_token: observedToken(c, observed) });
+      },
+    )
+    .delete(
+      "/v1/collections/:collection",
+      documented("Delete a collection with its documents, chunks, postings and conversations", {
+        responses: { 200: "Deleted, with the number of documents", 409: "An import into it runs" },
+      }),
+      auth("write"),
+      validate("param", params),
+      async (c) => {
+        const { collection } = c.req.valid("param");
+        const { value, token } = await service.deleteCollection(c.get("principal"), collection);
+        return c.json({
+          deleted: true,
+          collection,
+          documents: value.documents,
+          consistency_token: setConsistencyToken(c, token),
+        });
+      },
+    )
     .delete(
       "/v1/collections/:collection/documents/:externalId",
+      documented("Delete a document and its chunks", { responses: { 200: "Deleted" } }),
       auth("write"),
       validate("param", params),
       async (c) => {

@@ -46,7 +46,7 @@ export function createPlatformHttp(config: Config, services: PlatformServices): 
     new Authenticator(services.router, { cacheTtlMs: config.authCacheTtlMs }),
     config.rateLimit,
   );
-  return createHttpApp({
+  const app = createHttpApp({
     logger: services.logger,
     monitor: services.monitor,
     registry: services.registry,
@@ -73,8 +73,8 @@ export function createPlatformHttp(config: Config, services: PlatformServices): 
         maxFileBytes: config.batches.maxFileBytes,
         maxLineBytes: config.http.maxJsonBodyBytes,
       }),
-      openApiRoutes(config.ingest),
       webRoutes(config),
     ],
   });
+  return app.route("/", openApiRoutes(app));
 }

@@ -10,10 +10,11 @@ import type { AppEnv } from "./context.ts";
 import { collectionName, searchMode } from "../request-fields.ts";
 import { validate } from "./validation.ts";
 import { NO_NUL_MESSAGE, noNul } from "../request-fields.ts";
+import { documented } from "./route-docs.ts";
 
 const MAX_QUERY_CHARS = 10_000;
 
-export const searchBody = z
+const searchBody = z
   .object({
     query: z
       .string()
@@ -41,7 +42,7 @@ export const searchBody = z
     path: ["collection"],
   });
 
-export type SearchBody = z.infer<typeof searchBody>;
+type SearchBody = z.infer<typeof searchBody>;
 
 function hitJson(hit: SearchHit, explain: boolean) {
   const { chunk } = hit;
@@ -80,45 +81,51 @@ export function searchRoutes(
   auth: (scope: Scope) => MiddlewareHandler<AppEnv>,
   events: EventRecorder,
 ): Hono<AppEnv> {
-  return new Hono<AppEnv>().post("/v1/search", auth("read"), validate("json", searchBody), async (c) => {
-    const body = c.req.valid("json");
-    const started = performance.now();
-    const principal = c.get("principal");
-    const usage = {
-      collection: body.collection ?? body.collections?.join(","),
-      query: body.query,
-      mode: body.mode,
-      k: body.k,
-    };
-    const record = (httpStatus: number, payload: Record<string, unknown>) =>
-      events.record({
-        tenantId: principal.tenantId,
-        kind: "search",
-        requestId: c.get("requestId"),
-        httpStatus,
-        latencyMs: performance.now() - started,
-        payload: { ...usage, ...payload },
+  return new Hono<AppEnv>().post(
+    "/v1/search",
+    documented("Hybrid, vector or BM25 search", { consistent: true, responses: { 200: "Ranked chunks" } }),
+    auth("read"),
+    validate("json", searchBody),
+    async (c) => {
+      const body = c.req.valid("json");
+      const started = performance.now();
+      const principal = c.get("principal");
+      const usage = {
+        collection: body.collection ?? body.collections?.join(","),
+        query: body.query,
+        mode: body.mode,
+        k: body.k,
+      };
+      const record = (httpStatus: number, payload: Record<string, unknown>) =>
+        events.record({
+          tenantId: principal.tenantId,
+          kind: "search",
+          requestId: c.get("requestId"),
+          httpStatus,
+          latencyMs: performance.now() - started,
+          payload: { ...usage, ...payload },
+        });
+      let outcome: Awaited<ReturnType<SearchService["search"]>>;
+      try {
+        outcome = await service.search(principal, toSearchRequest(body), readConsistencyToken(c));
+      } catch (error) {
+        record(statusOf(error), {});
+        throw error;
+      }
+      record(200, {
+        served_by: outcome.node,
+        vector_path: outcome.vectorPath,
+        timings_ms: outcome.timings,
+        results: outcome.hits.map((hit, i) => ({ chunk_id: hit.chunkId, rank: i + 1, score: hit.score })),
       });
-    let outcome: Awaited<ReturnType<SearchService["search"]>>;
-    try {
-      outcome = await service.search(principal, toSearchRequest(body), readConsistencyToken(c));
-    } catch (error) {
-      record(statusOf(error), {});
-      throw error;
-    }
-    record(200, {
-      served_by: outcome.node,
-      vector_path: outcome.vectorPath,
-      timings_ms: outcome.timings,
-      results: outcome.hits.map((hit, i) => ({ chunk_id: hit.chunkId, rank: i + 1, score: hit.score })),
-    });
-    c.header("X-Served-By", outcome.node);
-    return c.json({
-      mode: body.mode,
-      results: outcome.hits.map((hit) => hitJson(hit, body.explain)),
-      served_by: outcome.node,
-      vector_path: outcome.vectorPath,
-      timings_ms: outcome.timings,
-    });
-  });
+      c.header("X-Served-By", outcome.node);
+      return c.json({
+        mode: body.mode,
+        results: outcome.hits.map((hit) => hitJson(hit, body.explain)),
+        served_by: outcome.node,
+        vector_path: outcome.vectorPath,
+        timings_ms: outcome.timings,
+      });
+    },
+  );
 }

@@ -1,17 +1,20 @@
-import { zValidator } from "@hono/zod-validator";
 import type { MiddlewareHandler, ValidationTargets } from "hono";
+import { validator } from "hono-openapi";
 import type { z } from "zod";
 import { describeIssues, InvalidRequestError } from "../errors.ts";
 import { refuseDeepJson } from "../text/json-depth.ts";
 
 const JSON_TYPE = /^application\/([\w.+-]+\+)?json\b/i;
 
-/** zod validation of a request part, failing with our error format. */
+/**
+ * zod validation of a request part, failing with our error format. The schema also documents the
+ * route: the OpenAPI document is generated from these validators (openapi.ts).
+ */
 export function validate<Target extends keyof ValidationTargets, Schema extends z.ZodType>(
   target: Target,
   schema: Schema,
 ) {
-  return zValidator(target, schema, (result, c) => {
+  return validator(target, schema, (result, c) => {
     if (result.success) return;
     // Without a JSON content type the body is not read at all (curl -d sends a form type): say so,
     // rather than that every field is missing.
@@ -21,7 +24,11 @@ export function validate<Target extends keyof ValidationTargets, Schema extends 
         `send the body as JSON with Content-Type: application/json (got ${type ? `"${type}"` : "no Content-Type"})`,
       );
     }
-    const { message, details } = describeIssues(result.error);
+    const issues = result.error.map((issue) => ({
+      message: issue.message,
+      path: (issue.path ?? []).map((segment) => (typeof segment === "object" ? segment.key : segment)),
+    }));
+    const { message, details } = describeIssues({ issues });
     throw new InvalidRequestError(message, { details });
   });
 }

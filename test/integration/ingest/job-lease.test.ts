@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { waitFor } from "../../../harness/wait-for.ts";
 import { api, newTenantKey } from "../../helpers/api.ts";
 import { startTestApp } from "../../helpers/app.ts";
 import { adminQuery } from "../../helpers/cluster.ts";
@@ -31,11 +32,15 @@ describe("a batch that takes longer than its jobs' expiry", () => {
       json: { content },
     });
     const { documents } = await waitForDocuments(slow, key, "lease", ["long"]);
-    const jobs = await adminQuery<{ state: string; retry_count: number }>(
-      "primary",
-      "SELECT state, retry_count FROM pgboss.job WHERE name = 'ingest-document' AND data->>'documentId' = $1",
-      [documents.get("long")?.id],
-    );
+    // The worker completes the job just after the document's write commits: re-read until it has.
+    const jobs = await waitFor("the ingestion job to end", async () => {
+      const rows = await adminQuery<{ state: string; retry_count: number }>(
+        "primary",
+        "SELECT state, retry_count FROM pgboss.job WHERE name = 'ingest-document' AND data->>'documentId' = $1",
+        [documents.get("long")?.id],
+      );
+      return rows.every((job) => job.state !== "active") ? rows : undefined;
+    });
     expect(jobs).toEqual([{ state: "completed", retry_count: 0 }]);
     expect(inputCounts.get(content)).toBe(1);
   });
