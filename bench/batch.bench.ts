@@ -149,8 +149,8 @@ const busyFraction = (from: { at: number; ms: number }, to: { at: number; ms: nu
 
 console.log(
   `bench:batch — dev backend: ${CONCURRENCY} chats at once × ${SERVICE_MS} ms each = capacity ${CAPACITY.toFixed(1)}/s; ` +
-    `interactive at 50% (${(CAPACITY / 2).toFixed(1)}/s); batch of ${LINES} chat lines; ${config.chat.reservedForInteractive} slot(s) reserved for interactive; ` +
-    `batch preemption ${config.chat.preemptBatch ? "on" : "off"}`,
+    `interactive at 50% (${(CAPACITY / 2).toFixed(1)}/s); batch of ${LINES} chat lines; ${config.chat.scheduler.reservedForInteractive} slot(s) reserved for interactive; ` +
+    `batch preemption ${config.chat.scheduler.preemptBatch ? "on" : "off"}`,
 );
 
 // 1. Interactive alone; 2. the same load while the batch runs (compared with 1).

@@ -99,16 +99,7 @@ export function createApp(config: Config, options: { logger?: Logger } = {}): Ap
     vectorIndexOf(config),
     registry,
   );
-  const admission = new AdmissionControl(
-    {
-      maxConcurrent: config.chat.maxConcurrent,
-      maxQueued: config.chat.maxQueued,
-      maxWaitMs: config.chat.queueWaitMs,
-      reservedForInteractive: config.chat.reservedForInteractive,
-      preemptBatch: config.chat.preemptBatch,
-    },
-    registry,
-  );
+  const admission = new AdmissionControl(config.chat.scheduler, registry);
   const chatClient = new ChatClient(inference.target, config, admission, inferenceSeconds);
   const chat = new ChatService(router, search, chatClient, config.chat);
   const usageEvents = new EventRecorder(

@@ -598,12 +598,18 @@ export interface Config {
     readonly embedded: { readonly dataDir: string; readonly port: number; readonly socketDir: string } | null;
   };
   readonly routing: {
-    readonly monitorIntervalMs: number;
-    readonly maxReplicaLagMs: number;
-    readonly consistencyWaitMs: number;
-    readonly readFallbackToPrimary: boolean;
-    readonly breakerMaxBackoffMs: number;
-    readonly probeTimeoutMs: number;
+    /** The node monitor's options. */
+    readonly monitor: {
+      readonly intervalMs: number;
+      readonly maxReplicaLagMs: number;
+      readonly maxBackoffMs: number;
+      readonly probeTimeoutMs: number;
+    };
+    /** The router's options. */
+    readonly router: {
+      readonly consistencyWaitMs: number;
+      readonly readFallbackToPrimary: boolean;
+    };
   };
   /** How long a resolved API key is cached: a revoked key stops working within this bound. */
   readonly authCacheTtlMs: number;
@@ -644,11 +650,14 @@ export interface Config {
   readonly chat: {
     readonly contextTokens: number;
     readonly maxAnswerTokens: number;
-    readonly maxConcurrent: number;
-    readonly maxQueued: number;
-    readonly queueWaitMs: number;
-    readonly reservedForInteractive: number;
-    readonly preemptBatch: boolean;
+    /** The inference scheduler's options (admission control of every upstream chat request). */
+    readonly scheduler: {
+      readonly maxConcurrent: number;
+      readonly maxQueued: number;
+      readonly maxWaitMs: number;
+      readonly reservedForInteractive: number;
+      readonly preemptBatch: boolean;
+    };
     readonly maxConversationsPerDay: number;
   };
   readonly analytics: {
@@ -791,16 +800,20 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       embedded,
     },
     routing: {
-      monitorIntervalMs: raw.PGRAG_MONITOR_INTERVAL_MS,
-      maxReplicaLagMs: raw.PGRAG_MAX_REPLICA_LAG_MS,
-      consistencyWaitMs: raw.PGRAG_CONSISTENCY_WAIT_MS,
-      readFallbackToPrimary: raw.PGRAG_READ_FALLBACK_TO_PRIMARY,
-      breakerMaxBackoffMs: raw.PGRAG_BREAKER_MAX_BACKOFF_MS,
-      // The embedded database is one session that runs one transaction at a time: a probe waits its
-      // turn behind an ingestion write, and a slow one means busy, not down (it has no failover).
-      probeTimeoutMs: embedded
-        ? Math.max(raw.PGRAG_PROBE_TIMEOUT_MS, EMBEDDED_PROBE_TIMEOUT_MS)
-        : raw.PGRAG_PROBE_TIMEOUT_MS,
+      monitor: {
+        intervalMs: raw.PGRAG_MONITOR_INTERVAL_MS,
+        maxReplicaLagMs: raw.PGRAG_MAX_REPLICA_LAG_MS,
+        maxBackoffMs: raw.PGRAG_BREAKER_MAX_BACKOFF_MS,
+        // The embedded database is one session that runs one transaction at a time: a probe waits its
+        // turn behind an ingestion write, and a slow one means busy, not down (it has no failover).
+        probeTimeoutMs: embedded
+          ? Math.max(raw.PGRAG_PROBE_TIMEOUT_MS, EMBEDDED_PROBE_TIMEOUT_MS)
+          : raw.PGRAG_PROBE_TIMEOUT_MS,
+      },
+      router: {
+        consistencyWaitMs: raw.PGRAG_CONSISTENCY_WAIT_MS,
+        readFallbackToPrimary: raw.PGRAG_READ_FALLBACK_TO_PRIMARY,
+      },
     },
     authCacheTtlMs: raw.PGRAG_AUTH_CACHE_TTL_MS,
     rateLimit: {
@@ -835,11 +848,13 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     chat: {
       contextTokens: raw.PGRAG_CHAT_CONTEXT_TOKENS,
       maxAnswerTokens: raw.PGRAG_CHAT_MAX_ANSWER_TOKENS,
-      maxConcurrent: raw.PGRAG_INFERENCE_MAX_CONCURRENT,
-      maxQueued: raw.PGRAG_INFERENCE_MAX_QUEUED,
-      queueWaitMs: raw.PGRAG_INFERENCE_QUEUE_WAIT_MS,
-      reservedForInteractive: raw.PGRAG_INFERENCE_RESERVED_INTERACTIVE,
-      preemptBatch: raw.PGRAG_INFERENCE_PREEMPT_BATCH,
+      scheduler: {
+        maxConcurrent: raw.PGRAG_INFERENCE_MAX_CONCURRENT,
+        maxQueued: raw.PGRAG_INFERENCE_MAX_QUEUED,
+        maxWaitMs: raw.PGRAG_INFERENCE_QUEUE_WAIT_MS,
+        reservedForInteractive: raw.PGRAG_INFERENCE_RESERVED_INTERACTIVE,
+        preemptBatch: raw.PGRAG_INFERENCE_PREEMPT_BATCH,
+      },
       maxConversationsPerDay: raw.PGRAG_MAX_CONVERSATIONS_PER_DAY,
     },
     analytics: {

@@ -93,6 +93,16 @@ const STATUS_BY_CODE: Record<ErrorCode, number> = {
 export const ERROR_CODES = [...Object.keys(STATUS_BY_CODE), "internal"] as const;
 
 /**
+ * The code an error is reported with: ours, `invalid_request` for a value PostgreSQL refused,
+ * `conflict` for a transaction it rolled back (sending it again is safe), else `internal`.
+ */
+export function errorCodeOf(error: unknown): ErrorCode | "internal" {
+  if (error instanceof AppError) return error.code;
+  if (isDataException(error)) return "invalid_request";
+  return isTransactionRollback(error) ? "conflict" : "internal";
+}
+
+/**
  * The HTTP status of an error: its code's for ours, 400 for a value PostgreSQL refused, 409 for a
  * transaction it rolled back (sending it again is safe), else 500.
  */

@@ -53,7 +53,14 @@ const DOCS_ASSETS: Record<string, { type: string; body: string }> = {
 export function openApiRoutes(app: Hono<AppEnv>): Hono<AppEnv> {
   let document: ReturnType<typeof openApiDocument> | undefined;
   return new Hono<AppEnv>()
-    .get("/openapi.json", async (c) => c.json(await (document ??= openApiDocument(app))))
+    .get("/openapi.json", async (c) => {
+      // A failed generation is not kept: the next request tries again.
+      document ??= openApiDocument(app).catch((error: unknown) => {
+        document = undefined;
+        throw error;
+      });
+      return c.json(await document);
+    })
     .get("/docs", (c) => {
       c.header("Content-Security-Policy", DOCS_POLICY);
       return c.html(DOCS_PAGE);

@@ -5,7 +5,7 @@ import type { EventRecorder } from "../analytics/event-recorder.ts";
 import { collectAnswer, nextEvent } from "../chat/answer-events.ts";
 import type { ChatService } from "../chat/chat.service.ts";
 import { chatRequestOf, completionJson, newCompletionMeta, openAiChatBody } from "../chat/openai-chat.ts";
-import { AppError, describeIssues, httpStatusOf } from "../errors.ts";
+import { AppError, describeIssues, errorCodeOf, httpStatusOf } from "../errors.ts";
 import type { Database } from "../db/database.ts";
 import type { Router } from "../db/router.ts";
 import type { AdmissionControl } from "../inference/admission.ts";
@@ -199,7 +199,7 @@ export class BatchRunner {
         const { end } = await collectAnswer(await nextEvent(events), events);
         return { outcome: "succeeded", statusCode: 200, response: completionJson(newCompletionMeta(model), end) };
       } catch (error) {
-        const code = error instanceof AppError ? error.code : "internal";
+        const code = errorCodeOf(error);
         if (code !== "preempted" || this.#loop.stopping) {
           const message = error instanceof AppError ? error.message : "the request failed";
           return this.#failure(line, httpStatusOf(error), { code, message });

@@ -1,6 +1,5 @@
 import { chmodSync, mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { once } from "node:events";
 import { Worker } from "node:worker_threads";
 import { lockEmbeddedFolder } from "./embedded-lock.ts";
 
@@ -34,16 +33,22 @@ export async function startEmbeddedDatabase(options: {
       // A few connections may be open (the app's pool, migrations, admin); statements are queued one at a time.
       workerData: { dataDir: options.dataDir, socketPath: socket, maxConnections: 8 },
     });
+    // Known from the start, so that a stop after the thread ended by itself does not wait for it.
+    let running = true;
+    const exited = new Promise<void>((resolve) =>
+      worker.once("exit", () => {
+        running = false;
+        resolve();
+      }),
+    );
     await new Promise<void>((resolve, reject) => {
       worker.once("message", () => resolve());
       worker.once("error", reject);
-      worker.once("exit", (code) => reject(new Error(`the embedded database stopped while starting (exit ${code})`)));
+      void exited.then(() => reject(new Error("the embedded database stopped while starting")));
     });
-    worker.removeAllListeners();
     return {
       async stop() {
-        const exited = once(worker, "exit");
-        worker.postMessage("stop");
+        if (running) worker.postMessage("stop");
         await exited;
         unlock();
       },

@@ -53,7 +53,7 @@ export class EmbeddingClient {
         // A query's embedding is far cheaper than a chat answer: many may wait, each as long as a chat
         // request may (PGRAG_INFERENCE_QUEUE_WAIT_MS), then 429 rather than piling up.
         maxQueued: QUERIES_QUEUED,
-        maxWaitMs: config.chat.queueWaitMs,
+        maxWaitMs: config.chat.scheduler.maxWaitMs,
         reservedForInteractive: concurrency > 1 ? 1 : 0,
         metricPrefix: "pgrag_embedding",
       },

@@ -43,8 +43,9 @@ export class PollLoop<W> {
     return this.#state === "stopping" || this.#state === "stopped";
   }
 
+  /** Starts the loop; a no-op unless it is new or stopped. */
   start(): void {
-    if (this.#state === "active") return;
+    if (this.#state !== "created" && this.#state !== "stopped") return;
     this.#state = "active";
     this.#loop = this.#fetchLoop();
   }
@@ -54,12 +55,14 @@ export class PollLoop<W> {
     this.#waking.abort();
   }
 
+  /** Ends the loop after the work in progress; every call waits for that. */
   async stop(): Promise<void> {
-    if (this.#state !== "active") return;
-    this.#state = "stopping";
-    this.wake();
+    if (this.#state === "active") {
+      this.#state = "stopping";
+      this.wake();
+    }
     await this.#loop;
-    this.#state = "stopped";
+    this.#state = this.#state === "created" ? "created" : "stopped";
   }
 
   async #fetchLoop(): Promise<void> {

@@ -62,12 +62,12 @@ export class PostingsCompactor {
         if (!job) return;
         try {
           await this.compact(job.data);
+          await this.#boss.complete(COMPACTION_QUEUE, job.id);
         } catch (error) {
           // Back to the queue, for a retry with backoff.
           await this.#boss.fail(COMPACTION_QUEUE, job.id).catch(() => undefined);
           throw error;
         }
-        await this.#boss.complete(COMPACTION_QUEUE, job.id);
       },
     });
     this.#rewritten = new Counter({

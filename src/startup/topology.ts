@@ -18,31 +18,18 @@ export function createTopology(config: Config, logger: Logger, registry: Registr
   const poolOptions = {
     size: config.database.poolSize,
     applicationName: "pgrag",
-    ...(config.database.embedded ? { connectionWaitMs: config.routing.probeTimeoutMs } : {}),
+    ...(config.database.embedded ? { connectionWaitMs: config.routing.monitor.probeTimeoutMs } : {}),
   };
   const primary = createDbNode("primary", "primary", config.database.primaryUrl, poolOptions);
   const replicas = config.database.replicaUrls.map((url, i) =>
     createDbNode(replicaName(url, i), "replica", url, poolOptions),
   );
   const nodes: DbNode[] = [primary, ...replicas];
-  const monitor = new NodeMonitor(
-    nodes,
-    {
-      intervalMs: config.routing.monitorIntervalMs,
-      maxReplicaLagMs: config.routing.maxReplicaLagMs,
-      maxBackoffMs: config.routing.breakerMaxBackoffMs,
-      probeTimeoutMs: config.routing.probeTimeoutMs,
-    },
-    logger.child({ component: "node-monitor" }),
-    registry,
-  );
+  const monitor = new NodeMonitor(nodes, config.routing.monitor, logger.child({ component: "node-monitor" }), registry);
   const router = new Router(
     { primary, replicas },
     monitor,
-    {
-      consistencyWaitMs: config.routing.consistencyWaitMs,
-      readFallbackToPrimary: config.routing.readFallbackToPrimary,
-    },
+    config.routing.router,
     logger.child({ component: "router" }),
     registry,
   );

@@ -53,10 +53,10 @@ describe("loadConfig", () => {
 
   it("treats the embedded database as one busy node, not a failing one: patient probes, short writes", () => {
     const embedded = loadConfig({});
-    expect(embedded.routing.probeTimeoutMs).toBe(60_000);
+    expect(embedded.routing.monitor.probeTimeoutMs).toBe(60_000);
     expect(embedded.ingest.workerBatchSize).toBe(8);
     const cluster = loadConfig(minimal);
-    expect(cluster.routing.probeTimeoutMs).toBe(1_000);
+    expect(cluster.routing.monitor.probeTimeoutMs).toBe(1_000);
     expect(cluster.ingest.workerBatchSize).toBe(256);
   });
 

@@ -129,7 +129,7 @@ export async function setImportStatus(
     .set({
       status,
       ...(extra.target ? { target: extra.target } : {}),
-      ...(extra.error ? { error: extra.error } : {}),
+      ...(extra.error !== undefined ? { error: extra.error } : {}),
       updated_at: sql`now()`,
       finished_at: finished ? sql`now()` : null,
     })
