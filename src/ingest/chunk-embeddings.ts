@@ -5,6 +5,19 @@ import type { Chunk, ChunkingOptions } from "../text/chunking.ts";
 import { cachedHashes, type EmbeddedChunk, storeEmbeddings } from "./chunks.repository.ts";
 import { contentHash } from "../text/content.ts";
 import type { TextPool } from "../text/text-pool.ts";
+import type { JobQueue } from "../jobs/queue.ts";
+import type { Logger } from "../logger.ts";
+import type { Registry } from "../metrics.ts";
+
+/** What chunks, embeds and writes documents from a job queue: the ingestion worker and the import runner. */
+export interface DocumentJobDeps {
+  readonly queue: JobQueue;
+  readonly router: Router;
+  readonly embeddings: EmbeddingClient;
+  readonly textPool: TextPool;
+  readonly logger: Logger;
+  readonly registry: Registry;
+}
 
 /** Chunks a document's text off the event loop, refusing (for good) one that makes too many chunks. */
 export async function chunkWithinLimit(

@@ -1,13 +1,13 @@
 import pLimit from "p-limit";
 import type PgBoss from "pg-boss";
-import { Counter, Gauge, Histogram, type Registry } from "prom-client";
+import { Counter, Gauge, Histogram } from "prom-client";
 import type { Router } from "../db/router.ts";
 import { type EmbeddingClient, EmbeddingDimensionError } from "../inference/embedding-client.ts";
 import { AppError } from "../errors.ts";
 import type { Logger } from "../logger.ts";
 import type { Chunk } from "../text/chunking.ts";
 import type { TextPool } from "../text/text-pool.ts";
-import { chunkWithinLimit, embedChunks } from "./chunk-embeddings.ts";
+import { chunkWithinLimit, type DocumentJobDeps, embedChunks } from "./chunk-embeddings.ts";
 import { deleteChunksOf, type EmbeddedChunk, insertChunksWithPostings } from "./chunks.repository.ts";
 import { adjustCollectionStats, holdCollection, rowToCollection } from "../collections/collections.repository.ts";
 import {
@@ -23,7 +23,6 @@ import { queueLoop } from "../jobs/poll-loop.ts";
 import type { PostingsCompactor } from "../postings/postings-compactor.ts";
 import { withRenewedLeases } from "../jobs/job-leases.ts";
 import { slicesWithinBudget } from "../jobs/slices.ts";
-import type { JobQueue } from "../jobs/queue.ts";
 import { INGEST_QUEUE, type IngestJobData } from "./ingest-document.job.ts";
 
 export interface IngestWorkerOptions {
@@ -81,18 +80,7 @@ export class IngestWorker {
   readonly #writeSlots: ReturnType<typeof pLimit>;
   readonly #writesInProgress: Gauge;
 
-  constructor(
-    deps: {
-      queue: JobQueue;
-      router: Router;
-      embeddings: EmbeddingClient;
-      textPool: TextPool;
-      compactor: PostingsCompactor;
-      logger: Logger;
-      registry: Registry;
-    },
-    options: IngestWorkerOptions,
-  ) {
+  constructor(deps: DocumentJobDeps & { readonly compactor: PostingsCompactor }, options: IngestWorkerOptions) {
     this.#compactor = deps.compactor;
     this.#boss = deps.queue.boss;
     this.#router = deps.router;

@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import type { Kysely } from "kysely";
 import type PgBoss from "pg-boss";
-import { Counter, type Registry } from "prom-client";
+import { Counter } from "prom-client";
 import type { Database } from "../../db/database.ts";
 import { formatLsn } from "../../db/lsn.ts";
 import type { Router } from "../../db/router.ts";
@@ -9,7 +9,7 @@ import { AppError } from "../../errors.ts";
 import { type EmbeddingClient, EmbeddingDimensionError } from "../../inference/embedding-client.ts";
 import type { Logger } from "../../logger.ts";
 import type { Bm25Parameters } from "../../postings/bm25-weight.ts";
-import { chunkWithinLimit, embedChunks } from "../chunk-embeddings.ts";
+import { chunkWithinLimit, type DocumentJobDeps, embedChunks } from "../chunk-embeddings.ts";
 import type { Chunk } from "../../text/chunking.ts";
 import { insertStagedChunks } from "../chunks.repository.ts";
 import { type Collection, rowToCollection } from "../../collections/collections.repository.ts";
@@ -80,17 +80,7 @@ export class ImportRunner {
   readonly #loops: PollLoop<PgBoss.JobWithMetadata<ImportJob>>[];
   #stopping = false;
 
-  constructor(
-    deps: {
-      queue: JobQueue;
-      router: Router;
-      embeddings: EmbeddingClient;
-      textPool: TextPool;
-      logger: Logger;
-      registry: Registry;
-    },
-    options: ImportRunnerOptions,
-  ) {
+  constructor(deps: DocumentJobDeps, options: ImportRunnerOptions) {
     this.#queue = deps.queue;
     this.#boss = deps.queue.boss;
     this.#router = deps.router;
