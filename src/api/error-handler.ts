@@ -1,7 +1,7 @@
 import type { Context } from "hono";
 import { HTTPException } from "hono/http-exception";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
-import { AppError, type ErrorCode, httpStatusOf, isDataException, isTransactionRollback } from "../errors.ts";
+import { AppError, type ErrorCode, errorCodeOf, httpStatusOf } from "../errors.ts";
 import type { AppEnv } from "./context.ts";
 
 /** The HTTP status an error is answered with (for usage events recorded before the handler runs). */
@@ -30,7 +30,8 @@ export function handleError(error: Error, c: Context<AppEnv>): Response {
       error.status as ContentfulStatusCode,
     );
   }
-  if (isDataException(error)) {
+  const code = errorCodeOf(error);
+  if (code === "invalid_request") {
     // PostgreSQL refused a value the schemas let through (a NUL character in JSON, say): the
     // request is at fault, and its author can act on the database's own words.
     return c.json<ErrorBody>(
@@ -44,7 +45,7 @@ export function handleError(error: Error, c: Context<AppEnv>): Response {
       400,
     );
   }
-  if (isTransactionRollback(error)) {
+  if (code === "conflict") {
     // A deadlock or serialization failure with a concurrent request: PostgreSQL rolled this one
     // back whole, so nothing of it was written and sending it again is safe.
     c.header("Retry-After", "1");

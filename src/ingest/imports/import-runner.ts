@@ -78,7 +78,6 @@ export class ImportRunner {
   readonly #finished: Counter<"outcome">;
   /** One loop per import run at once; all take jobs from the same queue. */
   readonly #loops: PollLoop<PgBoss.JobWithMetadata<ImportJob>>[];
-  #stopping = false;
 
   constructor(deps: DocumentJobDeps, options: ImportRunnerOptions) {
     this.#queue = deps.queue;
@@ -107,13 +106,11 @@ export class ImportRunner {
   }
 
   async start(): Promise<void> {
-    this.#stopping = false;
     for (const loop of this.#loops) loop.start();
   }
 
   /** Stops between two batches; the import goes on in the next process (its job is sent again). */
   async stop(): Promise<void> {
-    this.#stopping = true;
     await Promise.all(this.#loops.map((loop) => loop.stop()));
   }
 
@@ -165,7 +162,7 @@ export class ImportRunner {
     const staged = await Promise.all(
       Array.from({ length: loops }, async (_, index) => {
         for (;;) {
-          if (this.#stopping || turn >= this.#options.turnDocuments) return false;
+          if (this.#loops.some((loop) => loop.stopping) || turn >= this.#options.turnDocuments) return false;
           const lines = await this.#read(job, (db) =>
             pendingLines(db, { importId: job.importId, collectionId: collection.id }, this.#options.batchDocuments, {
               of: loops,
