@@ -154,8 +154,10 @@ export class IngestWorker {
         jobs.map((j) => j.data.documentId),
       ),
     );
+    // pg-boss fetches by priority but hands the batch back in no particular order (UPDATE … RETURNING):
+    // the tenant of its highest-priority job goes first, so a single upload waits for no bulk slice.
     const byTenant = new Map<string, PgBoss.JobWithMetadata<IngestJobData>[]>();
-    for (const job of jobs) {
+    for (const job of [...jobs].sort((a, b) => b.priority - a.priority)) {
       const tenantId = owners.get(job.data.documentId);
       if (tenantId === undefined) {
         this.#processed.inc({ outcome: "skipped" }); // deleted since it was queued
