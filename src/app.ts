@@ -8,7 +8,6 @@ import { BatchService } from "./batch/batch.service.ts";
 import { ChatService } from "./chat/chat.service.ts";
 import type { Config } from "./config.ts";
 import { assertEmbeddingSettings } from "./db/embedding-settings.ts";
-import type { NodeMonitor } from "./db/node-monitor.ts";
 import type { Router } from "./db/router.ts";
 import type { DevInferenceServer } from "./dev/dev-server.ts";
 import { AdmissionControl } from "./inference/admission.ts";
@@ -35,13 +34,11 @@ export interface App {
   readonly config: Config;
   readonly http: Hono<AppEnv>;
   readonly router: Router;
-  readonly monitor: NodeMonitor;
   readonly registry: Registry;
   readonly logger: Logger;
   readonly ingest: IngestService;
   readonly imports: ImportService;
   readonly search: SearchService;
-  readonly usageEvents: EventRecorder;
   readonly chat: ChatService;
   /** Checks the database, starts background loops, workers and (unless `listen: false`) the HTTP server. */
   start(options?: { listen?: boolean }): Promise<void>;
@@ -68,15 +65,7 @@ export function createApp(config: Config, options: { logger?: Logger } = {}): Ap
   const releasers = new Releasers(logger);
   const { primary, monitor, router, close } = createTopology(config, logger, registry);
   releasers.push("database pools", close, { always: true });
-  const queue = new JobQueue(
-    router,
-    {
-      jobExpireSeconds: config.ingest.jobExpireSeconds,
-      maintenanceIntervalSeconds: config.ingest.queueMaintenanceSeconds,
-    },
-    registry,
-    logger.child({ component: "job-queue" }),
-  );
+  const queue = new JobQueue(router, config.jobs, registry, logger.child({ component: "job-queue" }));
   const textPool = new TextPool(config.ingest.text, registry);
   releasers.push("text pool", () => textPool.close(), { always: true });
   const quotas = new Quotas(router, config.quotas);
@@ -115,9 +104,15 @@ export function createApp(config: Config, options: { logger?: Logger } = {}): Ap
   let stopping: Promise<void> | undefined;
 
   return {
-    ...services,
     config,
     http,
+    router,
+    registry,
+    logger,
+    ingest,
+    imports,
+    search,
+    chat,
     async start({ listen: serving = true } = {}) {
       if (config.database.embedded) {
         devKey = await startEmbedded(config.database.embedded, config, primary, releasers, logger);

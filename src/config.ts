@@ -679,13 +679,17 @@ export interface Config {
     readonly workerPollSeconds: number;
     /** Delay of the postings compaction an ingestion batch asks for. */
     readonly compactionDelaySeconds: number;
-    readonly jobExpireSeconds: number;
-    readonly queueMaintenanceSeconds: number;
     readonly maxDocumentBytes: number;
     readonly maxBodyBytes: number;
     readonly maxBatchDocuments: number;
     readonly text: { readonly threads: number; readonly timeoutMs: number; readonly maxQueued: number };
     readonly maxChunksPerDocument: number;
+  };
+  /** The job queue every background job shares (its options as JobQueue takes them). */
+  readonly jobs: {
+    /** How long a fetched job is leased to its worker before another may take it (renewed while it runs). */
+    readonly jobExpireSeconds: number;
+    readonly maintenanceIntervalSeconds: number;
   };
   /** Each quota's default: how many a tenant may hold at once (a tenant's own, in tenant_quotas, wins). */
   readonly quotas: {
@@ -864,6 +868,10 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       analystPassword: raw.PGRAG_ANALYST_PASSWORD ?? null,
       analystStatementTimeoutMs: raw.PGRAG_ANALYST_STATEMENT_TIMEOUT_MS,
     },
+    jobs: {
+      jobExpireSeconds: raw.PGRAG_INGEST_JOB_EXPIRE_SECONDS,
+      maintenanceIntervalSeconds: raw.PGRAG_QUEUE_MAINTENANCE_SECONDS,
+    },
     ingest: {
       workerConcurrency: raw.PGRAG_WORKER_CONCURRENCY,
       workerWriters: Math.min(raw.PGRAG_WORKER_WRITERS, raw.PGRAG_WORKER_CONCURRENCY),
@@ -874,8 +882,6 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       workerBatchBytes: raw.PGRAG_WORKER_BATCH_BYTES,
       workerPollSeconds: raw.PGRAG_WORKER_POLL_SECONDS,
       compactionDelaySeconds: raw.PGRAG_COMPACTION_DELAY_SECONDS,
-      jobExpireSeconds: raw.PGRAG_INGEST_JOB_EXPIRE_SECONDS,
-      queueMaintenanceSeconds: raw.PGRAG_QUEUE_MAINTENANCE_SECONDS,
       maxDocumentBytes: raw.PGRAG_MAX_DOCUMENT_BYTES,
       maxBodyBytes: raw.PGRAG_MAX_BODY_BYTES,
       maxBatchDocuments: raw.PGRAG_MAX_BATCH_DOCUMENTS,

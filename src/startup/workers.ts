@@ -50,7 +50,7 @@ export async function startWorkers(config: Config, deps: WorkerDeps, releasers: 
       batchBytes: ingest.workerBatchBytes,
       pollingIntervalSeconds: ingest.workerPollSeconds,
       maxChunksPerDocument: ingest.maxChunksPerDocument,
-      leaseSeconds: ingest.jobExpireSeconds,
+      leaseSeconds: config.jobs.jobExpireSeconds,
     },
   );
   await worker.start();
@@ -61,7 +61,7 @@ export async function startWorkers(config: Config, deps: WorkerDeps, releasers: 
       ...config.imports,
       maxDocumentBytes: ingest.maxDocumentBytes,
       maxChunksPerDocument: ingest.maxChunksPerDocument,
-      leaseSeconds: ingest.jobExpireSeconds,
+      leaseSeconds: config.jobs.jobExpireSeconds,
       stagingLoops: ingest.workerWriters,
       bm25: config.retrieval.bm25,
     },
@@ -82,7 +82,7 @@ export async function startWorkers(config: Config, deps: WorkerDeps, releasers: 
     {
       concurrency: config.batches.concurrency,
       maxAttempts: config.batches.maxAttempts,
-      leaseSeconds: ingest.jobExpireSeconds,
+      leaseSeconds: config.jobs.jobExpireSeconds,
       fileExpireSeconds: config.batches.fileExpireSeconds,
       pollMs: ingest.workerPollSeconds * 1000,
       embeddingModel: config.embedding.model,

@@ -44,3 +44,9 @@ export function inferenceSettings(app: App): Record<string, string> {
   const backend = app.inferenceBackend();
   return { PGRAG_INFERENCE_URL: backend.baseURL, PGRAG_INFERENCE_API_KEY: backend.apiKey };
 }
+
+/** Each database node's state as `/readyz` reports it (a fresh probe at most once a second). */
+export async function nodeStates(app: App): Promise<Record<string, string>> {
+  const body = (await (await app.http.request("/readyz")).json()) as { nodes: { name: string; state: string }[] };
+  return Object.fromEntries(body.nodes.map((node) => [node.name, node.state]));
+}

@@ -1,6 +1,9 @@
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { EventRecorder } from "../../../src/analytics/event-recorder.ts";
 import type { App } from "../../../src/app.ts";
+import { createLogger } from "../../../src/logger.ts";
+import { createMetricsRegistry } from "../../../src/metrics.ts";
 import { api, newTenantKey } from "../../helpers/api.ts";
 import { startTestApp } from "../../helpers/app.ts";
 import { waitFor } from "../../../harness/wait-for.ts";
@@ -90,8 +93,11 @@ describe("usage events", () => {
       (await api(app, "POST", "/v1/feedback", { key, json: { message_id: "999999999", rating: "down" } })).status,
     ).toBe(404);
 
-    await app.usageEvents.flush();
-    const events = await eventsOf(tenantId);
+    // Written by the app's own flush (every 200 ms here).
+    const events = await waitFor("four usage events", async () => {
+      const rows = await eventsOf(tenantId);
+      return rows.length >= 4 ? rows : undefined;
+    });
     expect(events.map((e) => e.kind)).toEqual(["search", "search", "chat", "feedback"]);
     const [first, zero, chatEvent] = events;
     expect(first).toMatchObject({
@@ -132,15 +138,23 @@ describe("usage events", () => {
 });
 
 describe("usage events and poison pills", () => {
+  // A recorder of the test's own, flushed when the test says (the app's flushes on a timer).
+  const recorder = () => {
+    const registry = createMetricsRegistry();
+    const events = new EventRecorder(app.router, createLogger({ logLevel: "silent" }), registry, app.config.analytics);
+    return { events, metric: async (name: string) => (await registry.getSingleMetric(name)?.get())?.values[0]?.value };
+  };
+
   it("store a NUL or an unpaired surrogate from request text instead of failing the batch", async () => {
     const other = await newTenantKey(app);
     const marker = crypto.randomUUID();
-    app.usageEvents.record({
+    const { events: usage } = recorder();
+    usage.record({
       tenantId: other.tenantId,
       kind: "search",
       payload: { query: `nul \u0000 lone \ud800 ${marker}` },
     });
-    await app.usageEvents.flush();
+    await usage.flush();
     const events = await eventsOf(other.tenantId);
     expect(events.map((e) => e.payload.query)).toEqual([`nul \uFFFD lone \uFFFD ${marker}`]);
   });
@@ -148,16 +162,16 @@ describe("usage events and poison pills", () => {
   it("isolate an event the database refuses: the rest of its batch is written, the bad one counted", async () => {
     const first = await newTenantKey(app);
     const second = await newTenantKey(app);
-    app.usageEvents.record({ tenantId: first.tenantId, kind: "search", httpStatus: 200, payload: { n: 1 } });
-    app.usageEvents.record({ tenantId: second.tenantId, kind: "search", httpStatus: 10 ** 12, payload: { n: 2 } }); // not an integer column value
-    app.usageEvents.record({ tenantId: second.tenantId, kind: "chat", httpStatus: 201, payload: { n: 3 } });
-    await app.usageEvents.flush();
+    const { events: usage, metric } = recorder();
+    usage.record({ tenantId: first.tenantId, kind: "search", httpStatus: 200, payload: { n: 1 } });
+    usage.record({ tenantId: second.tenantId, kind: "search", httpStatus: 10 ** 12, payload: { n: 2 } }); // not an integer column value
+    usage.record({ tenantId: second.tenantId, kind: "chat", httpStatus: 201, payload: { n: 3 } });
+    await usage.flush();
     expect((await eventsOf(first.tenantId)).map((e) => e.payload.n)).toEqual([1]);
     expect((await eventsOf(second.tenantId)).map((e) => e.payload.n)).toEqual([3]);
-    const metrics = await (await app.http.request("/metrics")).text();
-    expect(metrics).toMatch(/pgrag_events_rejected_total 1\b/);
+    expect(await metric("pgrag_events_rejected_total")).toBe(1);
     // Nothing is left behind to retry forever.
-    expect(metrics).toMatch(/pgrag_events_buffered 0\b/);
+    expect(await metric("pgrag_events_buffered")).toBe(0);
   });
 
   it("refuse NUL characters in /v1/chat/completions messages with a 400 naming the field", async () => {
@@ -172,14 +186,11 @@ describe("usage events and poison pills", () => {
 
 describe("the analyst role", () => {
   it("connects to a replica, and every curated view answers", async () => {
-    await app.usageEvents.flush();
     const { rows } = await analyst.query("SELECT pg_is_in_recovery() AS replica, current_user AS who");
     expect(rows[0]).toEqual({ replica: true, who: "pgrag_analyst" });
-    await waitFor("events on the analyst's replica", async () => {
-      const r = await analyst.query("SELECT count(*)::int AS n FROM analytics.daily_usage WHERE tenant_id = $1", [
-        tenantId,
-      ]);
-      return r.rows[0].n > 0;
+    await waitFor("the zero-result event on the analyst's replica", async () => {
+      const r = await analyst.query("SELECT query FROM analytics.zero_result_queries WHERE tenant_id = $1", [tenantId]);
+      return r.rows.some((row) => row.query === "qqqzzz xxyyzz");
     });
     for (const view of VIEWS) await analyst.query(`SELECT * FROM analytics.${view} LIMIT 5`);
     const zero = await analyst.query("SELECT query FROM analytics.zero_result_queries WHERE tenant_id = $1", [
@@ -232,7 +243,14 @@ describe("the analyst role", () => {
       token,
       json: { collection: "sci", query: `${abstracts[0]?.title} ${secret}`, mode: "bm25" },
     });
-    await app.usageEvents.flush();
+    await waitFor("the secret's event written", async () => {
+      const rows = await adminQuery<{ n: number }>(
+        "primary",
+        "SELECT count(*)::int AS n FROM analytics.events WHERE tenant_id = $1 AND strpos(payload->>'query', $2) > 0",
+        [tenantId, secret],
+      );
+      return rows[0]?.n === 1;
+    });
     await adminQuery(
       "primary",
       `CREATE FUNCTION analytics.leak_probe(value text) RETURNS boolean LANGUAGE plpgsql COST 0.0000001 AS $$
@@ -244,13 +262,10 @@ describe("the analyst role", () => {
       const leaked: string[] = [];
       client.on("notice", (notice) => leaked.push(notice.message ?? ""));
       try {
-        await waitFor("the probe and the event on the analyst's replica", async () => {
+        // The function was created after the event was written: once it is visible, so is the event.
+        await waitFor("the probe on the analyst's replica", async () => {
           const probe = await client.query("SELECT to_regprocedure('analytics.leak_probe(text)') IS NOT NULL AS ok");
-          const event = await client.query(
-            "SELECT count(*)::int AS n FROM analytics.daily_usage WHERE tenant_id = $1",
-            [tenantId],
-          );
-          return probe.rows[0]?.ok && event.rows[0]?.n > 0;
+          return probe.rows[0]?.ok === true;
         });
         await client.query("SELECT * FROM analytics.zero_result_queries WHERE analytics.leak_probe(query)");
         await client.query("SELECT * FROM analytics.ingestion_failures WHERE analytics.leak_probe(error)");

@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import { sql } from "kysely";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import type { App } from "../../../src/app.ts";
-import { startTestApp } from "../../helpers/app.ts";
+import { nodeStates, startTestApp } from "../../helpers/app.ts";
 import { waitFor } from "../../../harness/wait-for.ts";
 import { adminQuery, cluster, nodePort, restoreTopology } from "../../helpers/cluster.ts";
 import { readCollectionRow, writeCollectionRow } from "../../helpers/routed-rows.ts";
@@ -46,7 +46,7 @@ describe("a cascaded replica", () => {
     );
     expect(receiver).toEqual({ sender_port: nodePort("replica1"), status: "streaming" });
     const app = await startApp();
-    expect(app.monitor.snapshot().map((h) => h.name)).toEqual(["primary", "replica1", "replica2", "replica3"]);
+    expect(Object.keys(await nodeStates(app))).toEqual(["primary", "replica1", "replica2", "replica3"]);
     const served = new Set<string>();
     await waitFor("a read served by replica3", async () => {
       served.add((await app.router.read({}, (db) => sql`SELECT 1`.execute(db))).node);

@@ -4,7 +4,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import type { App } from "../../../src/app.ts";
 import { UnavailableError } from "../../../src/errors.ts";
 import { api, newTenantKey } from "../../helpers/api.ts";
-import { startTestApp } from "../../helpers/app.ts";
+import { nodeStates, startTestApp } from "../../helpers/app.ts";
 import { waitFor } from "../../../harness/wait-for.ts";
 import { adminQuery, cluster, restoreTopology } from "../../helpers/cluster.ts";
 import { readCollectionRow, writeCollectionRow } from "../../helpers/routed-rows.ts";
@@ -65,15 +65,12 @@ describe("read-your-writes", () => {
     // of rotation as well and the primary would rightly serve (seen once in CI).
     await waitFor("replica1 marked lagging, replica2 up", async () => {
       await insertRow(app); // keep the primary moving so the lag is real
-      await app.monitor.probeAll(true);
-      return app.monitor.health("replica1").state === "lagging" && app.monitor.health("replica2").state === "up";
+      const states = await nodeStates(app);
+      return states.replica1 === "lagging" && states.replica2 === "up";
     });
     for (let i = 0; i < 50; i++) expect(await whereServed(app)).toBe("replica2");
     await adminQuery("replica1", "SELECT pg_wal_replay_resume()");
-    await waitFor("replica1 back in rotation", async () => {
-      await app.monitor.probeAll(true);
-      return app.monitor.health("replica1").state === "up";
-    });
+    await waitFor("replica1 back in rotation", async () => (await nodeStates(app)).replica1 === "up");
   });
 });
 
@@ -129,7 +126,7 @@ describe("failures", () => {
       await waitFor("reads on replica2", () => (served.get("replica2") ?? 0) > 20);
       // Injected: replica2 stopped (fast shutdown) while four loops read.
       await cluster("stop-node", "replica2");
-      await waitFor("replica2 out of rotation", () => app.monitor.health("replica2").state === "down");
+      await waitFor("replica2 out of rotation", async () => (await nodeStates(app)).replica2 === "down");
       const servedWhileDown = served.get("replica2") ?? 0;
       await waitFor("reads go on without replica2", () => (served.get("replica1") ?? 0) > servedWhileDown + 50);
       expect(served.get("replica2") ?? 0).toBe(servedWhileDown);
