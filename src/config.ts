@@ -437,6 +437,56 @@ const schema = z.object({
     .max(10_000)
     .default(64)
     .describe("documents waiting for a text thread; past it, 503"),
+  // PDF and Office files are parsed in threads of their own, each with a memory cap, so a hostile file fails alone.
+  PGRAG_PARSE_THREADS: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(64)
+    .default(1)
+    .describe("worker threads that parse PDF, Word and PowerPoint files"),
+  PGRAG_PARSE_TIMEOUT_MS: z.coerce
+    .number()
+    .int()
+    .min(100)
+    .max(3_600_000)
+    .default(120_000)
+    .describe("time budget per file's parse; over it the document fails with the reason"),
+  PGRAG_PARSE_MEMORY_MB: z.coerce
+    .number()
+    .int()
+    .min(64)
+    .max(65_536)
+    .default(1024)
+    .describe("heap of a parser thread (its resourceLimits): a file that needs more fails alone"),
+  PGRAG_PARSE_MAX_PAGES: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(1_000_000)
+    .default(5_000)
+    .describe("pages of a PDF or slides of a presentation; more: refused with the reason"),
+  PGRAG_PARSE_MAX_ZIP_ENTRIES: z.coerce
+    .number()
+    .int()
+    .min(10)
+    .max(1_000_000)
+    .default(10_000)
+    .describe("entries in a Word or PowerPoint file's archive (zip-bomb check)"),
+  PGRAG_PARSE_MAX_EXPANDED_BYTES: z.coerce
+    .number()
+    .int()
+    .min(1024 * 1024)
+    .max(16 * 1024 * 1024 * 1024)
+    .default(512 * 1024 * 1024)
+    .describe("expanded size of a Word or PowerPoint file's archive (zip-bomb check)"),
+  PGRAG_PARSE_MAX_EXPANSION_RATIO: z.coerce
+    .number()
+    .int()
+    .min(2)
+    .max(100_000)
+    .default(200)
+    .describe("expanded size over file size of a Word or PowerPoint file (zip-bomb check)"),
   // A document that would make more chunks fails with the reason: each chunk costs an embedding.
   PGRAG_MAX_CHUNKS_PER_DOCUMENT: z.coerce
     .number()
@@ -682,7 +732,29 @@ export interface Config {
     readonly maxDocumentBytes: number;
     readonly maxBodyBytes: number;
     readonly maxBatchDocuments: number;
-    readonly text: { readonly threads: number; readonly timeoutMs: number; readonly maxQueued: number };
+    readonly text: {
+      readonly threads: number;
+      /** Budget per document from when a thread starts on it: past it the thread is terminated and the document refused. */
+      readonly timeoutMs: number;
+      /** Documents that may wait for a thread. */
+      readonly maxQueued: number;
+      /** PDF and Office files: their own threads, each with a heap cap (resourceLimits), and the parse's bounds. */
+      readonly parsing: {
+        readonly threads: number;
+        readonly timeoutMs: number;
+        readonly memoryMb: number;
+        readonly limits: {
+          /** Pages of a PDF, slides of a presentation. */
+          readonly maxPages: number;
+          /** The extracted text's UTF-8 size (PGRAG_MAX_DOCUMENT_BYTES). */
+          readonly maxTextBytes: number;
+          /** An Office file's archive: entries, expanded size, and expanded size over the file's. */
+          readonly maxZipEntries: number;
+          readonly maxExpandedBytes: number;
+          readonly maxExpansionRatio: number;
+        };
+      };
+    };
     readonly maxChunksPerDocument: number;
   };
   /** The job queue every background job shares (its options as JobQueue takes them). */
@@ -889,6 +961,18 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
         threads: raw.PGRAG_TEXT_THREADS,
         timeoutMs: raw.PGRAG_TEXT_TIMEOUT_MS,
         maxQueued: raw.PGRAG_TEXT_MAX_QUEUED,
+        parsing: {
+          threads: raw.PGRAG_PARSE_THREADS,
+          timeoutMs: raw.PGRAG_PARSE_TIMEOUT_MS,
+          memoryMb: raw.PGRAG_PARSE_MEMORY_MB,
+          limits: {
+            maxPages: raw.PGRAG_PARSE_MAX_PAGES,
+            maxTextBytes: raw.PGRAG_MAX_DOCUMENT_BYTES,
+            maxZipEntries: raw.PGRAG_PARSE_MAX_ZIP_ENTRIES,
+            maxExpandedBytes: raw.PGRAG_PARSE_MAX_EXPANDED_BYTES,
+            maxExpansionRatio: raw.PGRAG_PARSE_MAX_EXPANSION_RATIO,
+          },
+        },
       },
       maxChunksPerDocument: raw.PGRAG_MAX_CHUNKS_PER_DOCUMENT,
     },

@@ -9,6 +9,8 @@ export type ErrorCode =
   | "not_found"
   | "conflict"
   | "payload_too_large"
+  /** a body of a type pgrag does not read */
+  | "unsupported_media_type"
   | "unprocessable"
   | "rate_limited"
   /** a per-tenant quota is reached: free something or ask for a larger quota */
@@ -80,6 +82,7 @@ const STATUS_BY_CODE: Record<ErrorCode, number> = {
   not_found: 404,
   conflict: 409,
   payload_too_large: 413,
+  unsupported_media_type: 415,
   unprocessable: 422,
   rate_limited: 429,
   quota_exceeded: 429,

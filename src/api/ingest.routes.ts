@@ -5,10 +5,12 @@ import type { Lsn } from "../db/lsn.ts";
 import { AppError, describeIssues } from "../errors.ts";
 import { DEFAULT_CHUNKING, MIN_CHUNK_TOKENS } from "../text/chunking.ts";
 import type { Collection } from "../collections/collections.repository.ts";
-import { CONTENT_TYPES, charsetOf, decodeText, parseContentType } from "../text/content.ts";
+import { CONTENT_TYPES } from "../text/content.ts";
+import { FILE_CONTENT_TYPES } from "../parsing/formats.ts";
 import { documentFields, externalId } from "../ingest/document-fields.ts";
 import type { DocumentSummary } from "../ingest/documents.repository.ts";
-import type { DocumentWriteResult, IngestService } from "../ingest/ingest.service.ts";
+import { isSettled } from "../ingest/document-status.ts";
+import type { DocumentUpload, DocumentWriteResult, IngestService } from "../ingest/ingest.service.ts";
 import type { Scope } from "../tenancy/principal.ts";
 import { readConsistencyToken, setConsistencyToken } from "./consistency.ts";
 import { limitBodySize } from "./body-limit.ts";
@@ -47,7 +49,7 @@ const batchBody = (max: number) =>
   });
 
 const listQuery = z.object({
-  status: z.enum(["pending", "processing", "ready", "failed"]).optional(),
+  status: z.enum(["pending", "processing", "ready", "failed", "needs_ocr"]).optional(),
   after: z.string().max(512).optional(),
   limit: z.coerce.number().int().min(1).max(1000).default(100),
 });
@@ -77,6 +79,7 @@ function documentJson(d: DocumentSummary) {
     title: d.title,
     source: d.source,
     content_type: d.contentType,
+    file_name: d.fileName,
     metadata: d.metadata,
     version: d.version,
     status: d.status,
@@ -126,14 +129,74 @@ const WAIT = [
   },
 ];
 
-/** One document's body: JSON with its fields, or the raw text. */
-const TEXT_BODIES = {
+/** One document's body: JSON with its fields, or the file or text itself. */
+const FILE_BODIES = {
   required: true,
   content: {
     "application/json": { schema: { type: "object" } },
     ...Object.fromEntries(CONTENT_TYPES.map((type) => [type, { schema: { type: "string" } }])),
+    ...Object.fromEntries(
+      [...FILE_CONTENT_TYPES, "application/octet-stream"].map((type) => [
+        type,
+        { schema: { type: "string", format: "binary" } },
+      ]),
+    ),
   },
 };
+
+/** A raw upload's file name: the Content-Disposition header's, else the `file_name` query parameter. */
+function uploadedFileName(c: Context): string | null {
+  const disposition = c.req.header("Content-Disposition") ?? "";
+  const encoded = /filename\*\s*=\s*UTF-8''([^;]+)/i.exec(disposition)?.[1];
+  if (encoded) {
+    try {
+      return decodeURIComponent(encoded);
+    } catch {
+      throw new AppError("invalid_request", "the Content-Disposition filename* is not valid percent-encoded UTF-8");
+    }
+  }
+  return /filename\s*=\s*"?([^";]+)"?/i.exec(disposition)?.[1] ?? c.req.query("file_name") ?? null;
+}
+
+/**
+ * Files sent as multipart/form-data (`curl -F file=@report.pdf -F file=@notes.md`): each file part
+ * is a document whose external id and title are its file name. Other requests go on to the JSON route.
+ */
+function multipartUploads(service: IngestService, maxDocuments: number): MiddlewareHandler<AppEnv> {
+  return async (c, next) => {
+    if (!/^multipart\/form-data/i.test(c.req.header("Content-Type") ?? "")) return next();
+    const form = await c.req.parseBody({ all: true }).catch(() => {
+      throw new AppError("invalid_request", "the body is not valid multipart/form-data");
+    });
+    const files = Object.values(form)
+      .flat()
+      .filter((value): value is File => typeof value !== "string");
+    if (files.length === 0) throw new AppError("invalid_request", "the form has no file parts: send -F file=@path");
+    if (files.length > maxDocuments) {
+      throw new AppError("invalid_request", `at most ${maxDocuments} files per upload (PGRAG_MAX_BATCH_DOCUMENTS)`);
+    }
+    const uploads = [];
+    for (const file of files) {
+      const name = file.name || "upload";
+      const id = externalId.safeParse(name);
+      if (!id.success)
+        throw new AppError("invalid_request", `the file name "${name.slice(0, 100)}" cannot be an external_id`);
+      uploads.push({
+        externalId: id.data,
+        content: new Uint8Array(await file.arrayBuffer()),
+        contentType: file.type,
+        fileName: name,
+      });
+    }
+    const collection = c.req.param("collection") ?? "";
+    const { value, token } = await service.putDocuments(c.get("principal"), collection, uploads);
+    const outcome = await settled(c, service, value, token, requestedWait(c));
+    return c.json(
+      { documents: value.map((r) => writeResultJson(r, outcome.states.get(r.id))), ...outcome.json },
+      outcome.status,
+    );
+  };
+}
 
 /** Document uploads, whose bodies are bounded by PGRAG_MAX_BODY_BYTES rather than the JSON routes' limit. */
 export const DOCUMENT_UPLOAD_PATH = /^\/v1\/collections\/[^/]+\/documents(\/[^/]+)?$/;
@@ -155,7 +218,7 @@ async function settled(
     return { states: new Map(), status: 202 as const, json: { consistency_token: setConsistencyToken(c, token) } };
   }
   const { value: states, observed } = await service.awaitDocuments(c.get("principal"), changed, token, wait * 1000);
-  const done = [...states.values()].every((s) => s.status === "ready" || s.status === "failed");
+  const done = [...states.values()].every((s) => isSettled(s.status));
   return {
     states,
     status: done ? (200 as const) : (202 as const),
@@ -201,18 +264,22 @@ export function ingestRoutes(
     )
     .post(
       "/v1/collections/:collection/documents",
-      documented("Create or replace many documents", {
-        parameters: WAIT,
-        responses: {
-          200: "Written and searchable (with wait)",
-          202: "Queued for ingestion",
-          413: "The body is over PGRAG_MAX_BODY_BYTES",
+      documented(
+        "Create or replace many documents: JSON, or files as multipart/form-data (each named by its file name)",
+        {
+          parameters: WAIT,
+          responses: {
+            200: "Written and searchable (with wait)",
+            202: "Queued for ingestion",
+            413: "The body is over PGRAG_MAX_BODY_BYTES",
+          },
         },
-      }),
+      ),
       auth("write"),
       limitBody,
       limitDepth,
       validate("param", params),
+      multipartUploads(service, limits.maxBatchDocuments),
       validate("json", batchBody(limits.maxBatchDocuments)),
       async (c) => {
         const { documents } = c.req.valid("json");
@@ -233,15 +300,18 @@ export function ingestRoutes(
     )
     .put(
       "/v1/collections/:collection/documents/:externalId",
-      documented("Create or replace one document: JSON, or a raw text/markdown, text/html or text/plain body", {
-        parameters: WAIT,
-        requestBody: TEXT_BODIES,
-        responses: {
-          200: "Unchanged, or written and searchable (with wait)",
-          202: "Queued for ingestion",
-          413: "The body is over PGRAG_MAX_BODY_BYTES",
+      documented(
+        "Create or replace one document: JSON, or the file itself (PDF, Word, PowerPoint, Markdown, HTML, text; the type is read from the bytes when it is generic or wrong)",
+        {
+          parameters: WAIT,
+          requestBody: FILE_BODIES,
+          responses: {
+            200: "Unchanged, or written and searchable (with wait)",
+            202: "Queued for ingestion",
+            413: "The body is over PGRAG_MAX_BODY_BYTES",
+          },
         },
-      }),
+      ),
       auth("write"),
       limitBody,
       limitDepth,
@@ -249,7 +319,7 @@ export function ingestRoutes(
       async (c) => {
         const { collection, externalId: id = "" } = c.req.valid("param");
         const contentType = c.req.header("Content-Type") ?? "";
-        let upload: ReturnType<typeof toUpload>;
+        let upload: DocumentUpload;
         if (contentType.startsWith("application/json")) {
           const parsed = documentBody.safeParse(
             await c.req.json().catch(() => {
@@ -262,13 +332,12 @@ export function ingestRoutes(
           }
           upload = toUpload(parsed.data, id);
         } else {
-          // A raw upload: Markdown, HTML or plain text as the body, title and source in the query.
-          const type = parseContentType(contentType);
-          const text = decodeText(new Uint8Array(await c.req.arrayBuffer()), charsetOf(contentType));
+          // A raw upload: the file or text as the body, title and source in the query.
           upload = {
             externalId: id,
-            content: text,
-            contentType: type,
+            content: new Uint8Array(await c.req.arrayBuffer()),
+            contentType,
+            fileName: uploadedFileName(c),
             title: c.req.query("title") ?? null,
             source: c.req.query("source") ?? null,
             metadata: {},
@@ -348,6 +417,51 @@ export function ingestRoutes(
         const { collection, externalId: id = "" } = c.req.valid("param");
         const { token } = await service.deleteDocument(c.get("principal"), collection, id);
         return c.json({ deleted: true, consistency_token: setConsistencyToken(c, token) });
+      },
+    )
+    .get(
+      "/v1/collections/:collection/documents/:externalId/original",
+      documented("Download a document as uploaded: a file's bytes, or the text of one sent as text", {
+        consistent: true,
+        responses: { 200: "The file, with its content type and file name" },
+      }),
+      auth("read"),
+      validate("param", params),
+      async (c) => {
+        const { collection, externalId: id = "" } = c.req.valid("param");
+        const original = await service.original(c.get("principal"), collection, id, readConsistencyToken(c));
+        const name = original.fileName ?? id;
+        c.header("Content-Type", original.contentType);
+        c.header(
+          "Content-Disposition",
+          `attachment; filename="${name.replace(/[^\x20-\x7e]|["\\]/g, "_")}"; filename*=UTF-8''${encodeURIComponent(name)}`,
+        );
+        return c.body(new Uint8Array(original.bytes));
+      },
+    )
+    .post(
+      "/v1/collections/:collection/documents/:externalId/reparse",
+      documented("Parse a document kept as a file again (a new version; its chunks are replaced when it is parsed)", {
+        responses: { 202: "Queued", 409: "The document was sent as text" },
+      }),
+      auth("write"),
+      validate("param", params),
+      async (c) => {
+        const { collection, externalId: id = "" } = c.req.valid("param");
+        const { value, token } = await service.reparse(c.get("principal"), collection, id);
+        return c.json({ documents: value.length, consistency_token: setConsistencyToken(c, token) }, 202);
+      },
+    )
+    .post(
+      "/v1/collections/:collection/reparse",
+      documented("Parse every document of the collection kept as a file again", {
+        responses: { 202: "Queued, with the number of documents" },
+      }),
+      auth("write"),
+      validate("param", params),
+      async (c) => {
+        const { value, token } = await service.reparse(c.get("principal"), c.req.valid("param").collection);
+        return c.json({ documents: value.length, consistency_token: setConsistencyToken(c, token) }, 202);
       },
     );
 }

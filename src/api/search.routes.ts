@@ -1,3 +1,4 @@
+import { locationJson } from "../retrieval/chunk-location.ts";
 import { Hono, type MiddlewareHandler } from "hono";
 import { z } from "zod";
 import { searchFilterSchema } from "../retrieval/filters.ts";
@@ -53,6 +54,7 @@ function hitJson(hit: SearchHit, explain: boolean) {
     collection: chunk.collection,
     title: chunk.title,
     heading_path: chunk.headingPath,
+    location: locationJson(chunk.location, chunk.title ?? chunk.externalId),
     content: chunk.content,
     char_start: chunk.charStart,
     char_end: chunk.charEnd,

@@ -1,3 +1,4 @@
+import { locationJson } from "../retrieval/chunk-location.ts";
 import type { ChatUsage } from "../inference/chat-client.ts";
 import type { ChatEvent, Citation } from "./chat.service.ts";
 
@@ -38,6 +39,8 @@ export function citationJson(c: Citation) {
     document_id: c.documentId,
     external_id: c.externalId,
     title: c.title,
+    heading_path: c.location.headingPath,
+    location: locationJson(c.location, c.title ?? c.externalId),
     char_start: c.charStart,
     char_end: c.charEnd,
     text: c.text,

@@ -1,3 +1,4 @@
+import type { ChunkLocation } from "../retrieval/chunk-location.ts";
 import type { Kysely } from "kysely";
 import { LRUCache } from "lru-cache";
 import type { Config } from "../config.ts";
@@ -50,6 +51,7 @@ export interface Citation {
   readonly documentId: string;
   readonly externalId: string;
   readonly title: string | null;
+  readonly location: ChunkLocation;
   readonly charStart: number;
   readonly charEnd: number;
   readonly text: string;
@@ -126,6 +128,7 @@ export class ChatService {
       documentId: h.chunk.documentId,
       externalId: h.chunk.externalId,
       title: h.chunk.title,
+      location: h.chunk.location,
       content: h.chunk.content,
       charStart: h.chunk.charStart,
       charEnd: h.chunk.charEnd,
@@ -198,6 +201,7 @@ export class ChatService {
       documentId: passage.documentId,
       externalId: passage.externalId,
       title: passage.title,
+      location: passage.location,
       charStart: passage.charStart,
       charEnd: passage.charEnd,
       text: passage.content,

@@ -1,4 +1,5 @@
 import type { ChatMessage } from "../inference/chat-client.ts";
+import { type ChunkLocation, locationLabel } from "../retrieval/chunk-location.ts";
 import { estimateTokens } from "../text/token-estimate.ts";
 
 export interface ContextPassage {
@@ -6,6 +7,7 @@ export interface ContextPassage {
   readonly documentId: string;
   readonly externalId: string;
   readonly title: string | null;
+  readonly location: ChunkLocation;
   readonly content: string;
   readonly charStart: number;
   readonly charEnd: number;
@@ -76,7 +78,7 @@ export function assemblePrompt(
   const context = passages
     // One line of title and one of text per passage: a title or text with line breaks cannot start a
     // line that looks like another numbered passage.
-    .map((p, i) => `${`[${i + 1}] ${oneLine(p.title ?? "").slice(0, 300)}`.trimEnd()}\n${oneLine(p.content)}`)
+    .map((p, i) => `${`[${i + 1}] ${oneLine(passageName(p)).slice(0, 300)}`.trimEnd()}\n${oneLine(p.content)}`)
     .join("\n");
   return {
     messages: [
@@ -104,4 +106,12 @@ export function citedPassages(
     if (passage && !cited.some((c) => c.number === number)) cited.push({ number, passage });
   }
   return cited;
+}
+
+/** A passage's title, and for a file where in it the passage is ("report.pdf, p. 12"), so the answer can say so. */
+function passageName(passage: ContextPassage): string {
+  const title = passage.title ?? "";
+  if (passage.location.fileName === null) return title;
+  const where = locationLabel(passage.location, title);
+  return title === "" || title === passage.location.fileName ? where : `${title} (${where})`;
 }

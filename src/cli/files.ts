@@ -1,25 +1,23 @@
 import { readdir, readFile, realpath, stat } from "node:fs/promises";
 import { basename, dirname, extname, join, relative, sep } from "node:path";
-import type { ContentType } from "../text/content.ts";
-
-const TYPES: Record<string, ContentType> = {
-  ".md": "text/markdown",
-  ".markdown": "text/markdown",
-  ".txt": "text/plain",
-  ".text": "text/plain",
-  ".html": "text/html",
-  ".htm": "text/html",
-};
+import { FILE_FORMATS, type FileFormat } from "../parsing/formats.ts";
+import { textTypeOfExtension } from "../text/content.ts";
 
 export interface LocalDocument {
   readonly externalId: string;
-  readonly title: string;
-  readonly contentType: ContentType;
+  readonly fileName: string;
+  readonly contentType: string;
   readonly bytes: Buffer;
 }
 
+/** The type a file's extension names: a file format (PDF, Word, PowerPoint) or a text type. */
+function typeOfExtension(extension: string): string | undefined {
+  const format = (Object.keys(FILE_FORMATS) as FileFormat[]).find((f) => FILE_FORMATS[f].extension === extension);
+  return format ? FILE_FORMATS[format].contentType : textTypeOfExtension(extension);
+}
+
 /**
- * Markdown, text and HTML files under the given paths (folders recursively); others are listed as
+ * PDF, Word, PowerPoint, Markdown, text and HTML files under the given paths (folders recursively); others are listed as
  * skipped, each with the reason. Inside a folder, a symbolic link is followed only when it stays inside that folder, and
  * each folder is read once: a link out of the folder or a link cycle is skipped, not followed.
  */
@@ -44,14 +42,14 @@ export async function collectFiles(
       for (const entry of (await readdir(path)).sort()) await visit(join(path, entry), root, rootReal, seen);
       return;
     }
-    const type = TYPES[extname(path).toLowerCase()];
+    const type = typeOfExtension(extname(path).toLowerCase());
     if (!info.isFile() || !type) {
-      skipped.push(`${path} (not Markdown, text or HTML)`);
+      skipped.push(`${path} (not PDF, Word, PowerPoint, Markdown, text or HTML)`);
       return;
     }
     documents.push({
       externalId: relative(root, path) || basename(path),
-      title: basename(path),
+      fileName: basename(path),
       contentType: type,
       bytes: await readFile(real),
     });

@@ -3,7 +3,7 @@ import { createApp } from "../app.ts";
 import { loadConfig } from "../config.ts";
 import { AppError } from "../errors.ts";
 import type { Lsn } from "../db/lsn.ts";
-import { decodeUtf8 } from "../text/content.ts";
+import { isSettled } from "../ingest/document-status.ts";
 import { collectFiles } from "./files.ts";
 import { progressBar } from "./progress.ts";
 import { common, principalFor } from "./tenant-principal.ts";
@@ -18,7 +18,8 @@ export async function runIngest(args: string[]): Promise<void> {
     );
   const { documents, skipped } = await collectFiles(positionals);
   for (const entry of skipped) process.stderr.write(`skipped: ${entry}\n`);
-  if (documents.length === 0) throw new AppError("invalid_request", "no Markdown, text or HTML files found");
+  if (documents.length === 0)
+    throw new AppError("invalid_request", "no PDF, Word, PowerPoint, Markdown, text or HTML files found");
   const app = createApp(loadConfig());
   await app.start({ listen: false });
   try {
@@ -39,22 +40,13 @@ export async function runIngest(args: string[]): Promise<void> {
       );
     }
     const failures: string[] = [];
-    const uploads = documents.flatMap((d) => {
-      try {
-        return [
-          {
-            externalId: d.externalId,
-            title: d.title,
-            contentType: d.contentType,
-            content: decodeUtf8(d.bytes),
-            source: d.externalId,
-          },
-        ];
-      } catch (error) {
-        failures.push(`${d.externalId}: ${(error as Error).message}`);
-        return [];
-      }
-    });
+    const uploads = documents.map((d) => ({
+      externalId: d.externalId,
+      fileName: d.fileName,
+      contentType: d.contentType,
+      content: d.bytes,
+      source: d.externalId,
+    }));
     for (let i = 0; i < uploads.length; i += 100) {
       const batch = uploads.slice(i, i + 100);
       try {
@@ -72,12 +64,12 @@ export async function runIngest(args: string[]): Promise<void> {
     for (;;) {
       const { value } = await app.ingest.listDocuments(principal, values.collection, { limit: 1000 }, token);
       const mine = value.filter((d) => ids.has(d.externalId));
-      const finished = mine.filter((d) => d.status === "ready" || d.status === "failed");
+      const finished = mine.filter((d) => isSettled(d.status));
       progressBar("ingest", finished.length, ids.size - failures.filter((f) => ids.has(f.split(":")[0] ?? "")).length);
       if (finished.length >= mine.length && mine.length > 0) {
-        for (const d of mine.filter((x) => x.status === "failed")) failures.push(`${d.externalId}: ${d.error}`);
+        for (const d of mine.filter((x) => x.status !== "ready")) failures.push(`${d.externalId}: ${d.error}`);
         process.stdout.write(
-          `${mine.length - mine.filter((x) => x.status === "failed").length} documents ready in collection "${values.collection}" of tenant "${values.tenant}"\n`,
+          `${mine.filter((x) => x.status === "ready").length} documents ready in collection "${values.collection}" of tenant "${values.tenant}"\n`,
         );
         break;
       }

@@ -77,14 +77,25 @@ export interface DocumentTable {
   metadata: Json;
   content: string;
   content_hash: Buffer;
+  /** The uploaded file's name, for files (migration 21). */
+  file_name: string | null;
+  /** Where each page (slide) starts in `content`, for files with pages (migration 21). */
+  page_starts: number[] | null;
   version: Generated<number>;
-  status: ColumnType<"pending" | "processing" | "ready" | "failed", string | undefined, string>;
+  status: ColumnType<"pending" | "processing" | "ready" | "failed" | "needs_ocr", string | undefined, string>;
   error: string | null;
   chunk_count: Generated<number>;
   /** Sum of the BM25 lengths of the document's current chunks. bigint: arrives as a string. */
   lexeme_total: ColumnType<string, string | number | undefined, string | number>;
   created_at: Timestamp;
   updated_at: Timestamp;
+}
+
+/** A file's bytes as uploaded (migration 21): parsed into the document's content, kept for download and reparse. */
+export interface DocumentOriginalTable {
+  document_id: string;
+  tenant_id: string;
+  bytes: Buffer;
 }
 
 export interface ChunkTable {
@@ -98,6 +109,9 @@ export interface ChunkTable {
   heading_path: string[];
   char_start: number;
   char_end: number;
+  /** The pages (slides) the chunk spans, for documents with pages (migration 21). */
+  page_start: number | null;
+  page_end: number | null;
   token_count: number;
   metadata: Json;
   language: string;
@@ -287,6 +301,7 @@ export interface Database {
   api_keys: ApiKeyTable;
   collections: CollectionTable;
   documents: DocumentTable;
+  document_originals: DocumentOriginalTable;
   chunks: ChunkTable;
   conversations: ConversationTable;
   messages: MessageTable;

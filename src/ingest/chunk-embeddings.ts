@@ -1,8 +1,10 @@
 import type { Router } from "../db/router.ts";
 import { AppError } from "../errors.ts";
 import type { EmbeddingClient } from "../inference/embedding-client.ts";
-import type { Chunk, ChunkingOptions } from "../text/chunking.ts";
-import { cachedHashes, type EmbeddedChunk, storeEmbeddings } from "./chunks.repository.ts";
+import { FILE_FORMATS, formatOfContentType } from "../parsing/formats.ts";
+import { pagesSpanned, type ParsedDocument } from "../parsing/parsed-document.ts";
+import type { ChunkingOptions } from "../text/chunking.ts";
+import { cachedHashes, type EmbeddedChunk, type LocatedChunk, storeEmbeddings } from "./chunks.repository.ts";
 import { contentHash } from "../text/content.ts";
 import type { TextPool } from "../text/text-pool.ts";
 import type { JobQueue } from "../jobs/queue.ts";
@@ -19,21 +21,51 @@ export interface DocumentJobDeps {
   readonly registry: Registry;
 }
 
-/** Chunks a document's text off the event loop, refusing (for good) one that makes too many chunks. */
+/**
+ * Chunks a document's text off the event loop, refusing (for good) one that makes too many chunks;
+ * with `pageStarts`, each chunk gets the pages it spans.
+ */
 export async function chunkWithinLimit(
   textPool: TextPool,
-  text: string,
+  document: { readonly text: string; readonly pageStarts?: readonly number[] | null },
   chunking: ChunkingOptions,
   maxChunksPerDocument: number,
-): Promise<Chunk[]> {
-  const chunks = await textPool.chunk(text, chunking);
+): Promise<LocatedChunk[]> {
+  const chunks = await textPool.chunk(document.text, chunking);
   if (chunks.length > maxChunksPerDocument) {
     throw new AppError(
       "unprocessable",
       `the document makes ${chunks.length} chunks, more than the limit of ${maxChunksPerDocument} (PGRAG_MAX_CHUNKS_PER_DOCUMENT): split it or raise the collection's chunking.max_tokens`,
     );
   }
-  return chunks;
+  const pageStarts = document.pageStarts ?? [];
+  return chunks.map((chunk) => ({ ...chunk, pages: pagesSpanned(pageStarts, chunk.charStart, chunk.charEnd) }));
+}
+
+/** A file without a text layer: the document is kept as `needs_ocr`, with the reason. */
+export class NeedsOcrError extends AppError {
+  override readonly name = "NeedsOcrError";
+  constructor(reason: string) {
+    super("unprocessable", reason);
+  }
+}
+
+/**
+ * The text a document is chunked from: what was stored, or for a file (its bytes kept), its parse
+ * in a parser thread, returned as `parsed` so the write stores it with the chunks.
+ */
+export async function textToChunk(
+  textPool: TextPool,
+  row: { content: string; content_type: string; page_starts: number[] | null; original: Buffer | null },
+): Promise<{ text: string; pageStarts: readonly number[] | null; parsed: ParsedDocument | null }> {
+  const format = formatOfContentType(row.content_type);
+  if (!format || !row.original) return { text: row.content, pageStarts: row.page_starts, parsed: null };
+  const outcome = await textPool.parseFile(row.original, format);
+  if (outcome.kind === "needs_ocr") throw new NeedsOcrError(outcome.reason);
+  if (outcome.kind === "refused") throw new AppError("unprocessable", outcome.reason);
+  if (outcome.text.trim() === "") throw new AppError("unprocessable", `the ${FILE_FORMATS[format].label} has no text`);
+  const parsed = { text: outcome.text, pageStarts: outcome.pageStarts };
+  return { ...parsed, parsed };
 }
 
 /**
@@ -46,7 +78,7 @@ export async function chunkWithinLimit(
 export async function embedChunks<K>(
   router: Router,
   embeddings: EmbeddingClient,
-  documents: ReadonlyMap<K, readonly Chunk[]>,
+  documents: ReadonlyMap<K, readonly LocatedChunk[]>,
   tenantId: string,
 ): Promise<Map<K, EmbeddedChunk[]>> {
   // Each distinct text is hashed once; the hex form keys the look-up.

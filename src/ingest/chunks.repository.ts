@@ -7,8 +7,13 @@ import type { Chunk } from "../text/chunking.ts";
  * A chunk whose embedding is in embedding_cache under `contentHash`: the write reads it there, so a
  * vector crosses the wire once (to the cache), not again with its chunk.
  */
-export interface EmbeddedChunk extends Chunk {
+export interface EmbeddedChunk extends LocatedChunk {
   readonly contentHash: Buffer;
+}
+
+/** A chunk with the pages (slides) it spans, for documents with pages. */
+export interface LocatedChunk extends Chunk {
+  readonly pages?: { readonly first: number; readonly last: number } | null;
 }
 
 export interface ChunkOwner {
@@ -121,15 +126,16 @@ function chunkRowsOf(documents: readonly DocumentChunks[], rows: readonly ChunkR
       SELECT * FROM unnest(${rows.map((r) => r.docIndex + 1)}::int[], ${rows.map((r) => r.ordinal)}::int[],
                            ${rows.map((r) => r.chunk.content)}::text[], ${rows.map((r) => JSON.stringify(r.chunk.headingPath))}::text[],
                            ${rows.map((r) => r.chunk.charStart)}::int[], ${rows.map((r) => r.chunk.charEnd)}::int[],
-                           ${rows.map((r) => r.chunk.tokenCount)}::int[], ${rows.map((r) => r.chunk.contentHash)}::bytea[])
-        AS t(doc_index, ordinal, content, heading_json, char_start, char_end, token_count, content_hash)
+                           ${rows.map((r) => r.chunk.tokenCount)}::int[], ${rows.map((r) => r.chunk.contentHash)}::bytea[],
+                           ${rows.map((r) => r.chunk.pages?.first ?? null)}::int[], ${rows.map((r) => r.chunk.pages?.last ?? null)}::int[])
+        AS t(doc_index, ordinal, content, heading_json, char_start, char_end, token_count, content_hash, page_start, page_end)
     )`;
   // An inner join: a chunk whose embedding is not in the cache makes no row, which the caller
   // detects by counting (see inSlices) rather than writing the chunk without its vector.
   const chunkRows = sql`
     SELECT d.tenant_id, d.collection_id, d.document_id, d.version,
            t.ordinal, t.content, ARRAY(SELECT jsonb_array_elements_text(t.heading_json::jsonb)),
-           t.char_start, t.char_end, t.token_count, d.metadata, d.language, e.embedding
+           t.char_start, t.char_end, t.page_start, t.page_end, t.token_count, d.metadata, d.language, e.embedding
     FROM input t JOIN docs d USING (doc_index) JOIN embedding_cache e USING (content_hash)`;
   return { ctes, chunkRows };
 }
@@ -137,7 +143,7 @@ function chunkRowsOf(documents: readonly DocumentChunks[], rows: readonly ChunkR
 /** Every column of a chunk but its id and the generated and defaulted ones. */
 export const CHUNK_COLUMNS =
   sql.raw(`tenant_id, collection_id, document_id, document_version, ordinal, content, heading_path,
-                          char_start, char_end, token_count, metadata, language, embedding`);
+                          char_start, char_end, page_start, page_end, token_count, metadata, language, embedding`);
 
 async function insertSlice(
   db: Kysely<Database>,

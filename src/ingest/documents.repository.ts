@@ -1,5 +1,6 @@
 import { type Kysely, sql } from "kysely";
 import type { Database, DocumentRow } from "../db/database.ts";
+import type { ParsedDocument } from "../parsing/parsed-document.ts";
 import { adjustCollectionStats } from "../collections/collections.repository.ts";
 import { deleteChunksOf } from "./chunks.repository.ts";
 
@@ -12,6 +13,7 @@ export interface DocumentSummary {
   readonly title: string | null;
   readonly source: string | null;
   readonly contentType: string;
+  readonly fileName: string | null;
   readonly metadata: unknown;
   readonly version: number;
   readonly status: DocumentStatus;
@@ -26,8 +28,13 @@ export interface DocumentInput {
   readonly source: string | null;
   readonly contentType: string;
   readonly metadata: Record<string, unknown>;
+  /** The stored text; for a file, empty until the worker has parsed it. */
   readonly text: string;
   readonly hash: Buffer;
+  /** The uploaded file's name, if it came as one. */
+  readonly fileName: string | null;
+  /** A file's bytes (PDF, Word, PowerPoint): kept, and parsed by the worker. */
+  readonly original: Buffer | null;
 }
 
 const summaryColumns = [
@@ -37,6 +44,7 @@ const summaryColumns = [
   "documents.title",
   "documents.source",
   "documents.content_type",
+  "documents.file_name",
   "documents.metadata",
   "documents.version",
   "documents.status",
@@ -52,6 +60,7 @@ type SummaryRow = Pick<
   | "title"
   | "source"
   | "content_type"
+  | "file_name"
   | "metadata"
   | "version"
   | "status"
@@ -70,6 +79,7 @@ function rowToSummary(row: SummaryRow): DocumentSummary {
     title: row.title,
     source: row.source,
     contentType: row.content_type,
+    fileName: row.file_name,
     metadata: row.metadata,
     version: row.version,
     status: row.status,
@@ -122,9 +132,11 @@ export async function upsertDocuments(
           title: input.title,
           source: input.source,
           content_type: input.contentType,
+          file_name: input.fileName,
           metadata: JSON.stringify(input.metadata),
           content: input.text,
           content_hash: input.hash,
+          page_starts: null,
           status: "pending" as const,
         })),
       )
@@ -135,9 +147,11 @@ export async function upsertDocuments(
             title: (eb) => eb.ref("excluded.title"),
             source: (eb) => eb.ref("excluded.source"),
             content_type: (eb) => eb.ref("excluded.content_type"),
+            file_name: (eb) => eb.ref("excluded.file_name"),
             metadata: (eb) => eb.ref("excluded.metadata"),
             content: (eb) => eb.ref("excluded.content"),
             content_hash: (eb) => eb.ref("excluded.content_hash"),
+            page_starts: null,
             version: sql`documents.version + 1`,
             status: "pending",
             error: null,
@@ -147,9 +161,9 @@ export async function upsertDocuments(
             or([
               eb(ref("documents.status"), "=", "failed"),
               eb(
-                sql`(documents.content_hash, documents.metadata, documents.title, documents.source)`,
+                sql`(documents.content_hash, documents.metadata, documents.title, documents.source, documents.file_name)`,
                 "is distinct from",
-                sql`(excluded.content_hash, excluded.metadata, excluded.title, excluded.source)`,
+                sql`(excluded.content_hash, excluded.metadata, excluded.title, excluded.source, excluded.file_name)`,
               ),
             ]),
           ),
@@ -158,7 +172,71 @@ export async function upsertDocuments(
       .execute();
     for (const row of rows) written.set(row.external_id, { id: row.id, version: row.version });
   }
+  await storeOriginals(
+    db,
+    owner.tenantId,
+    inputs.flatMap((input) => {
+      const row = written.get(input.externalId);
+      return row ? [{ documentId: row.id, bytes: input.original }] : [];
+    }),
+  );
   return written;
+}
+
+/** Keeps the files' bytes of written documents; a document replaced by text keeps none. */
+async function storeOriginals(
+  db: Kysely<Database>,
+  tenantId: string,
+  documents: readonly { documentId: string; bytes: Buffer | null }[],
+): Promise<void> {
+  const files = documents.filter((d): d is { documentId: string; bytes: Buffer } => d.bytes !== null);
+  const texts = documents.filter((d) => d.bytes === null).map((d) => d.documentId);
+  if (texts.length > 0) {
+    await db
+      .deleteFrom("document_originals")
+      .where("document_id", "=", sql<string>`any(${texts}::uuid[])`)
+      .execute();
+  }
+  // One file a statement: a file may be as large as a request body, and a statement's parameters are held whole.
+  for (const file of files) {
+    await db
+      .insertInto("document_originals")
+      .values({ document_id: file.documentId, tenant_id: tenantId, bytes: file.bytes })
+      .onConflict((oc) => oc.column("document_id").doUpdateSet({ bytes: (eb) => eb.ref("excluded.bytes") }))
+      .execute();
+  }
+}
+
+/** A document's file as uploaded, or undefined when it was sent as text. */
+export async function findOriginal(db: Kysely<Database>, documentId: string): Promise<Buffer | undefined> {
+  const row = await db
+    .selectFrom("document_originals")
+    .select("bytes")
+    .where("document_id", "=", documentId)
+    .executeTakeFirst();
+  return row?.bytes;
+}
+
+/**
+ * Queues documents kept as files to be parsed again (a new version, pending): those of `documentIds`,
+ * or every file of the collection when none are named. Returns the versions to process.
+ */
+export async function requeueFiles(
+  db: Kysely<Database>,
+  where: { tenantId: string; collectionId: string; documentIds?: readonly string[] },
+): Promise<{ id: string; version: number }[]> {
+  let query = db
+    .updateTable("documents")
+    .set({ version: sql`version + 1`, status: "pending", error: null, updated_at: sql`now()` })
+    .where("tenant_id", "=", where.tenantId)
+    .where("collection_id", "=", where.collectionId)
+    .where(({ exists, selectFrom }) =>
+      exists(
+        selectFrom("document_originals as o").select("o.document_id").whereRef("o.document_id", "=", "documents.id"),
+      ),
+    );
+  if (where.documentIds) query = query.where("id", "=", sql<string>`any(${[...where.documentIds]}::uuid[])`);
+  return query.returning(["id", "version"]).execute();
 }
 
 /** The stored id and version of documents of a collection, by external id. */
@@ -264,9 +342,18 @@ export async function deleteDocument(
 /** Marks written documents ready with what their chunks add to the BM25 statistics, in one statement. */
 export async function markDocumentsReady(
   db: Kysely<Database>,
-  documents: readonly { id: string; chunkCount: number; lexemeTotal: number }[],
+  documents: readonly { id: string; chunkCount: number; lexemeTotal: number; parsed?: ParsedDocument | null }[],
 ): Promise<void> {
   if (documents.length === 0) return;
+  // A file's text, as parsed for this version: few per batch, and each may be large.
+  for (const doc of documents) {
+    if (!doc.parsed) continue;
+    await db
+      .updateTable("documents")
+      .set({ content: doc.parsed.text, page_starts: [...doc.parsed.pageStarts] })
+      .where("id", "=", doc.id)
+      .execute();
+  }
   await sql`
     UPDATE documents AS d
     SET status = 'ready', error = NULL, chunk_count = w.chunk_count, lexeme_total = w.lexeme_total, updated_at = now()
@@ -287,15 +374,19 @@ export async function documentTenants(
   return new Map(rows.map((r) => [r.document_id, r.tenant_id]));
 }
 
-/** Each document's content size in bytes, from its stored length (the content is not read). */
+/** Each document's size in bytes, its text's and its file's, from their stored lengths (neither is read). */
 export async function documentSizes(
   db: Kysely<Database>,
   documentIds: readonly string[],
 ): Promise<Map<string, number>> {
   const rows = await db
     .selectFrom("documents")
-    .select(["id", sql<string>`octet_length(content)`.as("bytes")])
-    .where("id", "in", documentIds)
+    .leftJoin("document_originals as o", "o.document_id", "documents.id")
+    .select([
+      "documents.id",
+      sql<string>`octet_length(documents.content) + coalesce(octet_length(o.bytes), 0)`.as("bytes"),
+    ])
+    .where("documents.id", "in", documentIds)
     .execute();
   return new Map(rows.map((r) => [r.id, Number(r.bytes)]));
 }
@@ -305,13 +396,17 @@ export function documentsToIngest(db: Kysely<Database>, documentIds: readonly st
   return db
     .selectFrom("documents")
     .innerJoin("collections", "collections.id", "documents.collection_id")
+    .leftJoin("document_originals as o", "o.document_id", "documents.id")
     .select([
       "documents.id",
       "documents.version",
       "documents.status",
       "documents.tenant_id",
       "documents.content",
+      "documents.content_type",
+      "documents.page_starts",
       "documents.metadata",
+      "o.bytes as original",
       "collections.id as collection_id",
       "collections.name",
       "collections.language",
@@ -339,14 +434,14 @@ export function lockDocuments(tx: Kysely<Database>, documentIds: readonly string
     .execute();
 }
 
-/** A document version that cannot be ingested, with the reason. */
+/** A document version that cannot be ingested (`failed`), or a file without a text layer (`needs_ocr`), with the reason. */
 export async function markDocumentFailed(
   tx: Kysely<Database>,
-  document: { id: string; version: number; error: string },
+  document: { id: string; version: number; error: string; status?: "failed" | "needs_ocr" },
 ): Promise<void> {
   await tx
     .updateTable("documents")
-    .set({ status: "failed", error: document.error.slice(0, 2000), updated_at: sql`now()` })
+    .set({ status: document.status ?? "failed", error: document.error.slice(0, 2000), updated_at: sql`now()` })
     .where("id", "=", document.id)
     .where("version", "=", document.version)
     .execute();

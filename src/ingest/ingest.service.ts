@@ -14,7 +14,8 @@ import {
   listCollections,
   textSearchConfigExists,
 } from "../collections/collections.repository.ts";
-import { type ContentType, type NormalizedContent, normalizeContent } from "../text/content.ts";
+import { charsetOf, contentHash, decodeText, normalizeContent, textTypeOf } from "../text/content.ts";
+import { FILE_FORMATS, magicOf } from "../parsing/formats.ts";
 import {
   type DocumentStatus,
   type DocumentSummary,
@@ -22,19 +23,33 @@ import {
   documentStates,
   documentVersions,
   findDocumentSummary,
+  findOriginal,
+  requeueFiles,
   listDocumentSummaries,
+  type DocumentInput,
   upsertDocuments,
 } from "./documents.repository.ts";
+
+/** An upload as it is stored. */
+type PreparedDocument = Pick<DocumentInput, "contentType" | "text" | "hash" | "fileName" | "original">;
 import { runningImportOf } from "./imports/imports.repository.ts";
 import { requestCompaction } from "../postings/compact-postings.job.ts";
 import type { JobQueue } from "../jobs/queue.ts";
 import { sendIngestJobs } from "./ingest-document.job.ts";
+import { isSettled } from "./document-status.ts";
 import type { TextPool } from "../text/text-pool.ts";
 
 export interface DocumentUpload {
   readonly externalId: string;
-  readonly content: string;
-  readonly contentType: ContentType;
+  /**
+   * Text, or the bytes of a file as uploaded: a PDF, Word or PowerPoint file (told by its bytes,
+   * whatever `contentType` says) or text in the charset `contentType` names.
+   */
+  readonly content: string | Uint8Array;
+  /** As declared: for bytes it may be absent, generic (application/octet-stream) or wrong. */
+  readonly contentType: string;
+  /** The uploaded file's name: the title when none is given, and the type when the declared one is generic. */
+  readonly fileName?: string | null;
   readonly title?: string | null;
   readonly source?: string | null;
   readonly metadata?: Record<string, unknown>;
@@ -99,14 +114,11 @@ export class IngestService {
       }
       firstIndex.set(upload.externalId, index);
     }
-    // One document at a time: HTML goes through the bounded text pool, and a batch must not fill its queue.
-    const prepared: { upload: DocumentUpload; normalized: NormalizedContent }[] = [];
+    // One document at a time: HTML and files go through the bounded pools, and a batch must not fill their queues.
+    const prepared: { upload: DocumentUpload; document: PreparedDocument }[] = [];
     for (const [index, upload] of uploads.entries()) {
       try {
-        const normalized = await normalizeContent(upload.content, upload.contentType, this.#maxDocumentBytes, (html) =>
-          this.#text.htmlToMarkdown(html),
-        );
-        prepared.push({ upload, normalized });
+        prepared.push({ upload, document: await this.#prepare(upload) });
       } catch (error) {
         if (error instanceof AppError && uploads.length > 1) {
           throw new AppError(error.code, `documents[${index}] (${upload.externalId}): ${error.message}`, {
@@ -122,14 +134,12 @@ export class IngestService {
       const written = await upsertDocuments(
         tx,
         owner,
-        prepared.map(({ upload, normalized }) => ({
+        prepared.map(({ upload, document }) => ({
           externalId: upload.externalId,
-          title: upload.title ?? null,
+          title: upload.title ?? upload.fileName ?? null,
           source: upload.source ?? null,
-          contentType: upload.contentType,
           metadata: upload.metadata ?? {},
-          text: normalized.text,
-          hash: normalized.hash,
+          ...document,
         })),
       );
       await this.#quotas.refuseIfOverStorage(tx, principal.tenantId);
@@ -155,6 +165,31 @@ export class IngestService {
   }
 
   /**
+   * What is stored of an upload: text as it is searched and cited (HTML converted), or a file's
+   * bytes (its text is parsed by the worker). A file's type is read from its bytes; an encrypted
+   * PDF or an Office file over the zip-bomb limits is refused here, with the reason (422).
+   */
+  async #prepare(upload: DocumentUpload): Promise<PreparedDocument> {
+    const { content } = upload;
+    const fileName = upload.fileName ?? null;
+    if (typeof content !== "string" && magicOf(content) !== null) {
+      const identified = await this.#text.identifyFile(content);
+      if (identified.kind === "refused") throw new AppError("unprocessable", identified.reason);
+      if (identified.kind === "format") {
+        const bytes = Buffer.from(content.buffer, content.byteOffset, content.byteLength);
+        const contentType = FILE_FORMATS[identified.format].contentType;
+        return { contentType, text: "", hash: contentHash(bytes), fileName, original: bytes };
+      }
+    }
+    const type = textTypeOf(upload.contentType, fileName);
+    const text = typeof content === "string" ? content : decodeText(content, charsetOf(upload.contentType));
+    const normalized = await normalizeContent(text, type, this.#maxDocumentBytes, (html) =>
+      this.#text.htmlToMarkdown(html),
+    );
+    return { contentType: type, ...normalized, fileName, original: null };
+  }
+
+  /**
    * Waits, at most `waitMs`, until these documents are searchable (ready) or failed, re-reading them
    * (with the write's token, so a replica that serves the read has the write) at growing intervals.
    * Returns each one's state at the end, and a token at or past what that read saw: a search with
@@ -164,7 +199,7 @@ export class IngestService {
     const deadline = performance.now() + waitMs;
     for (let pause = 50; ; pause = Math.min(pause * 2, 500)) {
       const result = await this.#read(principal, { token, observe: true }, (db) => documentStates(db, ids));
-      const settled = [...result.value.values()].every((d) => d.status === "ready" || d.status === "failed");
+      const settled = [...result.value.values()].every((d) => isSettled(d.status));
       const left = deadline - performance.now();
       if (settled || left <= 0) return result;
       await delay(Math.min(pause, left));
@@ -197,6 +232,46 @@ export class IngestService {
         collectionId: collection.id,
         ...filter,
       });
+    });
+  }
+
+  /** A document as uploaded: a file's bytes, or for a document sent as text, that text. */
+  async original(principal: Principal, collectionName: string, externalId: string, token: Lsn | null) {
+    const { value } = await this.getDocument(principal, collectionName, externalId, token);
+    const result = await this.#read(principal, { token }, async (db) => {
+      const bytes = await findOriginal(db, value.id);
+      if (bytes) return { bytes, contentType: value.contentType };
+      const row = await db.selectFrom("documents").select("content").where("id", "=", value.id).executeTakeFirst();
+      return { bytes: Buffer.from(row?.content ?? ""), contentType: `${value.contentType}; charset=utf-8` };
+    });
+    return { ...result.value, fileName: value.fileName };
+  }
+
+  /**
+   * Parses documents kept as files again (after a parser upgrade): one, or every file of the
+   * collection. Each gets a new version; its chunks are replaced when the worker has parsed it.
+   */
+  async reparse(principal: Principal, collectionName: string, externalId?: string) {
+    return this.#write(principal, async (tx) => {
+      const collection = await requireCollection(tx, principal.tenantId, collectionName);
+      const owner = { tenantId: principal.tenantId, collectionId: collection.id };
+      let documentIds: string[] | undefined;
+      if (externalId !== undefined) {
+        const found = await documentVersions(tx, owner, [externalId]);
+        const id = found.get(externalId)?.id;
+        if (!id) throw new NotFoundError(`no document "${externalId}" in collection "${collectionName}"`);
+        documentIds = [id];
+      }
+      const queued = await requeueFiles(tx, { ...owner, documentIds });
+      if (externalId !== undefined && queued.length === 0) {
+        throw new AppError("conflict", `document "${externalId}" was sent as text: there is no file to parse again`);
+      }
+      await sendIngestJobs(
+        this.#queue,
+        tx,
+        queued.map((d) => ({ documentId: d.id, version: d.version })),
+      );
+      return queued;
     });
   }
 

@@ -5,10 +5,15 @@ import type { Router } from "../db/router.ts";
 import { type EmbeddingClient, EmbeddingDimensionError } from "../inference/embedding-client.ts";
 import { AppError } from "../errors.ts";
 import type { Logger } from "../logger.ts";
-import type { Chunk } from "../text/chunking.ts";
+import type { ParsedDocument } from "../parsing/parsed-document.ts";
 import type { TextPool } from "../text/text-pool.ts";
-import { chunkWithinLimit, type DocumentJobDeps, embedChunks } from "./chunk-embeddings.ts";
-import { deleteChunksOf, type EmbeddedChunk, insertChunksWithPostings } from "./chunks.repository.ts";
+import { chunkWithinLimit, type DocumentJobDeps, embedChunks, NeedsOcrError, textToChunk } from "./chunk-embeddings.ts";
+import {
+  deleteChunksOf,
+  type EmbeddedChunk,
+  insertChunksWithPostings,
+  type LocatedChunk,
+} from "./chunks.repository.ts";
 import { adjustCollectionStats, holdCollection, rowToCollection } from "../collections/collections.repository.ts";
 import {
   documentSizes,
@@ -51,7 +56,9 @@ interface PendingDocument {
   readonly collectionId: string;
   readonly language: string;
   readonly metadata: unknown;
-  readonly chunks: readonly Chunk[];
+  readonly chunks: readonly LocatedChunk[];
+  /** A file's text, parsed for this version: stored with the chunks. */
+  readonly parsed: ParsedDocument | null;
 }
 
 /**
@@ -102,7 +109,7 @@ export class IngestWorker {
     });
     this.#stageSeconds = new Histogram({
       name: "pgrag_ingest_stage_seconds",
-      help: "Time per ingestion batch stage (load, chunk, embed, write)",
+      help: "Time per ingestion batch stage (load, parse, chunk, embed, write)",
       labelNames: ["stage"],
       buckets: [0.001, 0.005, 0.02, 0.1, 0.5, 2, 10],
       registers: [deps.registry],
@@ -227,12 +234,14 @@ export class IngestWorker {
         language: collection.language,
         metadata: row.metadata,
         chunks: [],
+        parsed: null,
       };
       try {
+        const text = await this.#timed("parse", () => textToChunk(this.#textPool, row));
         const chunks = await this.#timed("chunk", () =>
-          chunkWithinLimit(this.#textPool, row.content, collection.chunking, this.#options.maxChunksPerDocument),
+          chunkWithinLimit(this.#textPool, text, collection.chunking, this.#options.maxChunksPerDocument),
         );
-        pending.push({ ...doc, chunks });
+        pending.push({ ...doc, chunks, parsed: text.parsed });
       } catch (error) {
         // This document alone fails (for good if it is too complex); the rest of the batch goes on.
         await this.#fail(doc, error);
@@ -295,7 +304,7 @@ export class IngestWorker {
       }));
       await markDocumentsReady(
         tx,
-        written.map(({ doc, after }) => ({ id: doc.documentId, ...after })),
+        written.map(({ doc, after }) => ({ id: doc.documentId, ...after, parsed: doc.parsed })),
       );
       const deltas = new Map<string, { tenantId: string; chunks: number; length: number }>();
       for (const { doc, before, after } of written) {
@@ -335,8 +344,9 @@ export class IngestWorker {
       "ingestion job failed",
     );
     if (lastAttempt) {
+      const status = error instanceof NeedsOcrError ? "needs_ocr" : "failed";
       await this.#router.write({ tenantId: doc.tenantId }, (tx) =>
-        markDocumentFailed(tx, { id: doc.documentId, version: doc.version, error: message }),
+        markDocumentFailed(tx, { id: doc.documentId, version: doc.version, error: message, status }),
       );
       this.#processed.inc({ outcome: "failed" });
       // Completed: the failure is recorded on the document, and a retry could not help.

@@ -1,3 +1,4 @@
+import { type ChunkLocation, chunkLocation } from "./chunk-location.ts";
 import { type Kysely, sql } from "kysely";
 import pgvector from "pgvector";
 import type { VectorIndexType } from "../config.ts";
@@ -141,6 +142,7 @@ export interface ChunkDetails {
   readonly title: string | null;
   readonly content: string;
   readonly headingPath: string[];
+  readonly location: ChunkLocation;
   readonly charStart: number;
   readonly charEnd: number;
   readonly tokenCount: number;
@@ -163,8 +165,12 @@ export async function chunkDetails(
       "d.external_id",
       "col.name as collection",
       "d.title",
+      "d.file_name",
+      "d.content_type",
       "c.content",
       "c.heading_path",
+      "c.page_start",
+      "c.page_end",
       "c.char_start",
       "c.char_end",
       "c.token_count",
@@ -184,6 +190,7 @@ export async function chunkDetails(
         title: r.title,
         content: r.content,
         headingPath: r.heading_path,
+        location: chunkLocation(r),
         charStart: r.char_start,
         charEnd: r.char_end,
         tokenCount: r.token_count,

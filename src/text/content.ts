@@ -1,25 +1,54 @@
 import { createHash } from "node:crypto";
 import { AppError, InvalidRequestError } from "../errors.ts";
+import { FILE_CONTENT_TYPES } from "../parsing/formats.ts";
 
 /** What a document can be sent as, and how each is stored: HTML becomes Markdown so headings survive. */
 export const CONTENT_TYPES = ["text/markdown", "text/plain", "text/html"] as const;
 export type ContentType = (typeof CONTENT_TYPES)[number];
 
-export function parseContentType(header: string | undefined): ContentType {
+const ALIASES: Record<string, ContentType> = {
+  "text/x-markdown": "text/markdown",
+  "text/md": "text/markdown",
+};
+
+const EXTENSIONS: Record<string, ContentType> = {
+  ".md": "text/markdown",
+  ".markdown": "text/markdown",
+  ".txt": "text/plain",
+  ".text": "text/plain",
+  ".html": "text/html",
+  ".htm": "text/html",
+};
+
+/** Types that say nothing about the content: the file name's extension says it instead. */
+const GENERIC = new Set(["", "application/octet-stream", "binary/octet-stream"]);
+
+/**
+ * The text type of an upload whose bytes are not a file format (see parsing/formats.ts): the
+ * declared type, or when that is generic, the file name's extension (plain text without one).
+ */
+export function textTypeOf(header: string | undefined, fileName: string | null = null): ContentType {
   const base = (header ?? "").split(";")[0]?.trim().toLowerCase() ?? "";
-  const aliases: Record<string, ContentType> = {
-    "text/x-markdown": "text/markdown",
-    "text/md": "text/markdown",
-  };
-  const type = aliases[base] ?? base;
+  const type = ALIASES[base] ?? base;
   if ((CONTENT_TYPES as readonly string[]).includes(type)) return type as ContentType;
+  if (GENERIC.has(type)) {
+    const extension = /\.[^./]+$/.exec(fileName ?? "")?.[0]?.toLowerCase() ?? "";
+    return EXTENSIONS[extension] ?? "text/plain";
+  }
+  const supported = [...CONTENT_TYPES, ...FILE_CONTENT_TYPES];
+  const known = (FILE_CONTENT_TYPES as readonly string[]).includes(type);
   throw new AppError(
-    "invalid_request",
-    `unsupported content type "${base || "(none)"}": use one of ${CONTENT_TYPES.join(", ")}`,
-    {
-      details: { supported: CONTENT_TYPES },
-    },
+    "unsupported_media_type",
+    known
+      ? `the body is declared "${base}" but its bytes are not such a file`
+      : `unsupported content type "${base || "(none)"}": send PDF, Word (.docx), PowerPoint (.pptx), Markdown, HTML or plain text`,
+    { details: { supported } },
   );
+}
+
+/** The text type a file name's extension names, if any (for a folder's files). */
+export function textTypeOfExtension(extension: string): ContentType | undefined {
+  return EXTENSIONS[extension.toLowerCase()];
 }
 
 /** Decodes an uploaded body, refusing invalid UTF-8 rather than storing replacement characters. */
@@ -85,6 +114,6 @@ export async function normalizeContent(
   return { text, hash: contentHash(text) };
 }
 
-export function contentHash(text: string): Buffer {
+export function contentHash(text: string | Uint8Array): Buffer {
   return createHash("sha256").update(text).digest();
 }

@@ -15,6 +15,7 @@ export function htmlToMarkdown(html: string): string {
   let skipped = 0; // depth inside elements whose content is not text (script, style, …)
   let preformatted = 0;
   let cellsInRow = 0;
+  let inCell = 0; // depth inside table cells, whose paragraphs stay on the row's line
   const text = (value: string) => {
     if (skipped > 0) return;
     if (preformatted > 0) out.raw(value);
@@ -36,7 +37,9 @@ export function htmlToMarkdown(html: string): string {
     } else if (name === "td" || name === "th") {
       if (cellsInRow > 0) out.raw(" | ");
       cellsInRow++;
-    } else if (name === "br") out.line("");
+      inCell++;
+    } else if (inCell > 0 && (name === "br" || BLOCKS.has(name))) out.text(" ");
+    else if (name === "br") out.line("");
     else if (name === "hr") {
       out.block();
       out.raw("---");
@@ -49,12 +52,14 @@ export function htmlToMarkdown(html: string): string {
       return;
     }
     if (skipped > 0) return;
+    if (name === "td" || name === "th") inCell = Math.max(0, inCell - 1);
     if (HEADINGS.includes(name)) out.endHeading();
     else if (name === "pre" && preformatted > 0) {
       preformatted--;
       out.raw("\n```");
       out.block();
-    } else if (BLOCKS.has(name)) out.block();
+    } else if (inCell > 0 && BLOCKS.has(name)) out.text(" ");
+    else if (BLOCKS.has(name)) out.block();
   };
   const tokenizer = new Tokenizer(
     { decodeEntities: true },
@@ -178,7 +183,9 @@ class MarkdownWriter {
 
   #word(word: string): void {
     this.#flushBreak();
-    if (this.#spaceOwed && !this.#atLineStart) this.#pieces.push(" ");
+    if (this.#spaceOwed && !this.#atLineStart && !this.#pieces[this.#pieces.length - 1]?.endsWith(" ")) {
+      this.#pieces.push(" ");
+    }
     this.#pieces.push(word);
     this.#atLineStart = false;
     this.#spaceOwed = false;

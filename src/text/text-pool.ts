@@ -2,27 +2,26 @@ import { MessageChannel } from "node:worker_threads";
 import { Piscina } from "piscina";
 import { Counter, type Registry } from "prom-client";
 import { AppError, UnavailableError } from "../errors.ts";
+import type { FileFormat } from "../parsing/formats.ts";
+import type { Identification } from "../parsing/parse-file.ts";
+import type { ParseOutcome } from "../parsing/parsed-document.ts";
+import type { Config } from "../config.ts";
 import type { Chunk, ChunkingOptions } from "./chunking.ts";
 import type { TextTask } from "./text-tasks.ts";
+import type { FileTask } from "../parsing/file-tasks.ts";
 
-export interface TextPoolOptions {
-  /** Threads for text work; the event loop never runs it. */
-  readonly threads: number;
-  /** Budget per document from when a thread starts on it: past it the thread is terminated and the document refused. */
-  readonly timeoutMs: number;
-  /** Documents that may wait for a thread; past it, 503 with Retry-After. */
-  readonly maxQueued: number;
-}
+/**
+ * Threads for text work (the event loop never runs it), each document with a time budget from when
+ * a thread starts on it, and a bounded queue (past it, 503 with Retry-After); PDF and Office files
+ * in threads of their own, each with a heap cap, so a long parse does not hold up chunking.
+ */
+export type TextPoolOptions = Config["ingest"]["text"];
 
-/** A document whose text work (HTML conversion, chunking) did not finish in its budget. Permanent. */
+/** A document whose text work (conversion, parsing, chunking) went over its time or memory budget. Permanent. */
 export class TextTooComplexError extends AppError {
   override readonly name = "TextTooComplexError";
-  constructor(what: string, timeoutMs: number, options?: ErrorOptions) {
-    super(
-      "unprocessable",
-      `${what} took longer than ${timeoutMs} ms (PGRAG_TEXT_TIMEOUT_MS): split the document or simplify its markup`,
-      options,
-    );
+  constructor(what: string, budget: string, options?: ErrorOptions) {
+    super("unprocessable", `${what} took ${budget}: split the document or simplify it`, options);
   }
 }
 
@@ -33,6 +32,7 @@ export class TextTooComplexError extends AppError {
  */
 export class TextPool {
   readonly #pool: Piscina;
+  readonly #parsers: Piscina;
   readonly #options: TextPoolOptions;
   readonly #tasks: Counter<"kind" | "outcome">;
 
@@ -46,9 +46,20 @@ export class TextPool {
     });
     this.#pool = new Piscina({
       filename: new URL("./text-worker.cjs", import.meta.url).href,
+      workerData: { tasks: new URL("./text-tasks.ts", import.meta.url).href },
       // Threads stay warm (and one cut off is replaced at once): starting one costs the loader's start-up.
       minThreads: options.threads,
       maxThreads: options.threads,
+    });
+    const { parsing } = options;
+    this.#parsers = new Piscina({
+      filename: new URL("./text-worker.cjs", import.meta.url).href,
+      workerData: { tasks: new URL("../parsing/file-tasks.ts", import.meta.url).href },
+      // Started when a file comes: most deployments never parse one, and a parser's libraries are large.
+      minThreads: 0,
+      maxThreads: parsing.threads,
+      idleTimeout: 60_000,
+      resourceLimits: { maxOldGenerationSizeMb: parsing.memoryMb, maxYoungGenerationSizeMb: 64 },
     });
   }
 
@@ -60,30 +71,49 @@ export class TextPool {
     return (await this.#run({ kind: "chunk", text, options }, "chunking the document")) as Chunk[];
   }
 
-  async close(): Promise<void> {
-    await this.#pool.close({ force: true });
+  /** What a file is, from its bytes; an Office file's archive is checked for zip bombs on the way. */
+  async identifyFile(bytes: Uint8Array): Promise<Identification> {
+    const task: FileTask = { kind: "identify-file", bytes, limits: this.#options.parsing.limits };
+    return (await this.#run(task, "identifying the file")) as Identification;
   }
 
-  async #run(task: TextTask, what: string): Promise<unknown> {
-    if (this.#pool.queueSize >= this.#options.maxQueued) {
+  async parseFile(bytes: Uint8Array, format: FileFormat): Promise<ParseOutcome> {
+    const task: FileTask = { kind: "parse-file", bytes, format, limits: this.#options.parsing.limits };
+    return (await this.#run(task, `parsing the ${format.toUpperCase()} file`)) as ParseOutcome;
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([this.#pool.close({ force: true }), this.#parsers.close({ force: true })]);
+  }
+
+  async #run(task: TextTask | FileTask, what: string): Promise<unknown> {
+    const isFile = task.kind === "identify-file" || task.kind === "parse-file";
+    const pool = isFile ? this.#parsers : this.#pool;
+    const timeoutMs = isFile ? this.#options.parsing.timeoutMs : this.#options.timeoutMs;
+    if (pool.queueSize >= this.#options.maxQueued) {
       throw new UnavailableError("the text-processing queue is full; retry shortly", { retryAfterSeconds: 1 });
     }
     const budget = new AbortController();
     const { port1: startedSignal, port2: started } = new MessageChannel();
     let timer: NodeJS.Timeout | undefined;
     startedSignal.once("message", () => {
-      timer = setTimeout(() => budget.abort(), this.#options.timeoutMs);
+      timer = setTimeout(() => budget.abort(), timeoutMs);
     });
     try {
-      const result: unknown = await this.#pool.run(
-        { task, started },
-        { signal: budget.signal, transferList: [started] },
-      );
+      const result: unknown = await pool.run({ task, started }, { signal: budget.signal, transferList: [started] });
       this.#tasks.inc({ kind: task.kind, outcome: "done" });
       return result;
     } catch (error) {
-      this.#tasks.inc({ kind: task.kind, outcome: budget.signal.aborted ? "over_budget" : "failed" });
-      if (budget.signal.aborted) throw new TextTooComplexError(what, this.#options.timeoutMs, { cause: error });
+      const outOfMemory = (error as { code?: string }).code === "ERR_WORKER_OUT_OF_MEMORY";
+      this.#tasks.inc({ kind: task.kind, outcome: budget.signal.aborted || outOfMemory ? "over_budget" : "failed" });
+      if (budget.signal.aborted) {
+        const setting = isFile ? "PGRAG_PARSE_TIMEOUT_MS" : "PGRAG_TEXT_TIMEOUT_MS";
+        throw new TextTooComplexError(what, `longer than ${timeoutMs} ms (${setting})`, { cause: error });
+      }
+      if (outOfMemory) {
+        const budgetText = `more than ${this.#options.parsing.memoryMb} MB of memory (PGRAG_PARSE_MEMORY_MB)`;
+        throw new TextTooComplexError(what, budgetText, { cause: error });
+      }
       throw error;
     } finally {
       clearTimeout(timer);

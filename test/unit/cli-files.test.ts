@@ -13,6 +13,7 @@ describe("collectFiles", () => {
     writeFileSync(join(folder, "a.md"), "# A");
     writeFileSync(join(folder, "sub", "b.txt"), "B");
     writeFileSync(join(folder, "image.png"), "");
+    writeFileSync(join(folder, "report.pdf"), "%PDF-1.7");
     writeFileSync(join(base, "private", "secret.md"), "not yours");
     symlinkSync(join(base, "private"), join(folder, "out")); // a folder outside
     symlinkSync(join(base, "private", "secret.md"), join(folder, "secret.md")); // a file outside
@@ -20,10 +21,16 @@ describe("collectFiles", () => {
     symlinkSync(join(folder, "sub", "b.txt"), join(folder, "b-again.txt")); // inside: followed
 
     const { documents, skipped } = await collectFiles([folder]);
-    expect(documents.map((d) => d.externalId)).toEqual(["a.md", "b-again.txt", "sub/b.txt"]);
-    expect(documents.map((d) => d.bytes.toString())).toEqual(["# A", "B", "B"]);
+    expect(documents.map((d) => d.externalId)).toEqual(["a.md", "b-again.txt", "report.pdf", "sub/b.txt"]);
+    expect(documents.map((d) => d.bytes.toString())).toEqual(["# A", "B", "%PDF-1.7", "B"]);
+    expect(documents.map((d) => d.contentType)).toEqual([
+      "text/markdown",
+      "text/plain",
+      "application/pdf",
+      "text/plain",
+    ]);
     expect(skipped).toEqual([
-      `${join(folder, "image.png")} (not Markdown, text or HTML)`,
+      `${join(folder, "image.png")} (not PDF, Word, PowerPoint, Markdown, text or HTML)`,
       `${join(folder, "out")} (a link out of ${folder})`,
       `${join(folder, "secret.md")} (a link out of ${folder})`,
       `${join(folder, "sub", "loop")} (a link back to a folder already read)`,

@@ -6,6 +6,7 @@ const passage = (id: string, content: string): ContextPassage => ({
   documentId: `doc-${id}`,
   externalId: `ext-${id}`,
   title: null,
+  location: { fileName: null, pageStart: null, pageEnd: null, pageUnit: null, headingPath: [] },
   content,
   charStart: 0,
   charEnd: content.length,

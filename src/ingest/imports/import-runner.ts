@@ -225,12 +225,7 @@ export class ImportRunner {
         }
         chunked.set(
           line,
-          await chunkWithinLimit(
-            this.#textPool,
-            normalized.text,
-            collection.chunking,
-            this.#options.maxChunksPerDocument,
-          ),
+          await chunkWithinLimit(this.#textPool, normalized, collection.chunking, this.#options.maxChunksPerDocument),
         );
         prepared.set(line, {
           documentId: line.existing?.id ?? randomUUID(),

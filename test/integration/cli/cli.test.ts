@@ -29,7 +29,9 @@ describe("the pgrag CLI", () => {
     writeFileSync(join(dir, "image.png"), "not text");
     const ingested = await pgrag("ingest", dir, "--tenant", tenant, "--collection", "notes");
     expect(ingested.stdout).toContain(`3 documents ready in collection "notes" of tenant "${tenant}"`);
-    expect(ingested.stderr).toContain(`skipped: ${join(dir, "image.png")} (not Markdown, text or HTML)`);
+    expect(ingested.stderr).toContain(
+      `skipped: ${join(dir, "image.png")} (not PDF, Word, PowerPoint, Markdown, text or HTML)`,
+    );
 
     const asked = await pgrag("ask", a?.title ?? "", "--tenant", tenant, "--collection", "notes");
     // A document named by its file: the name once, not "a.md — a.md".

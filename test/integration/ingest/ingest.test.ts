@@ -459,8 +459,8 @@ describe("bad input", () => {
       [
         "/v1/collections/strict/documents/e",
         { body: "%PDF-1.4", contentType: "application/pdf" },
-        400,
-        /unsupported content type "application\/pdf"/,
+        422,
+        /not a readable PDF/,
       ],
       [
         "/v1/collections/strict/documents/e",

@@ -119,6 +119,8 @@ const EXPECTED: Record<string, Record<Role, string>> = {
   "table public.collections": { ...app(DML), pgrag_cross_tenant: "SELECT" },
   "table public.conversations": app(DML),
   "table public.documents": { ...app(DML), pgrag_cross_tenant: "SELECT" },
+  // Files as uploaded (migration 21): the app's tenant's rows only.
+  "table public.document_originals": app(DML),
   "table public.messages": app(DML),
   "table public.embedding_cache": app("SELECT,INSERT"),
   "table public.import_documents": app(DML),
@@ -205,6 +207,7 @@ describe("row-level security coverage", () => {
       collection_stats: tenantOnly,
       collections: `cross_tenant_select r pgrag_cross_tenant, ${tenantOnly}`,
       conversations: tenantOnly,
+      document_originals: tenantOnly,
       documents: `cross_tenant_select r pgrag_cross_tenant, ${tenantOnly}`,
       import_documents: tenantOnly,
       imports: `cross_tenant_select r pgrag_cross_tenant, ${tenantOnly}`,
