@@ -459,6 +459,12 @@ const schema = z.object({
     .max(65_536)
     .default(1024)
     .describe("heap of a parser thread (its resourceLimits): a file that needs more fails alone"),
+  PGRAG_PARSER_URL: z
+    .url()
+    .optional()
+    .describe(
+      "an Apache Tika server (e.g. http://tika:9998) for files the built-in parsers find no text in (scanned PDFs, with its OCR)",
+    ),
   PGRAG_PARSE_MAX_PAGES: z.coerce
     .number()
     .int()
@@ -743,6 +749,8 @@ export interface Config {
         readonly threads: number;
         readonly timeoutMs: number;
         readonly memoryMb: number;
+        /** PGRAG_PARSER_URL: an external parser for files without a text layer. */
+        readonly externalUrl: string | null;
         readonly limits: {
           /** Pages of a PDF, slides of a presentation. */
           readonly maxPages: number;
@@ -965,6 +973,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
           threads: raw.PGRAG_PARSE_THREADS,
           timeoutMs: raw.PGRAG_PARSE_TIMEOUT_MS,
           memoryMb: raw.PGRAG_PARSE_MEMORY_MB,
+          externalUrl: raw.PGRAG_PARSER_URL ?? null,
           limits: {
             maxPages: raw.PGRAG_PARSE_MAX_PAGES,
             maxTextBytes: raw.PGRAG_MAX_DOCUMENT_BYTES,

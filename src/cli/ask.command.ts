@@ -1,3 +1,5 @@
+import type { Citation } from "../chat/chat.service.ts";
+import { locationLabel } from "../retrieval/chunk-location.ts";
 import { parseArgs } from "node:util";
 import { AppError } from "../errors.ts";
 import { PRIMARY_ONLY_TOKEN } from "../db/router.ts";
@@ -29,8 +31,7 @@ export async function runAsk(args: string[]): Promise<void> {
       if (event.type === "token") process.stdout.write(event.text);
       if (event.type === "end") {
         process.stdout.write("\n\n");
-        for (const c of event.citations)
-          process.stdout.write(`[${c.number}] ${citedName(c)}, characters ${c.charStart}–${c.charEnd}\n`);
+        for (const c of event.citations) process.stdout.write(`[${c.number}] ${citedPlace(c)}\n`);
         if (!config.inference.url)
           process.stdout.write("\n(extractive answer: no model is configured; set PGRAG_INFERENCE_URL)\n");
       }
@@ -38,7 +39,12 @@ export async function runAsk(args: string[]): Promise<void> {
   });
 }
 
-/** A cited document's name: its title, and its id when that says something more. */
-function citedName(c: { title: string | null; externalId: string }): string {
-  return c.title && c.title !== c.externalId ? `${c.title} — ${c.externalId}` : c.externalId;
+/**
+ * Where a citation points: in a file with pages, its name and page or slide ("report.pdf, p. 12");
+ * else the document's title (and its id when that says something more) and the characters cited.
+ */
+function citedPlace(c: Citation): string {
+  if (c.location.pageStart !== null) return locationLabel(c.location, c.externalId);
+  const name = c.title && c.title !== c.externalId ? `${c.title} — ${c.externalId}` : c.externalId;
+  return `${name}, characters ${c.charStart}–${c.charEnd}`;
 }

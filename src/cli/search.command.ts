@@ -1,3 +1,4 @@
+import { locationLabel } from "../retrieval/chunk-location.ts";
 import { parseArgs } from "node:util";
 import { PRIMARY_ONLY_TOKEN } from "../db/router.ts";
 import { AppError } from "../errors.ts";
@@ -26,7 +27,8 @@ export async function runSearch(args: string[]): Promise<void> {
     if (outcome.hits.length === 0) process.stderr.write("nothing found\n");
     for (const [i, hit] of outcome.hits.entries()) {
       const text = hit.chunk.content.replace(/\s+/g, " ").slice(0, 100);
-      process.stdout.write(`${i + 1}\t${hit.score.toFixed(4)}\t${hit.chunk.externalId}\t${text}\n`);
+      const where = locationLabel(hit.chunk.location, hit.chunk.title ?? hit.chunk.externalId);
+      process.stdout.write(`${i + 1}\t${hit.score.toFixed(4)}\t${hit.chunk.externalId}\t${where}\t${text}\n`);
     }
   });
 }

@@ -155,53 +155,64 @@ export async function readBeirQueries(
   return { queries, qrels };
 }
 
-/**
- * Runs every judged query of a BEIR folder in each mode through the search service and scores the
- * document rankings. Chunks are mapped to their documents, each document at its best chunk's rank.
- */
+/** Runs every judged query of a BEIR folder in each mode through the search service and scores the document rankings. */
 export async function evaluateBeir(app: EvaluationPlatform, options: EvalOptions): Promise<ModeResult[]> {
   const { principal, collection: name, token } = await loadBeirCollection(app, options.dataset, options.log);
   const { queries, qrels } = await readBeirQueries(options.dataset, options.split);
   const judged = queries.slice(0, options.queryLimit ?? queries.length);
   const results: ModeResult[] = [];
   for (const mode of options.modes) {
-    // First the query a client makes by default (k = 10): its latency is the one that matters,
-    // and the query embedding is not cached yet. Then the deep pass the quality is measured on.
-    const latencies: number[] = [];
-    for (const query of judged) {
-      const outcome = await app.search.search(
-        principal,
-        { query: query.text, collections: [name], mode, k: 10 },
-        token,
-      );
-      latencies.push(outcome.timings.total);
-    }
-    const ndcgs: number[] = [];
-    const recalls: number[] = [];
-    const deepLatencies: number[] = [];
-    for (const query of judged) {
-      const outcome = await app.search.search(
-        principal,
-        { query: query.text, collections: [name], mode, k: 200, candidates: 200 },
-        token,
-      );
-      deepLatencies.push(outcome.timings.total);
-      const ranked: string[] = [];
-      for (const hit of outcome.hits) if (!ranked.includes(hit.chunk.externalId)) ranked.push(hit.chunk.externalId);
-      const relevance = qrels.get(query._id) ?? new Map();
-      ndcgs.push(ndcgAt(ranked, relevance, 10));
-      recalls.push(recallAt(ranked, relevance, 100));
-    }
-    results.push({
-      mode,
-      ndcg10: mean(ndcgs),
-      recall100: mean(recalls),
-      p50Ms: percentile(latencies, 50),
-      p95Ms: percentile(latencies, 95),
-      deepP50Ms: percentile(deepLatencies, 50),
-      deepP95Ms: percentile(deepLatencies, 95),
-      queries: judged.length,
-    });
+    results.push(await scoreMode(app, { principal, collection: name, token }, judged, qrels, mode));
   }
   return results;
+}
+
+/**
+ * Scores one retrieval mode on a loaded collection: first the query a client makes by default
+ * (k = 10), whose latency is the one that matters (the query embedding not cached yet), then the deep
+ * pass the quality is measured on. Chunks are mapped to their documents, each at its best chunk's rank.
+ */
+export async function scoreMode(
+  app: Pick<EvaluationPlatform, "search">,
+  loaded: Pick<LoadedCollection, "principal" | "collection" | "token">,
+  judged: readonly { _id: string; text: string }[],
+  qrels: Qrels,
+  mode: SearchMode,
+): Promise<ModeResult> {
+  const { principal, collection, token } = loaded;
+  const latencies: number[] = [];
+  for (const query of judged) {
+    const outcome = await app.search.search(
+      principal,
+      { query: query.text, collections: [collection], mode, k: 10 },
+      token,
+    );
+    latencies.push(outcome.timings.total);
+  }
+  const ndcgs: number[] = [];
+  const recalls: number[] = [];
+  const deepLatencies: number[] = [];
+  for (const query of judged) {
+    const outcome = await app.search.search(
+      principal,
+      { query: query.text, collections: [collection], mode, k: 200, candidates: 200 },
+      token,
+    );
+    deepLatencies.push(outcome.timings.total);
+    const ranked: string[] = [];
+    for (const hit of outcome.hits) if (!ranked.includes(hit.chunk.externalId)) ranked.push(hit.chunk.externalId);
+    const relevance = qrels.get(query._id) ?? new Map();
+    ndcgs.push(ndcgAt(ranked, relevance, 10));
+    recalls.push(recallAt(ranked, relevance, 100));
+  }
+  return {
+    mode,
+    ndcg10: mean(ndcgs),
+    recall100: mean(recalls),
+    p50Ms: percentile(latencies, 50),
+    p95Ms: percentile(latencies, 95),
+    deepP50Ms: percentile(deepLatencies, 50),
+    deepP95Ms: percentile(deepLatencies, 95),
+    queries: judged.length,
+  };
 }

@@ -6,6 +6,7 @@ import { fileURLToPath } from "node:url";
 export const DATA_DIR = fileURLToPath(new URL("../../data", import.meta.url));
 export const SCIFACT_DIR = `${DATA_DIR}/scifact`;
 export const SIFT5K_DIR = `${DATA_DIR}/sift5k`;
+export const DOCUMENTS_DIR = `${DATA_DIR}/documents`;
 
 export interface CorpusDocument {
   _id: string;

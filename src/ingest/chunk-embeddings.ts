@@ -1,8 +1,7 @@
 import type { Router } from "../db/router.ts";
 import { AppError } from "../errors.ts";
 import type { EmbeddingClient } from "../inference/embedding-client.ts";
-import { FILE_FORMATS, formatOfContentType } from "../parsing/formats.ts";
-import { pagesSpanned, type ParsedDocument } from "../parsing/parsed-document.ts";
+import { pagesSpanned } from "../parsing/parsed-document.ts";
 import type { ChunkingOptions } from "../text/chunking.ts";
 import { cachedHashes, type EmbeddedChunk, type LocatedChunk, storeEmbeddings } from "./chunks.repository.ts";
 import { contentHash } from "../text/content.ts";
@@ -40,32 +39,6 @@ export async function chunkWithinLimit(
   }
   const pageStarts = document.pageStarts ?? [];
   return chunks.map((chunk) => ({ ...chunk, pages: pagesSpanned(pageStarts, chunk.charStart, chunk.charEnd) }));
-}
-
-/** A file without a text layer: the document is kept as `needs_ocr`, with the reason. */
-export class NeedsOcrError extends AppError {
-  override readonly name = "NeedsOcrError";
-  constructor(reason: string) {
-    super("unprocessable", reason);
-  }
-}
-
-/**
- * The text a document is chunked from: what was stored, or for a file (its bytes kept), its parse
- * in a parser thread, returned as `parsed` so the write stores it with the chunks.
- */
-export async function textToChunk(
-  textPool: TextPool,
-  row: { content: string; content_type: string; page_starts: number[] | null; original: Buffer | null },
-): Promise<{ text: string; pageStarts: readonly number[] | null; parsed: ParsedDocument | null }> {
-  const format = formatOfContentType(row.content_type);
-  if (!format || !row.original) return { text: row.content, pageStarts: row.page_starts, parsed: null };
-  const outcome = await textPool.parseFile(row.original, format);
-  if (outcome.kind === "needs_ocr") throw new NeedsOcrError(outcome.reason);
-  if (outcome.kind === "refused") throw new AppError("unprocessable", outcome.reason);
-  if (outcome.text.trim() === "") throw new AppError("unprocessable", `the ${FILE_FORMATS[format].label} has no text`);
-  const parsed = { text: outcome.text, pageStarts: outcome.pageStarts };
-  return { ...parsed, parsed };
 }
 
 /**

@@ -7,7 +7,8 @@ import { AppError } from "../errors.ts";
 import type { Logger } from "../logger.ts";
 import type { ParsedDocument } from "../parsing/parsed-document.ts";
 import type { TextPool } from "../text/text-pool.ts";
-import { chunkWithinLimit, type DocumentJobDeps, embedChunks, NeedsOcrError, textToChunk } from "./chunk-embeddings.ts";
+import { chunkWithinLimit, type DocumentJobDeps, embedChunks } from "./chunk-embeddings.ts";
+import { type DocumentTexts, NeedsOcrError } from "./document-text.ts";
 import {
   deleteChunksOf,
   type EmbeddedChunk,
@@ -72,6 +73,7 @@ export class IngestWorker {
   readonly #router: Router;
   readonly #embeddings: EmbeddingClient;
   readonly #textPool: TextPool;
+  readonly #texts: DocumentTexts;
   readonly #logger: Logger;
   readonly #compactor: PostingsCompactor;
   readonly #options: IngestWorkerOptions;
@@ -87,7 +89,11 @@ export class IngestWorker {
   readonly #writeSlots: ReturnType<typeof pLimit>;
   readonly #writesInProgress: Gauge;
 
-  constructor(deps: DocumentJobDeps & { readonly compactor: PostingsCompactor }, options: IngestWorkerOptions) {
+  constructor(
+    deps: DocumentJobDeps & { readonly compactor: PostingsCompactor; readonly texts: DocumentTexts },
+    options: IngestWorkerOptions,
+  ) {
+    this.#texts = deps.texts;
     this.#compactor = deps.compactor;
     this.#boss = deps.queue.boss;
     this.#router = deps.router;
@@ -237,7 +243,7 @@ export class IngestWorker {
         parsed: null,
       };
       try {
-        const text = await this.#timed("parse", () => textToChunk(this.#textPool, row));
+        const text = await this.#timed("parse", () => this.#texts.textOf(row));
         const chunks = await this.#timed("chunk", () =>
           chunkWithinLimit(this.#textPool, text, collection.chunking, this.#options.maxChunksPerDocument),
         );

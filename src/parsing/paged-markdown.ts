@@ -31,6 +31,12 @@ export class PagedMarkdown {
     if (line !== "") this.#push(`${"#".repeat(Math.min(6, Math.max(1, level)))} ${line}`);
   }
 
+  /** Markdown as it is (blank lines, headings), for text converted elsewhere. */
+  markdown(text: string): void {
+    const block = clean(text).trim();
+    if (block !== "") this.#push(block);
+  }
+
   paragraph(text: string): void {
     const block = clean(text)
       .split("\n")

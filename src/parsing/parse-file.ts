@@ -1,5 +1,5 @@
 import { parseDocx } from "./docx.ts";
-import { type FileFormat, magicOf } from "./formats.ts";
+import { FILE_FORMATS, type FileFormat, magicOf } from "./formats.ts";
 import { type ParseLimits, type ParseOutcome, ParseRefusal } from "./parsed-document.ts";
 import { openPdf, parsePdf } from "./pdf.ts";
 import { parsePptx } from "./pptx.ts";
@@ -44,6 +44,9 @@ export async function parseFile(bytes: Uint8Array, format: FileFormat, limits: P
     return { kind: "parsed", ...parsed };
   } catch (error) {
     if (error instanceof ParseRefusal) return { kind: "refused", reason: error.message };
-    throw error;
+    // Anything else the parser throws is the file's doing (corrupt, or built to overflow a parser's
+    // stack): parsing is pure computation, so trying again would fail the same way.
+    const label = FILE_FORMATS[format].label;
+    return { kind: "refused", reason: `the ${label} cannot be parsed (${(error as Error).message})` };
   }
 }

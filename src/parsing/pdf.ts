@@ -56,7 +56,7 @@ export async function parsePdf(bytes: Uint8Array, limits: ParseLimits): Promise<
     if (characters < MIN_CHARACTERS_PER_PAGE * pages.length) {
       return {
         kind: "needs_ocr",
-        reason: `the PDF has no text layer (${characters} characters on ${pages.length} pages; a scan?): it needs OCR, and no PGRAG_PARSER_URL is configured`,
+        reason: `the PDF has no text layer (${characters} characters on ${pages.length} pages; a scan?): it needs OCR`,
       };
     }
     return { kind: "parsed", ...toMarkdown(withoutRunningLines(pages), limits.maxTextBytes) };

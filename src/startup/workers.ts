@@ -7,6 +7,7 @@ import type { AdmissionControl } from "../inference/admission.ts";
 import type { EmbeddingClient } from "../inference/embedding-client.ts";
 import { ImportRunner } from "../ingest/imports/import-runner.ts";
 import { IngestWorker } from "../ingest/ingest.worker.ts";
+import { DocumentTexts } from "../ingest/document-text.ts";
 import type { JobQueue } from "../jobs/queue.ts";
 import type { Releasers } from "../lifecycle.ts";
 import type { Logger } from "../logger.ts";
@@ -41,8 +42,14 @@ export async function startWorkers(config: Config, deps: WorkerDeps, releasers: 
   );
   await compactor.start();
   releasers.push("postings compaction", () => compactor.stop());
+  const { parsing } = config.ingest.text;
+  const texts = new DocumentTexts(textPool, {
+    externalParserUrl: parsing.externalUrl,
+    timeoutMs: parsing.timeoutMs,
+    maxTextBytes: parsing.limits.maxTextBytes,
+  });
   const worker = new IngestWorker(
-    { queue, router, embeddings, textPool, compactor, logger: logger("ingest-worker"), registry },
+    { queue, router, embeddings, textPool, texts, compactor, logger: logger("ingest-worker"), registry },
     {
       concurrency: ingest.workerConcurrency,
       writers: ingest.workerWriters,

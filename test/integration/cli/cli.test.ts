@@ -11,6 +11,7 @@ import { api } from "../../helpers/api.ts";
 import { startTestApp } from "../../helpers/app.ts";
 import { TEST_ENV_FILE } from "../../helpers/cluster.ts";
 import { readScifactCorpus, SCIFACT_DIR } from "../../../src/evaluation/datasets.ts";
+import { renderPdf } from "../../../harness/render-documents.ts";
 
 const run = promisify(execFile);
 const CLI = fileURLToPath(new URL("../../../bin/pgrag.js", import.meta.url));
@@ -19,7 +20,7 @@ const pgrag = (...args: string[]) => run(process.execPath, [CLI, ...args], { env
 const tenant = `cli-${crypto.randomUUID()}`;
 
 describe("the pgrag CLI", () => {
-  it("ingests a folder of Markdown, text and HTML, then answers a question with citations", async () => {
+  it("ingests a folder of PDF, Markdown, text and HTML, then answers a question with citations", async () => {
     const dir = mkdtempSync(join(tmpdir(), "pgrag-cli-"));
     mkdirSync(join(dir, "sub"));
     const [a, b, c] = await readScifactCorpus(3);
@@ -27,8 +28,13 @@ describe("the pgrag CLI", () => {
     writeFileSync(join(dir, "b.txt"), `${b?.title}\n\n${b?.text}`);
     writeFileSync(join(dir, "sub", "c.html"), `<h1>${c?.title}</h1><p>${c?.text}</p>`);
     writeFileSync(join(dir, "image.png"), "not text");
+    const [d] = (await readScifactCorpus(4)).slice(3);
+    writeFileSync(
+      join(dir, "d.pdf"),
+      await renderPdf({ title: d?.title ?? "", sections: [{ paragraphs: [d?.text ?? ""] }] }),
+    );
     const ingested = await pgrag("ingest", dir, "--tenant", tenant, "--collection", "notes");
-    expect(ingested.stdout).toContain(`3 documents ready in collection "notes" of tenant "${tenant}"`);
+    expect(ingested.stdout).toContain(`4 documents ready in collection "notes" of tenant "${tenant}"`);
     expect(ingested.stderr).toContain(
       `skipped: ${join(dir, "image.png")} (not PDF, Word, PowerPoint, Markdown, text or HTML)`,
     );
@@ -42,6 +48,11 @@ describe("the pgrag CLI", () => {
     const found = await pgrag("search", a?.title ?? "", "--tenant", tenant, "--collection", "notes", "--k", "2");
     expect(found.stdout.split("\n")[0]).toMatch(/^1\t\d+\.\d{4}\ta\.md\t/);
     expect((await pgrag("collections", "--tenant", tenant)).stdout).toMatch(/^notes\tenglish\t/m);
+    // A file is cited by its name and page.
+    const inPdf = await pgrag("ask", d?.title ?? "", "--tenant", tenant, "--collection", "notes");
+    expect(inPdf.stdout).toMatch(/^\[\d+\] d\.pdf, p\. 1$/m);
+    const foundInPdf = await pgrag("search", d?.title ?? "", "--tenant", tenant, "--collection", "notes", "--k", "1");
+    expect(foundInPdf.stdout).toMatch(/^1\t\d+\.\d{4}\td\.pdf\td\.pdf, p\. 1\t/);
     expect((await pgrag("collections", "create", "spare", "--tenant", tenant)).stdout).toBe(
       'created collection "spare" (english)\n',
     );

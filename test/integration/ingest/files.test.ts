@@ -1,11 +1,10 @@
-import { zipSync } from "fflate";
 import { PDFDocument } from "pdf-lib";
 import { beforeAll, describe, expect, it } from "vitest";
 import type { App } from "../../../src/app.ts";
 import { renderDocx, renderPdf, renderPptx } from "../../../harness/render-documents.ts";
 import { api, newTenantKey } from "../../helpers/api.ts";
 import { startTestApp } from "../../helpers/app.ts";
-import { encryptedPdf } from "../../helpers/files.ts";
+import { encryptedPdf, zipBombDocx } from "../../../harness/hostile-files.ts";
 import { createCollection, waitForDocuments } from "../../helpers/ingest.ts";
 
 interface Location {
@@ -187,7 +186,7 @@ describe("files as documents", () => {
     const encrypted = await putFile(key, path("e"), encryptedPdf(), "application/pdf");
     expect(encrypted.status).toBe(422);
     expect(encrypted.body.error.message).toMatch(/encrypted with a password/);
-    const bomb = zipSync({ "word/document.xml": new Uint8Array(20_000_000).fill(32) }, { level: 9 });
+    const bomb = zipBombDocx(20_000_000);
     const bombed = await putFile(key, path("b"), bomb, "application/octet-stream", "bomb.docx");
     expect(bombed.status).toBe(422);
     expect(bombed.body.error.message).toMatch(/zip bomb/);
