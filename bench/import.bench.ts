@@ -92,6 +92,7 @@ const corpus: ImportLine[] = Array.from({ length: DOCUMENTS }, (_, i) => {
     contentType: "text/plain",
     metadata: {},
     content: picked.join(" "),
+    file: null,
   };
 });
 const textBytes = corpus.reduce((n, d) => n + Buffer.byteLength(d.content), 0);

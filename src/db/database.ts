@@ -225,6 +225,10 @@ export interface ImportDocumentTable {
   content_type: string;
   metadata: Json;
   content: string;
+  /** A file's name and bytes, for a line that carries a file (migration 22); its pages once parsed. */
+  file_name: string | null;
+  original: Buffer | null;
+  page_starts: number[] | null;
   state: Generated<"pending" | "staged" | "unchanged" | "failed">;
   error: string | null;
   document_id: string | null;

@@ -6,6 +6,7 @@ import type { ChunkingOptions } from "../text/chunking.ts";
 import { cachedHashes, type EmbeddedChunk, type LocatedChunk, storeEmbeddings } from "./chunks.repository.ts";
 import { contentHash } from "../text/content.ts";
 import type { TextPool } from "../text/text-pool.ts";
+import type { DocumentTexts } from "./document-text.ts";
 import type { JobQueue } from "../jobs/queue.ts";
 import type { Logger } from "../logger.ts";
 import type { Registry } from "../metrics.ts";
@@ -16,6 +17,8 @@ export interface DocumentJobDeps {
   readonly router: Router;
   readonly embeddings: EmbeddingClient;
   readonly textPool: TextPool;
+  /** The text of a stored document, a file's parsed. */
+  readonly texts: DocumentTexts;
   readonly logger: Logger;
   readonly registry: Registry;
 }

@@ -89,10 +89,7 @@ export class IngestWorker {
   readonly #writeSlots: ReturnType<typeof pLimit>;
   readonly #writesInProgress: Gauge;
 
-  constructor(
-    deps: DocumentJobDeps & { readonly compactor: PostingsCompactor; readonly texts: DocumentTexts },
-    options: IngestWorkerOptions,
-  ) {
+  constructor(deps: DocumentJobDeps & { readonly compactor: PostingsCompactor }, options: IngestWorkerOptions) {
     this.#texts = deps.texts;
     this.#compactor = deps.compactor;
     this.#boss = deps.queue.boss;

@@ -63,7 +63,7 @@ export async function startWorkers(config: Config, deps: WorkerDeps, releasers: 
   await worker.start();
   releasers.push("ingestion workers", () => worker.stop());
   const importRunner = new ImportRunner(
-    { queue, router, embeddings, textPool, logger: logger("import-runner"), registry },
+    { queue, router, embeddings, textPool, texts, logger: logger("import-runner"), registry },
     {
       ...config.imports,
       maxDocumentBytes: ingest.maxDocumentBytes,

@@ -78,7 +78,11 @@ export async function* bodyLines(
   if (partBytes > 0) yield lineOf(new Uint8Array(0));
 }
 
-/** A line: a document as the batch upload takes it; BEIR's `_id` and `text` are read as external_id and content. */
+/**
+ * A line: a document as the batch upload takes it (BEIR's `_id` and `text` read as external_id and
+ * content), or a file: `content_base64` (a PDF, Word or PowerPoint file, its type read from its
+ * bytes) with its `file_name`.
+ */
 const importLine = z.preprocess(
   (value) =>
     value && typeof value === "object" && !Array.isArray(value)
@@ -88,7 +92,21 @@ const importLine = z.preprocess(
           content: (value as Record<string, unknown>).content ?? (value as Record<string, unknown>).text,
         }
       : value,
-  z.object({ external_id: externalId, ...documentFields }),
+  z
+    .object({
+      external_id: externalId,
+      ...documentFields,
+      content: documentFields.content.optional(),
+      content_base64: z
+        .string()
+        .regex(/^[A-Za-z0-9+/]*={0,2}$/, "must be base64")
+        .optional(),
+      file_name: z.string().min(1).max(512).optional(),
+    })
+    .refine((line) => (line.content === undefined) !== (line.content_base64 === undefined), {
+      message: "give exactly one of content (text) or content_base64 (a file)",
+      path: ["content"],
+    }),
 );
 
 /**
@@ -135,7 +153,11 @@ export async function* importDocumentsOf(
       source: d.source ?? null,
       contentType: d.content_type,
       metadata: d.metadata ?? {},
-      content: d.content,
+      content: d.content ?? "",
+      file:
+        d.content_base64 === undefined
+          ? null
+          : { bytes: Buffer.from(d.content_base64, "base64"), name: d.file_name ?? d.external_id },
     };
   }
 }

@@ -10,10 +10,11 @@ import { type EmbeddingClient, EmbeddingDimensionError } from "../../inference/e
 import type { Logger } from "../../logger.ts";
 import type { Bm25Parameters } from "../../postings/bm25-weight.ts";
 import { chunkWithinLimit, type DocumentJobDeps, embedChunks } from "../chunk-embeddings.ts";
-import type { Chunk } from "../../text/chunking.ts";
-import { insertStagedChunks } from "../chunks.repository.ts";
+import { insertStagedChunks, type LocatedChunk } from "../chunks.repository.ts";
+import type { DocumentTexts } from "../document-text.ts";
+import { FILE_FORMATS } from "../../parsing/formats.ts";
 import { type Collection, rowToCollection } from "../../collections/collections.repository.ts";
-import { normalizeContent } from "../../text/content.ts";
+import { contentHash, normalizeContent } from "../../text/content.ts";
 import {
   buildStagingIndexes,
   chunksToPlace,
@@ -25,6 +26,7 @@ import {
   type LineOutcome,
   type PendingLine,
   pendingLines,
+  type StagedDocument,
   recordLineOutcomes,
   recordVisibleLsn,
   setImportStatus,
@@ -73,6 +75,7 @@ export class ImportRunner {
   readonly #router: Router;
   readonly #embeddings: EmbeddingClient;
   readonly #textPool: TextPool;
+  readonly #texts: DocumentTexts;
   readonly #logger: Logger;
   readonly #options: ImportRunnerOptions;
   readonly #finished: Counter<"outcome">;
@@ -85,6 +88,7 @@ export class ImportRunner {
     this.#router = deps.router;
     this.#embeddings = deps.embeddings;
     this.#textPool = deps.textPool;
+    this.#texts = deps.texts;
     this.#logger = deps.logger;
     this.#options = options;
     this.#loops = Array.from({ length: Math.max(1, options.runners) }, () =>
@@ -209,33 +213,28 @@ export class ImportRunner {
 
   async #stageBatch(job: ImportJob, collection: Collection, staging: string, lines: readonly PendingLine[]) {
     const outcomes: LineOutcome[] = [];
-    const prepared = new Map<PendingLine, { documentId: string; version: number; hash: Buffer; text: string }>();
-    const chunked = new Map<PendingLine, readonly Chunk[]>();
+    const prepared = new Map<PendingLine, StagedDocument>();
+    const chunked = new Map<PendingLine, readonly LocatedChunk[]>();
     for (const line of lines) {
       try {
-        const normalized = await normalizeContent(
-          line.content,
-          line.contentType,
-          this.#options.maxDocumentBytes,
-          (html) => this.#textPool.htmlToMarkdown(html),
-        );
-        if (line.existing?.unchanged(normalized.hash)) {
+        const document = await this.#documentOf(line);
+        if (line.existing?.unchanged(document.hash)) {
           outcomes.push({ line: line.line, state: "unchanged" });
           continue;
         }
         chunked.set(
           line,
-          await chunkWithinLimit(this.#textPool, normalized, collection.chunking, this.#options.maxChunksPerDocument),
+          await chunkWithinLimit(this.#textPool, document, collection.chunking, this.#options.maxChunksPerDocument),
         );
         prepared.set(line, {
           documentId: line.existing?.id ?? randomUUID(),
           version: (line.existing?.version ?? 0) + 1,
-          hash: normalized.hash,
-          text: normalized.text,
+          ...document,
         });
       } catch (error) {
-        // This document alone is refused, with its reason; the import goes on.
-        if (!(error instanceof AppError)) throw error;
+        // This document alone is refused, with its reason; the import goes on. An unavailable
+        // service (the external parser) is not the document's fault: the batch is tried again.
+        if (!(error instanceof AppError) || error.code === "unavailable") throw error;
         outcomes.push({ line: line.line, state: "failed", error: error.message });
       }
     }
@@ -262,6 +261,38 @@ export class ImportRunner {
       }
       await recordLineOutcomes(tx, job.importId, outcomes);
     });
+  }
+
+  /**
+   * What a line is published as: its text, normalised (HTML converted), or its file's parse (a file
+   * of an unknown type, or one the parsers refuse, fails the line with the reason).
+   */
+  async #documentOf(line: PendingLine) {
+    if (!line.file) {
+      const normalized = await normalizeContent(
+        line.content,
+        line.contentType,
+        this.#options.maxDocumentBytes,
+        (html) => this.#textPool.htmlToMarkdown(html),
+      );
+      return { ...normalized, contentType: line.contentType, pageStarts: null };
+    }
+    const identified = await this.#textPool.identifyFile(line.file.bytes);
+    if (identified.kind === "refused") throw new AppError("unprocessable", identified.reason);
+    if (identified.kind === "unknown") {
+      throw new AppError(
+        "unsupported_media_type",
+        "content_base64 holds neither a PDF, a Word nor a PowerPoint file: send text as content",
+      );
+    }
+    const contentType = FILE_FORMATS[identified.format].contentType;
+    const { text, pageStarts } = await this.#texts.textOf({
+      content: "",
+      content_type: contentType,
+      page_starts: null,
+      original: line.file.bytes,
+    });
+    return { text, pageStarts, hash: contentHash(line.file.bytes), contentType };
   }
 
   async #fail(job: ImportJob, message: string): Promise<void> {

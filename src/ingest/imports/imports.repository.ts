@@ -32,7 +32,10 @@ export interface ImportLine {
   readonly source: string | null;
   readonly contentType: ContentType;
   readonly metadata: Record<string, unknown>;
+  /** Text; empty for a line that carries a file. */
   readonly content: string;
+  /** A file (PDF, Word, PowerPoint) and its name, parsed when the line is staged. */
+  readonly file: { readonly bytes: Buffer; readonly name: string } | null;
 }
 
 const toSummary = (r: ImportRow): ImportSummary => ({
@@ -102,12 +105,14 @@ export async function appendImportLines(
   `.execute(db);
   if (repeats.length > 0) return repeats.map((r) => ({ externalId: r.external_id, line: r.line, earlier: r.earlier }));
   await sql`
-    INSERT INTO import_documents (import_id, tenant_id, line, external_id, title, source, content_type, metadata, content)
+    INSERT INTO import_documents (import_id, tenant_id, line, external_id, title, source, content_type, metadata, content,
+                                  file_name, original)
     SELECT ${target.importId}::uuid, ${target.tenantId}::uuid, t.*
     FROM unnest(${lines.map((l) => l.line)}::int[], ${lines.map((l) => l.externalId)}::text[],
                 ${lines.map((l) => l.title)}::text[], ${lines.map((l) => l.source)}::text[],
                 ${lines.map((l) => l.contentType)}::text[], ${lines.map((l) => JSON.stringify(l.metadata))}::jsonb[],
-                ${lines.map((l) => l.content)}::text[]) AS t
+                ${lines.map((l) => l.content)}::text[], ${lines.map((l) => l.file?.name ?? null)}::text[],
+                ${lines.map((l) => l.file?.bytes ?? null)}::bytea[]) AS t
   `.execute(db);
   await db
     .updateTable("imports")
@@ -202,15 +207,18 @@ export async function pendingLines(
     content_type: ContentType;
     metadata: Record<string, unknown>;
     content: string;
+    file_name: string | null;
+    original: Buffer | null;
     existing_id: string | null;
     existing_version: number | null;
     existing_hash: Buffer | null;
     same_fields: boolean;
     existing_ready: boolean;
   }>`
-    SELECT l.line, l.external_id, l.title, l.source, l.content_type, l.metadata, l.content,
+    SELECT l.line, l.external_id, l.title, l.source, l.content_type, l.metadata, l.content, l.file_name, l.original,
            d.id AS existing_id, d.version AS existing_version, d.content_hash AS existing_hash,
-           (d.metadata, d.title, d.source) IS NOT DISTINCT FROM (l.metadata, l.title, l.source) AS same_fields,
+           (d.metadata, d.title, d.source, d.file_name) IS NOT DISTINCT FROM (l.metadata, l.title, l.source, l.file_name)
+             AS same_fields,
            d.status = 'ready' AS existing_ready
     FROM import_documents l
     LEFT JOIN documents d ON d.collection_id = ${target.collectionId}::uuid AND d.external_id = l.external_id
@@ -225,6 +233,7 @@ export async function pendingLines(
     contentType: r.content_type,
     metadata: r.metadata,
     content: r.content,
+    file: r.original && r.file_name !== null ? { bytes: r.original, name: r.file_name } : null,
     existing:
       r.existing_id === null
         ? null
@@ -237,17 +246,19 @@ export async function pendingLines(
   }));
 }
 
+/** A line made a document: what it is published as. */
+export interface StagedDocument {
+  documentId: string;
+  version: number;
+  hash: Buffer;
+  text: string;
+  /** The type the line is published as (a file's, read from its bytes). */
+  contentType: string;
+  pageStarts: readonly number[] | null;
+}
+
 export type LineOutcome =
-  | {
-      line: number;
-      state: "staged";
-      documentId: string;
-      version: number;
-      hash: Buffer;
-      text: string;
-      chunkCount: number;
-      lexemeTotal: number;
-    }
+  | ({ line: number; state: "staged"; chunkCount: number; lexemeTotal: number } & StagedDocument)
   | { line: number; state: "unchanged" }
   | { line: number; state: "failed"; error: string };
 
@@ -263,21 +274,31 @@ export async function recordLineOutcomes(
   await sql`
     UPDATE import_documents l
     SET state = 'staged', document_id = t.document_id, version = t.version, hash = t.hash, content = t.text,
-        chunk_count = t.chunk_count, lexeme_total = t.lexeme_total
+        content_type = t.content_type, chunk_count = t.chunk_count, lexeme_total = t.lexeme_total
     FROM unnest(${staged.map((o) => o.line)}::int[], ${staged.map((o) => o.documentId)}::uuid[],
                 ${staged.map((o) => o.version)}::int[], ${staged.map((o) => o.hash)}::bytea[],
-                ${staged.map((o) => o.text)}::text[], ${staged.map((o) => o.chunkCount)}::int[],
-                ${staged.map((o) => o.lexemeTotal)}::bigint[])
-      AS t(line, document_id, version, hash, text, chunk_count, lexeme_total)
+                ${staged.map((o) => o.text)}::text[], ${staged.map((o) => o.contentType)}::text[],
+                ${staged.map((o) => o.chunkCount)}::int[], ${staged.map((o) => o.lexemeTotal)}::bigint[])
+      AS t(line, document_id, version, hash, text, content_type, chunk_count, lexeme_total)
     WHERE l.import_id = ${importId}::uuid AND l.line = t.line
   `.execute(db);
+  // A file's pages, one statement per file: an array of arrays cannot go through unnest.
+  for (const outcome of staged) {
+    if (!outcome.pageStarts) continue;
+    await db
+      .updateTable("import_documents")
+      .set({ page_starts: [...outcome.pageStarts] })
+      .where("import_id", "=", importId)
+      .where("line", "=", outcome.line)
+      .execute();
+  }
   await sql`
-    UPDATE import_documents l SET state = 'failed', error = t.error, content = ''
+    UPDATE import_documents l SET state = 'failed', error = t.error, content = '', original = NULL
     FROM unnest(${failed.map((o) => o.line)}::int[], ${failed.map((o) => o.error)}::text[]) AS t(line, error)
     WHERE l.import_id = ${importId}::uuid AND l.line = t.line
   `.execute(db);
   await sql`
-    UPDATE import_documents SET state = 'unchanged', content = ''
+    UPDATE import_documents SET state = 'unchanged', content = '', original = NULL
     WHERE import_id = ${importId}::uuid AND line = any(${unchanged.map((o) => o.line)}::int[])
   `.execute(db);
   await sql`
@@ -380,18 +401,33 @@ export async function writeStagedDocuments(
   const { rows } = await sql<{ chunks: string; length: string }>`
     WITH written AS (
       INSERT INTO documents (id, tenant_id, collection_id, external_id, title, source, content_type, metadata, content,
-                             content_hash, version, status, chunk_count, lexeme_total)
-      SELECT l.document_id, l.tenant_id, ${target.collectionId}::uuid, l.external_id, l.title, l.source, l.content_type,
-             l.metadata, l.content, l.hash, l.version, 'ready', l.chunk_count, l.lexeme_total
+                             content_hash, file_name, page_starts, version, status, chunk_count, lexeme_total)
+      SELECT l.document_id, l.tenant_id, ${target.collectionId}::uuid, l.external_id, coalesce(l.title, l.file_name),
+             l.source, l.content_type, l.metadata, l.content, l.hash, l.file_name, l.page_starts, l.version, 'ready',
+             l.chunk_count, l.lexeme_total
       FROM import_documents l WHERE l.import_id = ${target.importId}::uuid AND l.state = 'staged'
       ON CONFLICT (collection_id, external_id) DO UPDATE
         SET title = excluded.title, source = excluded.source, content_type = excluded.content_type,
             metadata = excluded.metadata, content = excluded.content, content_hash = excluded.content_hash,
+            file_name = excluded.file_name, page_starts = excluded.page_starts,
             version = greatest(documents.version + 1, excluded.version), status = 'ready', error = NULL,
             chunk_count = excluded.chunk_count, lexeme_total = excluded.lexeme_total, updated_at = now()
       RETURNING chunk_count, lexeme_total
     )
     SELECT coalesce(sum(chunk_count), 0) AS chunks, coalesce(sum(lexeme_total), 0) AS length FROM written
+  `.execute(db);
+  // Each published file keeps its bytes; a document now sent as text keeps none.
+  await sql`
+    DELETE FROM document_originals o USING import_documents l JOIN documents d
+      ON d.collection_id = ${target.collectionId}::uuid AND d.external_id = l.external_id
+    WHERE l.import_id = ${target.importId}::uuid AND l.state = 'staged' AND l.original IS NULL AND o.document_id = d.id
+  `.execute(db);
+  await sql`
+    INSERT INTO document_originals (document_id, tenant_id, bytes)
+    SELECT d.id, d.tenant_id, l.original
+    FROM import_documents l JOIN documents d ON d.collection_id = ${target.collectionId}::uuid AND d.external_id = l.external_id
+    WHERE l.import_id = ${target.importId}::uuid AND l.state = 'staged' AND l.original IS NOT NULL
+    ON CONFLICT (document_id) DO UPDATE SET bytes = excluded.bytes
   `.execute(db);
   return { chunks: Number(rows[0]?.chunks ?? 0), length: Number(rows[0]?.length ?? 0) };
 }

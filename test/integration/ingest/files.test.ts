@@ -2,6 +2,7 @@ import { PDFDocument } from "pdf-lib";
 import { beforeAll, describe, expect, it } from "vitest";
 import type { App } from "../../../src/app.ts";
 import { renderDocx, renderPdf, renderPptx } from "../../../harness/render-documents.ts";
+import { waitFor } from "../../../harness/wait-for.ts";
 import { api, newTenantKey } from "../../helpers/api.ts";
 import { startTestApp } from "../../helpers/app.ts";
 import { encryptedPdf, zipBombDocx } from "../../../harness/hostile-files.ts";
@@ -221,5 +222,60 @@ describe("files as documents", () => {
     });
     expect(response.status).toBe(413);
     expect(((await response.json()) as ErrorJson).error.message).toMatch(/quota "stored_bytes"/);
+  });
+
+  it("imports files as base64 lines beside text lines; a line of an unknown type fails alone", async () => {
+    const { key } = await newTenantKey(app);
+    await createCollection(app, key, "imported");
+    const pdf = await renderPdf(report);
+    const lines = [
+      { external_id: "plain", content: "Plain text about offshore wind." },
+      { external_id: "report", file_name: "report.pdf", content_base64: Buffer.from(pdf).toString("base64") },
+      {
+        external_id: "deck",
+        file_name: "deck.pptx",
+        content_base64: Buffer.from(await renderPptx(deck)).toString("base64"),
+      },
+      { external_id: "noise", file_name: "noise.bin", content_base64: Buffer.from("just bytes").toString("base64") },
+    ];
+    const started = await api<{ import: { id: string } }>(app, "POST", "/v1/collections/imported/imports", {
+      key,
+      body: `${lines.map((line) => JSON.stringify(line)).join("\n")}\n`,
+      contentType: "application/x-ndjson",
+    });
+    expect(started.status).toBe(202);
+    const done = await waitFor("the import", async () => {
+      const { body } = await api<{ import: Record<string, unknown> & { status: string } }>(
+        app,
+        "GET",
+        `/v1/collections/imported/imports/${started.body.import.id}`,
+        { key },
+      );
+      return ["completed", "failed"].includes(body.import.status) ? body.import : undefined;
+    });
+    expect(done).toMatchObject({
+      status: "completed",
+      progress: { documents_staged: 3, documents_failed: 1 },
+      failures: [
+        { line: 4, external_id: "noise", error: expect.stringMatching(/neither a PDF, a Word nor a PowerPoint/) },
+      ],
+    });
+    const [hit] = await search(key, "imported", "perovskite tandem");
+    expect(hit).toMatchObject({ external_id: "report", location: { label: "report.pdf, p. 2" } });
+    const original = await app.http.request("/v1/collections/imported/documents/report/original", {
+      headers: { Authorization: `Bearer ${key}` },
+    });
+    expect(Buffer.from(await original.arrayBuffer()).equals(Buffer.from(pdf))).toBe(true);
+    const listed = await api<{ documents: { external_id: string; content_type: string; title: string }[] }>(
+      app,
+      "GET",
+      "/v1/collections/imported/documents",
+      { key },
+    );
+    expect(listed.body.documents.map((d) => [d.external_id, d.content_type, d.title])).toEqual([
+      ["deck", "application/vnd.openxmlformats-officedocument.presentationml.presentation", "deck.pptx"],
+      ["plain", "text/plain", null],
+      ["report", "application/pdf", "report.pdf"],
+    ]);
   });
 });
