@@ -4,7 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 if [[ $(id -u) -eq 0 ]]; then
   bash replicas/install.sh
-  # Debian's Chromium drives the chat page's browser test (playwright-core, no browser download).
+  # Debian's Chromium drives the console's browser test (playwright-core, no browser download).
   if ! command -v chromium >/dev/null; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null

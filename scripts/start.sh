@@ -8,4 +8,5 @@ cd "$(dirname "$0")/.."
 if [[ ! -d node_modules || package-lock.json -nt node_modules/.package-lock.json ]]; then
   npm ci --no-audit --no-fund --loglevel=error
 fi
+bash scripts/build-console.sh
 exec node bin/pgrag.js serve

@@ -4,7 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/ensure-deps.sh
+bash scripts/build-console.sh
 npx tsc --noEmit -p .
+npx tsc -p console # the console, for the browser
 npx tsc -p loadtest/tsconfig.json # the k6 scripts, checked against @types/k6
 npx eslint .
 npm run -s format:check # one style: Prettier (npm run format)

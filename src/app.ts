@@ -97,10 +97,11 @@ export function createApp(config: Config, options: { logger?: Logger } = {}): Ap
     registry,
     config.analytics,
   );
-  const services = { router, monitor, ingest, imports, search, chat, batches, quotas, usageEvents, logger, registry };
-  const http = createPlatformHttp(config, services);
-  let server: ServerType | undefined;
   let devKey: string | undefined;
+  const localApiKey = () => devKey;
+  const services = { router, monitor, ingest, imports, search, chat, batches, quotas, usageEvents, logger, registry };
+  const http = createPlatformHttp(config, { ...services, localApiKey });
+  let server: ServerType | undefined;
   let stopping: Promise<void> | undefined;
 
   return {

@@ -6,7 +6,7 @@ import type { ChatService } from "../chat/chat.service.ts";
 import { formatLsn } from "../db/lsn.ts";
 import { searchFilterSchema } from "../retrieval/filters.ts";
 import type { Scope } from "../tenancy/principal.ts";
-import { citationJson, collectAnswer, nextEvent } from "../chat/answer-events.ts";
+import { citationJson, collectAnswer, nextEvent, storedCitationsJson } from "../chat/answer-events.ts";
 import { clientSignal, recordedAnswers, writeStreamError } from "./chat-stream.ts";
 import { CONSISTENCY_HEADER, readConsistencyToken } from "./consistency.ts";
 import type { AppEnv } from "./context.ts";
@@ -206,7 +206,7 @@ export function chatRoutes(
             role: m.role,
             content: m.content,
             status: m.status,
-            citations: m.citations,
+            citations: storedCitationsJson(m.citations),
             prompt_tokens: m.promptTokens,
             completion_tokens: m.completionTokens,
             model: m.model,

@@ -1,3 +1,4 @@
+import type { HttpBindings } from "@hono/node-server";
 import type { RequestIdVariables } from "hono/request-id";
 import type { Logger } from "../logger.ts";
 import type { Principal } from "../tenancy/principal.ts";
@@ -8,4 +9,5 @@ export type AppVariables = RequestIdVariables & {
   principal: Principal;
 };
 
-export type AppEnv = { Variables: AppVariables };
+/** The Node request (its socket's address), when served by @hono/node-server; absent under `app.request`. */
+export type AppEnv = { Bindings: Partial<HttpBindings>; Variables: AppVariables };

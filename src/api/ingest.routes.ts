@@ -7,6 +7,7 @@ import { DEFAULT_CHUNKING, MIN_CHUNK_TOKENS } from "../text/chunking.ts";
 import type { Collection } from "../collections/collections.repository.ts";
 import { CONTENT_TYPES } from "../text/content.ts";
 import { FILE_CONTENT_TYPES } from "../parsing/formats.ts";
+import { locationJson } from "../retrieval/chunk-location.ts";
 import { documentFields, externalId } from "../ingest/document-fields.ts";
 import type { DocumentSummary } from "../ingest/documents.repository.ts";
 import { isSettled } from "../ingest/document-status.ts";
@@ -52,6 +53,11 @@ const listQuery = z.object({
   status: z.enum(["pending", "processing", "ready", "failed", "needs_ocr"]).optional(),
   after: z.string().max(512).optional(),
   limit: z.coerce.number().int().min(1).max(1000).default(100),
+});
+
+const chunksQuery = z.object({
+  after: z.coerce.number().int().min(-1).default(-1),
+  limit: z.coerce.number().int().min(1).max(500).default(100),
 });
 
 const params = z.object({ collection: collectionName, externalId: externalId.optional() });
@@ -437,6 +443,42 @@ export function ingestRoutes(
           `attachment; filename="${name.replace(/[^\x20-\x7e]|["\\]/g, "_")}"; filename*=UTF-8''${encodeURIComponent(name)}`,
         );
         return c.body(new Uint8Array(original.bytes));
+      },
+    )
+    .get(
+      "/v1/collections/:collection/documents/:externalId/chunks",
+      documented("A document's chunks in order, with their locations (page, slide, headings)", {
+        consistent: true,
+        responses: { 200: "Chunks, and the ordinal to page on from" },
+      }),
+      auth("read"),
+      validate("param", params),
+      validate("query", chunksQuery),
+      async (c) => {
+        const { collection, externalId: id = "" } = c.req.valid("param");
+        const query = c.req.valid("query");
+        const { value, observed } = await service.documentChunks(
+          c.get("principal"),
+          collection,
+          id,
+          query,
+          readConsistencyToken(c),
+        );
+        const last = value[value.length - 1];
+        return c.json({
+          chunks: value.map((chunk) => ({
+            id: chunk.id,
+            ordinal: chunk.ordinal,
+            content: chunk.content,
+            heading_path: chunk.location.headingPath,
+            location: locationJson(chunk.location, id),
+            char_start: chunk.charStart,
+            char_end: chunk.charEnd,
+            token_count: chunk.tokenCount,
+          })),
+          next_after: value.length === query.limit && last ? last.ordinal : null,
+          consistency_token: observedToken(c, observed),
+        });
       },
     )
     .post(

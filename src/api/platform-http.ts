@@ -37,6 +37,8 @@ export interface PlatformServices {
   readonly usageEvents: EventRecorder;
   readonly logger: Logger;
   readonly registry: Registry;
+  /** The embedded mode's API key once started (the console offers it to a browser on this machine). */
+  readonly localApiKey: () => string | undefined;
 }
 
 /** Every route of the platform's API and pages, behind one API-key check. */
@@ -73,7 +75,7 @@ export function createPlatformHttp(config: Config, services: PlatformServices): 
         maxFileBytes: config.batches.maxFileBytes,
         maxLineBytes: config.http.maxJsonBodyBytes,
       }),
-      webRoutes(config),
+      webRoutes(config, services.localApiKey),
     ],
   });
   return app.route("/", openApiRoutes(app));

@@ -47,6 +47,16 @@ export function citationJson(c: Citation) {
   };
 }
 
+/**
+ * Citations as a conversation stored them (the service's objects as JSON), in the API's shape; those
+ * stored before chunks had locations get an empty one.
+ */
+export function storedCitationsJson(stored: unknown) {
+  if (!Array.isArray(stored)) return [];
+  const noLocation = { fileName: null, pageStart: null, pageEnd: null, pageUnit: null, headingPath: [] };
+  return (stored as Citation[]).map((c) => citationJson({ ...c, location: c.location ?? noLocation }));
+}
+
 /** OpenAI's usage object (null when the backend reported none). */
 export function usageJson(usage: ChatUsage | null) {
   return usage

@@ -24,7 +24,7 @@ export async function serve(listen: boolean): Promise<void> {
   const key = app.devApiKey();
   if (listen && key) {
     process.stdout.write(
-      `\npgrag is running on an embedded PostgreSQL.\n  chat page: http://${app.config.http.host}:${app.port()}/\n  API key:   ${key}\n\n`,
+      `\npgrag is running on an embedded PostgreSQL.\n  console:   http://${app.config.http.host}:${app.port()}/\n  API key:   ${key}\n\n`,
     );
   }
   // Past graceful shutdown's own deadline, a few seconds for the pools and the log to close.

@@ -2,6 +2,7 @@ import { type Kysely, sql } from "kysely";
 import { lexemeCount } from "../postings/bm25-weight.ts";
 import type { Database } from "../db/database.ts";
 import type { Chunk } from "../text/chunking.ts";
+import { chunkLocation, LOCATION_COLUMNS } from "../retrieval/chunk-location.ts";
 
 /**
  * A chunk whose embedding is in embedding_cache under `contentHash`: the write reads it there, so a
@@ -246,4 +247,30 @@ function vectorBinary(embedding: readonly number[]): Buffer {
   buffer.writeUInt16BE(0, 2);
   embedding.forEach((value, i) => buffer.writeFloatBE(value, 4 + 4 * i));
   return buffer;
+}
+
+/** A document's chunks in their order, `limit` after the ordinal `after` (keyset paging), with their locations. */
+export async function listDocumentChunks(
+  db: Kysely<Database>,
+  where: { tenantId: string; documentId: string; after: number; limit: number },
+) {
+  const rows = await db
+    .selectFrom("chunks as c")
+    .innerJoin("documents as d", "d.id", "c.document_id")
+    .select([...LOCATION_COLUMNS, "c.id", "c.ordinal", "c.content", "c.char_start", "c.char_end", "c.token_count"])
+    .where("c.tenant_id", "=", where.tenantId)
+    .where("c.document_id", "=", where.documentId)
+    .where("c.ordinal", ">", where.after)
+    .orderBy("c.ordinal")
+    .limit(where.limit)
+    .execute();
+  return rows.map((r) => ({
+    id: String(r.id),
+    ordinal: r.ordinal,
+    content: r.content,
+    location: chunkLocation(r),
+    charStart: r.char_start,
+    charEnd: r.char_end,
+    tokenCount: r.token_count,
+  }));
 }

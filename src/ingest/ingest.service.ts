@@ -36,6 +36,7 @@ import { runningImportOf } from "./imports/imports.repository.ts";
 import { requestCompaction } from "../postings/compact-postings.job.ts";
 import type { JobQueue } from "../jobs/queue.ts";
 import { sendIngestJobs } from "./ingest-document.job.ts";
+import { listDocumentChunks } from "./chunks.repository.ts";
 import { isSettled } from "./document-status.ts";
 import type { TextPool } from "../text/text-pool.ts";
 
@@ -233,6 +234,20 @@ export class IngestService {
         ...filter,
       });
     });
+  }
+
+  /** A document's chunks in order, with where each came from (page, slide, headings), paged by ordinal. */
+  async documentChunks(
+    principal: Principal,
+    collectionName: string,
+    externalId: string,
+    page: { after: number; limit: number },
+    token: Lsn | null,
+  ) {
+    const { value } = await this.getDocument(principal, collectionName, externalId, token);
+    return this.#read(principal, { token }, (db) =>
+      listDocumentChunks(db, { tenantId: principal.tenantId, documentId: value.id, ...page }),
+    );
   }
 
   /** A document as uploaded: a file's bytes, or for a document sent as text, that text. */

@@ -9,6 +9,15 @@ export interface ChunkLocation {
   readonly headingPath: readonly string[];
 }
 
+/** What a location is made of, selected from chunks `c` joined with their documents `d`. */
+export const LOCATION_COLUMNS = [
+  "d.file_name",
+  "d.content_type",
+  "c.page_start",
+  "c.page_end",
+  "c.heading_path",
+] as const;
+
 export function chunkLocation(row: {
   file_name: string | null;
   content_type: string;

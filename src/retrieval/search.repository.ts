@@ -1,4 +1,4 @@
-import { type ChunkLocation, chunkLocation } from "./chunk-location.ts";
+import { type ChunkLocation, chunkLocation, LOCATION_COLUMNS } from "./chunk-location.ts";
 import { type Kysely, sql } from "kysely";
 import pgvector from "pgvector";
 import type { VectorIndexType } from "../config.ts";
@@ -160,17 +160,13 @@ export async function chunkDetails(
     .innerJoin("documents as d", "d.id", "c.document_id")
     .innerJoin("collections as col", "col.id", "c.collection_id")
     .select([
+      ...LOCATION_COLUMNS,
       "c.id",
       "c.document_id",
       "d.external_id",
       "col.name as collection",
       "d.title",
-      "d.file_name",
-      "d.content_type",
       "c.content",
-      "c.heading_path",
-      "c.page_start",
-      "c.page_end",
       "c.char_start",
       "c.char_end",
       "c.token_count",

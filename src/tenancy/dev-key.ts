@@ -6,7 +6,7 @@ import { createApiKey, ensureTenant, findActiveKey } from "./api-keys.ts";
 
 /**
  * The embedded (try-it) mode's API key for tenant "default": created on first start, kept in the data
- * folder (mode 0600) and shown at every start, so the chat page and curl work at once.
+ * folder (mode 0600) and shown at every start, so the console and curl work at once.
  */
 export async function ensureDevApiKey(db: Kysely<Database>, dataDir: string): Promise<string> {
   const file = join(dataDir, "..", "dev-api-key");

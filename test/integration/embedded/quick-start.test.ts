@@ -53,7 +53,7 @@ describe("the README's quick start", () => {
       "npm start to print its URL and key",
       async () => {
         if (server?.exitCode !== null) throw new Error(`npm start exited: ${output}`);
-        const url = /chat page: (http:\/\/[\d.]+:\d+)\//.exec(output)?.[1];
+        const url = /console: {3}(http:\/\/[\d.]+:\d+)\//.exec(output)?.[1];
         const key = /API key: +(pgr_\S+)/.exec(output)?.[1];
         return url && key ? { url, key } : undefined;
       },

@@ -1,0 +1,283 @@
+import { useCallback, useEffect, useRef, useState } from "preact/hooks";
+import type { Api, Location } from "../api.ts";
+import { ApiError } from "../api.ts";
+import { Message, Select, useCollectionChoice } from "../controls.tsx";
+import { Markdown } from "../markdown.tsx";
+import { serverSentEvents } from "../sse.ts";
+
+interface Citation {
+  number: number;
+  external_id: string;
+  title: string | null;
+  location: Location;
+  text: string;
+}
+
+interface Message {
+  id: string | null;
+  role: "user" | "assistant";
+  content: string;
+  citations: Citation[];
+  streaming?: boolean;
+}
+
+interface ConversationSummary {
+  id: string;
+  title: string | null;
+  updated_at: string;
+}
+
+/**
+ * Chat with a collection: conversations newest first, follow-up questions in the same conversation,
+ * answers streamed and rendered as sanitised Markdown, citations that open their passage with its
+ * location, feedback on each answer. Enter sends, Shift+Enter starts a new line, Stop cuts the answer.
+ */
+export function Chat({ api }: { api: Api }) {
+  const { collection, setCollection, options } = useCollectionChoice(api);
+  const [conversations, setConversations] = useState<ConversationSummary[]>([]);
+  const [conversationId, setConversationId] = useState<string | null>(null);
+  const [messages, setMessages] = useState<Message[]>([]);
+  const [question, setQuestion] = useState("");
+  const [opened, setOpened] = useState<Citation | null>(null);
+  const [error, setError] = useState<string | null>(null);
+  const [token, setToken] = useState<string | null>(null);
+  const running = useRef<AbortController | null>(null);
+  const [busy, setBusy] = useState(false);
+
+  const loadConversations = useCallback(
+    async (consistency: string | null = token) => {
+      const headers: Record<string, string> = consistency ? { "X-Consistency-Token": consistency } : {};
+      const body = await api.request<{ data: ConversationSummary[] }>(
+        "GET",
+        "/v1/conversations?limit=50",
+        undefined,
+        headers,
+      );
+      setConversations(body.data);
+    },
+    [api, token],
+  );
+  useEffect(() => {
+    // Once, on opening the view: later loads carry the newest answer's token.
+    void loadConversations(null);
+  }, [api]);
+
+  const open = async (id: string) => {
+    setError(null);
+    setOpened(null);
+    const headers: Record<string, string> = token ? { "X-Consistency-Token": token } : {};
+    const body = await api.request<{ messages: Message[] }>("GET", `/v1/conversations/${id}`, undefined, headers);
+    setConversationId(id);
+    setMessages(
+      body.messages.map((m) => ({
+        id: m.id,
+        role: m.role,
+        content: m.content,
+        citations: m.citations,
+      })),
+    );
+  };
+
+  const ask = async () => {
+    const text = question.trim();
+    if (!text || !collection || busy) return;
+    setQuestion("");
+    setError(null);
+    setBusy(true);
+    const controller = new AbortController();
+    running.current = controller;
+    setMessages((all) => [
+      ...all,
+      { id: null, role: "user", content: text, citations: [] },
+      { id: null, role: "assistant", content: "", citations: [], streaming: true },
+    ]);
+    const update = (change: (last: Message) => Message) =>
+      setMessages((all) => [...all.slice(0, -1), change(all[all.length - 1] as Message)]);
+    try {
+      const response = await fetch("/v1/chat", {
+        method: "POST",
+        headers: {
+          Authorization: `Bearer ${api.key}`,
+          "Content-Type": "application/json",
+          ...(token ? { "X-Consistency-Token": token } : {}),
+        },
+        body: JSON.stringify({ collection, question: text, conversation_id: conversationId, stream: true }),
+        signal: controller.signal,
+      });
+      if (!response.ok || !response.body) {
+        // The error body as the API sends it, through the client (a 401 signs out).
+        await api.request("POST", "/v1/chat", {
+          collection,
+          question: text,
+          conversation_id: conversationId,
+          stream: false,
+        });
+        return;
+      }
+      for await (const { event, data } of serverSentEvents(response.body)) {
+        const value = JSON.parse(data);
+        if (event === "start") setConversationId(value.conversation_id);
+        else if (event === "token") update((last) => ({ ...last, content: last.content + value.text }));
+        else if (event === "citations") update((last) => ({ ...last, citations: value as Citation[] }));
+        else if (event === "done") {
+          update((last) => ({ ...last, id: value.message_id, streaming: false }));
+          setToken(value.consistency_token);
+          await loadConversations(value.consistency_token);
+        } else if (event === "error") throw new ApiError(0, value.error?.code ?? "error", value.error?.message ?? data);
+      }
+    } catch (failure) {
+      if (!controller.signal.aborted) setError((failure as Error).message);
+    } finally {
+      update((last) => ({ ...last, streaming: false }));
+      running.current = null;
+      setBusy(false);
+    }
+  };
+
+  return (
+    <section class="chat" aria-labelledby="chat-title">
+      <aside class="conversations" aria-label="Conversations">
+        <button
+          type="button"
+          onClick={() => {
+            setConversationId(null);
+            setMessages([]);
+            setOpened(null);
+          }}
+        >
+          New conversation
+        </button>
+        <ul>
+          {conversations.map((c) => (
+            <li key={c.id}>
+              <button
+                type="button"
+                class={c.id === conversationId ? "link current" : "link"}
+                aria-current={c.id === conversationId ? "true" : undefined}
+                onClick={() => void open(c.id)}
+              >
+                {c.title ?? "(untitled)"}
+              </button>
+            </li>
+          ))}
+        </ul>
+      </aside>
+      <div class="thread">
+        <h1 id="chat-title">Chat</h1>
+        <div class="toolbar">
+          <Select
+            id="chat-collection"
+            label="Collection"
+            value={collection}
+            options={options}
+            onChange={setCollection}
+          />
+        </div>
+        <ol class="messages" aria-label="Messages" aria-live="polite">
+          {messages.map((m, index) => (
+            <li key={index} class={m.role}>
+              {m.role === "user" ? <p>{m.content}</p> : <Markdown text={m.content || (m.streaming ? "…" : "")} />}
+              {m.citations.length > 0 && (
+                <p class="citations">
+                  {m.citations.map((c) => (
+                    <button
+                      type="button"
+                      class="secondary"
+                      key={c.number}
+                      aria-label={`Source ${c.number}: ${c.location.label}`}
+                      onClick={() => setOpened(c)}
+                    >
+                      [{c.number}] {c.location.label}
+                    </button>
+                  ))}
+                </p>
+              )}
+              {m.role === "assistant" && m.id && !m.streaming && <Feedback api={api} messageId={m.id} token={token} />}
+            </li>
+          ))}
+        </ol>
+        {opened && (
+          <figure class="source" aria-label="Cited passage">
+            <figcaption>
+              [{opened.number}] {opened.title ? `${opened.title} — ` : ""}
+              {opened.location.label}
+            </figcaption>
+            <pre class="passage">{opened.text}</pre>
+          </figure>
+        )}
+        <Message kind="alert" text={error} />
+        <form
+          class="composer"
+          onSubmit={(event) => {
+            event.preventDefault();
+            void ask();
+          }}
+        >
+          <label for="question">Question</label>
+          <textarea
+            id="question"
+            rows={3}
+            value={question}
+            onInput={(event) => setQuestion(event.currentTarget.value)}
+            onKeyDown={(event) => {
+              if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+                event.preventDefault();
+                void ask();
+              }
+            }}
+          />
+          {busy ? (
+            <button type="button" class="danger" onClick={() => running.current?.abort()}>
+              Stop
+            </button>
+          ) : (
+            <button type="submit" disabled={!collection || question.trim() === ""}>
+              Ask
+            </button>
+          )}
+        </form>
+      </div>
+    </section>
+  );
+}
+
+/** 👍/👎 on an answer, with an optional comment, stored through the API. */
+function Feedback({ api, messageId, token }: { api: Api; messageId: string; token: string | null }) {
+  const [sent, setSent] = useState<string | null>(null);
+  const [comment, setComment] = useState("");
+  const send = async (rating: "up" | "down") => {
+    const headers: Record<string, string> = token ? { "X-Consistency-Token": token } : {};
+    await api.request(
+      "POST",
+      "/v1/feedback",
+      { message_id: messageId, rating, ...(comment ? { comment } : {}) },
+      headers,
+    );
+    setSent(rating === "up" ? "Thanks: marked helpful." : "Thanks: marked not helpful.");
+  };
+  if (sent)
+    return (
+      <p class="dim" role="status">
+        {sent}
+      </p>
+    );
+  return (
+    <div class="feedback">
+      <button type="button" class="secondary" aria-label="Helpful" onClick={() => void send("up")}>
+        👍
+      </button>
+      <button type="button" class="secondary" aria-label="Not helpful" onClick={() => void send("down")}>
+        👎
+      </button>
+      <label for={`comment-${messageId}`} class="visually-hidden">
+        Comment on this answer
+      </label>
+      <input
+        id={`comment-${messageId}`}
+        placeholder="Comment (optional)"
+        value={comment}
+        onInput={(event) => setComment(event.currentTarget.value)}
+      />
+    </div>
+  );
+}
