@@ -8,7 +8,7 @@ import { searchFilterSchema } from "../retrieval/filters.ts";
 import type { Scope } from "../tenancy/principal.ts";
 import { citationJson, collectAnswer, nextEvent, storedCitationsJson } from "../chat/answer-events.ts";
 import { clientSignal, recordedAnswers, writeStreamError } from "./chat-stream.ts";
-import { CONSISTENCY_HEADER, readConsistencyToken } from "./consistency.ts";
+import { CONSISTENCY_HEADER, readConsistencyToken, setConsistencyToken } from "./consistency.ts";
 import type { AppEnv } from "./context.ts";
 import { collectionName, NO_NUL_MESSAGE, noNul, question, searchMode } from "../request-fields.ts";
 import { validate } from "./validation.ts";
@@ -25,6 +25,8 @@ const chatBody = z
     filter: searchFilterSchema.optional(),
   })
   .strict();
+
+const conversationParams = z.object({ id: z.uuid("not a conversation id") });
 
 const feedbackBody = z
   .object({
@@ -184,11 +186,34 @@ export function chatRoutes(
         return c.json({ data, has_more: found.length > limit, last_id: data.at(-1)?.id ?? null });
       },
     )
+    .patch(
+      "/v1/conversations/:id",
+      documented("Rename a conversation", { responses: { 200: "Renamed" } }),
+      auth("write"),
+      validate("param", conversationParams),
+      validate("json", z.object({ title: z.string().trim().min(1).max(200).refine(noNul, NO_NUL_MESSAGE) }).strict()),
+      async (c) => {
+        const { id } = c.req.valid("param");
+        const { title } = c.req.valid("json");
+        const token = await service.renameConversation(c.get("principal"), id, title);
+        return c.json({ conversation: { id, title }, consistency_token: setConsistencyToken(c, token) });
+      },
+    )
+    .delete(
+      "/v1/conversations/:id",
+      documented("Delete a conversation and its messages", { responses: { 200: "Deleted" } }),
+      auth("write"),
+      validate("param", conversationParams),
+      async (c) => {
+        const token = await service.deleteConversation(c.get("principal"), c.req.valid("param").id);
+        return c.json({ deleted: true, consistency_token: setConsistencyToken(c, token) });
+      },
+    )
     .get(
       "/v1/conversations/:id",
       documented("A conversation's messages", { consistent: true, responses: { 200: "Messages" } }),
       auth("read"),
-      validate("param", z.object({ id: z.uuid("not a conversation id") })),
+      validate("param", conversationParams),
       async (c) => {
         const { conversation, messages } = await service.conversation(
           c.get("principal"),

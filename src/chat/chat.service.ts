@@ -15,12 +15,14 @@ import type { Principal } from "../tenancy/principal.ts";
 import { estimateTokens } from "../text/token-estimate.ts";
 import {
   conversationsStartedToday,
+  deleteConversation,
   findAnswer,
   findConversation,
   insertConversation,
   insertMessage,
   listConversations,
   listMessages,
+  renameConversation,
 } from "./conversations.repository.ts";
 import { assemblePrompt, type ContextPassage, citedPassages } from "./prompt.ts";
 
@@ -244,6 +246,23 @@ export class ChatService {
     });
     if (!value) throw new NotFoundError(`no conversation ${conversationId}`);
     return value;
+  }
+
+  async renameConversation(principal: Principal, conversationId: string, title: string) {
+    const { value, token } = await this.#router.write({ tenantId: principal.tenantId }, (tx) =>
+      renameConversation(tx, { tenantId: principal.tenantId, id: conversationId }, title),
+    );
+    if (!value) throw new NotFoundError(`no conversation ${conversationId}`);
+    return token;
+  }
+
+  /** Deletes a conversation and its messages (the usage events that recorded them stay, as analytics). */
+  async deleteConversation(principal: Principal, conversationId: string) {
+    const { value, token } = await this.#router.write({ tenantId: principal.tenantId }, (tx) =>
+      deleteConversation(tx, { tenantId: principal.tenantId, id: conversationId }),
+    );
+    if (!value) throw new NotFoundError(`no conversation ${conversationId}`);
+    return token;
   }
 
   /** Feedback may only name an answer of the caller's own tenant. */

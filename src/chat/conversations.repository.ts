@@ -184,3 +184,31 @@ export function findAnswer(db: Kysely<Database>, tenantId: string, messageId: st
     .where("role", "=", "assistant")
     .executeTakeFirst();
 }
+
+/** Gives a conversation of the tenant a new title; false when there is no such conversation. */
+export async function renameConversation(
+  db: Kysely<Database>,
+  where: { tenantId: string; id: string },
+  title: string,
+): Promise<boolean> {
+  const result = await db
+    .updateTable("conversations")
+    .set({ title })
+    .where("tenant_id", "=", where.tenantId)
+    .where("id", "=", where.id)
+    .executeTakeFirst();
+  return result.numUpdatedRows > 0n;
+}
+
+/** Deletes a conversation of the tenant with its messages; false when there is no such conversation. */
+export async function deleteConversation(
+  db: Kysely<Database>,
+  where: { tenantId: string; id: string },
+): Promise<boolean> {
+  const result = await db
+    .deleteFrom("conversations")
+    .where("tenant_id", "=", where.tenantId)
+    .where("id", "=", where.id)
+    .executeTakeFirst();
+  return result.numDeletedRows > 0n;
+}

@@ -78,6 +78,27 @@ export function Chat({ api }: { api: Api }) {
     );
   };
 
+  const rename = async (conversation: ConversationSummary) => {
+    const title = prompt("New title", conversation.title ?? "")?.trim();
+    if (!title) return;
+    const body = await api.request<{ consistency_token: string }>("PATCH", `/v1/conversations/${conversation.id}`, {
+      title,
+    });
+    setToken(body.consistency_token);
+    await loadConversations(body.consistency_token);
+  };
+
+  const remove = async (conversation: ConversationSummary) => {
+    if (!confirm(`Delete the conversation "${conversation.title ?? ""}" and its messages?`)) return;
+    const body = await api.request<{ consistency_token: string }>("DELETE", `/v1/conversations/${conversation.id}`);
+    if (conversation.id === conversationId) {
+      setConversationId(null);
+      setMessages([]);
+    }
+    setToken(body.consistency_token);
+    await loadConversations(body.consistency_token);
+  };
+
   const ask = async () => {
     const text = question.trim();
     if (!text || !collection || busy) return;
@@ -157,6 +178,22 @@ export function Chat({ api }: { api: Api }) {
                 onClick={() => void open(c.id)}
               >
                 {c.title ?? "(untitled)"}
+              </button>{" "}
+              <button
+                type="button"
+                class="link dim"
+                aria-label={`Rename ${c.title ?? "conversation"}`}
+                onClick={() => void rename(c)}
+              >
+                rename
+              </button>{" "}
+              <button
+                type="button"
+                class="link dim"
+                aria-label={`Delete ${c.title ?? "conversation"}`}
+                onClick={() => void remove(c)}
+              >
+                delete
               </button>
             </li>
           ))}

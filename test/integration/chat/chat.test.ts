@@ -202,7 +202,7 @@ describe("/v1/chat", () => {
     expect(history.body.messages.every((m) => m.status === "complete")).toBe(true);
   });
 
-  it("lists the tenant's conversations, most recently active first, a page at a time", async () => {
+  it("lists the tenant's conversations, most recently active first, a page at a time; renames and deletes them", async () => {
     const { key: own } = await newTenantKey(app);
     await createCollection(app, own, "sci");
     const ids: string[] = [];
@@ -225,9 +225,38 @@ describe("/v1/chat", () => {
     const second = await api<Page>(app, "GET", `/v1/conversations?limit=2&after=${first.body.last_id}`, { key: own });
     expect(second.body.data.map((c) => c.id)).toEqual([ids[0]]);
     expect(second.body.has_more).toBe(false);
-    // Another tenant sees none of them.
+    // Another tenant sees none of them, and can neither rename nor delete them.
     const { key: other } = await newTenantKey(app);
     expect((await api<Page>(app, "GET", "/v1/conversations", { key: other })).body.data).toEqual([]);
+    const path = `/v1/conversations/${ids[0]}`;
+    expect((await api(app, "PATCH", path, { key: other, json: { title: "mine" } })).status).toBe(404);
+    expect((await api(app, "DELETE", path, { key: other })).status).toBe(404);
+
+    // Its owner renames one and deletes another, messages and all.
+    const renamed = await api<{ consistency_token: string }>(app, "PATCH", path, {
+      key: own,
+      json: { title: "Renamed" },
+    });
+    expect(renamed.status).toBe(200);
+    const deleted = await api<{ consistency_token: string }>(app, "DELETE", `/v1/conversations/${ids[1]}`, {
+      key: own,
+    });
+    expect(deleted.status).toBe(200);
+    type Titled = { data: { id: string; title: string }[] };
+    const after = await api<Titled>(app, "GET", "/v1/conversations", {
+      key: own,
+      token: deleted.body.consistency_token,
+    });
+    expect(after.body.data.map((c) => [c.id, c.title])).toEqual([
+      [ids[2], "third?"],
+      [ids[0], "Renamed"],
+    ]);
+    const gone = await api(app, "GET", `/v1/conversations/${ids[1]}`, {
+      key: own,
+      token: deleted.body.consistency_token,
+    });
+    expect(gone.status).toBe(404);
+    expect((await api(app, "PATCH", path, { key: own, json: { title: " " } })).status).toBe(400);
   });
 
   it("rejects an empty question and an unknown conversation clearly", async () => {

@@ -14,7 +14,7 @@ const ANSWER = { timeout: 30_000 };
 const UNTIL_REVOKED = { timeout: 30_000, interval: 1_000 };
 
 describe("the console", () => {
-  it("signs in, creates a collection, uploads a Markdown file and a PDF, shows chunks by page, searches, chats, deletes", async () => {
+  it("signs in, creates a collection, uploads a Markdown file and a PDF, shows chunks by page, searches, chats, renames and deletes", async () => {
     const app = await startTestApp({}, { listen: true, workers: true });
     const { key, id: keyId } = await newTenantKey(app);
     const browser = await launchBrowser();
@@ -84,6 +84,13 @@ describe("the console", () => {
     await conversation.click();
     await expect.poll(() => page.getByRole("list", { name: "Messages" }).locator("li").count(), UI).toBe(4);
     await expectAccessible(page, "chat");
+    page.once("dialog", (dialog) => void dialog.accept("Perovskite questions"));
+    await page.getByRole("button", { name: "Rename What did perovskite tandem cells reach?" }).click();
+    await expect.poll(() => conversation.textContent(), UI).toBe("Perovskite questions");
+    page.once("dialog", (dialog) => void dialog.accept());
+    await page.getByRole("button", { name: "Delete Perovskite questions" }).click();
+    await expect.poll(() => page.getByRole("list", { name: "Messages" }).locator("li").count(), UI).toBe(0);
+    await expect.poll(() => page.getByRole("button", { name: "Delete Perovskite questions" }).count(), UI).toBe(0);
 
     // The search playground: per-leg ranks and the timings; the jobs view.
     await page.getByRole("link", { name: "Search" }).click();
