@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { describe, expect, it, onTestFinished } from "vitest";
 import { waitFor } from "../../../harness/wait-for.ts";
+import { launchBrowser } from "../../helpers/browser.ts";
 
 /**
  * The README's quick start, as a newcomer runs it: `npm start`, then the README's own commands
@@ -40,7 +41,7 @@ async function stopServer(): Promise<void> {
 }
 
 describe("the README's quick start", () => {
-  it("serves with npm start; the README's curl commands create, add, search and answer", async () => {
+  it("serves with npm start; the README's curl commands create, add, search and answer; the console shows it", async () => {
     const [start] = shellBlockAfter("## Quick start").split("\n");
     expect(start).toMatch(/^npm start\s/);
     // Its own process group, so that stopping it stops npm, the script and node together.
@@ -90,6 +91,15 @@ describe("the README's quick start", () => {
     expect(answer).not.toMatch(/curl |```/);
     const citations = events.find((e): e is { external_id: string }[] => Array.isArray(e)) ?? [];
     expect(citations.map((c) => c.external_id)).toContain("readme");
+
+    // The console it printed: on this machine it offers the embedded key; the README is there, ready.
+    const browser = await launchBrowser();
+    const page = await browser.newPage();
+    await page.goto(`${printed.url}/`);
+    await page.getByRole("button", { name: "Use this machine's key (embedded mode)" }).click();
+    await page.getByRole("link", { name: "docs" }).click();
+    const readmeRow = page.getByRole("row").filter({ hasText: "readme" });
+    await expect.poll(() => readmeRow.locator(".status").textContent(), { timeout: 30_000 }).toBe("ready");
   });
 
   it("then, with npm start stopped, ingests and answers from the terminal", async () => {
