@@ -4,6 +4,7 @@ import { z } from "zod";
 import type { EventRecorder } from "../analytics/event-recorder.ts";
 import type { ChatService } from "../chat/chat.service.ts";
 import { formatLsn } from "../db/lsn.ts";
+import { locationJson } from "../retrieval/chunk-location.ts";
 import { searchFilterSchema } from "../retrieval/filters.ts";
 import type { Scope } from "../tenancy/principal.ts";
 import { citationJson, collectAnswer, nextEvent, storedCitationsJson } from "../chat/answer-events.ts";
@@ -184,6 +185,82 @@ export function chatRoutes(
           updated_at: conversation.updatedAt,
         }));
         return c.json({ data, has_more: found.length > limit, last_id: data.at(-1)?.id ?? null });
+      },
+    )
+    .post(
+      "/v1/chat/prompt",
+      documented(
+        "Retrieval only, for generating on the user's device: the question is stored in its conversation; the prompt's messages and numbered passages come back, and no inference backend is called",
+        { consistent: true, responses: { 200: "The prompt, its passages and the conversation" } },
+      ),
+      auth("read"),
+      validate("json", chatBody.omit({ stream: true })),
+      async (c) => {
+        const body = c.req.valid("json");
+        const prepared = await service.prepare(
+          c.get("principal"),
+          {
+            question: body.question,
+            collection: body.collection,
+            conversationId: body.conversation_id ?? null,
+            persist: true,
+            ...(body.mode ? { mode: body.mode } : {}),
+            ...(body.k ? { k: body.k } : {}),
+            ...(body.filter ? { filter: body.filter } : {}),
+          },
+          readConsistencyToken(c),
+        );
+        return c.json({
+          conversation_id: prepared.conversationId,
+          messages: prepared.prompt.messages,
+          passages: prepared.prompt.passages.map((p, i) => ({
+            number: i + 1,
+            chunk_id: p.chunkId,
+            external_id: p.externalId,
+            title: p.title,
+            location: locationJson(p.location, p.title ?? p.externalId),
+            text: p.content,
+          })),
+          max_tokens: prepared.answerTokens,
+          retrieval: prepared.retrieval,
+          consistency_token: prepared.token === null ? null : setConsistencyToken(c, prepared.token),
+        });
+      },
+    )
+    .post(
+      "/v1/conversations/:id/answers",
+      documented(
+        "Store an answer generated on the user's device for the conversation's last question: its citations are worked out from the passages it names",
+        { consistent: true, responses: { 201: "Stored, with its citations" } },
+      ),
+      auth("read"),
+      validate("param", conversationParams),
+      validate(
+        "json",
+        z
+          .object({
+            content: z.string().min(1).max(200_000).refine(noNul, NO_NUL_MESSAGE),
+            model: z.string().trim().min(1).max(200),
+            chunk_ids: z.array(z.string().regex(/^\d{1,18}$/, "a chunk id from the prompt's passages")).max(100),
+          })
+          .strict(),
+      ),
+      async (c) => {
+        const body = c.req.valid("json");
+        const stored = await service.storeDeviceAnswer(
+          c.get("principal"),
+          c.req.valid("param").id,
+          { content: body.content, model: body.model, chunkIds: body.chunk_ids },
+          readConsistencyToken(c),
+        );
+        return c.json(
+          {
+            message_id: stored.messageId,
+            citations: stored.citations.map(citationJson),
+            consistency_token: setConsistencyToken(c, stored.token),
+          },
+          201,
+        );
       },
     )
     .patch(

@@ -10,6 +10,7 @@ import type { Priority } from "../inference/admission.ts";
 import type { ChatClient, ChatMessage, ChatUsage, FinishReason, Sampling } from "../inference/chat-client.ts";
 import { upstreamError } from "../inference/upstream-error.ts";
 import type { SearchFilter } from "../retrieval/filters.ts";
+import type { ChunkDetails } from "../retrieval/search.repository.ts";
 import type { SearchMode, SearchService } from "../retrieval/search.service.ts";
 import type { Principal } from "../tenancy/principal.ts";
 import { estimateTokens } from "../text/token-estimate.ts";
@@ -80,6 +81,37 @@ export type ChatEvent =
 
 const DEFAULT_K = 8;
 
+/** How a stored answer's model says it was generated on the user's device, not by the platform's backend. */
+export const DEVICE_MODEL_PREFIX = "on-device:";
+
+function passageOf(chunk: ChunkDetails): ContextPassage {
+  return {
+    chunkId: chunk.id,
+    documentId: chunk.documentId,
+    externalId: chunk.externalId,
+    title: chunk.title,
+    location: chunk.location,
+    content: chunk.content,
+    charStart: chunk.charStart,
+    charEnd: chunk.charEnd,
+  };
+}
+
+/** The passages an answer cites by their "[n]" markers. */
+function citationsOf(answer: string, passages: readonly ContextPassage[]): Citation[] {
+  return citedPassages(answer, passages).map(({ number, passage }) => ({
+    number,
+    chunkId: passage.chunkId,
+    documentId: passage.documentId,
+    externalId: passage.externalId,
+    title: passage.title,
+    location: passage.location,
+    charStart: passage.charStart,
+    charEnd: passage.charEnd,
+    text: passage.content,
+  }));
+}
+
 /**
  * Retrieval-augmented chat. The question is stored on the primary first, so it survives a failing
  * backend; retrieval and history reads carry the consistency token of that write (a follow-up always
@@ -100,13 +132,13 @@ export class ChatService {
     this.#options = options;
   }
 
-  async *ask(
-    principal: Principal,
-    request: ChatRequest,
-    clientToken: Lsn | null,
-    signal: AbortSignal,
-  ): AsyncGenerator<ChatEvent> {
-    const chat = this.#chat;
+  /**
+   * Everything an answer needs but the model: the question stored in its conversation, retrieval,
+   * and the prompt (its messages and numbered passages). `ask` continues with the inference
+   * backend; a client that generates on its own device takes the prompt and stores its answer back
+   * (`storeDeviceAnswer`).
+   */
+  async prepare(principal: Principal, request: ChatRequest, clientToken: Lsn | null) {
     const mode = request.mode ?? "hybrid";
     // Storing the question (primary) and retrieval (replica) are independent: they run together.
     // Retrieval carries the client's token — what it wrote to the collection — not the question's,
@@ -125,16 +157,7 @@ export class ChatService {
         clientToken,
       ),
     ]);
-    const ranked: ContextPassage[] = found.hits.map((h) => ({
-      chunkId: h.chunk.id,
-      documentId: h.chunk.documentId,
-      externalId: h.chunk.externalId,
-      title: h.chunk.title,
-      location: h.chunk.location,
-      content: h.chunk.content,
-      charStart: h.chunk.charStart,
-      charEnd: h.chunk.charEnd,
-    }));
+    const ranked: ContextPassage[] = found.hits.map((h) => passageOf(h.chunk));
     const answerTokens = Math.min(request.maxTokens ?? this.#options.maxAnswerTokens, this.#options.maxAnswerTokens);
     const prompt = assemblePrompt(
       request.question,
@@ -142,6 +165,54 @@ export class ChatService {
       ranked,
       { contextTokens: this.#options.contextTokens, answerTokens },
       request.instructions,
+    );
+    const retrieval = { mode, servedBy: found.node, passages: prompt.passages.length, timingsMs: found.timings };
+    return { conversationId, token, prompt, answerTokens, retrieval };
+  }
+
+  /**
+   * Stores an answer generated on the user's device for a prepared question: its citations are
+   * worked out here, from the passages the prompt numbered (read again, the tenant's own only), and
+   * the model is recorded as the device's, so history, feedback and the analysts' views see it.
+   */
+  async storeDeviceAnswer(
+    principal: Principal,
+    conversationId: string,
+    answer: { content: string; model: string; chunkIds: readonly string[] },
+    clientToken: Lsn | null,
+  ) {
+    const token = this.#latestToken(conversationId, clientToken);
+    const { value: conversation } = await this.#router.read({ token, tenantId: principal.tenantId }, (db) =>
+      findConversation(db, principal.tenantId, conversationId),
+    );
+    if (!conversation) throw new NotFoundError(`no conversation ${conversationId}`);
+    const chunks = await this.#search.chunks(principal, answer.chunkIds, token);
+    const passages = answer.chunkIds.flatMap((id) => {
+      const chunk = chunks.get(id);
+      return chunk ? [passageOf(chunk)] : [];
+    });
+    const citations = citationsOf(answer.content, passages);
+    const saved = await this.#recordAnswer(principal, conversationId, {
+      content: answer.content,
+      status: "complete",
+      citations,
+      usage: null,
+      model: `${DEVICE_MODEL_PREFIX}${answer.model}`,
+    });
+    return { ...saved, citations };
+  }
+
+  async *ask(
+    principal: Principal,
+    request: ChatRequest,
+    clientToken: Lsn | null,
+    signal: AbortSignal,
+  ): AsyncGenerator<ChatEvent> {
+    const chat = this.#chat;
+    const { conversationId, token, prompt, answerTokens, retrieval } = await this.prepare(
+      principal,
+      request,
+      clientToken,
     );
     let answer = "";
     let usage: ChatUsage | null = null;
@@ -157,11 +228,7 @@ export class ChatService {
       // The first delta is awaited before "start": admission (429) and an unreachable backend (502)
       // then fail the request before any response byte, with a proper HTTP status.
       let next = await upstream.next();
-      yield {
-        type: "start",
-        conversationId,
-        retrieval: { mode, servedBy: found.node, passages: prompt.passages.length, timingsMs: found.timings },
-      };
+      yield { type: "start", conversationId, retrieval };
       for (; !next.done; next = await upstream.next()) {
         const delta = next.value;
         if (delta.type === "usage") {
@@ -197,17 +264,7 @@ export class ChatService {
       promptTokens: prompt.messages.reduce((n, m) => n + estimateTokens(m.content), 0),
       completionTokens: estimateTokens(answer),
     };
-    const citations: Citation[] = citedPassages(answer, prompt.passages).map(({ number, passage }) => ({
-      number,
-      chunkId: passage.chunkId,
-      documentId: passage.documentId,
-      externalId: passage.externalId,
-      title: passage.title,
-      location: passage.location,
-      charStart: passage.charStart,
-      charEnd: passage.charEnd,
-      text: passage.content,
-    }));
+    const citations = citationsOf(answer, prompt.passages);
     const saved = conversationId
       ? await this.#recordAnswer(principal, conversationId, {
           content: answer,

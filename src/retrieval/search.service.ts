@@ -98,6 +98,14 @@ export class SearchService {
     });
   }
 
+  /** Chunks by id, with their documents and locations: the tenant's own only (others are absent). */
+  async chunks(principal: Principal, ids: readonly string[], token: Lsn | null): Promise<Map<string, ChunkDetails>> {
+    const { value } = await this.#router.read({ token, tenantId: principal.tenantId }, (db) =>
+      chunkDetails(db, principal.tenantId, ids),
+    );
+    return value;
+  }
+
   async search(principal: Principal, request: SearchRequest, token: Lsn | null): Promise<SearchOutcome> {
     const started = performance.now();
     const timings = { embed: 0, vector: 0, bm25: 0, fetch: 0, total: 0 };

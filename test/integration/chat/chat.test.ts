@@ -259,6 +259,62 @@ describe("/v1/chat", () => {
     expect((await api(app, "PATCH", path, { key: own, json: { title: " " } })).status).toBe(400);
   });
 
+  it("prepares the prompt without the backend, and stores an answer generated on the user's device", async () => {
+    const dev = app.devInference();
+    const chatCalls = dev?.stats.chatRequests ?? 0;
+    type Prepared = {
+      conversation_id: string;
+      messages: { role: string; content: string }[];
+      passages: { number: number; chunk_id: string; location: { label: string } }[];
+      consistency_token: string;
+    };
+    const prepared = await api<Prepared>(app, "POST", "/v1/chat/prompt", {
+      key,
+      json: { collection: "sci", question },
+    });
+    expect(prepared.status).toBe(200);
+    expect(prepared.body.messages[0]?.content).toContain("[1]");
+    expect(prepared.body.messages.at(-1)).toEqual({ role: "user", content: question });
+    expect(prepared.body.passages.length).toBeGreaterThan(1);
+    expect(dev?.stats.chatRequests ?? 0).toBe(chatCalls);
+
+    const id = prepared.body.conversation_id;
+    type Stored = { message_id: string; citations: { number: number; chunk_id: string }[]; consistency_token: string };
+    const answer = {
+      content: "The device says so [2].",
+      model: "llama3.2",
+      chunk_ids: prepared.body.passages.map((p) => p.chunk_id),
+    };
+    // Another tenant can neither store into the conversation nor cite this tenant's chunks.
+    const { key: other } = await newTenantKey(app);
+    expect((await api(app, "POST", `/v1/conversations/${id}/answers`, { key: other, json: answer })).status).toBe(404);
+    const stored = await api<Stored>(app, "POST", `/v1/conversations/${id}/answers`, {
+      key,
+      token: prepared.body.consistency_token,
+      json: answer,
+    });
+    expect(stored.status).toBe(201);
+    expect(stored.body.citations.map((c) => [c.number, c.chunk_id])).toEqual([
+      [2, prepared.body.passages[1]?.chunk_id],
+    ]);
+    type Messages = { messages: { role: string; model: string | null; citations: { number: number }[] }[] };
+    const conversation = await api<Messages>(app, "GET", `/v1/conversations/${id}`, {
+      key,
+      token: stored.body.consistency_token,
+    });
+    expect(conversation.body.messages.map((m) => [m.role, m.model, m.citations.length])).toEqual([
+      ["user", null, 0],
+      ["assistant", "on-device:llama3.2", 1],
+    ]);
+    const feedback = await api(app, "POST", "/v1/feedback", {
+      key,
+      token: stored.body.consistency_token,
+      json: { message_id: stored.body.message_id, rating: "up" },
+    });
+    expect(feedback.status).toBe(202);
+    expect(dev?.stats.chatRequests ?? 0).toBe(chatCalls);
+  });
+
   it("rejects an empty question and an unknown conversation clearly", async () => {
     const empty = await api<{ error: { message: string } }>(app, "POST", "/v1/chat", {
       key,
