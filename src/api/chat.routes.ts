@@ -27,6 +27,19 @@ const chatBody = z
   })
   .strict();
 
+/** A stored conversation's question, as /v1/chat and /v1/chat/prompt take it. */
+function chatRequestOf(body: Omit<z.infer<typeof chatBody>, "stream">) {
+  return {
+    question: body.question,
+    collection: body.collection,
+    conversationId: body.conversation_id ?? null,
+    persist: true,
+    ...(body.mode ? { mode: body.mode } : {}),
+    ...(body.k ? { k: body.k } : {}),
+    ...(body.filter ? { filter: body.filter } : {}),
+  };
+}
+
 const conversationParams = z.object({ id: z.uuid("not a conversation id") });
 
 const feedbackBody = z
@@ -82,20 +95,7 @@ export function chatRoutes(
       async (c) => {
         const body = c.req.valid("json");
         const abort = clientSignal(c);
-        const events = ask(
-          c,
-          c.get("principal"),
-          {
-            question: body.question,
-            collection: body.collection,
-            conversationId: body.conversation_id ?? null,
-            persist: true,
-            ...(body.mode ? { mode: body.mode } : {}),
-            ...(body.k ? { k: body.k } : {}),
-            ...(body.filter ? { filter: body.filter } : {}),
-          },
-          abort,
-        );
+        const events = ask(c, c.get("principal"), chatRequestOf(body), abort);
         const first = await nextEvent(events);
         if (!body.stream) {
           const { start, text: answer, end } = await collectAnswer(first, events);
@@ -197,19 +197,7 @@ export function chatRoutes(
       validate("json", chatBody.omit({ stream: true })),
       async (c) => {
         const body = c.req.valid("json");
-        const prepared = await service.prepare(
-          c.get("principal"),
-          {
-            question: body.question,
-            collection: body.collection,
-            conversationId: body.conversation_id ?? null,
-            persist: true,
-            ...(body.mode ? { mode: body.mode } : {}),
-            ...(body.k ? { k: body.k } : {}),
-            ...(body.filter ? { filter: body.filter } : {}),
-          },
-          readConsistencyToken(c),
-        );
+        const prepared = await service.prepare(c.get("principal"), chatRequestOf(body), readConsistencyToken(c));
         return c.json({
           conversation_id: prepared.conversationId,
           messages: prepared.prompt.messages,

@@ -85,16 +85,7 @@ const DEFAULT_K = 8;
 export const DEVICE_MODEL_PREFIX = "on-device:";
 
 function passageOf(chunk: ChunkDetails): ContextPassage {
-  return {
-    chunkId: chunk.id,
-    documentId: chunk.documentId,
-    externalId: chunk.externalId,
-    title: chunk.title,
-    location: chunk.location,
-    content: chunk.content,
-    charStart: chunk.charStart,
-    charEnd: chunk.charEnd,
-  };
+  return { ...chunk, chunkId: chunk.id };
 }
 
 /** The passages an answer cites by their "[n]" markers. */
