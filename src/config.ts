@@ -41,7 +41,27 @@ const EMBEDDED_WORKER_BATCH_SIZE = 8;
 
 const milliseconds = (fallback: number) => z.coerce.number().int().min(0).max(3_600_000).default(fallback);
 
+/** Origins on the user's own machine: the console may send a prompt there and nowhere else. */
+const loopbackOrigins = z
+  .string()
+  .transform((value) => value.split(/[\s,]+/).filter(Boolean))
+  .pipe(
+    z.array(
+      z
+        .string()
+        .regex(
+          /^https?:\/\/(localhost|127\.0\.0\.1|\[::1\]):\d{1,5}$/,
+          "an origin on this machine, such as http://127.0.0.1:11434 (scheme, loopback host and port)",
+        ),
+    ),
+  );
+
 const schema = z.object({
+  PGRAG_CONSOLE_ENGINE_ORIGINS: loopbackOrigins
+    .default(["http://127.0.0.1:11434", "http://localhost:11434"])
+    .describe(
+      "where the console may reach an inference engine on the user's own machine (Ollama's port by default), space-separated",
+    ),
   PGRAG_HOST: z.string().min(1).default("127.0.0.1").describe("HTTP listener address"),
   PGRAG_PORT: z.coerce
     .number()
@@ -636,7 +656,13 @@ export function configReference(): ConfigVariable[] {
 }
 
 export interface Config {
-  readonly http: { readonly host: string; readonly port: number; readonly maxJsonBodyBytes: number };
+  readonly http: {
+    readonly host: string;
+    readonly port: number;
+    readonly maxJsonBodyBytes: number;
+    /** PGRAG_CONSOLE_ENGINE_ORIGINS: loopback origins the console may send prompts to (its CSP's connect-src). */
+    readonly consoleEngineOrigins: readonly string[];
+  };
   readonly logLevel: RawConfig["PGRAG_LOG_LEVEL"];
   readonly logFormat: RawConfig["PGRAG_LOG_FORMAT"];
   readonly shutdownTimeoutMs: number;
@@ -871,6 +897,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       host: raw.PGRAG_HOST,
       port: raw.PGRAG_PORT ?? raw.PORT ?? 8080,
       maxJsonBodyBytes: raw.PGRAG_MAX_JSON_BODY_BYTES,
+      consoleEngineOrigins: raw.PGRAG_CONSOLE_ENGINE_ORIGINS,
     },
     logLevel: raw.PGRAG_LOG_LEVEL,
     logFormat: raw.PGRAG_LOG_FORMAT,

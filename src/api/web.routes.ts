@@ -4,7 +4,7 @@ import { fileURLToPath } from "node:url";
 import { Hono } from "hono";
 import type { Config } from "../config.ts";
 import type { AppEnv } from "./context.ts";
-import { CONSOLE_POLICY } from "./page-security.ts";
+import { consolePolicy } from "./page-security.ts";
 import { documented } from "./route-docs.ts";
 
 /** The console's build (`npm run build:console`, run by `npm start` and `npm test`): not committed. */
@@ -27,16 +27,17 @@ async function consoleFile(path: string): Promise<Buffer | undefined> {
  * backend. `localApiKey` is the embedded mode's key, offered to a browser on this machine only.
  */
 export function webRoutes(
-  config: Pick<Config, "inference" | "embedding">,
+  config: Pick<Config, "inference" | "embedding" | "http">,
   localApiKey: () => string | undefined,
 ): Hono<AppEnv> {
+  const policy = consolePolicy(config.http.consoleEngineOrigins);
   return new Hono<AppEnv>()
     .get("/", documented("The console", { public: true, responses: { 200: "HTML" } }), async (c) => {
       const page = await consoleFile("index.html");
       if (!page) {
         return c.text("The console is not built: run `npm run build:console` (npm start does).", 503);
       }
-      c.header("Content-Security-Policy", CONSOLE_POLICY);
+      c.header("Content-Security-Policy", policy);
       c.header("Cache-Control", "no-cache");
       return c.html(page.toString("utf8"));
     })
@@ -68,6 +69,8 @@ export function webRoutes(
           chat_model: config.inference.chatModel,
           embedding_model: config.embedding.model,
           embedding_dimension: config.embedding.dimension,
+          // Where the console may send a prompt to generate on the user's device.
+          console_engine_origins: config.http.consoleEngineOrigins,
           // Embedded mode only, and only to this machine: the console offers it on sign-in.
           ...(key && isLoopback(c.env?.incoming?.socket?.remoteAddress) ? { local_api_key: key } : {}),
         });

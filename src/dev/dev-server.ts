@@ -464,7 +464,26 @@ export async function startDevInferenceServer(
     const given = Buffer.from(request.headers.get("authorization") ?? "");
     return given.length === expected.length && timingSafeEqual(given, expected);
   };
-  const fetch = (request: Request) =>
+  // Browsers may call it too (the console's "generate on this device" stands in a local engine with
+  // it): CORS as local engines offer it, the key still required on every request but the preflight.
+  const cors = { "Access-Control-Allow-Origin": "*" };
+  const fetch = async (request: Request) => {
+    if (request.method === "OPTIONS") {
+      return new Response(null, {
+        status: 204,
+        headers: {
+          ...cors,
+          "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
+          "Access-Control-Allow-Headers": "authorization, content-type",
+        },
+      });
+    }
+    const response = await answer(request);
+    const headers = new Headers(response.headers);
+    headers.set("Access-Control-Allow-Origin", "*");
+    return new Response(response.body, { status: response.status, headers });
+  };
+  const answer = (request: Request) =>
     authorized(request)
       ? backend.app.fetch(request)
       : Response.json(

@@ -34,6 +34,17 @@ describe("loadConfig", () => {
     ).toBe(3);
   });
 
+  it("lets the console send prompts only to engines on this machine", () => {
+    const origins = (value: string) =>
+      loadConfig({ ...minimal, PGRAG_CONSOLE_ENGINE_ORIGINS: value }).http.consoleEngineOrigins;
+    expect(origins("http://127.0.0.1:11434 http://localhost:1234")).toEqual([
+      "http://127.0.0.1:11434",
+      "http://localhost:1234",
+    ]);
+    expect(() => origins("https://engine.example.com:443")).toThrow(ConfigError);
+    expect(() => origins("http://127.0.0.1:11434/v1")).toThrow(/an origin on this machine/);
+  });
+
   it("listens on PORT when given, and on PGRAG_PORT when both are", () => {
     expect(loadConfig({ ...minimal, PORT: "3000" }).http.port).toBe(3000);
     expect(loadConfig({ ...minimal, PORT: "3000", PGRAG_PORT: "4000" }).http.port).toBe(4000);

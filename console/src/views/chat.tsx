@@ -2,6 +2,7 @@ import { useCallback, useEffect, useRef, useState } from "preact/hooks";
 import type { Api, Location } from "../api.ts";
 import { ApiError } from "../api.ts";
 import { Message, Select, useCollectionChoice } from "../controls.tsx";
+import { type DeviceSettings, generateOnDevice, loadDeviceSettings, saveDeviceSettings } from "../device.ts";
 import { Markdown } from "../markdown.tsx";
 import { serverSentEvents } from "../sse.ts";
 
@@ -42,6 +43,12 @@ export function Chat({ api }: { api: Api }) {
   const [error, setError] = useState<string | null>(null);
   const [token, setToken] = useState<string | null>(null);
   const running = useRef<AbortController | null>(null);
+  const [device, setDevice] = useState<DeviceSettings>(loadDeviceSettings);
+  const changeDevice = (change: Partial<DeviceSettings>) => {
+    const next = { ...device, ...change };
+    setDevice(next);
+    saveDeviceSettings(next);
+  };
   const [busy, setBusy] = useState(false);
 
   const loadConversations = useCallback(
@@ -76,6 +83,42 @@ export function Chat({ api }: { api: Api }) {
         citations: m.citations,
       })),
     );
+  };
+
+  /** The platform retrieves and stores; the engine on this machine writes the answer. */
+  const askOnDevice = async (
+    text: string,
+    signal: AbortSignal,
+    update: (change: (last: Message) => Message) => void,
+  ) => {
+    const headers: Record<string, string> = token ? { "X-Consistency-Token": token } : {};
+    const prepared = await api.request<{
+      conversation_id: string;
+      messages: { role: string; content: string }[];
+      passages: { chunk_id: string }[];
+      max_tokens: number;
+      consistency_token: string | null;
+    }>("POST", "/v1/chat/prompt", { collection, question: text, conversation_id: conversationId }, headers);
+    setConversationId(prepared.conversation_id);
+    let answer = "";
+    await generateOnDevice(
+      device,
+      { messages: prepared.messages, maxTokens: prepared.max_tokens },
+      (piece) => {
+        answer += piece;
+        update((last) => ({ ...last, content: answer }));
+      },
+      signal,
+    );
+    const stored = await api.request<{ message_id: string; citations: Citation[]; consistency_token: string }>(
+      "POST",
+      `/v1/conversations/${prepared.conversation_id}/answers`,
+      { content: answer, model: device.model, chunk_ids: prepared.passages.map((p) => p.chunk_id) },
+      prepared.consistency_token ? { "X-Consistency-Token": prepared.consistency_token } : {},
+    );
+    update((last) => ({ ...last, id: stored.message_id, citations: stored.citations, streaming: false }));
+    setToken(stored.consistency_token);
+    await loadConversations(stored.consistency_token);
   };
 
   const rename = async (conversation: ConversationSummary) => {
@@ -115,6 +158,10 @@ export function Chat({ api }: { api: Api }) {
     const update = (change: (last: Message) => Message) =>
       setMessages((all) => [...all.slice(0, -1), change(all[all.length - 1] as Message)]);
     try {
+      if (device.enabled) {
+        await askOnDevice(text, controller.signal, update);
+        return;
+      }
       const response = await fetch("/v1/chat", {
         method: "POST",
         headers: {
@@ -210,6 +257,41 @@ export function Chat({ api }: { api: Api }) {
             onChange={setCollection}
           />
         </div>
+        <details class="device">
+          <summary>Generate on this device{device.enabled ? ` (on: ${device.model})` : ""}</summary>
+          <p class="dim">
+            The platform only retrieves; an OpenAI-compatible engine on this machine (Ollama, llama.cpp, LM Studio)
+            writes the answer, which is stored back into the conversation. It must allow this page's origin (CORS).
+          </p>
+          <div class="toolbar">
+            <input
+              id="device-enabled"
+              type="checkbox"
+              checked={device.enabled}
+              onChange={(event) => changeDevice({ enabled: event.currentTarget.checked })}
+            />
+            <label for="device-enabled">Use the engine on this device</label>
+            <label for="device-url">Engine URL</label>
+            <input
+              id="device-url"
+              value={device.url}
+              onInput={(event) => changeDevice({ url: event.currentTarget.value })}
+            />
+            <label for="device-model">Model</label>
+            <input
+              id="device-model"
+              value={device.model}
+              onInput={(event) => changeDevice({ model: event.currentTarget.value })}
+            />
+            <label for="device-key">Engine key (if it needs one)</label>
+            <input
+              id="device-key"
+              type="password"
+              value={device.key}
+              onInput={(event) => changeDevice({ key: event.currentTarget.value })}
+            />
+          </div>
+        </details>
         <ol class="messages" aria-label="Messages" aria-live="polite">
           {messages.map((m, index) => (
             <li key={index} class={m.role}>

@@ -1,9 +1,11 @@
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, onTestFinished } from "vitest";
 import { renderPdf } from "../../../harness/render-documents.ts";
+import { startDevInferenceServer } from "../../../src/dev/dev-server.ts";
 import { adminTransaction } from "../../../src/tenancy/admin-transaction.ts";
 import { revokeApiKey } from "../../../src/tenancy/api-keys.ts";
 import { newTenantKey } from "../../helpers/api.ts";
 import { startTestApp } from "../../helpers/app.ts";
+import { seedScifact } from "../../helpers/ingest.ts";
 import { expectAccessible, launchBrowser, pageErrors } from "../../helpers/browser.ts";
 
 /** A page's requests and rendering, on a busy machine. */
@@ -124,5 +126,48 @@ describe("the console", () => {
     expect(await page.getByRole("table").count()).toBe(0);
     // Nothing refused by the Content-Security-Policy, no script error; the wrong and revoked key's 401s were expected.
     expect(errors.filter((error) => !/status of 401/.test(error))).toEqual([]);
+  });
+
+  it("generates on the user's device: the page streams the local engine's answer and stores it back", async () => {
+    // The "local engine": a dev inference server on a port of its own, as Ollama would be.
+    const engine = await startDevInferenceServer({
+      dimension: 384,
+      embeddingModel: "local-embeddings",
+      chatModel: "local-model",
+      apiKey: "local-engine-key",
+    });
+    onTestFinished(() => engine.close());
+    const app = await startTestApp(
+      { PGRAG_CONSOLE_ENGINE_ORIGINS: new URL(engine.url).origin },
+      { listen: true, workers: true },
+    );
+    const { key, abstracts } = await seedScifact(app, 10);
+    const platformAnswers = app.devInference()?.stats.chatRequests ?? 0;
+    const browser = await launchBrowser();
+    const page = await browser.newPage();
+    const errors = pageErrors(page);
+    await page.goto(`http://127.0.0.1:${app.port()}/#/chat`);
+    await page.getByLabel("API key").fill(key);
+    await page.getByRole("button", { name: "Sign in" }).click();
+    await page.getByRole("link", { name: "Chat" }).click();
+    await page.getByText("Generate on this device").click();
+    await page.getByLabel("Use the engine on this device").check();
+    await page.getByLabel("Engine URL").fill(engine.url);
+    await page.getByLabel("Model").fill("local-model");
+    await page.getByLabel("Engine key (if it needs one)").fill("local-engine-key");
+    await expect.poll(() => page.getByLabel("Collection").inputValue(), UI).toBe("sci");
+    await page.getByLabel("Question").fill(abstracts[3]?.title ?? "");
+    await page.getByLabel("Question").press("Enter");
+    const sources = page.getByRole("button", { name: /^Source \d+:/ });
+    await expect.poll(() => sources.count(), ANSWER).toBeGreaterThan(0);
+    // The engine on the device answered; the platform's own backend was not asked.
+    expect(engine.stats.chatRequests).toBe(1);
+    expect(app.devInference()?.stats.chatRequests ?? 0).toBe(platformAnswers);
+    await page.reload();
+    await page.getByRole("complementary", { name: "Conversations" }).getByRole("button").nth(1).click();
+    await expect.poll(() => page.getByRole("list", { name: "Messages" }).locator("li").count(), UI).toBe(2);
+    await expect.poll(() => sources.count(), UI).toBeGreaterThan(0);
+    await expectAccessible(page, "chat, generating on the device");
+    expect(errors).toEqual([]);
   });
 });
