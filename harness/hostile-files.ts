@@ -80,3 +80,15 @@ export async function manyPagesPdf(pages: number): Promise<Uint8Array> {
 export function zipBombDocx(bytes: number): Uint8Array {
   return zipSync({ "word/document.xml": new Uint8Array(bytes).fill(32) }, { level: 9 });
 }
+
+/**
+ * A Word file whose document part expands to `bytes` while its headers declare 1,000: a zip bomb
+ * that lies to the checks that read the archive's directory.
+ */
+export function lyingZipBombDocx(bytes: number): Uint8Array {
+  const zip = Buffer.from(zipBombDocx(bytes));
+  zip.writeUInt32LE(1000, 22); // the local header's uncompressed size
+  const central = zip.indexOf(Buffer.from([0x50, 0x4b, 0x01, 0x02]));
+  zip.writeUInt32LE(1000, central + 24); // the central directory's
+  return new Uint8Array(zip);
+}

@@ -75,14 +75,14 @@ export class Api {
       (init.headers as Record<string, string>)["Content-Type"] = "application/json";
     }
     const response = await fetch(path, init);
-    if (!response.ok) throw await this.#error(response);
+    if (!response.ok) throw await this.errorOf(response);
     return (response.status === 204 ? undefined : await response.json()) as T;
   }
 
   /** The response itself, for bodies that are not JSON (a document's original). */
   async raw(path: string): Promise<Response> {
     const response = await fetch(path, { headers: { Authorization: `Bearer ${this.key}` } });
-    if (!response.ok) throw await this.#error(response);
+    if (!response.ok) throw await this.errorOf(response);
     return response;
   }
 
@@ -107,7 +107,8 @@ export class Api {
     });
   }
 
-  async #error(response: Response): Promise<ApiError> {
+  /** The error a failed response carries (a 401 signs out). */
+  async errorOf(response: Response): Promise<ApiError> {
     const body = safeJson(await response.text()) as { error?: { code: string; message: string } } | undefined;
     const error = new ApiError(
       response.status,

@@ -72,12 +72,23 @@ export function webRoutes(
           // Where the console may send a prompt to generate on the user's device.
           console_engine_origins: config.http.consoleEngineOrigins,
           // Embedded mode only, and only to this machine: the console offers it on sign-in.
-          ...(key && isLoopback(c.env?.incoming?.socket?.remoteAddress) ? { local_api_key: key } : {}),
+          ...(key &&
+          isLocalRequest(c.env?.incoming?.socket?.remoteAddress, c.req.header("Host"), c.req.header("Sec-Fetch-Site"))
+            ? { local_api_key: key }
+            : {}),
         });
       },
     );
 }
 
-function isLoopback(address: string | undefined): boolean {
-  return address === "127.0.0.1" || address === "::1" || address === "::ffff:127.0.0.1";
+/**
+ * A browser on this machine, on this page: the peer is loopback, the Host names a loopback address
+ * (a DNS-rebound name does not), and the browser says the request is not from another site.
+ */
+function isLocalRequest(peer: string | undefined, host: string | undefined, fetchSite: string | undefined): boolean {
+  const loopbackPeer = peer === "127.0.0.1" || peer === "::1" || peer === "::ffff:127.0.0.1";
+  const loopbackHost = /^(localhost|127\.0\.0\.1|\[::1\])(:\d+)?$/.test(host ?? "");
+  return (
+    loopbackPeer && loopbackHost && (fetchSite === undefined || fetchSite === "same-origin" || fetchSite === "none")
+  );
 }

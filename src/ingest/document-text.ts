@@ -46,7 +46,11 @@ export class DocumentTexts {
     original: Buffer | null;
   }): Promise<DocumentText> {
     const format = formatOfContentType(row.content_type);
-    if (!format || !row.original) return { text: row.content, pageStarts: row.page_starts, parsed: null };
+    // A file parsed for this version already (its pages recorded) is not parsed again: a new file
+    // or a reparse request clears them.
+    if (!format || !row.original || row.page_starts !== null) {
+      return { text: row.content, pageStarts: row.page_starts, parsed: null };
+    }
     const outcome = await this.#textPool.parseFile(row.original, format);
     if (outcome.kind === "refused") throw new AppError("unprocessable", outcome.reason);
     let parsed: ParsedDocument =

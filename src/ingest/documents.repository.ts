@@ -108,8 +108,8 @@ export function compareExternalIds(a: string, b: string): number {
 /**
  * Inserts or replaces documents by (collection, external id), one statement per slice of the batch
  * instead of a round trip per document. Replacing bumps the version and sets it pending; identical
- * content, metadata, title and source leave a document untouched (a no-op), unless its last
- * ingestion failed. Returns, by external id, the version to process of each document that changed;
+ * content, metadata, title, source and file name leave a document untouched (a no-op), unless its
+ * last ingestion failed or found no text (needs_ocr). Returns, by external id, the version to process of each document that changed;
  * unchanged ones are absent. External ids must be distinct (a row cannot be upserted twice in one
  * statement). Rows go in external-id order (compareExternalIds), the order every writer locks
  * documents in.
@@ -159,7 +159,7 @@ export async function upsertDocuments(
           })
           .where(({ or, eb, ref }) =>
             or([
-              eb(ref("documents.status"), "=", "failed"),
+              eb(ref("documents.status"), "in", ["failed", "needs_ocr"]),
               eb(
                 sql`(documents.content_hash, documents.metadata, documents.title, documents.source, documents.file_name)`,
                 "is distinct from",
@@ -207,14 +207,17 @@ async function storeOriginals(
   }
 }
 
-/** A document's file as uploaded, or undefined when it was sent as text. */
-export async function findOriginal(db: Kysely<Database>, documentId: string): Promise<Buffer | undefined> {
-  const row = await db
-    .selectFrom("document_originals")
-    .select("bytes")
-    .where("document_id", "=", documentId)
+/** A document as uploaded: a file's bytes, or (sent as text) null and its stored text. */
+export async function findOriginal(
+  db: Kysely<Database>,
+  documentId: string,
+): Promise<{ bytes: Buffer | null; text: string } | undefined> {
+  return db
+    .selectFrom("documents as d")
+    .leftJoin("document_originals as o", "o.document_id", "d.id")
+    .select(["o.bytes", "d.content as text"])
+    .where("d.id", "=", documentId)
     .executeTakeFirst();
-  return row?.bytes;
 }
 
 /**
@@ -227,7 +230,7 @@ export async function requeueFiles(
 ): Promise<{ id: string; version: number }[]> {
   let query = db
     .updateTable("documents")
-    .set({ version: sql`version + 1`, status: "pending", error: null, updated_at: sql`now()` })
+    .set({ version: sql`version + 1`, status: "pending", error: null, page_starts: null, updated_at: sql`now()` })
     .where("tenant_id", "=", where.tenantId)
     .where("collection_id", "=", where.collectionId)
     .where(({ exists, selectFrom }) =>

@@ -191,7 +191,7 @@ export class IngestService {
   }
 
   /**
-   * Waits, at most `waitMs`, until these documents are searchable (ready) or failed, re-reading them
+   * Waits, at most `waitMs`, until these documents are searchable (ready), failed or found to need OCR, re-reading them
    * (with the write's token, so a replica that serves the read has the write) at growing intervals.
    * Returns each one's state at the end, and a token at or past what that read saw: a search with
    * it finds the documents that were ready.
@@ -252,14 +252,24 @@ export class IngestService {
 
   /** A document as uploaded: a file's bytes, or for a document sent as text, that text. */
   async original(principal: Principal, collectionName: string, externalId: string, token: Lsn | null) {
-    const { value } = await this.getDocument(principal, collectionName, externalId, token);
-    const result = await this.#read(principal, { token }, async (db) => {
-      const bytes = await findOriginal(db, value.id);
-      if (bytes) return { bytes, contentType: value.contentType };
-      const row = await db.selectFrom("documents").select("content").where("id", "=", value.id).executeTakeFirst();
-      return { bytes: Buffer.from(row?.content ?? ""), contentType: `${value.contentType}; charset=utf-8` };
+    // One read: the document and its bytes from the same snapshot of the same node.
+    const { value } = await this.#read(principal, { token }, async (db) => {
+      const collection = await requireCollection(db, principal.tenantId, collectionName);
+      const where = { tenantId: principal.tenantId, collectionId: collection.id, externalId };
+      const document = await findDocumentSummary(db, where);
+      return document && { document, original: await findOriginal(db, document.id) };
     });
-    return { ...result.value, fileName: value.fileName };
+    if (!value) throw new NotFoundError(`no document "${externalId}" in collection "${collectionName}"`);
+    const { document, original } = value;
+    if (original?.bytes)
+      return { bytes: original.bytes, contentType: document.contentType, fileName: document.fileName };
+    // A document sent as text is given back as its stored text (HTML as the Markdown it became).
+    const type = document.contentType === "text/html" ? "text/markdown" : document.contentType;
+    return {
+      bytes: Buffer.from(original?.text ?? ""),
+      contentType: `${type}; charset=utf-8`,
+      fileName: document.fileName,
+    };
   }
 
   /**

@@ -1,7 +1,8 @@
+import { zipSync } from "fflate";
 import mammoth from "mammoth";
 import { htmlToMarkdown } from "../text/html-to-markdown.ts";
 import { type ParseLimits, ParseRefusal, type ParsedDocument } from "./parsed-document.ts";
-import { zipEntryNames } from "./zip-archive.ts";
+import { readZipEntries, zipEntryNames } from "./zip-archive.ts";
 
 /**
  * A Word document through mammoth (its styles' headings become h1–h6, lists and tables stay lists
@@ -13,10 +14,16 @@ export async function parseDocx(bytes: Uint8Array, limits: ParseLimits): Promise
   if (!zipEntryNames(bytes, limits).includes("word/document.xml")) {
     throw new ParseRefusal("the file is not a Word document (no word/document.xml)");
   }
+  // mammoth reads the archive with JSZip, which inflates an entry whole before comparing it with the
+  // size its header declares, so a lying header would expand past the checks. mammoth gets an archive
+  // rebuilt from entries inflated by fflate, which never writes past the declared (checked) sizes.
+  // Images are left behind: they are not converted.
+  const entries = readZipEntries(bytes, (name) => !name.startsWith("word/media/"));
+  const honest = zipSync(Object.fromEntries(entries), { level: 0 });
   let html: string;
   try {
     const result = await mammoth.convertToHtml(
-      { buffer: Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength) },
+      { buffer: Buffer.from(honest.buffer, honest.byteOffset, honest.byteLength) },
       { convertImage: mammoth.images.imgElement(async () => ({ src: "" })) },
     );
     html = result.value;

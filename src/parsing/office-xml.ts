@@ -42,22 +42,32 @@ export function attributeOf(node: XmlNode, name: string): string | undefined {
   return attributes?.[name];
 }
 
-/** Every element named `tag` under `nodes`, depth first in document order (not inside a match). */
-export function findAll(nodes: readonly XmlNode[], tag: string): XmlNode[] {
+/** Every element named `tag` (or one of `tag`) under `nodes`, depth first in document order (not inside a match). */
+export function findAll(nodes: readonly XmlNode[], tag: string | readonly string[]): XmlNode[] {
+  const tags = new Set(typeof tag === "string" ? [tag] : tag);
   const found: XmlNode[] = [];
   const stack = [...nodes].reverse();
   while (stack.length > 0) {
     const node = stack.pop() as XmlNode;
-    if (tagOf(node) === tag) found.push(node);
+    if (tags.has(tagOf(node) ?? "")) found.push(node);
     else stack.push(...[...childrenOf(node)].reverse());
   }
   return found;
 }
 
-/** The text of the `a:t` runs under `nodes`, in order (an iterative walk: nesting depth is the file's to choose). */
+/**
+ * The text of the `a:t` runs under `nodes` in order, each `a:br` a line break (an iterative walk:
+ * nesting depth is the file's to choose).
+ */
 export function runText(nodes: readonly XmlNode[]): string {
-  return findAll(nodes, "a:t")
-    .flatMap((run) => childrenOf(run).map((child) => (typeof child["#text"] === "string" ? child["#text"] : "")))
+  return findAll(nodes, ["a:t", "a:br"])
+    .map((node) =>
+      tagOf(node) === "a:br"
+        ? "\n"
+        : childrenOf(node)
+            .map((child) => (typeof child["#text"] === "string" ? child["#text"] : ""))
+            .join(""),
+    )
     .join("");
 }
 

@@ -66,5 +66,5 @@ export class PagedMarkdown {
 }
 
 function clean(text: string): string {
-  return text.replace(CONTROL, " ").replace(/\r\n?/g, "\n");
+  return text.replace(/\r\n?/g, "\n").replace(CONTROL, " ");
 }

@@ -76,7 +76,11 @@ function titleOf(trees: readonly XmlNode[]): string {
 
 function paragraphs(node: XmlNode): string[] {
   return findAll(childrenOf(node), "a:p")
-    .map((p) => runText([p]).replace(/\s+/g, " ").trim())
+    .map((p) =>
+      runText([p])
+        .replace(/[^\S\n]+/g, " ")
+        .trim(),
+    )
     .filter((text) => text !== "");
 }
 

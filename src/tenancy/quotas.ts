@@ -39,7 +39,8 @@ const QUOTAS: Record<
     what: "batches not finished",
     used: sql`(SELECT count(*)::int FROM batches WHERE status IN ('in_progress', 'finalizing', 'cancelling'))`,
   },
-  // Documents' text, import uploads waiting to be published and batch files (migration 19); checked
+  // Documents' text and files' originals, import uploads waiting to be published and batch files
+  // (migrations 19, 21, 22); checked
   // after a write (refuseIfOverStorage), not reserved before it.
   stored_bytes: {
     setting: "PGRAG_QUOTA_STORED_BYTES",

@@ -26,9 +26,11 @@ export class TextTooComplexError extends AppError {
 }
 
 /**
- * HTML conversion and chunking of untrusted documents in worker threads with a time budget, so no
- * document — however large or hostile, up to the configured limits — blocks the API's event loop,
- * and one that takes too long is cut off (its thread terminated) instead of stalling the others.
+ * HTML conversion, chunking and file parsing (PDF, Office) of untrusted documents in worker threads
+ * with a time budget, so no document — however large or hostile, up to the configured limits —
+ * blocks the API's event loop, and one that takes too long is cut off (its thread terminated)
+ * instead of stalling the others. Parser threads have a heap cap too; the bytes a parser inflates
+ * outside its heap (ArrayBuffers) are not under it, which the zip checks and page limit bound.
  */
 export class TextPool {
   readonly #pool: Piscina;
@@ -40,7 +42,7 @@ export class TextPool {
     this.#options = options;
     this.#tasks = new Counter({
       name: "pgrag_text_tasks_total",
-      help: "Text tasks run in the worker threads, by kind (chunk, html-to-markdown) and outcome (done, over_budget, failed)",
+      help: "Text tasks run in the worker threads, by kind (chunk, html-to-markdown, identify-file, parse-file) and outcome (done, over_budget, failed)",
       labelNames: ["kind", "outcome"],
       registers: [registry],
     });

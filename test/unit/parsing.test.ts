@@ -6,7 +6,7 @@ import { renderDocx, renderPdf, renderPptx } from "../../harness/render-document
 import { DOCUMENTS_DIR } from "../../src/evaluation/datasets.ts";
 import { identifyFile, parseFile } from "../../src/parsing/parse-file.ts";
 import { type ParseLimits, type ParseOutcome, pagesSpanned } from "../../src/parsing/parsed-document.ts";
-import { encryptedPdf, zipBombDocx } from "../../harness/hostile-files.ts";
+import { encryptedPdf, lyingZipBombDocx, zipBombDocx } from "../../harness/hostile-files.ts";
 
 const LIMITS: ParseLimits = {
   maxPages: 100,
@@ -129,6 +129,10 @@ describe("Word parsing", () => {
       kind: "refused",
       reason: expect.stringMatching(/more than 1000 entries/),
     });
+    // Headers that understate the expansion pass the directory's checks, but nothing inflates past them.
+    const liar = lyingZipBombDocx(20_000_000);
+    expect(await identifyFile(liar, LIMITS)).toEqual({ kind: "format", format: "docx" });
+    expect(await parseFile(liar, "docx", LIMITS)).toMatchObject({ kind: "refused" });
     const other = zipSync({ "hello.txt": new TextEncoder().encode("hello") });
     expect(await identifyFile(other, LIMITS)).toMatchObject({
       kind: "refused",

@@ -172,16 +172,8 @@ export function Chat({ api }: { api: Api }) {
         body: JSON.stringify({ collection, question: text, conversation_id: conversationId, stream: true }),
         signal: controller.signal,
       });
-      if (!response.ok || !response.body) {
-        // The error body as the API sends it, through the client (a 401 signs out).
-        await api.request("POST", "/v1/chat", {
-          collection,
-          question: text,
-          conversation_id: conversationId,
-          stream: false,
-        });
-        return;
-      }
+      // The API's error, read from this response (a 401 signs out).
+      if (!response.ok || !response.body) throw await api.errorOf(response);
       for await (const { event, data } of serverSentEvents(response.body)) {
         const value = JSON.parse(data);
         if (event === "start") setConversationId(value.conversation_id);

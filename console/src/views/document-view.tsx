@@ -4,6 +4,13 @@ import { encode } from "../api.ts";
 import { Message } from "../controls.tsx";
 import { collectionHref } from "../route.ts";
 
+/** Documents kept as files (PDF, Word, PowerPoint): those can be parsed again. */
+const FILE_TYPES = new Set([
+  "application/pdf",
+  "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+  "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+]);
+
 /** One document: its status, download of the original, reparse, delete, and its chunks with their locations. */
 export function DocumentView({ api, collection, externalId }: { api: Api; collection: string; externalId: string }) {
   const base = `/v1/collections/${encode(collection)}/documents/${encode(externalId)}`;
@@ -96,7 +103,7 @@ export function DocumentView({ api, collection, externalId }: { api: Api; collec
         <button type="button" onClick={() => void download()}>
           Download original
         </button>
-        {document?.file_name && (
+        {document && FILE_TYPES.has(document.content_type) && (
           <button type="button" class="secondary" onClick={() => void act("reparse")}>
             Reparse
           </button>

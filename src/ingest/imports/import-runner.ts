@@ -217,6 +217,11 @@ export class ImportRunner {
     const chunked = new Map<PendingLine, readonly LocatedChunk[]>();
     for (const line of lines) {
       try {
+        // A file identical to what is stored is known by its bytes' hash, before any parsing.
+        if (line.file && line.existing?.unchanged(contentHash(line.file.bytes))) {
+          outcomes.push({ line: line.line, state: "unchanged" });
+          continue;
+        }
         const document = await this.#documentOf(line);
         if (line.existing?.unchanged(document.hash)) {
           outcomes.push({ line: line.line, state: "unchanged" });

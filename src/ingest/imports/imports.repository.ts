@@ -217,7 +217,8 @@ export async function pendingLines(
   }>`
     SELECT l.line, l.external_id, l.title, l.source, l.content_type, l.metadata, l.content, l.file_name, l.original,
            d.id AS existing_id, d.version AS existing_version, d.content_hash AS existing_hash,
-           (d.metadata, d.title, d.source, d.file_name) IS NOT DISTINCT FROM (l.metadata, l.title, l.source, l.file_name)
+           (d.metadata, d.title, d.source, d.file_name)
+             IS NOT DISTINCT FROM (l.metadata, coalesce(l.title, l.file_name), l.source, l.file_name)
              AS same_fields,
            d.status = 'ready' AS existing_ready
     FROM import_documents l
