@@ -10,7 +10,7 @@ export type Route =
   | { view: "document"; collection: string; externalId: string };
 
 export function parseRoute(hash: string): Route {
-  const parts = hash.replace(/^#\/?/, "").split("/").map(decodeURIComponent);
+  const parts = hash.replace(/^#\/?/, "").split("/").map(decodePart);
   if (parts[0] === "chat") return { view: "chat" };
   if (parts[0] === "search") return { view: "search" };
   if (parts[0] === "jobs") return { view: "jobs" };
@@ -20,6 +20,15 @@ export function parseRoute(hash: string): Route {
     return { view: "documents", collection: parts[1] };
   }
   return { view: "collections" };
+}
+
+/** A hash part as written; a malformed escape (a hand-edited URL) is taken as it is rather than breaking the page. */
+function decodePart(part: string): string {
+  try {
+    return decodeURIComponent(part);
+  } catch {
+    return part;
+  }
 }
 
 export const collectionHref = (name: string) => `#/c/${encodeURIComponent(name)}`;

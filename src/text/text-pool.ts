@@ -35,6 +35,7 @@ export class TextTooComplexError extends AppError {
 export class TextPool {
   readonly #pool: Piscina;
   readonly #parsers: Piscina;
+  readonly #identifiers: Piscina;
   readonly #options: TextPoolOptions;
   readonly #tasks: Counter<"kind" | "outcome">;
 
@@ -53,16 +54,10 @@ export class TextPool {
       minThreads: options.threads,
       maxThreads: options.threads,
     });
-    const { parsing } = options;
-    this.#parsers = new Piscina({
-      filename: new URL("./text-worker.cjs", import.meta.url).href,
-      workerData: { tasks: new URL("../parsing/file-tasks.ts", import.meta.url).href },
-      // Started when a file comes: most deployments never parse one, and a parser's libraries are large.
-      minThreads: 0,
-      maxThreads: parsing.threads,
-      idleTimeout: 60_000,
-      resourceLimits: { maxOldGenerationSizeMb: parsing.memoryMb, maxYoungGenerationSizeMb: 64 },
-    });
+    // Identifying an upload (in its request) has a thread of its own: it never waits behind the
+    // ingestion's parses of other tenants' files, which may each take their whole budget.
+    this.#identifiers = fileThreads(options.parsing, 1);
+    this.#parsers = fileThreads(options.parsing, options.parsing.threads);
   }
 
   async htmlToMarkdown(html: string): Promise<string> {
@@ -85,12 +80,12 @@ export class TextPool {
   }
 
   async close(): Promise<void> {
-    await Promise.all([this.#pool.close({ force: true }), this.#parsers.close({ force: true })]);
+    await Promise.all([this.#pool, this.#parsers, this.#identifiers].map((pool) => pool.close({ force: true })));
   }
 
   async #run(task: TextTask | FileTask, what: string): Promise<unknown> {
     const isFile = task.kind === "identify-file" || task.kind === "parse-file";
-    const pool = isFile ? this.#parsers : this.#pool;
+    const pool = task.kind === "identify-file" ? this.#identifiers : isFile ? this.#parsers : this.#pool;
     const timeoutMs = isFile ? this.#options.parsing.timeoutMs : this.#options.timeoutMs;
     if (pool.queueSize >= this.#options.maxQueued) {
       throw new UnavailableError("the text-processing queue is full; retry shortly", { retryAfterSeconds: 1 });
@@ -122,4 +117,19 @@ export class TextPool {
       startedSignal.close();
     }
   }
+}
+
+/**
+ * Threads for files, started when a file comes (most deployments never parse one, and a parser's
+ * libraries are large), each with the parsers' heap cap.
+ */
+function fileThreads(parsing: TextPoolOptions["parsing"], threads: number): Piscina {
+  return new Piscina({
+    filename: new URL("./text-worker.cjs", import.meta.url).href,
+    workerData: { tasks: new URL("../parsing/file-tasks.ts", import.meta.url).href },
+    minThreads: 0,
+    maxThreads: threads,
+    idleTimeout: 60_000,
+    resourceLimits: { maxOldGenerationSizeMb: parsing.memoryMb, maxYoungGenerationSizeMb: 64 },
+  });
 }
