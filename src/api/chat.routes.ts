@@ -219,7 +219,10 @@ export function chatRoutes(
       "/v1/conversations/:id/answers",
       documented(
         "Store an answer generated on the user's device for the conversation's last question: its citations are worked out from the passages it names",
-        { consistent: true, responses: { 201: "Stored, with its citations" } },
+        {
+          consistent: true,
+          responses: { 201: "Stored, with its citations", 409: "No question is waiting for an answer" },
+        },
       ),
       auth("read"),
       validate("param", conversationParams),
@@ -235,12 +238,26 @@ export function chatRoutes(
       ),
       async (c) => {
         const body = c.req.valid("json");
+        const principal = c.get("principal");
+        const conversationId = c.req.valid("param").id;
         const stored = await service.storeDeviceAnswer(
-          c.get("principal"),
-          c.req.valid("param").id,
+          principal,
+          conversationId,
           { content: body.content, model: body.model, chunkIds: body.chunk_ids },
           readConsistencyToken(c),
         );
+        usage.record({
+          tenantId: principal.tenantId,
+          kind: "chat",
+          requestId: c.get("requestId"),
+          httpStatus: 201,
+          payload: {
+            conversation_id: conversationId,
+            message_id: stored.messageId,
+            model: stored.model,
+            results: stored.citations.map((citation) => ({ chunk_id: citation.chunkId, rank: citation.number })),
+          },
+        });
         return c.json(
           {
             message_id: stored.messageId,

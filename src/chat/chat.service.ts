@@ -23,6 +23,7 @@ import {
   insertMessage,
   listConversations,
   listMessages,
+  lockForAnswer,
   renameConversation,
 } from "./conversations.repository.ts";
 import { assemblePrompt, type ContextPassage, citedPassages } from "./prompt.ts";
@@ -162,9 +163,10 @@ export class ChatService {
   }
 
   /**
-   * Stores an answer generated on the user's device for a prepared question: its citations are
-   * worked out here, from the passages the prompt numbered (read again, the tenant's own only), and
-   * the model is recorded as the device's, so history, feedback and the analysts' views see it.
+   * Stores an answer generated on the user's device for the conversation's waiting question: its
+   * citations are worked out here, from the passages the prompt numbered (read again, the tenant's
+   * own only), and the model is recorded as the device's, so history and feedback see it (and the
+   * analysts' views, through the usage event the route records).
    */
   async storeDeviceAnswer(
     principal: Principal,
@@ -173,24 +175,40 @@ export class ChatService {
     clientToken: Lsn | null,
   ) {
     const token = this.#latestToken(conversationId, clientToken);
-    const { value: conversation } = await this.#router.read({ token, tenantId: principal.tenantId }, (db) =>
-      findConversation(db, principal.tenantId, conversationId),
-    );
-    if (!conversation) throw new NotFoundError(`no conversation ${conversationId}`);
     const chunks = await this.#search.chunks(principal, answer.chunkIds, token);
     const passages = answer.chunkIds.flatMap((id) => {
       const chunk = chunks.get(id);
       return chunk ? [passageOf(chunk)] : [];
     });
     const citations = citationsOf(answer.content, passages);
-    const saved = await this.#recordAnswer(principal, conversationId, {
-      content: answer.content,
-      status: "complete",
-      citations,
-      usage: null,
-      model: `${DEVICE_MODEL_PREFIX}${answer.model}`,
-    });
-    return { ...saved, citations };
+    const model = `${DEVICE_MODEL_PREFIX}${answer.model}`;
+    // One answer a question: checked and written under the conversation's lock.
+    const { value: messageId, token: written } = await this.#router.write(
+      { tenantId: principal.tenantId },
+      async (tx) => {
+        const state = await lockForAnswer(tx, { tenantId: principal.tenantId, id: conversationId });
+        if (state === "missing") throw new NotFoundError(`no conversation ${conversationId}`);
+        if (state === "answered") {
+          throw new AppError(
+            "conflict",
+            `conversation ${conversationId} has no question waiting for an answer: ask first`,
+          );
+        }
+        return insertMessage(tx, {
+          tenantId: principal.tenantId,
+          conversationId,
+          role: "assistant",
+          content: answer.content,
+          status: "complete",
+          citations,
+          promptTokens: null,
+          completionTokens: null,
+          model,
+        });
+      },
+    );
+    this.#conversationTokens.set(conversationId, written);
+    return { messageId, token: written, citations, model };
   }
 
   async *ask(

@@ -212,3 +212,30 @@ export async function deleteConversation(
     .executeTakeFirst();
   return result.numDeletedRows > 0n;
 }
+
+/**
+ * Locks a conversation of the tenant for an answer to be added: whether its last message is a
+ * question still waiting for one ("awaiting"), or not ("answered"), or there is no such conversation.
+ */
+export async function lockForAnswer(
+  db: Kysely<Database>,
+  where: { tenantId: string; id: string },
+): Promise<"missing" | "answered" | "awaiting"> {
+  const conversation = await db
+    .selectFrom("conversations")
+    .select("id")
+    .where("tenant_id", "=", where.tenantId)
+    .where("id", "=", where.id)
+    .forUpdate()
+    .executeTakeFirst();
+  if (!conversation) return "missing";
+  const last = await db
+    .selectFrom("messages")
+    .select("role")
+    .where("tenant_id", "=", where.tenantId)
+    .where("conversation_id", "=", where.id)
+    .orderBy("id", "desc")
+    .limit(1)
+    .executeTakeFirst();
+  return last?.role === "user" ? "awaiting" : "answered";
+}

@@ -297,6 +297,14 @@ describe("/v1/chat", () => {
     expect(stored.body.citations.map((c) => [c.number, c.chunk_id])).toEqual([
       [2, prepared.body.passages[1]?.chunk_id],
     ]);
+    // One answer a question: a second one has no question to answer.
+    const again = await api<{ error: { message: string } }>(app, "POST", `/v1/conversations/${id}/answers`, {
+      key,
+      token: stored.body.consistency_token,
+      json: answer,
+    });
+    expect(again.status).toBe(409);
+    expect(again.body.error.message).toMatch(/no question waiting for an answer/);
     type Messages = { messages: { role: string; model: string | null; citations: { number: number }[] }[] };
     const conversation = await api<Messages>(app, "GET", `/v1/conversations/${id}`, {
       key,
