@@ -1,6 +1,6 @@
 import { readdir, readFile, realpath, stat } from "node:fs/promises";
 import { basename, dirname, extname, join, relative, sep } from "node:path";
-import { FILE_FORMATS, type FileFormat } from "../parsing/formats.ts";
+import { FILE_FORMATS, formatOfExtension } from "../parsing/formats.ts";
 import { textTypeOfExtension } from "../text/content.ts";
 
 export interface LocalDocument {
@@ -12,7 +12,7 @@ export interface LocalDocument {
 
 /** The type a file's extension names: a file format (PDF, Word, PowerPoint) or a text type. */
 function typeOfExtension(extension: string): string | undefined {
-  const format = (Object.keys(FILE_FORMATS) as FileFormat[]).find((f) => FILE_FORMATS[f].extension === extension);
+  const format = formatOfExtension(extension);
   return format ? FILE_FORMATS[format].contentType : textTypeOfExtension(extension);
 }
 

@@ -480,7 +480,7 @@ export async function startDevInferenceServer(
     }
     const response = await answer(request);
     const headers = new Headers(response.headers);
-    headers.set("Access-Control-Allow-Origin", "*");
+    for (const [name, value] of Object.entries(cors)) headers.set(name, value);
     return new Response(response.body, { status: response.status, headers });
   };
   const answer = (request: Request) =>

@@ -21,7 +21,16 @@ export type FileFormat = keyof typeof FILE_FORMATS;
 export const FILE_CONTENT_TYPES = Object.values(FILE_FORMATS).map((f) => f.contentType);
 
 export function formatOfContentType(contentType: string): FileFormat | undefined {
-  return (Object.keys(FILE_FORMATS) as FileFormat[]).find((f) => FILE_FORMATS[f].contentType === contentType);
+  return formatWhere((f) => f.contentType === contentType);
+}
+
+/** The file format a file name's extension (with its dot, lower case) names, if any. */
+export function formatOfExtension(extension: string): FileFormat | undefined {
+  return formatWhere((f) => f.extension === extension);
+}
+
+function formatWhere(matches: (format: (typeof FILE_FORMATS)[FileFormat]) => boolean): FileFormat | undefined {
+  return (Object.keys(FILE_FORMATS) as FileFormat[]).find((f) => matches(FILE_FORMATS[f]));
 }
 
 /** A page is a slide in a presentation: citations say "slide 4" instead of "p. 4". */
