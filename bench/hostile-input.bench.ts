@@ -172,7 +172,7 @@ for (const doc of documents) {
     async () => {
       const { stdout } = await curl(`${base}/v1/collections/hostile/documents/${doc.id}`);
       const body = JSON.parse(stdout) as { document?: { status: string; chunk_count: number; error: string | null } };
-      const settled = body.document && !["pending", "processing"].includes(body.document.status);
+      const settled = body.document && body.document.status !== "pending";
       return settled ? body.document : undefined;
     },
     600_000,

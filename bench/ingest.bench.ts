@@ -137,7 +137,7 @@ async function ingestCorpus(
         .selectFrom("documents")
         .select((eb) => [eb.fn.countAll<string>().as("n")])
         .where("tenant_id", "=", tenantId)
-        .where("status", "in", ["pending", "processing"])
+        .where("status", "=", "pending")
         .executeTakeFirstOrThrow(),
     );
     if (Number(value.n) === 0) break;

@@ -17,7 +17,7 @@ export interface Collection {
   created_at: string;
 }
 
-export type DocumentStatus = "pending" | "processing" | "ready" | "failed" | "needs_ocr";
+export type DocumentStatus = "pending" | "ready" | "failed" | "needs_ocr";
 
 export interface DocumentSummary {
   id: string;
@@ -26,6 +26,8 @@ export interface DocumentSummary {
   content_type: string;
   file_name: string | null;
   status: DocumentStatus;
+  /** While pending: null (queued), parsing or embedding. */
+  stage: "parsing" | "embedding" | null;
   error: string | null;
   chunk_count: number;
   version: number;

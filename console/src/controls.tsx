@@ -1,5 +1,5 @@
 import { useEffect, useState } from "preact/hooks";
-import type { Api, Collection } from "./api.ts";
+import type { Api, Collection, DocumentSummary } from "./api.ts";
 
 /** A labelled select of `[value, label]` options. */
 export function Select(props: {
@@ -74,5 +74,21 @@ export function Message({ text, kind = "status" }: { text: string | null; kind?:
     <p class={kind === "alert" ? "error" : "notice"} role={kind}>
       {text}
     </p>
+  );
+}
+
+/** A document's status as a person reads it: a pending one by its stage (queued, parsing, embedding), with the reason of a failure. */
+export function DocumentState({ document }: { document: Pick<DocumentSummary, "status" | "stage" | "error"> }) {
+  const label =
+    document.status === "pending"
+      ? (document.stage ?? "queued")
+      : document.status === "needs_ocr"
+        ? "needs OCR"
+        : document.status;
+  return (
+    <>
+      <span class={`status ${document.status}`}>{label}</span>
+      {document.error && <span class="reason"> — {document.error}</span>}
+    </>
   );
 }

@@ -60,21 +60,26 @@ export function chatRoutes(
   return new Hono<AppEnv>()
     .post(
       "/v1/feedback",
-      documented("Thumbs up or down (and a comment) on an answer", { responses: { 202: "Recorded" } }),
+      documented(
+        "Thumbs up or down (and a comment) on an answer: stored on the answer (a later rating replaces it) and counted in the analysts' views",
+        { responses: { 200: "Stored" } },
+      ),
       auth("read"),
       validate("json", feedbackBody),
       async (c) => {
         const body = c.req.valid("json");
         const principal = c.get("principal");
-        await service.assertAnswerExists(principal, body.message_id, readConsistencyToken(c));
+        const feedback = { rating: body.rating, comment: body.comment ?? null };
+        const token = await service.storeFeedback(principal, body.message_id, feedback);
+        if (token) c.header(CONSISTENCY_HEADER, formatLsn(token));
         usage.record({
           tenantId: principal.tenantId,
           kind: "feedback",
           requestId: c.get("requestId"),
-          httpStatus: 202,
-          payload: { message_id: body.message_id, rating: body.rating, comment: body.comment ?? null },
+          httpStatus: 200,
+          payload: { message_id: body.message_id, ...feedback },
         });
-        return c.json({ accepted: true }, 202);
+        return c.json({ message_id: body.message_id, ...feedback });
       },
     )
     .post(
@@ -317,6 +322,7 @@ export function chatRoutes(
             prompt_tokens: m.promptTokens,
             completion_tokens: m.completionTokens,
             model: m.model,
+            feedback: m.feedback,
             created_at: m.createdAt,
           })),
         });

@@ -50,7 +50,7 @@ const batchBody = (max: number) =>
   });
 
 const listQuery = z.object({
-  status: z.enum(["pending", "processing", "ready", "failed", "needs_ocr"]).optional(),
+  status: z.enum(["pending", "ready", "failed", "needs_ocr"]).optional(),
   after: z.string().max(512).optional(),
   limit: z.coerce.number().int().min(1).max(1000).default(100),
 });
@@ -89,6 +89,7 @@ function documentJson(d: DocumentSummary) {
     metadata: d.metadata,
     version: d.version,
     status: d.status,
+    stage: d.stage,
     error: d.error,
     chunk_count: d.chunkCount,
     updated_at: d.updatedAt,

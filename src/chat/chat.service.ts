@@ -17,7 +17,8 @@ import { estimateTokens } from "../text/token-estimate.ts";
 import {
   conversationsStartedToday,
   deleteConversation,
-  findAnswer,
+  storeFeedback,
+  type AnswerFeedback,
   findConversation,
   insertConversation,
   insertMessage,
@@ -331,12 +332,13 @@ export class ChatService {
     return token;
   }
 
-  /** Feedback may only name an answer of the caller's own tenant. */
-  async assertAnswerExists(principal: Principal, messageId: string, clientToken: Lsn | null): Promise<void> {
-    const { value } = await this.#router.read({ token: clientToken, tenantId: principal.tenantId }, (db) =>
-      findAnswer(db, principal.tenantId, messageId),
+  /** Stores feedback on an answer of the caller's own tenant, read back with its conversation. */
+  async storeFeedback(principal: Principal, messageId: string, feedback: AnswerFeedback): Promise<Lsn | null> {
+    const { value, token } = await this.#router.write({ tenantId: principal.tenantId }, (tx) =>
+      storeFeedback(tx, principal.tenantId, messageId, feedback),
     );
     if (!value) throw new NotFoundError(`no answer with message id ${messageId}`);
+    return token;
   }
 
   async #recordQuestion(principal: Principal, request: ChatRequest, clientToken: Lsn | null) {

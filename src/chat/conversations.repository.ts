@@ -10,7 +10,14 @@ export interface StoredMessage {
   readonly promptTokens: number | null;
   readonly completionTokens: number | null;
   readonly model: string | null;
+  /** The user's rating of an answer and its comment, if given. */
+  readonly feedback: AnswerFeedback | null;
   readonly createdAt: Date;
+}
+
+export interface AnswerFeedback {
+  readonly rating: "up" | "down";
+  readonly comment: string | null;
 }
 
 export interface Conversation {
@@ -96,6 +103,7 @@ export async function listMessages(
     promptTokens: r.prompt_tokens,
     completionTokens: r.completion_tokens,
     model: r.model,
+    feedback: r.feedback_rating ? { rating: r.feedback_rating, comment: r.feedback_comment } : null,
     createdAt: r.created_at,
   }));
 }
@@ -172,17 +180,25 @@ export async function insertMessage(
 }
 
 /**
- * An assistant message of the tenant. Row-level security already scopes this; the tenant filter
- * keeps it so where RLS does not bind (the embedded superuser): another tenant's id is never confirmed.
+ * Stores the user's feedback on an assistant message of the tenant (a later rating replaces it);
+ * false when there is no such answer. Row-level security already scopes this; the tenant filter keeps
+ * it so where RLS does not bind (the embedded superuser): another tenant's id is never confirmed.
  */
-export function findAnswer(db: Kysely<Database>, tenantId: string, messageId: string) {
-  return db
-    .selectFrom("messages")
-    .select("id")
+export async function storeFeedback(
+  db: Kysely<Database>,
+  tenantId: string,
+  messageId: string,
+  feedback: AnswerFeedback,
+): Promise<boolean> {
+  const row = await db
+    .updateTable("messages")
+    .set({ feedback_rating: feedback.rating, feedback_comment: feedback.comment, feedback_at: sql`now()` })
     .where("tenant_id", "=", tenantId)
     .where("id", "=", messageId)
     .where("role", "=", "assistant")
+    .returning("id")
     .executeTakeFirst();
+  return row !== undefined;
 }
 
 /** Gives a conversation of the tenant a new title; false when there is no such conversation. */

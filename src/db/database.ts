@@ -82,7 +82,9 @@ export interface DocumentTable {
   /** Where each page (slide) starts in `content`, for files with pages (migration 21). */
   page_starts: number[] | null;
   version: Generated<number>;
-  status: ColumnType<"pending" | "processing" | "ready" | "failed" | "needs_ocr", string | undefined, string>;
+  status: ColumnType<"pending" | "ready" | "failed" | "needs_ocr", string | undefined, string>;
+  /** Where a pending document's ingestion is; null while it waits in the queue (migration 23). */
+  stage: ColumnType<"parsing" | "embedding" | null, string | null | undefined, string | null>;
   error: string | null;
   chunk_count: Generated<number>;
   /** Sum of the BM25 lengths of the document's current chunks. bigint: arrives as a string. */
@@ -141,6 +143,10 @@ export interface MessageTable {
   prompt_tokens: number | null;
   completion_tokens: number | null;
   model: string | null;
+  /** The user's rating of an answer, its comment and when (migration 23). */
+  feedback_rating: ColumnType<"up" | "down" | null, string | null | undefined, string | null>;
+  feedback_comment: string | null;
+  feedback_at: ColumnType<Date | null, string | null | undefined, string | null>;
   created_at: Timestamp;
 }
 

@@ -17,6 +17,8 @@ export interface DocumentSummary {
   readonly metadata: unknown;
   readonly version: number;
   readonly status: DocumentStatus;
+  /** Where a pending document's ingestion is: parsing, embedding, or null while queued. */
+  readonly stage: "parsing" | "embedding" | null;
   readonly error: string | null;
   readonly chunkCount: number;
   readonly updatedAt: Date;
@@ -48,6 +50,7 @@ const summaryColumns = [
   "documents.metadata",
   "documents.version",
   "documents.status",
+  "documents.stage",
   "documents.error",
   "documents.chunk_count",
   "documents.updated_at",
@@ -64,6 +67,7 @@ type SummaryRow = Pick<
   | "metadata"
   | "version"
   | "status"
+  | "stage"
   | "error"
   | "chunk_count"
   | "updated_at"
@@ -83,6 +87,7 @@ function rowToSummary(row: SummaryRow): DocumentSummary {
     metadata: row.metadata,
     version: row.version,
     status: row.status,
+    stage: row.stage,
     error: row.error,
     chunkCount: row.chunk_count,
     updatedAt: row.updated_at,
@@ -154,6 +159,7 @@ export async function upsertDocuments(
             page_starts: null,
             version: sql`documents.version + 1`,
             status: "pending",
+            stage: null,
             error: null,
             updated_at: sql`now()`,
           })
@@ -230,7 +236,14 @@ export async function requeueFiles(
 ): Promise<{ id: string; version: number }[]> {
   let query = db
     .updateTable("documents")
-    .set({ version: sql`version + 1`, status: "pending", error: null, page_starts: null, updated_at: sql`now()` })
+    .set({
+      version: sql`version + 1`,
+      status: "pending",
+      stage: null,
+      error: null,
+      page_starts: null,
+      updated_at: sql`now()`,
+    })
     .where("tenant_id", "=", where.tenantId)
     .where("collection_id", "=", where.collectionId)
     .where(({ exists, selectFrom }) =>
@@ -359,7 +372,7 @@ export async function markDocumentsReady(
   }
   await sql`
     UPDATE documents AS d
-    SET status = 'ready', error = NULL, chunk_count = w.chunk_count, lexeme_total = w.lexeme_total, updated_at = now()
+    SET status = 'ready', stage = NULL, error = NULL, chunk_count = w.chunk_count, lexeme_total = w.lexeme_total, updated_at = now()
     FROM unnest(${documents.map((doc) => doc.id)}::uuid[], ${documents.map((doc) => doc.chunkCount)}::int[],
                 ${documents.map((doc) => doc.lexemeTotal)}::bigint[]) AS w(id, chunk_count, lexeme_total)
     WHERE d.id = w.id
@@ -437,6 +450,30 @@ export function lockDocuments(tx: Kysely<Database>, documentIds: readonly string
     .execute();
 }
 
+/**
+ * Shows where pending document versions' ingestion is (null: back in the queue). Only a display: rows
+ * an upload or a write holds are skipped rather than waited for, so this never joins a lock queue
+ * (nor a deadlock) with them, and a version replaced or settled meanwhile keeps its own state.
+ */
+export async function markIngestionStage(
+  tx: Kysely<Database>,
+  documents: readonly { id: string; version: number }[],
+  stage: "parsing" | "embedding" | null,
+): Promise<void> {
+  if (documents.length === 0) return;
+  await sql`
+    UPDATE documents AS d SET stage = ${stage}
+    FROM (
+      SELECT d.id FROM documents AS d
+      JOIN unnest(${documents.map((doc) => doc.id)}::uuid[], ${documents.map((doc) => doc.version)}::int[]) AS w(id, version)
+        ON d.id = w.id AND d.version = w.version
+      WHERE d.status = 'pending'
+      FOR UPDATE OF d SKIP LOCKED
+    ) AS free
+    WHERE d.id = free.id
+  `.execute(tx);
+}
+
 /** A document version that cannot be ingested (`failed`), or a file without a text layer (`needs_ocr`), with the reason. */
 export async function markDocumentFailed(
   tx: Kysely<Database>,
@@ -444,7 +481,12 @@ export async function markDocumentFailed(
 ): Promise<void> {
   await tx
     .updateTable("documents")
-    .set({ status: document.status ?? "failed", error: document.error.slice(0, 2000), updated_at: sql`now()` })
+    .set({
+      status: document.status ?? "failed",
+      stage: null,
+      error: document.error.slice(0, 2000),
+      updated_at: sql`now()`,
+    })
     .where("id", "=", document.id)
     .where("version", "=", document.version)
     .execute();

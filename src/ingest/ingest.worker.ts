@@ -22,6 +22,7 @@ import {
   documentTenants,
   lockDocuments,
   markDocumentFailed,
+  markIngestionStage,
   markDocumentsReady,
 } from "./documents.repository.ts";
 import type { PollLoop } from "../jobs/poll-loop.ts";
@@ -191,6 +192,7 @@ export class IngestWorker {
 
   async #processSlice(tenantId: string, jobs: PgBoss.JobWithMetadata<IngestJobData>[]): Promise<void> {
     const pending = await this.#timed("load", () => this.#load(tenantId, jobs));
+    await this.#showStage(tenantId, pending, "embedding");
     let embedded: Map<PendingDocument, EmbeddedChunk[]>;
     try {
       embedded = await this.#timed("embed", () => this.#embed(pending));
@@ -218,6 +220,11 @@ export class IngestWorker {
     const ids = jobs.map((j) => j.data.documentId);
     const { value: rows } = await this.#router.read({ primary: true, tenantId }, (db) => documentsToIngest(db, ids));
     const byId = new Map(rows.map((r) => [r.id, r]));
+    await this.#showStage(
+      tenantId,
+      jobs.map((j) => ({ id: j.data.documentId, version: j.data.version })),
+      "parsing",
+    );
     const pending: PendingDocument[] = [];
     for (const job of jobs) {
       const row = byId.get(job.data.documentId);
@@ -356,8 +363,22 @@ export class IngestWorker {
       if (permanent) return;
     } else {
       this.#processed.inc({ outcome: "retried" });
+      await this.#showStage(doc.tenantId, [doc], null);
     }
     await this.#boss.fail(INGEST_QUEUE, doc.job.id, { error: message });
+  }
+
+  /** Where the documents' ingestion is, for those watching; a failure to say so only costs the display. */
+  async #showStage(
+    tenantId: string,
+    documents: readonly ({ id: string; version: number } | PendingDocument)[],
+    stage: "parsing" | "embedding" | null,
+  ): Promise<void> {
+    const versions = documents.map((d) => ("documentId" in d ? { id: d.documentId, version: d.version } : d));
+    if (versions.length === 0) return;
+    await this.#router
+      .write({ tenantId }, (tx) => markIngestionStage(tx, versions, stage))
+      .catch((error: unknown) => this.#logger.warn({ err: error }, "showing the ingestion stage failed"));
   }
 
   async #timed<T>(stage: string, run: () => Promise<T>): Promise<T> {

@@ -23,8 +23,13 @@ export function pageErrors(page: Page): string[] {
 
 const AXE = readFileSync(createRequire(import.meta.url).resolve("axe-core/axe.min.js"), "utf8");
 
-/** axe-core run in the page as it is: no serious or critical accessibility violation. */
-export async function expectAccessible(page: Page, screen: string): Promise<void> {
+/**
+ * A screen as it is: no serious or critical accessibility violation (axe-core run in the page), and
+ * nothing wider than the window (at phone width, no sideways scrolling).
+ */
+export async function expectUsable(page: Page, screen: string): Promise<void> {
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  expect(overflow, `${screen}: wider than the window by ${overflow} px`).toBeLessThanOrEqual(0);
   const violations = (await page.evaluate(
     `${AXE}\n;axe.run({ resultTypes: ["violations"] }).then((r) => r.violations.filter((v) => v.impact === "serious" || v.impact === "critical").map((v) => v.id + ": " + v.help + " (" + v.nodes.length + ")"))`,
   )) as string[];

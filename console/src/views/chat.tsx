@@ -19,7 +19,13 @@ interface Message {
   role: "user" | "assistant";
   content: string;
   citations: Citation[];
+  feedback?: Rated | null;
   streaming?: boolean;
+}
+
+interface Rated {
+  rating: "up" | "down";
+  comment: string | null;
 }
 
 interface ConversationSummary {
@@ -81,6 +87,7 @@ export function Chat({ api }: { api: Api }) {
         role: m.role,
         content: m.content,
         citations: m.citations,
+        feedback: m.feedback,
       })),
     );
   };
@@ -303,7 +310,9 @@ export function Chat({ api }: { api: Api }) {
                   ))}
                 </p>
               )}
-              {m.role === "assistant" && m.id && !m.streaming && <Feedback api={api} messageId={m.id} token={token} />}
+              {m.role === "assistant" && m.id && !m.streaming && (
+                <Feedback api={api} messageId={m.id} given={m.feedback ?? null} token={token} />
+              )}
             </li>
           ))}
         </ol>
@@ -352,24 +361,30 @@ export function Chat({ api }: { api: Api }) {
   );
 }
 
-/** 👍/👎 on an answer, with an optional comment, stored through the API. */
-function Feedback({ api, messageId, token }: { api: Api; messageId: string; token: string | null }) {
-  const [sent, setSent] = useState<string | null>(null);
+/** 👍/👎 on an answer, with an optional comment, stored through the API and shown again with the conversation. */
+function Feedback(props: { api: Api; messageId: string; given: Rated | null; token: string | null }) {
+  const [given, setGiven] = useState<Rated | null>(props.given);
   const [comment, setComment] = useState("");
+  const [error, setError] = useState<string | null>(null);
   const send = async (rating: "up" | "down") => {
-    const headers: Record<string, string> = token ? { "X-Consistency-Token": token } : {};
-    await api.request(
-      "POST",
-      "/v1/feedback",
-      { message_id: messageId, rating, ...(comment ? { comment } : {}) },
-      headers,
-    );
-    setSent(rating === "up" ? "Thanks: marked helpful." : "Thanks: marked not helpful.");
+    const headers: Record<string, string> = props.token ? { "X-Consistency-Token": props.token } : {};
+    try {
+      const stored = await props.api.request<Rated>(
+        "POST",
+        "/v1/feedback",
+        { message_id: props.messageId, rating, ...(comment ? { comment } : {}) },
+        headers,
+      );
+      setGiven(stored);
+    } catch (failure) {
+      setError((failure as Error).message);
+    }
   };
-  if (sent)
+  if (given)
     return (
       <p class="dim" role="status">
-        {sent}
+        {given.rating === "up" ? "You marked this helpful" : "You marked this not helpful"}
+        {given.comment ? `: “${given.comment}”` : "."}
       </p>
     );
   return (
@@ -380,15 +395,16 @@ function Feedback({ api, messageId, token }: { api: Api; messageId: string; toke
       <button type="button" class="secondary" aria-label="Not helpful" onClick={() => void send("down")}>
         👎
       </button>
-      <label for={`comment-${messageId}`} class="visually-hidden">
+      <label for={`comment-${props.messageId}`} class="visually-hidden">
         Comment on this answer
       </label>
       <input
-        id={`comment-${messageId}`}
+        id={`comment-${props.messageId}`}
         placeholder="Comment (optional)"
         value={comment}
         onInput={(event) => setComment(event.currentTarget.value)}
       />
+      <Message kind="alert" text={error} />
     </div>
   );
 }

@@ -68,9 +68,13 @@ export function Collections({ api }: { api: Api }) {
           <thead>
             <tr>
               <th scope="col">Name</th>
-              <th scope="col">Language</th>
+              <th scope="col" class="optional">
+                Language
+              </th>
               <th scope="col">Chunk size</th>
-              <th scope="col">Created</th>
+              <th scope="col" class="optional">
+                Created
+              </th>
               <th scope="col">
                 <span class="visually-hidden">Actions</span>
               </th>
@@ -82,9 +86,9 @@ export function Collections({ api }: { api: Api }) {
                 <td>
                   <a href={collectionHref(c.name)}>{c.name}</a>
                 </td>
-                <td>{c.language}</td>
+                <td class="optional">{c.language}</td>
                 <td>{c.chunking.max_tokens} tokens</td>
-                <td>{new Date(c.created_at).toLocaleString()}</td>
+                <td class="optional">{new Date(c.created_at).toLocaleString()}</td>
                 <td>
                   <button
                     type="button"

@@ -1,7 +1,7 @@
 import { useCallback, useEffect, useState } from "preact/hooks";
 import type { Api, ChunkJson, DocumentSummary } from "../api.ts";
 import { encode } from "../api.ts";
-import { Message } from "../controls.tsx";
+import { DocumentState, Message } from "../controls.tsx";
 import { collectionHref } from "../route.ts";
 
 /** Documents kept as files (PDF, Word, PowerPoint): those can be parsed again. */
@@ -31,7 +31,7 @@ export function DocumentView({ api, collection, externalId }: { api: Api; collec
   }, [api, base]);
   useEffect(() => void load(), [load]);
   useEffect(() => {
-    if (document?.status !== "pending" && document?.status !== "processing") return;
+    if (document?.status !== "pending") return;
     const timer = setInterval(() => void load(), 1500);
     return () => clearInterval(timer);
   }, [document?.status, load]);
@@ -88,8 +88,7 @@ export function DocumentView({ api, collection, externalId }: { api: Api; collec
           <dd>{document.content_type}</dd>
           <dt>Status</dt>
           <dd>
-            <span class={`status ${document.status}`}>{document.status.replace("_", " ")}</span>
-            {document.error && <span class="reason"> — {document.error}</span>}
+            <DocumentState document={document} />
           </dd>
           <dt>Version</dt>
           <dd>{document.version}</dd>

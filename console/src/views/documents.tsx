@@ -1,11 +1,16 @@
 import { useCallback, useEffect, useRef, useState } from "preact/hooks";
 import type { Api, DocumentStatus, DocumentSummary } from "../api.ts";
 import { encode } from "../api.ts";
-import { Message, Select } from "../controls.tsx";
+import { DocumentState, Message, Select } from "../controls.tsx";
 import { documentHref } from "../route.ts";
 
 const PAGE = 50;
-const STATUSES: DocumentStatus[] = ["pending", "processing", "ready", "failed", "needs_ocr"];
+const STATUSES: readonly (readonly [DocumentStatus, string])[] = [
+  ["pending", "queued or in progress"],
+  ["ready", "ready"],
+  ["failed", "failed"],
+  ["needs_ocr", "needs OCR"],
+];
 const ACCEPT = ".pdf,.docx,.pptx,.md,.markdown,.txt,.text,.html,.htm";
 
 interface Upload {
@@ -49,7 +54,7 @@ export function Documents({ api, collection }: { api: Api; collection: string })
   useEffect(() => void load(), [load]);
 
   // While documents are on their way to ready, the list follows them.
-  const settling = documents?.some((d) => d.status === "pending" || d.status === "processing") ?? false;
+  const settling = documents?.some((d) => d.status === "pending") ?? false;
   useEffect(() => {
     if (!settling && !uploads.some((u) => u.state === "uploading")) return;
     const timer = setInterval(() => void load(), 1500);
@@ -128,7 +133,7 @@ export function Documents({ api, collection }: { api: Api; collection: string })
           id="status-filter"
           label="Status"
           value={status}
-          options={[["", "all"], ...STATUSES.map((s) => [s, s.replace("_", " ")] as const)]}
+          options={[["", "all"], ...STATUSES]}
           onChange={(value) => {
             setStatus(value as DocumentStatus | "");
             setPages([""]);
@@ -138,16 +143,20 @@ export function Documents({ api, collection }: { api: Api; collection: string })
       {documents === null ? (
         <p>Loading…</p>
       ) : documents.length === 0 ? (
-        <p>No documents{status ? ` with status ${status}` : ""}.</p>
+        <p>No documents{status ? ` ${STATUSES.find(([value]) => value === status)?.[1]}` : ""}.</p>
       ) : (
         <table>
           <thead>
             <tr>
               <th scope="col">Document</th>
-              <th scope="col">Type</th>
+              <th scope="col" class="optional">
+                Type
+              </th>
               <th scope="col">Status</th>
               <th scope="col">Chunks</th>
-              <th scope="col">Updated</th>
+              <th scope="col" class="optional">
+                Updated
+              </th>
             </tr>
           </thead>
           <tbody>
@@ -156,13 +165,14 @@ export function Documents({ api, collection }: { api: Api; collection: string })
                 <td>
                   <a href={documentHref(collection, d.external_id)}>{d.title ?? d.external_id}</a>
                 </td>
-                <td>{d.content_type.split("/").pop()?.replace("vnd.openxmlformats-officedocument.", "")}</td>
+                <td class="optional">
+                  {d.content_type.split("/").pop()?.replace("vnd.openxmlformats-officedocument.", "")}
+                </td>
                 <td>
-                  <span class={`status ${d.status}`}>{d.status.replace("_", " ")}</span>
-                  {d.error && <span class="reason"> — {d.error}</span>}
+                  <DocumentState document={d} />
                 </td>
                 <td>{d.chunk_count}</td>
-                <td>{new Date(d.updated_at).toLocaleString()}</td>
+                <td class="optional">{new Date(d.updated_at).toLocaleString()}</td>
               </tr>
             ))}
           </tbody>

@@ -71,7 +71,9 @@ export function Jobs({ api }: { api: Api }) {
               <th scope="col">Collection</th>
               <th scope="col">Status</th>
               <th scope="col">Progress</th>
-              <th scope="col">Started</th>
+              <th scope="col" class="optional">
+                Started
+              </th>
             </tr>
           </thead>
           <tbody>
@@ -88,7 +90,7 @@ export function Jobs({ api }: { api: Api }) {
                     <progress max={Math.max(1, i.progress.documents_seen)} value={done} aria-label={`Import ${i.id}`} />{" "}
                     {done} of {i.progress.documents_seen} documents ({i.progress.documents_failed} failed)
                   </td>
-                  <td>{new Date(i.created_at).toLocaleString()}</td>
+                  <td class="optional">{new Date(i.created_at).toLocaleString()}</td>
                 </tr>
               );
             })}
@@ -105,7 +107,9 @@ export function Jobs({ api }: { api: Api }) {
           <thead>
             <tr>
               <th scope="col">Batch</th>
-              <th scope="col">Endpoint</th>
+              <th scope="col" class="optional">
+                Endpoint
+              </th>
               <th scope="col">Status</th>
               <th scope="col">Progress</th>
             </tr>
@@ -113,8 +117,8 @@ export function Jobs({ api }: { api: Api }) {
           <tbody>
             {batches.map((b) => (
               <tr key={b.id}>
-                <td>{b.id}</td>
-                <td>{b.endpoint}</td>
+                <td class="id">{b.id}</td>
+                <td class="optional">{b.endpoint}</td>
                 <td>{b.status}</td>
                 <td>
                   <progress

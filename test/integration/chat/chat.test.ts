@@ -314,12 +314,28 @@ describe("/v1/chat", () => {
       ["user", null, 0],
       ["assistant", "on-device:llama3.2", 1],
     ]);
-    const feedback = await api(app, "POST", "/v1/feedback", {
+    // Feedback on the device's answer is stored on it, read back with the conversation, and replaced by a later rating.
+    await api(app, "POST", "/v1/feedback", {
       key,
       token: stored.body.consistency_token,
       json: { message_id: stored.body.message_id, rating: "up" },
     });
-    expect(feedback.status).toBe(202);
+    const feedback = await api(app, "POST", "/v1/feedback", {
+      key,
+      json: { message_id: stored.body.message_id, rating: "down", comment: "cites the wrong trial" },
+    });
+    expect([feedback.status, feedback.body]).toEqual([
+      200,
+      { message_id: stored.body.message_id, rating: "down", comment: "cites the wrong trial" },
+    ]);
+    const rated = await api<{ messages: { feedback: unknown }[] }>(app, "GET", `/v1/conversations/${id}`, {
+      key,
+      token: feedback.headers.get("x-consistency-token"),
+    });
+    expect(rated.body.messages.map((m) => m.feedback)).toEqual([
+      null,
+      { rating: "down", comment: "cites the wrong trial" },
+    ]);
     expect(dev?.stats.chatRequests ?? 0).toBe(chatCalls);
   });
 
