@@ -22,6 +22,7 @@ import { Releasers } from "./lifecycle.ts";
 import { createLogger, type Logger } from "./logger.ts";
 import { createMetricsRegistry, type Registry } from "./metrics.ts";
 import { SearchService, vectorIndexOf } from "./retrieval/search.service.ts";
+import { RerankClient } from "./inference/rerank-client.ts";
 import { startEmbedded } from "./startup/embedded.ts";
 import { listen } from "./startup/http-server.ts";
 import { createInferenceBackend } from "./startup/inference.ts";
@@ -86,6 +87,12 @@ export function createApp(config: Config, options: { logger?: Logger } = {}): Ap
     (texts, tenantId) => embeddings.embed(texts, { tenantId, priority: "interactive" }),
     config.retrieval,
     vectorIndexOf(config),
+    config.rerank
+      ? {
+          client: new RerankClient(inference.target, config.rerank, inferenceSeconds),
+          candidates: config.rerank.candidates,
+        }
+      : null,
     registry,
   );
   const admission = new AdmissionControl(config.chat.scheduler, registry);

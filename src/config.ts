@@ -249,6 +249,45 @@ const schema = z.object({
     .default(1)
     .describe("weighted fusion: the BM25 leg's weight"),
 
+  PGRAG_RERANK_MODEL: z
+    .string()
+    .min(1)
+    .optional()
+    .describe("a reranker model (a cross-encoder) at PGRAG_RERANK_URL; unset: no rerank stage"),
+  PGRAG_RERANK_URL: z
+    .url()
+    .optional()
+    .describe(
+      "the reranker's base URL, POST {url}/rerank (…/v1 for Cohere, Jina, vLLM, Infinity; the root for TEI); unset: the inference backend",
+    ),
+  PGRAG_RERANK_API: z
+    .enum(["rerank", "tei"])
+    .default("rerank")
+    .describe(
+      "rerank: {model, query, documents, top_n} → results[{index, relevance_score}]; tei: Hugging Face TEI's /rerank",
+    ),
+  PGRAG_RERANK_API_KEY: z.string().optional().describe("sent to the reranker; unset: PGRAG_INFERENCE_API_KEY"),
+  PGRAG_RERANK_CANDIDATES: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(200)
+    .default(50)
+    .describe("fused candidates the reranker orders (N); a request may ask for another number"),
+  PGRAG_RERANK_TIMEOUT_MS: milliseconds(2_000).describe(
+    "a reranker slower than this is skipped: the fused order is served, and the response says so",
+  ),
+  PGRAG_RERANK_BREAKER_FAILURES: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(1000)
+    .default(5)
+    .describe("consecutive reranker failures that open its breaker (searches then skip it without asking)"),
+  PGRAG_RERANK_BREAKER_COOLDOWN_MS: milliseconds(30_000).describe(
+    "how long an open reranker breaker waits before letting one request try again",
+  ),
+
   PGRAG_INFERENCE_URL: z
     .url()
     .optional()
@@ -721,6 +760,17 @@ export interface Config {
     readonly weights: { readonly vector: number; readonly bm25: number };
     readonly fusion: "rrf" | "weighted";
   };
+  /** The rerank stage; null when no reranker model is configured. */
+  readonly rerank: {
+    readonly model: string;
+    /** Null: the inference backend's URL (or the dev backend). */
+    readonly url: string | null;
+    readonly apiKey: string;
+    readonly api: "rerank" | "tei";
+    readonly candidates: number;
+    readonly timeoutMs: number;
+    readonly breaker: { readonly failures: number; readonly cooldownMs: number };
+  } | null;
   readonly inference: {
     /** Unset: the dev inference server starts in-process (extractive answers, hashed embeddings). */
     readonly url: string | null;
@@ -885,6 +935,13 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       "invalid configuration:\n  PGRAG_REPLICA_URLS: replicas need PGRAG_PRIMARY_URL (the embedded database has no replicas)",
     );
   }
+  const rerankOnly = ["PGRAG_RERANK_URL", "PGRAG_RERANK_API_KEY"] as const;
+  const orphan = rerankOnly.filter((name) => merged[name] !== undefined);
+  if (!raw.PGRAG_RERANK_MODEL && orphan.length > 0) {
+    throw new ConfigError(
+      `invalid configuration:\n  ${orphan.join(", ")}: a reranker needs PGRAG_RERANK_MODEL (the model to ask for)`,
+    );
+  }
   // PGlite's socket server accepts the credentials of its single superuser as given.
   // A socket directory as the host: libpq's convention, which pg follows (the port names the socket file).
   const embeddedUrl = embedded
@@ -949,6 +1006,17 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       weights: { vector: raw.PGRAG_FUSION_VECTOR_WEIGHT, bm25: raw.PGRAG_FUSION_BM25_WEIGHT },
       fusion: raw.PGRAG_FUSION,
     },
+    rerank: raw.PGRAG_RERANK_MODEL
+      ? {
+          model: raw.PGRAG_RERANK_MODEL,
+          url: raw.PGRAG_RERANK_URL ?? null,
+          apiKey: raw.PGRAG_RERANK_API_KEY ?? raw.PGRAG_INFERENCE_API_KEY,
+          api: raw.PGRAG_RERANK_API,
+          candidates: raw.PGRAG_RERANK_CANDIDATES,
+          timeoutMs: raw.PGRAG_RERANK_TIMEOUT_MS,
+          breaker: { failures: raw.PGRAG_RERANK_BREAKER_FAILURES, cooldownMs: raw.PGRAG_RERANK_BREAKER_COOLDOWN_MS },
+        }
+      : null,
     inference: {
       url: raw.PGRAG_INFERENCE_URL ?? null,
       apiKey: raw.PGRAG_INFERENCE_API_KEY,

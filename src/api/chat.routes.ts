@@ -6,6 +6,7 @@ import type { ChatService } from "../chat/chat.service.ts";
 import { formatLsn } from "../db/lsn.ts";
 import { locationJson } from "../retrieval/chunk-location.ts";
 import { searchFilterSchema } from "../retrieval/filters.ts";
+import { rerankHeader } from "./rerank-outcome.ts";
 import type { Scope } from "../tenancy/principal.ts";
 import { citationJson, collectAnswer, nextEvent, storedCitationsJson } from "../chat/answer-events.ts";
 import { clientSignal, recordedAnswers, writeStreamError } from "./chat-stream.ts";
@@ -102,6 +103,8 @@ export function chatRoutes(
         const abort = clientSignal(c);
         const events = ask(c, c.get("principal"), chatRequestOf(body), abort);
         const first = await nextEvent(events);
+        const rerank = first?.type === "start" ? rerankHeader(first.retrieval.rerank) : undefined;
+        if (rerank) c.header("X-Rerank", rerank);
         if (!body.stream) {
           const { start, text: answer, end } = await collectAnswer(first, events);
           if (end?.token != null) c.header(CONSISTENCY_HEADER, formatLsn(end.token));

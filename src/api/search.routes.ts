@@ -3,6 +3,7 @@ import { Hono, type MiddlewareHandler } from "hono";
 import { z } from "zod";
 import { searchFilterSchema } from "../retrieval/filters.ts";
 import type { SearchHit, SearchService } from "../retrieval/search.service.ts";
+import { rerankHeader } from "./rerank-outcome.ts";
 import type { Scope } from "../tenancy/principal.ts";
 import type { EventRecorder } from "../analytics/event-recorder.ts";
 import { readConsistencyToken } from "./consistency.ts";
@@ -35,6 +36,13 @@ const searchBody = z
     fusion: z.enum(["rrf", "weighted"]).optional(),
     candidates: z.number().int().min(1).max(1000).optional(),
     ef_search: z.number().int().min(1).max(1000).optional(),
+    rerank: z.boolean().optional(),
+    rerank_candidates: z
+      .number()
+      .int()
+      .min(1, "rerank_candidates must be at least 1")
+      .max(200, "rerank_candidates must be at most 200")
+      .optional(),
     explain: z.boolean().default(false),
   })
   .strict()
@@ -60,7 +68,8 @@ function hitJson(hit: SearchHit, explain: boolean) {
     char_end: chunk.charEnd,
     metadata: chunk.metadata,
     score: hit.score,
-    ...(explain ? { explain: hit.legs } : {}),
+    ...(hit.rerank ? { rerank_score: hit.rerank.score } : {}),
+    ...(explain ? { explain: { ...hit.legs, fused: { score: hit.score }, rerank: hit.rerank } } : {}),
   };
 }
 
@@ -75,6 +84,8 @@ function toSearchRequest(body: SearchBody) {
     fusion: body.fusion,
     candidates: body.candidates,
     efSearch: body.ef_search,
+    rerank: body.rerank,
+    rerankCandidates: body.rerank_candidates,
   };
 }
 
@@ -85,7 +96,10 @@ export function searchRoutes(
 ): Hono<AppEnv> {
   return new Hono<AppEnv>().post(
     "/v1/search",
-    documented("Hybrid, vector or BM25 search", { consistent: true, responses: { 200: "Ranked chunks" } }),
+    documented(
+      "Hybrid, vector or BM25 search, reranked when a reranker is configured (X-Rerank: applied, or fallback with the reason when the fused order was served)",
+      { consistent: true, responses: { 200: "Ranked chunks" } },
+    ),
     auth("read"),
     validate("json", searchBody),
     async (c) => {
@@ -118,14 +132,18 @@ export function searchRoutes(
         served_by: outcome.node,
         vector_path: outcome.vectorPath,
         timings_ms: outcome.timings,
+        rerank: outcome.rerank.status,
         results: outcome.hits.map((hit, i) => ({ chunk_id: hit.chunkId, rank: i + 1, score: hit.score })),
       });
       c.header("X-Served-By", outcome.node);
+      const rerank = rerankHeader(outcome.rerank);
+      if (rerank) c.header("X-Rerank", rerank);
       return c.json({
         mode: body.mode,
         results: outcome.hits.map((hit) => hitJson(hit, body.explain)),
         served_by: outcome.node,
         vector_path: outcome.vectorPath,
+        rerank: outcome.rerank,
         timings_ms: outcome.timings,
       });
     },

@@ -11,7 +11,7 @@ import type { ChatClient, ChatMessage, ChatUsage, FinishReason, Sampling } from 
 import { upstreamError } from "../inference/upstream-error.ts";
 import type { SearchFilter } from "../retrieval/filters.ts";
 import type { ChunkDetails } from "../retrieval/search.repository.ts";
-import type { SearchMode, SearchService } from "../retrieval/search.service.ts";
+import type { RerankOutcome, SearchMode, SearchService } from "../retrieval/search.service.ts";
 import type { Principal } from "../tenancy/principal.ts";
 import { estimateTokens } from "../text/token-estimate.ts";
 import {
@@ -66,7 +66,13 @@ export type ChatEvent =
   | {
       type: "start";
       conversationId: string | null;
-      retrieval: { mode: SearchMode; servedBy: string; passages: number; timingsMs: Record<string, number> };
+      retrieval: {
+        mode: SearchMode;
+        servedBy: string;
+        passages: number;
+        timingsMs: Record<string, number>;
+        rerank: RerankOutcome;
+      };
     }
   | { type: "token"; text: string }
   | {
@@ -159,7 +165,13 @@ export class ChatService {
       { contextTokens: this.#options.contextTokens, answerTokens },
       request.instructions,
     );
-    const retrieval = { mode, servedBy: found.node, passages: prompt.passages.length, timingsMs: found.timings };
+    const retrieval = {
+      mode,
+      servedBy: found.node,
+      passages: prompt.passages.length,
+      timingsMs: found.timings,
+      rerank: found.rerank,
+    };
     return { conversationId, token, prompt, answerTokens, retrieval };
   }
 

@@ -6,7 +6,7 @@ import { SCIFACT_DIR } from "../evaluation/datasets.ts";
 import type { SearchMode } from "../retrieval/search.service.ts";
 import { UsageError } from "./usage.ts";
 
-/** `pgrag eval`: a BEIR folder ingested and scored per search mode. */
+/** `pgrag eval`: a BEIR folder ingested and scored per search mode (and with and without the reranker, if one is configured). */
 export async function runEval(args: string[]): Promise<void> {
   const { values } = parseArgs({
     args,
@@ -30,16 +30,17 @@ export async function runEval(args: string[]): Promise<void> {
       ...(values.limit ? { queryLimit: Number(values.limit) } : {}),
       log: (line) => process.stdout.write(`${line}\n`),
     });
-    process.stdout.write("                           quality (k=200)         latency k=10       latency k=200\n");
-    process.stdout.write("mode     queries  nDCG@10  Recall@100      p50 ms  p95 ms     p50 ms  p95 ms\n");
+    process.stdout.write("                              quality (k=200)         latency k=10       latency k=200\n");
+    process.stdout.write("mode        queries  nDCG@10  Recall@100      p50 ms  p95 ms     p50 ms  p95 ms\n");
     const ms = (value: number) => value.toFixed(1).padStart(6);
     for (const r of results) {
       process.stdout.write(
-        `${r.mode.padEnd(8)} ${String(r.queries).padStart(7)}  ${r.ndcg10.toFixed(4)}   ${r.recall100.toFixed(4)}      ${ms(r.p50Ms)}  ${ms(r.p95Ms)}     ${ms(r.deepP50Ms)}  ${ms(r.deepP95Ms)}\n`,
+        `${(r.reranked ? `${r.mode}+rerank` : r.mode).padEnd(11)} ${String(r.queries).padStart(7)}  ${r.ndcg10.toFixed(4)}   ${r.recall100.toFixed(4)}      ${ms(r.p50Ms)}  ${ms(r.p95Ms)}     ${ms(r.deepP50Ms)}  ${ms(r.deepP95Ms)}\n`,
       );
     }
     process.stdout.write(
-      "(k=10 is the API's default query, its embedding included; the k=200 pass finds query embeddings cached)\n",
+      "(k=10 is the API's default query, its embedding included; the k=200 pass finds query embeddings cached;\n" +
+        " +rerank: the reranker ordered the top PGRAG_RERANK_CANDIDATES fused candidates)\n",
     );
   } finally {
     await app.stop();

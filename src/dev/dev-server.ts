@@ -5,13 +5,14 @@ import { Hono } from "hono";
 import { type SSEStreamingApi, streamSSE } from "hono/streaming";
 import { z } from "zod";
 import { estimateTokens } from "../text/token-estimate.ts";
+import { createDevRerankApp, type DevRerankFaults, type DevRerankStats } from "./dev-reranker.ts";
 import { EmbeddingThreads } from "./embedding-threads.ts";
 import { toBase64Floats } from "./hash-embedding.ts";
 
 /**
- * A small, deterministic OpenAI-compatible inference server: /v1/models, /v1/embeddings and
+ * A small, deterministic OpenAI-compatible inference server: /v1/models, /v1/embeddings,
  * /v1/chat/completions (extractive answers from the supplied context, streamed in the real SSE
- * format). It exists because no model weights can be downloaded here; any real OpenAI-compatible
+ * format) and /v1/rerank (with TEI's /rerank: dev-reranker.ts). It exists because no model weights can be downloaded here; any real OpenAI-compatible
  * backend (vLLM, TGI, Ollama, OpenAI) replaces it through PGRAG_INFERENCE_URL.
  *
  * `faults` lets tests make it misbehave the way real backends do (errors, a wrong dimension, slow
@@ -26,7 +27,7 @@ export interface DevInferenceOptions {
   readonly chatModel: string;
 }
 
-export interface DevInferenceFaults {
+export interface DevInferenceFaults extends DevRerankFaults {
   /** The next N requests (any endpoint) answer `failStatus`. */
   failNext: number;
   failStatus: number;
@@ -41,7 +42,7 @@ export interface DevInferenceFaults {
   chatConcurrency: number;
 }
 
-export interface DevInferenceStats {
+export interface DevInferenceStats extends DevRerankStats {
   embeddingRequests: number;
   embeddedInputs: number;
   /** How often each input text was embedded, kept only once a test sets a map here: benchmarks embed millions. */
@@ -111,6 +112,10 @@ function createDevInferenceApp(
     }
     await next();
   });
+  app.route(
+    "/",
+    createDevRerankApp(faults, stats, (ms) => sleep(ms)),
+  );
 
   app.get("/v1/models", (c) =>
     c.json({
@@ -414,6 +419,9 @@ export function createDevInference(options: DevInferenceOptions): DevInference {
     firstTokenDelayMs: 0,
     tokenDelayMs: 0,
     chatConcurrency: 0,
+    rerankDelayMs: 0,
+    malformedRerank: false,
+    rerankFailStatus: 0,
   };
   const stats: DevInferenceStats = {
     embeddingRequests: 0,
@@ -422,6 +430,9 @@ export function createDevInference(options: DevInferenceOptions): DevInference {
     abortedChats: 0,
     lastChatMessages: [],
     chatBusyMs: 0,
+    rerankRequests: 0,
+    rerankedDocuments: 0,
+    rerankServiceMs: 0,
   };
   const embeddingRecord: DevEmbeddingRecord = { recording: false, vectors: new Map() };
   const threads = new EmbeddingThreads();

@@ -46,6 +46,8 @@ export interface EvalOptions {
 
 export interface ModeResult {
   readonly mode: SearchMode;
+  /** Whether the reranker reordered the fused candidates. */
+  readonly reranked: boolean;
   readonly ndcg10: number;
   readonly recall100: number;
   /** Latency of the API's default query (k = 10), embedding the query included. */
@@ -155,14 +157,20 @@ export async function readBeirQueries(
   return { queries, qrels };
 }
 
-/** Runs every judged query of a BEIR folder in each mode through the search service and scores the document rankings. */
+/**
+ * Runs every judged query of a BEIR folder in each mode through the search service and scores the
+ * document rankings; with a reranker configured, each mode without it and then with it.
+ */
 export async function evaluateBeir(app: EvaluationPlatform, options: EvalOptions): Promise<ModeResult[]> {
   const { principal, collection: name, token } = await loadBeirCollection(app, options.dataset, options.log);
   const { queries, qrels } = await readBeirQueries(options.dataset, options.split);
   const judged = queries.slice(0, options.queryLimit ?? queries.length);
   const results: ModeResult[] = [];
+  const rerankings = app.config.rerank ? [false, true] : [false];
   for (const mode of options.modes) {
-    results.push(await scoreMode(app, { principal, collection: name, token }, judged, qrels, mode));
+    for (const rerank of rerankings) {
+      results.push(await scoreMode(app, { principal, collection: name, token }, judged, qrels, mode, rerank));
+    }
   }
   return results;
 }
@@ -178,13 +186,14 @@ export async function scoreMode(
   judged: readonly { _id: string; text: string }[],
   qrels: Qrels,
   mode: SearchMode,
+  rerank = false,
 ): Promise<ModeResult> {
   const { principal, collection, token } = loaded;
   const latencies: number[] = [];
   for (const query of judged) {
     const outcome = await app.search.search(
       principal,
-      { query: query.text, collections: [collection], mode, k: 10 },
+      { query: query.text, collections: [collection], mode, k: 10, rerank },
       token,
     );
     latencies.push(outcome.timings.total);
@@ -195,7 +204,7 @@ export async function scoreMode(
   for (const query of judged) {
     const outcome = await app.search.search(
       principal,
-      { query: query.text, collections: [collection], mode, k: 200, candidates: 200 },
+      { query: query.text, collections: [collection], mode, k: 200, candidates: 200, rerank },
       token,
     );
     deepLatencies.push(outcome.timings.total);
@@ -207,6 +216,7 @@ export async function scoreMode(
   }
   return {
     mode,
+    reranked: rerank,
     ndcg10: mean(ndcgs),
     recall100: mean(recalls),
     p50Ms: percentile(latencies, 50),

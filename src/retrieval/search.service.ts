@@ -6,6 +6,7 @@ import type { Database } from "../db/database.ts";
 import type { Lsn } from "../db/lsn.ts";
 import type { Router } from "../db/router.ts";
 import { InvalidRequestError, NotFoundError } from "../errors.ts";
+import { RerankFailure, type RerankFailureReason, type RerankClient } from "../inference/rerank-client.ts";
 import type { Principal } from "../tenancy/principal.ts";
 import type { SearchFilter } from "./filters.ts";
 import { type FusedHit, type FusionMethod, fuse, type Leg, type LegHit } from "./fusion.ts";
@@ -46,10 +47,27 @@ export interface SearchRequest {
   /** Per-leg candidates before fusion; default max(4k, 40). */
   readonly candidates?: number;
   readonly efSearch?: number;
+  /** Rerank the fused candidates (default: when a reranker is configured). */
+  readonly rerank?: boolean;
+  /** How many fused candidates the reranker orders (default PGRAG_RERANK_CANDIDATES). */
+  readonly rerankCandidates?: number;
 }
+
+/** The rerank stage as configured: its client and how many fused candidates it orders by default. */
+export interface RerankStage {
+  readonly client: RerankClient;
+  readonly candidates: number;
+}
+
+export type RerankOutcome =
+  | { readonly status: "off" }
+  | { readonly status: "applied"; readonly candidates: number }
+  | { readonly status: "fallback"; readonly reason: RerankFailureReason; readonly message: string };
 
 export interface SearchHit extends FusedHit {
   readonly chunk: ChunkDetails;
+  /** The hit's place in the reranker's order and its relevance score; null when not reranked. */
+  readonly rerank: { readonly rank: number; readonly score: number | null } | null;
 }
 
 export interface SearchOutcome {
@@ -57,18 +75,23 @@ export interface SearchOutcome {
   readonly node: string;
   /** Which vector path ran: the HNSW index or an exact scan of a small filtered set. */
   readonly vectorPath: "index" | "exact" | null;
-  readonly timings: Record<"embed" | "vector" | "bm25" | "fetch" | "total", number>;
+  readonly timings: Record<"embed" | "vector" | "bm25" | "fetch" | "rerank" | "total", number>;
+  readonly rerank: RerankOutcome;
 }
 
 /** Embeds a query of this tenant now (the interactive lane of the embedding backend). */
 type Embed = (texts: readonly string[], tenantId: string) => Promise<number[][]>;
 
-/** Hybrid retrieval: the vector and BM25 legs on one replica, fused, with each hit's chunk. */
+/**
+ * Hybrid retrieval: the vector and BM25 legs on one replica, fused, with each hit's chunk; then,
+ * with no database connection held, the top fused candidates reordered by the reranker if there is one.
+ */
 export class SearchService {
   readonly #router: Router;
   readonly #embed: Embed;
   readonly #options: Config["retrieval"];
   readonly #vectorIndex: VectorIndex;
+  readonly #rerank: RerankStage | null;
   readonly #queryEmbeddings = new LRUCache<string, number[]>({ max: 2_000 });
   readonly #collections = new LRUCache<string, { id: string; name: string; language: string }[]>({
     max: 10_000,
@@ -83,15 +106,17 @@ export class SearchService {
     embed: Embed,
     options: Config["retrieval"],
     vectorIndex: VectorIndex,
+    rerank: RerankStage | null,
     registry: Registry,
   ) {
     this.#router = router;
+    this.#rerank = rerank;
     this.#embed = embed;
     this.#options = options;
     this.#vectorIndex = vectorIndex;
     this.#stageSeconds = new Histogram({
       name: "pgrag_search_stage_seconds",
-      help: "Search time by stage (embed, vector, bm25, fetch, total) and mode",
+      help: "Search time by stage (embed, vector, bm25, fetch, rerank, total) and mode",
       labelNames: ["stage", "mode"],
       buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
       registers: [registry],
@@ -108,14 +133,17 @@ export class SearchService {
 
   async search(principal: Principal, request: SearchRequest, token: Lsn | null): Promise<SearchOutcome> {
     const started = performance.now();
-    const timings = { embed: 0, vector: 0, bm25: 0, fetch: 0, total: 0 };
+    const timings = { embed: 0, vector: 0, bm25: 0, fetch: 0, rerank: 0, total: 0 };
+    const rerank = this.#rerankDepth(request);
+    // Fused hits kept: k, or as many as the reranker orders.
+    const depth = Math.max(request.k, rerank ?? 0);
     const useVector = request.mode !== "bm25";
     const useBm25 = request.mode !== "vector";
     const embedding = useVector
       ? await this.#timed(timings, "embed", () => this.#queryEmbedding(request.query, principal.tenantId))
       : null;
-    const candidates = request.candidates ?? Math.max(4 * request.k, 40);
-    const legLimit = request.mode === "hybrid" ? candidates : request.k;
+    const candidates = request.candidates ?? Math.max(4 * request.k, 40, depth);
+    const legLimit = request.mode === "hybrid" ? candidates : depth;
     let vectorPath: SearchOutcome["vectorPath"] = null;
 
     // A tenant's read runs in one transaction: local HNSW settings, one snapshot for both legs.
@@ -149,7 +177,7 @@ export class SearchService {
         vector: request.weights?.vector ?? this.#options.weights.vector,
         bm25: request.weights?.bm25 ?? this.#options.weights.bm25,
       };
-      const fused = fuse(legs, weights, fusion, request.k);
+      const fused = fuse(legs, weights, fusion, depth);
       const details = await this.#timed(timings, "fetch", () =>
         chunkDetails(
           tx,
@@ -159,14 +187,34 @@ export class SearchService {
       );
       return fused.flatMap((hit) => {
         const chunk = details.get(hit.chunkId);
-        return chunk ? [{ ...hit, chunk }] : [];
+        return chunk ? [{ ...hit, chunk, rerank: null }] : [];
       });
     });
+    let hits: SearchHit[] = value;
+    let outcome: RerankOutcome = { status: "off" };
+    const stage = this.#rerank;
+    if (rerank !== null && stage) {
+      const reranked = await this.#timed(timings, "rerank", () => reorder(stage.client, request.query, hits, rerank));
+      hits = reranked.hits;
+      outcome = reranked.outcome;
+    }
     timings.total = performance.now() - started;
     for (const [stage, ms] of Object.entries(timings)) {
       if (ms > 0) this.#stageSeconds.observe({ stage, mode: request.mode }, ms / 1000);
     }
-    return { hits: value, node, vectorPath, timings };
+    return { hits: hits.slice(0, request.k), node, vectorPath, timings, rerank: outcome };
+  }
+
+  /** How many fused candidates to rerank, or null for none. */
+  #rerankDepth(request: SearchRequest): number | null {
+    if (request.rerank === false) return null;
+    if (!this.#rerank) {
+      if (request.rerank === true || request.rerankCandidates !== undefined) {
+        throw new InvalidRequestError("no reranker is configured (PGRAG_RERANK_MODEL): leave rerank out");
+      }
+      return null;
+    }
+    return request.rerankCandidates ?? this.#rerank.candidates;
   }
 
   async #scope(tx: Kysely<Database>, principal: Principal, request: SearchRequest): Promise<SearchScope> {
@@ -243,5 +291,38 @@ export class SearchService {
     } finally {
       timings[stage] = (timings[stage] ?? 0) + performance.now() - start;
     }
+  }
+}
+
+/**
+ * The first `count` hits in the reranker's order, each with its rank and score there; the rest
+ * after them in fused order. A reranker that fails,
+ * times out, answers nonsense or has its breaker open never fails the search: the fused order is
+ * kept and the outcome says why.
+ */
+async function reorder(
+  client: RerankClient,
+  query: string,
+  hits: readonly SearchHit[],
+  count: number,
+): Promise<{ hits: SearchHit[]; outcome: RerankOutcome }> {
+  const candidates = hits.slice(0, count);
+  try {
+    const order = await client.rerank(
+      query,
+      candidates.map((hit) => hit.chunk.content),
+    );
+    const reranked = order.flatMap(({ index, score }, at) => {
+      const hit = candidates[index];
+      return hit ? [{ ...hit, rerank: { rank: at + 1, score } }] : [];
+    });
+    return {
+      hits: [...reranked, ...hits.slice(count)],
+      outcome: { status: "applied", candidates: candidates.length },
+    };
+  } catch (error) {
+    const failure =
+      error instanceof RerankFailure ? error : new RerankFailure("upstream_error", (error as Error).message);
+    return { hits: [...hits], outcome: { status: "fallback", reason: failure.reason, message: failure.message } };
   }
 }

@@ -78,6 +78,20 @@ describe("loadConfig", () => {
     );
   });
 
+  it("has no rerank stage unless a reranker model is named, and refuses a reranker URL without one", () => {
+    expect(loadConfig({}).rerank).toBeNull();
+    expect(loadConfig({ PGRAG_RERANK_MODEL: "bge-reranker" }).rerank).toMatchObject({
+      model: "bge-reranker",
+      url: null,
+      api: "rerank",
+      candidates: 50,
+      timeoutMs: 2_000,
+    });
+    expect(() => loadConfig({ PGRAG_RERANK_URL: "http://127.0.0.1:7997" })).toThrow(
+      /PGRAG_RERANK_URL: a reranker needs PGRAG_RERANK_MODEL/,
+    );
+  });
+
   it("names every malformed variable at once", () => {
     let message = "";
     try {

@@ -123,7 +123,7 @@ describe("the pgrag CLI", () => {
     expect(help.stdout).toContain('ask "<question>"');
   });
 
-  it("evaluates a BEIR folder: ingests it and prints nDCG@10, Recall@100 and latencies per mode", async () => {
+  it("evaluates a BEIR folder: ingests it and prints nDCG@10, Recall@100 and latencies per mode, with and without the reranker", async () => {
     // A small BEIR folder cut from SciFact: eight judged queries, their relevant abstracts, and
     // some distractors.
     const [header = "", ...judgements] = readFileSync(`${SCIFACT_DIR}/qrels/train.tsv`, "utf8").trim().split("\n");
@@ -142,16 +142,26 @@ describe("the pgrag CLI", () => {
     writeFileSync(join(dir, "queries.jsonl"), `${queries.join("\n")}\n`);
     writeFileSync(join(dir, "qrels", "train.tsv"), `${header}\n${qrels.join("\n")}\n`);
 
-    const { stdout } = await pgrag("eval", "--dataset", dir);
+    const { stdout } = await run(process.execPath, [CLI, "eval", "--dataset", dir], {
+      env: { ...env, PGRAG_RERANK_MODEL: "dev-reranker" },
+      timeout: 120_000,
+    });
     expect(stdout).toMatch(new RegExp(`corpus: ${corpus.length} documents in collection "${dir.split("/").at(-1)}"`));
     const rows = Object.fromEntries(
       [
         ...stdout.matchAll(
-          /^(bm25|vector|hybrid)\s+(\d+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)$/gm,
+          /^((?:bm25|vector|hybrid)(?:\+rerank)?)\s+(\d+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)$/gm,
         ),
       ].map((m) => [m[1], m.slice(2).map(Number)]),
     );
-    expect(Object.keys(rows).sort()).toEqual(["bm25", "hybrid", "vector"]);
+    expect(Object.keys(rows).sort()).toEqual([
+      "bm25",
+      "bm25+rerank",
+      "hybrid",
+      "hybrid+rerank",
+      "vector",
+      "vector+rerank",
+    ]);
     for (const [queriesRun, ndcg, recall, ...latencies] of Object.values(rows) as number[][]) {
       expect(queriesRun).toBe(queryIds.length);
       expect(ndcg).toBeGreaterThan(0);
