@@ -55,6 +55,7 @@ const scope: SearchScope = {
   collectionIds: [collectionId],
   language: "english",
   documentIds: null,
+  principals: null,
   filter: undefined,
 };
 const params = config.retrieval.bm25;

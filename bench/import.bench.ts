@@ -91,6 +91,7 @@ const corpus: ImportLine[] = Array.from({ length: DOCUMENTS }, (_, i) => {
     source: null,
     contentType: "text/plain",
     metadata: {},
+    access: ["*"],
     content: picked.join(" "),
     file: null,
   };
@@ -108,6 +109,7 @@ const principalOf = async (name: string): Promise<Principal> => ({
   tenantId: await admin.db.transaction().execute((tx) => ensureTenant(tx, name)),
   keyId: "bench",
   scopes: ["read", "write"],
+  principals: null,
 });
 const coldCache = () => sql`TRUNCATE embedding_cache`.execute(admin.db);
 const chunking = { maxTokens: 384, overlapTokens: 48, minTokens: 64 };

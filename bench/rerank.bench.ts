@@ -33,7 +33,7 @@ const config = loadConfig({
 const app = createApp(config, { logger: createLogger({ logLevel: "warn" }) });
 await app.start();
 const { apiKey, collection } = await loadBeirCollection(app, SCIFACT_DIR, (line) => console.log(line));
-const { queries } = await readBeirQueries(SCIFACT_DIR, "test");
+const { queries } = await readBeirQueries(SCIFACT_DIR, "train");
 
 interface Found {
   results: { content: string }[];
@@ -85,7 +85,7 @@ const row = (name: string, s: number[]) =>
   `${name.padEnd(44)} p50 ${formatMs(percentile(s, 50))}   p95 ${formatMs(percentile(s, 95))}`;
 const serviceMs = reranker.stats.rerankServiceMs / reranker.stats.rerankRequests;
 console.log(
-  `bench:rerank — ${fused.length} SciFact test claims, POST /v1/search hybrid k=10, N = ${CANDIDATES} candidates, reranker on its own port (${fallbacks} fell back)`,
+  `bench:rerank — ${fused.length} SciFact train claims, POST /v1/search hybrid k=10, N = ${CANDIDATES} candidates, reranker on its own port (${fallbacks} fell back)`,
 );
 console.log(row("search without the stage", fused));
 console.log(row("search with the stage", reranked));

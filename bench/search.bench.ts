@@ -94,6 +94,7 @@ const scope: SearchScope = {
   collectionIds: [collectionRow.id],
   language: "english",
   documentIds: null,
+  principals: null,
   filter: undefined,
 };
 const dir = mkdtempSync(join(tmpdir(), "pgrag-bench-search-"));

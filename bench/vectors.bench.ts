@@ -75,6 +75,7 @@ const scope = (filter?: { metadata: { cat: number } }): SearchScope => ({
   collectionIds: [collectionId],
   language: "english",
   documentIds: null,
+  principals: null,
   filter,
 });
 

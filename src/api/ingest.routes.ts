@@ -8,11 +8,11 @@ import type { Collection } from "../collections/collections.repository.ts";
 import { CONTENT_TYPES } from "../text/content.ts";
 import { FILE_CONTENT_TYPES } from "../parsing/formats.ts";
 import { locationJson } from "../retrieval/chunk-location.ts";
-import { documentFields, externalId } from "../ingest/document-fields.ts";
+import { accessList, documentFields, externalId } from "../ingest/document-fields.ts";
 import type { DocumentSummary } from "../ingest/documents.repository.ts";
 import { isSettled } from "../ingest/document-status.ts";
 import type { DocumentUpload, DocumentWriteResult, IngestService } from "../ingest/ingest.service.ts";
-import type { Scope } from "../tenancy/principal.ts";
+import { PRINCIPAL_PATTERN, type Scope } from "../tenancy/principal.ts";
 import { readConsistencyToken, setConsistencyToken } from "./consistency.ts";
 import { limitBodySize } from "./body-limit.ts";
 import { requestedWait } from "./wait-preference.ts";
@@ -51,6 +51,7 @@ const batchBody = (max: number) =>
 
 const listQuery = z.object({
   status: z.enum(["pending", "ready", "failed", "needs_ocr"]).optional(),
+  principal: z.string().regex(PRINCIPAL_PATTERN, 'a principal is "*", "user:<id>" or "group:<id>"').optional(),
   after: z.string().max(512).optional(),
   limit: z.coerce.number().int().min(1).max(1000).default(100),
 });
@@ -87,6 +88,7 @@ function documentJson(d: DocumentSummary) {
     content_type: d.contentType,
     file_name: d.fileName,
     metadata: d.metadata,
+    access: d.access,
     version: d.version,
     status: d.status,
     stage: d.stage,
@@ -121,7 +123,22 @@ function toUpload(d: z.infer<typeof documentBody>, id: string) {
     title: d.title ?? null,
     source: d.source ?? null,
     metadata: d.metadata ?? {},
+    ...(d.access ? { access: d.access } : {}),
   };
+}
+
+const accessBody = z.object({ access: accessList }).strict();
+
+/** A file upload's access list: the `access` query parameter, principals separated by commas. */
+function queryAccess(c: Context): { access?: readonly string[] } {
+  const given = c.req.query("access");
+  if (given === undefined) return {};
+  const parsed = accessList.safeParse(given.split(","));
+  if (!parsed.success) {
+    const { message, details } = describeIssues(parsed.error);
+    throw new AppError("invalid_request", `the access query parameter: ${message}`, { details });
+  }
+  return { access: parsed.data };
 }
 
 /** The wait a write may ask for, as a query parameter (or `Prefer: wait=N`). */
@@ -193,6 +210,7 @@ function multipartUploads(service: IngestService, maxDocuments: number): Middlew
         content: new Uint8Array(await file.arrayBuffer()),
         contentType: file.type,
         fileName: name,
+        ...queryAccess(c),
       });
     }
     const collection = c.req.param("collection") ?? "";
@@ -348,6 +366,7 @@ export function ingestRoutes(
             title: c.req.query("title") ?? null,
             source: c.req.query("source") ?? null,
             metadata: {},
+            ...queryAccess(c),
           };
         }
         const wait = requestedWait(c);
@@ -413,6 +432,26 @@ export function ingestRoutes(
           documents: value.documents,
           consistency_token: setConsistencyToken(c, token),
         });
+      },
+    )
+    .patch(
+      "/v1/collections/:collection/documents/:externalId",
+      documented(
+        "Change who may read a document (its access list): applied to its chunks at once, nothing re-embedded",
+        { responses: { 200: "The document, with its new access" } },
+      ),
+      auth("write"),
+      validate("param", params),
+      validate("json", accessBody),
+      async (c) => {
+        const { collection, externalId: id = "" } = c.req.valid("param");
+        const { value, token } = await service.updateAccess(
+          c.get("principal"),
+          collection,
+          id,
+          c.req.valid("json").access,
+        );
+        return c.json({ document: documentJson(value), consistency_token: setConsistencyToken(c, token) });
       },
     )
     .delete(

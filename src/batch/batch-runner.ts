@@ -181,7 +181,12 @@ export class BatchRunner {
    * the same attempt: being preempted is the scheduler's doing, not a failure of the line.
    */
   async #answerChat(line: ClaimedLine): Promise<LineResult> {
-    const principal: Principal = { tenantId: line.tenantId, keyId: "batch", scopes: ["read", "write"] };
+    const principal: Principal = {
+      tenantId: line.tenantId,
+      keyId: "batch",
+      scopes: ["read", "write"],
+      principals: null,
+    };
     const body = openAiChatBody.safeParse(line.body);
     if (!body.success) {
       const { message } = describeIssues(body.error);

@@ -53,6 +53,8 @@ export interface ApiKeyTable {
   prefix: string;
   secret_hash: Buffer;
   scopes: string[];
+  /** The principals a server-to-server key reads as; null: the whole tenant (migration 24). */
+  principals: ColumnType<string[] | null, string[] | null | undefined, string[] | null>;
   created_at: Timestamp;
   revoked_at: Date | null;
 }
@@ -83,6 +85,8 @@ export interface DocumentTable {
   page_starts: number[] | null;
   version: Generated<number>;
   status: ColumnType<"pending" | "ready" | "failed" | "needs_ocr", string | undefined, string>;
+  /** Who may read it: `*`, `user:<id>`, `group:<id>` (migration 24). */
+  access: ColumnType<string[], string[] | undefined, string[]>;
   /** Where a pending document's ingestion is; null while it waits in the queue (migration 23). */
   stage: ColumnType<"parsing" | "embedding" | null, string | null | undefined, string | null>;
   error: string | null;
@@ -115,6 +119,8 @@ export interface ChunkTable {
   page_start: number | null;
   page_end: number | null;
   token_count: number;
+  /** Its document's access list, copied so that a chunk is checked without a join (migration 24). */
+  access: ColumnType<string[], string[] | undefined, string[]>;
   metadata: Json;
   language: string;
   tsv: ColumnType<string, never, never>;
@@ -229,6 +235,8 @@ export interface ImportDocumentTable {
   title: string | null;
   source: string | null;
   content_type: string;
+  /** The document's access list (migration 24). */
+  access: ColumnType<string[], string[] | undefined, string[]>;
   metadata: Json;
   content: string;
   /** A file's name and bytes, for a line that carries a file (migration 22); its pages once parsed. */

@@ -3,6 +3,7 @@ import pg from "pg";
 import { Counter, Gauge, type Registry } from "prom-client";
 import { UnavailableError } from "../errors.ts";
 import type { Logger } from "../logger.ts";
+import { textArrayLiteral } from "./array-literal.ts";
 import { isConnectionError } from "./connection-errors.ts";
 import type { Database } from "./database.ts";
 import { formatLsn, type Lsn, parseLsn } from "./lsn.ts";
@@ -52,6 +53,11 @@ export interface ReadOptions {
   readonly primary?: boolean;
   /** Transaction-local settings for the read (e.g. hnsw.ef_search), set with the tenant in one statement. */
   readonly settings?: Readonly<Record<string, string>>;
+  /**
+   * The requester's principals: row-level security then shows only the documents (and their chunks
+   * and originals) whose access lists name one of them or `*`. Null or absent: the whole tenant.
+   */
+  readonly principals?: readonly string[] | null;
 }
 
 export interface ReadResult<T> {
@@ -182,7 +188,7 @@ export class Router {
           node,
           token,
           options.tenantId,
-          options.settings,
+          withPrincipals(options.settings, options.principals),
           work,
           failed.length > 0 ? "retry" : replica ? "replica" : "fallback",
         );
@@ -344,6 +350,15 @@ export class Router {
       },
     });
   }
+}
+
+/** The read's settings with the requester's principals (always with `*`) as a PostgreSQL array literal. */
+function withPrincipals(
+  settings: Readonly<Record<string, string>> | undefined,
+  principals: readonly string[] | null | undefined,
+): Readonly<Record<string, string>> | undefined {
+  if (!principals) return settings;
+  return { ...settings, "pgrag.principals": textArrayLiteral([...new Set(["*", ...principals])]) };
 }
 
 /**

@@ -1,5 +1,6 @@
 import { type Kysely, sql } from "kysely";
 import { lexemeCount } from "../postings/bm25-weight.ts";
+import { textArrayLiteral } from "../db/array-literal.ts";
 import type { Database } from "../db/database.ts";
 import type { Chunk } from "../text/chunking.ts";
 import { chunkLocation, LOCATION_COLUMNS } from "../retrieval/chunk-location.ts";
@@ -24,6 +25,8 @@ export interface ChunkOwner {
   readonly version: number;
   readonly language: string;
   readonly metadata: unknown;
+  /** The document's access list, copied onto each chunk. */
+  readonly access: readonly string[];
 }
 
 export interface DocumentChunks {
@@ -120,8 +123,9 @@ function chunkRowsOf(documents: readonly DocumentChunks[], rows: readonly ChunkR
     docs AS (
       SELECT * FROM unnest(${owners.map((o) => o.documentId)}::uuid[], ${owners.map((o) => o.tenantId)}::uuid[],
                            ${owners.map((o) => o.collectionId)}::uuid[], ${owners.map((o) => o.version)}::int[],
-                           ${owners.map((o) => JSON.stringify(o.metadata))}::jsonb[], ${owners.map((o) => o.language)}::regconfig[])
-        WITH ORDINALITY AS d(document_id, tenant_id, collection_id, version, metadata, language, doc_index)
+                           ${owners.map((o) => JSON.stringify(o.metadata))}::jsonb[], ${owners.map((o) => o.language)}::regconfig[],
+                           ${owners.map((o) => textArrayLiteral(o.access))}::text[])
+        WITH ORDINALITY AS d(document_id, tenant_id, collection_id, version, metadata, language, access, doc_index)
     ),
     input AS (
       SELECT * FROM unnest(${rows.map((r) => r.docIndex + 1)}::int[], ${rows.map((r) => r.ordinal)}::int[],
@@ -136,7 +140,8 @@ function chunkRowsOf(documents: readonly DocumentChunks[], rows: readonly ChunkR
   const chunkRows = sql`
     SELECT d.tenant_id, d.collection_id, d.document_id, d.version,
            t.ordinal, t.content, ARRAY(SELECT jsonb_array_elements_text(t.heading_json::jsonb)),
-           t.char_start, t.char_end, t.page_start, t.page_end, t.token_count, d.metadata, d.language, e.embedding
+           t.char_start, t.char_end, t.page_start, t.page_end, t.token_count, d.metadata, d.language, d.access::text[],
+           e.embedding
     FROM input t JOIN docs d USING (doc_index) JOIN embedding_cache e USING (content_hash)`;
   return { ctes, chunkRows };
 }
@@ -144,7 +149,7 @@ function chunkRowsOf(documents: readonly DocumentChunks[], rows: readonly ChunkR
 /** Every column of a chunk but its id and the generated and defaulted ones. */
 export const CHUNK_COLUMNS =
   sql.raw(`tenant_id, collection_id, document_id, document_version, ordinal, content, heading_path,
-                          char_start, char_end, page_start, page_end, token_count, metadata, language, embedding`);
+                          char_start, char_end, page_start, page_end, token_count, metadata, language, access, embedding`);
 
 async function insertSlice(
   db: Kysely<Database>,

@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { CONTENT_TYPES } from "../text/content.ts";
+import { PRINCIPAL_PATTERN } from "../tenancy/principal.ts";
 
 /** The fields of an uploaded document, validated the same way in a batch, a PUT and an import line. */
 export const externalId = z.string().min(1, "must not be empty").max(512, "at most 512 characters");
@@ -7,10 +8,25 @@ export const metadata = z
   .record(z.string().max(200), z.unknown())
   .refine((m) => JSON.stringify(m).length <= 64 * 1024, "at most 64 KiB of JSON");
 
+/** Who may read a document: `*` (the whole tenant, the default), `user:<id>`, `group:<id>`. */
+export const accessList = z
+  .array(
+    z
+      .string()
+      .regex(PRINCIPAL_PATTERN, 'a principal is "*", "user:<id>" or "group:<id>" (no spaces, commas, braces, quotes)'),
+  )
+  .min(1, 'at least one principal ("*" for the whole tenant)')
+  .max(100, "at most 100 principals")
+  .transform((list) => [...new Set(list)]);
+
+/** A document's access when none is given: the whole tenant, as before access lists existed. */
+export const TENANT_WIDE: readonly string[] = ["*"];
+
 export const documentFields = {
   content: z.string(),
   content_type: z.enum(CONTENT_TYPES).default("text/plain"),
   title: z.string().max(1000).nullish(),
   source: z.string().max(2000).nullish(),
   metadata: metadata.optional(),
+  access: accessList.optional(),
 };

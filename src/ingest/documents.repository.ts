@@ -1,4 +1,5 @@
 import { type Kysely, sql } from "kysely";
+import { textArrayLiteral } from "../db/array-literal.ts";
 import type { Database, DocumentRow } from "../db/database.ts";
 import type { ParsedDocument } from "../parsing/parsed-document.ts";
 import { adjustCollectionStats } from "../collections/collections.repository.ts";
@@ -15,6 +16,7 @@ export interface DocumentSummary {
   readonly contentType: string;
   readonly fileName: string | null;
   readonly metadata: unknown;
+  readonly access: readonly string[];
   readonly version: number;
   readonly status: DocumentStatus;
   /** Where a pending document's ingestion is: parsing, embedding, or null while queued. */
@@ -30,6 +32,8 @@ export interface DocumentInput {
   readonly source: string | null;
   readonly contentType: string;
   readonly metadata: Record<string, unknown>;
+  /** Who may read it; null: the whole tenant for a new document, as stored for a replaced one. */
+  readonly access: readonly string[] | null;
   /** The stored text; for a file, empty until the worker has parsed it. */
   readonly text: string;
   readonly hash: Buffer;
@@ -48,6 +52,7 @@ const summaryColumns = [
   "documents.content_type",
   "documents.file_name",
   "documents.metadata",
+  "documents.access",
   "documents.version",
   "documents.status",
   "documents.stage",
@@ -65,6 +70,7 @@ type SummaryRow = Pick<
   | "content_type"
   | "file_name"
   | "metadata"
+  | "access"
   | "version"
   | "status"
   | "stage"
@@ -85,6 +91,7 @@ function rowToSummary(row: SummaryRow): DocumentSummary {
     contentType: row.content_type,
     fileName: row.file_name,
     metadata: row.metadata,
+    access: row.access,
     version: row.version,
     status: row.status,
     stage: row.stage,
@@ -143,6 +150,7 @@ export async function upsertDocuments(
           content_hash: input.hash,
           page_starts: null,
           status: "pending" as const,
+          ...(input.access ? { access: [...input.access] } : {}),
         })),
       )
       .onConflict((oc) =>
@@ -187,6 +195,38 @@ export async function upsertDocuments(
     }),
   );
   return written;
+}
+
+/**
+ * Gives documents (by external id) new access lists, with their chunks, where they differ: no new
+ * version, nothing embedded again. The rows are locked in the order every writer locks them
+ * (compareExternalIds), so this cannot deadlock with an upload or a worker's write.
+ */
+export async function setDocumentAccess(
+  tx: Kysely<Database>,
+  owner: { tenantId: string; collectionId: string },
+  changes: readonly { externalId: string; access: readonly string[] }[],
+): Promise<void> {
+  if (changes.length === 0) return;
+  await sql`
+    WITH wanted AS (
+      SELECT external_id, access::text[] AS access
+      FROM unnest(${changes.map((c) => c.externalId)}::text[], ${changes.map((c) => textArrayLiteral(c.access))}::text[])
+        AS w(external_id, access)
+    ),
+    locked AS (
+      SELECT d.id, w.access FROM documents d JOIN wanted w USING (external_id)
+      WHERE d.tenant_id = ${owner.tenantId}::uuid AND d.collection_id = ${owner.collectionId}::uuid
+        AND d.access IS DISTINCT FROM w.access
+      ORDER BY d.external_id COLLATE "C"
+      FOR UPDATE OF d
+    ),
+    documents_changed AS (
+      UPDATE documents d SET access = l.access, updated_at = now() FROM locked l WHERE d.id = l.id
+    )
+    UPDATE chunks c SET access = l.access FROM locked l
+    WHERE c.collection_id = ${owner.collectionId}::uuid AND c.document_id = l.id
+  `.execute(tx);
 }
 
 /** Keeps the files' bytes of written documents; a document replaced by text keeps none. */
@@ -306,7 +346,15 @@ export async function documentStates(
 
 export async function listDocumentSummaries(
   db: Kysely<Database>,
-  filter: { tenantId: string; collectionId: string; status?: DocumentStatus; after?: string; limit: number },
+  filter: {
+    tenantId: string;
+    collectionId: string;
+    status?: DocumentStatus;
+    /** Only documents whose access list names this principal (`*`: those open to the whole tenant). */
+    principal?: string;
+    after?: string;
+    limit: number;
+  },
 ): Promise<DocumentSummary[]> {
   let query = db
     .selectFrom("documents")
@@ -317,6 +365,7 @@ export async function listDocumentSummaries(
     .orderBy("documents.external_id")
     .limit(filter.limit);
   if (filter.status) query = query.where("documents.status", "=", filter.status);
+  if (filter.principal) query = query.where(sql<boolean>`documents.access @> ARRAY[${filter.principal}]::text[]`);
   if (filter.after !== undefined) query = query.where("documents.external_id", ">", filter.after);
   return (await query.execute()).map(rowToSummary);
 }
@@ -442,7 +491,7 @@ export function documentsToIngest(db: Kysely<Database>, documentIds: readonly st
 export function lockDocuments(tx: Kysely<Database>, documentIds: readonly string[]) {
   return tx
     .selectFrom("documents")
-    .select(["id", "version", "chunk_count", "lexeme_total"])
+    .select(["id", "version", "chunk_count", "lexeme_total", "access"])
     .where("id", "in", documentIds)
     .orderBy("collection_id")
     .orderBy(sql`external_id COLLATE "C"`)

@@ -4,7 +4,7 @@ import type { Database } from "../db/database.ts";
 import type { Lsn } from "../db/lsn.ts";
 import type { ReadResult, Router } from "../db/router.ts";
 import { AppError, InvalidRequestError, NotFoundError } from "../errors.ts";
-import type { Principal } from "../tenancy/principal.ts";
+import { type Principal, readerOf } from "../tenancy/principal.ts";
 import type { Quotas } from "../tenancy/quotas.ts";
 import type { ChunkingOptions } from "../text/chunking.ts";
 import {
@@ -27,6 +27,7 @@ import {
   requeueFiles,
   listDocumentSummaries,
   type DocumentInput,
+  setDocumentAccess,
   upsertDocuments,
 } from "./documents.repository.ts";
 
@@ -54,6 +55,8 @@ export interface DocumentUpload {
   readonly title?: string | null;
   readonly source?: string | null;
   readonly metadata?: Record<string, unknown>;
+  /** Who may read it; absent: the whole tenant (`*`) for a new document, unchanged for a stored one. */
+  readonly access?: readonly string[];
 }
 
 export interface DocumentWriteResult {
@@ -132,6 +135,12 @@ export class IngestService {
     return this.#write(principal, async (tx) => {
       const collection = await requireCollection(tx, principal.tenantId, collectionName);
       const owner = { tenantId: principal.tenantId, collectionId: collection.id };
+      // Access changes first, and without a new version: nothing is embedded again for them.
+      await setDocumentAccess(
+        tx,
+        owner,
+        uploads.flatMap((u) => (u.access ? [{ externalId: u.externalId, access: u.access }] : [])),
+      );
       const written = await upsertDocuments(
         tx,
         owner,
@@ -140,6 +149,7 @@ export class IngestService {
           title: upload.title ?? upload.fileName ?? null,
           source: upload.source ?? null,
           metadata: upload.metadata ?? {},
+          access: upload.access ?? null,
           ...document,
         })),
       );
@@ -223,7 +233,7 @@ export class IngestService {
   listDocuments(
     principal: Principal,
     collectionName: string,
-    filter: { status?: DocumentStatus; after?: string; limit: number },
+    filter: { status?: DocumentStatus; principal?: string; after?: string; limit: number },
     token: Lsn | null,
   ): Promise<ReadResult<DocumentSummary[]>> {
     return this.#read(principal, { token, observe: true }, async (db) => {
@@ -234,6 +244,19 @@ export class IngestService {
         ...filter,
       });
     });
+  }
+
+  /** Gives a document a new access list, with its chunks: nothing is parsed or embedded again. */
+  async updateAccess(principal: Principal, collectionName: string, externalId: string, access: readonly string[]) {
+    const { value, token } = await this.#write(principal, async (tx) => {
+      const collection = await requireCollection(tx, principal.tenantId, collectionName);
+      await setDocumentAccess(tx, { tenantId: principal.tenantId, collectionId: collection.id }, [
+        { externalId, access },
+      ]);
+      return findDocumentSummary(tx, { tenantId: principal.tenantId, collectionId: collection.id, externalId });
+    });
+    if (!value) throw new NotFoundError(`no document "${externalId}" in collection "${collectionName}"`);
+    return { value, token };
   }
 
   /** A document's chunks in order, with where each came from (page, slide, headings), paged by ordinal. */
@@ -342,6 +365,7 @@ export class IngestService {
     options: { token: Lsn | null; observe?: boolean },
     work: (db: Kysely<Database>) => Promise<T>,
   ) {
-    return this.#router.read({ ...options, tenantId: principal.tenantId }, work);
+    // As the requester: row-level security shows only the documents it may read.
+    return this.#router.read({ ...options, ...readerOf(principal) }, work);
   }
 }

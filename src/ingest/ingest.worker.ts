@@ -305,7 +305,8 @@ export class IngestWorker {
       );
       const added = await insertChunksWithPostings(
         tx,
-        fresh.map(({ doc }) => ({ owner: doc, chunks: embedded.get(doc) ?? [] })),
+        // The access list as the locked row has it now: a change since the document was loaded counts.
+        fresh.map(({ doc, before }) => ({ owner: { ...doc, access: before.access }, chunks: embedded.get(doc) ?? [] })),
       );
       const written = fresh.map(({ doc, before }) => ({
         doc,

@@ -19,7 +19,7 @@ import {
   scoreFilteredChunks,
 } from "./bm25.repository.ts";
 import type { LegHit } from "./fusion.ts";
-import type { SearchScope } from "./search.repository.ts";
+import { isFiltered, type SearchScope } from "./search.repository.ts";
 
 /** How far early termination goes before scoring every block; the defaults were measured on the scale corpus. */
 export interface Bm25Tuning {
@@ -88,7 +88,7 @@ export async function bm25Search(
   const s = scoring(terms, corpus, params);
   if (s.weights.size === 0 || k <= 0) return { hits: [], path: "early" };
   if (selectiveFilter) return { hits: await scoreFilteredChunks(db, scope, s, k), path: "filtered" };
-  const filtered = scope.filter !== undefined || scope.documentIds !== null;
+  const filtered = isFiltered(scope);
   // Completed candidates in the first round: k, and room for deleted chunks (and, filtered, for failures).
   const dead = terms.reduce((sum, t) => sum + t.dead, 0);
   const limit = (filtered ? 8 : 2) * k + dead;

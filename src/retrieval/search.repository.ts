@@ -13,6 +13,13 @@ export interface SearchScope {
   /** Resolved from the caller's external document ids; null when not filtering by document. */
   readonly documentIds: readonly string[] | null;
   readonly filter: SearchFilter | undefined;
+  /** The requester's principals (with `*`): only chunks whose access names one; null: the whole tenant. */
+  readonly principals: readonly string[] | null;
+}
+
+/** Whether anything but the collections narrows the scope: metadata, documents, or the requester's access. */
+export function isFiltered(scope: SearchScope): boolean {
+  return scope.filter !== undefined || scope.documentIds !== null || scope.principals !== null;
 }
 
 /** How many chunks the scope's filters leave, counting no further than `cap`. */

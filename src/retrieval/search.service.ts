@@ -7,7 +7,7 @@ import type { Lsn } from "../db/lsn.ts";
 import type { Router } from "../db/router.ts";
 import { InvalidRequestError, NotFoundError } from "../errors.ts";
 import { RerankFailure, type RerankFailureReason, type RerankClient } from "../inference/rerank-client.ts";
-import type { Principal } from "../tenancy/principal.ts";
+import { EVERYONE, type Principal, readerOf } from "../tenancy/principal.ts";
 import type { SearchFilter } from "./filters.ts";
 import { type FusedHit, type FusionMethod, fuse, type Leg, type LegHit } from "./fusion.ts";
 import { bm25Search } from "./bm25-search.ts";
@@ -19,6 +19,7 @@ import {
   countFilteredChunks,
   documentIdsByExternalId,
   hnswSettings,
+  isFiltered,
   type SearchScope,
   type VectorIndex,
   vectorSearchExact,
@@ -125,7 +126,7 @@ export class SearchService {
 
   /** Chunks by id, with their documents and locations: the tenant's own only (others are absent). */
   async chunks(principal: Principal, ids: readonly string[], token: Lsn | null): Promise<Map<string, ChunkDetails>> {
-    const { value } = await this.#router.read({ token, tenantId: principal.tenantId }, (db) =>
+    const { value } = await this.#router.read({ token, ...readerOf(principal) }, (db) =>
       chunkDetails(db, principal.tenantId, ids),
     );
     return value;
@@ -148,10 +149,10 @@ export class SearchService {
 
     // A tenant's read runs in one transaction: local HNSW settings, one snapshot for both legs.
     const settings = embedding ? hnswSettings(request.efSearch ?? this.#options.efSearch) : undefined;
-    const { value, node } = await this.#router.read({ token, tenantId: principal.tenantId, settings }, async (tx) => {
+    const { value, node } = await this.#router.read({ token, ...readerOf(principal), settings }, async (tx) => {
       const scope = await this.#scope(tx, principal, request);
       const legs: Partial<Record<Leg, LegHit[]>> = {};
-      const filtered = scope.filter !== undefined || scope.documentIds !== null;
+      const filtered = isFiltered(scope);
       // Few chunks left by the filters: both legs score those chunks themselves.
       const selective = embedding || filtered ? await this.#preferExact(tx, scope) : false;
       if (embedding) {
@@ -241,6 +242,7 @@ export class SearchService {
       language: rows[0]?.language ?? "english",
       documentIds,
       filter: request.filter?.metadata ? request.filter : undefined,
+      principals: principal.principals ? [EVERYONE, ...principal.principals] : null,
     };
   }
 
@@ -261,7 +263,7 @@ export class SearchService {
   async #preferExact(tx: Kysely<Database>, scope: SearchScope): Promise<boolean> {
     const threshold = this.#options.exactScanThreshold;
     if (threshold === 0) return false;
-    if (scope.filter === undefined && scope.documentIds === null) {
+    if (!isFiltered(scope)) {
       // Only the choice of path depends on it, and both paths are exact about what they return:
       // a count a few seconds old is good enough, and saves a round trip per query.
       const key = scope.collectionIds.join(",");

@@ -34,7 +34,7 @@ export async function ensureTenant(db: Kysely<Database>, name: string): Promise<
 /** Creates a key; the clear key is returned once and never stored. */
 export async function createApiKey(
   db: Kysely<Database>,
-  input: { tenantId: string; name: string; scopes: readonly Scope[] },
+  input: { tenantId: string; name: string; scopes: readonly Scope[]; principals?: readonly string[] | null },
 ): Promise<{ id: string; key: string; prefix: string }> {
   const { key, prefix } = newKey();
   const row = await db
@@ -45,6 +45,7 @@ export async function createApiKey(
       prefix,
       secret_hash: hashApiKey(key),
       scopes: [...input.scopes],
+      principals: input.principals ? [...input.principals] : null,
     })
     .returning("id")
     .executeTakeFirstOrThrow();
@@ -56,18 +57,20 @@ export async function createApiKey(
  * the application role sees no api_keys row before it knows the tenant.
  */
 export async function findActiveKey(db: Kysely<Database>, key: string): Promise<Principal | undefined> {
-  const { rows } = await sql<{ tenant_id: string; key_id: string; scopes: string[] }>`
-    SELECT tenant_id, key_id, scopes FROM pgrag_authenticate(${hashApiKey(key)})
+  const { rows } = await sql<{ tenant_id: string; key_id: string; scopes: string[]; principals: string[] | null }>`
+    SELECT tenant_id, key_id, scopes, principals FROM pgrag_authenticate(${hashApiKey(key)})
   `.execute(db);
   const row = rows[0];
-  return row && { tenantId: row.tenant_id, keyId: row.key_id, scopes: row.scopes as Scope[] };
+  return (
+    row && { tenantId: row.tenant_id, keyId: row.key_id, scopes: row.scopes as Scope[], principals: row.principals }
+  );
 }
 
 /** Tenant and key administration below runs as the schema owner (the admin CLI), not as the app role. */
 export async function listApiKeys(db: Kysely<Database>, tenantId: string) {
   return db
     .selectFrom("api_keys")
-    .select(["id", "name", "prefix", "scopes", "created_at", "revoked_at"])
+    .select(["id", "name", "prefix", "scopes", "principals", "created_at", "revoked_at"])
     .where("tenant_id", "=", tenantId)
     .orderBy("created_at")
     .execute();

@@ -2,9 +2,22 @@
 export const SCOPES = ["read", "write", "admin"] as const;
 export type Scope = (typeof SCOPES)[number];
 
+/** The principal every requester of a tenant holds: a document open to `*` is open to the whole tenant. */
+export const EVERYONE = "*";
+
+/** `*`, `user:<id>` or `group:<id>`: no whitespace, commas, braces, quotes or backslashes (array literals stay plain). */
+export const PRINCIPAL_PATTERN = /^(\*|(user|group):[^\s,{}"\\]{1,200})$/;
+
 /** Who is calling: resolved from an API key. */
 export interface Principal {
   readonly tenantId: string;
   readonly keyId: string;
   readonly scopes: readonly Scope[];
+  /** The principals document access is checked against; null: the whole tenant (a tenant-wide key). */
+  readonly principals: readonly string[] | null;
+}
+
+/** What a read needs to run as this requester: its tenant, and the principals its document access is checked against. */
+export function readerOf(principal: Principal): { tenantId: string; principals: readonly string[] | null } {
+  return { tenantId: principal.tenantId, principals: principal.principals };
 }

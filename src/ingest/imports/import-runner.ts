@@ -256,6 +256,7 @@ export class ImportRunner {
             version: doc.version,
             language: collection.language,
             metadata: line.metadata,
+            access: line.access,
           },
           chunks: embedded.get(line) ?? [],
         })),

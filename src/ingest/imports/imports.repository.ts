@@ -1,5 +1,6 @@
 import { type Kysely, type RawBuilder, type Selectable, sql } from "kysely";
 import type { Database, ImportTable } from "../../db/database.ts";
+import { textArrayLiteral } from "../../db/array-literal.ts";
 import { CHUNK_COLUMNS } from "../chunks.repository.ts";
 import type { ContentType } from "../../text/content.ts";
 import { withShortLockWait } from "../../db/strong-lock.ts";
@@ -32,6 +33,8 @@ export interface ImportLine {
   readonly source: string | null;
   readonly contentType: ContentType;
   readonly metadata: Record<string, unknown>;
+  /** Who may read the document (`*`: the whole tenant). */
+  readonly access: readonly string[];
   /** Text; empty for a line that carries a file. */
   readonly content: string;
   /** A file (PDF, Word, PowerPoint) and its name, parsed when the line is staged. */
@@ -106,13 +109,15 @@ export async function appendImportLines(
   if (repeats.length > 0) return repeats.map((r) => ({ externalId: r.external_id, line: r.line, earlier: r.earlier }));
   await sql`
     INSERT INTO import_documents (import_id, tenant_id, line, external_id, title, source, content_type, metadata, content,
-                                  file_name, original)
-    SELECT ${target.importId}::uuid, ${target.tenantId}::uuid, t.*
+                                  file_name, original, access)
+    SELECT ${target.importId}::uuid, ${target.tenantId}::uuid, t.line, t.external_id, t.title, t.source, t.content_type,
+           t.metadata, t.content, t.file_name, t.original, t.access::text[]
     FROM unnest(${lines.map((l) => l.line)}::int[], ${lines.map((l) => l.externalId)}::text[],
                 ${lines.map((l) => l.title)}::text[], ${lines.map((l) => l.source)}::text[],
                 ${lines.map((l) => l.contentType)}::text[], ${lines.map((l) => JSON.stringify(l.metadata))}::jsonb[],
                 ${lines.map((l) => l.content)}::text[], ${lines.map((l) => l.file?.name ?? null)}::text[],
-                ${lines.map((l) => l.file?.bytes ?? null)}::bytea[]) AS t
+                ${lines.map((l) => l.file?.bytes ?? null)}::bytea[], ${lines.map((l) => textArrayLiteral(l.access))}::text[])
+      AS t(line, external_id, title, source, content_type, metadata, content, file_name, original, access)
   `.execute(db);
   await db
     .updateTable("imports")
@@ -206,6 +211,7 @@ export async function pendingLines(
     source: string | null;
     content_type: ContentType;
     metadata: Record<string, unknown>;
+    access: string[];
     content: string;
     file_name: string | null;
     original: Buffer | null;
@@ -215,10 +221,10 @@ export async function pendingLines(
     same_fields: boolean;
     existing_ready: boolean;
   }>`
-    SELECT l.line, l.external_id, l.title, l.source, l.content_type, l.metadata, l.content, l.file_name, l.original,
+    SELECT l.line, l.external_id, l.title, l.source, l.content_type, l.metadata, l.access, l.content, l.file_name, l.original,
            d.id AS existing_id, d.version AS existing_version, d.content_hash AS existing_hash,
-           (d.metadata, d.title, d.source, d.file_name)
-             IS NOT DISTINCT FROM (l.metadata, coalesce(l.title, l.file_name), l.source, l.file_name)
+           (d.metadata, d.title, d.source, d.file_name, d.access)
+             IS NOT DISTINCT FROM (l.metadata, coalesce(l.title, l.file_name), l.source, l.file_name, l.access)
              AS same_fields,
            d.status = 'ready' AS existing_ready
     FROM import_documents l
@@ -233,6 +239,7 @@ export async function pendingLines(
     source: r.source,
     contentType: r.content_type,
     metadata: r.metadata,
+    access: r.access,
     content: r.content,
     file: r.original && r.file_name !== null ? { bytes: r.original, name: r.file_name } : null,
     existing:
@@ -401,15 +408,16 @@ export async function writeStagedDocuments(
 ): Promise<{ chunks: number; length: number }> {
   const { rows } = await sql<{ chunks: string; length: string }>`
     WITH written AS (
-      INSERT INTO documents (id, tenant_id, collection_id, external_id, title, source, content_type, metadata, content,
-                             content_hash, file_name, page_starts, version, status, chunk_count, lexeme_total)
+      INSERT INTO documents (id, tenant_id, collection_id, external_id, title, source, content_type, metadata, access,
+                             content, content_hash, file_name, page_starts, version, status, chunk_count, lexeme_total)
       SELECT l.document_id, l.tenant_id, ${target.collectionId}::uuid, l.external_id, coalesce(l.title, l.file_name),
-             l.source, l.content_type, l.metadata, l.content, l.hash, l.file_name, l.page_starts, l.version, 'ready',
-             l.chunk_count, l.lexeme_total
+             l.source, l.content_type, l.metadata, l.access, l.content, l.hash, l.file_name, l.page_starts, l.version,
+             'ready', l.chunk_count, l.lexeme_total
       FROM import_documents l WHERE l.import_id = ${target.importId}::uuid AND l.state = 'staged'
       ON CONFLICT (collection_id, external_id) DO UPDATE
         SET title = excluded.title, source = excluded.source, content_type = excluded.content_type,
-            metadata = excluded.metadata, content = excluded.content, content_hash = excluded.content_hash,
+            metadata = excluded.metadata, access = excluded.access, content = excluded.content,
+            content_hash = excluded.content_hash,
             file_name = excluded.file_name, page_starts = excluded.page_starts,
             version = greatest(documents.version + 1, excluded.version), status = 'ready', error = NULL,
             chunk_count = excluded.chunk_count, lexeme_total = excluded.lexeme_total, updated_at = now()

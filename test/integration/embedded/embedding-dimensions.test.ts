@@ -89,6 +89,7 @@ describe("embedding dimensions beyond pgvector's 2,000 for vector indexes", () =
         collectionIds: [randomUUID()],
         language: "english",
         documentIds: null,
+        principals: null,
         filter: undefined,
       };
       await vectorSearchIndexed(

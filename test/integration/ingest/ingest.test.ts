@@ -254,6 +254,7 @@ describe("ingestion", () => {
       version: 2,
       language: "english",
       metadata: {},
+      access: ["*"],
     };
     const cachedText = "A text whose chunks get written by hand below.";
     // As the worker replaces a document: its old chunks go first, in the same transaction.

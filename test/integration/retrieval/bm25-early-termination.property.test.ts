@@ -31,7 +31,14 @@ const VECTOR_HASH = contentHash("bm25 early termination property test vector");
 beforeAll(async () => {
   app = await startTestApp();
   ({ tenantId, collectionId } = await adminTenantCollection("bm25-et"));
-  scope = { tenantId, collectionIds: [collectionId], language: "simple", documentIds: null, filter: undefined };
+  scope = {
+    tenantId,
+    collectionIds: [collectionId],
+    language: "simple",
+    documentIds: null,
+    filter: undefined,
+    principals: null,
+  };
   await app.router.write({}, (tx) =>
     storeEmbeddings(tx, [{ hash: VECTOR_HASH, embedding: [1, ...Array.from({ length: 383 }, () => 0)] }]),
   );
@@ -110,6 +117,7 @@ describe("BM25 with early termination", () => {
                   version: 1,
                   language: "simple",
                   metadata: {},
+                  access: ["*"],
                 },
                 chunks: [
                   {

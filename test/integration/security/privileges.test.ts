@@ -69,6 +69,10 @@ const EXPECTED: Record<string, Record<Role, string>> = {
   "function pgrag_claim_batch_lines(integer,integer)": door,
   "function pgrag_delete_expired_files(integer)": door,
   "function pgrag_current_tenant()": { ...app("EXECUTE"), pgrag_cross_tenant: "EXECUTE" },
+  // Document access (migration 24): in the checks and policies the app and the cross-tenant doors and views meet.
+  "function pgrag_current_principals()": { ...app("EXECUTE"), pgrag_cross_tenant: "EXECUTE" },
+  "function pgrag_may_read(text[])": { ...app("EXECUTE"), pgrag_cross_tenant: "EXECUTE" },
+  "function pgrag_valid_access(text[])": { ...app("EXECUTE"), pgrag_cross_tenant: "EXECUTE" },
   "function pgrag_document_tenants(uuid[])": door,
   // An import's DDL (migration 13), as the owner, for the caller's tenant's import only.
   "function pgrag_collection_partition(uuid)": app("EXECUTE"),
@@ -194,6 +198,8 @@ describe("row-level security coverage", () => {
     );
     // polcmd: * all commands, r SELECT, a INSERT.
     const tenantOnly = "tenant_isolation * public";
+    // Restrictive: a document (its chunks, its original) read only by a requester its access list names.
+    const documentAccess = "document_access r public";
     expect(Object.fromEntries(tables.map((t) => [t.name, t.policies]))).toEqual({
       "analytics.events": `cross_tenant_insert a pgrag_cross_tenant, cross_tenant_select r pgrag_cross_tenant, ${tenantOnly}`,
       api_keys: `cross_tenant_select r pgrag_cross_tenant, owner_administration * pgrag, ${tenantOnly}`,
@@ -203,12 +209,12 @@ describe("row-level security coverage", () => {
       batches: `cross_tenant_select r pgrag_cross_tenant, ${tenantOnly}`,
       bm25_blocks: tenantOnly,
       bm25_deletions: tenantOnly,
-      chunks: `cross_tenant_select r pgrag_cross_tenant, ${tenantOnly}`,
+      chunks: `cross_tenant_select r pgrag_cross_tenant, ${documentAccess}, ${tenantOnly}`,
       collection_stats: tenantOnly,
       collections: `cross_tenant_select r pgrag_cross_tenant, ${tenantOnly}`,
       conversations: tenantOnly,
-      document_originals: tenantOnly,
-      documents: `cross_tenant_select r pgrag_cross_tenant, ${tenantOnly}`,
+      document_originals: `${documentAccess}, ${tenantOnly}`,
+      documents: `cross_tenant_select r pgrag_cross_tenant, ${documentAccess}, ${tenantOnly}`,
       import_documents: tenantOnly,
       imports: `cross_tenant_select r pgrag_cross_tenant, ${tenantOnly}`,
       messages: tenantOnly,
