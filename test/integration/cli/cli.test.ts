@@ -96,7 +96,7 @@ describe("the pgrag CLI", () => {
     expect((await api(app, "GET", "/v1/collections", { key })).status).toBe(200);
     expect((await api(app, "POST", "/v1/collections", { key, json: { name: "x" } })).status).toBe(403); // read scope only
     expect((await pgrag("keys", "list", "--tenant", owner)).stdout).toMatch(
-      new RegExp(`^${keyId}  pgr_\\w+_…  ci  \\[read\\]  active$`, "m"),
+      new RegExp(`^${keyId}  pgr_\\w+_…  ci  \\[read\\]  reads as the whole tenant  active$`, "m"),
     );
     expect((await pgrag("keys", "revoke", keyId)).stdout).toBe(`revoked ${keyId}\n`);
     expect((await pgrag("keys", "list", "--tenant", owner)).stdout).toMatch(/ revoked \d{4}-/);

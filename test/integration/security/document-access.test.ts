@@ -88,6 +88,25 @@ describe("document access lists", () => {
     }
   });
 
+  it("refuses batches to a scoped key: their lines would run with no requester to read as", async () => {
+    const refused = await api<{ error: { message: string } }>(app, "POST", "/v1/batches", {
+      key: await adminTransaction(app, async (tx) => {
+        const created = await createApiKey(tx, {
+          tenantId,
+          name: "scoped writer",
+          scopes: ["read", "write"],
+          principals: ["user:dana"],
+        });
+        return created.key;
+      }),
+      json: { input_file_id: "file-none", endpoint: "/v1/chat/completions", completion_window: "24h" },
+    });
+    expect([refused.status, refused.body.error.message]).toEqual([
+      403,
+      "a key scoped to principals cannot create batches (their lines would read the whole tenant); use a tenant-wide key",
+    ]);
+  });
+
   it("is enforced by row-level security, whatever the query asks", async () => {
     for (const [name, reader] of Object.entries(READERS)) {
       const { value } = await app.router.read({ tenantId, principals: reader.principals }, async (db) => ({

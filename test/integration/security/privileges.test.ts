@@ -51,6 +51,8 @@ const DML = "SELECT,INSERT,UPDATE,DELETE";
 const none: Record<Role, string> = { pgrag_app: "", pgrag_analyst: "", pgrag_cross_tenant: "", public: "" };
 const app = (rights: string) => ({ ...none, pgrag_app: rights });
 const analyst = { ...none, pgrag_analyst: "SELECT" };
+/** A function of the row-level security policies: every role whose queries they bind may call it. */
+const inPolicies = { pgrag_analyst: "EXECUTE", pgrag_cross_tenant: "EXECUTE" };
 /** A view the analyst reads; it runs as pgrag_cross_tenant, which owns it. */
 const analystView = { ...analyst, pgrag_cross_tenant: "SELECT,INSERT,UPDATE,DELETE,TRUNCATE,REFERENCES,TRIGGER" };
 /** A door the app calls; it runs as pgrag_cross_tenant, which owns it. */
@@ -69,10 +71,10 @@ const EXPECTED: Record<string, Record<Role, string>> = {
   "function pgrag_claim_batch_lines(integer,integer)": door,
   "function pgrag_delete_expired_files(integer)": door,
   "function pgrag_current_tenant()": { ...app("EXECUTE"), pgrag_cross_tenant: "EXECUTE" },
-  // Document access (migration 24): in the checks and policies the app and the cross-tenant doors and views meet.
-  "function pgrag_current_principals()": { ...app("EXECUTE"), pgrag_cross_tenant: "EXECUTE" },
-  "function pgrag_may_read(text[])": { ...app("EXECUTE"), pgrag_cross_tenant: "EXECUTE" },
-  "function pgrag_valid_access(text[])": { ...app("EXECUTE"), pgrag_cross_tenant: "EXECUTE" },
+  // Document access (migration 24): in the checks and policies the app, the cross-tenant doors and views, and the
+  // analysts reading those views meet (a policy's functions run as the querying role).
+  "function pgrag_may_read(text[])": { ...app("EXECUTE"), ...inPolicies },
+  "function pgrag_valid_access(text[])": { ...app("EXECUTE"), ...inPolicies },
   "function pgrag_document_tenants(uuid[])": door,
   // An import's DDL (migration 13), as the owner, for the caller's tenant's import only.
   "function pgrag_collection_partition(uuid)": app("EXECUTE"),
