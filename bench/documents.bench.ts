@@ -73,7 +73,7 @@ const tenant = `bench-documents-${Date.now()}`;
 const principal: Principal = await adminTransaction(app, async (tx) => {
   const tenantId = await ensureTenant(tx, tenant);
   const key = await createApiKey(tx, { tenantId, name: "bench", scopes: ["read", "write"] });
-  return { tenantId, keyId: key.id, scopes: ["read", "write"], principals: null };
+  return { tenantId, keyId: key.id, scopes: ["read", "write"], principals: null, owner: null };
 });
 
 /** Ingests one format's set into its own collection with an empty embedding cache; waits until all are settled. */

@@ -110,6 +110,7 @@ const principalOf = async (name: string): Promise<Principal> => ({
   keyId: "bench",
   scopes: ["read", "write"],
   principals: null,
+  owner: null,
 });
 const coldCache = () => sql`TRUNCATE embedding_cache`.execute(admin.db);
 const chunking = { maxTokens: 384, overlapTokens: 48, minTokens: 64 };

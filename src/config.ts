@@ -145,6 +145,13 @@ const schema = z.object({
   PGRAG_PROBE_TIMEOUT_MS: milliseconds(1_000).describe("a slower probe marks the node down"),
 
   PGRAG_AUTH_CACHE_TTL_MS: milliseconds(10_000).describe("a revoked key stops working within this"),
+  PGRAG_JWKS_COOLDOWN_MS: milliseconds(30_000).describe(
+    "an identity provider's JWKS is fetched again for an unknown key id at most this often (key rotation)",
+  ),
+  PGRAG_JWKS_ALLOW_LOOPBACK: z
+    .stringbool()
+    .default(false)
+    .describe("let tenants register a JWKS URL on this machine over plain http (development and tests only)"),
   PGRAG_RATE_LIMIT_PER_SECOND: z.coerce
     .number()
     .int()
@@ -734,6 +741,8 @@ export interface Config {
   };
   /** How long a resolved API key is cached: a revoked key stops working within this bound. */
   readonly authCacheTtlMs: number;
+  /** Verifying end users' tokens against their tenant's identity provider. */
+  readonly endUsers: { readonly jwksCooldownMs: number; readonly allowLoopbackJwks: boolean };
   /** Per API key: a sustained rate and a burst (token bucket), past which requests get 429. */
   readonly rateLimit: {
     readonly perSecond: number;
@@ -984,6 +993,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       },
     },
     authCacheTtlMs: raw.PGRAG_AUTH_CACHE_TTL_MS,
+    endUsers: { jwksCooldownMs: raw.PGRAG_JWKS_COOLDOWN_MS, allowLoopbackJwks: raw.PGRAG_JWKS_ALLOW_LOOPBACK },
     rateLimit: {
       perSecond: raw.PGRAG_RATE_LIMIT_PER_SECOND,
       burst: raw.PGRAG_RATE_LIMIT_BURST,

@@ -2,17 +2,23 @@ import type { Context, MiddlewareHandler } from "hono";
 import { getConnInfo } from "@hono/node-server/conninfo";
 import { RateLimiterMemory, RateLimiterRes } from "rate-limiter-flexible";
 import { AppError } from "../errors.ts";
-import type { Scope } from "../tenancy/principal.ts";
+import type { Principal, Scope } from "../tenancy/principal.ts";
 import type { Authenticator } from "../tenancy/authenticator.ts";
+import type { EndUsers } from "../tenancy/end-users.ts";
 import type { AppEnv } from "./context.ts";
+
+/** The header carrying the end user's token (a JWT of the tenant's identity provider) beside the tenant's key. */
+export const END_USER_HEADER = "X-End-User-Token";
 
 /**
  * Requires `Authorization: Bearer <api key>` with the given scope, sets the principal, and applies
  * the key's rate limit: at most `burst` requests in each window of burst/perSecond seconds, so
- * `perSecond` on average with room for bursts.
+ * `perSecond` on average with room for bursts. With an end user's token (END_USER_HEADER), the
+ * request reads as that user; a tenant may require one of its read-only tenant-wide keys.
  */
 export function requireApiKey(
   authenticator: Authenticator,
+  endUsers: EndUsers,
   limit: { perSecond: number; burst: number; tenantPerSecond: number; unknownKeysPerMinute: number },
 ): (scope: Scope) => MiddlewareHandler<AppEnv> {
   const keyLimiter = new RateLimiterMemory({ points: limit.burst, duration: limit.burst / limit.perSecond });
@@ -64,9 +70,46 @@ export function requireApiKey(
         principal.tenantId,
         `this tenant's keys together (${limit.tenantPerSecond}/s, bursts of ${limit.tenantPerSecond * 2})`,
       );
-      c.set("principal", principal);
+      c.set("principal", await asEndUser(endUsers, principal, c.req.header(END_USER_HEADER), scope));
       await next();
     };
+}
+
+/**
+ * The requester as its end user when a token comes (that user's principals, its own conversations);
+ * a tenant-wide key alone where the tenant requires end users is refused for reading, unless it
+ * administers the tenant.
+ */
+async function asEndUser(
+  endUsers: EndUsers,
+  principal: Principal,
+  token: string | undefined,
+  scope: Scope,
+): Promise<Principal> {
+  if (token) {
+    if (principal.principals) {
+      throw new AppError(
+        "invalid_request",
+        `this API key is scoped to principals and reads as them: send no ${END_USER_HEADER} with it`,
+      );
+    }
+    const user = await endUsers.verify(principal.tenantId, token);
+    return {
+      ...principal,
+      principals: [`user:${user.id}`, ...user.groups.map((group) => `group:${group}`)],
+      owner: `user:${user.id}`,
+    };
+  }
+  if (scope === "read" && principal.principals === null && !principal.scopes.includes("admin")) {
+    const provider = await endUsers.providerOf(principal.tenantId);
+    if (provider?.requireEndUser) {
+      throw new AppError(
+        "forbidden",
+        `this tenant reads only as an end user: send the user's token as ${END_USER_HEADER} (or use a key scoped to principals)`,
+      );
+    }
+  }
+  return principal;
 }
 
 /** Takes one request from `limiter`'s bucket for `key`, or refuses with 429 and when to retry. */

@@ -11,6 +11,7 @@ import type { Logger } from "../logger.ts";
 import type { Registry } from "../metrics.ts";
 import type { SearchService } from "../retrieval/search.service.ts";
 import { Authenticator } from "../tenancy/authenticator.ts";
+import { EndUsers } from "../tenancy/end-users.ts";
 import type { Quotas } from "../tenancy/quotas.ts";
 import { requireApiKey } from "./auth.middleware.ts";
 import { batchRoutes, FILE_UPLOAD_PATH } from "./batch.routes.ts";
@@ -23,6 +24,7 @@ import { openAiRoutes } from "./openai.routes.ts";
 import { openApiRoutes } from "./openapi.ts";
 import { searchRoutes } from "./search.routes.ts";
 import { usageRoutes } from "./usage.routes.ts";
+import { identityRoutes } from "./identity.routes.ts";
 import { webRoutes } from "./web.routes.ts";
 
 export interface PlatformServices {
@@ -44,8 +46,10 @@ export interface PlatformServices {
 /** Every route of the platform's API and pages, behind one API-key check. */
 export function createPlatformHttp(config: Config, services: PlatformServices): Hono<AppEnv> {
   const { ingest, chat, usageEvents } = services;
+  const endUsers = new EndUsers(services.router, { ...config.endUsers, cacheTtlMs: config.authCacheTtlMs });
   const auth = requireApiKey(
     new Authenticator(services.router, { cacheTtlMs: config.authCacheTtlMs }),
+    endUsers,
     config.rateLimit,
   );
   const app = createHttpApp({
@@ -70,6 +74,7 @@ export function createPlatformHttp(config: Config, services: PlatformServices): 
         { id: config.inference.chatModel, created: new Date(0), ownedBy: "inference-backend" },
       ]),
       usageRoutes(services.quotas, auth),
+      identityRoutes(endUsers, auth, config.endUsers),
       // A line is one request: its body is a chat request, bounded like the JSON routes' bodies.
       batchRoutes(services.batches, auth, {
         maxFileBytes: config.batches.maxFileBytes,

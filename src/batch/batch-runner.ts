@@ -186,6 +186,7 @@ export class BatchRunner {
       keyId: "batch",
       scopes: ["read", "write"],
       principals: null,
+      owner: null,
     };
     const body = openAiChatBody.safeParse(line.body);
     if (!body.success) {

@@ -12,7 +12,7 @@ import { upstreamError } from "../inference/upstream-error.ts";
 import type { SearchFilter } from "../retrieval/filters.ts";
 import type { ChunkDetails } from "../retrieval/search.repository.ts";
 import type { RerankOutcome, SearchMode, SearchService } from "../retrieval/search.service.ts";
-import type { Principal } from "../tenancy/principal.ts";
+import { type Principal, readerOf } from "../tenancy/principal.ts";
 import { estimateTokens } from "../text/token-estimate.ts";
 import {
   conversationsStartedToday,
@@ -196,30 +196,27 @@ export class ChatService {
     const citations = citationsOf(answer.content, passages);
     const model = `${DEVICE_MODEL_PREFIX}${answer.model}`;
     // One answer a question: checked and written under the conversation's lock.
-    const { value: messageId, token: written } = await this.#router.write(
-      { tenantId: principal.tenantId },
-      async (tx) => {
-        const state = await lockForAnswer(tx, { tenantId: principal.tenantId, id: conversationId });
-        if (state === "missing") throw new NotFoundError(`no conversation ${conversationId}`);
-        if (state === "answered") {
-          throw new AppError(
-            "conflict",
-            `conversation ${conversationId} has no question waiting for an answer: ask first`,
-          );
-        }
-        return insertMessage(tx, {
-          tenantId: principal.tenantId,
-          conversationId,
-          role: "assistant",
-          content: answer.content,
-          status: "complete",
-          citations,
-          promptTokens: null,
-          completionTokens: null,
-          model,
-        });
-      },
-    );
+    const { value: messageId, token: written } = await this.#router.write(readerOf(principal), async (tx) => {
+      const state = await lockForAnswer(tx, { tenantId: principal.tenantId, id: conversationId });
+      if (state === "missing") throw new NotFoundError(`no conversation ${conversationId}`);
+      if (state === "answered") {
+        throw new AppError(
+          "conflict",
+          `conversation ${conversationId} has no question waiting for an answer: ask first`,
+        );
+      }
+      return insertMessage(tx, {
+        tenantId: principal.tenantId,
+        conversationId,
+        role: "assistant",
+        content: answer.content,
+        status: "complete",
+        citations,
+        promptTokens: null,
+        completionTokens: null,
+        model,
+      });
+    });
     this.#conversationTokens.set(conversationId, written);
     return { messageId, token: written, citations, model };
   }
@@ -311,7 +308,7 @@ export class ChatService {
   /** The principal's tenant's conversations, most recently active first. */
   async conversations(principal: Principal, page: { after: string | null; limit: number }, clientToken: Lsn | null) {
     return (
-      await this.#router.read({ token: clientToken, tenantId: principal.tenantId }, (db) =>
+      await this.#router.read({ token: clientToken, ...readerOf(principal) }, (db) =>
         listConversations(db, principal.tenantId, page),
       )
     ).value;
@@ -319,7 +316,7 @@ export class ChatService {
 
   async conversation(principal: Principal, conversationId: string, clientToken: Lsn | null) {
     const token = this.#latestToken(conversationId, clientToken);
-    const { value } = await this.#router.read({ token, tenantId: principal.tenantId }, async (db) => {
+    const { value } = await this.#router.read({ token, ...readerOf(principal) }, async (db) => {
       const conversation = await findConversation(db, principal.tenantId, conversationId);
       return conversation && { conversation, messages: await listMessages(db, principal.tenantId, conversationId) };
     });
@@ -328,7 +325,7 @@ export class ChatService {
   }
 
   async renameConversation(principal: Principal, conversationId: string, title: string) {
-    const { value, token } = await this.#router.write({ tenantId: principal.tenantId }, (tx) =>
+    const { value, token } = await this.#router.write(readerOf(principal), (tx) =>
       renameConversation(tx, { tenantId: principal.tenantId, id: conversationId }, title),
     );
     if (!value) throw new NotFoundError(`no conversation ${conversationId}`);
@@ -337,7 +334,7 @@ export class ChatService {
 
   /** Deletes a conversation and its messages (the usage events that recorded them stay, as analytics). */
   async deleteConversation(principal: Principal, conversationId: string) {
-    const { value, token } = await this.#router.write({ tenantId: principal.tenantId }, (tx) =>
+    const { value, token } = await this.#router.write(readerOf(principal), (tx) =>
       deleteConversation(tx, { tenantId: principal.tenantId, id: conversationId }),
     );
     if (!value) throw new NotFoundError(`no conversation ${conversationId}`);
@@ -346,7 +343,7 @@ export class ChatService {
 
   /** Stores feedback on an answer of the caller's own tenant, read back with its conversation. */
   async storeFeedback(principal: Principal, messageId: string, feedback: AnswerFeedback): Promise<Lsn | null> {
-    const { value, token } = await this.#router.write({ tenantId: principal.tenantId }, (tx) =>
+    const { value, token } = await this.#router.write(readerOf(principal), (tx) =>
       storeFeedback(tx, principal.tenantId, messageId, feedback),
     );
     if (!value) throw new NotFoundError(`no answer with message id ${messageId}`);
@@ -362,7 +359,7 @@ export class ChatService {
         .map((m) => ({ role: m.role, content: m.content }));
     }
     if (!request.persist) return { conversationId: null, history, token: clientToken };
-    const { value: conversationId, token } = await this.#router.write({ tenantId: principal.tenantId }, async (tx) => {
+    const { value: conversationId, token } = await this.#router.write(readerOf(principal), async (tx) => {
       if (!request.conversationId) await this.#assertConversationQuota(tx, principal.tenantId);
       const id =
         request.conversationId ??
@@ -406,7 +403,7 @@ export class ChatService {
       model: string;
     },
   ) {
-    const { value: messageId, token } = await this.#router.write({ tenantId: principal.tenantId }, (tx) =>
+    const { value: messageId, token } = await this.#router.write(readerOf(principal), (tx) =>
       insertMessage(tx, {
         tenantId: principal.tenantId,
         conversationId,

@@ -6,7 +6,7 @@ import type { Principal } from "../tenancy/principal.ts";
 /** `ingest` and `ask` act for a tenant directly (as the admin would), with no API key. */
 export async function principalFor(app: App, tenant: string): Promise<Principal> {
   const tenantId = await adminTransaction(app, (tx) => ensureTenant(tx, tenant));
-  return { tenantId, keyId: "cli", scopes: ["read", "write"], principals: null };
+  return { tenantId, keyId: "cli", scopes: ["read", "write"], principals: null, owner: null };
 }
 
 export const common = {

@@ -134,6 +134,8 @@ export interface ConversationTable {
   tenant_id: string;
   collection_id: string | null;
   title: string | null;
+  /** Who started it: `user:<id>`, `key:<id>`, or null (a tenant-wide key); from pgrag.owner (migration 25). */
+  owner: Generated<string | null>;
   created_at: Timestamp;
   updated_at: Timestamp;
 }
@@ -154,6 +156,19 @@ export interface MessageTable {
   feedback_comment: string | null;
   feedback_at: ColumnType<Date | null, string | null | undefined, string | null>;
   created_at: Timestamp;
+}
+
+/** A tenant's identity provider for its end users' tokens (migration 25). */
+export interface IdentityProviderTable {
+  tenant_id: string;
+  issuer: string;
+  audience: string;
+  jwks_url: string | null;
+  jwks: Json | null;
+  user_claim: Generated<string>;
+  groups_claim: Generated<string>;
+  require_end_user: Generated<boolean>;
+  updated_at: Generated<Date>;
 }
 
 export interface EventTable {
@@ -323,6 +338,7 @@ export interface Database {
   chunks: ChunkTable;
   conversations: ConversationTable;
   messages: MessageTable;
+  identity_providers: IdentityProviderTable;
   bm25_blocks: Bm25BlockTable;
   bm25_deletions: Bm25DeletionTable;
   collection_stats: CollectionStatsTable;

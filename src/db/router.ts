@@ -58,6 +58,15 @@ export interface ReadOptions {
    * and originals) whose access lists name one of them or `*`. Null or absent: the whole tenant.
    */
   readonly principals?: readonly string[] | null;
+  /** Whose conversations the read sees (row-level security); null or absent: every one of the tenant. */
+  readonly owner?: string | null;
+}
+
+/** A write's tenant, and the requester it runs for: what it may read, and who owns what it creates. */
+export interface WriteOptions {
+  readonly tenantId?: string;
+  readonly principals?: readonly string[] | null;
+  readonly owner?: string | null;
 }
 
 export interface ReadResult<T> {
@@ -128,7 +137,7 @@ export class Router {
    * Never retried: a connection error may hide a commit, so the caller decides (and idempotent
    * writes make a retry by the client safe).
    */
-  async write<T>(options: { tenantId?: string }, work: (tx: Executor) => Promise<T>): Promise<WriteResult<T>> {
+  async write<T>(options: WriteOptions, work: (tx: Executor) => Promise<T>): Promise<WriteResult<T>> {
     const primary = this.#primary;
     if (this.#monitor.health(primary.name).state === "down") {
       throw new UnavailableError("the primary database is unreachable; writes are refused until it is back", {
@@ -137,7 +146,9 @@ export class Router {
     }
     let value: T;
     try {
-      value = await this.#track(primary, () => inTransaction(primary.db, options.tenantId, undefined, work));
+      value = await this.#track(primary, () =>
+        inTransaction(primary.db, options.tenantId, requesterSettings(undefined, options), work),
+      );
     } catch (error) {
       if (!isConnectionError(error)) throw error;
       this.#monitor.reportFailure(primary.name, error);
@@ -188,7 +199,7 @@ export class Router {
           node,
           token,
           options.tenantId,
-          withPrincipals(options.settings, options.principals),
+          requesterSettings(options.settings, options),
           work,
           failed.length > 0 ? "retry" : replica ? "replica" : "fallback",
         );
@@ -352,13 +363,21 @@ export class Router {
   }
 }
 
-/** The read's settings with the requester's principals (always with `*`) as a PostgreSQL array literal. */
-function withPrincipals(
+/**
+ * A transaction's settings with its requester's: the principals (always with `*`) as an array
+ * literal, and the owner of its conversations. Absent ones stay unset: the whole tenant.
+ */
+function requesterSettings(
   settings: Readonly<Record<string, string>> | undefined,
-  principals: readonly string[] | null | undefined,
+  requester: { principals?: readonly string[] | null; owner?: string | null },
 ): Readonly<Record<string, string>> | undefined {
-  if (!principals) return settings;
-  return { ...settings, "pgrag.principals": textArrayLiteral([...new Set(["*", ...principals])]) };
+  const { principals, owner } = requester;
+  if (!principals && !owner) return settings;
+  return {
+    ...settings,
+    ...(principals ? { "pgrag.principals": textArrayLiteral([...new Set(["*", ...principals])]) } : {}),
+    ...(owner ? { "pgrag.owner": owner } : {}),
+  };
 }
 
 /**

@@ -92,7 +92,7 @@ export async function loadBeirCollection(
   const loaded = await adminTransaction(app, async (tx) => {
     const tenantId = await ensureTenant(tx, `eval-${name}`);
     const key = await createApiKey(tx, { tenantId, name: "eval", scopes: ["read", "write"] });
-    const principal: Principal = { tenantId, keyId: key.id, scopes: ["read", "write"], principals: null };
+    const principal: Principal = { tenantId, keyId: key.id, scopes: ["read", "write"], principals: null, owner: null };
     return { principal, apiKey: key.key };
   });
   const { principal } = loaded;

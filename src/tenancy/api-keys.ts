@@ -62,7 +62,13 @@ export async function findActiveKey(db: Kysely<Database>, key: string): Promise<
   `.execute(db);
   const row = rows[0];
   return (
-    row && { tenantId: row.tenant_id, keyId: row.key_id, scopes: row.scopes as Scope[], principals: row.principals }
+    row && {
+      tenantId: row.tenant_id,
+      keyId: row.key_id,
+      scopes: row.scopes as Scope[],
+      principals: row.principals,
+      owner: row.principals ? `key:${row.key_id}` : null,
+    }
   );
 }
 

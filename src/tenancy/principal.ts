@@ -15,9 +15,18 @@ export interface Principal {
   readonly scopes: readonly Scope[];
   /** The principals document access is checked against; null: the whole tenant (a tenant-wide key). */
   readonly principals: readonly string[] | null;
+  /**
+   * Whose conversations it sees and starts: `user:<id>` for an end user, `key:<id>` for a key scoped to
+   * principals; null for a tenant-wide key (every conversation of the tenant).
+   */
+  readonly owner: string | null;
 }
 
-/** What a read needs to run as this requester: its tenant, and the principals its document access is checked against. */
-export function readerOf(principal: Principal): { tenantId: string; principals: readonly string[] | null } {
-  return { tenantId: principal.tenantId, principals: principal.principals };
+/** What a transaction needs to run as this requester: its tenant, its principals, and the owner of its conversations. */
+export function readerOf(principal: Principal): {
+  tenantId: string;
+  principals: readonly string[] | null;
+  owner: string | null;
+} {
+  return { tenantId: principal.tenantId, principals: principal.principals, owner: principal.owner };
 }

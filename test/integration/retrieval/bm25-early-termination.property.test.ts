@@ -14,8 +14,9 @@ import { adminQuery, adminTenantCollection } from "../../helpers/cluster.ts";
 /**
  * Early termination is exact: on random small corpora, in every state the postings can be in
  * (appended in several statements, compacted into tiny blocks, with deleted chunks before and after
- * compaction), BM25 with early termination returns the same top k as BM25 computed here, in
- * TypeScript, from the live documents alone. A first round of a few postings and blocks of 2–4
+ * compaction), and for random readers of documents with random access lists, BM25 with early
+ * termination returns the same top k as BM25 computed here, in TypeScript, from the live documents
+ * alone (the statistics are the collection's; only the documents the reader may see are ranked). A first round of a few postings and blocks of 2–4
  * postings make the small corpora go through several rounds (the heaviest blocks first, then
  * each term cut at a floor, then every block).
  */
@@ -71,6 +72,13 @@ function reference(documents: string[][], query: string[]): { index: number; sco
 }
 
 const word = fc.constantFrom(...VOCABULARY);
+/** Access lists drawn from a few principals; a reader holds some of them (null: the whole tenant). */
+const PRINCIPALS = ["user:ana", "user:ben", "group:hr", "group:ops"];
+const access: fc.Arbitrary<string[]> = fc.oneof(
+  fc.constant<string[]>(["*"]),
+  fc.uniqueArray(fc.constantFrom(...PRINCIPALS), { minLength: 1, maxLength: 2 }),
+);
+const reader = fc.option(fc.uniqueArray(fc.constantFrom(...PRINCIPALS), { maxLength: 2 }), { nil: null });
 const corpus = fc.array(fc.array(word, { minLength: 1, maxLength: 12 }), { minLength: 3, maxLength: 40 });
 const scenario = fc.record({
   documents: corpus,
@@ -82,6 +90,10 @@ const scenario = fc.record({
   query: fc.array(word, { minLength: 1, maxLength: 5 }),
   k: fc.integer({ min: 1, max: 6 }),
   firstRound: fc.integer({ min: 1, max: 4 }),
+  access: fc.array(access, { minLength: 40, maxLength: 40 }),
+  reader,
+  /** Score the reader's chunks themselves (the path for selective filters) rather than the postings. */
+  selective: fc.boolean(),
 });
 
 async function writeDocuments(tx: Kysely<Database>, documents: string[][]): Promise<string[]> {
@@ -95,7 +107,7 @@ async function writeDocuments(tx: Kysely<Database>, documents: string[][]): Prom
 }
 
 describe("BM25 with early termination", () => {
-  it("returns exactly the exhaustive top k, in every state of the postings", async () => {
+  it("returns exactly the exhaustive top k, in every state of the postings, for every reader", async () => {
     const paths = new Map<string, number>();
     await fc.assert(
       fc.asyncProperty(scenario, async (s) => {
@@ -117,7 +129,7 @@ describe("BM25 with early termination", () => {
                   version: 1,
                   language: "simple",
                   metadata: {},
-                  access: ["*"],
+                  access: s.access[from + i] ?? ["*"],
                 },
                 chunks: [
                   {
@@ -152,8 +164,11 @@ describe("BM25 with early termination", () => {
         if (gone.length > 0) await app.router.write({ tenantId }, (tx) => deleteChunksOf(tx, gone));
         if (s.compactAfter !== "no") await compact(s.compactAfter === "full" ? 1 : Number.MAX_SAFE_INTEGER);
 
-        const { value } = await app.router.read({ tenantId, primary: true }, async (tx) => {
-          const outcome = await bm25Search(tx, scope, s.query.join(" "), s.k, PARAMS, false, {
+        const principals = s.reader === null ? null : ["*", ...s.reader];
+        const readerScope = { ...scope, principals };
+        // As the reader: row-level security applies too, as it does to every search.
+        const { value } = await app.router.read({ tenantId, primary: true, principals }, async (tx) => {
+          const outcome = await bm25Search(tx, readerScope, s.query.join(" "), s.k, PARAMS, s.selective, {
             firstRoundPostings: s.firstRound,
             // Small corpora: a cut round whenever it leaves a posting unread.
             worthwhileSkip: 0,
@@ -166,10 +181,14 @@ describe("BM25 with early termination", () => {
         });
         paths.set(value.outcome.path, (paths.get(value.outcome.path) ?? 0) + 1);
         // Reference indexes are positions among the live documents; map them back to the corpus.
+        const mayRead = (document: number) =>
+          principals === null || (s.access[document] ?? ["*"]).some((p) => principals.includes(p));
         const ranked = reference(
           live.map((i) => s.documents[i] ?? []),
           s.query,
-        ).map((r) => ({ document: live[r.index], score: r.score }));
+        )
+          .map((r) => ({ document: live[r.index] ?? -1, score: r.score }))
+          .filter((r) => mayRead(r.document));
         const expected = ranked.slice(0, s.k);
         // The same scores in the same order (which of equal-scored chunks is returned may differ) ...
         expect(value.outcome.hits).toHaveLength(expected.length);
@@ -196,6 +215,9 @@ describe("BM25 with early termination", () => {
               query: ["alpha", "beta"],
               k: 1,
               firstRound: 1,
+              access: Array.from({ length: 40 }, () => ["*"]),
+              reader: null,
+              selective: false,
             },
           ],
           // One where the first round does not certify and a cut round does (found by a random run).
@@ -221,6 +243,9 @@ describe("BM25 with early termination", () => {
               query: ["eta", "eta", "beta", "alpha", "epsilon"],
               k: 2,
               firstRound: 1,
+              access: Array.from({ length: 40 }, () => ["*"]),
+              reader: null,
+              selective: false,
             },
           ],
         ],

@@ -74,6 +74,7 @@ const EXPECTED: Record<string, Record<Role, string>> = {
   // Document access (migration 24): in the checks and policies the app, the cross-tenant doors and views, and the
   // analysts reading those views meet (a policy's functions run as the querying role).
   "function pgrag_may_read(text[])": { ...app("EXECUTE"), ...inPolicies },
+  "function pgrag_may_own(text)": { ...app("EXECUTE"), ...inPolicies },
   "function pgrag_valid_access(text[])": { ...app("EXECUTE"), ...inPolicies },
   "function pgrag_document_tenants(uuid[])": door,
   // An import's DDL (migration 13), as the owner, for the caller's tenant's import only.
@@ -128,6 +129,7 @@ const EXPECTED: Record<string, Record<Role, string>> = {
   // Files as uploaded (migration 21): the app's tenant's rows only.
   "table public.document_originals": app(DML),
   "table public.messages": app(DML),
+  "table public.identity_providers": app(DML),
   "table public.embedding_cache": app("SELECT,INSERT"),
   "table public.import_documents": app(DML),
   "table public.imports": { ...app(DML), pgrag_cross_tenant: "SELECT" },
@@ -202,6 +204,8 @@ describe("row-level security coverage", () => {
     const tenantOnly = "tenant_isolation * public";
     // Restrictive: a document (its chunks, its original) read only by a requester its access list names.
     const documentAccess = "document_access r public";
+    // Restrictive: a requester with an owner (an end user, a scoped key) sees only its own conversations and their messages.
+    const conversationOwner = "conversation_owner * public";
     expect(Object.fromEntries(tables.map((t) => [t.name, t.policies]))).toEqual({
       "analytics.events": `cross_tenant_insert a pgrag_cross_tenant, cross_tenant_select r pgrag_cross_tenant, ${tenantOnly}`,
       api_keys: `cross_tenant_select r pgrag_cross_tenant, owner_administration * pgrag, ${tenantOnly}`,
@@ -214,12 +218,13 @@ describe("row-level security coverage", () => {
       chunks: `cross_tenant_select r pgrag_cross_tenant, ${documentAccess}, ${tenantOnly}`,
       collection_stats: tenantOnly,
       collections: `cross_tenant_select r pgrag_cross_tenant, ${tenantOnly}`,
-      conversations: tenantOnly,
+      conversations: `${conversationOwner}, ${tenantOnly}`,
       document_originals: `${documentAccess}, ${tenantOnly}`,
       documents: `cross_tenant_select r pgrag_cross_tenant, ${documentAccess}, ${tenantOnly}`,
       import_documents: tenantOnly,
       imports: `cross_tenant_select r pgrag_cross_tenant, ${tenantOnly}`,
-      messages: tenantOnly,
+      messages: `${conversationOwner}, ${tenantOnly}`,
+      identity_providers: tenantOnly,
       tenant_quotas: `cross_tenant_select r pgrag_cross_tenant, owner_administration * pgrag, ${tenantOnly}`,
       tenant_storage: `cross_tenant_select r pgrag_cross_tenant, owner_administration * pgrag, ${tenantOnly}`,
       tenants: `cross_tenant_select r pgrag_cross_tenant, owner_administration * pgrag, ${tenantOnly}`,
