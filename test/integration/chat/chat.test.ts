@@ -206,6 +206,7 @@ describe("/v1/chat", () => {
     const { key: own } = await newTenantKey(app);
     await createCollection(app, own, "sci");
     const ids: string[] = [];
+    let token: string | null = null;
     for (const question of ["first?", "second?", "third?"]) {
       const events = await readSse(
         await fetch(`${baseURL()}/chat`, {
@@ -216,9 +217,12 @@ describe("/v1/chat", () => {
       );
       const start = events.find((e) => e.event === "start");
       ids.push((JSON.parse(start?.data ?? "{}") as { conversation_id: string }).conversation_id);
+      const done = events.find((e) => e.event === "done");
+      token = (JSON.parse(done?.data ?? "{}") as { consistency_token: string | null }).consistency_token;
     }
     type Page = { data: { id: string; messages: number }[]; has_more: boolean; last_id: string | null };
-    const first = await api<Page>(app, "GET", "/v1/conversations?limit=2", { key: own });
+    // With the last answer's token: a replica that serves the list has every answer written.
+    const first = await api<Page>(app, "GET", "/v1/conversations?limit=2", { key: own, token });
     expect(first.body.data.map((c) => c.id)).toEqual([ids[2], ids[1]]);
     expect(first.body.data[0]?.messages).toBe(2);
     expect(first.body.has_more).toBe(true);
