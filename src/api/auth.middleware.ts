@@ -20,6 +20,8 @@ export function requireApiKey(
   authenticator: Authenticator,
   endUsers: EndUsers,
   limit: { perSecond: number; burst: number; tenantPerSecond: number; unknownKeysPerMinute: number },
+  /** False in embedded mode: PGlite's single role is its superuser, which row-level security does not bind. */
+  accessEnforced: boolean,
 ): (scope: Scope) => MiddlewareHandler<AppEnv> {
   const keyLimiter = new RateLimiterMemory({ points: limit.burst, duration: limit.burst / limit.perSecond });
   const tenantLimiter = new RateLimiterMemory({ points: limit.tenantPerSecond * 2, duration: 2 });
@@ -70,7 +72,14 @@ export function requireApiKey(
         principal.tenantId,
         `this tenant's keys together (${limit.tenantPerSecond}/s, bursts of ${limit.tenantPerSecond * 2})`,
       );
-      c.set("principal", await asEndUser(endUsers, principal, c.req.header(END_USER_HEADER), scope));
+      const requester = await asEndUser(endUsers, principal, c.req.header(END_USER_HEADER), scope);
+      if (requester.principals !== null && !accessEnforced) {
+        throw new AppError(
+          "forbidden",
+          "keys scoped to principals and end users need the native topology: the embedded database's single role is not bound by row-level security",
+        );
+      }
+      c.set("principal", requester);
       await next();
     };
 }
@@ -86,7 +95,8 @@ async function asEndUser(
   token: string | undefined,
   scope: Scope,
 ): Promise<Principal> {
-  if (token) {
+  // An empty header is a token too (a logged-out session's), refused as invalid rather than ignored.
+  if (token !== undefined) {
     if (principal.principals) {
       throw new AppError(
         "invalid_request",
@@ -110,6 +120,29 @@ async function asEndUser(
     }
   }
   return principal;
+}
+
+/**
+ * The API-key check, refusing requesters that read as principals (a scoped key, an end user): what it
+ * guards reads or changes the whole tenant (imports, batches and their files, document writes).
+ */
+export function tenantWideOnly(
+  auth: (scope: Scope) => MiddlewareHandler<AppEnv>,
+  what: string,
+): (scope: Scope) => MiddlewareHandler<AppEnv> {
+  return (scope) => {
+    const check = auth(scope);
+    return (c, next) =>
+      check(c, async () => {
+        if (c.get("principal").principals !== null) {
+          throw new AppError(
+            "forbidden",
+            `${what} need a tenant-wide key: a key scoped to principals, or an end user, reads only as them`,
+          );
+        }
+        await next();
+      });
+  };
 }
 
 /** Takes one request from `limiter`'s bucket for `key`, or refuses with 429 and when to retry. */

@@ -2,7 +2,8 @@ import type { MiddlewareHandler } from "hono";
 import { Hono } from "hono";
 import { z } from "zod";
 import type { Config } from "../config.ts";
-import { NotFoundError } from "../errors.ts";
+import { importJWK, type JWK } from "jose";
+import { InvalidRequestError, NotFoundError } from "../errors.ts";
 import type { EndUsers } from "../tenancy/end-users.ts";
 import type { Scope } from "../tenancy/principal.ts";
 import { setConsistencyToken } from "./consistency.ts";
@@ -45,6 +46,23 @@ function providerBody(allowLoopback: boolean) {
     });
 }
 
+/** The algorithm a key without `alg` is used with, from its type and curve. */
+function defaultAlgorithm(key: Record<string, unknown>): string {
+  if (key.kty === "EC") return { "P-384": "ES384", "P-521": "ES512" }[String(key.crv)] ?? "ES256";
+  return key.kty === "OKP" ? "EdDSA" : "RS256";
+}
+
+/** Inline keys are imported once at registration: one jose cannot use is refused now, not on every request. */
+async function refuseUnusableKeys(keys: readonly Record<string, unknown>[]): Promise<void> {
+  for (const [index, key] of keys.entries()) {
+    try {
+      await importJWK(key as JWK, typeof key.alg === "string" ? key.alg : defaultAlgorithm(key));
+    } catch (error) {
+      throw new InvalidRequestError(`jwks.keys[${index}] is not a usable public key: ${(error as Error).message}`);
+    }
+  }
+}
+
 /** The tenant's identity provider for end users' tokens: registered, read and removed by an administrator. */
 export function identityRoutes(
   endUsers: EndUsers,
@@ -62,6 +80,7 @@ export function identityRoutes(
       validate("json", providerBody(options.allowLoopbackJwks)),
       async (c) => {
         const body = c.req.valid("json");
+        await refuseUnusableKeys(body.jwks?.keys ?? []);
         const provider = {
           issuer: body.issuer,
           audience: body.audience,

@@ -13,7 +13,8 @@ import type { SearchService } from "../retrieval/search.service.ts";
 import { Authenticator } from "../tenancy/authenticator.ts";
 import { EndUsers } from "../tenancy/end-users.ts";
 import type { Quotas } from "../tenancy/quotas.ts";
-import { requireApiKey } from "./auth.middleware.ts";
+import { requireApiKey, tenantWideOnly } from "./auth.middleware.ts";
+import type { Scope } from "../tenancy/principal.ts";
 import { batchRoutes, FILE_UPLOAD_PATH } from "./batch.routes.ts";
 import { chatRoutes } from "./chat.routes.ts";
 import type { AppEnv } from "./context.ts";
@@ -51,7 +52,11 @@ export function createPlatformHttp(config: Config, services: PlatformServices): 
     new Authenticator(services.router, { cacheTtlMs: config.authCacheTtlMs }),
     endUsers,
     config.rateLimit,
+    config.database.embedded === null,
   );
+  // Writing documents, imports and batches act on the whole tenant: not for requesters reading as principals.
+  const documentsAuth = (scope: Scope) =>
+    scope === "read" ? auth(scope) : tenantWideOnly(auth, "changes to collections and documents")(scope);
   const app = createHttpApp({
     logger: services.logger,
     monitor: services.monitor,
@@ -61,8 +66,11 @@ export function createPlatformHttp(config: Config, services: PlatformServices): 
       ownLimit: new RegExp([DOCUMENT_UPLOAD_PATH, IMPORT_UPLOAD_PATH, FILE_UPLOAD_PATH].map((p) => p.source).join("|")),
     },
     routes: [
-      ingestRoutes(ingest, auth, config.ingest),
-      importRoutes(services.imports, auth, { ...config.imports, maxDocumentBytes: config.ingest.maxDocumentBytes }),
+      ingestRoutes(ingest, documentsAuth, config.ingest),
+      importRoutes(services.imports, tenantWideOnly(auth, "imports"), {
+        ...config.imports,
+        maxDocumentBytes: config.ingest.maxDocumentBytes,
+      }),
       searchRoutes(services.search, auth, usageEvents),
       chatRoutes(chat, auth, usageEvents),
       openAiRoutes(chat, auth, usageEvents, async (principal) => [
@@ -76,7 +84,7 @@ export function createPlatformHttp(config: Config, services: PlatformServices): 
       usageRoutes(services.quotas, auth),
       identityRoutes(endUsers, auth, config.endUsers),
       // A line is one request: its body is a chat request, bounded like the JSON routes' bodies.
-      batchRoutes(services.batches, auth, {
+      batchRoutes(services.batches, tenantWideOnly(auth, "batches and their files"), {
         maxFileBytes: config.batches.maxFileBytes,
         maxLineBytes: config.http.maxJsonBodyBytes,
       }),

@@ -203,14 +203,6 @@ export class BatchService {
       metadata: Record<string, string> | null;
     },
   ): Promise<Batch> {
-    // A batch's lines run later, in the worker, with no requester to read as: a scoped key's lines
-    // would read the whole tenant.
-    if (principal.principals !== null) {
-      throw new AppError(
-        "forbidden",
-        "a key scoped to principals cannot create batches (their lines would read the whole tenant); use a tenant-wide key",
-      );
-    }
     const windowSeconds = parseWindow(input.completionWindow);
     if (windowSeconds === null || windowSeconds > this.#limits.maxWindowSeconds) {
       throw new InvalidRequestError(

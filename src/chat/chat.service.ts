@@ -1,5 +1,5 @@
 import type { ChunkLocation } from "../retrieval/chunk-location.ts";
-import type { Kysely } from "kysely";
+import { type Kysely, sql } from "kysely";
 import { LRUCache } from "lru-cache";
 import type { Config } from "../config.ts";
 import type { Database } from "../db/database.ts";
@@ -360,7 +360,7 @@ export class ChatService {
     }
     if (!request.persist) return { conversationId: null, history, token: clientToken };
     const { value: conversationId, token } = await this.#router.write(readerOf(principal), async (tx) => {
-      if (!request.conversationId) await this.#assertConversationQuota(tx, principal.tenantId);
+      if (!request.conversationId) await this.#assertConversationQuota(tx, principal);
       const id =
         request.conversationId ??
         (await insertConversation(tx, {
@@ -382,9 +382,13 @@ export class ChatService {
   }
 
   /** A read key may start conversations: how many a tenant may start a day is bounded. */
-  async #assertConversationQuota(tx: Kysely<Database>, tenantId: string): Promise<void> {
+  /** The quota is the tenant's: counted over every owner's conversations, the requester's own view restored after. */
+  async #assertConversationQuota(tx: Kysely<Database>, principal: Principal): Promise<void> {
     const quota = this.#options.maxConversationsPerDay;
-    if ((await conversationsStartedToday(tx, tenantId, quota)) < quota) return;
+    await sql`SELECT set_config('pgrag.owner', '', true)`.execute(tx);
+    const started = await conversationsStartedToday(tx, principal.tenantId, quota);
+    if (principal.owner) await sql`SELECT set_config('pgrag.owner', ${principal.owner}, true)`.execute(tx);
+    if (started < quota) return;
     throw new AppError(
       "rate_limited",
       `this tenant started ${quota} conversations in the last day, its quota (PGRAG_MAX_CONVERSATIONS_PER_DAY): continue one with conversation_id, or use /v1/chat/completions, which stores none`,

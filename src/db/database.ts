@@ -250,8 +250,8 @@ export interface ImportDocumentTable {
   title: string | null;
   source: string | null;
   content_type: string;
-  /** The document's access list (migration 24). */
-  access: ColumnType<string[], string[] | undefined, string[]>;
+  /** The document's access list (migration 24); null: as stored, or `*` for a new document (migration 26). */
+  access: string[] | null;
   metadata: Json;
   content: string;
   /** A file's name and bytes, for a line that carries a file (migration 22); its pages once parsed. */

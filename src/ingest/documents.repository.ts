@@ -199,8 +199,9 @@ export async function upsertDocuments(
 
 /**
  * Gives documents (by external id) new access lists, with their chunks, where they differ: no new
- * version, nothing embedded again. The rows are locked in the order every writer locks them
- * (compareExternalIds), so this cannot deadlock with an upload or a worker's write.
+ * version, nothing embedded again. The rows are locked first, in the order every writer locks them
+ * (compareExternalIds); the updates are statements of their own, so they see the chunks of a worker's
+ * write that held a lock before them (one statement would keep its first snapshot and miss them).
  */
 export async function setDocumentAccess(
   tx: Kysely<Database>,
@@ -208,24 +209,26 @@ export async function setDocumentAccess(
   changes: readonly { externalId: string; access: readonly string[] }[],
 ): Promise<void> {
   if (changes.length === 0) return;
+  const { rows: locked } = await sql<{ id: string; access: string }>`
+    SELECT d.id, w.access FROM documents d
+    JOIN unnest(${changes.map((c) => c.externalId)}::text[], ${changes.map((c) => textArrayLiteral(c.access))}::text[])
+      AS w(external_id, access) USING (external_id)
+    WHERE d.tenant_id = ${owner.tenantId}::uuid AND d.collection_id = ${owner.collectionId}::uuid
+      AND d.access IS DISTINCT FROM w.access::text[]
+    ORDER BY d.external_id COLLATE "C"
+    FOR UPDATE OF d
+  `.execute(tx);
+  if (locked.length === 0) return;
+  const ids = locked.map((l) => l.id);
+  const lists = locked.map((l) => l.access);
   await sql`
-    WITH wanted AS (
-      SELECT external_id, access::text[] AS access
-      FROM unnest(${changes.map((c) => c.externalId)}::text[], ${changes.map((c) => textArrayLiteral(c.access))}::text[])
-        AS w(external_id, access)
-    ),
-    locked AS (
-      SELECT d.id, w.access FROM documents d JOIN wanted w USING (external_id)
-      WHERE d.tenant_id = ${owner.tenantId}::uuid AND d.collection_id = ${owner.collectionId}::uuid
-        AND d.access IS DISTINCT FROM w.access
-      ORDER BY d.external_id COLLATE "C"
-      FOR UPDATE OF d
-    ),
-    documents_changed AS (
-      UPDATE documents d SET access = l.access, updated_at = now() FROM locked l WHERE d.id = l.id
-    )
-    UPDATE chunks c SET access = l.access FROM locked l
-    WHERE c.collection_id = ${owner.collectionId}::uuid AND c.document_id = l.id
+    UPDATE documents d SET access = w.access::text[], updated_at = now()
+    FROM unnest(${ids}::uuid[], ${lists}::text[]) AS w(id, access) WHERE d.id = w.id
+  `.execute(tx);
+  await sql`
+    UPDATE chunks c SET access = w.access::text[]
+    FROM unnest(${ids}::uuid[], ${lists}::text[]) AS w(id, access)
+    WHERE c.collection_id = ${owner.collectionId}::uuid AND c.document_id = w.id
   `.execute(tx);
 }
 

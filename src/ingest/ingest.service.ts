@@ -135,12 +135,6 @@ export class IngestService {
     return this.#write(principal, async (tx) => {
       const collection = await requireCollection(tx, principal.tenantId, collectionName);
       const owner = { tenantId: principal.tenantId, collectionId: collection.id };
-      // Access changes first, and without a new version: nothing is embedded again for them.
-      await setDocumentAccess(
-        tx,
-        owner,
-        uploads.flatMap((u) => (u.access ? [{ externalId: u.externalId, access: u.access }] : [])),
-      );
       const written = await upsertDocuments(
         tx,
         owner,
@@ -152,6 +146,13 @@ export class IngestService {
           access: upload.access ?? null,
           ...document,
         })),
+      );
+      // Access changes of stored documents without a new version (nothing embedded again for them),
+      // after the upsert has locked every row in the writers' order.
+      await setDocumentAccess(
+        tx,
+        owner,
+        uploads.flatMap((u) => (u.access ? [{ externalId: u.externalId, access: u.access }] : [])),
       );
       await this.#quotas.refuseIfOverStorage(tx, principal.tenantId);
       const unchanged = await documentVersions(

@@ -41,7 +41,8 @@ export class EndUsers {
   async providerOf(tenantId: string): Promise<IdentityProvider | null> {
     const cached = this.#providers.get(tenantId);
     if (cached) return cached.provider;
-    const { value } = await this.#router.read({ tenantId }, (db) => findIdentityProvider(db, tenantId));
+    // From the primary: a provider just replaced or removed (a compromised key) is not read back stale.
+    const { value } = await this.#router.read({ tenantId, primary: true }, (db) => findIdentityProvider(db, tenantId));
     this.#providers.set(tenantId, { provider: value });
     return value;
   }
@@ -130,7 +131,8 @@ function tokenError(error: unknown, provider: IdentityProvider): AppError {
   }
   if (
     error instanceof errors.JWKSTimeout ||
-    (error instanceof errors.JOSEError && /fetch|request/i.test(error.message))
+    error instanceof errors.JWKSInvalid ||
+    (error instanceof errors.JOSEError && /fetch|request|Expected 200/i.test(error.message))
   ) {
     return new AppError("unavailable", "the identity provider's keys could not be fetched; retry shortly", {
       retryAfterSeconds: 5,

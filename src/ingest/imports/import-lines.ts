@@ -1,7 +1,7 @@
 import { z } from "zod";
 import { AppError, describeIssues, InvalidRequestError } from "../../errors.ts";
 import { refuseDeepJson } from "../../text/json-depth.ts";
-import { documentFields, externalId, TENANT_WIDE } from "../document-fields.ts";
+import { documentFields, externalId } from "../document-fields.ts";
 import type { ImportLine } from "./imports.repository.ts";
 
 export interface BodyLine {
@@ -153,7 +153,7 @@ export async function* importDocumentsOf(
       source: d.source ?? null,
       contentType: d.content_type,
       metadata: d.metadata ?? {},
-      access: d.access ?? TENANT_WIDE,
+      access: d.access ?? null,
       content: d.content ?? "",
       file:
         d.content_base64 === undefined

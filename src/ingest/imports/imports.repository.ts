@@ -33,8 +33,8 @@ export interface ImportLine {
   readonly source: string | null;
   readonly contentType: ContentType;
   readonly metadata: Record<string, unknown>;
-  /** Who may read the document (`*`: the whole tenant). */
-  readonly access: readonly string[];
+  /** Who may read the document (`*`: the whole tenant); null: as stored, or the whole tenant for a new one. */
+  readonly access: readonly string[] | null;
   /** Text; empty for a line that carries a file. */
   readonly content: string;
   /** A file (PDF, Word, PowerPoint) and its name, parsed when the line is staged. */
@@ -116,7 +116,7 @@ export async function appendImportLines(
                 ${lines.map((l) => l.title)}::text[], ${lines.map((l) => l.source)}::text[],
                 ${lines.map((l) => l.contentType)}::text[], ${lines.map((l) => JSON.stringify(l.metadata))}::jsonb[],
                 ${lines.map((l) => l.content)}::text[], ${lines.map((l) => l.file?.name ?? null)}::text[],
-                ${lines.map((l) => l.file?.bytes ?? null)}::bytea[], ${lines.map((l) => textArrayLiteral(l.access))}::text[])
+                ${lines.map((l) => l.file?.bytes ?? null)}::bytea[], ${lines.map((l) => (l.access ? textArrayLiteral(l.access) : null))}::text[])
       AS t(line, external_id, title, source, content_type, metadata, content, file_name, original, access)
   `.execute(db);
   await db
@@ -186,6 +186,8 @@ export async function recordVisibleLsn(db: Kysely<Database>, importId: string, l
 }
 
 export interface PendingLine extends ImportLine {
+  /** The access the document will have: the line's, else the stored document's, else the whole tenant. */
+  readonly access: readonly string[];
   /** The stored document of the same external id, if any. */
   readonly existing: {
     readonly id: string;
@@ -221,10 +223,12 @@ export async function pendingLines(
     same_fields: boolean;
     existing_ready: boolean;
   }>`
-    SELECT l.line, l.external_id, l.title, l.source, l.content_type, l.metadata, l.access, l.content, l.file_name, l.original,
+    SELECT l.line, l.external_id, l.title, l.source, l.content_type, l.metadata,
+           coalesce(l.access, d.access, '{*}') AS access, l.content, l.file_name, l.original,
            d.id AS existing_id, d.version AS existing_version, d.content_hash AS existing_hash,
            (d.metadata, d.title, d.source, d.file_name, d.access)
-             IS NOT DISTINCT FROM (l.metadata, coalesce(l.title, l.file_name), l.source, l.file_name, l.access)
+             IS NOT DISTINCT FROM (l.metadata, coalesce(l.title, l.file_name), l.source, l.file_name,
+                                   coalesce(l.access, d.access))
              AS same_fields,
            d.status = 'ready' AS existing_ready
     FROM import_documents l
@@ -411,9 +415,11 @@ export async function writeStagedDocuments(
       INSERT INTO documents (id, tenant_id, collection_id, external_id, title, source, content_type, metadata, access,
                              content, content_hash, file_name, page_starts, version, status, chunk_count, lexeme_total)
       SELECT l.document_id, l.tenant_id, ${target.collectionId}::uuid, l.external_id, coalesce(l.title, l.file_name),
-             l.source, l.content_type, l.metadata, l.access, l.content, l.hash, l.file_name, l.page_starts, l.version,
-             'ready', l.chunk_count, l.lexeme_total
-      FROM import_documents l WHERE l.import_id = ${target.importId}::uuid AND l.state = 'staged'
+             l.source, l.content_type, l.metadata, coalesce(l.access, stored.access, '{*}'), l.content, l.hash,
+             l.file_name, l.page_starts, l.version, 'ready', l.chunk_count, l.lexeme_total
+      FROM import_documents l
+      LEFT JOIN documents stored ON stored.collection_id = ${target.collectionId}::uuid AND stored.external_id = l.external_id
+      WHERE l.import_id = ${target.importId}::uuid AND l.state = 'staged'
       ON CONFLICT (collection_id, external_id) DO UPDATE
         SET title = excluded.title, source = excluded.source, content_type = excluded.content_type,
             metadata = excluded.metadata, access = excluded.access, content = excluded.content,

@@ -2,6 +2,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import type { App } from "../../../src/app.ts";
 import { adminTransaction } from "../../../src/tenancy/admin-transaction.ts";
 import { createApiKey } from "../../../src/tenancy/api-keys.ts";
+import { waitFor } from "../../../harness/wait-for.ts";
 import { api } from "../../helpers/api.ts";
 import { startTestApp } from "../../helpers/app.ts";
 import { newTenantKey } from "../../helpers/api.ts";
@@ -88,23 +89,71 @@ describe("document access lists", () => {
     }
   });
 
-  it("refuses batches to a scoped key: their lines would run with no requester to read as", async () => {
-    const refused = await api<{ error: { message: string } }>(app, "POST", "/v1/batches", {
-      key: await adminTransaction(app, async (tx) => {
-        const created = await createApiKey(tx, {
-          tenantId,
-          name: "scoped writer",
-          scopes: ["read", "write"],
-          principals: ["user:dana"],
-        });
-        return created.key;
-      }),
-      json: { input_file_id: "file-none", endpoint: "/v1/chat/completions", completion_window: "24h" },
+  it("refuses a scoped key what acts on the whole tenant: batches, imports, document writes", async () => {
+    const scopedWriter = await adminTransaction(app, async (tx) => {
+      const created = await createApiKey(tx, {
+        tenantId,
+        name: "scoped writer",
+        scopes: ["read", "write"],
+        principals: ["user:dana"],
+      });
+      return created.key;
     });
-    expect([refused.status, refused.body.error.message]).toEqual([
-      403,
-      "a key scoped to principals cannot create batches (their lines would read the whole tenant); use a tenant-wide key",
-    ]);
+    const refusals = [
+      [
+        "POST",
+        "/v1/batches",
+        { input_file_id: "file-none", endpoint: "/v1/chat/completions", completion_window: "24h" },
+        "batches and their files",
+      ],
+      ["GET", "/v1/files", undefined, "batches and their files"],
+      ["GET", "/v1/collections/docs/imports", undefined, "imports"],
+      ["PATCH", "/v1/collections/docs/documents/hr", { access: ["user:dana"] }, "changes to collections and documents"],
+      ["DELETE", "/v1/collections/docs/documents/hr", undefined, "changes to collections and documents"],
+      [
+        "POST",
+        "/v1/collections/docs/documents",
+        { documents: [{ external_id: "hr", content: "mine now" }] },
+        "changes to collections and documents",
+      ],
+    ] as const;
+    for (const [method, path, json, what] of refusals) {
+      const refused = await api<{ error: { message: string } }>(app, method, path, { key: scopedWriter, json });
+      expect([path, refused.status, refused.body.error.message]).toEqual([
+        path,
+        403,
+        `${what} need a tenant-wide key: a key scoped to principals, or an end user, reads only as them`,
+      ]);
+    }
+  });
+
+  it("keeps a stored document's access when an import line gives none", async () => {
+    const started = await api<{ import: { id: string } }>(app, "POST", "/v1/collections/docs/imports", {
+      key: writer,
+      body: `${JSON.stringify({ external_id: "finance", content: "The finance revenue report, revised." })}\n`,
+      contentType: "application/x-ndjson",
+    });
+    expect(started.status).toBe(202);
+    const done = await waitFor(
+      "the import to complete",
+      async () => {
+        const { body } = await api<{ import: { status: string; consistency_token: string | null } }>(
+          app,
+          "GET",
+          `/v1/collections/docs/imports/${started.body.import.id}`,
+          { key: writer },
+        );
+        return body.import.status === "completed" ? body.import : undefined;
+      },
+      60_000,
+    );
+    const finance = await api<{ document: { access: string[]; version: number } }>(
+      app,
+      "GET",
+      "/v1/collections/docs/documents/finance",
+      { key: writer, token: done.consistency_token },
+    );
+    expect([finance.body.document.version, finance.body.document.access]).toEqual([2, ["group:finance", "user:bob"]]);
   });
 
   it("is enforced by row-level security, whatever the query asks", async () => {

@@ -52,7 +52,7 @@ describe("end users", () => {
       headers: {
         Authorization: `Bearer ${key}`,
         "Content-Type": "application/json",
-        ...(user ? { "X-End-User-Token": user } : {}),
+        ...(user !== undefined ? { "X-End-User-Token": user } : {}),
       },
       body: JSON.stringify({ collection: "docs", query: "handbook", mode: "bm25", k: 10 }),
     });
@@ -138,6 +138,8 @@ describe("end users", () => {
       ["no user claim", token(first, { name: "Alice" }), 403, /no usable 'sub' claim/],
       ["groups not a list", token(first, { sub: "alice", groups: "hr" }), 403, /'groups' claim is not a list/],
       ["not a JWT", "not-a-token", 401, /not a valid signed JWT/],
+      // A logged-out session's empty header is refused, not read as "no end user".
+      ["empty", "", 401, /not a valid signed JWT/],
     ];
     for (const [name, given, status, message] of cases) {
       const { status: got, error } = await found(await given);
