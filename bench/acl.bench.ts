@@ -13,6 +13,7 @@
 import { parseArgs } from "node:util";
 import { sql } from "kysely";
 import { createApp } from "../src/app.ts";
+import { textArrayLiteral } from "../src/db/array-literal.ts";
 import { adjustCollectionStats } from "../src/collections/collections.repository.ts";
 import { loadConfig } from "../src/config.ts";
 import { readBeirQueries } from "../src/evaluation/beir.ts";
@@ -114,7 +115,7 @@ for (let start = 0; start < CHUNKS; start += BATCH) {
       INSERT INTO documents (tenant_id, collection_id, external_id, content_type, content, content_hash, status, access)
       SELECT ${tenantId}::uuid, ${collectionId}::uuid, 'd' || t.i, 'text/plain', t.text, '\\x00', 'ready', t.access::text[]
       FROM unnest(${rows.map((r) => r.i)}::int[], ${rows.map((r) => r.text)}::text[],
-                  ${rows.map((r) => `{${r.access.join(",")}}`)}::text[]) WITH ORDINALITY AS t(i, text, access, n)
+                  ${rows.map((r) => textArrayLiteral(r.access))}::text[]) WITH ORDINALITY AS t(i, text, access, n)
       ORDER BY t.n
       RETURNING id`.execute(tx);
     const added = await insertChunksWithPostings(

@@ -8,11 +8,11 @@ import type { Collection } from "../collections/collections.repository.ts";
 import { CONTENT_TYPES } from "../text/content.ts";
 import { FILE_CONTENT_TYPES } from "../parsing/formats.ts";
 import { locationJson } from "../retrieval/chunk-location.ts";
-import { accessList, documentFields, externalId } from "../ingest/document-fields.ts";
+import { accessList, documentFields, externalId, principal } from "../ingest/document-fields.ts";
 import type { DocumentSummary } from "../ingest/documents.repository.ts";
 import { isSettled } from "../ingest/document-status.ts";
 import type { DocumentUpload, DocumentWriteResult, IngestService } from "../ingest/ingest.service.ts";
-import { PRINCIPAL_PATTERN, type Scope } from "../tenancy/principal.ts";
+import type { Scope } from "../tenancy/principal.ts";
 import { readConsistencyToken, setConsistencyToken } from "./consistency.ts";
 import { limitBodySize } from "./body-limit.ts";
 import { requestedWait } from "./wait-preference.ts";
@@ -51,7 +51,7 @@ const batchBody = (max: number) =>
 
 const listQuery = z.object({
   status: z.enum(["pending", "ready", "failed", "needs_ocr"]).optional(),
-  principal: z.string().regex(PRINCIPAL_PATTERN, 'a principal is "*", "user:<id>" or "group:<id>"').optional(),
+  principal: principal.optional(),
   after: z.string().max(512).optional(),
   limit: z.coerce.number().int().min(1).max(1000).default(100),
 });

@@ -8,19 +8,17 @@ export const metadata = z
   .record(z.string().max(200), z.unknown())
   .refine((m) => JSON.stringify(m).length <= 64 * 1024, "at most 64 KiB of JSON");
 
+/** One principal: `*` (the whole tenant), `user:<id>` or `group:<id>`. */
+export const principal = z
+  .string()
+  .regex(PRINCIPAL_PATTERN, 'a principal is "*", "user:<id>" or "group:<id>" (no spaces, commas, braces, quotes)');
+
 /** Who may read a document: `*` (the whole tenant, the default), `user:<id>`, `group:<id>`. */
 export const accessList = z
-  .array(
-    z
-      .string()
-      .regex(PRINCIPAL_PATTERN, 'a principal is "*", "user:<id>" or "group:<id>" (no spaces, commas, braces, quotes)'),
-  )
+  .array(principal)
   .min(1, 'at least one principal ("*" for the whole tenant)')
   .max(100, "at most 100 principals")
   .transform((list) => [...new Set(list)]);
-
-/** A document's access when none is given: the whole tenant, as before access lists existed. */
-export const TENANT_WIDE: readonly string[] = ["*"];
 
 export const documentFields = {
   content: z.string(),

@@ -63,6 +63,8 @@ interface PendingDocument {
   readonly parsed: ParsedDocument | null;
 }
 
+const versionOf = (doc: PendingDocument) => ({ id: doc.documentId, version: doc.version });
+
 /**
  * Turns pending documents into chunks, embeddings and postings. At-least-once: a job may run twice
  * (a worker died after writing), so the write replaces the document's chunks wholesale and only when
@@ -192,7 +194,7 @@ export class IngestWorker {
 
   async #processSlice(tenantId: string, jobs: PgBoss.JobWithMetadata<IngestJobData>[]): Promise<void> {
     const pending = await this.#timed("load", () => this.#load(tenantId, jobs));
-    await this.#showStage(tenantId, pending, "embedding");
+    await this.#showStage(tenantId, pending.map(versionOf), "embedding");
     let embedded: Map<PendingDocument, EmbeddedChunk[]>;
     try {
       embedded = await this.#timed("embed", () => this.#embed(pending));
@@ -364,7 +366,7 @@ export class IngestWorker {
       if (permanent) return;
     } else {
       this.#processed.inc({ outcome: "retried" });
-      await this.#showStage(doc.tenantId, [doc], null);
+      await this.#showStage(doc.tenantId, [versionOf(doc)], null);
     }
     await this.#boss.fail(INGEST_QUEUE, doc.job.id, { error: message });
   }
@@ -372,10 +374,9 @@ export class IngestWorker {
   /** Where the documents' ingestion is, for those watching; a failure to say so only costs the display. */
   async #showStage(
     tenantId: string,
-    documents: readonly ({ id: string; version: number } | PendingDocument)[],
+    versions: readonly { id: string; version: number }[],
     stage: "parsing" | "embedding" | null,
   ): Promise<void> {
-    const versions = documents.map((d) => ("documentId" in d ? { id: d.documentId, version: d.version } : d));
     if (versions.length === 0) return;
     await this.#router
       .write({ tenantId }, (tx) => markIngestionStage(tx, versions, stage))
