@@ -215,7 +215,7 @@ const schema = z.object({
     .int()
     .min(1)
     .max(1000)
-    .default(100)
+    .default(200)
     .describe("vector leg: hnsw.ef_search per query (SET LOCAL)"),
   PGRAG_BINARY_OVERSAMPLING: z.coerce
     .number()
@@ -233,6 +233,15 @@ const schema = z.object({
     .max(1_000_000)
     .default(5_000)
     .describe("vector leg: filters leaving this many chunks or fewer use an exact scan"),
+  PGRAG_BM25_FILTERED_SCAN_THRESHOLD: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .max(1_000_000)
+    .default(15_000)
+    .describe(
+      "BM25 leg: filters (or access lists) leaving this many chunks or fewer score those chunks directly instead of early termination over the postings",
+    ),
   PGRAG_BM25_K1: z.coerce.number().min(0).max(10).default(0.9).describe("BM25 term-frequency saturation"),
   PGRAG_BM25_B: z.coerce.number().min(0).max(1).default(0.4).describe("BM25 length normalisation"),
   PGRAG_RRF_K: z.coerce.number().int().min(1).max(10_000).default(60).describe("reciprocal rank fusion constant"),
@@ -763,6 +772,7 @@ export interface Config {
     readonly binaryOversampling: number | undefined;
     /** Filters leaving at most this many chunks use an exact scan instead of the HNSW index. */
     readonly exactScanThreshold: number;
+    readonly bm25FilteredThreshold: number;
     readonly bm25: { readonly k1: number; readonly b: number };
     readonly rrfK: number;
     /** Default leg weights in fusion; a request may override them. */
@@ -1011,6 +1021,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       efSearch: raw.PGRAG_HNSW_EF_SEARCH,
       binaryOversampling: raw.PGRAG_BINARY_OVERSAMPLING,
       exactScanThreshold: raw.PGRAG_EXACT_SCAN_THRESHOLD,
+      bm25FilteredThreshold: raw.PGRAG_BM25_FILTERED_SCAN_THRESHOLD,
       bm25: { k1: raw.PGRAG_BM25_K1, b: raw.PGRAG_BM25_B },
       rrfK: raw.PGRAG_RRF_K,
       weights: { vector: raw.PGRAG_FUSION_VECTOR_WEIGHT, bm25: raw.PGRAG_FUSION_BM25_WEIGHT },

@@ -43,7 +43,6 @@ export function chunkConditions(
     tenantId: string;
     collectionIds: readonly string[];
     documentIds?: readonly string[] | null;
-    principals?: readonly string[] | null;
   },
   filter: SearchFilter | undefined,
 ): Expression<SqlBool> {
@@ -51,8 +50,6 @@ export function chunkConditions(
     eb("c.tenant_id", "=", scope.tenantId),
     eb("c.collection_id", "=", sql<string>`any(${[...scope.collectionIds]}::uuid[])`),
   ];
-  // Row-level security checks the same; said here too, so that the planner can use the GIN index on access.
-  if (scope.principals) conditions.push(sql<SqlBool>`c.access && ${[...scope.principals]}::text[]`);
   if (scope.documentIds) conditions.push(eb("c.document_id", "=", sql<string>`any(${[...scope.documentIds]}::uuid[])`));
   for (const [key, raw] of Object.entries(filter?.metadata ?? {})) {
     const cond = raw !== null && typeof raw === "object" ? raw : { eq: raw };

@@ -11,6 +11,7 @@ import { EVERYONE, type Principal, readerOf } from "../tenancy/principal.ts";
 import type { SearchFilter } from "./filters.ts";
 import { type FusedHit, type FusionMethod, fuse, type Leg, type LegHit } from "./fusion.ts";
 import { bm25Search } from "./bm25-search.ts";
+import { countCap, type ReadPlan, readPlan } from "./read-plan.ts";
 import {
   type ChunkDetails,
   chunkDetails,
@@ -152,11 +153,10 @@ export class SearchService {
     const { value, node } = await this.#router.read({ token, ...readerOf(principal), settings }, async (tx) => {
       const scope = await this.#scope(tx, principal, request);
       const legs: Partial<Record<Leg, LegHit[]>> = {};
-      const filtered = isFiltered(scope);
-      // Few chunks left by the filters: both legs score those chunks themselves.
-      const selective = embedding || filtered ? await this.#preferExact(tx, scope) : false;
+      // Few chunks left by the filters: the legs score those chunks themselves.
+      const plan = embedding || isFiltered(scope) ? await this.#plan(tx, scope) : null;
       if (embedding) {
-        const exact = selective;
+        const exact = plan?.vector === "exact";
         vectorPath = exact ? "exact" : "index";
         legs.vector = await this.#timed(timings, "vector", () =>
           exact
@@ -166,7 +166,7 @@ export class SearchService {
       }
       if (useBm25) {
         const bm25 = await this.#timed(timings, "bm25", () =>
-          bm25Search(tx, scope, request.query, legLimit, this.#options.bm25, filtered && selective),
+          bm25Search(tx, scope, request.query, legLimit, this.#options.bm25, plan?.bm25 === "filtered"),
         );
         legs.bm25 = bm25.hits;
       }
@@ -259,22 +259,33 @@ export class SearchService {
     return rows;
   }
 
-  /** Exact scan when the filters (or the collections themselves) leave few chunks. */
-  async #preferExact(tx: Kysely<Database>, scope: SearchScope): Promise<boolean> {
-    const threshold = this.#options.exactScanThreshold;
-    if (threshold === 0) return false;
+  /**
+   * Each leg's path, from how many chunks pass. Only the choice depends on the count, and every path
+   * is exact about what it returns: a count a few seconds old is good enough where it can be reused
+   * — the collections' own, and a requester's access list without other filters (a user's searches
+   * repeat it) — which saves a round trip, or a count of thousands of rows, per query.
+   */
+  async #plan(tx: Kysely<Database>, scope: SearchScope): Promise<ReadPlan> {
+    const collections = scope.collectionIds.join(",");
     if (!isFiltered(scope)) {
-      // Only the choice of path depends on it, and both paths are exact about what they return:
-      // a count a few seconds old is good enough, and saves a round trip per query.
-      const key = scope.collectionIds.join(",");
-      let count = this.#chunkCounts.get(key);
-      if (count === undefined) {
-        count = await collectionChunkCount(tx, scope.collectionIds);
-        this.#chunkCounts.set(key, count);
-      }
-      return count <= threshold;
+      const total = await this.#remembered(collections, () => collectionChunkCount(tx, scope.collectionIds));
+      return readPlan(total, false, this.#options);
     }
-    return (await countFilteredChunks(tx, scope, threshold)) <= threshold;
+    const count = () => countFilteredChunks(tx, scope, countCap(this.#options));
+    const accessOnly = scope.filter === undefined && scope.documentIds === null;
+    const allowed = accessOnly
+      ? await this.#remembered(`${collections}:${scope.principals?.join(",") ?? ""}`, count)
+      : await count();
+    return readPlan(allowed, true, this.#options);
+  }
+
+  async #remembered(key: string, count: () => Promise<number>): Promise<number> {
+    let n = this.#chunkCounts.get(key);
+    if (n === undefined) {
+      n = await count();
+      this.#chunkCounts.set(key, n);
+    }
+    return n;
   }
 
   async #queryEmbedding(query: string, tenantId: string): Promise<number[]> {

@@ -26,12 +26,16 @@ function randomUnitVector(): number[] {
 let tenantId = "";
 let collectionId = "";
 
-/** EXPLAIN as the application role on a replica, with the tenant set: row-level security applies. */
-async function explainAsTenant(sql: string, values: unknown[]): Promise<string> {
+/**
+ * EXPLAIN as the application role on a replica, with the tenant (and a requester's principals, if
+ * given) set: row-level security applies.
+ */
+async function explainAsTenant(sql: string, values: unknown[], principals?: string): Promise<string> {
   const client = await replica.connect();
   try {
     await client.query("BEGIN");
     await client.query("SELECT set_config('pgrag.tenant_id', $1, true)", [tenantId]);
+    if (principals) await client.query("SELECT set_config('pgrag.principals', $1, true)", [principals]);
     const { rows } = await client.query(`EXPLAIN (COSTS OFF) ${sql}`, values);
     await client.query("COMMIT");
     return rows.map((r) => r["QUERY PLAN"]).join("\n");
@@ -117,13 +121,27 @@ describe("index use on a replica", () => {
     expect(rows.map((r) => r["QUERY PLAN"]).join("\n")).toMatch(/Bitmap Index Scan on chunks_tsv_idx/);
   });
 
-  it("answers a nearest-neighbour query from the HNSW index under row-level security", async () => {
-    const plan = await explainAsTenant("SELECT id FROM chunks ORDER BY embedding <=> $1::vector LIMIT 10", [
-      pgvector.toSql(randomUnitVector()),
-    ]);
-    // The shared partition's graph (an imported collection's partition has its own: see imports.test.ts).
-    expect(plan).toMatch(/Index Scan using chunks_embedding_hnsw_idx on shared chunks/);
-    expect(plan).not.toMatch(/Seq Scan/);
+  it("answers a nearest-neighbour query from the HNSW index under row-level security, for any reader", async () => {
+    const query = "SELECT id FROM chunks ORDER BY embedding <=> $1::vector LIMIT 10";
+    // The whole tenant, and a requester whose principals name documents open to everyone: the access
+    // policy is estimated from the readers column's statistics, and keeps the graph walk.
+    for (const principals of [undefined, "{*,user:ana,group:hr}"]) {
+      const plan = await explainAsTenant(query, [pgvector.toSql(randomUnitVector())], principals);
+      // The shared partition's graph (an imported collection's partition has its own: see imports.test.ts).
+      expect(plan).toMatch(/Index Scan using chunks_embedding_hnsw_idx on shared chunks/);
+      expect(plan).not.toMatch(/Seq Scan/);
+      // The policy inlined as one indexable operator, never a function called per row.
+      expect(plan).toMatch(/readers && COALESCE/);
+    }
+  });
+
+  it("finds a selective reader's chunks through the GIN index on readers", async () => {
+    const plan = await explainAsTenant(
+      "SELECT count(*) FROM chunks WHERE collection_id = $1::uuid",
+      [collectionId],
+      "{group:nobody-here}",
+    );
+    expect(plan).toMatch(/Bitmap Index Scan on (shared_)?chunks_readers_idx|Index Cond: \(readers &&/);
   });
 
   it("reads BM25 block headers with an index-only scan, and blocks by their key, under row-level security", async () => {

@@ -71,9 +71,9 @@ const EXPECTED: Record<string, Record<Role, string>> = {
   "function pgrag_claim_batch_lines(integer,integer)": door,
   "function pgrag_delete_expired_files(integer)": door,
   "function pgrag_current_tenant()": { ...app("EXECUTE"), pgrag_cross_tenant: "EXECUTE" },
-  // Document access (migration 24): in the checks and policies the app, the cross-tenant doors and views, and the
-  // analysts reading those views meet (a policy's functions run as the querying role).
-  "function pgrag_may_read(text[])": { ...app("EXECUTE"), ...inPolicies },
+  // Document access (migrations 24, 27): in the checks and policies the app, the cross-tenant doors and views, and
+  // the analysts reading those views meet (a policy's functions run as the querying role).
+  "function pgrag_readers()": { ...app("EXECUTE"), ...inPolicies },
   "function pgrag_may_own(text)": { ...app("EXECUTE"), ...inPolicies },
   "function pgrag_valid_access(text[])": { ...app("EXECUTE"), ...inPolicies },
   "function pgrag_document_tenants(uuid[])": door,
