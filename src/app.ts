@@ -1,5 +1,6 @@
 import type { AddressInfo } from "node:net";
 import type { ServerType } from "@hono/node-server";
+import type { SpanExporter } from "@opentelemetry/sdk-trace";
 import type { Hono } from "hono";
 import { EventRecorder } from "./analytics/event-recorder.ts";
 import type { AppEnv } from "./api/context.ts";
@@ -29,6 +30,7 @@ import { createInferenceBackend } from "./startup/inference.ts";
 import { createTopology } from "./startup/topology.ts";
 import { startWorkers } from "./startup/workers.ts";
 import { Quotas } from "./tenancy/quotas.ts";
+import { createTracing } from "./tracing.ts";
 import { TextPool } from "./text/text-pool.ts";
 
 export interface App {
@@ -59,12 +61,15 @@ export interface App {
 }
 
 /** The composition root: tests, the CLI and `main` all build the platform through it. */
-export function createApp(config: Config, options: { logger?: Logger } = {}): App {
+export function createApp(config: Config, options: { logger?: Logger; spanExporter?: SpanExporter } = {}): App {
   const logger = options.logger ?? createLogger(config);
   const registry = createMetricsRegistry();
-  // Created now, so released even if start() never runs: the pools (last), the text pool's threads and the dev backend's.
+  const tracing = createTracing(config.tracing, options.spanExporter);
+  // Created now, so released even if start() never runs: the spans (after everything that makes them),
+  // the pools, the text pool's threads and the dev backend's.
   const releasers = new Releasers(logger);
-  const { primary, monitor, router, close } = createTopology(config, logger, registry);
+  releasers.push("traces", () => tracing.shutdown(), { always: true });
+  const { primary, monitor, router, close } = createTopology(config, logger, registry, tracing);
   releasers.push("database pools", close, { always: true });
   const queue = new JobQueue(router, config.jobs, registry, logger.child({ component: "job-queue" }));
   const textPool = new TextPool(config.ingest.text, registry);
@@ -81,7 +86,7 @@ export function createApp(config: Config, options: { logger?: Logger } = {}): Ap
   });
   const inference = createInferenceBackend(config, releasers, logger);
   const inferenceSeconds = createInferenceHistogram(registry);
-  const embeddings = new EmbeddingClient(inference.target, config, registry, inferenceSeconds);
+  const embeddings = new EmbeddingClient(inference.target, config, registry, inferenceSeconds, tracing);
   const search = new SearchService(
     router,
     (texts, tenantId) => embeddings.embed(texts, { tenantId, priority: "interactive" }),
@@ -89,14 +94,14 @@ export function createApp(config: Config, options: { logger?: Logger } = {}): Ap
     vectorIndexOf(config),
     config.rerank
       ? {
-          client: new RerankClient(inference.target, config.rerank, inferenceSeconds),
+          client: new RerankClient(inference.target, config.rerank, inferenceSeconds, tracing),
           candidates: config.rerank.candidates,
         }
       : null,
     registry,
   );
   const admission = new AdmissionControl(config.chat.scheduler, registry);
-  const chatClient = new ChatClient(inference.target, config, admission, inferenceSeconds);
+  const chatClient = new ChatClient(inference.target, config, admission, inferenceSeconds, tracing);
   const chat = new ChatService(router, search, chatClient, config.chat);
   const usageEvents = new EventRecorder(
     router,
@@ -106,7 +111,20 @@ export function createApp(config: Config, options: { logger?: Logger } = {}): Ap
   );
   let devKey: string | undefined;
   const localApiKey = () => devKey;
-  const services = { router, monitor, ingest, imports, search, chat, batches, quotas, usageEvents, logger, registry };
+  const services = {
+    router,
+    monitor,
+    ingest,
+    imports,
+    search,
+    chat,
+    batches,
+    quotas,
+    usageEvents,
+    logger,
+    registry,
+    tracing,
+  };
   const http = createPlatformHttp(config, { ...services, localApiKey });
   let server: ServerType | undefined;
   let stopping: Promise<void> | undefined;
@@ -139,7 +157,18 @@ export function createApp(config: Config, options: { logger?: Logger } = {}): Ap
       });
       await inference.start();
       if (config.ingest.workerConcurrency > 0) {
-        const deps = { queue, router, embeddings, textPool, admission, chat, usage: usageEvents, logger, registry };
+        const deps = {
+          queue,
+          router,
+          embeddings,
+          textPool,
+          admission,
+          chat,
+          usage: usageEvents,
+          logger,
+          registry,
+          tracing,
+        };
         await startWorkers(config, deps, releasers);
       }
       if (!serving) return;

@@ -87,6 +87,23 @@ const schema = z.object({
     .enum(["auto", "json", "pretty"])
     .default("auto")
     .describe("auto: readable lines in a terminal, JSON otherwise; or json, pretty"),
+  // OpenTelemetry's own variable names, so that a collector set up for other services works as it is.
+  OTEL_TRACES_EXPORTER: z
+    .enum(["none", "otlp", "console"])
+    .default("none")
+    .describe("traces: none (off, no cost), otlp (OTLP over HTTP), console (spans on stdout)"),
+  OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: z
+    .url()
+    .optional()
+    .describe("where OTLP traces are sent; unset: OTEL_EXPORTER_OTLP_ENDPOINT + /v1/traces"),
+  OTEL_EXPORTER_OTLP_ENDPOINT: z.url().default("http://localhost:4318").describe("the OTLP collector's base URL"),
+  OTEL_SERVICE_NAME: z.string().min(1).default("pgrag").describe("the service name on every span"),
+  OTEL_TRACES_SAMPLER_ARG: z.coerce
+    .number()
+    .min(0)
+    .max(1)
+    .default(1)
+    .describe("share of traces started here that are recorded (a caller's traceparent decides for its own)"),
   // Graceful shutdown gets this long (in-flight requests, running jobs, the event flush); then it is forced.
   PGRAG_SHUTDOWN_TIMEOUT_MS: z.coerce
     .number()
@@ -720,6 +737,14 @@ export interface Config {
   };
   readonly logLevel: RawConfig["PGRAG_LOG_LEVEL"];
   readonly logFormat: RawConfig["PGRAG_LOG_FORMAT"];
+  /** OpenTelemetry traces; null when off. */
+  readonly tracing: {
+    readonly exporter: "otlp" | "console";
+    /** The OTLP endpoint (traces path included). */
+    readonly endpoint: string;
+    readonly serviceName: string;
+    readonly sampleRatio: number;
+  } | null;
   readonly shutdownTimeoutMs: number;
   readonly database: {
     readonly primaryUrl: string;
@@ -977,6 +1002,17 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     },
     logLevel: raw.PGRAG_LOG_LEVEL,
     logFormat: raw.PGRAG_LOG_FORMAT,
+    tracing:
+      raw.OTEL_TRACES_EXPORTER === "none"
+        ? null
+        : {
+            exporter: raw.OTEL_TRACES_EXPORTER,
+            endpoint:
+              raw.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT ??
+              `${raw.OTEL_EXPORTER_OTLP_ENDPOINT.replace(/\/+$/, "")}/v1/traces`,
+            serviceName: raw.OTEL_SERVICE_NAME,
+            sampleRatio: raw.OTEL_TRACES_SAMPLER_ARG,
+          },
     shutdownTimeoutMs: raw.PGRAG_SHUTDOWN_TIMEOUT_MS,
     database: {
       primaryUrl,

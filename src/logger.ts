@@ -1,5 +1,6 @@
-import { type Logger, pino } from "pino";
+import { type DestinationStream, type Logger, pino } from "pino";
 import type { Config } from "./config.ts";
+import { traceIds } from "./tracing.ts";
 
 export type { Logger };
 
@@ -8,7 +9,10 @@ export type { Logger };
  * records as readable lines through pino-pretty. Logs go to stderr: stdout carries what a command
  * prints as its result (an answer, a key, a list), so `2>/dev/null` leaves just that.
  */
-export function createLogger(config: Pick<Config, "logLevel"> & { logFormat?: Config["logFormat"] }): Logger {
+export function createLogger(
+  config: Pick<Config, "logLevel"> & { logFormat?: Config["logFormat"] },
+  destination: DestinationStream = pino.destination(2),
+): Logger {
   const format = config.logFormat ?? "json";
   const pretty = format === "pretty" || (format === "auto" && process.stderr.isTTY === true);
   const options = {
@@ -16,6 +20,8 @@ export function createLogger(config: Pick<Config, "logLevel"> & { logFormat?: Co
     base: { service: "pgrag" },
     // Connection URLs carry passwords; never let one reach a log line.
     redact: { paths: ["*.password", "*.url", "*.connectionString"], censor: "[redacted]" },
+    // A line logged inside a traced request or job names its trace and span, to find one from the other.
+    mixin: traceIds,
     ...(pretty
       ? {
           transport: {
@@ -30,5 +36,5 @@ export function createLogger(config: Pick<Config, "logLevel"> & { logFormat?: Co
         }
       : {}),
   };
-  return pretty ? pino(options) : pino(options, pino.destination(2));
+  return pretty ? pino(options) : pino(options, destination);
 }

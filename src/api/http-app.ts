@@ -5,10 +5,12 @@ import { secureHeaders } from "hono/secure-headers";
 import type { Registry } from "prom-client";
 import type { NodeMonitor } from "../db/node-monitor.ts";
 import type { Logger } from "../logger.ts";
+import type { Tracing } from "../tracing.ts";
 import { limitBodySize } from "./body-limit.ts";
 import type { AppEnv } from "./context.ts";
 import { handleError, handleNotFound } from "./error-handler.ts";
 import { healthRoutes } from "./health.routes.ts";
+import { traceRequests } from "./trace-requests.ts";
 import { limitJsonDepth } from "./validation.ts";
 import { documented } from "./route-docs.ts";
 
@@ -16,6 +18,7 @@ export interface HttpDependencies {
   readonly logger: Logger;
   readonly monitor: NodeMonitor;
   readonly registry: Registry;
+  readonly tracing: Tracing;
   /** The capability routes, mounted after health and metrics. */
   readonly routes: readonly Hono<AppEnv>[];
   /** Every request body is bounded by `maxBytes`, except on routes matching `ownLimit`, which set a larger one. */
@@ -29,6 +32,8 @@ export function createHttpApp(deps: HttpDependencies): Hono<AppEnv> {
   app.use(secureHeaders({ xFrameOptions: "DENY", referrerPolicy: "no-referrer", crossOriginEmbedderPolicy: false }));
   const { registerMetrics } = prometheus({ registry: deps.registry, prefix: "pgrag_" });
   app.use(registerMetrics);
+  // Before the request's log line, which then carries the trace's ids.
+  app.use(traceRequests(deps.tracing));
   app.use(async function logRequest(c, next) {
     const logger = deps.logger.child({ requestId: c.get("requestId") });
     c.set("logger", logger);

@@ -27,6 +27,7 @@ import { searchRoutes } from "./search.routes.ts";
 import { usageRoutes } from "./usage.routes.ts";
 import { identityRoutes } from "./identity.routes.ts";
 import { webRoutes } from "./web.routes.ts";
+import type { Tracing } from "../tracing.ts";
 
 export interface PlatformServices {
   readonly router: Router;
@@ -40,6 +41,7 @@ export interface PlatformServices {
   readonly usageEvents: EventRecorder;
   readonly logger: Logger;
   readonly registry: Registry;
+  readonly tracing: Tracing;
   /** The embedded mode's API key once started (the console offers it to a browser on this machine). */
   readonly localApiKey: () => string | undefined;
 }
@@ -61,6 +63,7 @@ export function createPlatformHttp(config: Config, services: PlatformServices): 
     logger: services.logger,
     monitor: services.monitor,
     registry: services.registry,
+    tracing: services.tracing,
     bodyLimit: {
       maxBytes: config.http.maxJsonBodyBytes,
       ownLimit: new RegExp([DOCUMENT_UPLOAD_PATH, IMPORT_UPLOAD_PATH, FILE_UPLOAD_PATH].map((p) => p.source).join("|")),

@@ -10,6 +10,7 @@ import type { Database } from "../db/database.ts";
 import type { Router } from "../db/router.ts";
 import type { AdmissionControl } from "../inference/admission.ts";
 import type { EmbeddingClient } from "../inference/embedding-client.ts";
+import type { Tracing } from "../tracing.ts";
 import type { Logger } from "../logger.ts";
 import type { Principal } from "../tenancy/principal.ts";
 import { startLeaseRenewal } from "../jobs/job-leases.ts";
@@ -95,6 +96,7 @@ export class BatchRunner {
       usage: EventRecorder;
       logger: Logger;
       registry: Registry;
+      tracing?: Tracing;
     },
     options: BatchRunnerOptions,
   ) {
@@ -129,6 +131,7 @@ export class BatchRunner {
         }
       },
       idsOf: (lines) => lines.map(key),
+      tracing: deps.tracing,
     });
   }
 

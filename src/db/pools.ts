@@ -1,5 +1,6 @@
-import { Kysely, PostgresDialect } from "kysely";
+import { Kysely, type LogEvent, PostgresDialect } from "kysely";
 import pg from "pg";
+import { TRACING_OFF, type Tracing } from "../tracing.ts";
 import type { Database } from "./database.ts";
 
 export type NodeRole = "primary" | "replica";
@@ -21,6 +22,8 @@ export interface PoolOptions {
    * elsewhere). The embedded database's one connection is busy, not down, while a write holds it.
    */
   readonly connectionWaitMs?: number;
+  /** Each statement becomes a span (with its node) inside a traced request or job. */
+  readonly tracing?: Tracing;
 }
 
 // bigint (int8) and numeric stay strings by default in pg; ids are bigint and must not lose precision,
@@ -43,8 +46,33 @@ export function createDbNode(name: string, role: NodeRole, url: string, options:
   // The same can happen to a client that is checked out between two queries (PgBouncer sends
   // "server conn crashed?" as a FATAL message); the next query on it fails and the router handles that.
   pool.on("connect", (client) => client.on("error", () => {}));
-  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+  const tracing = options.tracing ?? TRACING_OFF;
+  const db = new Kysely<Database>({
+    dialect: new PostgresDialect({ pool }),
+    ...(tracing.enabled ? { log: (event: LogEvent) => traceStatement(tracing, name, event) } : {}),
+  });
   return { name, role, pool, db };
+}
+
+function traceStatement(tracing: Tracing, node: string, event: LogEvent): void {
+  tracing.record(
+    "db.statement",
+    {
+      "db.system.name": "postgresql",
+      "db.query.text": statementText(event.query.sql),
+      "pgrag.db.node": node,
+    },
+    event.queryDurationMillis,
+    event.level === "error" ? event.error : undefined,
+  );
+}
+
+/**
+ * A statement as a trace shows it. Values are parameters, never in the text, except in the
+ * statement that opens a transaction: its settings (tenant, principals) are literals, left out.
+ */
+export function statementText(text: string): string {
+  return text.replace(/(set_config\('[^']*', )E?'(?:[^'\\]|''|\\.)*'/g, "$1…");
 }
 
 export async function closeDbNode(node: DbNode): Promise<void> {

@@ -1,8 +1,10 @@
+import type { Span } from "@opentelemetry/api";
 import { type Kysely, sql } from "kysely";
 import pg from "pg";
 import { Counter, Gauge, type Registry } from "prom-client";
 import { UnavailableError } from "../errors.ts";
 import type { Logger } from "../logger.ts";
+import { TRACING_OFF, type Tracing } from "../tracing.ts";
 import { textArrayLiteral } from "./array-literal.ts";
 import { isConnectionError } from "./connection-errors.ts";
 import type { Database } from "./database.ts";
@@ -103,6 +105,7 @@ export class Router {
   readonly #outstanding = new Map<string, number>();
   readonly #reads: Counter<"node" | "reason">;
   readonly #retries: Counter<"node">;
+  readonly #tracing: Tracing;
 
   constructor(
     nodes: { primary: DbNode; replicas: readonly DbNode[] },
@@ -110,7 +113,9 @@ export class Router {
     options: RouterOptions,
     logger: Logger,
     registry: Registry,
+    tracing: Tracing = TRACING_OFF,
   ) {
+    this.#tracing = tracing;
     this.#primary = nodes.primary;
     this.#replicas = nodes.replicas;
     this.#monitor = monitor;
@@ -138,6 +143,14 @@ export class Router {
    * writes make a retry by the client safe).
    */
   async write<T>(options: WriteOptions, work: (tx: Executor) => Promise<T>): Promise<WriteResult<T>> {
+    return this.#tracing.child("db.write", { "pgrag.db.node": this.#primary.name }, async (span) => {
+      const result = await this.#write(options, work);
+      span.setAttribute("pgrag.db.token", formatLsn(result.token));
+      return result;
+    });
+  }
+
+  async #write<T>(options: WriteOptions, work: (tx: Executor) => Promise<T>): Promise<WriteResult<T>> {
     const primary = this.#primary;
     if (this.#monitor.health(primary.name).state === "down") {
       throw new UnavailableError("the primary database is unreachable; writes are refused until it is back", {
@@ -179,6 +192,14 @@ export class Router {
    * bounded once per read (`consistencyWaitMs`), however many nodes are tried.
    */
   async read<T>(options: ReadOptions, work: (db: Executor) => Promise<T>): Promise<ReadResult<T>> {
+    const attributes = {
+      "pgrag.db.token": options.token == null ? "none" : formatLsn(options.token),
+      "pgrag.db.primary_required": options.primary === true,
+    };
+    return this.#tracing.child("db.read", attributes, (span) => this.#read(options, work, span));
+  }
+
+  async #read<T>(options: ReadOptions, work: (db: Executor) => Promise<T>, span: Span): Promise<ReadResult<T>> {
     const token = options.primary
       ? PRIMARY_ONLY_TOKEN
       : options.token == null
@@ -187,6 +208,7 @@ export class Router {
     const deadline = Date.now() + this.#options.consistencyWaitMs;
     const failed: string[] = [];
     let lastError: unknown;
+    const started = performance.now();
     while (failed.length <= this.#replicas.length) {
       const replica =
         token === null
@@ -194,6 +216,14 @@ export class Router {
           : await this.#pickReplicaAtLeast(token, failed, deadline);
       const node = replica ?? (failed.includes(this.#primary.name) ? undefined : this.#fallback(token));
       if (!node) break;
+      const reason = failed.length > 0 ? "retry" : replica ? "replica" : "fallback";
+      span.setAttributes({
+        "pgrag.db.node": node.name,
+        "pgrag.db.reason": reason,
+        "pgrag.db.retries": failed.length,
+        // Time spent choosing: waiting for a replica to replay up to the token, and failed attempts.
+        "pgrag.db.wait_ms": performance.now() - started,
+      });
       try {
         const result = await this.#readOn(
           node,
@@ -201,7 +231,7 @@ export class Router {
           options.tenantId,
           requesterSettings(options.settings, options),
           work,
-          failed.length > 0 ? "retry" : replica ? "replica" : "fallback",
+          reason,
         );
         return options.observe ? { ...result, observed: await this.#positionOf(node) } : result;
       } catch (error) {

@@ -1,6 +1,8 @@
+import type { Span } from "@opentelemetry/api";
 import OpenAI from "openai";
 import type { Config } from "../config.ts";
 import { AppError } from "../errors.ts";
+import { failed, TRACING_OFF, type Tracing } from "../tracing.ts";
 import type { AdmissionControl, Priority } from "./admission.ts";
 import type { InferenceHistogram } from "./inference-metrics.ts";
 import { createOpenAiClient, type InferenceTarget } from "./openai-client.ts";
@@ -36,6 +38,15 @@ export type ChatDelta =
  * the admission control bounds how many requests run at once; aborting `signal` (the HTTP client
  * went away) cancels the upstream request.
  */
+interface ChatStreamOptions {
+  readonly maxTokens: number;
+  readonly sampling?: Sampling | undefined;
+  readonly signal: AbortSignal;
+  /** whose turn it is in admission, and in which class */
+  readonly tenantId: string;
+  readonly priority?: Priority | undefined;
+}
+
 export class ChatClient {
   readonly #client: OpenAI;
   readonly #model: string;
@@ -43,14 +54,17 @@ export class ChatClient {
   readonly #timeoutMs: number;
 
   readonly #seconds: InferenceHistogram | undefined;
+  readonly #tracing: Tracing;
 
   constructor(
     target: InferenceTarget,
     config: Pick<Config, "inference">,
     admission: AdmissionControl,
     seconds?: InferenceHistogram,
+    tracing: Tracing = TRACING_OFF,
   ) {
     this.#seconds = seconds;
+    this.#tracing = tracing;
     this.#client = createOpenAiClient(target, config);
     this.#model = config.inference.chatModel;
     this.#admission = admission;
@@ -61,17 +75,34 @@ export class ChatClient {
     return this.#model;
   }
 
-  async *stream(
-    messages: readonly ChatMessage[],
-    options: {
-      maxTokens: number;
-      sampling?: Sampling | undefined;
-      signal: AbortSignal;
-      /** whose turn it is in admission, and in which class */
-      tenantId: string;
-      priority?: Priority;
-    },
-  ): AsyncGenerator<ChatDelta> {
+  /** The answer as it streams, in a span from the wait for a slot to the last chunk. */
+  async *stream(messages: readonly ChatMessage[], options: ChatStreamOptions): AsyncGenerator<ChatDelta> {
+    const span = this.#tracing.start(`chat ${this.#model}`, {
+      "gen_ai.operation.name": "chat",
+      "gen_ai.request.model": this.#model,
+      "gen_ai.request.max_tokens": options.maxTokens,
+      "pgrag.inference.priority": options.priority ?? "interactive",
+    });
+    try {
+      for await (const delta of this.#stream(messages, options, span)) {
+        if (delta.type === "usage") {
+          span.setAttributes({
+            "gen_ai.usage.input_tokens": delta.usage.promptTokens,
+            "gen_ai.usage.output_tokens": delta.usage.completionTokens,
+          });
+        }
+        if (delta.type === "finish") span.setAttribute("gen_ai.response.finish_reasons", [delta.reason]);
+        yield delta;
+      }
+    } catch (error) {
+      failed(span, error);
+      throw error;
+    } finally {
+      span.end();
+    }
+  }
+
+  async *#stream(messages: readonly ChatMessage[], options: ChatStreamOptions, span: Span): AsyncGenerator<ChatDelta> {
     const upstream = new AbortController();
     let preempted = false;
     const release = await this.#admission.acquire(options.tenantId, {
@@ -82,6 +113,7 @@ export class ChatClient {
         upstream.abort();
       },
     });
+    span.addEvent("admitted");
     // The openai client's timeout covers the wait for response headers only; a streaming backend
     // sends those at once. This one bounds the wait for each chunk, the first token included.
     const cancel = () => upstream.abort();
@@ -109,7 +141,7 @@ export class ChatClient {
           max_tokens: options.maxTokens,
           ...samplingFields(options.sampling),
         },
-        { signal: upstream.signal },
+        { signal: upstream.signal, headers: this.#tracing.outgoing(span) },
       );
       for await (const chunk of stream) {
         armIdleTimer();

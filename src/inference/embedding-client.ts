@@ -1,6 +1,7 @@
 import type OpenAI from "openai";
 import type { Registry } from "prom-client";
 import type { Config } from "../config.ts";
+import { SpanKind, TRACING_OFF, type Tracing } from "../tracing.ts";
 import { AdmissionControl, type Priority } from "./admission.ts";
 import type { InferenceHistogram } from "./inference-metrics.ts";
 import { createOpenAiClient, type InferenceTarget } from "./openai-client.ts";
@@ -34,14 +35,17 @@ export class EmbeddingClient {
   readonly #batchSize: number;
   readonly #slots: AdmissionControl;
   readonly #seconds: InferenceHistogram | undefined;
+  readonly #tracing: Tracing;
 
   constructor(
     target: InferenceTarget,
     config: Pick<Config, "embedding" | "inference" | "chat">,
     registry: Registry,
     seconds?: InferenceHistogram,
+    tracing: Tracing = TRACING_OFF,
   ) {
     this.#seconds = seconds;
+    this.#tracing = tracing;
     this.#client = createOpenAiClient(target, config);
     this.#model = config.embedding.model;
     this.#dimension = config.embedding.dimension;
@@ -62,6 +66,18 @@ export class EmbeddingClient {
   }
 
   async embed(texts: readonly string[], requester: EmbeddingRequester): Promise<number[][]> {
+    const attributes = {
+      "gen_ai.operation.name": "embeddings",
+      "gen_ai.request.model": this.#model,
+      "pgrag.inference.inputs": texts.length,
+      "pgrag.inference.priority": requester.priority,
+    };
+    return this.#tracing.span(`embeddings ${this.#model}`, attributes, () => this.#embed(texts, requester), {
+      kind: SpanKind.CLIENT,
+    });
+  }
+
+  async #embed(texts: readonly string[], requester: EmbeddingRequester): Promise<number[][]> {
     const batches: string[][] = [];
     for (let i = 0; i < texts.length; i += this.#batchSize) batches.push(texts.slice(i, i + this.#batchSize));
     try {
@@ -83,7 +99,9 @@ export class EmbeddingClient {
 
   async #embedBatch(batch: string[]): Promise<number[][]> {
     const end = this.#seconds?.startTimer({ call: "embeddings" });
-    const response = await this.#client.embeddings.create({ model: this.#model, input: batch }).finally(() => end?.());
+    const response = await this.#client.embeddings
+      .create({ model: this.#model, input: batch }, { headers: this.#tracing.outgoing() })
+      .finally(() => end?.());
     const vectors = [...response.data].sort((a, b) => a.index - b.index).map((d) => d.embedding);
     if (vectors.length !== batch.length) {
       throw new Error(`the embedding backend returned ${vectors.length} vectors for ${batch.length} inputs`);

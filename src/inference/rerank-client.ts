@@ -2,6 +2,7 @@ import { BrokenCircuitError, circuitBreaker, ConsecutiveBreaker, handleAll } fro
 import { z } from "zod";
 import type { Config } from "../config.ts";
 import type { InferenceHistogram } from "./inference-metrics.ts";
+import { SpanKind, TRACING_OFF, type Tracing } from "../tracing.ts";
 import type { InferenceTarget } from "./openai-client.ts";
 
 export type RerankOptions = NonNullable<Config["rerank"]>;
@@ -41,9 +42,16 @@ export class RerankClient {
   readonly #options: RerankOptions;
   readonly #breaker;
   readonly #seconds: InferenceHistogram | undefined;
+  readonly #tracing: Tracing;
 
   /** `backend`: the inference backend, used when no reranker URL of its own is configured. */
-  constructor(backend: InferenceTarget, options: RerankOptions, seconds?: InferenceHistogram) {
+  constructor(
+    backend: InferenceTarget,
+    options: RerankOptions,
+    seconds?: InferenceHistogram,
+    tracing: Tracing = TRACING_OFF,
+  ) {
+    this.#tracing = tracing;
     this.#url = `${(options.url ?? backend.baseURL).replace(/\/+$/, "")}/rerank`;
     this.#fetch = options.url === null && backend.fetch ? backend.fetch : fetch;
     this.#options = options;
@@ -58,8 +66,18 @@ export class RerankClient {
   async rerank(query: string, passages: readonly string[]): Promise<RerankedPassage[]> {
     if (passages.length === 0) return [];
     const end = this.#seconds?.startTimer({ call: "rerank" });
+    const attributes = {
+      "gen_ai.operation.name": "rerank",
+      "gen_ai.request.model": this.#options.model,
+      "pgrag.inference.inputs": passages.length,
+    };
     try {
-      return await this.#breaker.execute(() => this.#ask(query, passages));
+      return await this.#tracing.span(
+        `rerank ${this.#options.model}`,
+        attributes,
+        () => this.#breaker.execute(() => this.#ask(query, passages)),
+        { kind: SpanKind.CLIENT },
+      );
     } catch (error) {
       if (error instanceof BrokenCircuitError) {
         throw new RerankFailure("breaker_open", "the reranker failed repeatedly and is skipped for a while", {
@@ -83,7 +101,11 @@ export class RerankClient {
       // The budget covers the answer's body too: the signal aborts its reading.
       response = await this.#fetch(this.#url, {
         method: "POST",
-        headers: { "content-type": "application/json", authorization: `Bearer ${this.#options.apiKey}` },
+        headers: {
+          "content-type": "application/json",
+          authorization: `Bearer ${this.#options.apiKey}`,
+          ...this.#tracing.outgoing(),
+        },
         body: JSON.stringify(body),
         signal: AbortSignal.timeout(this.#options.timeoutMs),
       });

@@ -8,6 +8,7 @@ import { contentHash } from "../text/content.ts";
 import type { TextPool } from "../text/text-pool.ts";
 import type { DocumentTexts } from "./document-text.ts";
 import type { JobQueue } from "../jobs/queue.ts";
+import type { Tracing } from "../tracing.ts";
 import type { Logger } from "../logger.ts";
 import type { Registry } from "../metrics.ts";
 
@@ -21,6 +22,7 @@ export interface DocumentJobDeps {
   readonly texts: DocumentTexts;
   readonly logger: Logger;
   readonly registry: Registry;
+  readonly tracing?: Tracing;
 }
 
 /**

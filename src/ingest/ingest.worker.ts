@@ -128,6 +128,7 @@ export class IngestWorker {
         intervalMs: options.pollingIntervalSeconds * 1000,
         logger: this.#logger,
         run: (jobs) => this.#runBatch(jobs),
+        tracing: deps.tracing,
       }),
     );
   }

@@ -1,6 +1,7 @@
 import { setTimeout as delay } from "node:timers/promises";
 import type PgBoss from "pg-boss";
 import type { Logger } from "../logger.ts";
+import { SpanKind, TRACING_OFF, type Tracing } from "../tracing.ts";
 
 export type PollLoopState = "created" | "active" | "stopping" | "stopped";
 
@@ -16,6 +17,8 @@ export interface PollLoopOptions<W> {
   readonly run: (work: readonly W[]) => Promise<void>;
   /** The ids a failure's log line names. */
   readonly idsOf: (work: readonly W[]) => readonly string[];
+  /** Each run of fetched work is a trace of its own (its statements and inference calls nest under it). */
+  readonly tracing?: Tracing | undefined;
 }
 
 /**
@@ -67,6 +70,7 @@ export class PollLoop<W> {
 
   async #fetchLoop(): Promise<void> {
     const { name, intervalMs, fullBatch, logger, fetch, run, idsOf } = this.#options;
+    const tracing = this.#options.tracing ?? TRACING_OFF;
     while (this.#state === "active") {
       let fetched = 0;
       let work: readonly W[] = [];
@@ -77,7 +81,10 @@ export class PollLoop<W> {
         logger.warn({ err: error, loop: name }, `${name}: fetching work failed; trying again`);
       }
       try {
-        if (fetched > 0) await run(work);
+        if (fetched > 0) {
+          const attributes = { "pgrag.job.loop": name, "pgrag.job.items": fetched, "pgrag.job.ids": idsOf(work) };
+          await tracing.span(`job ${name}`, attributes, () => run(work), { kind: SpanKind.CONSUMER });
+        }
       } catch (error) {
         logger.error(
           { err: error, loop: name, ids: idsOf(work) },

@@ -4,6 +4,7 @@ import { closeDbNode, createDbNode, type DbNode } from "../db/pools.ts";
 import { Router } from "../db/router.ts";
 import type { Logger } from "../logger.ts";
 import type { Registry } from "../metrics.ts";
+import type { Tracing } from "../tracing.ts";
 
 export interface Topology {
   readonly primary: DbNode;
@@ -14,10 +15,11 @@ export interface Topology {
 }
 
 /** The primary and the replicas, the monitor that probes them, and the router that picks one per statement. */
-export function createTopology(config: Config, logger: Logger, registry: Registry): Topology {
+export function createTopology(config: Config, logger: Logger, registry: Registry, tracing: Tracing): Topology {
   const poolOptions = {
     size: config.database.poolSize,
     applicationName: "pgrag",
+    tracing,
     ...(config.database.embedded ? { connectionWaitMs: config.routing.monitor.probeTimeoutMs } : {}),
   };
   const primary = createDbNode("primary", "primary", config.database.primaryUrl, poolOptions);
@@ -32,6 +34,7 @@ export function createTopology(config: Config, logger: Logger, registry: Registr
     config.routing.router,
     logger.child({ component: "router" }),
     registry,
+    tracing,
   );
   return { primary, monitor, router, close: async () => void (await Promise.all(nodes.map(closeDbNode))) };
 }

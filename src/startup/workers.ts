@@ -12,6 +12,7 @@ import type { JobQueue } from "../jobs/queue.ts";
 import type { Releasers } from "../lifecycle.ts";
 import type { Logger } from "../logger.ts";
 import type { Registry } from "../metrics.ts";
+import type { Tracing } from "../tracing.ts";
 import { PostingsCompactor } from "../postings/postings-compactor.ts";
 import type { TextPool } from "../text/text-pool.ts";
 
@@ -25,6 +26,7 @@ export interface WorkerDeps {
   readonly usage: EventRecorder;
   readonly logger: Logger;
   readonly registry: Registry;
+  readonly tracing: Tracing;
 }
 
 /**
@@ -33,7 +35,7 @@ export interface WorkerDeps {
  * pushed on `releasers` once started, so a stop releases exactly what started.
  */
 export async function startWorkers(config: Config, deps: WorkerDeps, releasers: Releasers): Promise<void> {
-  const { queue, router, embeddings, textPool, registry } = deps;
+  const { queue, router, embeddings, textPool, registry, tracing } = deps;
   const logger = (component: string) => deps.logger.child({ component });
   const { ingest } = config;
   const compactor = new PostingsCompactor(
@@ -49,7 +51,7 @@ export async function startWorkers(config: Config, deps: WorkerDeps, releasers: 
     maxTextBytes: parsing.limits.maxTextBytes,
   });
   const worker = new IngestWorker(
-    { queue, router, embeddings, textPool, texts, compactor, logger: logger("ingest-worker"), registry },
+    { queue, router, embeddings, textPool, texts, compactor, logger: logger("ingest-worker"), registry, tracing },
     {
       concurrency: ingest.workerConcurrency,
       writers: ingest.workerWriters,
@@ -63,7 +65,7 @@ export async function startWorkers(config: Config, deps: WorkerDeps, releasers: 
   await worker.start();
   releasers.push("ingestion workers", () => worker.stop());
   const importRunner = new ImportRunner(
-    { queue, router, embeddings, textPool, texts, logger: logger("import-runner"), registry },
+    { queue, router, embeddings, textPool, texts, logger: logger("import-runner"), registry, tracing },
     {
       ...config.imports,
       maxDocumentBytes: ingest.maxDocumentBytes,
@@ -85,6 +87,7 @@ export async function startWorkers(config: Config, deps: WorkerDeps, releasers: 
       usage: deps.usage,
       logger: logger("batch-runner"),
       registry,
+      tracing,
     },
     {
       concurrency: config.batches.concurrency,

@@ -1,7 +1,8 @@
 import { afterAll, expect, onTestFinished } from "vitest";
 import { type App, createApp } from "../../src/app.ts";
 import { type Config, loadConfig } from "../../src/config.ts";
-import { createLogger } from "../../src/logger.ts";
+import { createLogger, type Logger } from "../../src/logger.ts";
+import type { SpanExporter } from "@opentelemetry/sdk-trace";
 import { TEST_ENV_FILE } from "./cluster.ts";
 
 export function testConfig(overrides: Record<string, string> = {}): Config {
@@ -18,7 +19,7 @@ export const runningApps = new Set<App>();
  */
 export async function startTestApp(
   overrides: Record<string, string> = {},
-  options: { listen?: boolean; workers?: boolean } = {},
+  options: { listen?: boolean; workers?: boolean; spanExporter?: SpanExporter; logger?: Logger } = {},
 ): Promise<App> {
   const config = testConfig({
     PGRAG_PORT: "0",
@@ -26,7 +27,10 @@ export async function startTestApp(
     ...overrides,
   });
   const app = createApp(config, {
-    logger: createLogger({ logLevel: (process.env.PGRAG_TEST_LOG_LEVEL as Config["logLevel"]) ?? "silent" }),
+    logger:
+      options.logger ??
+      createLogger({ logLevel: (process.env.PGRAG_TEST_LOG_LEVEL as Config["logLevel"]) ?? "silent" }),
+    ...(options.spanExporter ? { spanExporter: options.spanExporter } : {}),
   });
   const stop = async () => {
     await app.stop();

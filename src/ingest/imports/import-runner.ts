@@ -99,6 +99,7 @@ export class ImportRunner {
         intervalMs: POLL_MS,
         logger: this.#logger,
         run: ([job]) => (job ? this.#runJob(job) : Promise.resolve()),
+        tracing: deps.tracing,
       }),
     );
     this.#finished = new Counter({
