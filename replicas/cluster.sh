@@ -11,10 +11,18 @@
 #   cluster.sh stop-node NAME        stop one node (primary, replica1, …) — for fault tests
 #   cluster.sh start-node NAME       start it again
 #   cluster.sh restart-pgbouncer     restart the pooler only
+#   cluster.sh backup [--type full|diff|incr]
+#                                    back the primary up with pgBackRest (WAL is archived continuously)
+#   cluster.sh restore-point NAME    a named point to restore to, its WAL archived at once
+#   cluster.sh restore --to TARGET --into DIR [--port P]
+#                                    restore into a new data directory and start it there, recovered to
+#                                    TARGET: name:NAME, time:'2026-12-07 10:00:00+00' or lsn:0/3000028
+#   cluster.sh discard-restore DIR   stop a restored server and delete its directory
 #
 # Settings (environment): PGRAG_CLUSTER_DIR (/var/tmp/pgrag/dev), PGRAG_PG_PORT (5433; replica i
-# listens on PGRAG_PG_PORT+i), PGRAG_PGBOUNCER_PORT (6432). Run as root, the servers run as the
-# `postgres` OS user, since PostgreSQL and PgBouncer refuse to run as root.
+# listens on PGRAG_PG_PORT+i), PGRAG_PGBOUNCER_PORT (6432), PGRAG_BACKUP_DIR (the pgBackRest
+# repository, PGRAG_CLUSTER_DIR/backups), PGRAG_BACKUP_RETENTION_FULL (full backups kept, 2). Run as
+# root, the servers run as the `postgres` OS user, since PostgreSQL and PgBouncer refuse to run as root.
 set -euo pipefail
 
 CLUSTER_DIR=${PGRAG_CLUSTER_DIR:-/var/tmp/pgrag/dev}
@@ -23,6 +31,10 @@ BOUNCER_PORT=${PGRAG_PGBOUNCER_PORT:-6432}
 DB_NAME=pgrag
 SOCK_DIR="$CLUSTER_DIR/sock"
 ENV_FILE="$CLUSTER_DIR/cluster.env"
+BACKUP_DIR=${PGRAG_BACKUP_DIR:-$CLUSTER_DIR/backups}
+BACKUP_RETENTION_FULL=${PGRAG_BACKUP_RETENTION_FULL:-2}
+PGBACKREST_CONF="$CLUSTER_DIR/pgbackrest/pgbackrest.conf"
+STANZA=pgrag
 
 log() { printf '[cluster] %s\n' "$*"; }
 die() { printf '[cluster] error: %s\n' "$*" >&2; exit 1; }
@@ -36,6 +48,7 @@ pg_bin_dir() {
 }
 PG_BIN=$(pg_bin_dir)
 command -v pgbouncer >/dev/null || die "pgbouncer not found: run replicas/install.sh first"
+command -v pgbackrest >/dev/null || die "pgbackrest not found: run replicas/install.sh first"
 
 if [[ $(id -u) -eq 0 ]]; then
   RUN_USER=postgres
@@ -77,7 +90,56 @@ write_node_conf() { # $1 node: settings that differ between nodes live in node.c
 port = $(node_port "$1")
 cluster_name = 'pgrag-$1'
 CONF
+  # The primary archives every WAL segment to the backup repository: backups plus the archive
+  # restore to any moment since the oldest backup kept. A segment is closed at least every minute, so
+  # a quiet database loses at most that much if its disks are lost.
+  [[ $1 == primary ]] && cat >>"$(node_dir "$1")/node.conf" <<CONF
+archive_mode = on
+archive_command = 'pgbackrest --config=$PGBACKREST_CONF --stanza=$STANZA archive-push %p'
+archive_timeout = 60
+CONF
+  chown "$RUN_USER" "$(node_dir "$1")/node.conf"
   write_node_hba "$1"
+}
+
+pgbackrest_() { as_db_user pgbackrest --config="$PGBACKREST_CONF" --stanza="$STANZA" "$@"; }
+
+write_pgbackrest_conf() {
+  local dir; dir=$(dirname "$PGBACKREST_CONF")
+  mkdir -p "$dir/log" "$dir/lock" "$dir/spool" "$BACKUP_DIR"
+  cat >"$PGBACKREST_CONF" <<CONF
+# Written by replicas/cluster.sh: pgBackRest's repository and the primary it backs up.
+[global]
+repo1-path=$BACKUP_DIR
+repo1-retention-full=$BACKUP_RETENTION_FULL
+compress-type=zst
+process-max=2
+start-fast=y
+log-path=$dir/log
+lock-path=$dir/lock
+spool-path=$dir/spool
+log-level-console=warn
+log-level-file=info
+
+[$STANZA]
+pg1-path=$(node_dir primary)
+pg1-port=$PG_PORT
+pg1-socket-path=$SOCK_DIR
+pg1-user=postgres
+CONF
+  chown -R "$RUN_USER" "$dir" "$BACKUP_DIR"
+  chmod 700 "$BACKUP_DIR"
+}
+
+# The primary archives once the stanza exists; a cluster made before backups gets them at its next up.
+enable_archiving() {
+  write_pgbackrest_conf
+  write_node_conf primary
+  if [[ $(admin_psql "$PG_PORT" -d postgres -At -c "SHOW archive_mode") != on ]]; then
+    log "restarting the primary to archive its WAL"
+    as_db_user "$PG_BIN/pg_ctl" -D "$(node_dir primary)" -m fast -w -t 60 restart -l "$(node_dir primary)/server.log" >/dev/null
+  fi
+  pgbackrest_ stanza-create >/dev/null
 }
 
 # Which replica serves the analysts' pool: the last one, so replica1 (the first to come up, and the
@@ -100,6 +162,8 @@ $owner_line
 host    $DB_NAME        pgrag_app    127.0.0.1/32   scram-sha-256
 $analyst_line
 HBA
+  # The database user's, like the rest of its directory: a backup restores it with its owner.
+  chown "$RUN_USER" "$(node_dir "$name")/pg_hba.conf"
 }
 
 # Once the set of replicas is final: every node's access rules, reloaded where the node runs.
@@ -338,6 +402,7 @@ cmd_up() {
   chmod 755 "$CLUSTER_DIR"
 
   if [[ -d $(node_dir primary) ]]; then start_node primary; else init_primary; fi
+  enable_archiving
   local i name upstream
   # Replicas beyond the wanted count are stopped and forgotten, so `up --replicas 1` after 2 shrinks;
   # so is a replica streaming from another upstream than asked (cascaded or not), to be made anew.
@@ -389,6 +454,103 @@ cmd_status() {
   if [[ -n $(bouncer_pid || true) ]]; then printf '%-10s :%-5s up\n' pgbouncer "$BOUNCER_PORT"; else printf '%-10s :%-5s down\n' pgbouncer "$BOUNCER_PORT"; fi
 }
 
+cmd_backup() {
+  local type=full
+  while (($#)); do
+    case "$1" in
+      --type) type=${2:?--type needs full, diff or incr}; shift 2 ;;
+      *) die "unknown option '$1'" ;;
+    esac
+  done
+  [[ $type =~ ^(full|diff|incr)$ ]] || die "--type is full, diff or incr"
+  pgbackrest_ --type="$type" backup
+  pgbackrest_ info
+}
+
+cmd_restore_point() { # $1 name
+  local name=${1:?restore-point needs a name}
+  [[ $name =~ ^[A-Za-z0-9_.-]{1,60}$ ]] || die "a restore point's name is 1-60 letters, digits, '_', '.' or '-'"
+  local lsn; lsn=$(admin_psql "$PG_PORT" -d postgres -At -c "SELECT pg_create_restore_point('$name')")
+  # Remembered beside the backups: a restore to the name starts from the last backup before it.
+  printf '%s %s\n' "$name" "$lsn" >>"$BACKUP_DIR/restore-points"
+  # Switches to a new WAL segment and waits until the one holding the point is in the repository.
+  pgbackrest_ check
+  log "restore point '$name' at $lsn"
+}
+
+lsn_number() { local hi=${1%/*} lo=${1#*/}; echo $(((16#$hi << 32) + 16#$lo)); }
+
+# The newest backup that ended at or before an LSN: recovery can only replay forwards from a backup.
+backup_set_before() { # $1 lsn
+  local target; target=$(lsn_number "$1")
+  pgbackrest_ info --output=json | node -e '
+    const target = BigInt(process.argv[1]);
+    const lsn = (text) => { const [hi, lo] = text.split("/"); return (BigInt("0x" + hi) << 32n) + BigInt("0x" + lo); };
+    const backups = JSON.parse(require("fs").readFileSync(0, "utf8"))[0]?.backup ?? [];
+    const before = backups.filter((b) => lsn(b.lsn.stop) <= target);
+    if (before.length === 0) process.exit(1);
+    console.log(before.at(-1).label);' "$target"
+}
+
+cmd_restore() {
+  local to="" into="" port=$((PG_PORT + 90)) type target
+  while (($#)); do
+    case "$1" in
+      --to) to=${2:?--to needs name:NAME, time:TIME or lsn:LSN}; shift 2 ;;
+      --into) into=${2:?--into needs a directory}; shift 2 ;;
+      --port) port=${2:?--port needs a number}; shift 2 ;;
+      *) die "unknown option '$1'" ;;
+    esac
+  done
+  [[ -n $into ]] || die "--into DIR: the new data directory (it must not exist yet, or be empty)"
+  local position="" set=()
+  case "$to" in
+    name:?*) type=name; target=${to#name:}
+      position=$(awk -v n="$target" '$1 == n { p = $2 } END { print p }' "$BACKUP_DIR/restore-points" 2>/dev/null || true) ;;
+    time:?*) type=time; target=${to#time:} ;; # pgBackRest picks the last backup before a time itself
+    lsn:?*) type=lsn; target=${to#lsn:}; position=$target
+      [[ $target =~ ^[0-9A-Fa-f]{1,8}/[0-9A-Fa-f]{1,8}$ ]] || die "an LSN looks like 0/3000028" ;;
+    *) die "--to takes name:NAME, time:TIME (e.g. time:'2026-12-07 10:00:00+00') or lsn:LSN (e.g. lsn:0/3000028)" ;;
+  esac
+  if [[ -n $position ]]; then
+    set=(--set="$(backup_set_before "$position")") || die "no backup ended before $position: nothing to restore from"
+  elif [[ $type == name ]]; then
+    # A point made with SQL, not by restore-point: the oldest backup can replay to anything after it.
+    set=(--set="$(pgbackrest_ info --output=json | node -e 'console.log(JSON.parse(require("fs").readFileSync(0, "utf8"))[0].backup[0].label)')")
+  fi
+  [[ ! -e $into ]] || [[ -z $(ls -A "$into") ]] || die "$into is not empty: restore into a new directory"
+  refuse_taken_port "$port" "the restored server"
+  # With the primary up, everything committed so far reaches the repository before recovery reads it.
+  node_running primary && pgbackrest_ check
+  mkdir -p "$into"; chown "$RUN_USER" "$into"; chmod 700 "$into"
+  log "restoring to $type '$target' into $into"
+  # archive-mode=off: the restored server must not archive its own WAL into the source's repository.
+  pgbackrest_ --pg1-path="$into" --type="$type" --target="$target" --target-action=promote \
+    --archive-mode=off "${set[@]}" restore
+  cat >"$into/node.conf" <<CONF
+port = $port
+cluster_name = 'pgrag-restored'
+CONF
+  chown "$RUN_USER" "$into/node.conf"
+  as_db_user "$PG_BIN/pg_ctl" -D "$into" -l "$into/server.log" -w -t 300 start >/dev/null \
+    || die "the restored server did not start; see $into/server.log"
+  local i
+  for i in $(seq 1 600); do
+    [[ $(admin_psql "$port" -d postgres -At -c "SELECT pg_is_in_recovery()") == f ]] && break
+    ((i < 600)) || die "the restored server did not finish recovery within 5 minutes; see $into/server.log"
+    sleep 0.5
+  done
+  log "restored: a server on :$port (socket $SOCK_DIR) recovered to $type '$target', accepting writes"
+}
+
+cmd_discard_restore() { # $1 dir
+  local dir=${1:?discard-restore needs the restored directory}
+  [[ -f $dir/PG_VERSION ]] || die "$dir is not a data directory"
+  [[ $dir != "$(node_dir primary)" && $dir != "$CLUSTER_DIR"/replica* ]] || die "$dir belongs to the cluster"
+  as_db_user "$PG_BIN/pg_ctl" -D "$dir" -m fast -w -t 60 stop >/dev/null 2>&1 || true
+  rm -rf "$dir"
+}
+
 case "${1:-}" in
   up) shift; cmd_up "$@" ;;
   down) cmd_down ;;
@@ -396,5 +558,9 @@ case "${1:-}" in
   stop-node) stop_node "${2:?stop-node needs a node name}" ;;
   start-node) start_node "${2:?start-node needs a node name}" ;;
   restart-pgbouncer) stop_pgbouncer; start_pgbouncer ;;
-  *) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  backup) shift; cmd_backup "$@" ;;
+  restore-point) cmd_restore_point "${2:-}" ;;
+  restore) shift; cmd_restore "$@" ;;
+  discard-restore) cmd_discard_restore "${2:-}" ;;
+  *) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

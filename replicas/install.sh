@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the native topology needs on Debian 12 (bookworm) or 13 (trixie), as root:
-# PostgreSQL, pgvector >= 0.8 and PgBouncer. Idempotent, and quick when everything is present.
+# PostgreSQL, pgvector >= 0.8, PgBouncer and pgBackRest. Idempotent, and quick when everything is present.
 set -euo pipefail
 
 MIN_PGVECTOR="0.8.0"
@@ -30,11 +30,12 @@ everything_present() {
   [[ -x /usr/lib/postgresql/${PG_MAJOR}/bin/postgres ]] \
     && [[ -x /usr/lib/postgresql/${PG_MAJOR}/bin/pg_basebackup ]] \
     && command -v pgbouncer >/dev/null \
+    && command -v pgbackrest >/dev/null \
     && [[ -n $v ]] && version_at_least "$v" "$MIN_PGVECTOR"
 }
 
 if everything_present; then
-  log "PostgreSQL ${PG_MAJOR}, pgvector $(installed_pgvector_version) and PgBouncer already installed"
+  log "PostgreSQL ${PG_MAJOR}, pgvector $(installed_pgvector_version), PgBouncer and pgBackRest already installed"
   exit 0
 fi
 
@@ -42,10 +43,10 @@ apt_updated=0
 apt_update_once() { (( apt_updated )) || { apt-get update -qq; apt_updated=1; }; }
 
 apt_update_once
-log "installing PostgreSQL ${PG_MAJOR} and PgBouncer"
+log "installing PostgreSQL ${PG_MAJOR}, PgBouncer and pgBackRest"
 # The distribution's cluster (main) is not used: the topology makes its own data directories.
 apt-get install -y -qq --no-install-recommends \
-  "postgresql-${PG_MAJOR}" "postgresql-client-${PG_MAJOR}" postgresql-contrib pgbouncer >/dev/null
+  "postgresql-${PG_MAJOR}" "postgresql-client-${PG_MAJOR}" postgresql-contrib pgbouncer pgbackrest >/dev/null
 # Debian's packages start a default cluster and pgbouncer service; they would hold ports we may want.
 if command -v pg_ctlcluster >/dev/null; then pg_ctlcluster "${PG_MAJOR}" main stop 2>/dev/null || true; fi
 if command -v service >/dev/null; then service pgbouncer stop >/dev/null 2>&1 || true; fi
@@ -86,4 +87,4 @@ SRC
 fi
 
 everything_present || die "installation finished but a component is still missing"
-log "PostgreSQL ${PG_MAJOR}, pgvector $(installed_pgvector_version) and PgBouncer installed"
+log "PostgreSQL ${PG_MAJOR}, pgvector $(installed_pgvector_version), PgBouncer and pgBackRest installed"
