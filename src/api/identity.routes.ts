@@ -1,8 +1,10 @@
+import { isIP } from "node:net";
 import type { MiddlewareHandler } from "hono";
 import { Hono } from "hono";
 import { z } from "zod";
 import type { Config } from "../config.ts";
 import { importJWK, type JWK } from "jose";
+import { mayFetchFrom } from "../tenancy/public-fetch.ts";
 import { InvalidRequestError, NotFoundError } from "../errors.ts";
 import type { EndUsers } from "../tenancy/end-users.ts";
 import type { Scope } from "../tenancy/principal.ts";
@@ -15,14 +17,25 @@ const claimName = z.string().regex(/^[A-Za-z0-9_.:/-]{1,200}$/, "a claim name: l
 
 const jsonWebKey = z.object({ kty: z.string().min(1) }).passthrough();
 
-/** Keys published on this machine over plain http are a development convenience, off unless configured. */
+/**
+ * Keys published on this machine over plain http are a development convenience, off unless
+ * configured. An address on this machine or a private network is refused here when the URL names
+ * one, and at every fetch after DNS otherwise (public-fetch.ts).
+ */
 function jwksUrl(allowLoopback: boolean) {
-  return z.url().refine((value) => {
-    const url = new URL(value);
-    if (url.protocol === "https:") return true;
-    const loopback = ["127.0.0.1", "localhost", "[::1]"].includes(url.hostname);
-    return allowLoopback && loopback && url.protocol === "http:";
-  }, "jwks_url must be https (plain http only on this machine, with PGRAG_JWKS_ALLOW_LOOPBACK)");
+  return z
+    .url()
+    .refine((value) => {
+      const url = new URL(value);
+      if (url.protocol === "https:") return true;
+      const loopback = ["127.0.0.1", "localhost", "[::1]"].includes(url.hostname);
+      return allowLoopback && loopback && url.protocol === "http:";
+    }, "jwks_url must be https (plain http only on this machine, with PGRAG_JWKS_ALLOW_LOOPBACK)")
+    .refine((value) => {
+      const host = new URL(value).hostname.replace(/^\[|\]$/g, "");
+      if (host === "localhost" || host.endsWith(".localhost")) return allowLoopback;
+      return !isIP(host) || mayFetchFrom(host, allowLoopback);
+    }, "jwks_url must not point at this machine or a private network (the keys are fetched from pgrag's own network)");
 }
 
 function providerBody(allowLoopback: boolean) {

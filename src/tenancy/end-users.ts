@@ -1,4 +1,13 @@
-import { createLocalJWKSet, createRemoteJWKSet, errors, type JWTPayload, jwtVerify, type JWTVerifyGetKey } from "jose";
+import {
+  createLocalJWKSet,
+  createRemoteJWKSet,
+  customFetch,
+  errors,
+  type JWTPayload,
+  jwtVerify,
+  type JWTVerifyGetKey,
+} from "jose";
+import { PrivateAddressError, publicOnlyFetch } from "./public-fetch.ts";
 import { LRUCache } from "lru-cache";
 import type { Config } from "../config.ts";
 import type { Router } from "../db/router.ts";
@@ -31,10 +40,13 @@ export class EndUsers {
   readonly #providers: LRUCache<string, { provider: IdentityProvider | null }>;
   readonly #keySets = new LRUCache<string, JWTVerifyGetKey>({ max: 1_000 });
   readonly #options: Config["endUsers"];
+  /** Key sets are fetched only from public addresses (a tenant's URL must not reach inside). */
+  readonly #fetch: ReturnType<typeof publicOnlyFetch>;
 
   constructor(router: Router, options: Config["endUsers"] & { cacheTtlMs: number }) {
     this.#router = router;
     this.#options = options;
+    this.#fetch = publicOnlyFetch(options.allowLoopbackJwks);
     this.#providers = new LRUCache({ max: 10_000, ttl: options.cacheTtlMs });
   }
 
@@ -107,6 +119,7 @@ export class EndUsers {
         ? createRemoteJWKSet(new URL(provider.jwksUrl), {
             cooldownDuration: this.#options.jwksCooldownMs,
             timeoutDuration: 5_000,
+            [customFetch]: this.#fetch,
           })
         : createLocalJWKSet(provider.jwks ?? { keys: [] });
       this.#keySets.set(key, keySet);
@@ -128,6 +141,10 @@ function tokenError(error: unknown, provider: IdentityProvider): AppError {
       return new AppError("unauthorized", `the end-user token is not meant for this audience (${provider.audience})`);
     }
     return new AppError("unauthorized", `the end-user token's '${error.claim}' claim is not valid: ${error.message}`);
+  }
+  const refused = causeOf(error, PrivateAddressError);
+  if (refused) {
+    return new AppError("forbidden", `the tenant's identity provider cannot be used: ${refused.message}`);
   }
   if (
     error instanceof errors.JWKSTimeout ||
@@ -156,4 +173,10 @@ function tokenError(error: unknown, provider: IdentityProvider): AppError {
   return new AppError("unavailable", `the identity provider's keys could not be used: ${(error as Error).message}`, {
     retryAfterSeconds: 5,
   });
+}
+
+/** The first error of this class in `error`'s chain of causes. */
+function causeOf<E extends Error>(error: unknown, type: new (...args: never[]) => E): E | undefined {
+  for (let e: unknown = error; e instanceof Error; e = e.cause) if (e instanceof type) return e;
+  return undefined;
 }

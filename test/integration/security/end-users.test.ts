@@ -236,6 +236,23 @@ describe("end users", () => {
       json: { issuer: ISSUER, audience: AUDIENCE, jwks_url: "http://10.0.0.1/jwks.json" },
     });
     expect([plain.status, plain.body.error.message]).toEqual([400, expect.stringMatching(/jwks_url must be https/)]);
+    // Keys are fetched from pgrag's own network: a URL into it (a cloud's metadata service, a private
+    // host) is refused as given; one whose name resolves there, at fetch time (unit-tested in public-fetch).
+    // This app allows loopback (its tests publish keys on this machine): private networks stay refused.
+    for (const inside of [
+      "https://169.254.169.254/jwks.json",
+      "https://10.1.2.3/jwks.json",
+      "https://[fd00::1]:8443/k",
+    ]) {
+      const refused = await api<{ error: { message: string } }>(app, "PUT", "/v1/identity-provider", {
+        key: admin,
+        json: { issuer: ISSUER, audience: AUDIENCE, jwks_url: inside },
+      });
+      expect([refused.status, refused.body.error.message], inside).toEqual([
+        400,
+        expect.stringMatching(/must not point at this machine or a private network/),
+      ]);
+    }
     const shown = await api<{ identity_provider: { issuer: string } }>(app, "GET", "/v1/identity-provider", {
       key: admin,
     });
