@@ -86,11 +86,12 @@ export class Tracing {
 
   /**
    * As span(), but only inside a recorded span: the router's reads and writes for background loops
-   * (usage events, the node monitor) would otherwise each start a trace of their own.
+   * (usage events, the node monitor) would otherwise each start a trace of their own. The attributes
+   * are computed only for a span that is recorded.
    */
-  async child<T>(name: string, attributes: Attributes, work: (span: Span) => Promise<T>): Promise<T> {
+  async child<T>(name: string, attributes: () => Attributes, work: (span: Span) => Promise<T>): Promise<T> {
     if (!this.#provider || !trace.getActiveSpan()?.isRecording()) return work(NOT_RECORDING);
-    return this.span(name, attributes, work);
+    return this.span(name, attributes(), work);
   }
 
   /** Runs `work` with `span` as the current span (under `parent`), for a span the caller ends. */

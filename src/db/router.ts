@@ -143,11 +143,15 @@ export class Router {
    * writes make a retry by the client safe).
    */
   async write<T>(options: WriteOptions, work: (tx: Executor) => Promise<T>): Promise<WriteResult<T>> {
-    return this.#tracing.child("db.write", { "pgrag.db.node": this.#primary.name }, async (span) => {
-      const result = await this.#write(options, work);
-      span.setAttribute("pgrag.db.token", formatLsn(result.token));
-      return result;
-    });
+    return this.#tracing.child(
+      "db.write",
+      () => ({ "pgrag.db.node": this.#primary.name }),
+      async (span) => {
+        const result = await this.#write(options, work);
+        span.setAttribute("pgrag.db.token", formatLsn(result.token));
+        return result;
+      },
+    );
   }
 
   async #write<T>(options: WriteOptions, work: (tx: Executor) => Promise<T>): Promise<WriteResult<T>> {
@@ -192,10 +196,10 @@ export class Router {
    * bounded once per read (`consistencyWaitMs`), however many nodes are tried.
    */
   async read<T>(options: ReadOptions, work: (db: Executor) => Promise<T>): Promise<ReadResult<T>> {
-    const attributes = {
+    const attributes = () => ({
       "pgrag.db.token": options.token == null ? "none" : formatLsn(options.token),
       "pgrag.db.primary_required": options.primary === true,
-    };
+    });
     return this.#tracing.child("db.read", attributes, (span) => this.#read(options, work, span));
   }
 
@@ -217,13 +221,15 @@ export class Router {
       const node = replica ?? (failed.includes(this.#primary.name) ? undefined : this.#fallback(token));
       if (!node) break;
       const reason = failed.length > 0 ? "retry" : replica ? "replica" : "fallback";
-      span.setAttributes({
-        "pgrag.db.node": node.name,
-        "pgrag.db.reason": reason,
-        "pgrag.db.retries": failed.length,
-        // Time spent choosing: waiting for a replica to replay up to the token, and failed attempts.
-        "pgrag.db.wait_ms": performance.now() - started,
-      });
+      if (span.isRecording()) {
+        span.setAttributes({
+          "pgrag.db.node": node.name,
+          "pgrag.db.reason": reason,
+          "pgrag.db.retries": failed.length,
+          // Time spent choosing: waiting for a replica to replay up to the token, and failed attempts.
+          "pgrag.db.wait_ms": performance.now() - started,
+        });
+      }
       try {
         const result = await this.#readOn(
           node,

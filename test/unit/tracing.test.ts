@@ -17,7 +17,11 @@ describe("tracing", () => {
     const exporter = new InMemorySpanExporter();
     const tracing = createTracing(null, exporter);
     const seen = await tracing.span("outer", {}, () =>
-      tracing.child("inner", { n: 1 }, async () => ({ header: tracing.outgoing(), ids: traceIds() })),
+      tracing.child(
+        "inner",
+        () => ({ n: 1 }),
+        async () => ({ header: tracing.outgoing(), ids: traceIds() }),
+      ),
     );
     const [inner, outer] = exporter.getFinishedSpans();
     expect(inner?.name).toBe("inner");
@@ -30,7 +34,11 @@ describe("tracing", () => {
   it("starts no trace for a child span or a statement outside one", async () => {
     const exporter = new InMemorySpanExporter();
     const tracing = createTracing(null, exporter);
-    await tracing.child("background", {}, async () => tracing.record("db.statement", {}, 1));
+    await tracing.child(
+      "background",
+      () => ({}),
+      async () => tracing.record("db.statement", {}, 1),
+    );
     expect(exporter.getFinishedSpans()).toEqual([]);
     expect(trace.getActiveSpan()).toBeUndefined();
     await tracing.shutdown();

@@ -8,7 +8,8 @@ import { readSse } from "../../../harness/sse.ts";
 import type { App } from "../../../src/app.ts";
 import { createLogger } from "../../../src/logger.ts";
 import { startTestApp } from "../../helpers/app.ts";
-import { seedScifact } from "../../helpers/ingest.ts";
+import { api } from "../../helpers/api.ts";
+import { seedScifact, waitForDocuments } from "../../helpers/ingest.ts";
 
 const exporter = new InMemorySpanExporter();
 /** The app's JSON log lines, parsed. */
@@ -131,6 +132,15 @@ describe("traces", () => {
   });
 
   it("make each ingestion run a trace of its own, with its embeddings and its write", async () => {
+    // Text no earlier test wrote: its chunks' embeddings are not cached, the run asks the backend.
+    const externalId = `fresh-${randomBytes(4).toString("hex")}`;
+    const content = `Trace ${randomBytes(8).toString("hex")} follows ingestion ${randomBytes(8).toString("hex")}.`;
+    const upload = await api(app, "POST", "/v1/collections/sci/documents", {
+      key,
+      json: { documents: [{ external_id: externalId, content }] },
+    });
+    expect(upload.status).toBe(202);
+    await waitForDocuments(app, key, "sci", [externalId]);
     const spans = exporter.getFinishedSpans();
     const jobs = spans.filter((s) => s.name === "job ingestion");
     for (const job of jobs) {
