@@ -14,12 +14,9 @@
 import { parseArgs } from "node:util";
 import { sql } from "kysely";
 import { createApp } from "../src/app.ts";
-import { textArrayLiteral } from "../src/db/array-literal.ts";
-import { adjustCollectionStats } from "../src/collections/collections.repository.ts";
 import { loadConfig } from "../src/config.ts";
 import { readBeirQueries } from "../src/evaluation/beir.ts";
 import { readScifactCorpus, SCIFACT_DIR, SIFT5K_DIR } from "../src/evaluation/datasets.ts";
-import { insertChunksWithPostings, storeEmbeddings } from "../src/ingest/chunks.repository.ts";
 import { createLogger } from "../src/logger.ts";
 import { compactCollection } from "../src/postings/postings-compactor.ts";
 import { bm25Search } from "../src/retrieval/bm25-search.ts";
@@ -38,10 +35,10 @@ import { adminTransaction } from "../src/tenancy/admin-transaction.ts";
 import { ensureTenant } from "../src/tenancy/api-keys.ts";
 import type { Principal } from "../src/tenancy/principal.ts";
 import { DEFAULT_CHUNKING } from "../src/text/chunking.ts";
-import { contentHash } from "../src/text/content.ts";
 import { readVectors } from "./fvecs.ts";
 import { replicasReleaseDeletedRows } from "./replica-slots.ts";
 import { sentencesOf } from "./scratch-schema.ts";
+import { writeSyntheticDocuments } from "./synthetic-documents.ts";
 import { seeded } from "./seeded-random.ts";
 import { formatMs, percentile } from "./stats.ts";
 
@@ -106,65 +103,15 @@ const { value: collectionId } = await app.router.read(
 
 const loadStarted = performance.now();
 for (let start = 0; start < CHUNKS; start += BATCH) {
-  const rows = Array.from({ length: Math.min(BATCH, CHUNKS - start) }, (_, j) => {
+  const documents = Array.from({ length: Math.min(BATCH, CHUNKS - start) }, (_, j) => {
     const i = start + j;
     const picked = Array.from(
       { length: 4 + Math.floor(random() * 5) },
       () => sentences[Math.floor(random() * sentences.length)],
     );
-    return {
-      i,
-      text: picked.join(" "),
-      hash: contentHash(`acl-bench-${i}`),
-      access: accessOf(random()),
-      vector: derived(i),
-    };
+    return { externalId: `d${i}`, text: picked.join(" "), access: accessOf(random()), vector: derived(i) };
   });
-  await app.router.write({ tenantId }, async (tx) => {
-    await storeEmbeddings(
-      tx,
-      rows.map((r) => ({ hash: r.hash, embedding: r.vector })),
-    );
-    const { rows: ids } = await sql<{ id: string }>`
-      INSERT INTO documents (tenant_id, collection_id, external_id, content_type, content, content_hash, status, access)
-      SELECT ${tenantId}::uuid, ${collectionId}::uuid, 'd' || t.i, 'text/plain', t.text, '\\x00', 'ready', t.access::text[]
-      FROM unnest(${rows.map((r) => r.i)}::int[], ${rows.map((r) => r.text)}::text[],
-                  ${rows.map((r) => textArrayLiteral(r.access))}::text[]) WITH ORDINALITY AS t(i, text, access, n)
-      ORDER BY t.n
-      RETURNING id`.execute(tx);
-    const added = await insertChunksWithPostings(
-      tx,
-      rows.map((r, j) => ({
-        owner: {
-          tenantId,
-          collectionId,
-          documentId: ids[j]?.id ?? "",
-          version: 1,
-          language: "english",
-          metadata: {},
-          access: r.access,
-        },
-        chunks: [
-          {
-            content: r.text,
-            headingPath: [],
-            charStart: 0,
-            charEnd: r.text.length,
-            tokenCount: 100,
-            contentHash: r.hash,
-          },
-        ],
-      })),
-    );
-    const totals = [...added.values()];
-    await adjustCollectionStats(
-      tx,
-      collectionId,
-      tenantId,
-      totals.length,
-      totals.reduce((s, a) => s + a.lexemeTotal, 0),
-    );
-  });
+  await writeSyntheticDocuments(app, { tenantId, collectionId }, documents);
 }
 await compactCollection(
   app.router,
