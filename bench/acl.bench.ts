@@ -32,13 +32,11 @@ import { vectorIndexOf } from "../src/retrieval/search.service.ts";
 import { closeDbNode } from "../src/db/pools.ts";
 import { createAdminDbNode } from "../src/tenancy/admin-db.ts";
 import { adminTransaction } from "../src/tenancy/admin-transaction.ts";
-import { ensureTenant } from "../src/tenancy/api-keys.ts";
 import type { Principal } from "../src/tenancy/principal.ts";
-import { DEFAULT_CHUNKING } from "../src/text/chunking.ts";
 import { readVectors } from "./fvecs.ts";
 import { replicasReleaseDeletedRows } from "./replica-slots.ts";
 import { sentencesOf } from "./scratch-schema.ts";
-import { writeSyntheticDocuments } from "./synthetic-documents.ts";
+import { benchCollection, writeSyntheticDocuments } from "./synthetic-documents.ts";
 import { seeded } from "./seeded-random.ts";
 import { formatMs, percentile } from "./stats.ts";
 
@@ -92,14 +90,7 @@ const admin = createAdminDbNode(config);
 await replicasReleaseDeletedRows(admin.db);
 await sql`VACUUM (ANALYZE) chunks, documents, bm25_blocks, bm25_deletions`.execute(admin.db);
 await closeDbNode(admin);
-const tenantId = await adminTransaction(app, (tx) => ensureTenant(tx, `bench-acl-${Date.now()}`));
-const owner: Principal = { tenantId, keyId: "bench", scopes: ["read", "write"], principals: null, owner: null };
-await app.ingest.createCollection(owner, { name: "acl", language: "english", chunking: DEFAULT_CHUNKING });
-const { value: collectionId } = await app.router.read(
-  { tenantId, primary: true },
-  async (db) =>
-    (await db.selectFrom("collections").select("id").where("name", "=", "acl").executeTakeFirstOrThrow()).id,
-);
+const { tenantId, collectionId, owner } = await benchCollection(app, "acl");
 
 const loadStarted = performance.now();
 for (let start = 0; start < CHUNKS; start += BATCH) {

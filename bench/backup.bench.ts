@@ -18,12 +18,9 @@ import { loadConfig } from "../src/config.ts";
 import { readScifactCorpus } from "../src/evaluation/datasets.ts";
 import { createLogger } from "../src/logger.ts";
 import { adminTransaction } from "../src/tenancy/admin-transaction.ts";
-import { ensureTenant } from "../src/tenancy/api-keys.ts";
-import type { Principal } from "../src/tenancy/principal.ts";
-import { DEFAULT_CHUNKING } from "../src/text/chunking.ts";
 import { sentencesOf } from "./scratch-schema.ts";
 import { seeded } from "./seeded-random.ts";
-import { writeSyntheticDocuments } from "./synthetic-documents.ts";
+import { benchCollection, writeSyntheticDocuments } from "./synthetic-documents.ts";
 
 const { values: args } = parseArgs({ options: { chunks: { type: "string", default: "100000" } } });
 const CHUNKS = Number(args.chunks);
@@ -59,14 +56,7 @@ const walPosition = async () =>
   });
 
 await adminTransaction(app, (tx) => sql`DELETE FROM tenants WHERE name LIKE 'bench-backup-%'`.execute(tx));
-const tenantId = await adminTransaction(app, (tx) => ensureTenant(tx, `bench-backup-${Date.now()}`));
-const owner: Principal = { tenantId, keyId: "bench", scopes: ["read", "write"], principals: null, owner: null };
-await app.ingest.createCollection(owner, { name: "backup", language: "english", chunking: DEFAULT_CHUNKING });
-const { value: collectionId } = await app.router.read(
-  { tenantId, primary: true },
-  async (db) =>
-    (await db.selectFrom("collections").select("id").where("name", "=", "backup").executeTakeFirstOrThrow()).id,
-);
+const { tenantId, collectionId } = await benchCollection(app, "backup");
 const sentences = (await readScifactCorpus(Number.POSITIVE_INFINITY)).flatMap((d) => sentencesOf(d.text));
 const random = seeded(7);
 const dimension = config.embedding.dimension;
@@ -107,7 +97,8 @@ const databaseBytes = await adminTransaction(app, async (tx) => {
 let started = performance.now();
 const info = await cluster("backup", "--type", "full");
 const backupMs = performance.now() - started;
-const lastSet = info.match(/full backup: [\s\S]*$/)?.[0] ?? "";
+// pgbackrest info lists the sets oldest first: the last one is this backup.
+const lastSet = info.split(/(?=full backup: )/).at(-1) ?? "";
 console.log(
   `full backup of ${mb(databaseBytes)}: ${seconds(backupMs)} (${(databaseBytes / 1024 / 1024 / (backupMs / 1000)).toFixed(0)} MB/s); ` +
     `in the repository: ${lastSet.match(/backup set size: ([^,\n]+)/)?.[1] ?? "?"}`,

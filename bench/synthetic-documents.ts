@@ -3,7 +3,27 @@ import type { App } from "../src/app.ts";
 import { adjustCollectionStats } from "../src/collections/collections.repository.ts";
 import { textArrayLiteral } from "../src/db/array-literal.ts";
 import { insertChunksWithPostings, storeEmbeddings } from "../src/ingest/chunks.repository.ts";
+import { adminTransaction } from "../src/tenancy/admin-transaction.ts";
+import { ensureTenant } from "../src/tenancy/api-keys.ts";
+import type { Principal } from "../src/tenancy/principal.ts";
+import { DEFAULT_CHUNKING } from "../src/text/chunking.ts";
 import { contentHash } from "../src/text/content.ts";
+
+/** A benchmark's own tenant (`bench-<kind>-<time>`, deleted by name after) with one collection `kind`. */
+export async function benchCollection(
+  app: App,
+  kind: string,
+): Promise<{ tenantId: string; collectionId: string; owner: Principal }> {
+  const tenantId = await adminTransaction(app, (tx) => ensureTenant(tx, `bench-${kind}-${Date.now()}`));
+  const owner: Principal = { tenantId, keyId: "bench", scopes: ["read", "write"], principals: null, owner: null };
+  await app.ingest.createCollection(owner, { name: kind, language: "english", chunking: DEFAULT_CHUNKING });
+  const { value: collectionId } = await app.router.read(
+    { tenantId, primary: true },
+    async (db) =>
+      (await db.selectFrom("collections").select("id").where("name", "=", kind).executeTakeFirstOrThrow()).id,
+  );
+  return { tenantId, collectionId, owner };
+}
 
 /** A one-chunk document a benchmark writes: its id, text, vector and access list. */
 export interface SyntheticDocument {

@@ -2,6 +2,7 @@ import { Kysely, type LogEvent, PostgresDialect } from "kysely";
 import pg from "pg";
 import { TRACING_OFF, type Tracing } from "../tracing.ts";
 import type { Database } from "./database.ts";
+import { refuseUnreplicatedCommits } from "./synchronous-commit.ts";
 
 export type NodeRole = "primary" | "replica";
 
@@ -45,7 +46,10 @@ export function createDbNode(name: string, role: NodeRole, url: string, options:
   pool.on("error", () => {});
   // The same can happen to a client that is checked out between two queries (PgBouncer sends
   // "server conn crashed?" as a FATAL message); the next query on it fails and the router handles that.
-  pool.on("connect", (client) => client.on("error", () => {}));
+  pool.on("connect", (client) => {
+    client.on("error", () => {});
+    refuseUnreplicatedCommits(client);
+  });
   const tracing = options.tracing ?? TRACING_OFF;
   const db = new Kysely<Database>({
     dialect: new PostgresDialect({ pool }),

@@ -11,6 +11,7 @@ import type { Database } from "./database.ts";
 import { formatLsn, type Lsn, parseLsn } from "./lsn.ts";
 import type { NodeMonitor } from "./node-monitor.ts";
 import type { DbNode } from "./pools.ts";
+import { UnreplicatedCommitError } from "./synchronous-commit.ts";
 import {
   chooseFallback,
   clampToken,
@@ -167,6 +168,12 @@ export class Router {
         inTransaction(primary.db, options.tenantId, requesterSettings(undefined, options), work),
       );
     } catch (error) {
+      if (error instanceof UnreplicatedCommitError) {
+        throw new UnavailableError(
+          "the write was not acknowledged: the primary committed it but its synchronous standby did not confirm it, so a failover may lose it; its outcome is unknown",
+          { cause: error, retryAfterSeconds: 2 },
+        );
+      }
       if (!isConnectionError(error)) throw error;
       this.#monitor.reportFailure(primary.name, error);
       throw new UnavailableError(
