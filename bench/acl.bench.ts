@@ -34,7 +34,7 @@ import { createAdminDbNode } from "../src/tenancy/admin-db.ts";
 import { adminTransaction } from "../src/tenancy/admin-transaction.ts";
 import type { Principal } from "../src/tenancy/principal.ts";
 import { readVectors } from "./fvecs.ts";
-import { replicasReleaseDeletedRows } from "./replica-slots.ts";
+import { dropBenchTenants } from "./replica-slots.ts";
 import { sentencesOf } from "./scratch-schema.ts";
 import { benchCollection, writeSyntheticDocuments } from "./synthetic-documents.ts";
 import { seeded } from "./seeded-random.ts";
@@ -81,15 +81,9 @@ const accessOf = (r: number) => {
   return groups.length > 0 ? groups : ["group:rest"];
 };
 
-// An earlier run's collection (one interrupted) would grow the shared graph and postings; its
-// deleted vectors stay in the graph, taking places in every walk's candidate list, until a vacuum.
-const dropBenchTenants = () =>
-  adminTransaction(app, (tx) => sql`DELETE FROM tenants WHERE name LIKE 'bench-acl-%'`.execute(tx));
-await dropBenchTenants();
+// Earlier runs' collections (one interrupted, say) out of the graph and the postings first.
 const admin = createAdminDbNode(config);
-await replicasReleaseDeletedRows(admin.db);
-await sql`VACUUM (ANALYZE) chunks, documents, bm25_blocks, bm25_deletions`.execute(admin.db);
-await closeDbNode(admin);
+await dropBenchTenants(admin.db, "bench-acl-%");
 const { tenantId, collectionId, owner } = await benchCollection(app, "acl");
 
 const loadStarted = performance.now();
@@ -196,5 +190,6 @@ for (const reader of READERS) {
 console.log(
   "targets: vector recall@10 ≥ 0.95 at every selectivity; BM25 identical to the exhaustive filtered top 10 (the other exact path) on every sampled query; p95 ≤ 2× the tenant-wide p95 at 10% and 50%",
 );
-await dropBenchTenants();
+await sql`DELETE FROM tenants WHERE id = ${tenantId}`.execute(admin.db);
+await closeDbNode(admin);
 await app.stop();

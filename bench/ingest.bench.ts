@@ -35,7 +35,7 @@ import { createApiKey, ensureTenant } from "../src/tenancy/api-keys.ts";
 import { waitFor } from "../harness/wait-for.ts";
 import { readScifactCorpus } from "../src/evaluation/datasets.ts";
 import { COMPACTION_QUEUE } from "../src/postings/compact-postings.job.ts";
-import { replicasReleaseDeletedRows } from "./replica-slots.ts";
+import { dropBenchTenants } from "./replica-slots.ts";
 import { machineBusySeconds, percentile } from "./stats.ts";
 
 const { values: args } = parseArgs({
@@ -88,9 +88,7 @@ async function replicasCaughtUp(): Promise<void> {
  * needs (pgvector repairs the graph around each deleted element) must not overlap a timed phase.
  */
 async function startClean(): Promise<void> {
-  await psql(url, "DELETE FROM tenants WHERE name LIKE 'bench-ingest-%'");
-  await replicasReleaseDeletedRows(admin.db);
-  await psql(url, "VACUUM (ANALYZE) chunks, bm25_blocks, bm25_deletions, documents");
+  await dropBenchTenants(admin.db, "bench-ingest-%");
   await replicasCaughtUp();
 }
 

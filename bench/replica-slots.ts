@@ -24,3 +24,15 @@ export async function replicasReleaseDeletedRows(db: Kysely<Database>): Promise<
     15 * 60_000,
   );
 }
+
+/**
+ * Deletes earlier runs' tenants (names matching the LIKE pattern) and vacuums what they leave, once
+ * no replica can still see it: their vectors would otherwise stay in the shared HNSW graph (taking
+ * places in every walk's candidate list) and their postings in the blocks, and autovacuum would do
+ * the graph's repair in the middle of whatever is measured next. `db` is the schema owner's.
+ */
+export async function dropBenchTenants(db: Kysely<Database>, namePattern: string): Promise<void> {
+  await sql`DELETE FROM tenants WHERE name LIKE ${namePattern}`.execute(db);
+  await replicasReleaseDeletedRows(db);
+  await sql`VACUUM (ANALYZE) chunks, bm25_blocks, bm25_deletions, documents`.execute(db);
+}
