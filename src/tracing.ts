@@ -53,17 +53,17 @@ export class Tracing {
   }
 
   /**
-   * Runs `work` in a span whose parent is the current one (or `parent`); ends it when the work
-   * settles, marking a thrown error.
+   * Runs `work` in a span whose parent is the current one; ends it when the work settles, marking
+   * a thrown error.
    */
   async span<T>(
     name: string,
     attributes: Attributes,
     work: (span: Span) => Promise<T>,
-    options: { kind?: SpanKind; parent?: Context } = {},
+    options: { kind?: SpanKind } = {},
   ): Promise<T> {
     if (!this.#provider) return work(NOT_RECORDING);
-    const parent = options.parent ?? context.active();
+    const parent = context.active();
     const span = this.#tracer.startSpan(name, { attributes, kind: options.kind ?? SpanKind.INTERNAL }, parent);
     try {
       return await context.with(trace.setSpan(parent, span), () => work(span));
