@@ -122,7 +122,7 @@ for (const claim of claims)
 const rows: string[] = [];
 let unfiltered = { vector: 0, bm25: 0, hybrid: 0 };
 for (const reader of READERS) {
-  const principals = reader.principals ? ["*", ...reader.principals] : null;
+  const principals = reader.principals;
   const scope: SearchScope = {
     tenantId,
     collectionIds: [collectionId],

@@ -14,9 +14,9 @@ export interface SearchScope {
   readonly documentIds: readonly string[] | null;
   readonly filter: SearchFilter | undefined;
   /**
-   * The requester's principals (with `*`); null: the whole tenant. Row-level security keeps the
-   * chunks whose access names none of them out of every read (the read runs with them set), so no
-   * query repeats the condition: estimated twice, it would be counted twice.
+   * The requester's principals (`*` is implied); null: the whole tenant. Row-level security keeps
+   * the chunks whose access names none of them out of every read (the router sets them, with `*`,
+   * for the read), so no query repeats the condition: estimated twice, it would be counted twice.
    */
   readonly principals: readonly string[] | null;
 }

@@ -7,7 +7,7 @@ import type { Lsn } from "../db/lsn.ts";
 import type { Router } from "../db/router.ts";
 import { InvalidRequestError, NotFoundError } from "../errors.ts";
 import { RerankFailure, type RerankFailureReason, type RerankClient } from "../inference/rerank-client.ts";
-import { EVERYONE, type Principal, readerOf } from "../tenancy/principal.ts";
+import { type Principal, readerOf } from "../tenancy/principal.ts";
 import type { SearchFilter } from "./filters.ts";
 import { type FusedHit, type FusionMethod, fuse, type Leg, type LegHit } from "./fusion.ts";
 import { bm25Search } from "./bm25-search.ts";
@@ -242,7 +242,7 @@ export class SearchService {
       language: rows[0]?.language ?? "english",
       documentIds,
       filter: request.filter?.metadata ? request.filter : undefined,
-      principals: principal.principals ? [EVERYONE, ...principal.principals] : null,
+      principals: principal.principals,
     };
   }
 

@@ -2,9 +2,6 @@
 export const SCOPES = ["read", "write", "admin"] as const;
 export type Scope = (typeof SCOPES)[number];
 
-/** The principal every requester of a tenant holds: a document open to `*` is open to the whole tenant. */
-export const EVERYONE = "*";
-
 /** `*`, `user:<id>` or `group:<id>`: no whitespace, commas, braces, quotes or backslashes (array literals stay plain). */
 export const PRINCIPAL_PATTERN = /^(\*|(user|group):[^\s,{}"\\]{1,200})$/;
 
