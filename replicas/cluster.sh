@@ -245,7 +245,12 @@ CREATE DATABASE $DB_NAME OWNER pgrag;
 SQL
   # Extensions that need a superuser are enabled here, as a managed service's admin would.
   admin_psql "$PG_PORT" -d "$DB_NAME" -c "CREATE EXTENSION IF NOT EXISTS vector; CREATE EXTENSION IF NOT EXISTS pg_stat_statements;"
+  grant_monitoring
 }
+
+# The API reads each replica's WAL receiver timeline (pg_stat_wal_receiver shows it only to
+# pg_read_all_stats) to keep a replica on an old timeline out of rotation after a failover.
+grant_monitoring() { admin_psql "$PG_PORT" -d postgres -c "GRANT pg_read_all_stats TO pgrag_app" >/dev/null; }
 
 # The node a replica streams from: the primary, or replica1 for replicas 3+ of a cascaded fleet.
 upstream_of() { # $1 replicaN, $2 cascade (true|false)
@@ -401,7 +406,7 @@ cmd_up() {
   # Let the database user reach the cluster directory even when its parents are root's.
   chmod 755 "$CLUSTER_DIR"
 
-  if [[ -d $(node_dir primary) ]]; then start_node primary; else init_primary; fi
+  if [[ -d $(node_dir primary) ]]; then start_node primary; grant_monitoring; else init_primary; fi
   enable_archiving
   local i name upstream
   # Replicas beyond the wanted count are stopped and forgotten, so `up --replicas 1` after 2 shrinks;

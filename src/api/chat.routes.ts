@@ -3,7 +3,7 @@ import { streamSSE } from "hono/streaming";
 import { z } from "zod";
 import type { EventRecorder } from "../analytics/event-recorder.ts";
 import type { ChatService } from "../chat/chat.service.ts";
-import { formatLsn } from "../db/lsn.ts";
+import { formatToken } from "../db/consistency-token.ts";
 import { locationJson } from "../retrieval/chunk-location.ts";
 import { searchFilterSchema } from "../retrieval/filters.ts";
 import { rerankHeader } from "./rerank-outcome.ts";
@@ -72,7 +72,7 @@ export function chatRoutes(
         const principal = c.get("principal");
         const feedback = { rating: body.rating, comment: body.comment ?? null };
         const token = await service.storeFeedback(principal, body.message_id, feedback);
-        if (token) c.header(CONSISTENCY_HEADER, formatLsn(token));
+        if (token) c.header(CONSISTENCY_HEADER, formatToken(token));
         usage.record({
           tenantId: principal.tenantId,
           kind: "feedback",
@@ -107,7 +107,7 @@ export function chatRoutes(
         if (rerank) c.header("X-Rerank", rerank);
         if (!body.stream) {
           const { start, text: answer, end } = await collectAnswer(first, events);
-          if (end?.token != null) c.header(CONSISTENCY_HEADER, formatLsn(end.token));
+          if (end?.token != null) c.header(CONSISTENCY_HEADER, formatToken(end.token));
           return c.json({
             conversation_id: start?.conversationId ?? null,
             message_id: end?.messageId ?? null,
@@ -118,7 +118,7 @@ export function chatRoutes(
               : null,
             model: end?.model ?? null,
             retrieval: start?.retrieval ?? null,
-            consistency_token: end?.token != null ? formatLsn(end.token) : null,
+            consistency_token: end?.token != null ? formatToken(end.token) : null,
           });
         }
         return streamSSE(c, async (stream) => {
@@ -152,7 +152,7 @@ export function chatRoutes(
                   event: "done",
                   data: JSON.stringify({
                     message_id: event.messageId,
-                    consistency_token: event.token != null ? formatLsn(event.token) : null,
+                    consistency_token: event.token != null ? formatToken(event.token) : null,
                   }),
                 });
               }

@@ -39,6 +39,7 @@ export function healthRoutes(monitor: NodeMonitor): Hono<AppEnv> {
           name: h.name,
           role: h.role,
           state: h.state,
+          timeline: h.timeline,
           lag_ms: h.lagMs === null || Number.isFinite(h.lagMs) ? h.lagMs : null,
           error: h.lastError,
         }));

@@ -1,7 +1,6 @@
 import type { MiddlewareHandler } from "hono";
 import { Hono } from "hono";
 import { z } from "zod";
-import { formatLsn, parseLsn } from "../db/lsn.ts";
 import { AppError, InvalidRequestError } from "../errors.ts";
 import type { ImportDetails, ImportService } from "../ingest/imports/import.service.ts";
 import { importDocumentsOf } from "../ingest/imports/import-lines.ts";
@@ -36,7 +35,7 @@ function importJson(i: ImportSummary & { collection?: string; failures?: ImportD
     error: i.error,
     failures: i.failures?.map((f) => ({ line: f.line, external_id: f.externalId, error: f.error })),
     // Reading with it sees everything the import wrote (on any replica).
-    consistency_token: i.visibleLsn && formatLsn(parseLsn(i.visibleLsn) ?? 0n),
+    consistency_token: i.visibleToken,
     created_at: i.createdAt,
     finished_at: i.finishedAt,
   };

@@ -1,7 +1,7 @@
 import type { MiddlewareHandler } from "hono";
 import { type Context, Hono } from "hono";
 import { z } from "zod";
-import type { Lsn } from "../db/lsn.ts";
+import type { ConsistencyToken } from "../db/consistency-token.ts";
 import { AppError, describeIssues } from "../errors.ts";
 import { DEFAULT_CHUNKING, MIN_CHUNK_TOKENS } from "../text/chunking.ts";
 import type { Collection } from "../collections/collections.repository.ts";
@@ -111,7 +111,7 @@ function writeResultJson(r: DocumentWriteResult, state?: { status: string; error
 }
 
 /** Reads hand back a token covering what they saw; see the Router's `observe`. */
-function observedToken(c: Context, observed: Lsn | undefined): string | null {
+function observedToken(c: Context, observed: ConsistencyToken | undefined): string | null {
   return observed === undefined ? null : setConsistencyToken(c, observed);
 }
 
@@ -235,7 +235,7 @@ async function settled(
   c: Context<AppEnv>,
   service: IngestService,
   written: readonly DocumentWriteResult[],
-  token: Lsn,
+  token: ConsistencyToken,
   wait: number,
 ) {
   const changed = written.filter((r) => r.changed).map((r) => r.id);

@@ -3,7 +3,7 @@ import { type Kysely, sql } from "kysely";
 import { LRUCache } from "lru-cache";
 import type { Config } from "../config.ts";
 import type { Database } from "../db/database.ts";
-import type { Lsn } from "../db/lsn.ts";
+import { type ConsistencyToken, laterToken } from "../db/consistency-token.ts";
 import type { Router } from "../db/router.ts";
 import { AppError, NotFoundError } from "../errors.ts";
 import type { Priority } from "../inference/admission.ts";
@@ -83,7 +83,7 @@ export type ChatEvent =
       /** "length" when the answer reached its token limit. */
       finishReason: FinishReason;
       messageId: string | null;
-      token: Lsn | null;
+      token: ConsistencyToken | null;
       model: string;
     };
 
@@ -122,7 +122,7 @@ export class ChatService {
   readonly #chat: ChatClient;
   readonly #options: Config["chat"];
   /** Each conversation's last write, so a follow-up is consistent even without the client's token. */
-  readonly #conversationTokens = new LRUCache<string, Lsn>({ max: 50_000 });
+  readonly #conversationTokens = new LRUCache<string, ConsistencyToken>({ max: 50_000 });
 
   constructor(router: Router, search: SearchService, chat: ChatClient, options: Config["chat"]) {
     this.#router = router;
@@ -137,7 +137,7 @@ export class ChatService {
    * backend; a client that generates on its own device takes the prompt and stores its answer back
    * (`storeDeviceAnswer`).
    */
-  async prepare(principal: Principal, request: ChatRequest, clientToken: Lsn | null) {
+  async prepare(principal: Principal, request: ChatRequest, clientToken: ConsistencyToken | null) {
     const mode = request.mode ?? "hybrid";
     // Storing the question (primary) and retrieval (replica) are independent: they run together.
     // Retrieval carries the client's token — what it wrote to the collection — not the question's,
@@ -185,7 +185,7 @@ export class ChatService {
     principal: Principal,
     conversationId: string,
     answer: { content: string; model: string; chunkIds: readonly string[] },
-    clientToken: Lsn | null,
+    clientToken: ConsistencyToken | null,
   ) {
     const token = this.#latestToken(conversationId, clientToken);
     const chunks = await this.#search.chunks(principal, answer.chunkIds, token);
@@ -224,7 +224,7 @@ export class ChatService {
   async *ask(
     principal: Principal,
     request: ChatRequest,
-    clientToken: Lsn | null,
+    clientToken: ConsistencyToken | null,
     signal: AbortSignal,
   ): AsyncGenerator<ChatEvent> {
     const chat = this.#chat;
@@ -306,7 +306,11 @@ export class ChatService {
   }
 
   /** The principal's tenant's conversations, most recently active first. */
-  async conversations(principal: Principal, page: { after: string | null; limit: number }, clientToken: Lsn | null) {
+  async conversations(
+    principal: Principal,
+    page: { after: string | null; limit: number },
+    clientToken: ConsistencyToken | null,
+  ) {
     return (
       await this.#router.read({ token: clientToken, ...readerOf(principal) }, (db) =>
         listConversations(db, principal.tenantId, page),
@@ -314,7 +318,7 @@ export class ChatService {
     ).value;
   }
 
-  async conversation(principal: Principal, conversationId: string, clientToken: Lsn | null) {
+  async conversation(principal: Principal, conversationId: string, clientToken: ConsistencyToken | null) {
     const token = this.#latestToken(conversationId, clientToken);
     const { value } = await this.#router.read({ token, ...readerOf(principal) }, async (db) => {
       const conversation = await findConversation(db, principal.tenantId, conversationId);
@@ -342,7 +346,11 @@ export class ChatService {
   }
 
   /** Stores feedback on an answer of the caller's own tenant, read back with its conversation. */
-  async storeFeedback(principal: Principal, messageId: string, feedback: AnswerFeedback): Promise<Lsn | null> {
+  async storeFeedback(
+    principal: Principal,
+    messageId: string,
+    feedback: AnswerFeedback,
+  ): Promise<ConsistencyToken | null> {
     const { value, token } = await this.#router.write(readerOf(principal), (tx) =>
       storeFeedback(tx, principal.tenantId, messageId, feedback),
     );
@@ -350,7 +358,7 @@ export class ChatService {
     return token;
   }
 
-  async #recordQuestion(principal: Principal, request: ChatRequest, clientToken: Lsn | null) {
+  async #recordQuestion(principal: Principal, request: ChatRequest, clientToken: ConsistencyToken | null) {
     let history: ChatMessage[] = [...(request.history ?? [])];
     if (request.conversationId) {
       const stored = await this.conversation(principal, request.conversationId, clientToken);
@@ -424,10 +432,10 @@ export class ChatService {
     return { messageId, token };
   }
 
-  #latestToken(conversationId: string, clientToken: Lsn | null): Lsn | null {
+  #latestToken(conversationId: string, clientToken: ConsistencyToken | null): ConsistencyToken | null {
     const known = this.#conversationTokens.get(conversationId) ?? null;
     if (known === null) return clientToken;
     if (clientToken === null) return known;
-    return known > clientToken ? known : clientToken;
+    return laterToken(known, clientToken);
   }
 }

@@ -2,7 +2,7 @@ import type { Citation } from "../chat/chat.service.ts";
 import { locationLabel } from "../retrieval/chunk-location.ts";
 import { parseArgs } from "node:util";
 import { AppError } from "../errors.ts";
-import { PRIMARY_ONLY_TOKEN } from "../db/router.ts";
+import { PRIMARY_ONLY_TOKEN } from "../db/consistency-token.ts";
 import { withCliApp } from "./cli-app.ts";
 import { common } from "./tenant-principal.ts";
 

@@ -1,5 +1,5 @@
 import { parseArgs } from "node:util";
-import { PRIMARY_ONLY_TOKEN } from "../db/router.ts";
+import { PRIMARY_ONLY_TOKEN } from "../db/consistency-token.ts";
 import { DEFAULT_CHUNKING } from "../text/chunking.ts";
 import { withCliApp } from "./cli-app.ts";
 import { UsageError } from "./usage.ts";

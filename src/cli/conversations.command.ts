@@ -1,5 +1,5 @@
 import { parseArgs } from "node:util";
-import { PRIMARY_ONLY_TOKEN } from "../db/router.ts";
+import { PRIMARY_ONLY_TOKEN } from "../db/consistency-token.ts";
 import { withCliApp } from "./cli-app.ts";
 
 /** `pgrag conversations`: a tenant's conversations, most recently active first. */

@@ -5,7 +5,7 @@ import { Readable } from "node:stream";
 import { parseArgs } from "node:util";
 import { type App, createApp } from "../app.ts";
 import { loadConfig } from "../config.ts";
-import type { Lsn } from "../db/lsn.ts";
+import type { ConsistencyToken } from "../db/consistency-token.ts";
 import { AppError } from "../errors.ts";
 import { importDocumentsOf } from "../ingest/imports/import-lines.ts";
 import type { Principal } from "../tenancy/principal.ts";
@@ -67,7 +67,13 @@ export async function runImport(args: string[]): Promise<void> {
  * upload's, then the position the last read saw — so a replica behind the upload never answers that
  * the import does not exist, nor shows progress going backwards.
  */
-async function follow(app: App, principal: Principal, collection: string, importId: string, uploaded: Lsn) {
+async function follow(
+  app: App,
+  principal: Principal,
+  collection: string,
+  importId: string,
+  uploaded: ConsistencyToken,
+) {
   let token = uploaded;
   for (;;) {
     const { value, observed } = await app.imports.getImport(principal, collection, importId, token);

@@ -2,7 +2,7 @@ import { parseArgs } from "node:util";
 import { createApp } from "../app.ts";
 import { loadConfig } from "../config.ts";
 import { AppError } from "../errors.ts";
-import type { Lsn } from "../db/lsn.ts";
+import { type ConsistencyToken, laterToken } from "../db/consistency-token.ts";
 import { isSettled } from "../ingest/document-status.ts";
 import { collectFiles } from "./files.ts";
 import { progressBar } from "./progress.ts";
@@ -25,9 +25,9 @@ export async function runIngest(args: string[]): Promise<void> {
   try {
     const principal = await principalFor(app, values.tenant);
     // Every read carries the newest write's token: a replica must not answer from before our writes.
-    let token: Lsn | null = null;
-    const saw = (written: { token: Lsn }) => {
-      if (token === null || written.token > token) token = written.token;
+    let token: ConsistencyToken | null = null;
+    const saw = (written: { token: ConsistencyToken }) => {
+      token = token === null ? written.token : laterToken(token, written.token);
     };
     const existing = await app.ingest.listCollections(principal, null);
     if (!existing.value.some((c) => c.name === values.collection)) {

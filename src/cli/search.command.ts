@@ -1,6 +1,6 @@
 import { locationLabel } from "../retrieval/chunk-location.ts";
 import { parseArgs } from "node:util";
-import { PRIMARY_ONLY_TOKEN } from "../db/router.ts";
+import { PRIMARY_ONLY_TOKEN } from "../db/consistency-token.ts";
 import { AppError } from "../errors.ts";
 import { withCliApp } from "./cli-app.ts";
 import { common } from "./tenant-principal.ts";

@@ -16,3 +16,11 @@ export function isConnectionError(error: unknown): boolean {
   if (MESSAGE_PATTERN.test(error.message)) return true;
   return error.cause !== undefined && isConnectionError(error.cause);
 }
+
+/**
+ * A write that reached a node in recovery (25006, read-only transaction): during a switch the
+ * primary's entry can briefly lead to a standby. Nothing was written, so the write may simply be retried.
+ */
+export function isReadOnlyNodeError(error: unknown): boolean {
+  return error instanceof Error && (error as { code?: unknown }).code === "25006";
+}

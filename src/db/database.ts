@@ -234,8 +234,8 @@ export interface ImportTable {
   documents_failed: Generated<number>;
   chunks_staged: Generated<number>;
   error: string | null;
-  /** pg_lsn: the commit that made the import visible. */
-  visible_lsn: string | null;
+  /** The consistency token of the commit that made the import visible. */
+  visible_token: string | null;
   created_at: Timestamp;
   updated_at: Timestamp;
   finished_at: Timestamp | null;

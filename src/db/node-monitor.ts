@@ -3,6 +3,7 @@ import { Gauge, type Registry } from "prom-client";
 import type { Logger } from "../logger.ts";
 import { type Lsn, parseLsn } from "./lsn.ts";
 import type { DbNode } from "./pools.ts";
+import { readNodeStanding } from "./routing-policy.ts";
 
 /**
  * Polls every node in the background and decides which replicas are in rotation.
@@ -10,12 +11,19 @@ import type { DbNode } from "./pools.ts";
  * - up: answered the last probe; for a replica, its replay lag is within the bound.
  * - lagging: a replica that answers but is further behind than the bound (out of rotation for
  *   reads without a token; a read with a token may still use it once it has replayed far enough).
- * - down: the last probe or a routed query failed with a connection error. Its breaker is open:
- *   no routed traffic goes to it, and it is probed with exponential backoff until it answers.
+ * - detached: a replica that answers but must not serve reads: promoted (a primary now), on an older
+ *   timeline than the primary, or no longer streaming since the primary moved to a new timeline.
+ *   Probed at the normal interval; it is back once it streams the current timeline.
+ * - down: the last probe or a routed query failed with a connection error, or the primary's entry
+ *   reached a node in recovery (a switch under way). Its breaker is open: no routed traffic goes to
+ *   it, and it is probed with exponential backoff until it answers.
+ *
+ * Roles are read from the nodes on every probe, never assumed: after a failover the primary's entry
+ * reaches the new primary (HAProxy follows Patroni's leader) and each replica's standing follows.
  */
 const PRIMARY_MAX_BACKOFF_MS = 1_000;
 
-export type NodeState = "up" | "lagging" | "down";
+export type NodeState = "up" | "lagging" | "detached" | "down";
 
 export interface NodeHealth {
   readonly name: string;
@@ -23,8 +31,11 @@ export interface NodeHealth {
   readonly state: NodeState;
   /** Primary: its current WAL position. Replica: its replay position. */
   readonly lsn: Lsn | null;
+  /** The timeline the node writes (primary) or replays (replica); null until known. */
+  readonly timeline: number | null;
   /** Replicas only: how far behind the primary, in milliseconds (0 when caught up). */
   readonly lagMs: number | null;
+  /** Why it is down or detached. */
   readonly lastError: string | null;
   readonly checkedAt: number;
 }
@@ -45,6 +56,7 @@ interface MutableHealth {
   role: DbNode["role"];
   state: NodeState;
   lsn: Lsn | null;
+  timeline: number | null;
   lagMs: number | null;
   lastError: string | null;
   checkedAt: number;
@@ -52,7 +64,7 @@ interface MutableHealth {
   nextProbeAt: number;
 }
 
-const STATE_VALUE: Record<NodeState, number> = { down: 0, lagging: 1, up: 2 };
+const STATE_VALUE: Record<NodeState, number> = { down: 0, detached: 0.5, lagging: 1, up: 2 };
 
 export class NodeMonitor {
   readonly #nodes: readonly DbNode[];
@@ -74,6 +86,7 @@ export class NodeMonitor {
         role: node.role,
         state: "up",
         lsn: null,
+        timeline: null,
         lagMs: node.role === "primary" ? null : 0,
         lastError: null,
         checkedAt: 0,
@@ -159,42 +172,66 @@ export class NodeMonitor {
 
   async #probeQuery(node: DbNode, health: MutableHealth, now: number): Promise<void> {
     if (node.role === "replica") return this.#probeReplica(node, health, now);
-    const { rows } = await sql<{ lsn: string }>`SELECT pg_current_wal_lsn()::text AS lsn`.execute(node.db);
-    health.lsn = parseLsn(rows[0]?.lsn ?? "");
+    const { rows } = await sql<{ in_recovery: boolean; lsn: string | null; timeline: number | null }>`
+      SELECT pg_is_in_recovery() AS in_recovery,
+             CASE WHEN NOT pg_is_in_recovery() THEN pg_current_wal_lsn()::text END AS lsn,
+             CASE WHEN NOT pg_is_in_recovery() THEN ${TIMELINE_OF_CURRENT_WAL} END AS timeline
+    `.execute(node.db);
+    const row = rows[0];
+    // Reached through HAProxy during a switch, the primary's entry can land on a node that is (still
+    // or already) a standby: writes there would fail, so it counts as down until the leader answers.
+    if (!row || row.in_recovery) throw new Error(`${node.name} reached a node in recovery: no primary yet`);
+    health.lsn = parseLsn(row.lsn ?? "");
+    health.timeline = row.timeline;
     this.#markAnswered(health, "up", now);
   }
 
   async #probeReplica(node: DbNode, health: MutableHealth, now: number): Promise<void> {
     const { rows } = await sql<{
       in_recovery: boolean;
-      replay_lsn: string | null;
+      lsn: string | null;
       since_replay_ms: number | null;
+      streaming: boolean;
+      timeline: number | null;
     }>`
       SELECT pg_is_in_recovery() AS in_recovery,
-             pg_last_wal_replay_lsn()::text AS replay_lsn,
-             (extract(epoch FROM now() - pg_last_xact_replay_timestamp()) * 1000)::float8 AS since_replay_ms
+             (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END)::text AS lsn,
+             (extract(epoch FROM now() - pg_last_xact_replay_timestamp()) * 1000)::float8 AS since_replay_ms,
+             r.pid IS NOT NULL AS streaming,
+             -- The receiver's timeline needs pg_read_all_stats; without a receiver, the restartpoint's.
+             CASE WHEN r.pid IS NOT NULL THEN r.received_tli
+                  ELSE (SELECT timeline_id FROM pg_control_checkpoint()) END AS timeline
+      FROM (SELECT 1) AS one
+      LEFT JOIN pg_stat_wal_receiver AS r ON true
     `.execute(node.db);
     const row = rows[0];
-    if (!row?.in_recovery) throw new Error(`${node.name} is not in recovery: it is not a replica`);
-    health.lsn = row.replay_lsn ? parseLsn(row.replay_lsn) : null;
-    const primaryLsn = [...this.#health.values()].find((h) => h.role === "primary")?.lsn ?? null;
+    if (!row) throw new Error(`${node.name} answered the probe with no row`);
+    health.lsn = row.lsn ? parseLsn(row.lsn) : null;
+    health.timeline = row.timeline;
+    const primary = [...this.#health.values()].find((h) => h.role === "primary");
+    const primaryLsn = primary?.lsn ?? null;
     // Caught up with the last primary position seen ⇒ no lag, however long ago the last commit was
     // (an idle primary makes the replay timestamp old without any lag). Behind it ⇒ the age of the last
     // replayed commit bounds how stale the replica's data is.
     const caughtUp = primaryLsn === null || (health.lsn !== null && health.lsn >= primaryLsn);
     health.lagMs = caughtUp ? 0 : Math.max(0, row.since_replay_ms ?? Number.POSITIVE_INFINITY);
-    this.#markAnswered(health, health.lagMs > this.#options.maxReplicaLagMs ? "lagging" : "up", now);
+    const standing = readNodeStanding(
+      { inRecovery: row.in_recovery, streaming: row.streaming, timeline: row.timeline, lagMs: health.lagMs },
+      primary?.timeline ?? null,
+      this.#options.maxReplicaLagMs,
+    );
+    this.#markAnswered(health, standing.state, now, standing.reason);
   }
 
-  #markAnswered(health: MutableHealth, state: NodeState, now: number): void {
+  #markAnswered(health: MutableHealth, state: NodeState, now: number, reason: string | null = null): void {
     if (health.state !== state) {
       this.#logger.info(
-        { node: health.name, from: health.state, to: state, lagMs: health.lagMs },
+        { node: health.name, from: health.state, to: state, lagMs: health.lagMs, timeline: health.timeline, reason },
         "node state changed",
       );
     }
     health.state = state;
-    health.lastError = null;
+    health.lastError = reason;
     health.checkedAt = now;
     health.consecutiveFailures = 0;
     health.nextProbeAt = 0;
@@ -240,6 +277,9 @@ export class NodeMonitor {
     });
   }
 }
+
+/** The timeline a primary writes: the first eight hex digits of its current WAL file's name. */
+const TIMELINE_OF_CURRENT_WAL = sql`('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int`;
 
 async function withTimeout<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;

@@ -6,8 +6,9 @@ import { UnavailableError } from "../errors.ts";
 import type { Logger } from "../logger.ts";
 import { TRACING_OFF, type Tracing } from "../tracing.ts";
 import { textArrayLiteral } from "./array-literal.ts";
-import { isConnectionError } from "./connection-errors.ts";
+import { isConnectionError, isReadOnlyNodeError } from "./connection-errors.ts";
 import type { Database } from "./database.ts";
+import { type ConsistencyToken, formatToken, isPrimaryOnly, PRIMARY_ONLY_TOKEN } from "./consistency-token.ts";
 import { formatLsn, type Lsn, parseLsn } from "./lsn.ts";
 import type { NodeMonitor } from "./node-monitor.ts";
 import type { DbNode } from "./pools.ts";
@@ -19,6 +20,7 @@ import {
   pickLeastBusy,
   replicasCaughtUp,
   replicasInRotation,
+  positionToReach,
   replicasThatMayCatchUp,
 } from "./routing-policy.ts";
 
@@ -30,15 +32,13 @@ import {
  * WAL replay position is at or past the commit of that write, so it sees the write and everything
  * committed before it. The position is checked on the chosen node right before the read runs
  * (replay never moves backwards on a running standby). Reads without a token may see data up to
- * `maxReplicaLagMs` old. A token is a primary WAL position and stays valid across restarts of the API.
+ * `maxReplicaLagMs` old. A token is a primary WAL position with its timeline; it stays valid across
+ * restarts of the API and failovers of the database.
  */
-
-/** The token of a write whose commit position could not be read: only the primary satisfies it. */
-export const PRIMARY_ONLY_TOKEN: Lsn = 0xffffffffffffffffn;
 
 export interface ReadOptions {
   /** The consistency token of the caller's last write, if any. */
-  readonly token?: Lsn | null;
+  readonly token?: ConsistencyToken | null;
   /**
    * The tenant whose rows the read may see (row-level security); without one, tenant-owned tables
    * show no rows.
@@ -77,12 +77,12 @@ export interface ReadResult<T> {
   /** The node that served the read (for events and the X-Served-By header). */
   readonly node: string;
   /** With `observe`: a token at or past everything the read saw. */
-  readonly observed?: Lsn;
+  readonly observed?: ConsistencyToken;
 }
 
 export interface WriteResult<T> {
   readonly value: T;
-  readonly token: Lsn;
+  readonly token: ConsistencyToken;
 }
 
 export interface RouterOptions {
@@ -149,7 +149,7 @@ export class Router {
       () => ({ "pgrag.db.node": this.#primary.name }),
       async (span) => {
         const result = await this.#write(options, work);
-        span.setAttribute("pgrag.db.token", formatLsn(result.token));
+        span.setAttribute("pgrag.db.token", formatToken(result.token));
         return result;
       },
     );
@@ -173,6 +173,13 @@ export class Router {
           "the write was not acknowledged: the primary committed it but its synchronous standby did not confirm it, so a failover may lose it; its outcome is unknown",
           { cause: error, retryAfterSeconds: 2 },
         );
+      }
+      if (isReadOnlyNodeError(error)) {
+        this.#monitor.reportFailure(primary.name, error);
+        throw new UnavailableError("the database is changing its primary; the write was not applied, retry it", {
+          cause: error,
+          retryAfterSeconds: 1,
+        });
       }
       if (!isConnectionError(error)) throw error;
       this.#monitor.reportFailure(primary.name, error);
@@ -204,7 +211,7 @@ export class Router {
    */
   async read<T>(options: ReadOptions, work: (db: Executor) => Promise<T>): Promise<ReadResult<T>> {
     const attributes = () => ({
-      "pgrag.db.token": options.token == null ? "none" : formatLsn(options.token),
+      "pgrag.db.token": options.token == null ? "none" : formatToken(options.token),
       "pgrag.db.primary_required": options.primary === true,
     });
     return this.#tracing.child("db.read", attributes, (span) => this.#read(options, work, span));
@@ -212,7 +219,7 @@ export class Router {
 
   async #read<T>(options: ReadOptions, work: (db: Executor) => Promise<T>, span: Span): Promise<ReadResult<T>> {
     const token = options.primary
-      ? PRIMARY_ONLY_TOKEN
+      ? PRIMARY_ONLY_TOKEN.lsn
       : options.token == null
         ? null
         : await this.#withinPrimary(options.token);
@@ -246,7 +253,7 @@ export class Router {
           work,
           reason,
         );
-        return options.observe ? { ...result, observed: await this.#positionOf(node) } : result;
+        return options.observe ? { ...result, observed: await this.#tokenOf(node) } : result;
       } catch (error) {
         if (!isConnectionError(error)) throw error;
         lastError = error;
@@ -263,17 +270,22 @@ export class Router {
   }
 
   /**
-   * The token, clamped to the primary's position when it is far ahead of what the monitor last saw
-   * (at most an interval ago). A token a little ahead is normal — a write that committed since — and
-   * is taken as it is: a forged one of that kind only costs its sender the bounded consistency wait.
-   * A token further ahead is checked against a probe of the primary started after this read arrived
-   * (an earlier one could predate the write), then clamped; with the primary unreachable it stays.
+   * The position a token asks for, judged against the primary's timeline, and clamped to the primary's
+   * position when it is far ahead of what the monitor last saw (at most an interval ago). A token a
+   * little ahead is normal — a write that committed since — and is taken as it is: a forged one of
+   * that kind only costs its sender the bounded consistency wait. A token further ahead, or from a
+   * timeline the monitor has not seen yet (a failover it has not noticed), is checked against a probe
+   * of the primary started after this read arrived (an earlier one could predate the write), then
+   * clamped; with the primary unreachable it stays.
    */
-  async #withinPrimary(token: Lsn): Promise<Lsn> {
-    const known = this.#monitor.health(this.#primary.name).lsn;
-    if (known !== null && token <= known + PLAUSIBLE_WAL_AHEAD) return token;
+  async #withinPrimary(token: ConsistencyToken): Promise<Lsn> {
+    if (isPrimaryOnly(token)) return token.lsn;
+    const known = this.#monitor.health(this.#primary.name);
+    const wanted = positionToReach(token, known);
+    const newerTimeline = token.timeline !== null && known.timeline !== null && token.timeline > known.timeline;
+    if (known.lsn !== null && !newerTimeline && wanted <= known.lsn + PLAUSIBLE_WAL_AHEAD) return wanted;
     const fresh = await this.#monitor.refreshNode(this.#primary);
-    return fresh.state === "down" ? token : clampToken(token, fresh.lsn);
+    return fresh.state === "down" ? wanted : clampToken(positionToReach(token, fresh), fresh.lsn);
   }
 
   async #readOn<T>(
@@ -295,11 +307,13 @@ export class Router {
     return { value, node: node.name };
   }
 
-  async #positionOf(node: DbNode): Promise<Lsn> {
+  /** A token for what a node has: its replay position, with the timeline the monitor last saw it on. */
+  async #tokenOf(node: DbNode): Promise<ConsistencyToken> {
     const { rows } = await sql<{ lsn: string }>`
       SELECT (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END)::text AS lsn
     `.execute(node.db);
-    return parseLsn(rows[0]?.lsn ?? "") ?? PRIMARY_ONLY_TOKEN;
+    const lsn = parseLsn(rows[0]?.lsn ?? "");
+    return lsn === null ? PRIMARY_ONLY_TOKEN : { lsn, timeline: this.#monitor.health(node.name).timeline };
   }
 
   /** Re-checks on the serving node itself; replay never moves backwards, so the read that follows sees the write. */
@@ -331,7 +345,7 @@ export class Router {
    * up; undefined when none does (the caller then goes to the primary).
    */
   async #pickReplicaAtLeast(token: Lsn, exclude: readonly string[], deadline: number): Promise<DbNode | undefined> {
-    if (token === PRIMARY_ONLY_TOKEN) return undefined;
+    if (token === PRIMARY_ONLY_TOKEN.lsn) return undefined;
     for (;;) {
       const choice = pickLeastBusy(replicasCaughtUp(this.#replicaViews(), token, exclude));
       if (choice) return choice.node;
@@ -365,10 +379,14 @@ export class Router {
    * synchronous commit is flushed before COMMIT returns. If it cannot be read, a token that only the
    * primary satisfies keeps the guarantee.
    */
-  async #commitPosition(): Promise<Lsn> {
+  async #commitPosition(): Promise<ConsistencyToken> {
     try {
-      const { rows } = await sql<{ lsn: string }>`SELECT pg_current_wal_lsn()::text AS lsn`.execute(this.#primary.db);
-      return parseLsn(rows[0]?.lsn ?? "") ?? PRIMARY_ONLY_TOKEN;
+      const { rows } = await sql<{ lsn: string; timeline: number }>`
+        SELECT pg_current_wal_lsn()::text AS lsn,
+               ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int AS timeline
+      `.execute(this.#primary.db);
+      const lsn = parseLsn(rows[0]?.lsn ?? "");
+      return lsn === null ? PRIMARY_ONLY_TOKEN : { lsn, timeline: rows[0]?.timeline ?? null };
     } catch (error) {
       this.#logger.warn(
         { error: (error as Error).message },

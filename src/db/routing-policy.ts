@@ -1,3 +1,4 @@
+import { type ConsistencyToken, isPrimaryOnly } from "./consistency-token.ts";
 import type { Lsn } from "./lsn.ts";
 import type { NodeState } from "./node-monitor.ts";
 
@@ -32,7 +33,7 @@ export function replicasInRotation<T extends NodeView>(replicas: readonly T[], e
 
 /** Replicas that may still reach a token: reachable (lagging ones included), not failed already. */
 export function replicasThatMayCatchUp<T extends NodeView>(replicas: readonly T[], exclude: readonly string[]): T[] {
-  return replicas.filter((r) => r.state !== "down" && !exclude.includes(r.name));
+  return replicas.filter((r) => (r.state === "up" || r.state === "lagging") && !exclude.includes(r.name));
 }
 
 /** Of those, the ones whose last seen replay position is at or past the token. */
@@ -87,4 +88,52 @@ export function chooseFallback<T extends NodeView>(input: {
  */
 export function clampToken(token: Lsn, primaryPosition: Lsn | null): Lsn {
   return primaryPosition !== null && token > primaryPosition ? primaryPosition : token;
+}
+
+/** What a probe of a read node saw. */
+export interface ReadNodeObservation {
+  readonly inRecovery: boolean;
+  /** A WAL receiver is running: the node streams from an upstream. */
+  readonly streaming: boolean;
+  /** The timeline it replays: the receiver's when streaming (null if hidden), else its last restartpoint's. */
+  readonly timeline: number | null;
+  readonly lagMs: number;
+}
+
+export type ReadNodeStanding = { readonly state: NodeState; readonly reason: string | null };
+
+/**
+ * Whether a read node may serve reads. A node that is no longer in recovery is a primary now (a
+ * promoted replica): its data may be ahead of the others' or on a history no one else follows. A
+ * node on an older timeline than the primary's, or one that has stopped streaming since the primary
+ * moved on, may hold WAL past the switch point that the new primary never had: both stay out until
+ * they stream the current timeline again (after pg_rewind, for a former primary).
+ */
+export function readNodeStanding(
+  seen: ReadNodeObservation,
+  primaryTimeline: number | null,
+  maxReplicaLagMs: number,
+): ReadNodeStanding {
+  if (!seen.inRecovery) return { state: "detached", reason: "not in recovery: it is a primary now" };
+  if (seen.timeline !== null && primaryTimeline !== null && seen.timeline < primaryTimeline) {
+    const how = seen.streaming ? "streams" : "is not streaming and last replayed";
+    return {
+      state: "detached",
+      reason: `${how} timeline ${seen.timeline}, the primary is on ${primaryTimeline}: out until it has rejoined`,
+    };
+  }
+  return { state: seen.lagMs > maxReplicaLagMs ? "lagging" : "up", reason: null };
+}
+
+/**
+ * The position a token asks a node to have replayed. A token written on an older timeline than the
+ * primary's is judged against the switch point: writes up to it are in the new timeline's history too;
+ * writes past it were never confirmed by the standby that took over and are gone. The switch point is
+ * at or before the new primary's current position, so that position bounds the wait.
+ */
+export function positionToReach(token: ConsistencyToken, primary: { timeline: number | null; lsn: Lsn | null }): Lsn {
+  if (isPrimaryOnly(token) || token.timeline === null || primary.timeline === null || primary.lsn === null) {
+    return token.lsn;
+  }
+  return token.timeline < primary.timeline && primary.lsn < token.lsn ? primary.lsn : token.lsn;
 }

@@ -4,7 +4,7 @@ import { createInterface } from "node:readline";
 import type { Config } from "../config.ts";
 import type { Router } from "../db/router.ts";
 import type { IngestService } from "../ingest/ingest.service.ts";
-import type { Lsn } from "../db/lsn.ts";
+import type { ConsistencyToken } from "../db/consistency-token.ts";
 import type { SearchMode, SearchService } from "../retrieval/search.service.ts";
 import { adminTransaction } from "../tenancy/admin-transaction.ts";
 import { createApiKey, ensureTenant } from "../tenancy/api-keys.ts";
@@ -73,7 +73,7 @@ export interface LoadedCollection {
   readonly apiKey: string;
   readonly collection: string;
   /** Covers every document written and processed: reads with it see the whole collection ready. */
-  readonly token: Lsn | null;
+  readonly token: ConsistencyToken | null;
 }
 
 /**
@@ -107,7 +107,7 @@ export async function loadBeirCollection(
   const started = performance.now();
   // Reads go to replicas: without the writes' token, a replica that has not replayed them yet
   // shows no pending documents and the collection would look ready before it is.
-  let token: Lsn | null = null;
+  let token: ConsistencyToken | null = null;
   let batch: BeirDocument[] = [];
   let total = 0;
   const flush = async () => {

@@ -1,7 +1,7 @@
 import { setTimeout as delay } from "node:timers/promises";
 import { type Kysely, sql } from "kysely";
 import type { Database } from "../db/database.ts";
-import type { Lsn } from "../db/lsn.ts";
+import type { ConsistencyToken } from "../db/consistency-token.ts";
 import type { ReadResult, Router } from "../db/router.ts";
 import { AppError, InvalidRequestError, NotFoundError } from "../errors.ts";
 import { type Principal, readerOf } from "../tenancy/principal.ts";
@@ -102,7 +102,7 @@ export class IngestService {
     });
   }
 
-  listCollections(principal: Principal, token: Lsn | null) {
+  listCollections(principal: Principal, token: ConsistencyToken | null) {
     return this.#read(principal, { token }, (db) => listCollections(db, principal.tenantId));
   }
 
@@ -207,7 +207,7 @@ export class IngestService {
    * Returns each one's state at the end, and a token at or past what that read saw: a search with
    * it finds the documents that were ready.
    */
-  async awaitDocuments(principal: Principal, ids: readonly string[], token: Lsn, waitMs: number) {
+  async awaitDocuments(principal: Principal, ids: readonly string[], token: ConsistencyToken, waitMs: number) {
     const deadline = performance.now() + waitMs;
     for (let pause = 50; ; pause = Math.min(pause * 2, 500)) {
       const result = await this.#read(principal, { token, observe: true }, (db) => documentStates(db, ids));
@@ -218,7 +218,7 @@ export class IngestService {
     }
   }
 
-  async getDocument(principal: Principal, collectionName: string, externalId: string, token: Lsn | null) {
+  async getDocument(principal: Principal, collectionName: string, externalId: string, token: ConsistencyToken | null) {
     const result = await this.#read(principal, { token, observe: true }, async (db) => {
       const collection = await requireCollection(db, principal.tenantId, collectionName);
       return findDocumentSummary(db, {
@@ -235,7 +235,7 @@ export class IngestService {
     principal: Principal,
     collectionName: string,
     filter: { status?: DocumentStatus; principal?: string; after?: string; limit: number },
-    token: Lsn | null,
+    token: ConsistencyToken | null,
   ): Promise<ReadResult<DocumentSummary[]>> {
     return this.#read(principal, { token, observe: true }, async (db) => {
       const collection = await requireCollection(db, principal.tenantId, collectionName);
@@ -266,7 +266,7 @@ export class IngestService {
     collectionName: string,
     externalId: string,
     page: { after: number; limit: number },
-    token: Lsn | null,
+    token: ConsistencyToken | null,
   ) {
     const { value } = await this.getDocument(principal, collectionName, externalId, token);
     return this.#read(principal, { token }, (db) =>
@@ -275,7 +275,7 @@ export class IngestService {
   }
 
   /** A document as uploaded: a file's bytes, or for a document sent as text, that text. */
-  async original(principal: Principal, collectionName: string, externalId: string, token: Lsn | null) {
+  async original(principal: Principal, collectionName: string, externalId: string, token: ConsistencyToken | null) {
     // One read: the document and its bytes from the same snapshot of the same node.
     const { value } = await this.#read(principal, { token }, async (db) => {
       const collection = await requireCollection(db, principal.tenantId, collectionName);
@@ -363,7 +363,7 @@ export class IngestService {
 
   #read<T>(
     principal: Principal,
-    options: { token: Lsn | null; observe?: boolean },
+    options: { token: ConsistencyToken | null; observe?: boolean },
     work: (db: Kysely<Database>) => Promise<T>,
   ) {
     // As the requester: row-level security shows only the documents it may read.

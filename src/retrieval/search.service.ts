@@ -3,7 +3,7 @@ import { LRUCache } from "lru-cache";
 import { Histogram, type Registry } from "prom-client";
 import type { Config } from "../config.ts";
 import type { Database } from "../db/database.ts";
-import type { Lsn } from "../db/lsn.ts";
+import type { ConsistencyToken } from "../db/consistency-token.ts";
 import type { Router } from "../db/router.ts";
 import { InvalidRequestError, NotFoundError } from "../errors.ts";
 import { RerankFailure, type RerankFailureReason, type RerankClient } from "../inference/rerank-client.ts";
@@ -126,14 +126,18 @@ export class SearchService {
   }
 
   /** Chunks by id, with their documents and locations: the tenant's own only (others are absent). */
-  async chunks(principal: Principal, ids: readonly string[], token: Lsn | null): Promise<Map<string, ChunkDetails>> {
+  async chunks(
+    principal: Principal,
+    ids: readonly string[],
+    token: ConsistencyToken | null,
+  ): Promise<Map<string, ChunkDetails>> {
     const { value } = await this.#router.read({ token, ...readerOf(principal) }, (db) =>
       chunkDetails(db, principal.tenantId, ids),
     );
     return value;
   }
 
-  async search(principal: Principal, request: SearchRequest, token: Lsn | null): Promise<SearchOutcome> {
+  async search(principal: Principal, request: SearchRequest, token: ConsistencyToken | null): Promise<SearchOutcome> {
     const started = performance.now();
     const timings = { embed: 0, vector: 0, bm25: 0, fetch: 0, rerank: 0, total: 0 };
     const rerank = this.#rerankDepth(request);

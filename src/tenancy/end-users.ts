@@ -12,7 +12,7 @@ import { LRUCache } from "lru-cache";
 import type { Config } from "../config.ts";
 import type { Router } from "../db/router.ts";
 import { AppError } from "../errors.ts";
-import type { Lsn } from "../db/lsn.ts";
+import type { ConsistencyToken } from "../db/consistency-token.ts";
 import {
   deleteIdentityProvider,
   findIdentityProvider,
@@ -60,7 +60,7 @@ export class EndUsers {
   }
 
   /** Registers (or replaces) the tenant's identity provider; this process sees it at once, others within the cache's bound. */
-  async register(tenantId: string, provider: IdentityProvider): Promise<Lsn> {
+  async register(tenantId: string, provider: IdentityProvider): Promise<ConsistencyToken> {
     const { token } = await this.#router.write({ tenantId }, (tx) => saveIdentityProvider(tx, tenantId, provider));
     this.#providers.delete(tenantId);
     return token;

@@ -4,6 +4,7 @@ import {
   clampToken,
   type NodeView,
   pickLeastBusy,
+  readNodeStanding,
   replicasCaughtUp,
   replicasInRotation,
   replicasThatMayCatchUp,
@@ -120,5 +121,41 @@ describe("token clamping", () => {
     expect(clampToken(20n, 20n)).toBe(20n);
     expect(clampToken(0xffffffffffffffffn, 20n)).toBe(20n);
     expect(clampToken(30n, null)).toBe(30n);
+  });
+});
+
+describe("a read node's standing", () => {
+  const seen = (over: Partial<Parameters<typeof readNodeStanding>[0]>) => ({
+    inRecovery: true,
+    streaming: true,
+    timeline: 2,
+    lagMs: 0,
+    ...over,
+  });
+
+  it("a streaming replica on the primary's timeline is up, or lagging past the bound", () => {
+    expect(readNodeStanding(seen({}), 2, 1_000)).toEqual({ state: "up", reason: null });
+    expect(readNodeStanding(seen({ lagMs: 5_000 }), 2, 1_000).state).toBe("lagging");
+    // Timeline unknown (the receiver's is hidden without pg_read_all_stats): trusted while it streams.
+    expect(readNodeStanding(seen({ timeline: null }), 2, 1_000).state).toBe("up");
+  });
+
+  it("a promoted node is out: it is a primary now", () => {
+    expect(readNodeStanding(seen({ inRecovery: false }), 2, 1_000)).toMatchObject({ state: "detached" });
+  });
+
+  it("a node on an older timeline is out, streaming or not, until it has rejoined", () => {
+    const old = readNodeStanding(seen({ timeline: 1 }), 2, 1_000);
+    expect(old.state).toBe("detached");
+    expect(old.reason).toMatch(/timeline 1, the primary is on 2/);
+    expect(readNodeStanding(seen({ timeline: 1, streaming: false }), 2, 1_000).state).toBe("detached");
+    expect(readNodeStanding(seen({ timeline: 2, streaming: false }), 2, 1_000).state).toBe("up");
+  });
+
+  it("detached nodes take no reads, with or without a token", () => {
+    const nodes = [node("r1", "detached", 10n), node("r2", "up", 5n)];
+    expect(replicasInRotation(nodes, []).map((n) => n.name)).toEqual(["r2"]);
+    expect(replicasThatMayCatchUp(nodes, []).map((n) => n.name)).toEqual(["r2"]);
+    expect(replicasCaughtUp(nodes, 8n, [])).toEqual([]);
   });
 });

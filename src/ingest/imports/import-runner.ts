@@ -3,7 +3,7 @@ import type { Kysely } from "kysely";
 import type PgBoss from "pg-boss";
 import { Counter } from "prom-client";
 import type { Database } from "../../db/database.ts";
-import { formatLsn } from "../../db/lsn.ts";
+import { formatToken } from "../../db/consistency-token.ts";
 import type { Router } from "../../db/router.ts";
 import { AppError } from "../../errors.ts";
 import { type EmbeddingClient, EmbeddingDimensionError } from "../../inference/embedding-client.ts";
@@ -28,7 +28,7 @@ import {
   pendingLines,
   type StagedDocument,
   recordLineOutcomes,
-  recordVisibleLsn,
+  recordVisibleToken,
   setImportStatus,
   stagingTable,
 } from "./imports.repository.ts";
@@ -194,7 +194,7 @@ export class ImportRunner {
         this.#options.bm25,
       ),
     );
-    await this.#write(job, (tx) => recordVisibleLsn(tx, job.importId, formatLsn(token)));
+    await this.#write(job, (tx) => recordVisibleToken(tx, job.importId, formatToken(token)));
     this.#finished.inc({ outcome: "completed" });
     this.#logger.info({ importId: job.importId, placement }, "import completed");
     return true;

@@ -1,6 +1,6 @@
 import type { Kysely } from "kysely";
 import type { Database } from "../../db/database.ts";
-import { formatLsn, type Lsn } from "../../db/lsn.ts";
+import { formatToken, type ConsistencyToken } from "../../db/consistency-token.ts";
 import type { Router } from "../../db/router.ts";
 import { AppError, InvalidRequestError, NotFoundError } from "../../errors.ts";
 import type { Principal } from "../../tenancy/principal.ts";
@@ -111,7 +111,7 @@ export class ImportService {
    * just after that commit; read in between, the position the serving node had reached stands in for
    * it (that node saw the import completed, so it is at or past the commit).
    */
-  async getImport(principal: Principal, collectionName: string, importId: string, token: Lsn | null) {
+  async getImport(principal: Principal, collectionName: string, importId: string, token: ConsistencyToken | null) {
     const result = await this.#router.read({ token, tenantId: principal.tenantId, observe: true }, async (db) => {
       const collection = await requireCollection(db, principal.tenantId, collectionName);
       const found = await findImport(db, importId);
@@ -121,13 +121,13 @@ export class ImportService {
     });
     const found = result.value;
     if (!found) throw new NotFoundError(`no import "${importId}" in collection "${collectionName}"`);
-    const visibleLsn =
-      found.visibleLsn ??
-      (found.status === "completed" && result.observed !== undefined ? formatLsn(result.observed) : null);
-    return { ...result, value: { ...found, visibleLsn } };
+    const visibleToken =
+      found.visibleToken ??
+      (found.status === "completed" && result.observed !== undefined ? formatToken(result.observed) : null);
+    return { ...result, value: { ...found, visibleToken } };
   }
 
-  listImports(principal: Principal, collectionName: string, limit: number, token: Lsn | null) {
+  listImports(principal: Principal, collectionName: string, limit: number, token: ConsistencyToken | null) {
     return this.#router.read({ token, tenantId: principal.tenantId }, async (db) => {
       const collection = await requireCollection(db, principal.tenantId, collectionName);
       return listImports(db, collection.id, limit);

@@ -20,7 +20,7 @@ export interface ImportSummary {
   readonly documentsFailed: number;
   readonly chunksStaged: number;
   readonly error: string | null;
-  readonly visibleLsn: string | null;
+  readonly visibleToken: string | null;
   readonly createdAt: Date;
   readonly finishedAt: Date | null;
 }
@@ -52,7 +52,7 @@ const toSummary = (r: ImportRow): ImportSummary => ({
   documentsFailed: r.documents_failed,
   chunksStaged: r.chunks_staged,
   error: r.error,
-  visibleLsn: r.visible_lsn,
+  visibleToken: r.visible_token,
   createdAt: r.created_at,
   finishedAt: r.finished_at,
 });
@@ -181,8 +181,8 @@ export async function importFailures(db: Kysely<Database>, importId: string, lim
   return rows.map((r) => ({ line: r.line, externalId: r.external_id, error: r.error ?? "" }));
 }
 
-export async function recordVisibleLsn(db: Kysely<Database>, importId: string, lsn: string): Promise<void> {
-  await db.updateTable("imports").set({ visible_lsn: lsn }).where("id", "=", importId).execute();
+export async function recordVisibleToken(db: Kysely<Database>, importId: string, token: string): Promise<void> {
+  await db.updateTable("imports").set({ visible_token: token }).where("id", "=", importId).execute();
 }
 
 export interface PendingLine extends ImportLine {

@@ -102,7 +102,7 @@ describe("traces", () => {
     const writes = named(/^db\.write$/);
     expect(writes.length).toBeGreaterThan(0);
     expect(writes[0]?.attributes["pgrag.db.node"]).toBe("primary");
-    expect(writes[0]?.attributes["pgrag.db.token"]).toMatch(/^[0-9A-F]+\/[0-9A-F]+$/);
+    expect(writes[0]?.attributes["pgrag.db.token"]).toMatch(/^[1-9][0-9]*:[0-9A-F]+\/[0-9A-F]+$/);
     // The answer: admitted, then streamed, its tokens counted.
     const [chat] = named(/^chat /);
     expect(chat?.attributes["gen_ai.usage.output_tokens"]).toBeGreaterThan(0);

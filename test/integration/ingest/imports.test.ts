@@ -125,7 +125,7 @@ describe("bulk imports", () => {
       error: null,
       progress: { documents_seen: 62, documents_staged: 61, documents_unchanged: 1, documents_failed: 0 },
     });
-    expect(done.consistency_token).toMatch(/^[0-9A-F]+\/[0-9A-F]+$/);
+    expect(done.consistency_token).toMatch(/^[1-9][0-9]*:[0-9A-F]+\/[0-9A-F]+$/);
 
     // Every chunk of the collection now lives in its partition, which has its own HNSW graph.
     const placed = await partitionOf(tenantId, "bulk");

@@ -1,6 +1,6 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import type { App } from "../../../src/app.ts";
-import { parseLsn } from "../../../src/db/lsn.ts";
+import { parseToken } from "../../../src/db/consistency-token.ts";
 import { api, newTenantKey } from "../../helpers/api.ts";
 import { injectDevFaults } from "../../helpers/dev-faults.ts";
 import { startTestApp } from "../../helpers/app.ts";
@@ -93,8 +93,8 @@ describe("ingestion", () => {
     expect((await writeTransactions()) - writesBefore).toBeGreaterThanOrEqual(Math.ceil(totalBytes / BATCH_BYTES));
     // The token of the read that saw "ready" brings a replica to at least that state.
     const first = documents.get(abstracts[0]?._id ?? "");
-    expect(parseLsn(token)).not.toBeNull();
-    const onReplica = await app.router.read({ token: parseLsn(token), tenantId }, (db) =>
+    expect(parseToken(token)).not.toBeNull();
+    const onReplica = await app.router.read({ token: parseToken(token), tenantId }, (db) =>
       db
         .selectFrom("chunks")
         .select((eb) => eb.fn.countAll<string>().as("n"))

@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import { sql } from "kysely";
 import { afterEach, describe, expect, it } from "vitest";
 import type { App } from "../../../src/app.ts";
+import type { ConsistencyToken } from "../../../src/db/consistency-token.ts";
 import { UnavailableError } from "../../../src/errors.ts";
 import { api, newTenantKey } from "../../helpers/api.ts";
 import { nodeStates, startTestApp } from "../../helpers/app.ts";
@@ -23,7 +24,7 @@ function routerTenant(): Promise<string> {
 /** A write: a new collection row of the file's tenant, under row-level security. */
 const insertRow = async (app: App) => writeCollectionRow(app, await routerTenant());
 
-const readRow = async (app: App, id: string, token: bigint | null) =>
+const readRow = async (app: App, id: string, token: ConsistencyToken | null) =>
   readCollectionRow(app, await routerTenant(), id, token);
 
 const whereServed = (app: App) => app.router.read({}, (db) => sql`SELECT 1`.execute(db)).then((r) => r.node);
@@ -78,7 +79,7 @@ describe("client-controlled tokens", () => {
   it("a token ahead of the primary (forged) is clamped: reads still go to replicas, through the API too", async () => {
     const app = await startTestApp();
     const { id } = await insertRow(app);
-    const forged = 0xffffffffffffffffn;
+    const forged = { lsn: 0xffffffffffffffffn, timeline: null };
     const served = new Set<string>();
     for (let i = 0; i < 20; i++) {
       const read = await waitFor("the row on a replica", async () => {

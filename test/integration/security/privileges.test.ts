@@ -250,6 +250,18 @@ describe("row-level security coverage", () => {
       // Nobody can become the role the doors run as.
       { rolname: "pgrag_cross_tenant", rolsuper: false, rolbypassrls: false, rolcanlogin: false, members: "" },
     ]);
+    const memberships = await adminQuery<{ rolname: string; member_of: string }>(
+      "primary",
+      `SELECT r.rolname, coalesce(string_agg(g.rolname, ',' ORDER BY g.rolname), '') AS member_of
+       FROM pg_roles r LEFT JOIN pg_auth_members m ON m.member = r.oid LEFT JOIN pg_roles g ON g.oid = m.roleid
+       WHERE r.rolname IN ('pgrag', 'pgrag_app', 'pgrag_analyst') GROUP BY 1 ORDER BY 1`,
+    );
+    expect(memberships).toEqual([
+      { rolname: "pgrag", member_of: "pgrag_analyst,pgrag_app" },
+      { rolname: "pgrag_analyst", member_of: "" },
+      // Statistics only (no data, no files): each replica's WAL receiver timeline, read after a failover.
+      { rolname: "pgrag_app", member_of: "pg_read_all_stats" },
+    ]);
   });
 
   it("shows the owner no tenant's rows unless it names the tenant; administration of tenants and keys stays open", async () => {
