@@ -2,14 +2,20 @@
 # The native pgrag topology: one PostgreSQL primary, N physical streaming replicas (pg_basebackup +
 # replication slots) and one PgBouncer in transaction pooling mode with a pooled database per node.
 #
-#   cluster.sh up [--replicas N] [--cascade]
+#   cluster.sh up [--replicas N] [--cascade | --ha]
 #                                    start (initialising on first use); safe to run twice. --cascade:
 #                                    replicas 3 and up stream from replica1, not from the primary
 #                                    (cascading replication, as large fleets spare the primary's WAL senders)
+#                                    --ha: the failover topology instead (Patroni, etcd, HAProxy; see ha.sh),
+#                                    members pg1…pgN+1; later commands find it by its directory
 #   cluster.sh down                  stop everything; no process or socket is left behind
 #   cluster.sh status                nodes, roles, replay lag
-#   cluster.sh stop-node NAME        stop one node (primary, replica1, …) — for fault tests
-#   cluster.sh start-node NAME       start it again
+#   cluster.sh stop-node NAME        stop one node (primary, replica1, … or a member pg1, …)
+#   cluster.sh start-node NAME       start it again (a member rejoins as a replica, rewound if need be)
+#   cluster.sh fault switchover|kill|freeze|thaw [MEMBER]
+#                                    failover topology: a graceful switchover, SIGKILL of the leader's
+#                                    Patroni and postmaster, SIGSTOP of them (thaw: SIGCONT)
+#   cluster.sh leader                the member that is the primary now
 #   cluster.sh restart-pgbouncer     restart the pooler only
 #   cluster.sh backup [--type full|diff|incr]
 #                                    back the primary up with pgBackRest (WAL is archived continuously)
@@ -35,6 +41,7 @@ BACKUP_DIR=${PGRAG_BACKUP_DIR:-$CLUSTER_DIR/backups}
 BACKUP_RETENTION_FULL=${PGRAG_BACKUP_RETENTION_FULL:-2}
 PGBACKREST_CONF="$CLUSTER_DIR/pgbackrest/pgbackrest.conf"
 STANZA=pgrag
+SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 log() { printf '[cluster] %s\n' "$*"; }
 die() { printf '[cluster] error: %s\n' "$*" >&2; exit 1; }
@@ -105,10 +112,17 @@ CONF
 pgbackrest_() { as_db_user pgbackrest --config="$PGBACKREST_CONF" --stanza="$STANZA" "$@"; }
 
 write_pgbackrest_conf() {
+  write_pgbackrest_conf_with "pg1-path=$(node_dir primary)
+pg1-port=$PG_PORT
+pg1-socket-path=$SOCK_DIR
+pg1-user=postgres"
+}
+
+write_pgbackrest_conf_with() { # $1 the stanza's pgN-… lines (the servers it may back up)
   local dir; dir=$(dirname "$PGBACKREST_CONF")
   mkdir -p "$dir/log" "$dir/lock" "$dir/spool" "$BACKUP_DIR"
   cat >"$PGBACKREST_CONF" <<CONF
-# Written by replicas/cluster.sh: pgBackRest's repository and the primary it backs up.
+# Written by replicas/cluster.sh: pgBackRest's repository and the servers it backs up.
 [global]
 repo1-path=$BACKUP_DIR
 repo1-retention-full=$BACKUP_RETENTION_FULL
@@ -122,10 +136,7 @@ log-level-console=warn
 log-level-file=info
 
 [$STANZA]
-pg1-path=$(node_dir primary)
-pg1-port=$PG_PORT
-pg1-socket-path=$SOCK_DIR
-pg1-user=postgres
+$1
 CONF
   chown -R "$RUN_USER" "$dir" "$BACKUP_DIR"
   chmod 700 "$BACKUP_DIR"
@@ -176,18 +187,9 @@ refresh_access_rules() {
   return 0
 }
 
-init_primary() {
-  local dir; dir=$(node_dir primary)
-  log "initialising primary in $dir"
-  ensure_secret replicator; ensure_secret pgrag; ensure_secret pgrag_app; ensure_secret pgrag_analyst
-  chown -R "$RUN_USER" "$CLUSTER_DIR/secrets"
-  as_db_user "$PG_BIN/initdb" -D "$dir" -U postgres --auth-local=trust --auth-host=scram-sha-256 \
-    --encoding=UTF8 --locale=C.UTF-8 >/dev/null
-  cat >>"$dir/postgresql.conf" <<CONF
-
-# ---- pgrag ----
-listen_addresses = '127.0.0.1'
-unix_socket_directories = '$SOCK_DIR'
+# The servers' settings, in both topologies (the failover one hands them to Patroni).
+server_settings() {
+  cat <<'CONF'
 # Replication: physical streaming with slots, so a slow replica never loses WAL it still needs.
 wal_level = replica
 max_wal_senders = 16
@@ -229,12 +231,31 @@ log_min_duration_statement = 1s
 log_parameter_max_length = 0
 log_parameter_max_length_on_error = 0
 log_line_prefix = '%m [%p] %q%u@%d '
-include 'node.conf'
 CONF
+}
+
+init_primary() {
+  local dir; dir=$(node_dir primary)
+  log "initialising primary in $dir"
+  ensure_secret replicator; ensure_secret pgrag; ensure_secret pgrag_app; ensure_secret pgrag_analyst
+  chown -R "$RUN_USER" "$CLUSTER_DIR/secrets"
+  as_db_user "$PG_BIN/initdb" -D "$dir" -U postgres --auth-local=trust --auth-host=scram-sha-256 \
+    --encoding=UTF8 --locale=C.UTF-8 >/dev/null
+  {
+    printf "\n# ---- pgrag ----\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '%s'\n" "$SOCK_DIR"
+    server_settings
+    echo "include 'node.conf'"
+  } >>"$dir/postgresql.conf"
   write_node_conf primary
   start_node primary
-  admin_psql "$PG_PORT" -d postgres <<SQL
-CREATE ROLE replicator WITH LOGIN REPLICATION PASSWORD '$(secret replicator)';
+  admin_psql "$PG_PORT" -d postgres -c "CREATE ROLE replicator WITH LOGIN REPLICATION PASSWORD '$(secret replicator)'"
+  create_database "$PG_PORT"
+}
+
+# The roles and the database, as the superuser on a new primary: run by init_primary here, by
+# Patroni's post_bootstrap in the failover topology (where Patroni makes the replication role).
+create_database() { # $1 port
+  admin_psql "$1" -d postgres <<SQL
 -- Owner of the schema; runs the migrations. CREATEROLE lets migrations manage the app/analyst roles.
 CREATE ROLE pgrag WITH LOGIN CREATEROLE PASSWORD '$(secret pgrag)';
 -- The API's role: no ownership, so row-level security applies to it.
@@ -244,13 +265,13 @@ GRANT pgrag_app, pgrag_analyst TO pgrag WITH ADMIN OPTION;
 CREATE DATABASE $DB_NAME OWNER pgrag;
 SQL
   # Extensions that need a superuser are enabled here, as a managed service's admin would.
-  admin_psql "$PG_PORT" -d "$DB_NAME" -c "CREATE EXTENSION IF NOT EXISTS vector; CREATE EXTENSION IF NOT EXISTS pg_stat_statements;"
-  grant_monitoring
+  admin_psql "$1" -d "$DB_NAME" -c "CREATE EXTENSION IF NOT EXISTS vector; CREATE EXTENSION IF NOT EXISTS pg_stat_statements;"
+  grant_monitoring "$1"
 }
 
 # The API reads each replica's WAL receiver timeline (pg_stat_wal_receiver shows it only to
 # pg_read_all_stats) to keep a replica on an old timeline out of rotation after a failover.
-grant_monitoring() { admin_psql "$PG_PORT" -d postgres -c "GRANT pg_read_all_stats TO pgrag_app" >/dev/null; }
+grant_monitoring() { admin_psql "$1" -d postgres -c "GRANT pg_read_all_stats TO pgrag_app" >/dev/null; }
 
 # The node a replica streams from: the primary, or replica1 for replicas 3+ of a cascaded fleet.
 upstream_of() { # $1 replicaN, $2 cascade (true|false)
@@ -298,18 +319,24 @@ stop_node() {
 bouncer_pid() { local f="$CLUSTER_DIR/pgbouncer/pgbouncer.pid"; [[ -s $f ]] && kill -0 "$(cat "$f")" 2>/dev/null && cat "$f"; }
 
 write_pgbouncer_conf() {
-  local dir="$CLUSTER_DIR/pgbouncer" name
+  local name readers=() analytics; analytics=$(analytics_node)
+  for name in $(replica_names); do readers+=("$name:$(node_port "$name")"); done
+  write_pgbouncer_conf_for "$PG_PORT" "$PG_PORT" "${analytics:+$(node_port "$analytics")}" "${readers[@]}"
+}
+
+# $1 the primary's port (the failover topology: HAProxy's), $2 a superuser socket port to read the
+# roles' verifiers from, $3 the analysts' node's port (or empty), then the read entries as NAME:PORT.
+write_pgbouncer_conf_for() {
+  local dir="$CLUSTER_DIR/pgbouncer" primary_port=$1 admin_port=$2 analytics_port=$3 entry
+  shift 3
   mkdir -p "$dir"
   {
     echo "[databases]"
-    echo "primary = host=127.0.0.1 port=$PG_PORT dbname=$DB_NAME"
-    for name in $(replica_names); do
-      echo "$name = host=127.0.0.1 port=$(node_port "$name") dbname=$DB_NAME"
-    done
+    echo "primary = host=127.0.0.1 port=$primary_port dbname=$DB_NAME"
+    for entry in "$@"; do echo "${entry%%:*} = host=127.0.0.1 port=${entry##*:} dbname=$DB_NAME"; done
     # Analysts get their own small pool on one replica (pg_hba lets them in nowhere else): at most
     # two analyst queries run at once, so they cannot take the replica's connections from the API.
-    local analytics; analytics=$(analytics_node)
-    [[ -z $analytics ]] || echo "analytics = host=127.0.0.1 port=$(node_port "$analytics") dbname=$DB_NAME pool_size=2 max_db_connections=2"
+    [[ -z $analytics_port ]] || echo "analytics = host=127.0.0.1 port=$analytics_port dbname=$DB_NAME pool_size=2 max_db_connections=2"
     cat <<CONF
 
 [pgbouncer]
@@ -342,13 +369,13 @@ CONF
   } >"$dir/pgbouncer.ini"
   {
     echo "host  primary    pgrag_app      127.0.0.1/32  scram-sha-256"
-    for name in $(replica_names); do echo "host  $name   pgrag_app      127.0.0.1/32  scram-sha-256"; done
+    for entry in "$@"; do echo "host  ${entry%%:*}   pgrag_app      127.0.0.1/32  scram-sha-256"; done
     echo "host  analytics  pgrag_analyst  127.0.0.1/32  scram-sha-256"
     echo "host  pgbouncer  pgrag          127.0.0.1/32  scram-sha-256"
   } >"$dir/pgbouncer_hba.conf"
   # SCRAM verifiers, not passwords: PgBouncer checks clients against them and, since they are the
   # servers' own, logs in to the servers with the client's proof. A stolen file reveals no password.
-  admin_psql "$PG_PORT" -d postgres -At -c \
+  admin_psql "$admin_port" -d postgres -At -c \
     "SELECT format('\"%s\" \"%s\"', rolname, rolpassword) FROM pg_authid WHERE rolname IN ('pgrag', 'pgrag_app', 'pgrag_analyst') ORDER BY 1" \
     >"$dir/userlist.txt"
   chmod 600 "$dir/userlist.txt" "$dir/pgbouncer_hba.conf"
@@ -374,16 +401,20 @@ stop_pgbouncer() {
   kill -KILL "$pid" 2>/dev/null || true
 }
 
-write_env_file() {
-  local host="127.0.0.1:$BOUNCER_PORT" name replicas=""
-  for name in $(replica_names); do
+write_env_file() { write_env_file_for "$PG_PORT" $(replica_names); }
+
+# $1 the port migrations reach the primary on (not pooled: they hold session locks), then the reader names.
+write_env_file_for() {
+  local host="127.0.0.1:$BOUNCER_PORT" migration_port=$1 name replicas=""
+  shift
+  for name in "$@"; do
     replicas+="${replicas:+,}postgres://pgrag_app:$(secret pgrag_app)@$host/$name"
   done
   cat >"$ENV_FILE" <<ENV
 # Written by replicas/cluster.sh; the API reads it through PGRAG_ENV_FILE.
 PGRAG_PRIMARY_URL=postgres://pgrag_app:$(secret pgrag_app)@$host/primary
 PGRAG_REPLICA_URLS=$replicas
-PGRAG_MIGRATION_URL=postgres://pgrag:$(secret pgrag)@127.0.0.1:$PG_PORT/$DB_NAME
+PGRAG_MIGRATION_URL=postgres://pgrag:$(secret pgrag)@127.0.0.1:$migration_port/$DB_NAME
 PGRAG_ANALYST_URL=postgres://pgrag_analyst:$(secret pgrag_analyst)@$host/analytics
 PGRAG_CLUSTER_DIR=$CLUSTER_DIR
 ENV
@@ -391,11 +422,12 @@ ENV
 }
 
 cmd_up() {
-  local want=2 cascade=false
+  local want=2 cascade=false ha=false
   while (($#)); do
     case "$1" in
       --replicas) want=${2:?--replicas needs a number}; shift 2 ;;
       --cascade) cascade=true; shift ;;
+      --ha) ha=true; shift ;;
       *) die "unknown option '$1'" ;;
     esac
   done
@@ -405,8 +437,13 @@ cmd_up() {
   chown "$RUN_USER" "$CLUSTER_DIR" "$SOCK_DIR"
   # Let the database user reach the cluster directory even when its parents are root's.
   chmod 755 "$CLUSTER_DIR"
+  if [[ $ha == true ]] || is_ha; then
+    [[ $cascade == false ]] || die "--cascade is for the plain topology"
+    ha_up $((want + 1))
+    return
+  fi
 
-  if [[ -d $(node_dir primary) ]]; then start_node primary; grant_monitoring; else init_primary; fi
+  if [[ -d $(node_dir primary) ]]; then start_node primary; grant_monitoring "$PG_PORT"; else init_primary; fi
   enable_archiving
   local i name upstream
   # Replicas beyond the wanted count are stopped and forgotten, so `up --replicas 1` after 2 shrinks;
@@ -435,7 +472,21 @@ cmd_up() {
   grep -v '^#' "$ENV_FILE" | sed 's/:[^:@/]*@/:***@/g'
 }
 
+is_ha() { [[ -d $CLUSTER_DIR/pg1 ]]; }
+
+# The port of the server that is the primary now: fixed in the plain topology, Patroni's leader's.
+primary_port() {
+  if is_ha; then
+    local leader; leader=$(ha_leader)
+    [[ -n $leader ]] || die "no member is the primary right now"
+    member_port "$leader"
+  else
+    echo "$PG_PORT"
+  fi
+}
+
 cmd_down() {
+  is_ha && { ha_down; return; }
   stop_pgbouncer
   local name
   for name in $(replica_names); do stop_node "$name"; done
@@ -445,6 +496,7 @@ cmd_down() {
 
 cmd_status() {
   local name port state
+  is_ha && { ha_status; return; }
   [[ -d $(node_dir primary) ]] || { log "no cluster in $CLUSTER_DIR"; return 0; }
   for name in primary $(replica_names); do
     port=$(node_port "$name")
@@ -475,7 +527,7 @@ cmd_backup() {
 cmd_restore_point() { # $1 name
   local name=${1:?restore-point needs a name}
   [[ $name =~ ^[A-Za-z0-9_.-]{1,60}$ ]] || die "a restore point's name is 1-60 letters, digits, '_', '.' or '-'"
-  local lsn; lsn=$(admin_psql "$PG_PORT" -d postgres -At -c "SELECT pg_create_restore_point('$name')")
+  local lsn; lsn=$(admin_psql "$(primary_port)" -d postgres -At -c "SELECT pg_create_restore_point('$name')")
   # Remembered beside the backups: a restore to the name starts from the last backup before it.
   printf '%s %s\n' "$name" "$lsn" >>"$BACKUP_DIR/restore-points"
   # Switches to a new WAL segment and waits until the one holding the point is in the repository.
@@ -526,7 +578,7 @@ cmd_restore() {
   [[ ! -e $into ]] || [[ -z $(ls -A "$into") ]] || die "$into is not empty: restore into a new directory"
   refuse_taken_port "$port" "the restored server"
   # With the primary up, everything committed so far reaches the repository before recovery reads it.
-  node_running primary && pgbackrest_ check
+  if is_ha; then [[ -z $(ha_leader) ]] || pgbackrest_ check; else node_running primary && pgbackrest_ check; fi
   mkdir -p "$into"; chown "$RUN_USER" "$into"; chmod 700 "$into"
   log "restoring to $type '$target' into $into"
   # archive-mode=off: the restored server must not archive its own WAL into the source's repository.
@@ -556,16 +608,22 @@ cmd_discard_restore() { # $1 dir
   rm -rf "$dir"
 }
 
+# shellcheck source=replicas/ha.sh
+. "$SCRIPT_DIR/ha.sh"
+
 case "${1:-}" in
   up) shift; cmd_up "$@" ;;
   down) cmd_down ;;
   status) cmd_status ;;
-  stop-node) stop_node "${2:?stop-node needs a node name}" ;;
-  start-node) start_node "${2:?start-node needs a node name}" ;;
+  stop-node) if is_ha; then stop_member "${2:?stop-node needs a member name}"; else stop_node "${2:?stop-node needs a node name}"; fi ;;
+  start-node) if is_ha; then start_member "${2:?start-node needs a member name}"; else start_node "${2:?start-node needs a node name}"; fi ;;
+  leader) ha_leader ;;
+  fault) shift; is_ha || die "faults are for the failover topology (up --ha)"; ha_fault "$@" ;;
+  post-bootstrap) create_database "$(member_port pg1)" ;;
   restart-pgbouncer) stop_pgbouncer; start_pgbouncer ;;
   backup) shift; cmd_backup "$@" ;;
   restore-point) cmd_restore_point "${2:-}" ;;
   restore) shift; cmd_restore "$@" ;;
   discard-restore) cmd_discard_restore "${2:-}" ;;
-  *) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  *) sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

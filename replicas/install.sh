@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the native topology needs on Debian 12 (bookworm) or 13 (trixie), as root:
-# PostgreSQL, pgvector >= 0.8, PgBouncer and pgBackRest. Idempotent, and quick when everything is present.
+# PostgreSQL, pgvector >= 0.8, PgBouncer and pgBackRest, and for the failover topology Patroni, etcd
+# and HAProxy. Idempotent, and quick when everything is present.
 set -euo pipefail
 
 MIN_PGVECTOR="0.8.0"
@@ -31,11 +32,12 @@ everything_present() {
     && [[ -x /usr/lib/postgresql/${PG_MAJOR}/bin/pg_basebackup ]] \
     && command -v pgbouncer >/dev/null \
     && command -v pgbackrest >/dev/null \
+    && command -v patroni >/dev/null && command -v etcd >/dev/null && command -v haproxy >/dev/null \
     && [[ -n $v ]] && version_at_least "$v" "$MIN_PGVECTOR"
 }
 
 if everything_present; then
-  log "PostgreSQL ${PG_MAJOR}, pgvector $(installed_pgvector_version), PgBouncer and pgBackRest already installed"
+  log "PostgreSQL ${PG_MAJOR}, pgvector $(installed_pgvector_version), PgBouncer, pgBackRest, Patroni, etcd and HAProxy already installed"
   exit 0
 fi
 
@@ -43,13 +45,16 @@ apt_updated=0
 apt_update_once() { (( apt_updated )) || { apt-get update -qq; apt_updated=1; }; }
 
 apt_update_once
-log "installing PostgreSQL ${PG_MAJOR}, PgBouncer and pgBackRest"
+log "installing PostgreSQL ${PG_MAJOR}, PgBouncer, pgBackRest, Patroni, etcd and HAProxy"
 # The distribution's cluster (main) is not used: the topology makes its own data directories.
 apt-get install -y -qq --no-install-recommends \
-  "postgresql-${PG_MAJOR}" "postgresql-client-${PG_MAJOR}" postgresql-contrib pgbouncer pgbackrest >/dev/null
-# Debian's packages start a default cluster and pgbouncer service; they would hold ports we may want.
+  "postgresql-${PG_MAJOR}" "postgresql-client-${PG_MAJOR}" postgresql-contrib pgbouncer pgbackrest \
+  patroni etcd-server haproxy >/dev/null
+# Debian's packages start a default cluster and their services; they would hold ports we may want.
 if command -v pg_ctlcluster >/dev/null; then pg_ctlcluster "${PG_MAJOR}" main stop 2>/dev/null || true; fi
-if command -v service >/dev/null; then service pgbouncer stop >/dev/null 2>&1 || true; fi
+if command -v service >/dev/null; then
+  for service in pgbouncer etcd haproxy patroni; do service "$service" stop >/dev/null 2>&1 || true; done
+fi
 
 v=$(installed_pgvector_version || true)
 if [[ -n $v ]] && version_at_least "$v" "$MIN_PGVECTOR"; then
@@ -87,4 +92,4 @@ SRC
 fi
 
 everything_present || die "installation finished but a component is still missing"
-log "PostgreSQL ${PG_MAJOR}, pgvector $(installed_pgvector_version), PgBouncer and pgBackRest installed"
+log "PostgreSQL ${PG_MAJOR}, pgvector $(installed_pgvector_version), PgBouncer, pgBackRest, Patroni, etcd and HAProxy installed"
