@@ -3,6 +3,8 @@ import { HTTPException } from "hono/http-exception";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import { AppError, type ErrorCode, errorCodeOf, httpStatusOf } from "../errors.ts";
 import type { AppEnv } from "./context.ts";
+import { IdempotentReplay } from "../db/idempotency.ts";
+import { replayAnswer } from "./idempotency.middleware.ts";
 
 /** The HTTP status an error is answered with (for usage events recorded before the handler runs). */
 export function statusOf(error: unknown): number {
@@ -16,6 +18,7 @@ export interface ErrorBody {
 /** The one mapping from errors to responses: `{ "error": { "code", "message" } }`, never a stack. */
 export function handleError(error: Error, c: Context<AppEnv>): Response {
   const requestId = c.get("requestId");
+  if (error instanceof IdempotentReplay) return replayAnswer(c, error, (refusal) => handleError(refusal, c));
   if (error instanceof AppError) {
     if (error.retryAfterSeconds !== undefined) c.header("Retry-After", String(error.retryAfterSeconds));
     const body: ErrorBody = { error: { code: error.code, message: error.message, request_id: requestId } };

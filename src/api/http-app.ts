@@ -4,12 +4,14 @@ import { requestId } from "hono/request-id";
 import { secureHeaders } from "hono/secure-headers";
 import type { Registry } from "prom-client";
 import type { NodeMonitor } from "../db/node-monitor.ts";
+import type { Router } from "../db/router.ts";
 import type { Logger } from "../logger.ts";
 import type { Tracing } from "../tracing.ts";
 import { limitBodySize } from "./body-limit.ts";
 import type { AppEnv } from "./context.ts";
 import { handleError, handleNotFound } from "./error-handler.ts";
 import { healthRoutes } from "./health.routes.ts";
+import { idempotentWrites } from "./idempotency.middleware.ts";
 import { traceRequests } from "./trace-requests.ts";
 import { limitJsonDepth } from "./validation.ts";
 import { documented } from "./route-docs.ts";
@@ -17,6 +19,8 @@ import { documented } from "./route-docs.ts";
 export interface HttpDependencies {
   readonly logger: Logger;
   readonly monitor: NodeMonitor;
+  /** Records the answers of writes that carry an idempotency key. */
+  readonly router: Router;
   readonly registry: Registry;
   readonly tracing: Tracing;
   /** The capability routes, mounted after health and metrics. */
@@ -59,6 +63,8 @@ export function createHttpApp(deps: HttpDependencies): Hono<AppEnv> {
       await limitDepth(c, next);
     });
   });
+  // After the body limits: a JSON body is read whole for the request's fingerprint.
+  app.use(idempotentWrites(deps.router, deps.bodyLimit.ownLimit));
   app.onError(handleError);
   app.notFound(handleNotFound);
 

@@ -62,6 +62,7 @@ export function createPlatformHttp(config: Config, services: PlatformServices): 
   const app = createHttpApp({
     logger: services.logger,
     monitor: services.monitor,
+    router: services.router,
     registry: services.registry,
     tracing: services.tracing,
     bodyLimit: {

@@ -171,6 +171,17 @@ export interface IdentityProviderTable {
   updated_at: Generated<Date>;
 }
 
+/** A claimed idempotency key and the answer its request gave (migration 29). */
+export interface IdempotentRequestTable {
+  tenant_id: string;
+  key: string;
+  fingerprint: string;
+  response_status: number | null;
+  response_body: ColumnType<unknown, string | null, string | null>;
+  response_token: string | null;
+  created_at: Generated<Date>;
+}
+
 export interface EventTable {
   id: Generated<string>;
   occurred_at: Timestamp;
@@ -339,6 +350,7 @@ export interface Database {
   conversations: ConversationTable;
   messages: MessageTable;
   identity_providers: IdentityProviderTable;
+  idempotent_requests: IdempotentRequestTable;
   bm25_blocks: Bm25BlockTable;
   bm25_deletions: Bm25DeletionTable;
   collection_stats: CollectionStatsTable;

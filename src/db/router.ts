@@ -8,6 +8,7 @@ import { TRACING_OFF, type Tracing } from "../tracing.ts";
 import { textArrayLiteral } from "./array-literal.ts";
 import { isConnectionError, isReadOnlyNodeError } from "./connection-errors.ts";
 import type { Database } from "./database.ts";
+import { claimKey, unclaimedKey } from "./idempotency.ts";
 import { type ConsistencyToken, formatToken, isPrimaryOnly, PRIMARY_ONLY_TOKEN } from "./consistency-token.ts";
 import { formatLsn, type Lsn, parseLsn } from "./lsn.ts";
 import type { NodeMonitor } from "./node-monitor.ts";
@@ -162,11 +163,22 @@ export class Router {
         retryAfterSeconds: 2,
       });
     }
+    // The request's first write claims its idempotency key, in the same transaction.
+    const claim = options.tenantId === undefined ? undefined : unclaimedKey();
+    const tenantId = options.tenantId;
+    const claiming =
+      claim && tenantId !== undefined
+        ? async (tx: Executor) => {
+            await claimKey(tx, tenantId, claim);
+            return work(tx);
+          }
+        : work;
     let value: T;
     try {
       value = await this.#track(primary, () =>
-        inTransaction(primary.db, options.tenantId, requesterSettings(undefined, options), work),
+        inTransaction(primary.db, options.tenantId, requesterSettings(undefined, options), claiming),
       );
+      if (claim && tenantId !== undefined) claim.claimedBy = tenantId;
     } catch (error) {
       if (error instanceof UnreplicatedCommitError) {
         throw new UnavailableError(

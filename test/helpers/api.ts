@@ -28,9 +28,10 @@ export async function api<T = Record<string, unknown>>(
     body?: BodyInit;
     contentType?: string;
     token?: string | null;
+    headers?: Record<string, string>;
   } = {},
 ): Promise<ApiResponse<T>> {
-  const headers: Record<string, string> = {};
+  const headers: Record<string, string> = { ...options.headers };
   if (options.key) headers.Authorization = `Bearer ${options.key}`;
   if (options.token) headers["X-Consistency-Token"] = options.token;
   let body = options.body;

@@ -130,6 +130,8 @@ const EXPECTED: Record<string, Record<Role, string>> = {
   "table public.document_originals": app(DML),
   "table public.messages": app(DML),
   "table public.identity_providers": app(DML),
+  // Idempotency keys (migration 29): the app's tenant's rows only.
+  "table public.idempotent_requests": app(DML),
   "table public.embedding_cache": app("SELECT,INSERT"),
   "table public.import_documents": app(DML),
   "table public.imports": { ...app(DML), pgrag_cross_tenant: "SELECT" },
@@ -225,6 +227,7 @@ describe("row-level security coverage", () => {
       imports: `cross_tenant_select r pgrag_cross_tenant, ${tenantOnly}`,
       messages: `${conversationOwner}, ${tenantOnly}`,
       identity_providers: tenantOnly,
+      idempotent_requests: tenantOnly,
       tenant_quotas: `cross_tenant_select r pgrag_cross_tenant, owner_administration * pgrag, ${tenantOnly}`,
       tenant_storage: `cross_tenant_select r pgrag_cross_tenant, owner_administration * pgrag, ${tenantOnly}`,
       tenants: `cross_tenant_select r pgrag_cross_tenant, owner_administration * pgrag, ${tenantOnly}`,
