@@ -253,17 +253,18 @@ stop_etcd() {
   kill -KILL "$pid" 2>/dev/null || true
 }
 
-# Waits until a leader runs and every other member streams from it.
+# Waits until, in Patroni's own view, a leader runs, every other member runs on its timeline and one
+# is its synchronous standby: until then Patroni neither switches over nor fails over.
 ha_wait_ready() { # $1 seconds
-  local i leader want streaming
-  want=$(($(member_names | wc -l) - 1))
+  local i
   for i in $(seq 1 $(($1 * 2))); do
-    leader=$(ha_leader)
-    if [[ -n $leader ]]; then
-      streaming=$(admin_psql "$(member_port "$leader")" -d postgres -At -c \
-        "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'" 2>/dev/null || echo 0)
-      ((streaming >= want)) && return 0
-    fi
+    if patronictl_ list -f json 2>/dev/null | node -e '
+      const members = JSON.parse(require("fs").readFileSync(0, "utf8") || "[]");
+      const leader = members.find((m) => m.Role === "Leader" && m.State === "running");
+      const ready = leader && members.length === Number(process.argv[1])
+        && members.every((m) => m.State === "running" && m.TL === leader.TL)
+        && members.some((m) => m.Role === "Sync Standby");
+      process.exit(ready ? 0 : 1);' "$(member_names | wc -l)"; then return 0; fi
     sleep 0.5
   done
   patronictl_ list >&2 || true
@@ -295,12 +296,15 @@ ha_up() { # $1 members wanted
   ha_pgbackrest_conf
   for name in $(member_names); do write_member_config "$name"; done
   start_etcd
-  # The first member alone first: it initialises the cluster; the others then clone from it.
-  start_member pg1
-  for i in $(seq 1 240); do [[ -n $(ha_leader) ]] && break; sleep 0.5; done
-  [[ -n $(ha_leader) ]] || die "no leader within 2 minutes; see $CLUSTER_DIR/pg1/patroni.log"
-  # The archive must exist before a replica is cloned: a base backup waits for its WAL to be archived.
-  pgbackrest_ --log-level-console=error stanza-create >/dev/null
+  if [[ ! -d $(member_data pg1) ]]; then
+    # A new cluster: the first member alone initialises it; the others then clone from it, once the
+    # archive exists (a base backup waits until its WAL is archived).
+    start_member pg1
+    for i in $(seq 1 240); do [[ -n $(ha_leader) ]] && break; sleep 0.5; done
+    [[ -n $(ha_leader) ]] || die "no leader within 2 minutes; see $CLUSTER_DIR/pg1/patroni.log"
+    pgbackrest_ --log-level-console=error stanza-create >/dev/null
+  fi
+  # Members of an existing cluster start together: whichever Patroni may promote becomes the leader.
   for name in $(member_names); do start_member "$name"; done
   ha_wait_ready 300
   write_haproxy_conf
@@ -334,12 +338,19 @@ ha_status() {
 # Fault injection for the failover tests and bench:failover.
 ha_fault() { # $1 switchover|kill|freeze|thaw  [$2 member]
   local what=$1 target=${2:-} leader="" pids
-  [[ $what == thaw ]] || leader=$(ha_leader)
+  # Patroni promotes only the synchronous standby: each fault starts from a cluster that has one.
+  [[ $what == thaw ]] || { ha_wait_ready 120; leader=$(ha_leader); }
   case "$what" in
     switchover)
       [[ -n $leader ]] || die "no leader to switch over from"
       patronictl_ switchover --leader "$leader" ${target:+--candidate "$target"} --force >/dev/null
-      log "switched over from $leader" ;;
+      local i now=""
+      for i in $(seq 1 120); do
+        now=$(ha_leader); [[ -n $now && $now != "$leader" ]] && break
+        sleep 0.5
+      done
+      [[ -n $now && $now != "$leader" ]] || die "the switchover from $leader did not happen; see $CLUSTER_DIR/pg*/patroni.log"
+      log "switched over from $leader to $now" ;;
     kill)
       target=${target:-$leader}; [[ -n $target ]] || die "no leader to kill"
       pids="$(member_patroni_pid "$target") $(member_postmaster_pid "$target")"

@@ -283,7 +283,8 @@ export function ingestRoutes(
       documented("List collections", { consistent: true, responses: { 200: "Collections" } }),
       auth("read"),
       async (c) => {
-        const { value } = await service.listCollections(c.get("principal"), readConsistencyToken(c));
+        const { value, node } = await service.listCollections(c.get("principal"), readConsistencyToken(c));
+        c.header("X-Served-By", node);
         return c.json({ collections: value.map(collectionJson) });
       },
     )

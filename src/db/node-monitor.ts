@@ -192,22 +192,31 @@ export class NodeMonitor {
       lsn: string | null;
       since_replay_ms: number | null;
       streaming: boolean;
-      timeline: number | null;
+      receiver_timeline: number | null;
+      own_timeline: number | null;
+      checkpoint_timeline: number | null;
     }>`
       SELECT pg_is_in_recovery() AS in_recovery,
              (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END)::text AS lsn,
              (extract(epoch FROM now() - pg_last_xact_replay_timestamp()) * 1000)::float8 AS since_replay_ms,
              r.pid IS NOT NULL AS streaming,
-             -- The receiver's timeline needs pg_read_all_stats; without a receiver, the restartpoint's.
-             CASE WHEN r.pid IS NOT NULL THEN r.received_tli
-                  ELSE (SELECT timeline_id FROM pg_control_checkpoint()) END AS timeline
+             r.received_tli AS receiver_timeline,
+             CASE WHEN NOT pg_is_in_recovery() THEN ${TIMELINE_OF_CURRENT_WAL} END AS own_timeline,
+             (SELECT timeline_id FROM pg_control_checkpoint()) AS checkpoint_timeline
       FROM (SELECT 1) AS one
       LEFT JOIN pg_stat_wal_receiver AS r ON true
     `.execute(node.db);
     const row = rows[0];
     if (!row) throw new Error(`${node.name} answered the probe with no row`);
     health.lsn = row.lsn ? parseLsn(row.lsn) : null;
-    health.timeline = row.timeline;
+    // Streaming: the receiver's timeline (hidden without pg_read_all_stats: unknown, and trusted).
+    // Not streaming: the last one seen, which a restartpoint's would lag behind; a node first seen
+    // not streaming gets its last restartpoint's.
+    health.timeline = !row.in_recovery
+      ? row.own_timeline
+      : row.streaming
+        ? row.receiver_timeline
+        : (health.timeline ?? row.checkpoint_timeline);
     const primary = [...this.#health.values()].find((h) => h.role === "primary");
     const primaryLsn = primary?.lsn ?? null;
     // Caught up with the last primary position seen ⇒ no lag, however long ago the last commit was
@@ -216,7 +225,7 @@ export class NodeMonitor {
     const caughtUp = primaryLsn === null || (health.lsn !== null && health.lsn >= primaryLsn);
     health.lagMs = caughtUp ? 0 : Math.max(0, row.since_replay_ms ?? Number.POSITIVE_INFINITY);
     const standing = readNodeStanding(
-      { inRecovery: row.in_recovery, streaming: row.streaming, timeline: row.timeline, lagMs: health.lagMs },
+      { inRecovery: row.in_recovery, streaming: row.streaming, timeline: health.timeline, lagMs: health.lagMs },
       primary?.timeline ?? null,
       this.#options.maxReplicaLagMs,
     );

@@ -95,7 +95,7 @@ export interface ReadNodeObservation {
   readonly inRecovery: boolean;
   /** A WAL receiver is running: the node streams from an upstream. */
   readonly streaming: boolean;
-  /** The timeline it replays: the receiver's when streaming (null if hidden), else its last restartpoint's. */
+  /** The timeline it replays: the receiver's when streaming (null if hidden), else the last one seen. */
   readonly timeline: number | null;
   readonly lagMs: number;
 }

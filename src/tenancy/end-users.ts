@@ -11,7 +11,7 @@ import { PrivateAddressError, publicOnlyFetch } from "./public-fetch.ts";
 import { LRUCache } from "lru-cache";
 import type { Config } from "../config.ts";
 import type { Router } from "../db/router.ts";
-import { AppError } from "../errors.ts";
+import { AppError, UnavailableError } from "../errors.ts";
 import type { ConsistencyToken } from "../db/consistency-token.ts";
 import {
   deleteIdentityProvider,
@@ -47,16 +47,26 @@ export class EndUsers {
     this.#router = router;
     this.#options = options;
     this.#fetch = publicOnlyFetch(options.allowLoopbackJwks);
-    this.#providers = new LRUCache({ max: 10_000, ttl: options.cacheTtlMs });
+    // Expired entries are kept (not returned) so that one can stand in while the primary is away.
+    this.#providers = new LRUCache({ max: 10_000, ttl: options.cacheTtlMs, noDeleteOnStaleGet: true });
   }
 
   async providerOf(tenantId: string): Promise<IdentityProvider | null> {
     const cached = this.#providers.get(tenantId);
     if (cached) return cached.provider;
     // From the primary: a provider just replaced or removed (a compromised key) is not read back stale.
-    const { value } = await this.#router.read({ tenantId, primary: true }, (db) => findIdentityProvider(db, tenantId));
-    this.#providers.set(tenantId, { provider: value });
-    return value;
+    // While the primary is unreachable (a failover) nobody can change it, so the last one read serves.
+    try {
+      const { value } = await this.#router.read({ tenantId, primary: true }, (db) =>
+        findIdentityProvider(db, tenantId),
+      );
+      this.#providers.set(tenantId, { provider: value });
+      return value;
+    } catch (error) {
+      const last = error instanceof UnavailableError ? this.#providers.get(tenantId, { allowStale: true }) : undefined;
+      if (last) return last.provider;
+      throw error;
+    }
   }
 
   /** Registers (or replaces) the tenant's identity provider; this process sees it at once, others within the cache's bound. */

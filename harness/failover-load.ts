@@ -1,0 +1,236 @@
+import { randomUUID } from "node:crypto";
+import pg from "pg";
+
+/**
+ * The load that bench:failover and the failover tests put on the API while the primary fails: one
+ * writer creating collections (each with its own Idempotency-Key, retried with that key until the
+ * answer is definite) that reads each acknowledged write back with its consistency token, and
+ * readers listing collections without a token. What they saw is returned for the caller to assert
+ * or print; a sampler records each member's role and timeline, so reads served by a node on an old
+ * timeline can be counted from the outside.
+ */
+export interface Answer {
+  readonly status: number;
+  readonly headers: Headers;
+  readonly body: unknown;
+}
+
+/** One API request with the tenant's key; a thrown error counts as no answer. */
+export type Send = (method: string, path: string, headers: Record<string, string>, json?: unknown) => Promise<Answer>;
+
+export interface FailoverLoadResult {
+  /** Collections whose creation was answered 201 (the first answer, or its replay). */
+  readonly acknowledged: readonly string[];
+  /** Writes a retry learned were applied without getting their answer (409 "applied"). */
+  readonly appliedWithoutAnswer: readonly string[];
+  /** Attempts answered 5xx or not at all, then retried with the same key. */
+  readonly ambiguousAttempts: number;
+  /** Retries answered with the first answer (Idempotent-Replayed): the write had happened once. */
+  readonly replayed: number;
+  /** Writes still without a definite answer when the load stopped. */
+  readonly unresolved: readonly string[];
+  /** The longest time between two acknowledged writes, and when it started. */
+  readonly longestWriteGap: { readonly ms: number; readonly from: number };
+  readonly tokenReads: { readonly ok: number; readonly failed: number; readonly missedTheirWrite: number };
+  readonly reads: { readonly ok: number; readonly failed: number };
+  /** Every successful read: when, on which node (X-Served-By). */
+  readonly served: readonly { readonly at: number; readonly node: string }[];
+}
+
+export interface FailoverLoad {
+  /** Acknowledged writes so far; throws if the writer stopped on an answer it did not expect. */
+  acknowledgedCount(): number;
+  stop(): Promise<FailoverLoadResult>;
+}
+
+const RETRY_PAUSE_MS = 100;
+/** Between two reads of one reader, and two writes: a steady load, not as fast as the machine allows. */
+const READ_PAUSE_MS = 10;
+const WRITE_PAUSE_MS = 20;
+
+export function startFailoverLoad(send: Send, options: { readers: number; prefix?: string }): FailoverLoad {
+  const prefix = options.prefix ?? `fo-${randomUUID().slice(0, 8)}`;
+  let running = true;
+  const acknowledged: string[] = [];
+  const appliedWithoutAnswer: string[] = [];
+  const unresolved: string[] = [];
+  const served: { at: number; node: string }[] = [];
+  let ambiguousAttempts = 0;
+  let replayed = 0;
+  let lastAck = Date.now();
+  let longestWriteGap = { ms: 0, from: lastAck };
+  const tokenReads = { ok: 0, failed: 0, missedTheirWrite: 0 };
+  const reads = { ok: 0, failed: 0 };
+
+  const attempt = async (method: string, path: string, headers: Record<string, string>, json?: unknown) => {
+    try {
+      return await send(method, path, headers, json);
+    } catch {
+      return undefined;
+    }
+  };
+
+  const listed = (answer: Answer | undefined) => {
+    const names = (answer?.body as { collections?: { name: string }[] } | undefined)?.collections;
+    return answer?.status === 200 && names ? new Set(names.map((c) => c.name)) : undefined;
+  };
+
+  const write = async (name: string) => {
+    const headers = { "Idempotency-Key": randomUUID() };
+    for (let tries = 0; running || tries === 0; tries++) {
+      const answer = await attempt("POST", "/v1/collections", headers, { name });
+      if (answer?.status === 201) {
+        if (answer.headers.get("Idempotent-Replayed") === "true") replayed++;
+        return answer.headers.get("X-Consistency-Token");
+      }
+      if (answer?.status === 409 && answer.headers.get("Idempotent-Replayed") === "true") {
+        appliedWithoutAnswer.push(name);
+        return null;
+      }
+      if (answer !== undefined && answer.status < 500 && answer.status !== 429) {
+        throw new Error(`a write was refused (${answer.status}): ${JSON.stringify(answer.body)}`);
+      }
+      ambiguousAttempts++;
+      await pause(RETRY_PAUSE_MS);
+    }
+    unresolved.push(name);
+    return undefined;
+  };
+
+  let writerError: unknown;
+  const writer = (async () => {
+    for (let i = 0; running; i++) {
+      const name = `${prefix}-${i}`;
+      const token = await write(name);
+      if (token === undefined) break;
+      const now = Date.now();
+      if (token !== null) acknowledged.push(name);
+      if (now - lastAck > longestWriteGap.ms) longestWriteGap = { ms: now - lastAck, from: lastAck };
+      lastAck = now;
+      await pause(WRITE_PAUSE_MS);
+      if (token === null) continue;
+      const read = await attempt("GET", "/v1/collections", { "X-Consistency-Token": token });
+      const names = listed(read);
+      if (!names) tokenReads.failed++;
+      else if (names.has(name)) tokenReads.ok++;
+      else tokenReads.missedTheirWrite++;
+    }
+  })().catch((error: unknown) => {
+    writerError = error;
+    running = false;
+  });
+
+  const readers = Array.from({ length: options.readers }, async () => {
+    while (running) {
+      const read = await attempt("GET", "/v1/collections", {});
+      if (listed(read)) {
+        reads.ok++;
+        served.push({ at: Date.now(), node: read?.headers.get("X-Served-By") ?? "?" });
+        await pause(READ_PAUSE_MS);
+      } else {
+        reads.failed++;
+        await pause(RETRY_PAUSE_MS);
+      }
+    }
+  });
+
+  return {
+    acknowledgedCount: () => {
+      if (writerError) throw writerError;
+      return acknowledged.length;
+    },
+    async stop() {
+      running = false;
+      await Promise.all([writer, ...readers]);
+      if (writerError) throw writerError;
+      return {
+        acknowledged,
+        appliedWithoutAnswer,
+        ambiguousAttempts,
+        replayed,
+        unresolved,
+        longestWriteGap,
+        tokenReads,
+        reads,
+        served,
+      };
+    },
+  };
+}
+
+/** One look at a member: whether it is the primary, and the timeline it writes or replays. */
+export interface MemberSample {
+  readonly at: number;
+  readonly member: string;
+  readonly primary: boolean;
+  readonly timeline: number | null;
+}
+
+/**
+ * Samples every member's role and timeline (as the superuser, over its socket) until stopped. A
+ * member that does not answer within a second (stopped, frozen) is skipped for that round.
+ */
+export function sampleTimelines(members: readonly { name: string; port: number }[], socketDir: string) {
+  const samples: MemberSample[] = [];
+  let running = true;
+  const look = async (member: { name: string; port: number }) => {
+    const client = new pg.Client({
+      host: socketDir,
+      port: member.port,
+      user: "postgres",
+      database: "postgres",
+      connectionTimeoutMillis: 1_000,
+      query_timeout: 1_000,
+    });
+    client.on("error", () => {});
+    try {
+      await client.connect();
+      const { rows } = await client.query<{ primary: boolean; timeline: number | null }>(`
+        SELECT NOT pg_is_in_recovery() AS primary,
+               CASE WHEN pg_is_in_recovery()
+                    THEN coalesce((SELECT received_tli FROM pg_stat_wal_receiver), (SELECT timeline_id FROM pg_control_checkpoint()))
+                    ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END AS timeline`);
+      const row = rows[0];
+      if (row) samples.push({ at: Date.now(), member: member.name, primary: row.primary, timeline: row.timeline });
+    } catch {
+      // Not answering: no sample this round.
+    } finally {
+      await client.end().catch(() => undefined);
+    }
+  };
+  const loop = (async () => {
+    while (running) {
+      await Promise.all(members.map(look));
+      await pause(200);
+    }
+  })();
+  return {
+    async stop(): Promise<MemberSample[]> {
+      running = false;
+      await loop;
+      return samples;
+    },
+  };
+}
+
+/**
+ * Reads served by a member whose last sample before the read showed a timeline older than the
+ * newest primary's timeline sampled by then.
+ */
+export function readsOnOldTimelines(
+  served: readonly { at: number; node: string }[],
+  samples: readonly MemberSample[],
+): number {
+  let count = 0;
+  for (const read of served) {
+    const before = samples.filter((s) => s.at <= read.at);
+    const newestPrimary = Math.max(0, ...before.filter((s) => s.primary).map((s) => s.timeline ?? 0));
+    const own = before.filter((s) => s.member === read.node).at(-1);
+    if (own?.timeline != null && own.timeline < newestPrimary) count++;
+  }
+  return count;
+}
+
+function pause(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
