@@ -18,6 +18,26 @@ export interface Answer {
 /** One API request with the tenant's key; a thrown error counts as no answer. */
 export type Send = (method: string, path: string, headers: Record<string, string>, json?: unknown) => Promise<Answer>;
 
+/** Requests to an app in this process, as the holder of `key`. */
+export function appSender(
+  app: { http: { request: (path: string, init: RequestInit) => Response | Promise<Response> } },
+  key: string,
+): Send {
+  return async (method, path, headers, json) => {
+    const response = await app.http.request(path, {
+      method,
+      headers: {
+        Authorization: `Bearer ${key}`,
+        ...(json === undefined ? {} : { "Content-Type": "application/json" }),
+        ...headers,
+      },
+      ...(json === undefined ? {} : { body: JSON.stringify(json) }),
+    });
+    const text = await response.text();
+    return { status: response.status, headers: response.headers, body: text ? (JSON.parse(text) as unknown) : null };
+  };
+}
+
 export interface FailoverLoadResult {
   /** Collections whose creation was answered 201 (the first answer, or its replay). */
   readonly acknowledged: readonly string[];
@@ -158,6 +178,31 @@ export function startFailoverLoad(send: Send, options: { readers: number; prefix
   };
 }
 
+/** A superuser query on one member over its socket, bounded: a frozen member fails it, never hangs it. */
+export async function memberQuery<R extends pg.QueryResultRow>(
+  socketDir: string,
+  port: number,
+  text: string,
+  values: unknown[] = [],
+  database = "pgrag",
+): Promise<R[]> {
+  const client = new pg.Client({
+    host: socketDir,
+    port,
+    user: "postgres",
+    database,
+    connectionTimeoutMillis: 2_000,
+    query_timeout: 5_000,
+  });
+  client.on("error", () => {});
+  await client.connect();
+  try {
+    return (await client.query<R>(text, values)).rows;
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
+
 /** One look at a member: whether it is the primary, and the timeline it writes or replays. */
 export interface MemberSample {
   readonly at: number;
@@ -174,28 +219,20 @@ export function sampleTimelines(members: readonly { name: string; port: number }
   const samples: MemberSample[] = [];
   let running = true;
   const look = async (member: { name: string; port: number }) => {
-    const client = new pg.Client({
-      host: socketDir,
-      port: member.port,
-      user: "postgres",
-      database: "postgres",
-      connectionTimeoutMillis: 1_000,
-      query_timeout: 1_000,
-    });
-    client.on("error", () => {});
     try {
-      await client.connect();
-      const { rows } = await client.query<{ primary: boolean; timeline: number | null }>(`
-        SELECT NOT pg_is_in_recovery() AS primary,
-               CASE WHEN pg_is_in_recovery()
-                    THEN coalesce((SELECT received_tli FROM pg_stat_wal_receiver), (SELECT timeline_id FROM pg_control_checkpoint()))
-                    ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END AS timeline`);
-      const row = rows[0];
+      const [row] = await memberQuery<{ primary: boolean; timeline: number | null }>(
+        socketDir,
+        member.port,
+        `SELECT NOT pg_is_in_recovery() AS primary,
+                CASE WHEN pg_is_in_recovery()
+                     THEN coalesce((SELECT received_tli FROM pg_stat_wal_receiver), (SELECT timeline_id FROM pg_control_checkpoint()))
+                     ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END AS timeline`,
+        [],
+        "postgres",
+      );
       if (row) samples.push({ at: Date.now(), member: member.name, primary: row.primary, timeline: row.timeline });
     } catch {
-      // Not answering: no sample this round.
-    } finally {
-      await client.end().catch(() => undefined);
+      // Not answering (stopped, frozen): no sample this round.
     }
   };
   const loop = (async () => {

@@ -139,6 +139,12 @@ postgresql:
   # A new replica's base backup starts with an immediate checkpoint, not a spread one.
   basebackup:
     - checkpoint: fast
+  # Recovery may need WAL no member streams any more (a rewound former primary's crash recovery
+  # runs before it streams): the archive has it. A member that cannot be rewound is cloned anew.
+  recovery_conf:
+    restore_command: 'pgbackrest --config=$PGBACKREST_CONF --stanza=$STANZA --pg1-path=$data archive-get %f "%p"'
+  remove_data_directory_on_rewind_failure: true
+  remove_data_directory_on_diverged_timelines: true
   authentication:
     superuser:
       username: postgres

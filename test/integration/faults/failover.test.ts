@@ -4,7 +4,7 @@ import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type Send, startFailoverLoad } from "../../../harness/failover-load.ts";
+import { appSender, memberQuery, type Send, startFailoverLoad } from "../../../harness/failover-load.ts";
 import { waitFor } from "../../../harness/wait-for.ts";
 import type { App } from "../../../src/app.ts";
 import { newTenantKey } from "../../helpers/api.ts";
@@ -23,43 +23,15 @@ const memberPort = (name: string) => PORT + Number(name.slice(2)) - 1;
 /** After a crash a new leader needs the lease's 10 s; this leaves room for a busy machine. */
 const RECOVERY_DEADLINE_MS = 120_000;
 
-async function admin<R extends pg.QueryResultRow>(member: string, text: string, values: unknown[] = []): Promise<R[]> {
-  const client = new pg.Client({
-    host: `${DIR}/sock`,
-    port: memberPort(member),
-    user: "postgres",
-    database: "pgrag",
-    connectionTimeoutMillis: 2_000,
-    query_timeout: 5_000,
-  });
-  client.on("error", () => {});
-  await client.connect();
-  try {
-    return (await client.query<R>(text, values)).rows;
-  } finally {
-    await client.end();
-  }
-}
+const admin = <R extends pg.QueryResultRow>(member: string, text: string, values: unknown[] = []) =>
+  memberQuery<R>(`${DIR}/sock`, memberPort(member), text, values);
 
 let app: App;
 
 /** Requests as a new tenant of its own (each case's writes stay far below the collections quota). */
 async function newTenant(): Promise<{ tenantId: string; send: Send }> {
   const { tenantId, key } = await newTenantKey(app);
-  const send: Send = async (method, path, headers, json) => {
-    const response = await app.http.request(path, {
-      method,
-      headers: {
-        Authorization: `Bearer ${key}`,
-        ...(json === undefined ? {} : { "Content-Type": "application/json" }),
-        ...headers,
-      },
-      ...(json === undefined ? {} : { body: JSON.stringify(json) }),
-    });
-    const text = await response.text();
-    return { status: response.status, headers: response.headers, body: text ? (JSON.parse(text) as unknown) : null };
-  };
-  return { tenantId, send };
+  return { tenantId, send: appSender(app, key) };
 }
 
 beforeAll(async () => {
