@@ -3,7 +3,7 @@ import { Gauge, type Registry } from "prom-client";
 import type { Logger } from "../logger.ts";
 import { type Lsn, parseLsn } from "./lsn.ts";
 import type { DbNode } from "./pools.ts";
-import { readNodeStanding } from "./routing-policy.ts";
+import { type NodeState, readNodeStanding } from "./routing-policy.ts";
 
 /**
  * Polls every node in the background and decides which replicas are in rotation.
@@ -23,7 +23,6 @@ import { readNodeStanding } from "./routing-policy.ts";
  */
 const PRIMARY_MAX_BACKOFF_MS = 1_000;
 
-export type NodeState = "up" | "lagging" | "detached" | "down";
 
 export interface NodeHealth {
   readonly name: string;

@@ -1,11 +1,13 @@
 import { type ConsistencyToken, isPrimaryOnly } from "./consistency-token.ts";
 import type { Lsn } from "./lsn.ts";
-import type { NodeState } from "./node-monitor.ts";
 
 /**
  * Which node serves a read, as pure functions of what the monitor last saw: the router feeds them
  * views of its nodes and acts on the answer. Kept free of I/O so every branch is unit-tested.
  */
+/** How the monitor sees a node (src/db/node-monitor.ts says what each state means). */
+export type NodeState = "up" | "lagging" | "detached" | "down";
+
 export interface NodeView {
   readonly name: string;
   readonly state: NodeState;

@@ -2,7 +2,7 @@ import { execFile } from "node:child_process";
 import { rm } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
-import pg from "pg";
+import type pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { appSender, memberQuery, type Send, startFailoverLoad } from "../../../harness/failover-load.ts";
 import { waitFor } from "../../../harness/wait-for.ts";
