@@ -23,7 +23,6 @@ import { type NodeState, readNodeStanding } from "./routing-policy.ts";
  */
 const PRIMARY_MAX_BACKOFF_MS = 1_000;
 
-
 export interface NodeHealth {
   readonly name: string;
   readonly role: DbNode["role"];
