@@ -422,10 +422,10 @@ ENV
 }
 
 cmd_up() {
-  local want=2 cascade=false ha=false
+  local want=2 cascade=false ha=false replicas_given=false
   while (($#)); do
     case "$1" in
-      --replicas) want=${2:?--replicas needs a number}; shift 2 ;;
+      --replicas) want=${2:?--replicas needs a number}; replicas_given=true; shift 2 ;;
       --cascade) cascade=true; shift ;;
       --ha) ha=true; shift ;;
       *) die "unknown option '$1'" ;;
@@ -439,6 +439,8 @@ cmd_up() {
   chmod 755 "$CLUSTER_DIR"
   if [[ $ha == true ]] || is_ha; then
     [[ $cascade == false ]] || die "--cascade is for the plain topology"
+    # An existing failover cluster keeps its size unless --replicas says otherwise.
+    [[ $replicas_given == true ]] || ! is_ha || want=$(($(member_names | wc -l) - 1))
     ha_up $((want + 1))
     return
   fi

@@ -53,7 +53,12 @@ ha_leader() {
 
 ha_pid() { pgrep -u "$RUN_USER" -f -- "$1" | head -n 1 || true; }
 member_patroni_pid() { ha_pid "patroni $(member_config "$1")"; }
-member_postmaster_pid() { local f; f="$(member_data "$1")/postmaster.pid"; [[ -s $f ]] && head -n 1 "$f"; }
+member_postmaster_pid() { local f; f="$(member_data "$1")/postmaster.pid"; [[ -s $f ]] && head -n 1 "$f" || true; }
+# Patroni, the postmaster and every server process of a member (for SIGSTOP / SIGCONT).
+member_pids() {
+  local postmaster; postmaster=$(member_postmaster_pid "$1")
+  echo "$(member_patroni_pid "$1") $postmaster ${postmaster:+$(pgrep -P "$postmaster" | xargs || true)}"
+}
 etcd_pid() { ha_pid "etcd --name $SCOPE --data-dir $HA_DIR/etcd"; }
 haproxy_pid() { local f="$HA_DIR/haproxy.pid"; [[ -s $f ]] && kill -0 "$(cat "$f")" 2>/dev/null && cat "$f"; }
 
@@ -268,7 +273,7 @@ ha_wait_ready() { # $1 seconds
       const members = JSON.parse(require("fs").readFileSync(0, "utf8") || "[]");
       const leader = members.find((m) => m.Role === "Leader" && m.State === "running");
       const ready = leader && members.length === Number(process.argv[1])
-        && members.every((m) => m.State === "running" && m.TL === leader.TL)
+        && members.every((m) => (m.State === "running" || m.State === "streaming") && m.TL === leader.TL)
         && members.some((m) => m.Role === "Sync Standby");
       process.exit(ready ? 0 : 1);' "$(member_names | wc -l)"; then return 0; fi
     sleep 0.5
@@ -365,15 +370,12 @@ ha_fault() { # $1 switchover|kill|freeze|thaw  [$2 member]
       echo "$target" ;;
     freeze)
       target=${target:-$leader}; [[ -n $target ]] || die "no leader to freeze"
-      pids="$(member_patroni_pid "$target") $(member_postmaster_pid "$target")"
-      pids+=" $(pgrep -P "$(member_postmaster_pid "$target")" | xargs)"
-      kill -STOP $pids
+      # A process that exits meanwhile fails its kill; the others are frozen all the same.
+      kill -STOP $(member_pids "$target") 2>/dev/null || true
       echo "$target" ;;
     thaw)
       [[ -n $target ]] || die "thaw needs the member that was frozen"
-      pids="$(member_patroni_pid "$target") $(member_postmaster_pid "$target")"
-      pids+=" $(pgrep -P "$(member_postmaster_pid "$target")" | xargs)"
-      kill -CONT $pids ;;
+      kill -CONT $(member_pids "$target") 2>/dev/null || true ;;
     *) die "unknown fault '$what' (switchover, kill, freeze, thaw)" ;;
   esac
 }
