@@ -1,6 +1,12 @@
 import { createHash } from "node:crypto";
 import type { Context, MiddlewareHandler } from "hono";
-import { type IdempotencyClaim, type IdempotentReplay, recordAnswer, withIdempotencyKey } from "../db/idempotency.ts";
+import {
+  type IdempotencyClaim,
+  type IdempotentReplay,
+  recordAnswer,
+  releaseKey,
+  withIdempotencyKey,
+} from "../db/idempotency.ts";
 import type { Router } from "../db/router.ts";
 import { AppError, InvalidRequestError } from "../errors.ts";
 import { CONSISTENCY_HEADER } from "./consistency.ts";
@@ -27,22 +33,38 @@ export function idempotentWrites(router: Router, ownBodyLimit: RegExp): Middlewa
         `${IDEMPOTENCY_HEADER} must be 1-255 visible ASCII characters (a UUID is a good key), got ${JSON.stringify(key.slice(0, 40))}`,
       );
     }
-    const claim: IdempotencyClaim = { key, fingerprint: await fingerprint(c, ownBodyLimit), claimedBy: null };
+    if (ownBodyLimit.test(c.req.path)) {
+      // Uploads stream and may be large: their bodies cannot be compared cheaply with an earlier one's.
+      throw new InvalidRequestError(
+        `${IDEMPOTENCY_HEADER} is not taken on uploads; a document written by its external id (PUT) is idempotent already`,
+      );
+    }
+    const claim: IdempotencyClaim = { key, fingerprint: await fingerprint(c), claimedBy: null };
     await withIdempotencyKey(claim, next);
-    if (claim.claimedBy !== null && c.res.status < 500) {
-      const tenantId = claim.claimedBy;
+    const tenantId = claim.claimedBy;
+    if (tenantId === null) return;
+    try {
+      if (c.res.status >= 500) {
+        // A later step failed after the first write committed (the model, an import's next stage):
+        // what stays applied is the request's own business; a retry starts it over.
+        await router.write({ tenantId }, (tx) => releaseKey(tx, tenantId, key));
+        return;
+      }
       const answer = {
         status: c.res.status,
         body: await storableBody(c.res),
         token: c.res.headers.get(CONSISTENCY_HEADER),
       };
       await router.write({ tenantId }, (tx) => recordAnswer(tx, tenantId, key, answer));
+    } catch (error) {
+      // The write itself succeeded: its answer stands. A retry then learns it was applied (409).
+      c.get("logger").warn({ err: error, key }, "could not record an idempotent request's answer");
     }
   };
 }
 
-/** Method, path and query, the credentials, and the body (a JSON body's bytes; an upload's length). */
-async function fingerprint(c: Context<AppEnv>, ownBodyLimit: RegExp): Promise<string> {
+/** Method, path and query, the credentials, and the body's bytes (bounded by the JSON body limit). */
+async function fingerprint(c: Context<AppEnv>): Promise<string> {
   const hash = createHash("sha256");
   const url = new URL(c.req.url);
   for (const part of [
@@ -54,20 +76,16 @@ async function fingerprint(c: Context<AppEnv>, ownBodyLimit: RegExp): Promise<st
   ]) {
     hash.update(`${part ?? ""}\n`);
   }
-  const type = c.req.header("Content-Type") ?? "";
-  if (/^application\/json\b/i.test(type) && !ownBodyLimit.test(c.req.path)) {
-    // Bounded by the JSON body limit; Hono keeps the bytes for the route to parse.
-    hash.update(new Uint8Array(await c.req.arrayBuffer()));
-  } else {
-    hash.update(`${type}\n${c.req.header("Content-Length") ?? "streamed"}`);
-  }
+  hash.update(`${c.req.header("Content-Type") ?? ""}\n`);
+  // Hono keeps the bytes for the route to parse.
+  hash.update(new Uint8Array(await c.req.arrayBuffer()));
   return hash.digest("hex");
 }
 
 async function storableBody(response: Response): Promise<unknown> {
   if (!/^application\/json\b/i.test(response.headers.get("Content-Type") ?? "")) return null;
   const text = await response.clone().text();
-  return text.length > MAX_STORED_ANSWER_BYTES ? null : (JSON.parse(text) as unknown);
+  return Buffer.byteLength(text) > MAX_STORED_ANSWER_BYTES ? null : (JSON.parse(text) as unknown);
 }
 
 /** The answer to a retry whose key an earlier, committed request claimed (called by the error handler). */

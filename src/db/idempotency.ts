@@ -100,3 +100,8 @@ export async function recordAnswer(
     .where("key", "=", key)
     .execute();
 }
+
+/** Frees a key whose request failed after its first write, so that a retry runs it again. */
+export async function releaseKey(tx: Kysely<Database>, tenantId: string, key: string): Promise<void> {
+  await tx.deleteFrom("idempotent_requests").where("tenant_id", "=", tenantId).where("key", "=", key).execute();
+}

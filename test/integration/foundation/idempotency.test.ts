@@ -41,6 +41,16 @@ describe("idempotency keys on writes", () => {
     expect(other.status).toBe(422);
     expect(other.body.error.message).toMatch(/already used for a different request; use a new key/);
     expect(await collectionsNamed(tenantId, "b")).toBe(0);
+    // Uploads stream: their bodies cannot be compared with an earlier one's, so a key is refused there.
+    const upload = await api<{ error: { message: string } }>(app, "PUT", "/v1/collections/a/documents/d1", {
+      key,
+      json: { content: "text" },
+      headers: { "Idempotency-Key": randomUUID() },
+    });
+    expect(upload.status).toBe(400);
+    expect(upload.body.error.message).toMatch(
+      /not taken on uploads; a document written by its external id \(PUT\) is idempotent already/,
+    );
     for (const bad of ["", "x".repeat(256), "has space", "ünïcode"]) {
       const refused = await api<{ error: { message: string } }>(app, "POST", "/v1/collections", {
         key,
