@@ -286,7 +286,7 @@ export class NodeMonitor {
 }
 
 /** The timeline a primary writes: the first eight hex digits of its current WAL file's name. */
-const TIMELINE_OF_CURRENT_WAL = sql`('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int`;
+export const TIMELINE_OF_CURRENT_WAL = sql`('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int`;
 
 async function withTimeout<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;

@@ -11,7 +11,7 @@ import type { Database } from "./database.ts";
 import { claimKey, unclaimedKey } from "./idempotency.ts";
 import { type ConsistencyToken, formatToken, isPrimaryOnly, PRIMARY_ONLY_TOKEN } from "./consistency-token.ts";
 import { formatLsn, type Lsn, parseLsn } from "./lsn.ts";
-import type { NodeMonitor } from "./node-monitor.ts";
+import { type NodeMonitor, TIMELINE_OF_CURRENT_WAL } from "./node-monitor.ts";
 import type { DbNode } from "./pools.ts";
 import { UnreplicatedCommitError } from "./synchronous-commit.ts";
 import {
@@ -371,9 +371,14 @@ export class Router {
   }
 
   #replicaViews(): (NodeView & { readonly node: DbNode })[] {
+    // A replica's standing was judged at its last probe; the primary's timeline may have moved since
+    // (its probe runs before a token read): a replica behind it is out now, not at its next probe.
+    const primaryTimeline = this.#monitor.health(this.#primary.name).timeline;
     return this.#replicas.map((node) => {
-      const { state, lsn } = this.#monitor.health(node.name);
-      return { name: node.name, state, lsn, outstanding: this.#outstanding.get(node.name) ?? 0, node };
+      const { state, lsn, timeline } = this.#monitor.health(node.name);
+      const behind = timeline !== null && primaryTimeline !== null && timeline < primaryTimeline;
+      const standing = behind && state !== "down" ? "detached" : state;
+      return { name: node.name, state: standing, lsn, outstanding: this.#outstanding.get(node.name) ?? 0, node };
     });
   }
 
@@ -394,8 +399,7 @@ export class Router {
   async #commitPosition(): Promise<ConsistencyToken> {
     try {
       const { rows } = await sql<{ lsn: string; timeline: number }>`
-        SELECT pg_current_wal_lsn()::text AS lsn,
-               ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int AS timeline
+        SELECT pg_current_wal_lsn()::text AS lsn, ${TIMELINE_OF_CURRENT_WAL} AS timeline
       `.execute(this.#primary.db);
       const lsn = parseLsn(rows[0]?.lsn ?? "");
       return lsn === null ? PRIMARY_ONLY_TOKEN : { lsn, timeline: rows[0]?.timeline ?? null };
