@@ -22,6 +22,8 @@ import {
 import { PRINCIPAL_PATTERN } from "./principal.ts";
 
 /** Signed tokens only, with public-key algorithms: `none` and shared secrets are refused. */
+/** How old a provider read may be to stand in while the primary is unreachable (a failover takes seconds). */
+const STALE_PROVIDER_MS = 2 * 60_000;
 const ALGORITHMS = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"];
 
 export interface EndUser {
@@ -37,7 +39,7 @@ export interface EndUser {
  */
 export class EndUsers {
   readonly #router: Router;
-  readonly #providers: LRUCache<string, { provider: IdentityProvider | null }>;
+  readonly #providers: LRUCache<string, { provider: IdentityProvider | null; readAt: number }>;
   readonly #keySets = new LRUCache<string, JWTVerifyGetKey>({ max: 1_000 });
   readonly #options: Config["endUsers"];
   /** Key sets are fetched only from public addresses (a tenant's URL must not reach inside). */
@@ -55,16 +57,17 @@ export class EndUsers {
     const cached = this.#providers.get(tenantId);
     if (cached) return cached.provider;
     // From the primary: a provider just replaced or removed (a compromised key) is not read back stale.
-    // While the primary is unreachable (a failover) nobody can change it, so the last one read serves.
+    // While the primary is unreachable (a failover) nobody can change it, so the last one read serves
+    // — if read recently: a change committed just before the outage is seen within the bound.
     try {
       const { value } = await this.#router.read({ tenantId, primary: true }, (db) =>
         findIdentityProvider(db, tenantId),
       );
-      this.#providers.set(tenantId, { provider: value });
+      this.#providers.set(tenantId, { provider: value, readAt: Date.now() });
       return value;
     } catch (error) {
       const last = error instanceof UnavailableError ? this.#providers.get(tenantId, { allowStale: true }) : undefined;
-      if (last) return last.provider;
+      if (last && Date.now() - last.readAt <= STALE_PROVIDER_MS) return last.provider;
       throw error;
     }
   }
