@@ -203,34 +203,63 @@ export async function memberQuery<R extends pg.QueryResultRow>(
   }
 }
 
-/** One look at a member: whether it is the primary, and the timeline it writes or replays. */
+/** One look at a member: whether it is the primary, its timeline and position, and (a primary) its history. */
 export interface MemberSample {
   readonly at: number;
   readonly member: string;
   readonly primary: boolean;
   readonly timeline: number | null;
+  /** A primary's current WAL position, a replica's replay position. */
+  readonly lsn: bigint;
+  /** A primary's timeline history: where each earlier timeline ended (its switch point). */
+  readonly switchPoints: ReadonlyMap<number, bigint>;
+}
+
+const SAMPLE_SQL = `
+  SELECT NOT pg_is_in_recovery() AS primary,
+         CASE WHEN pg_is_in_recovery()
+              THEN coalesce((SELECT received_tli FROM pg_stat_wal_receiver), (SELECT timeline_id FROM pg_control_checkpoint()))
+              ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END AS timeline,
+         (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END - '0/0'::pg_lsn)::text AS lsn,
+         CASE WHEN NOT pg_is_in_recovery() AND pg_walfile_name(pg_current_wal_lsn()) NOT LIKE '00000001%'
+              THEN pg_read_file('pg_wal/' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8) || '.history') END AS history`;
+
+/** "1\t0/5000A8\treason" lines: timeline 1 ended at 0/5000A8. */
+function switchPointsOf(history: string | null): Map<number, bigint> {
+  const points = new Map<number, bigint>();
+  for (const line of (history ?? "").split("\n")) {
+    const [timeline, lsn] = line.split("\t");
+    const [hi, lo] = (lsn ?? "").split("/");
+    if (timeline && hi && lo) points.set(Number(timeline), (BigInt(`0x${hi}`) << 32n) + BigInt(`0x${lo}`));
+  }
+  return points;
 }
 
 /**
- * Samples every member's role and timeline (as the superuser, over its socket) until stopped. A
- * member that does not answer within a second (stopped, frozen) is skipped for that round.
+ * Samples every member's role, timeline and position (as the superuser, over its socket) until
+ * stopped. A member that does not answer within a second (stopped, frozen) is skipped that round.
  */
 export function sampleTimelines(members: readonly { name: string; port: number }[], socketDir: string) {
   const samples: MemberSample[] = [];
   let running = true;
   const look = async (member: { name: string; port: number }) => {
     try {
-      const [row] = await memberQuery<{ primary: boolean; timeline: number | null }>(
-        socketDir,
-        member.port,
-        `SELECT NOT pg_is_in_recovery() AS primary,
-                CASE WHEN pg_is_in_recovery()
-                     THEN coalesce((SELECT received_tli FROM pg_stat_wal_receiver), (SELECT timeline_id FROM pg_control_checkpoint()))
-                     ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END AS timeline`,
-        [],
-        "postgres",
-      );
-      if (row) samples.push({ at: Date.now(), member: member.name, primary: row.primary, timeline: row.timeline });
+      const [row] = await memberQuery<{
+        primary: boolean;
+        timeline: number | null;
+        lsn: string;
+        history: string | null;
+      }>(socketDir, member.port, SAMPLE_SQL, [], "postgres");
+      if (row) {
+        samples.push({
+          at: Date.now(),
+          member: member.name,
+          primary: row.primary,
+          timeline: row.timeline,
+          lsn: BigInt(row.lsn.split(".")[0] ?? "0"),
+          switchPoints: switchPointsOf(row.history),
+        });
+      }
     } catch {
       // Not answering (stopped, frozen): no sample this round.
     }
@@ -251,19 +280,32 @@ export function sampleTimelines(members: readonly { name: string; port: number }
 }
 
 /**
- * Reads served by a member whose last sample before the read showed a timeline older than the
- * newest primary's timeline sampled by then.
+ * Reads served by a node on an old timeline: by the time of the read a primary on a newer timeline
+ * had been sampled, and the serving node's last sample showed it on an older timeline and past that
+ * timeline's switch point in the new primary's history (so holding WAL the new history lacks), or
+ * still acting as a primary. A replica on an older timeline but before the switch point serves
+ * history the new primary shares, and does not count.
  */
 export function readsOnOldTimelines(
   served: readonly { at: number; node: string }[],
   samples: readonly MemberSample[],
 ): number {
+  const ordered = [...samples].sort((a, b) => a.at - b.at);
+  const latest = new Map<string, MemberSample>();
+  let newestPrimary: MemberSample | undefined;
+  let next = 0;
   let count = 0;
-  for (const read of served) {
-    const before = samples.filter((s) => s.at <= read.at);
-    const newestPrimary = Math.max(0, ...before.filter((s) => s.primary).map((s) => s.timeline ?? 0));
-    const own = before.filter((s) => s.member === read.node).at(-1);
-    if (own?.timeline != null && own.timeline < newestPrimary) count++;
+  for (const read of [...served].sort((a, b) => a.at - b.at)) {
+    for (; next < ordered.length && (ordered[next] as MemberSample).at <= read.at; next++) {
+      const sample = ordered[next] as MemberSample;
+      latest.set(sample.member, sample);
+      if (sample.primary && (sample.timeline ?? 0) >= (newestPrimary?.timeline ?? 0)) newestPrimary = sample;
+    }
+    const own = latest.get(read.node);
+    const current = newestPrimary?.timeline ?? null;
+    if (!own || own.timeline === null || current === null || own.timeline >= current) continue;
+    const switchPoint = newestPrimary?.switchPoints.get(own.timeline);
+    if (own.primary || switchPoint === undefined || own.lsn > switchPoint) count++;
   }
   return count;
 }
