@@ -1,5 +1,6 @@
 import { AsyncLocalStorage } from "node:async_hooks";
 import { type Kysely, sql } from "kysely";
+import { AppError } from "../errors.ts";
 import type { Database } from "./database.ts";
 
 /**
@@ -22,8 +23,11 @@ export interface StoredAnswer {
   readonly token: string | null;
 }
 
-/** The key was claimed by an earlier request whose write committed: its answer, not a second write. */
-export class IdempotentReplay extends Error {
+/**
+ * The key was claimed by an earlier request whose write committed: its answer, not a second write.
+ * A conflict wherever it is counted (usage events): the request did no work of its own.
+ */
+export class IdempotentReplay extends AppError {
   override readonly name = "IdempotentReplay";
   constructor(
     readonly key: string,
@@ -31,7 +35,7 @@ export class IdempotentReplay extends Error {
     /** False when the earlier request was a different one (method, path, key or body). */
     readonly sameRequest: boolean,
   ) {
-    super(`the request with Idempotency-Key "${key}" was already applied`);
+    super("conflict", `the request with Idempotency-Key "${key}" was already applied`);
   }
 }
 

@@ -124,6 +124,8 @@ describe("idempotency keys on writes", () => {
     const retry = withIdempotencyKey({ ...lost, claimedBy: null }, () => insert("answer-lost"));
     await expect(retry).rejects.toBeInstanceOf(IdempotentReplay);
     await expect(retry).rejects.toMatchObject({ sameRequest: true, answer: { status: null } });
+    // Counted as a conflict wherever errors are counted (usage events): the retry did no work.
+    await expect(retry).rejects.toMatchObject({ code: "conflict" });
     expect(await collectionsNamed(tenantId, "answer-lost")).toBe(1);
   });
 });
