@@ -310,6 +310,7 @@ try {
     }
   }
 } finally {
-  await sql`DROP SCHEMA IF EXISTS bench_bm25 CASCADE`.execute(db);
+  // BENCH_KEEP_SCHEMA=1 keeps the last scale's corpus and postings, to study queries on them by hand.
+  if (process.env.BENCH_KEEP_SCHEMA !== "1") await sql`DROP SCHEMA IF EXISTS bench_bm25 CASCADE`.execute(db);
   await db.destroy();
 }

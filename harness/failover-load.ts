@@ -1,5 +1,7 @@
 import { randomUUID } from "node:crypto";
 import pg from "pg";
+import { TIMELINE_OF_CURRENT_WAL } from "../src/db/node-monitor.ts";
+import { offlineKysely } from "./offline-kysely.ts";
 
 /**
  * The load that bench:failover and the failover tests put on the API while the primary fails: one
@@ -208,6 +210,10 @@ export interface MemberSample {
   readonly at: number;
   readonly member: string;
   readonly primary: boolean;
+  /**
+   * A primary's timeline, or the one a replica's WAL receiver streams; null for a replica without a
+   * receiver (its upstream lost or changing), whose timeline a sample cannot tell.
+   */
   readonly timeline: number | null;
   /** A primary's current WAL position, a replica's replay position. */
   readonly lsn: bigint;
@@ -215,13 +221,13 @@ export interface MemberSample {
   readonly switchPoints: ReadonlyMap<number, bigint>;
 }
 
+const CURRENT_TIMELINE_SQL = TIMELINE_OF_CURRENT_WAL.compile(offlineKysely()).sql;
 const SAMPLE_SQL = `
   SELECT NOT pg_is_in_recovery() AS primary,
-         CASE WHEN pg_is_in_recovery()
-              THEN coalesce((SELECT received_tli FROM pg_stat_wal_receiver), (SELECT timeline_id FROM pg_control_checkpoint()))
-              ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END AS timeline,
+         CASE WHEN pg_is_in_recovery() THEN (SELECT received_tli FROM pg_stat_wal_receiver WHERE status = 'streaming')
+              ELSE ${CURRENT_TIMELINE_SQL} END AS timeline,
          (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END - '0/0'::pg_lsn)::text AS lsn,
-         CASE WHEN NOT pg_is_in_recovery() AND pg_walfile_name(pg_current_wal_lsn()) NOT LIKE '00000001%'
+         CASE WHEN NOT pg_is_in_recovery() AND ${CURRENT_TIMELINE_SQL} > 1
               THEN pg_read_file('pg_wal/' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8) || '.history') END AS history`;
 
 /** "1\t0/5000A8\treason" lines: timeline 1 ended at 0/5000A8. */
@@ -281,10 +287,12 @@ export function sampleTimelines(members: readonly { name: string; port: number }
 
 /**
  * Reads served by a node on an old timeline: by the time of the read a primary on a newer timeline
- * had been sampled, and the serving node's last sample showed it on an older timeline and past that
+ * had been sampled, and the serving node was last seen on an older timeline and past that
  * timeline's switch point in the new primary's history (so holding WAL the new history lacks), or
  * still acting as a primary. A replica on an older timeline but before the switch point serves
- * history the new primary shares, and does not count.
+ * history the new primary shares, and does not count. A replica sampled without a WAL receiver
+ * keeps the timeline it was last seen streaming (it receives nothing meanwhile); one never seen
+ * on a timeline is not judged.
  */
 export function readsOnOldTimelines(
   served: readonly { at: number; node: string }[],
@@ -298,7 +306,8 @@ export function readsOnOldTimelines(
   for (const read of [...served].sort((a, b) => a.at - b.at)) {
     for (; next < ordered.length && (ordered[next] as MemberSample).at <= read.at; next++) {
       const sample = ordered[next] as MemberSample;
-      latest.set(sample.member, sample);
+      const known = sample.timeline ?? latest.get(sample.member)?.timeline ?? null;
+      latest.set(sample.member, { ...sample, timeline: known });
       if (sample.primary && (sample.timeline ?? 0) >= (newestPrimary?.timeline ?? 0)) newestPrimary = sample;
     }
     const own = latest.get(read.node);

@@ -5,7 +5,7 @@ const sample = (
   at: number,
   member: string,
   primary: boolean,
-  timeline: number,
+  timeline: number | null,
   lsn: bigint,
   ended?: [number, bigint],
 ) => ({ at, member, primary, timeline, lsn, switchPoints: new Map(ended ? [ended] : []) }) satisfies MemberSample;
@@ -31,5 +31,32 @@ describe("bench:failover's count of reads on an old timeline", () => {
   it("counts a read of a node still acting as the old primary after a newer one appeared", () => {
     const stale = [sample(0, "pg1", true, 1, 900n), sample(10, "pg2", true, 2, 1000n, [1, 950n])];
     expect(readsOnOldTimelines([{ at: 12, node: "pg1" }], stale)).toBe(1);
+  });
+
+  it("judges a replica that lost its WAL receiver by the timeline it last streamed", () => {
+    // pg2 (timeline 2) crashes; pg1 and pg3 lose their receivers at 0/2000, all of it timeline 2's;
+    // pg1 is promoted (timeline 3, from 0/2000); pg3 follows it later.
+    const crash = [
+      sample(0, "pg2", true, 2, 2000n, [1, 1000n]),
+      sample(0, "pg3", false, 2, 2000n),
+      sample(10, "pg3", false, null, 2000n),
+      sample(20, "pg1", true, 3, 2100n, [2, 2000n]),
+      sample(25, "pg3", false, null, 2000n),
+      sample(30, "pg3", false, 3, 2100n),
+    ];
+    expect(readsOnOldTimelines([{ at: 12, node: "pg3" }], crash)).toBe(0); // timeline 2, as the primary
+    expect(readsOnOldTimelines([{ at: 27, node: "pg3" }], crash)).toBe(0); // timeline 2, at the switch point
+    // Never seen streaming: not judged, whatever its position.
+    expect(readsOnOldTimelines([{ at: 27, node: "pg4" }], [...crash, sample(26, "pg4", false, null, 9999n)])).toBe(0);
+  });
+
+  it("counts a replica that lost its receiver past its timeline's switch point", () => {
+    const diverged = [
+      sample(0, "pg1", true, 1, 1000n),
+      sample(0, "pg3", false, 1, 1050n), // received WAL the synchronous standby had not
+      sample(10, "pg3", false, null, 1050n),
+      sample(10, "pg2", true, 2, 1100n, [1, 1000n]),
+    ];
+    expect(readsOnOldTimelines([{ at: 12, node: "pg3" }], diverged)).toBe(1);
   });
 });
