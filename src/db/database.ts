@@ -194,7 +194,7 @@ export interface EventTable {
   payload: Json;
 }
 
-/** A block of one term's BM25 postings (parallel arrays); see migration 11. */
+/** A block of one term's BM25 postings, packed; see migrations 11 and 30. */
 export interface Bm25BlockTable {
   collection_id: string;
   term: string;
@@ -204,9 +204,10 @@ export interface Bm25BlockTable {
   max_tf: number;
   min_dl: number;
   compacted: Generated<boolean>;
-  chunk_ids: string[];
-  tfs: number[];
-  dls: number[];
+  first_chunk: string;
+  last_chunk: string;
+  /** The postings, packed (src/postings/postings-codec.ts). */
+  data: Buffer;
 }
 
 /** What deleted chunks took from a term's document frequency, until compaction drops their postings. */

@@ -1,5 +1,6 @@
 import { type Kysely, sql } from "kysely";
 import { lexemeCount } from "../postings/bm25-weight.ts";
+import { gapInBlock, PACKED_BLOCK_COLUMNS } from "../postings/postings-codec.ts";
 import { textArrayLiteral } from "../db/array-literal.ts";
 import type { Database } from "../db/database.ts";
 import type { Chunk } from "../text/chunking.ts";
@@ -172,11 +173,14 @@ async function insertSlice(
     ),
     -- One block per term of this statement; compaction merges and sorts them later.
     written AS (
-      INSERT INTO bm25_blocks (collection_id, term, tenant_id, postings, max_tf, min_dl, chunk_ids, tfs, dls)
-      SELECT p.collection_id, p.lexeme, p.tenant_id, count(*)::int, max(p.tf), min(l.dl),
-             array_agg(p.id ORDER BY p.id), array_agg(p.tf ORDER BY p.id), array_agg(l.dl ORDER BY p.id)
-      FROM postings p JOIN lengths l USING (id)
-      GROUP BY p.collection_id, p.lexeme, p.tenant_id
+      INSERT INTO bm25_blocks (collection_id, term, tenant_id, postings, max_tf, min_dl, first_chunk, last_chunk, data)
+      SELECT collection_id, lexeme, tenant_id, ${PACKED_BLOCK_COLUMNS}
+      FROM (
+        SELECT p.collection_id, p.lexeme, p.tenant_id, p.id AS chunk_id, p.tf, l.dl,
+               ${gapInBlock(sql`p.id`, sql`p.collection_id, p.lexeme`)} AS gap
+        FROM postings p JOIN lengths l USING (id)
+      ) AS gapped
+      GROUP BY collection_id, lexeme, tenant_id
     )
     SELECT i.document_id, count(*)::int AS chunk_count, coalesce(sum(l.dl), 0)::bigint AS lexeme_total
     FROM inserted i LEFT JOIN lengths l USING (id)

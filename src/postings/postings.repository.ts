@@ -1,6 +1,7 @@
 import { type Kysely, type RawBuilder, sql } from "kysely";
 import type { Database } from "../db/database.ts";
-import { type Bm25Parameters, lengthNormalisation, lexemeCount, termWeightSql } from "./bm25-weight.ts";
+import { type Bm25Parameters, lengthNormalisation, lexemeCount, termWeight, termWeightSql } from "./bm25-weight.ts";
+import { encodeBlock, forEachPosting, gapInBlock, PACKED_BLOCK_COLUMNS, type Posting } from "./postings-codec.ts";
 
 /** Postings per compacted block. */
 export const BLOCK_SIZE = 128;
@@ -55,11 +56,14 @@ export async function termsToCompact(
 }
 
 /**
- * Rewrites these terms' blocks in one statement (one snapshot): the fresh blocks of each term merged,
- * or for `full` terms every block without the postings of chunks that no longer exist, and those
- * terms' deletion records cleared (exactly the deletions this snapshot sees, whose chunks it no
- * longer sees). Postings are sorted by their BM25 term weight at the current average length, so the
- * first blocks of a term hold its heaviest postings, and cut into blocks of BLOCK_SIZE.
+ * Rewrites these terms' blocks: the fresh blocks of each term merged, or for `full` terms every
+ * block without the postings of chunks that no longer exist, and those terms' deletion records
+ * cleared. Postings are sorted by their BM25 term weight at the current average length, so the first
+ * blocks of a term hold its heaviest postings, and cut into blocks of BLOCK_SIZE.
+ *
+ * Which chunks are gone and which deletion records to clear are read in one statement (one
+ * snapshot): a chunk deleted after it is seen alive keeps its posting and its deletion record, one
+ * deleted before loses both, so df = Σ postings − Σ deletions stays exact.
  */
 export async function compactTerms(
   db: Kysely<Database>,
@@ -69,62 +73,95 @@ export async function compactTerms(
 ): Promise<number> {
   const all = terms.map((t) => t.term);
   const full = terms.filter((t) => t.full).map((t) => t.term);
-  const weight = termWeightSql(sql`tf`, sql`dl`, lengthNormalisation(target, target.avgdl));
-  // Rows are found by key, term by term, and deleted by the row ids read (locked, so they stay put):
-  // given `term = any(terms)`, or a join to the rows read, the planner may read every block of the
-  // collection instead (one index condition, or a hash of them all), which it does when its
-  // statistics predate the blocks (a new collection's first burst, before autovacuum analyzes it),
-  // and a pass over a larger collection then outlasts the role's statement timeout. FOR UPDATE keeps
-  // the blocks' lateral subquery a subquery; the deletions' needs OFFSET 0 not to be flattened into a join.
-  const { rows } = await sql<{ blocks: number }>`
-    WITH old AS (
-      SELECT b.block_row, b.term, b.chunk_ids, b.tfs, b.dls
-      FROM unnest(${all}::text[]) AS t(term)
-      CROSS JOIN LATERAL (
-        SELECT ctid AS block_row, term, chunk_ids, tfs, dls FROM bm25_blocks
-        WHERE collection_id = ${target.collectionId}::uuid AND term = t.term
-          AND (NOT compacted OR term = any(${full}::text[]))
-        FOR UPDATE
-      ) AS b
-    ),
-    kept AS (
-      SELECT old.term, p.chunk_id, p.tf, p.dl
-      FROM old CROSS JOIN LATERAL unnest(old.chunk_ids, old.tfs, old.dls) AS p(chunk_id, tf, dl)
-      WHERE old.term <> all(${full}::text[]) OR EXISTS (SELECT 1 FROM chunks c WHERE c.id = p.chunk_id)
-    ),
-    weighted AS (SELECT term, chunk_id, tf, dl, ${weight} AS weight FROM kept),
-    ranked AS (${rankInBlocks(blockSize)}),
-    removed AS (DELETE FROM bm25_blocks b USING old WHERE b.ctid = old.block_row),
-    cleared AS (
-      DELETE FROM bm25_deletions WHERE ctid = any(ARRAY(
-        SELECT d.ctid FROM unnest(${full}::text[]) AS f(term)
-        CROSS JOIN LATERAL (
-          SELECT ctid FROM bm25_deletions WHERE collection_id = ${target.collectionId}::uuid AND term = f.term
-          OFFSET 0 -- a lookup per term: flattened into a join, the planner could hash all the collection's rows
-        ) AS d
-      ))
-    ),
-    added AS (${insertRankedBlocks(target)})
-    SELECT count(*)::int AS blocks FROM added
+  // Rows are found by key, term by term (a lookup per term: given `term = any(terms)`, the planner
+  // may read every block of the collection while its statistics predate the blocks), and locked,
+  // so they stay put until they are replaced.
+  const { rows: old } = await sql<{
+    block_row: string;
+    term: string;
+    first_chunk: string;
+    postings: number;
+    data: Buffer;
+  }>`
+    SELECT b.block_row, b.term, b.first_chunk, b.postings, b.data
+    FROM unnest(${all}::text[]) AS t(term)
+    CROSS JOIN LATERAL (
+      SELECT ctid::text AS block_row, term, first_chunk, postings, data FROM bm25_blocks
+      WHERE collection_id = ${target.collectionId}::uuid AND term = t.term
+        AND (NOT compacted OR term = any(${full}::text[]))
+      FOR UPDATE
+    ) AS b
   `.execute(db);
-  return rows[0]?.blocks ?? 0;
+  const postingsByTerm = new Map<string, Posting[]>();
+  for (const block of old) {
+    const list = postingsByTerm.get(block.term) ?? [];
+    postingsByTerm.set(block.term, list);
+    forEachPosting(block.data, Number(block.first_chunk), (chunkId, tf, dl) => list.push({ chunkId, tf, dl }));
+  }
+  const { live, deletions } = await liveChunksAndDeletions(db, target.collectionId, full, postingsByTerm);
+  const n = lengthNormalisation(target, target.avgdl);
+  const fullTerms = new Set(full);
+  const blocks: { term: string; postings: Posting[] }[] = [];
+  for (const [term, list] of postingsByTerm) {
+    const kept = fullTerms.has(term) ? list.filter((p) => live.has(p.chunkId)) : list;
+    const weighted = kept.map((p) => ({ p, weight: termWeight(p.tf, p.dl, n) }));
+    weighted.sort((a, b) => b.weight - a.weight || a.p.chunkId - b.p.chunkId);
+    for (let i = 0; i < weighted.length; i += blockSize) {
+      blocks.push({ term, postings: weighted.slice(i, i + blockSize).map((w) => w.p) });
+    }
+  }
+  await sql`DELETE FROM bm25_blocks WHERE ctid = any(${old.map((b) => b.block_row)}::tid[])`.execute(db);
+  if (deletions.length > 0) await sql`DELETE FROM bm25_deletions WHERE ctid = any(${deletions}::tid[])`.execute(db);
+  await insertBlocks(db, target, blocks, true);
+  return blocks.length;
 }
 
-/** `weighted(term, chunk_id, tf, dl, weight)` numbered into blocks: heaviest postings first, per term. */
-function rankInBlocks(blockSize: number): RawBuilder<unknown> {
-  return sql`SELECT *, (row_number() OVER (PARTITION BY term ORDER BY weight DESC, chunk_id) - 1) / ${blockSize}::int AS block
-             FROM weighted`;
+/**
+ * Of the chunks holding the `full` terms' postings, those that still exist, and the deletion
+ * records of those terms — in one statement, so both come from the same snapshot.
+ */
+async function liveChunksAndDeletions(
+  db: Kysely<Database>,
+  collectionId: string,
+  full: readonly string[],
+  postingsByTerm: ReadonlyMap<string, readonly Posting[]>,
+): Promise<{ live: Set<number>; deletions: string[] }> {
+  if (full.length === 0) return { live: new Set(), deletions: [] };
+  const ids = new Set<number>();
+  for (const term of full) for (const p of postingsByTerm.get(term) ?? []) ids.add(p.chunkId);
+  const { rows } = await sql<{ live: string[]; deletions: string[] }>`
+    SELECT ARRAY(SELECT id::text FROM chunks WHERE id = any(${[...ids]}::bigint[])) AS live,
+           ARRAY(
+             SELECT d.ctid::text FROM unnest(${full}::text[]) AS f(term)
+             CROSS JOIN LATERAL (
+               SELECT ctid FROM bm25_deletions WHERE collection_id = ${collectionId}::uuid AND term = f.term
+               OFFSET 0 -- a lookup per term: flattened into a join, the planner could hash all the collection's rows
+             ) AS d
+           ) AS deletions
+  `.execute(db);
+  return { live: new Set((rows[0]?.live ?? []).map(Number)), deletions: rows[0]?.deletions ?? [] };
 }
 
-/** Writes `ranked` as compacted blocks, each in weight order. */
-function insertRankedBlocks(target: { collectionId: string; tenantId: string }): RawBuilder<unknown> {
-  return sql`
-    INSERT INTO bm25_blocks (collection_id, term, tenant_id, postings, max_tf, min_dl, compacted, chunk_ids, tfs, dls)
-    SELECT ${target.collectionId}::uuid, term, ${target.tenantId}::uuid, count(*)::int, max(tf), min(dl), true,
-           array_agg(chunk_id ORDER BY weight DESC, chunk_id), array_agg(tf ORDER BY weight DESC, chunk_id),
-           array_agg(dl ORDER BY weight DESC, chunk_id)
-    FROM ranked GROUP BY term, block
-    RETURNING 1`;
+/** Writes blocks of postings, encoded, in one statement. */
+async function insertBlocks(
+  db: Kysely<Database>,
+  target: { collectionId: string; tenantId: string },
+  blocks: readonly { term: string; postings: readonly Posting[] }[],
+  compacted: boolean,
+): Promise<void> {
+  if (blocks.length === 0) return;
+  const encoded = blocks.map((b) => ({ term: b.term, postings: b.postings, ...encodeBlock(b.postings) }));
+  await sql`
+    INSERT INTO bm25_blocks (collection_id, term, tenant_id, postings, max_tf, min_dl, compacted, first_chunk, last_chunk, data)
+    SELECT ${target.collectionId}::uuid, b.term, ${target.tenantId}::uuid, b.postings, b.max_tf, b.min_dl, ${compacted},
+           b.first_chunk, b.last_chunk, b.data
+    FROM unnest(${encoded.map((b) => b.term)}::text[], ${encoded.map((b) => b.postings.length)}::int[],
+                ${encoded.map((b) => Math.max(...b.postings.map((p) => p.tf)))}::int[],
+                ${encoded.map((b) => Math.min(...b.postings.map((p) => p.dl)))}::int[],
+                ${encoded.map((b) => b.firstChunk)}::bigint[], ${encoded.map((b) => b.lastChunk)}::bigint[],
+                ${encoded.map((b) => b.data)}::bytea[])
+      AS b(term, postings, max_tf, min_dl, first_chunk, last_chunk, data)
+  `.execute(db);
 }
 
 /**
@@ -171,8 +208,17 @@ export async function writePostingsOf(
              ${termWeightSql(sql`p.tf`, sql`l.dl`, { fixed: unit.fixed, perLength: sql`${unit.perLength}::float8 / corpus.avgdl` })} AS weight
       FROM postings p JOIN lengths l USING (chunk_id) CROSS JOIN corpus
     ),
-    ranked AS (${rankInBlocks(blockSize)}),
-    added AS (${insertRankedBlocks(target)})
+    ranked AS (
+      SELECT *, (row_number() OVER (PARTITION BY term ORDER BY weight DESC, chunk_id) - 1) / ${blockSize}::int AS block
+      FROM weighted
+    ),
+    gapped AS (SELECT *, ${gapInBlock(sql`chunk_id`, sql`term, block`)} AS gap FROM ranked),
+    added AS (
+      INSERT INTO bm25_blocks (collection_id, term, tenant_id, postings, max_tf, min_dl, first_chunk, last_chunk, data, compacted)
+      SELECT ${target.collectionId}::uuid, term, ${target.tenantId}::uuid, ${PACKED_BLOCK_COLUMNS}, true
+      FROM gapped GROUP BY term, block
+      RETURNING 1
+    )
     SELECT count(*)::int AS blocks FROM added
   `.execute(db);
   return rows[0]?.blocks ?? 0;

@@ -6,6 +6,7 @@ import { type Kysely, type RawBuilder, sql } from "kysely";
 import type { Database } from "../db/database.ts";
 import { lexemeCount, termWeightSql } from "../postings/bm25-weight.ts";
 import type { BlockHeader, Candidate, Corpus, Round, Scoring, TermStatistics } from "./bm25-plan.ts";
+import { type ChunkBound, chunkBounds, type FetchedBlock } from "./block-scoring.ts";
 import { chunkConditions } from "./filters.ts";
 import type { LegHit } from "./fusion.ts";
 import type { SearchScope } from "./search.repository.ts";
@@ -102,49 +103,43 @@ function exactScore(s: Scoring, w: RawBuilder<unknown>, length: RawBuilder<unkno
 const countedLength = sql`(SELECT sum(${lexemeCount("u")}) FROM unnest(c.tsv) AS u)`;
 
 /**
- * The chunks seen in a round's blocks with their upper bounds (exact partial sum + what the terms
- * they were not seen in may add) and lengths: the highest `limit` + 1 (all when `limit` is null),
- * none below `floor`, in the order they are completed.
+ * A round's blocks, each read by its whole key (block_id = any(ids) under term = any(terms) would
+ * descend the index once per id and term). OFFSET 0 keeps the lookup a lookup: as a plain join the
+ * planner may hash every block of the collection instead, which it does while its statistics
+ * predate the blocks (a new collection, before autovacuum analyzes it).
  */
-function candidateBoundsSql(
+async function fetchBlocks(db: Kysely<Database>, scope: SearchScope, round: Round): Promise<FetchedBlock[]> {
+  const read = round.blocks;
+  if (read.length === 0) return [];
+  const { rows } = await sql<{ i: number; first_chunk: string; last_chunk: string; data: Buffer }>`
+    SELECT r.i, b.first_chunk, b.last_chunk, b.data
+    FROM unnest(${read.map((b) => b.term)}::text[], ${read.map((b) => b.blockId)}::bigint[]) WITH ORDINALITY AS r(term, block_id, i)
+    CROSS JOIN LATERAL (
+      SELECT first_chunk, last_chunk, data FROM bm25_blocks
+      WHERE collection_id = any(${[...scope.collectionIds]}::uuid[]) AND tenant_id = ${scope.tenantId}::uuid
+        AND term = r.term AND block_id = r.block_id
+      OFFSET 0
+    ) AS b
+  `.execute(db);
+  return rows.map((r) => ({
+    term: (read[Number(r.i) - 1] as BlockHeader).term,
+    firstChunk: Number(r.first_chunk),
+    lastChunk: Number(r.last_chunk),
+    data: r.data,
+  }));
+}
+
+/** The chunks seen in a round's blocks with their upper bounds and lengths (see chunkBounds). */
+async function boundsOfRound(
+  db: Kysely<Database>,
   scope: SearchScope,
   s: Scoring,
   round: Round,
   limit: number | null,
   floor: number,
-): RawBuilder<{ chunk_id: string; dl: number; upper: number }> {
-  const read = round.blocks;
-  return sql`
-    WITH postings AS (
-      -- Each block by its whole key, with its term's weight and unread bound: block_id = any(ids) under
-      -- term = any(terms) descends the index once per id and term. Unnested in the select list, a
-      -- block's arrays stream through (ProjectSet); unnest in FROM would copy them into a tuplestore.
-      -- OFFSET 0 keeps the lookup a lookup: as a plain join the planner may hash every block of the
-      -- collection instead, which it does while its statistics predate the blocks (a new collection,
-      -- before autovacuum analyzes it).
-      SELECT unnest(b.chunk_ids) AS chunk_id, unnest(b.tfs) AS tf, unnest(b.dls) AS dl, r.weight, r.unread
-      FROM unnest(${read.map((b) => b.term)}::text[], ${read.map((b) => b.blockId)}::bigint[],
-                  ${read.map((b) => s.weights.get(b.term) ?? 0)}::float8[],
-                  ${read.map((b) => round.unread.get(b.term) ?? 0)}::float8[]) AS r(term, block_id, weight, unread)
-      CROSS JOIN LATERAL (
-        SELECT chunk_ids, tfs, dls FROM bm25_blocks
-        WHERE collection_id = any(${[...scope.collectionIds]}::uuid[]) AND tenant_id = ${scope.tenantId}::uuid
-          AND term = r.term AND block_id = r.block_id
-        OFFSET 0
-      ) AS b
-    ),
-    bounded AS (
-      SELECT chunk_id, max(dl) AS dl,
-             sum(weight * ${termWeightSql(sql`tf`, sql`dl`, s)})
-               + ${round.unseenBound}::float8 - sum(unread) AS upper
-      FROM postings
-      GROUP BY chunk_id
-    )
-    SELECT chunk_id, dl, upper FROM bounded
-    WHERE upper >= ${floor}::float8
-    ORDER BY upper DESC, chunk_id
-    ${limit === null ? sql`` : sql`LIMIT ${limit + 1}`}
-  `;
+): Promise<ChunkBound[]> {
+  const postings = round.blocks.reduce((sum, b) => sum + b.postings, 0);
+  return chunkBounds(await fetchBlocks(db, scope, round), postings, s, round, limit, floor);
 }
 
 /**
@@ -173,13 +168,9 @@ export async function readRound(
   limit: number | null,
   floor = 0,
 ): Promise<Candidate[]> {
-  const { rows } = await sql<{ chunk_id: string; upper: number; score: number | null }>`
-    SELECT cand.chunk_id, cand.upper, live.score
-    FROM (${candidateBoundsSql(scope, s, round, limit, floor)}) AS cand
-    LEFT JOIN LATERAL (${liveScore(db, scope, s, round.exhaustive)}) AS live ON true
-    ORDER BY cand.upper DESC, cand.chunk_id
-  `.execute(db);
-  return rows.map((r) => ({ chunkId: String(r.chunk_id), upper: r.upper, score: r.score }));
+  const bounds = await boundsOfRound(db, scope, s, round, limit === null ? null : limit + 1, floor);
+  const scores = await scoresOf(db, scope, s, bounds, round.exhaustive);
+  return bounds.map((b) => ({ chunkId: String(b.chunkId), upper: b.upper, score: scores.get(b.chunkId) ?? null }));
 }
 
 /** Exhaustive over the filtered set: every chunk passing the filters that holds a query term. */
@@ -210,7 +201,7 @@ export async function scoreFilteredChunks(
   return rows.map((r) => ({ chunkId: String(r.chunk_id), score: r.score }));
 }
 
-/** A round's candidates with their upper bounds and lengths, none completed (see candidateBoundsSql). */
+/** A round's candidates with their upper bounds and lengths, none completed (see chunkBounds). */
 export async function candidateBounds(
   db: Kysely<Database>,
   scope: SearchScope,
@@ -219,8 +210,8 @@ export async function candidateBounds(
   limit: number,
   floor: number,
 ): Promise<{ chunkId: string; dl: number; upper: number }[]> {
-  const { rows } = await candidateBoundsSql(scope, s, round, limit, floor).execute(db);
-  return rows.map((r) => ({ chunkId: String(r.chunk_id), dl: r.dl, upper: r.upper }));
+  const bounds = await boundsOfRound(db, scope, s, round, limit + 1, floor);
+  return bounds.map((b) => ({ chunkId: String(b.chunkId), dl: b.dl, upper: b.upper }));
 }
 
 /** These candidates' exact scores (null: gone, or filtered out). */
@@ -230,10 +221,33 @@ export async function completeCandidates(
   s: Scoring,
   candidates: readonly { chunkId: string; dl: number }[],
 ): Promise<Map<string, number | null>> {
+  const scores = await scoresOf(
+    db,
+    scope,
+    s,
+    candidates.map((c) => ({ chunkId: Number(c.chunkId), dl: c.dl, upper: 0 })),
+    false,
+  );
+  return new Map(candidates.map((c) => [c.chunkId, scores.get(Number(c.chunkId)) ?? null]));
+}
+
+/**
+ * The candidates' scores, for those that are live chunks passing the filters: exact from their
+ * lexemes, or their partial sums when every block was read (`partialIsExact`).
+ */
+async function scoresOf(
+  db: Kysely<Database>,
+  scope: SearchScope,
+  s: Scoring,
+  candidates: readonly ChunkBound[],
+  partialIsExact: boolean,
+): Promise<Map<number, number>> {
+  if (candidates.length === 0) return new Map();
   const { rows } = await sql<{ chunk_id: string; score: number | null }>`
     SELECT cand.chunk_id, live.score
-    FROM unnest(${candidates.map((c) => c.chunkId)}::bigint[], ${candidates.map((c) => c.dl)}::int[]) AS cand(chunk_id, dl)
-    LEFT JOIN LATERAL (${liveScore(db, scope, s, false)}) AS live ON true
+    FROM unnest(${candidates.map((c) => c.chunkId)}::bigint[], ${candidates.map((c) => c.dl)}::int[],
+                ${candidates.map((c) => c.upper)}::float8[]) AS cand(chunk_id, dl, upper)
+    CROSS JOIN LATERAL (${liveScore(db, scope, s, partialIsExact)}) AS live
   `.execute(db);
-  return new Map(rows.map((r) => [String(r.chunk_id), r.score]));
+  return new Map(rows.filter((r) => r.score !== null).map((r) => [Number(r.chunk_id), r.score as number]));
 }

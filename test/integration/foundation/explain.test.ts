@@ -158,10 +158,10 @@ describe("index use on a replica", () => {
     expect(headers).toMatch(/Index Only Scan using bm25_blocks_pkey on bm25_blocks/);
     // As a round reads them: each block by its key, (term, block id) pairs.
     const blocks = await explainAsTenant(
-      `SELECT unnest(b.chunk_ids) AS chunk_id, unnest(b.tfs) AS tf, unnest(b.dls) AS dl
-       FROM unnest($3::text[], $4::bigint[]) AS r(term, block_id)
+      `SELECT r.i, b.first_chunk, b.last_chunk, b.data
+       FROM unnest($3::text[], $4::bigint[]) WITH ORDINALITY AS r(term, block_id, i)
        CROSS JOIN LATERAL (
-         SELECT chunk_ids, tfs, dls FROM bm25_blocks
+         SELECT first_chunk, last_chunk, data FROM bm25_blocks
          WHERE collection_id = any($1::uuid[]) AND tenant_id = $2::uuid AND term = r.term AND block_id = r.block_id
          OFFSET 0
        ) AS b`,

@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { waitFor } from "../../../harness/wait-for.ts";
 import type { App } from "../../../src/app.ts";
 import { compactCollection } from "../../../src/postings/postings-compactor.ts";
+import { encodeBlock } from "../../../src/postings/postings-codec.ts";
 import { startTestApp } from "../../helpers/app.ts";
 import { api, newTenantKey } from "../../helpers/api.ts";
 import { adminClient, adminQuery, adminTenantCollection } from "../../helpers/cluster.ts";
@@ -25,9 +26,17 @@ beforeAll(async () => {
   // Two appended blocks of one term: work for compaction (it merges fresh blocks).
   await adminQuery(
     "primary",
-    `INSERT INTO bm25_blocks (collection_id, term, tenant_id, postings, max_tf, min_dl, chunk_ids, tfs, dls)
-     VALUES ($1, 'alpha', $2, 2, 2, 3, '{1,2}', '{1,2}', '{3,4}'), ($1, 'alpha', $2, 1, 1, 5, '{3}', '{1}', '{5}')`,
-    [collectionId, tenantId],
+    `INSERT INTO bm25_blocks (collection_id, term, tenant_id, postings, max_tf, min_dl, first_chunk, last_chunk, data)
+     VALUES ($1, 'alpha', $2, 2, 2, 3, 1, 2, $3), ($1, 'alpha', $2, 1, 1, 5, 3, 3, $4)`,
+    [
+      collectionId,
+      tenantId,
+      encodeBlock([
+        { chunkId: 1, tf: 1, dl: 3 },
+        { chunkId: 2, tf: 2, dl: 4 },
+      ]).data,
+      encodeBlock([{ chunkId: 3, tf: 1, dl: 5 }]).data,
+    ],
   );
   await adminQuery(
     "primary",

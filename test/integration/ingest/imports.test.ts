@@ -10,6 +10,7 @@ import { startTestApp } from "../../helpers/app.ts";
 import { adminClient, adminQuery, clusterUrls } from "../../helpers/cluster.ts";
 import { injectDevFaults } from "../../helpers/dev-faults.ts";
 import { collectionStats, createCollection, waitForDocuments } from "../../helpers/ingest.ts";
+import { chunkIdsInBlocks } from "../../helpers/postings.ts";
 
 interface ImportJson {
   id: string;
@@ -77,15 +78,17 @@ async function partitionOf(tenantId: string, collection: string) {
 
 /** Every live chunk's postings are in the collection's blocks, once (so df is exact). */
 async function postingsMatchChunks(tenantId: string, collection: string) {
-  const [row] = await adminQuery<{ in_blocks: string; in_chunks: string }>(
+  const inCollection = "JOIN collections c ON c.id = b.collection_id WHERE c.tenant_id = $1 AND c.name = $2";
+  const inBlocks = await chunkIdsInBlocks(inCollection, [tenantId, collection]);
+  const [row] = await adminQuery<{ live: string[]; in_chunks: string }>(
     "primary",
-    `SELECT (SELECT count(*) FROM bm25_blocks b CROSS JOIN LATERAL unnest(b.chunk_ids) AS p(chunk_id)
-             WHERE b.collection_id = c.id AND EXISTS (SELECT 1 FROM chunks k WHERE k.id = p.chunk_id)) AS in_blocks,
+    `SELECT ARRAY(SELECT k.id::text FROM chunks k WHERE k.collection_id = c.id) AS live,
             (SELECT count(*) FROM chunks k CROSS JOIN LATERAL unnest(k.tsv) WHERE k.collection_id = c.id) AS in_chunks
      FROM collections c WHERE c.tenant_id = $1 AND c.name = $2`,
     [tenantId, collection],
   );
-  return row;
+  const live = new Set(row?.live.map(Number));
+  return { in_blocks: String(inBlocks.filter((id) => live.has(id)).length), in_chunks: row?.in_chunks };
 }
 
 describe("bulk imports", () => {

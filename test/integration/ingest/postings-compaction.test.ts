@@ -17,6 +17,8 @@ const PARAMS = { k1: 0.9, b: 0.4 };
 /** Terms with two fresh blocks each (work for compaction): more than two statements' worth (200 each). */
 const TERMS = 450;
 const term = (i: number) => `t${String(i).padStart(3, "0")}`;
+/** A block's data holding one posting (tf 1, length 4) of its first chunk. */
+const ONE_POSTING = `pgrag_varint(0) || pgrag_varint(1) || pgrag_varint(4)`;
 
 let app: App;
 const tenants: string[] = [];
@@ -34,11 +36,11 @@ async function collectionToCompact(name: string): Promise<{ tenantId: string; co
   tenants.push(tenantId);
   await adminQuery(
     "primary",
-    `INSERT INTO bm25_blocks (collection_id, term, tenant_id, postings, max_tf, min_dl, chunk_ids, tfs, dls)
-     SELECT $1::uuid, 't' || lpad(i::text, 3, '0'), $2::uuid, 1, 1, 4, ARRAY[j::bigint], '{1}'::int[], '{4}'::int[]
+    `INSERT INTO bm25_blocks (collection_id, term, tenant_id, postings, max_tf, min_dl, first_chunk, last_chunk, data)
+     SELECT $1::uuid, 't' || lpad(i::text, 3, '0'), $2::uuid, 1, 1, 4, j, j, ${ONE_POSTING}
      FROM generate_series(0, $3::int - 1) AS i CROSS JOIN generate_series(1, 2) AS j
      UNION ALL
-     SELECT $1::uuid, 's' || lpad(i::text, 3, '0'), $2::uuid, 1, 1, 4, '{1}'::bigint[], '{1}'::int[], '{4}'::int[] FROM generate_series(0, 99) AS i`,
+     SELECT $1::uuid, 's' || lpad(i::text, 3, '0'), $2::uuid, 1, 1, 4, 1, 1, ${ONE_POSTING} FROM generate_series(0, 99) AS i`,
     [collectionId, tenantId, TERMS],
   );
   await adminQuery(
@@ -50,13 +52,15 @@ async function collectionToCompact(name: string): Promise<{ tenantId: string; co
 }
 
 /**
- * The plan of the last statement `run` sends, as the application role sends it (captured from
- * Kysely's log), with these planner settings, in a transaction rolled back.
+ * The plans of the statements `run` sends (the last one's alone when `every` is false), as the
+ * application role sends them (captured from Kysely's log), with these planner settings, in a
+ * transaction rolled back.
  */
 async function planOf(
   tenantId: string,
   settings: Record<string, string>,
   run: (tx: Kysely<Database>) => Promise<unknown>,
+  every = false,
 ): Promise<string> {
   const sent: CompiledQuery[] = [];
   const pool = new pg.Pool({ connectionString: clusterUrls().PGRAG_PRIMARY_URL, max: 1 });
@@ -74,13 +78,17 @@ async function planOf(
       for (const [name, value] of Object.entries(settings)) {
         await sql`SELECT set_config(${name}, ${value}, true)`.execute(tx);
       }
+      const before = sent.length;
       await run(tx);
-      const query = sent.at(-1) as CompiledQuery;
-      const { rows } = await tx.executeQuery<{ "QUERY PLAN": string }>({
-        ...query,
-        sql: `EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) ${query.sql}`,
-      });
-      plan = rows.map((r) => r["QUERY PLAN"]).join("\n");
+      const plans: string[] = [];
+      for (const query of every ? sent.slice(before) : sent.slice(-1)) {
+        const { rows } = await tx.executeQuery<{ "QUERY PLAN": string }>({
+          ...query,
+          sql: `EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) ${query.sql}`,
+        });
+        plans.push(rows.map((r) => r["QUERY PLAN"]).join("\n"));
+      }
+      plan = plans.join("\n");
       throw rolledBack;
     });
   } catch (error) {
@@ -121,8 +129,8 @@ describe("a postings compaction pass", () => {
     // (the job that write asked for makes a whole pass).
     await adminQuery(
       "primary",
-      `INSERT INTO bm25_blocks (collection_id, term, tenant_id, postings, max_tf, min_dl, chunk_ids, tfs, dls)
-       VALUES ($1, $3, $2, 1, 1, 4, '{3}', '{1}', '{4}')`,
+      `INSERT INTO bm25_blocks (collection_id, term, tenant_id, postings, max_tf, min_dl, first_chunk, last_chunk, data)
+       VALUES ($1, $3, $2, 1, 1, 4, 3, 3, ${ONE_POSTING})`,
       [collectionId, tenantId, term(0)],
     );
     const rest = await compactCollection(
@@ -175,8 +183,11 @@ describe("a postings compaction pass", () => {
     );
     // Hash and merge joins made prohibitive: they could read every block of the collection, which
     // the planner chooses when its statistics predate the blocks (a new collection's first burst).
-    const plan = await planOf(tenantId, { enable_hashjoin: "off", enable_mergejoin: "off" }, (tx) =>
-      compactTerms(tx, { collectionId, tenantId, avgdl: 4, ...PARAMS }, batch),
+    const plan = await planOf(
+      tenantId,
+      { enable_hashjoin: "off", enable_mergejoin: "off" },
+      (tx) => compactTerms(tx, { collectionId, tenantId, avgdl: 4, ...PARAMS }, batch),
+      true,
     );
     const blockScans = plan.split("\n").filter((line) => /Scan .*on bm25_blocks\b/.test(line));
     expect(blockScans.length).toBeGreaterThanOrEqual(2);

@@ -88,6 +88,8 @@ const EXPECTED: Record<string, Record<Role, string>> = {
   "function pgrag_import_include_in_shared(uuid)": app("EXECUTE"),
   "function pgrag_import_validate_exclusion(uuid)": app("EXECUTE"),
   "function pgrag_import_collection(uuid)": none,
+  // Packing BM25 postings (migration 30): a pure function of its argument, for the app's writes.
+  "function pgrag_varint(bigint)": app("EXECUTE"),
   "function pgrag_shared_exclusion_name(uuid)": none,
   // Identity sequences need no grants.
   "sequence analytics.events_id_seq": none,
