@@ -28,20 +28,46 @@ export interface DecodedBlock {
   readonly dls: Uint32Array;
 }
 
-/** Calls `visit` for each posting of an encoded block, without allocating per posting. */
-export function forEachPosting(
-  data: Uint8Array,
-  firstChunk: number,
-  visit: (chunkId: number, tf: number, dl: number) => void,
-): void {
-  const reader = { data, at: 0 };
+/**
+ * Decodes an encoded block into `into` from position `at` (the arrays must have room for its
+ * postings); returns the position after its last posting. One tight loop, no call per posting:
+ * queries decode hundreds of thousands of postings this way.
+ */
+export function decodeInto(data: Uint8Array, firstChunk: number, into: DecodedBlock, at: number): number {
+  const { chunkIds, tfs, dls } = into;
+  const end = data.length;
+  let pos = 0;
+  let i = at;
   let chunkId = firstChunk;
-  while (reader.at < data.length) {
-    chunkId += readVarint(reader);
-    const tf = readVarint(reader);
-    const dl = readVarint(reader);
-    visit(chunkId, tf, dl);
+  while (pos < end) {
+    if (i >= chunkIds.length) throw new Error("a postings block holds more postings than its header says");
+    for (let field = 0; field < 3; field++) {
+      const b0 = data[pos] as number;
+      let value: number;
+      if (b0 < 0x80) {
+        value = b0;
+        pos += 1;
+      } else if (b0 < 0xc0) {
+        value = ((b0 & 0x3f) << 8) | (data[pos + 1] as number);
+        pos += 2;
+      } else if (b0 < 0xe0) {
+        value =
+          (b0 & 0x1f) * 0x1000000 +
+          (((data[pos + 1] as number) << 16) | ((data[pos + 2] as number) << 8) | (data[pos + 3] as number));
+        pos += 4;
+      } else {
+        value = 0;
+        for (let k = 1; k <= 8; k++) value = value * 256 + (data[pos + k] as number);
+        pos += 9;
+      }
+      if (field === 0) chunkId += value;
+      else if (field === 1) tfs[i] = value;
+      else dls[i] = value;
+    }
+    chunkIds[i] = chunkId;
+    i++;
   }
+  return i;
 }
 
 export function decodeBlock(data: Uint8Array, firstChunk: number, postings: number): DecodedBlock {
@@ -50,16 +76,17 @@ export function decodeBlock(data: Uint8Array, firstChunk: number, postings: numb
     tfs: new Uint32Array(postings),
     dls: new Uint32Array(postings),
   };
-  let i = 0;
-  forEachPosting(data, firstChunk, (chunkId, tf, dl) => {
-    if (i >= postings) throw new Error(`a postings block holds more than its ${postings} postings`);
-    block.chunkIds[i] = chunkId;
-    block.tfs[i] = tf;
-    block.dls[i] = dl;
-    i++;
-  });
-  if (i !== postings) throw new Error(`a postings block holds ${i} postings, its header says ${postings}`);
+  const end = decodeInto(data, firstChunk, block, 0);
+  if (end !== postings) throw new Error(`a postings block holds ${end} postings, its header says ${postings}`);
   return block;
+}
+
+/** A block's postings, decoded, one by one. */
+export function* postingsOf(data: Uint8Array, firstChunk: number, postings: number): Generator<Posting> {
+  const block = decodeBlock(data, firstChunk, postings);
+  for (let i = 0; i < postings; i++) {
+    yield { chunkId: block.chunkIds[i] as number, tf: block.tfs[i] as number, dl: block.dls[i] as number };
+  }
 }
 
 /** Encodes postings (any order; written in chunk-id order) as a block: its first chunk and its bytes. */
@@ -92,27 +119,6 @@ export const PACKED_BLOCK_COLUMNS = sql`
 /** A posting's distance from the previous chunk id of its block (`partition`), 0 for the first. */
 export function gapInBlock(chunkId: RawBuilder<unknown>, partition: RawBuilder<unknown>): RawBuilder<number> {
   return sql<number>`${chunkId} - lag(${chunkId}, 1, ${chunkId}) OVER (PARTITION BY ${partition} ORDER BY ${chunkId})`;
-}
-
-function readVarint(reader: { data: Uint8Array; at: number }): number {
-  const { data, at } = reader;
-  const b0 = data[at] ?? 0;
-  if (b0 < 0x80) {
-    reader.at = at + 1;
-    return b0;
-  }
-  if (b0 < 0xc0) {
-    reader.at = at + 2;
-    return ((b0 & 0x3f) << 8) | (data[at + 1] ?? 0);
-  }
-  if (b0 < 0xe0) {
-    reader.at = at + 4;
-    return (b0 & 0x1f) * 0x1000000 + (((data[at + 1] ?? 0) << 16) | ((data[at + 2] ?? 0) << 8) | (data[at + 3] ?? 0));
-  }
-  reader.at = at + 9;
-  let value = 0;
-  for (let i = 1; i <= 8; i++) value = value * 256 + (data[at + i] ?? 0);
-  return value;
 }
 
 function writeVarint(out: Buffer, at: number, value: number): number {

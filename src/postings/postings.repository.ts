@@ -1,7 +1,7 @@
 import { type Kysely, type RawBuilder, sql } from "kysely";
 import type { Database } from "../db/database.ts";
 import { type Bm25Parameters, lengthNormalisation, lexemeCount, termWeight, termWeightSql } from "./bm25-weight.ts";
-import { encodeBlock, forEachPosting, gapInBlock, PACKED_BLOCK_COLUMNS, type Posting } from "./postings-codec.ts";
+import { encodeBlock, gapInBlock, PACKED_BLOCK_COLUMNS, type Posting, postingsOf } from "./postings-codec.ts";
 
 /** Postings per compacted block. */
 export const BLOCK_SIZE = 128;
@@ -96,7 +96,7 @@ export async function compactTerms(
   for (const block of old) {
     const list = postingsByTerm.get(block.term) ?? [];
     postingsByTerm.set(block.term, list);
-    forEachPosting(block.data, Number(block.first_chunk), (chunkId, tf, dl) => list.push({ chunkId, tf, dl }));
+    for (const p of postingsOf(block.data, Number(block.first_chunk), block.postings)) list.push(p);
   }
   const { live, deletions } = await liveChunksAndDeletions(db, target.collectionId, full, postingsByTerm);
   const n = lengthNormalisation(target, target.avgdl);

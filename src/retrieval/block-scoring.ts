@@ -1,5 +1,5 @@
-import { forEachPosting } from "../postings/postings-codec.ts";
-import { termWeight } from "../postings/bm25-weight.ts";
+import type { LengthNormalisation } from "../postings/bm25-weight.ts";
+import { type DecodedBlock, decodeInto } from "../postings/postings-codec.ts";
 import type { Round, Scoring } from "./bm25-plan.ts";
 
 /** A postings block as read from bm25_blocks: its term, chunk-id range and packed postings. */
@@ -48,14 +48,18 @@ export async function chunkBounds(
     hi = Math.max(hi, b.lastChunk);
   }
   const sums = new ChunkSums(lo, hi, postings);
+  // One buffer of decoded postings, reused block after block.
+  const largest = Math.max(...blocks.map((b) => b.data.length)); // ≥ 3 bytes a posting
+  const decoded: DecodedBlock = {
+    chunkIds: new Float64Array(largest),
+    tfs: new Uint32Array(largest),
+    dls: new Uint32Array(largest),
+  };
   let sinceYield = 0;
   for (const block of blocks) {
-    const weight = s.weights.get(block.term) ?? 0;
-    const unread = round.unread.get(block.term) ?? 0;
-    forEachPosting(block.data, block.firstChunk, (chunkId, tf, dl) => {
-      sums.add(chunkId, dl, weight * termWeight(tf, dl, s) - unread);
-      sinceYield++;
-    });
+    const count = decodeInto(block.data, block.firstChunk, decoded, 0);
+    sums.addBlock(decoded, count, s.weights.get(block.term) ?? 0, round.unread.get(block.term) ?? 0, s);
+    sinceYield += count;
     if (sinceYield >= POSTINGS_PER_SLICE) {
       sinceYield = 0;
       await new Promise((resolve) => setImmediate(resolve));
@@ -66,52 +70,65 @@ export async function chunkBounds(
 
 /** Per-chunk sums over a range of chunk ids: dense arrays for a compact range, else a map to slots. */
 class ChunkSums {
-  readonly #lo: number;
-  readonly #slots: Map<number, number> | null;
-  readonly #sums: Float64Array;
-  readonly #lengths: Uint32Array;
-  readonly #ids: Float64Array;
-  readonly #touched: Int32Array;
-  #count = 0;
+  private readonly lo: number;
+  private readonly slots: Map<number, number> | null;
+  private readonly sums: Float64Array;
+  private readonly lengths: Uint32Array;
+  /** Chunk ids by slot, for a map's slots (a dense slot is the id − lo). */
+  private readonly ids: Float64Array | null;
+  private readonly touched: Int32Array;
+  private count = 0;
 
   constructor(lo: number, hi: number, postings: number) {
     const span = hi - lo + 1;
     const dense = span <= DENSE_SPAN_PER_POSTING * postings + 65_536;
     const size = dense ? span : postings;
-    this.#lo = lo;
-    this.#slots = dense ? null : new Map();
-    this.#sums = new Float64Array(size);
-    this.#lengths = new Uint32Array(size);
-    this.#ids = new Float64Array(size);
-    this.#touched = new Int32Array(Math.min(size, postings));
+    this.lo = lo;
+    this.slots = dense ? null : new Map();
+    this.sums = new Float64Array(size);
+    this.lengths = new Uint32Array(size);
+    this.ids = dense ? null : new Float64Array(size);
+    this.touched = new Int32Array(Math.min(size, postings));
   }
 
-  add(chunkId: number, dl: number, value: number): void {
-    let slot: number;
-    if (this.#slots === null) {
-      slot = chunkId - this.#lo;
-    } else {
-      slot = this.#slots.get(chunkId) ?? -1;
-      if (slot < 0) {
-        slot = this.#slots.size;
-        this.#slots.set(chunkId, slot);
+  /** Adds weight · termWeight(tf, dl) − unread for each of a block's `n` decoded postings. */
+  addBlock(block: DecodedBlock, n: number, weight: number, unread: number, norm: LengthNormalisation): void {
+    const { chunkIds, tfs, dls } = block;
+    const { sums, lengths, ids, touched, slots, lo } = this;
+    const { fixed, perLength } = norm;
+    let count = this.count;
+    for (let i = 0; i < n; i++) {
+      const chunkId = chunkIds[i] as number;
+      let slot: number;
+      if (slots === null || ids === null) {
+        slot = chunkId - lo;
+      } else {
+        slot = slots.get(chunkId) ?? slots.size;
+        if (slot === slots.size) {
+          slots.set(chunkId, slot);
+          ids[slot] = chunkId;
+        }
       }
+      const tf = tfs[i] as number;
+      const dl = dls[i] as number;
+      if (lengths[slot] === 0) {
+        lengths[slot] = dl;
+        touched[count++] = slot;
+      }
+      // termWeight(tf, dl), written out: this loop runs for every posting a query reads.
+      sums[slot] = (sums[slot] as number) + (weight * tf) / (tf + fixed + perLength * dl) - unread;
     }
-    if (this.#lengths[slot] === 0) {
-      this.#lengths[slot] = dl;
-      this.#ids[slot] = chunkId;
-      this.#touched[this.#count++] = slot;
-    }
-    this.#sums[slot] = (this.#sums[slot] ?? 0) + value;
+    this.count = count;
   }
 
   /** The `limit` highest sums + `offset` at or above `floor` (all when null), highest first, ties by id. */
   highest(offset: number, limit: number | null, floor: number): ChunkBound[] {
-    const keep = new TopBounds(limit ?? this.#count);
-    for (let i = 0; i < this.#count; i++) {
-      const slot = this.#touched[i] as number;
-      const upper = (this.#sums[slot] as number) + offset;
-      if (upper >= floor) keep.offer(this.#ids[slot] as number, this.#lengths[slot] as number, upper);
+    const keep = new TopBounds(limit ?? this.count);
+    for (let i = 0; i < this.count; i++) {
+      const slot = this.touched[i] as number;
+      const upper = (this.sums[slot] as number) + offset;
+      const chunkId = this.ids === null ? slot + this.lo : (this.ids[slot] as number);
+      if (upper >= floor) keep.offer(chunkId, this.lengths[slot] as number, upper);
     }
     return keep.sorted();
   }
@@ -125,10 +142,11 @@ class TopBounds {
   offer(chunkId: number, dl: number, upper: number): void {
     if (this.capacity <= 0) return;
     const heap = this.#heap;
+    const worst = heap[0];
     if (heap.length < this.capacity) {
       heap.push({ chunkId, dl, upper });
       this.#up(heap.length - 1);
-    } else if (better({ chunkId, dl, upper }, heap[0] as ChunkBound)) {
+    } else if (worst && (upper > worst.upper || (upper === worst.upper && chunkId < worst.chunkId))) {
       heap[0] = { chunkId, dl, upper };
       this.#down(0);
     }

@@ -23,6 +23,12 @@ import { isFiltered, type SearchScope } from "./search.repository.ts";
 
 /** How far early termination goes before scoring every block; the defaults were measured on the scale corpus. */
 export interface Bm25Tuning {
+  /**
+   * A query with at most this many postings reads every block at once: summed in the application, a
+   * posting costs ~0.1 µs read and scored, against ~15 µs for each candidate a round must complete
+   * from its lexemes, so early termination pays only where it leaves very many postings unread.
+   */
+  readonly everyBlockUpTo: number;
   /** Postings the first round reads: the heaviest blocks, for a first k-th score θ. */
   readonly firstRoundPostings: number;
   /**
@@ -34,8 +40,7 @@ export interface Bm25Tuning {
   readonly floorGuesses: readonly number[];
   /**
    * Each deeper round reads until the unseen bound is this share of its target: lower reads more
-   * postings but leaves fewer candidates above the target to complete (~15 µs each against ~0.7 µs
-   * a posting).
+   * postings but leaves fewer candidates above the target to complete.
    */
   readonly unseenShare: number;
   /** Candidates a deeper round may complete at most; past that it cannot certify. */
@@ -45,14 +50,13 @@ export interface Bm25Tuning {
 }
 
 export const BM25_TUNING: Bm25Tuning = {
+  everyBlockUpTo: 150_000,
   firstRoundPostings: 1_024,
   floorGuesses: [1.5, 1],
   unseenShare: 0.7,
   candidateLimit: 8_192,
   worthwhileSkip: 65_536,
 };
-/** Round 1 is tried only for queries with more postings than this many times what it reads. */
-const ROUND_ONE_WORTHWHILE = 8;
 
 export interface Bm25Outcome {
   readonly hits: LegHit[];
@@ -80,7 +84,7 @@ export async function bm25Search(
   selectiveFilter = false,
   tuning: Partial<Bm25Tuning> = {},
 ): Promise<Bm25Outcome> {
-  const { firstRoundPostings, floorGuesses, unseenShare, candidateLimit, worthwhileSkip } = {
+  const { everyBlockUpTo, firstRoundPostings, floorGuesses, unseenShare, candidateLimit, worthwhileSkip } = {
     ...BM25_TUNING,
     ...tuning,
   };
@@ -92,10 +96,10 @@ export async function bm25Search(
   // Completed candidates in the first round: k, and room for deleted chunks (and, filtered, for failures).
   const dead = terms.reduce((sum, t) => sum + t.dead, 0);
   const limit = (filtered ? 8 : 2) * k + dead;
-  // Round 1: the heaviest blocks of all terms — only where the query's postings are many times what
-  // it reads: below that, scoring every block costs less than a round that may not certify (measured).
+  // Round 1: the heaviest blocks of all terms — only for a query with very many postings: below that,
+  // scoring every block costs less than rounds that may not certify (measured).
   const postings = postingsOf(blocks);
-  if (postings > ROUND_ONE_WORTHWHILE * firstRoundPostings) {
+  if (postings > everyBlockUpTo) {
     const first = planRound(blocks, s, firstRoundPostings);
     const firstCandidates = await readRound(db, scope, s, first, limit);
     const one = judgeRound(firstCandidates, limit, k, first);

@@ -1,5 +1,6 @@
 /**
- * The SQL of BM25 search over blocked postings (bm25-search.ts runs the rounds, bm25-plan.ts decides them):
+ * The SQL of BM25 search over blocked postings (bm25-search.ts runs the rounds, bm25-plan.ts decides them,
+ * block-scoring.ts sums the blocks read):
  * read-only, no temporary objects, so it runs on hot standbys inside the router's read transaction.
  */
 import { type Kysely, type RawBuilder, sql } from "kysely";

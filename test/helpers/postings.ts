@@ -1,4 +1,4 @@
-import { forEachPosting } from "../../src/postings/postings-codec.ts";
+import { postingsOf } from "../../src/postings/postings-codec.ts";
 import { adminQuery } from "./cluster.ts";
 
 /**
@@ -6,12 +6,12 @@ import { adminQuery } from "./cluster.ts";
  * `values`), decoded from their packed data: what a test reads the postings by.
  */
 export async function chunkIdsInBlocks(where: string, values: unknown[] = []): Promise<number[]> {
-  const rows = await adminQuery<{ first_chunk: string; data: Buffer }>(
+  const rows = await adminQuery<{ first_chunk: string; postings: number; data: Buffer }>(
     "primary",
-    `SELECT b.first_chunk, b.data FROM bm25_blocks b ${where}`,
+    `SELECT b.first_chunk, b.postings, b.data FROM bm25_blocks b ${where}`,
     values,
   );
   const ids: number[] = [];
-  for (const r of rows) forEachPosting(r.data, Number(r.first_chunk), (chunkId) => ids.push(chunkId));
+  for (const r of rows) for (const p of postingsOf(r.data, Number(r.first_chunk), r.postings)) ids.push(p.chunkId);
   return ids;
 }

@@ -44,6 +44,6 @@ describe("the packed postings layout", () => {
       { chunkId: 9, tf: 2, dl: 4 },
     ]);
     expect(() => decodeBlock(data, 5, 3)).toThrow(/holds 2 postings, its header says 3/);
-    expect(() => decodeBlock(data, 5, 1)).toThrow(/more than its 1/);
+    expect(() => decodeBlock(data, 5, 1)).toThrow(/more postings than its header says/);
   });
 });

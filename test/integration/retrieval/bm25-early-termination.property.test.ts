@@ -169,8 +169,9 @@ describe("BM25 with early termination", () => {
         // As the reader: row-level security applies too, as it does to every search.
         const { value } = await app.router.read({ tenantId, primary: true, principals }, async (tx) => {
           const outcome = await bm25Search(tx, readerScope, s.query.join(" "), s.k, PARAMS, s.selective, {
+            // Small corpora: rounds for every query, a cut round whenever it leaves a posting unread.
+            everyBlockUpTo: 0,
             firstRoundPostings: s.firstRound,
-            // Small corpora: a cut round whenever it leaves a posting unread.
             worthwhileSkip: 0,
           });
           const { rows } = await sql<{ id: string; external_id: string }>`
