@@ -20,10 +20,13 @@ export interface ChunkBound {
 /** Postings summed between two yields to the event loop (a few milliseconds of work). */
 const POSTINGS_PER_SLICE = 65_536;
 /**
- * Chunk ids are summed into arrays indexed by id − the smallest id when the ids span at most this
- * many times the postings read (a collection's chunks are mostly consecutive ids); beyond that, by a map.
+ * Chunk ids are numbered by id − the smallest id when the ids span at most this many times the
+ * postings read (a collection's chunks are mostly consecutive ids); beyond that, by a map.
  */
 const DENSE_SPAN_PER_POSTING = 8;
+/** Chunk slots summed at a time: 2^15 sums and lengths, 384 KB, stay in a core's cache. */
+const BUCKET_BITS = 15;
+const BUCKET_SLOTS = 1 << BUCKET_BITS;
 
 /**
  * Sums a round's postings per chunk in the application: each chunk's exact partial score over the
@@ -68,35 +71,43 @@ export async function chunkBounds(
   return sums.highest(round.unseenBound, limit, floor);
 }
 
-/** Per-chunk sums over a range of chunk ids: dense arrays for a compact range, else a map to slots. */
+/**
+ * Per-chunk sums of a round's postings. Postings are logged as they are decoded (slot, value,
+ * length) and summed afterwards bucket by bucket of BUCKET_SLOTS chunk slots: summing straight into
+ * arrays over a million chunk ids misses the CPU's caches at nearly every posting (measured ~3× the
+ * cost a posting at 1M chunks), a bucket's sums stay in cache. A slot is the chunk id − the smallest
+ * id for a compact range of ids, else a number given by a map. Each chunk's values are summed in
+ * the order they were read, so sums are the same as summed directly.
+ */
 class ChunkSums {
   private readonly lo: number;
   private readonly slots: Map<number, number> | null;
-  private readonly sums: Float64Array;
-  private readonly lengths: Uint32Array;
   /** Chunk ids by slot, for a map's slots (a dense slot is the id − lo). */
   private readonly ids: Float64Array | null;
-  private readonly touched: Int32Array;
-  private count = 0;
+  private readonly span: number;
+  private readonly logSlots: Int32Array;
+  private readonly logValues: Float64Array;
+  private readonly logLengths: Uint32Array;
+  private logged = 0;
 
   constructor(lo: number, hi: number, postings: number) {
     const span = hi - lo + 1;
     const dense = span <= DENSE_SPAN_PER_POSTING * postings + 65_536;
-    const size = dense ? span : postings;
     this.lo = lo;
+    this.span = dense ? span : postings;
     this.slots = dense ? null : new Map();
-    this.sums = new Float64Array(size);
-    this.lengths = new Uint32Array(size);
-    this.ids = dense ? null : new Float64Array(size);
-    this.touched = new Int32Array(Math.min(size, postings));
+    this.ids = dense ? null : new Float64Array(postings);
+    this.logSlots = new Int32Array(postings);
+    this.logValues = new Float64Array(postings);
+    this.logLengths = new Uint32Array(postings);
   }
 
-  /** Adds weight · termWeight(tf, dl) − unread for each of a block's `n` decoded postings. */
+  /** Logs weight · termWeight(tf, dl) − unread for each of a block's `n` decoded postings. */
   addBlock(block: DecodedBlock, n: number, weight: number, unread: number, norm: LengthNormalisation): void {
     const { chunkIds, tfs, dls } = block;
-    const { sums, lengths, ids, touched, slots, lo } = this;
+    const { slots, ids, lo, logSlots, logValues, logLengths } = this;
     const { fixed, perLength } = norm;
-    let count = this.count;
+    let at = this.logged;
     for (let i = 0; i < n; i++) {
       const chunkId = chunkIds[i] as number;
       let slot: number;
@@ -111,24 +122,59 @@ class ChunkSums {
       }
       const tf = tfs[i] as number;
       const dl = dls[i] as number;
-      if (lengths[slot] === 0) {
-        lengths[slot] = dl;
-        touched[count++] = slot;
-      }
+      logSlots[at] = slot;
       // termWeight(tf, dl), written out: this loop runs for every posting a query reads.
-      sums[slot] = (sums[slot] as number) + (weight * tf) / (tf + fixed + perLength * dl) - unread;
+      logValues[at] = (weight * tf) / (tf + fixed + perLength * dl) - unread;
+      logLengths[at] = dl;
+      at++;
     }
-    this.count = count;
+    this.logged = at;
   }
 
   /** The `limit` highest sums + `offset` at or above `floor` (all when null), highest first, ties by id. */
   highest(offset: number, limit: number | null, floor: number): ChunkBound[] {
-    const keep = new TopBounds(limit ?? this.count);
-    for (let i = 0; i < this.count; i++) {
-      const slot = this.touched[i] as number;
-      const upper = (this.sums[slot] as number) + offset;
-      const chunkId = this.ids === null ? slot + this.lo : (this.ids[slot] as number);
-      if (upper >= floor) keep.offer(chunkId, this.lengths[slot] as number, upper);
+    const n = this.logged;
+    const buckets = Math.ceil(this.span / BUCKET_SLOTS);
+    // Counting sort of the log by bucket, stable: each chunk's values keep their order.
+    const starts = new Int32Array(buckets + 1);
+    for (let i = 0; i < n; i++) {
+      const b = ((this.logSlots[i] as number) >>> BUCKET_BITS) + 1;
+      starts[b] = (starts[b] as number) + 1;
+    }
+    for (let b = 0; b < buckets; b++) starts[b + 1] = (starts[b + 1] as number) + (starts[b] as number);
+    const next = starts.slice(0, buckets);
+    const order = new Int32Array(n);
+    for (let i = 0; i < n; i++) {
+      const b = (this.logSlots[i] as number) >>> BUCKET_BITS;
+      const at = next[b] as number;
+      order[at] = i;
+      next[b] = at + 1;
+    }
+    const sums = new Float64Array(BUCKET_SLOTS);
+    const lengths = new Uint32Array(BUCKET_SLOTS);
+    const touched = new Int32Array(BUCKET_SLOTS);
+    const keep = new TopBounds(limit ?? n);
+    for (let b = 0; b < buckets; b++) {
+      let count = 0;
+      for (let k = starts[b] as number; k < (starts[b + 1] as number); k++) {
+        const i = order[k] as number;
+        const local = (this.logSlots[i] as number) & (BUCKET_SLOTS - 1);
+        if (lengths[local] === 0) {
+          lengths[local] = this.logLengths[i] as number;
+          touched[count++] = local;
+        }
+        sums[local] = (sums[local] as number) + (this.logValues[i] as number);
+      }
+      for (let t = 0; t < count; t++) {
+        const local = touched[t] as number;
+        const slot = b * BUCKET_SLOTS + local;
+        const upper = (sums[local] as number) + offset;
+        if (upper >= floor) {
+          keep.offer(this.ids === null ? slot + this.lo : (this.ids[slot] as number), lengths[local] as number, upper);
+        }
+        sums[local] = 0;
+        lengths[local] = 0;
+      }
     }
     return keep.sorted();
   }
