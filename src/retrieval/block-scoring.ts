@@ -26,7 +26,8 @@ const POSTINGS_PER_SLICE = 65_536;
 const DENSE_SPAN_PER_POSTING = 8;
 /** Chunk slots summed at a time: 2^15 sums and lengths, 384 KB, stay in a core's cache. */
 const BUCKET_BITS = 15;
-const BUCKET_SLOTS = 1 << BUCKET_BITS;
+/** Up to this many slots (3 MB of sums and lengths) one bucket does: sorting into buckets would cost more. */
+const ONE_BUCKET_UP_TO = 1 << 18;
 
 /**
  * Sums a round's postings per chunk in the application: each chunk's exact partial score over the
@@ -65,17 +66,17 @@ export async function chunkBounds(
     sinceYield += count;
     if (sinceYield >= POSTINGS_PER_SLICE) {
       sinceYield = 0;
-      await new Promise((resolve) => setImmediate(resolve));
+      await yieldToEventLoop();
     }
   }
-  return sums.highest(round.unseenBound, limit, floor);
+  return await sums.highest(round.unseenBound, limit, floor);
 }
 
 /**
  * Per-chunk sums of a round's postings. Postings are logged as they are decoded (slot, value,
- * length) and summed afterwards bucket by bucket of BUCKET_SLOTS chunk slots: summing straight into
- * arrays over a million chunk ids misses the CPU's caches at nearly every posting (measured ~3× the
- * cost a posting at 1M chunks), a bucket's sums stay in cache. A slot is the chunk id − the smallest
+ * length) and summed afterwards bucket by bucket of 2^BUCKET_BITS chunk slots: summing straight
+ * into arrays over a million chunk ids misses the CPU's caches at nearly every posting (measured ~3×
+ * the cost a posting at 1M chunks), a bucket's sums stay in cache. A smaller range is one bucket. A slot is the chunk id − the smallest
  * id for a compact range of ids, else a number given by a map. Each chunk's values are summed in
  * the order they were read, so sums are the same as summed directly.
  */
@@ -85,6 +86,7 @@ class ChunkSums {
   /** Chunk ids by slot, for a map's slots (a dense slot is the id − lo). */
   private readonly ids: Float64Array | null;
   private readonly span: number;
+  private readonly bucketBits: number;
   private readonly logSlots: Int32Array;
   private readonly logValues: Float64Array;
   private readonly logLengths: Uint32Array;
@@ -95,6 +97,7 @@ class ChunkSums {
     const dense = span <= DENSE_SPAN_PER_POSTING * postings + 65_536;
     this.lo = lo;
     this.span = dense ? span : postings;
+    this.bucketBits = this.span <= ONE_BUCKET_UP_TO ? Math.ceil(Math.log2(this.span + 1)) : BUCKET_BITS;
     this.slots = dense ? null : new Map();
     this.ids = dense ? null : new Float64Array(postings);
     this.logSlots = new Int32Array(postings);
@@ -131,34 +134,50 @@ class ChunkSums {
     this.logged = at;
   }
 
-  /** The `limit` highest sums + `offset` at or above `floor` (all when null), highest first, ties by id. */
-  highest(offset: number, limit: number | null, floor: number): ChunkBound[] {
+  /**
+   * The `limit` highest sums + `offset` at or above `floor` (all when null), highest first, ties by
+   * id; yielding to the event loop between buckets every POSTINGS_PER_SLICE postings.
+   */
+  async highest(offset: number, limit: number | null, floor: number): Promise<ChunkBound[]> {
     const n = this.logged;
-    const buckets = Math.ceil(this.span / BUCKET_SLOTS);
+    const bits = this.bucketBits;
+    const buckets = Math.ceil(this.span / 2 ** bits);
     // Counting sort of the log by bucket, stable: each chunk's values keep their order.
     const starts = new Int32Array(buckets + 1);
-    for (let i = 0; i < n; i++) {
-      const b = ((this.logSlots[i] as number) >>> BUCKET_BITS) + 1;
-      starts[b] = (starts[b] as number) + 1;
+    let order: Int32Array | null = null;
+    if (buckets === 1) {
+      starts[1] = n;
+    } else {
+      for (let i = 0; i < n; i++) {
+        const b = ((this.logSlots[i] as number) >>> bits) + 1;
+        starts[b] = (starts[b] as number) + 1;
+      }
+      for (let b = 0; b < buckets; b++) starts[b + 1] = (starts[b + 1] as number) + (starts[b] as number);
+      const next = starts.slice(0, buckets);
+      order = new Int32Array(n);
+      for (let i = 0; i < n; i++) {
+        const b = (this.logSlots[i] as number) >>> bits;
+        const at = next[b] as number;
+        order[at] = i;
+        next[b] = at + 1;
+      }
     }
-    for (let b = 0; b < buckets; b++) starts[b + 1] = (starts[b + 1] as number) + (starts[b] as number);
-    const next = starts.slice(0, buckets);
-    const order = new Int32Array(n);
-    for (let i = 0; i < n; i++) {
-      const b = (this.logSlots[i] as number) >>> BUCKET_BITS;
-      const at = next[b] as number;
-      order[at] = i;
-      next[b] = at + 1;
-    }
-    const sums = new Float64Array(BUCKET_SLOTS);
-    const lengths = new Uint32Array(BUCKET_SLOTS);
-    const touched = new Int32Array(BUCKET_SLOTS);
+    const slotsPerBucket = 2 ** bits;
+    const sums = new Float64Array(slotsPerBucket);
+    const lengths = new Uint32Array(slotsPerBucket);
+    const touched = new Int32Array(slotsPerBucket);
     const keep = new TopBounds(limit ?? n);
+    let sinceYield = 0;
     for (let b = 0; b < buckets; b++) {
+      if (sinceYield >= POSTINGS_PER_SLICE) {
+        sinceYield = 0;
+        await yieldToEventLoop();
+      }
+      sinceYield += (starts[b + 1] as number) - (starts[b] as number);
       let count = 0;
       for (let k = starts[b] as number; k < (starts[b + 1] as number); k++) {
-        const i = order[k] as number;
-        const local = (this.logSlots[i] as number) & (BUCKET_SLOTS - 1);
+        const i = order === null ? k : (order[k] as number);
+        const local = (this.logSlots[i] as number) & (slotsPerBucket - 1);
         if (lengths[local] === 0) {
           lengths[local] = this.logLengths[i] as number;
           touched[count++] = local;
@@ -167,7 +186,7 @@ class ChunkSums {
       }
       for (let t = 0; t < count; t++) {
         const local = touched[t] as number;
-        const slot = b * BUCKET_SLOTS + local;
+        const slot = b * slotsPerBucket + local;
         const upper = (sums[local] as number) + offset;
         if (upper >= floor) {
           keep.offer(this.ids === null ? slot + this.lo : (this.ids[slot] as number), lengths[local] as number, upper);
@@ -229,4 +248,9 @@ class TopBounds {
 /** Ranks before: a higher bound, or the same bound and a lower chunk id. */
 function better(a: ChunkBound, b: ChunkBound): boolean {
   return a.upper > b.upper || (a.upper === b.upper && a.chunkId < b.chunkId);
+}
+
+/** Lets the event loop run what is waiting (other requests' I/O) before going on. */
+function yieldToEventLoop(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
 }

@@ -103,4 +103,33 @@ describe("summing a round's packed postings per chunk", () => {
       );
     });
   }
+
+  it("sums a range of ids wider than one bucket the same way (several buckets, sorted stably)", async () => {
+    // 40k postings over ids up to 300k: dense slots (span ≤ 8 a posting), past the one-bucket range (2^18).
+    let seed = 7;
+    const random = () => (seed = (seed * 48_271) % 2_147_483_647) / 2_147_483_647;
+    const blocks = ["a", "b", "c", "a", "b"].map((term, i) => ({
+      term,
+      postings: Array.from({ length: 8_000 }, (_, j) => ({
+        chunkId: 1 + ((j * 50 + i * 7 + Math.floor(random() * 5)) % 300_000),
+        tf: 1 + Math.floor(random() * 4),
+        dl: 0,
+      })),
+    }));
+    // One posting per chunk and term, one length per chunk.
+    const seen = new Set<string>();
+    for (const b of blocks) {
+      b.postings = b.postings
+        .filter((p) => !seen.has(`${b.term}:${p.chunkId}`) && seen.add(`${b.term}:${p.chunkId}`))
+        .map((p) => ({ ...p, dl: 1 + (p.chunkId % 97) }));
+    }
+    const postings = blocks.reduce((sum, b) => sum + b.postings.length, 0);
+    const round: Round = { blocks: [], unread: new Map([["c", 0.2]]), unseenBound: 0.2, exhaustive: false };
+    const all = expected(blocks, round);
+    const got = await chunkBounds(fetched(blocks), postings, s, round, null, Number.NEGATIVE_INFINITY);
+    expect(got).toHaveLength(all.length);
+    const byId = new Map(all.map((e) => [e.chunkId, e]));
+    for (const g of got) expect(g.upper).toBeCloseTo(byId.get(g.chunkId)?.upper ?? Number.NaN, 9);
+    expect(await chunkBounds(fetched(blocks), postings, s, round, 10, 0)).toEqual(got.slice(0, 10));
+  });
 });
