@@ -205,6 +205,10 @@ try {
     if (scale > loaded) await grow(loaded + 1, scale, sentences);
     loaded = Math.max(loaded, scale);
     await sql`DELETE FROM bench_bm25.chunks WHERE id > ${scale}`.execute(db);
+    // Dead rows gone before the GIN build: it reads recently dead rows, whose TOAST autovacuum may
+    // already have removed ("missing chunk number 0", seen after a scale below the last one).
+    await replicasReleaseDeletedRows(db);
+    await sql`VACUUM bench_bm25.chunks`.execute(db);
     const { rows: totals } = await sql<{ n: string; length: string; text: string }>`
       SELECT count(*) AS n, sum((SELECT sum(coalesce(cardinality(positions), 1)) FROM unnest(tsv))) AS length,
              sum(text_bytes) AS text FROM bench_bm25.chunks
