@@ -252,13 +252,13 @@ async function exportRows(tenantId: string): Promise<void> {
       `SELECT set_config('pgrag.tenant_id', '${tenantId}', false)`,
       `\\copy (SELECT ${columns} FROM chunks WHERE ${ofHalf}) TO '${dir}/chunks${half}.csv' CSV`,
       // Postings as the write path leaves them: blocks (one per term per statement), half of them each.
-      `\\copy (SELECT collection_id, term, tenant_id, postings, max_tf, min_dl, compacted, chunk_ids, tfs, dls FROM bm25_blocks WHERE tenant_id = '${tenantId}' AND block_id % 2 = ${half}) TO '${dir}/terms${half}.csv' CSV`,
+      `\\copy (SELECT collection_id, term, tenant_id, postings, max_tf, min_dl, compacted, first_chunk, last_chunk, data FROM bm25_blocks WHERE tenant_id = '${tenantId}' AND block_id % 2 = ${half}) TO '${dir}/terms${half}.csv' CSV`,
     );
   }
 }
 const copyHalf = (half: number) => [
   `\\copy bench_copy_chunks (${columns}) FROM '${dir}/chunks${half}.csv' CSV`,
-  `\\copy bench_copy_terms (collection_id, term, tenant_id, postings, max_tf, min_dl, compacted, chunk_ids, tfs, dls) FROM '${dir}/terms${half}.csv' CSV`,
+  `\\copy bench_copy_terms (collection_id, term, tenant_id, postings, max_tf, min_dl, compacted, first_chunk, last_chunk, data) FROM '${dir}/terms${half}.csv' CSV`,
 ];
 const resetTables =
   "DROP TABLE IF EXISTS bench_copy_chunks, bench_copy_terms; " +

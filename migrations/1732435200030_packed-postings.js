@@ -27,7 +27,8 @@ export const up = (pgm) => {
 
     -- Row-level security binds the owner (forced): lifted while every tenant's blocks are rewritten.
     ALTER TABLE bm25_blocks NO FORCE ROW LEVEL SECURITY;
-    ALTER TABLE bm25_blocks ADD COLUMN first_chunk bigint, ADD COLUMN last_chunk bigint, ADD COLUMN data bytea;
+    ALTER TABLE bm25_blocks ADD COLUMN first_chunk bigint, ADD COLUMN last_chunk bigint, ADD COLUMN data bytea,
+      ALTER COLUMN data SET STORAGE EXTERNAL, SET (toast_tuple_target = 8160);
     UPDATE bm25_blocks SET (first_chunk, last_chunk, data) = (
       SELECT min(chunk_id), max(chunk_id),
              string_agg(pgrag_varint(gap) || pgrag_varint(tf) || pgrag_varint(dl), ''::bytea ORDER BY chunk_id)
@@ -40,9 +41,7 @@ export const up = (pgm) => {
     ALTER TABLE bm25_blocks
       DROP COLUMN chunk_ids, DROP COLUMN tfs, DROP COLUMN dls,
       ALTER COLUMN first_chunk SET NOT NULL, ALTER COLUMN last_chunk SET NOT NULL, ALTER COLUMN data SET NOT NULL,
-      ALTER COLUMN data SET STORAGE EXTERNAL,
-      ADD CHECK (first_chunk <= last_chunk),
-      SET (toast_tuple_target = 8160);
+      ADD CHECK (first_chunk <= last_chunk);
   `);
 };
 

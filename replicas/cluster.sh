@@ -305,8 +305,10 @@ start_node() {
   local name=$1 dir; dir=$(node_dir "$name")
   node_running "$name" && return 0
   refuse_taken_port "$(node_port "$name")" "$name"
-  as_db_user "$PG_BIN/pg_ctl" -D "$dir" -l "$dir/server.log" -w -t 60 start >/dev/null \
-    || die "$name did not start; see $dir/server.log"
+  if ! as_db_user "$PG_BIN/pg_ctl" -D "$dir" -l "$dir/server.log" -w -t 60 start >/dev/null; then
+    tail -n 5 "$dir/server.log" >&2 || true # the reason, for a caller that removes the directory
+    die "$name did not start; see $dir/server.log"
+  fi
 }
 
 stop_node() {

@@ -24,3 +24,11 @@ export function isConnectionError(error: unknown): boolean {
 export function isReadOnlyNodeError(error: unknown): boolean {
   return error instanceof Error && (error as { code?: unknown }).code === "25006";
 }
+
+/**
+ * A one-snapshot (REPEATABLE READ) transaction met a row changed since its snapshot (40001):
+ * nothing it did was kept, and it may be run again from the start.
+ */
+export function isSerializationFailure(error: unknown): boolean {
+  return error instanceof Error && (error as { code?: unknown }).code === "40001";
+}

@@ -71,6 +71,8 @@ export interface WriteOptions {
   readonly tenantId?: string;
   readonly principals?: readonly string[] | null;
   readonly owner?: string | null;
+  /** One snapshot for every statement of the transaction (PostgreSQL's REPEATABLE READ). */
+  readonly oneSnapshot?: boolean;
 }
 
 export interface ReadResult<T> {
@@ -176,7 +178,13 @@ export class Router {
     let value: T;
     try {
       value = await this.#track(primary, () =>
-        inTransaction(primary.db, options.tenantId, requesterSettings(undefined, options), claiming),
+        inTransaction(
+          primary.db,
+          options.tenantId,
+          requesterSettings(undefined, options),
+          claiming,
+          options.oneSnapshot ?? false,
+        ),
       );
       if (claim && tenantId !== undefined) claim.claimedBy = tenantId;
     } catch (error) {
@@ -464,10 +472,11 @@ function requesterSettings(
  * set_config(..., true) is SET LOCAL: nothing outlives the transaction, so nothing leaks to the next
  * client of a pooled server connection.
  */
-export function beginStatement(settings: Readonly<Record<string, string>>): string {
+export function beginStatement(settings: Readonly<Record<string, string>>, oneSnapshot = false): string {
   const entries = Object.entries(settings);
-  if (entries.length === 0) return "BEGIN";
-  return `BEGIN; SELECT ${entries.map(([name, value]) => `set_config(${pg.escapeLiteral(name)}, ${pg.escapeLiteral(value)}, true)`).join(", ")}`;
+  const begin = oneSnapshot ? "BEGIN ISOLATION LEVEL REPEATABLE READ" : "BEGIN";
+  if (entries.length === 0) return begin;
+  return `${begin}; SELECT ${entries.map(([name, value]) => `set_config(${pg.escapeLiteral(name)}, ${pg.escapeLiteral(value)}, true)`).join(", ")}`;
 }
 
 async function inTransaction<T>(
@@ -475,12 +484,13 @@ async function inTransaction<T>(
   tenantId: string | undefined,
   settings: Readonly<Record<string, string>> | undefined,
   work: (tx: Executor) => Promise<T>,
+  oneSnapshot = false,
 ): Promise<T> {
   const all = { ...(tenantId === undefined ? {} : { "pgrag.tenant_id": tenantId }), ...settings };
   return db.connection().execute(async (connection) => {
     let value: T;
     try {
-      await sql.raw(beginStatement(all)).execute(connection);
+      await sql.raw(beginStatement(all, oneSnapshot)).execute(connection);
       value = await work(connection);
     } catch (error) {
       // Also after a failed set_config: BEGIN ran, and the connection must not go back to the pool

@@ -29,15 +29,15 @@ export interface DecodedBlock {
 }
 
 /**
- * Decodes an encoded block into `into` from position `at` (the arrays must have room for its
- * postings); returns the position after its last posting. One tight loop, no call per posting:
- * queries decode hundreds of thousands of postings this way.
+ * Decodes an encoded block into `into` (whose arrays must have room for its postings); returns its
+ * number of postings. One tight loop, no call per posting: queries decode hundreds of thousands of
+ * postings this way.
  */
-export function decodeInto(data: Uint8Array, firstChunk: number, into: DecodedBlock, at: number): number {
+export function decodeInto(data: Uint8Array, firstChunk: number, into: DecodedBlock): number {
   const { chunkIds, tfs, dls } = into;
   const end = data.length;
   let pos = 0;
-  let i = at;
+  let i = 0;
   let chunkId = firstChunk;
   while (pos < end) {
     if (i >= chunkIds.length) throw new Error("a postings block holds more postings than its header says");
@@ -76,13 +76,13 @@ export function decodeBlock(data: Uint8Array, firstChunk: number, postings: numb
     tfs: new Uint32Array(postings),
     dls: new Uint32Array(postings),
   };
-  const end = decodeInto(data, firstChunk, block, 0);
+  const end = decodeInto(data, firstChunk, block);
   if (end !== postings) throw new Error(`a postings block holds ${end} postings, its header says ${postings}`);
   return block;
 }
 
 /** A block's postings, decoded, one by one. */
-export function* postingsOf(data: Uint8Array, firstChunk: number, postings: number): Generator<Posting> {
+export function* postingsIn(data: Uint8Array, firstChunk: number, postings: number): Generator<Posting> {
   const block = decodeBlock(data, firstChunk, postings);
   for (let i = 0; i < postings; i++) {
     yield { chunkId: block.chunkIds[i] as number, tf: block.tfs[i] as number, dl: block.dls[i] as number };

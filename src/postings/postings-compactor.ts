@@ -11,10 +11,12 @@ import {
   compactTerms,
   DEAD_POSTINGS_THRESHOLD,
   type DeadPostingsThreshold,
+  type TermToCompact,
   termsToCompact,
 } from "./postings.repository.ts";
 import { COMPACTION_QUEUE, type CompactionJob, requestCompaction } from "./compact-postings.job.ts";
 import type { JobQueue } from "../jobs/queue.ts";
+import { isSerializationFailure } from "../db/connection-errors.ts";
 
 /** Terms rewritten per statement (one transaction each, so locks are short). */
 const TERMS_PER_STATEMENT = 200;
@@ -130,24 +132,51 @@ export async function compactCollection(
   let done = 0;
   let after = job.afterTerm ?? "";
   while (done < options.maxTerms) {
-    const { value: rewritten } = await router.write({ tenantId: job.tenantId }, async (tx) => {
-      if (!(await holdCollection(tx, job.collectionId))) return [];
-      const terms = await termsToCompact(
-        tx,
-        job.collectionId,
-        Math.min(TERMS_PER_STATEMENT, options.maxTerms - done),
-        after,
-        options.dead ?? DEAD_POSTINGS_THRESHOLD,
-      );
-      if (terms.length === 0) return [];
-      const avgdl = await averageLength(tx, job.collectionId);
-      await compactTerms(tx, { ...job, avgdl, ...bm25 }, terms, options.blockSize ?? BLOCK_SIZE);
-      return terms;
-    });
+    const rewritten = await rewriteBatch(
+      router,
+      bm25,
+      job,
+      after,
+      Math.min(TERMS_PER_STATEMENT, options.maxTerms - done),
+      options,
+    );
     const last = rewritten.at(-1);
     if (last === undefined) return { terms: done, resumeAfter: null };
     done += rewritten.length;
     after = last.term;
   }
   return { terms: done, resumeAfter: after };
+}
+
+/** Times a batch is tried again after its snapshot met a change (a delete of the collection, mostly). */
+const SERIALIZATION_RETRIES = 3;
+
+/**
+ * Rewrites the next `limit` terms after `after` that need it, in one transaction with one snapshot
+ * (see compactTerms); run again from the start when that snapshot met a concurrent change — a
+ * collection deleted meanwhile is then found gone, and nothing is rewritten.
+ */
+async function rewriteBatch(
+  router: Router,
+  bm25: Bm25Parameters,
+  job: CompactionJob,
+  after: string,
+  limit: number,
+  options: CompactionOptions,
+): Promise<TermToCompact[]> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      const { value } = await router.write({ tenantId: job.tenantId, oneSnapshot: true }, async (tx) => {
+        if (!(await holdCollection(tx, job.collectionId))) return [];
+        const terms = await termsToCompact(tx, job.collectionId, limit, after, options.dead ?? DEAD_POSTINGS_THRESHOLD);
+        if (terms.length === 0) return [];
+        const avgdl = await averageLength(tx, job.collectionId);
+        await compactTerms(tx, { ...job, avgdl, ...bm25 }, terms, options.blockSize ?? BLOCK_SIZE);
+        return terms;
+      });
+      return value;
+    } catch (error) {
+      if (!isSerializationFailure(error) || attempt >= SERIALIZATION_RETRIES) throw error;
+    }
+  }
 }

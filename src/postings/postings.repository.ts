@@ -1,7 +1,7 @@
 import { type Kysely, type RawBuilder, sql } from "kysely";
 import type { Database } from "../db/database.ts";
 import { type Bm25Parameters, lengthNormalisation, lexemeCount, termWeight, termWeightSql } from "./bm25-weight.ts";
-import { encodeBlock, gapInBlock, PACKED_BLOCK_COLUMNS, type Posting, postingsOf } from "./postings-codec.ts";
+import { encodeBlock, gapInBlock, PACKED_BLOCK_COLUMNS, type Posting, postingsIn } from "./postings-codec.ts";
 
 /** Postings per compacted block. */
 export const BLOCK_SIZE = 128;
@@ -61,9 +61,10 @@ export async function termsToCompact(
  * cleared. Postings are sorted by their BM25 term weight at the current average length, so the first
  * blocks of a term hold its heaviest postings, and cut into blocks of BLOCK_SIZE.
  *
- * Which chunks are gone and which deletion records to clear are read in one statement (one
- * snapshot): a chunk deleted after it is seen alive keeps its posting and its deletion record, one
- * deleted before loses both, so df = Σ postings − Σ deletions stays exact.
+ * Run it in a transaction with one snapshot (REPEATABLE READ): the blocks, which chunks are gone and
+ * which deletion records to clear must all be read as of one moment — a chunk deleted after it keeps
+ * its posting and its deletion record, one deleted before loses both, one written and deleted after
+ * it (its posting in a block not read) keeps both — so df = Σ postings − Σ deletions stays exact.
  */
 export async function compactTerms(
   db: Kysely<Database>,
@@ -96,7 +97,7 @@ export async function compactTerms(
   for (const block of old) {
     const list = postingsByTerm.get(block.term) ?? [];
     postingsByTerm.set(block.term, list);
-    for (const p of postingsOf(block.data, Number(block.first_chunk), block.postings)) list.push(p);
+    for (const p of postingsIn(block.data, Number(block.first_chunk), block.postings)) list.push(p);
   }
   const { live, deletions } = await liveChunksAndDeletions(db, target.collectionId, full, postingsByTerm);
   const n = lengthNormalisation(target, target.avgdl);
@@ -112,14 +113,11 @@ export async function compactTerms(
   }
   await sql`DELETE FROM bm25_blocks WHERE ctid = any(${old.map((b) => b.block_row)}::tid[])`.execute(db);
   if (deletions.length > 0) await sql`DELETE FROM bm25_deletions WHERE ctid = any(${deletions}::tid[])`.execute(db);
-  await insertBlocks(db, target, blocks, true);
+  await insertCompactedBlocks(db, target, blocks);
   return blocks.length;
 }
 
-/**
- * Of the chunks holding the `full` terms' postings, those that still exist, and the deletion
- * records of those terms — in one statement, so both come from the same snapshot.
- */
+/** Of the chunks holding the `full` terms' postings, those that still exist, and those terms' deletion records. */
 async function liveChunksAndDeletions(
   db: Kysely<Database>,
   collectionId: string,
@@ -130,7 +128,9 @@ async function liveChunksAndDeletions(
   const ids = new Set<number>();
   for (const term of full) for (const p of postingsByTerm.get(term) ?? []) ids.add(p.chunkId);
   const { rows } = await sql<{ live: string[]; deletions: string[] }>`
-    SELECT ARRAY(SELECT id::text FROM chunks WHERE id = any(${[...ids]}::bigint[])) AS live,
+    SELECT ARRAY(
+             SELECT id::text FROM chunks WHERE collection_id = ${collectionId}::uuid AND id = any(${[...ids]}::bigint[])
+           ) AS live,
            ARRAY(
              SELECT d.ctid::text FROM unnest(${full}::text[]) AS f(term)
              CROSS JOIN LATERAL (
@@ -142,18 +142,17 @@ async function liveChunksAndDeletions(
   return { live: new Set((rows[0]?.live ?? []).map(Number)), deletions: rows[0]?.deletions ?? [] };
 }
 
-/** Writes blocks of postings, encoded, in one statement. */
-async function insertBlocks(
+/** Writes compacted blocks of postings, encoded, in one statement. */
+async function insertCompactedBlocks(
   db: Kysely<Database>,
   target: { collectionId: string; tenantId: string },
   blocks: readonly { term: string; postings: readonly Posting[] }[],
-  compacted: boolean,
 ): Promise<void> {
   if (blocks.length === 0) return;
   const encoded = blocks.map((b) => ({ term: b.term, postings: b.postings, ...encodeBlock(b.postings) }));
   await sql`
     INSERT INTO bm25_blocks (collection_id, term, tenant_id, postings, max_tf, min_dl, compacted, first_chunk, last_chunk, data)
-    SELECT ${target.collectionId}::uuid, b.term, ${target.tenantId}::uuid, b.postings, b.max_tf, b.min_dl, ${compacted},
+    SELECT ${target.collectionId}::uuid, b.term, ${target.tenantId}::uuid, b.postings, b.max_tf, b.min_dl, true,
            b.first_chunk, b.last_chunk, b.data
     FROM unnest(${encoded.map((b) => b.term)}::text[], ${encoded.map((b) => b.postings.length)}::int[],
                 ${encoded.map((b) => Math.max(...b.postings.map((p) => p.tf)))}::int[],

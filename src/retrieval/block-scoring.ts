@@ -1,4 +1,4 @@
-import type { LengthNormalisation } from "../postings/bm25-weight.ts";
+import { type LengthNormalisation, termWeight } from "../postings/bm25-weight.ts";
 import { type DecodedBlock, decodeInto } from "../postings/postings-codec.ts";
 import type { Round, Scoring } from "./bm25-plan.ts";
 
@@ -47,13 +47,14 @@ export async function chunkBounds(
   if (blocks.length === 0) return [];
   let lo = Number.POSITIVE_INFINITY;
   let hi = Number.NEGATIVE_INFINITY;
+  let largest = 0; // bytes: a posting takes at least 3, so as many postings have room
   for (const b of blocks) {
     lo = Math.min(lo, b.firstChunk);
     hi = Math.max(hi, b.lastChunk);
+    largest = Math.max(largest, b.data.length);
   }
   const sums = new ChunkSums(lo, hi, postings);
   // One buffer of decoded postings, reused block after block.
-  const largest = Math.max(...blocks.map((b) => b.data.length)); // ≥ 3 bytes a posting
   const decoded: DecodedBlock = {
     chunkIds: new Float64Array(largest),
     tfs: new Uint32Array(largest),
@@ -61,7 +62,7 @@ export async function chunkBounds(
   };
   let sinceYield = 0;
   for (const block of blocks) {
-    const count = decodeInto(block.data, block.firstChunk, decoded, 0);
+    const count = decodeInto(block.data, block.firstChunk, decoded);
     sums.addBlock(decoded, count, s.weights.get(block.term) ?? 0, round.unread.get(block.term) ?? 0, s);
     sinceYield += count;
     if (sinceYield >= POSTINGS_PER_SLICE) {
@@ -97,7 +98,7 @@ class ChunkSums {
     const dense = span <= DENSE_SPAN_PER_POSTING * postings + 65_536;
     this.lo = lo;
     this.span = dense ? span : postings;
-    this.bucketBits = this.span <= ONE_BUCKET_UP_TO ? Math.ceil(Math.log2(this.span + 1)) : BUCKET_BITS;
+    this.bucketBits = this.span <= ONE_BUCKET_UP_TO ? Math.max(1, Math.ceil(Math.log2(this.span))) : BUCKET_BITS;
     this.slots = dense ? null : new Map();
     this.ids = dense ? null : new Float64Array(postings);
     this.logSlots = new Int32Array(postings);
@@ -109,7 +110,6 @@ class ChunkSums {
   addBlock(block: DecodedBlock, n: number, weight: number, unread: number, norm: LengthNormalisation): void {
     const { chunkIds, tfs, dls } = block;
     const { slots, ids, lo, logSlots, logValues, logLengths } = this;
-    const { fixed, perLength } = norm;
     let at = this.logged;
     for (let i = 0; i < n; i++) {
       const chunkId = chunkIds[i] as number;
@@ -126,8 +126,7 @@ class ChunkSums {
       const tf = tfs[i] as number;
       const dl = dls[i] as number;
       logSlots[at] = slot;
-      // termWeight(tf, dl), written out: this loop runs for every posting a query reads.
-      logValues[at] = (weight * tf) / (tf + fixed + perLength * dl) - unread;
+      logValues[at] = weight * termWeight(tf, dl, norm) - unread;
       logLengths[at] = dl;
       at++;
     }
@@ -211,7 +210,7 @@ class TopBounds {
     if (heap.length < this.capacity) {
       heap.push({ chunkId, dl, upper });
       this.#up(heap.length - 1);
-    } else if (worst && (upper > worst.upper || (upper === worst.upper && chunkId < worst.chunkId))) {
+    } else if (worst && ranksBefore(upper, chunkId, worst)) {
       heap[0] = { chunkId, dl, upper };
       this.#down(0);
     }
@@ -247,7 +246,11 @@ class TopBounds {
 
 /** Ranks before: a higher bound, or the same bound and a lower chunk id. */
 function better(a: ChunkBound, b: ChunkBound): boolean {
-  return a.upper > b.upper || (a.upper === b.upper && a.chunkId < b.chunkId);
+  return ranksBefore(a.upper, a.chunkId, b);
+}
+
+function ranksBefore(upper: number, chunkId: number, b: ChunkBound): boolean {
+  return upper > b.upper || (upper === b.upper && chunkId < b.chunkId);
 }
 
 /** Lets the event loop run what is waiting (other requests' I/O) before going on. */

@@ -171,7 +171,15 @@ export async function readRound(
 ): Promise<Candidate[]> {
   const bounds = await boundsOfRound(db, scope, s, round, limit === null ? null : limit + 1, floor);
   const scores = await scoresOf(db, scope, s, bounds, round.exhaustive);
-  return bounds.map((b) => ({ chunkId: String(b.chunkId), upper: b.upper, score: scores.get(b.chunkId) ?? null }));
+  return bounds.map((b) => {
+    const score = scores.get(b.chunkId);
+    // Every block read: the partial sum is the score, taken as summed here (not back from SQL's text).
+    return {
+      chunkId: String(b.chunkId),
+      upper: b.upper,
+      score: score === undefined ? null : round.exhaustive ? b.upper : score,
+    };
+  });
 }
 
 /** Exhaustive over the filtered set: every chunk passing the filters that holds a query term. */

@@ -1,4 +1,4 @@
-import { postingsOf } from "../../src/postings/postings-codec.ts";
+import { postingsIn } from "../../src/postings/postings-codec.ts";
 import { adminQuery } from "./cluster.ts";
 
 /**
@@ -12,6 +12,6 @@ export async function chunkIdsInBlocks(where: string, values: unknown[] = []): P
     values,
   );
   const ids: number[] = [];
-  for (const r of rows) for (const p of postingsOf(r.data, Number(r.first_chunk), r.postings)) ids.push(p.chunkId);
+  for (const r of rows) for (const p of postingsIn(r.data, Number(r.first_chunk), r.postings)) ids.push(p.chunkId);
   return ids;
 }

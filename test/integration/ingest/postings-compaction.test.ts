@@ -199,7 +199,7 @@ describe("a postings compaction pass", () => {
     expect(plan).toMatch(/Index Cond: \(\(collection_id = .*\) AND \(term = f\.term\)\)/);
     expect(plan).not.toMatch(/Seq Scan on bm25_(blocks|deletions)/);
     // And the rewrite itself, run: the batch compacted, the rest as it was.
-    await app.router.write({ tenantId }, (tx) =>
+    await app.router.write({ tenantId, oneSnapshot: true }, (tx) =>
       compactTerms(tx, { collectionId, tenantId, avgdl: 4, ...PARAMS }, batch),
     );
     const blocks = await blocksByTerm(collectionId);
