@@ -141,26 +141,7 @@ class ChunkSums {
     const n = this.logged;
     const bits = this.bucketBits;
     const buckets = Math.ceil(this.span / 2 ** bits);
-    // Counting sort of the log by bucket, stable: each chunk's values keep their order.
-    const starts = new Int32Array(buckets + 1);
-    let order: Int32Array | null = null;
-    if (buckets === 1) {
-      starts[1] = n;
-    } else {
-      for (let i = 0; i < n; i++) {
-        const b = ((this.logSlots[i] as number) >>> bits) + 1;
-        starts[b] = (starts[b] as number) + 1;
-      }
-      for (let b = 0; b < buckets; b++) starts[b + 1] = (starts[b + 1] as number) + (starts[b] as number);
-      const next = starts.slice(0, buckets);
-      order = new Int32Array(n);
-      for (let i = 0; i < n; i++) {
-        const b = (this.logSlots[i] as number) >>> bits;
-        const at = next[b] as number;
-        order[at] = i;
-        next[b] = at + 1;
-      }
-    }
+    const { starts, order } = orderByBucket(this.logSlots, n, bits, buckets);
     const slotsPerBucket = 2 ** bits;
     const sums = new Float64Array(slotsPerBucket);
     const lengths = new Uint32Array(slotsPerBucket);
@@ -196,6 +177,38 @@ class ChunkSums {
     }
     return keep.sorted();
   }
+}
+
+/**
+ * A stable counting sort of the first `n` logged slots by bucket (slot >>> bits): where each bucket
+ * starts in `order` (and the end), and `order` the log's positions bucket by bucket — null for one
+ * bucket, where the log's own order is it. Each chunk's values keep their order.
+ */
+function orderByBucket(
+  slots: Int32Array,
+  n: number,
+  bits: number,
+  buckets: number,
+): { starts: Int32Array; order: Int32Array | null } {
+  const starts = new Int32Array(buckets + 1);
+  if (buckets === 1) {
+    starts[1] = n;
+    return { starts, order: null };
+  }
+  for (let i = 0; i < n; i++) {
+    const b = ((slots[i] as number) >>> bits) + 1;
+    starts[b] = (starts[b] as number) + 1;
+  }
+  for (let b = 0; b < buckets; b++) starts[b + 1] = (starts[b + 1] as number) + (starts[b] as number);
+  const next = starts.slice(0, buckets);
+  const order = new Int32Array(n);
+  for (let i = 0; i < n; i++) {
+    const b = (slots[i] as number) >>> bits;
+    const at = next[b] as number;
+    order[at] = i;
+    next[b] = at + 1;
+  }
+  return { starts, order };
 }
 
 /** The `capacity` best bounds offered (highest upper, then lowest id), kept in a min-heap of the worst. */
